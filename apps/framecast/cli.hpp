@@ -1,0 +1,53 @@
+// What every framecast subcommand shares: registration, exit codes, endpoints, logging.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+namespace framecast::app {
+
+// Distinct exit codes, so scripts can tell failures apart. Documented in `framecast --help`.
+enum class exit_code : int {
+    ok = 0,
+    failure = 1,             // anything not listed below
+    usage = 2,               // bad command line
+    connect_failed = 3,      // refused, unreachable, name not resolved
+    malformed_header = 4,    // the peer sent a header that is not a length
+    message_too_large = 5,   // the peer announced more than --max-message
+    truncated = 6,           // the peer closed in the middle of a message
+    timed_out = 7,           // --timeout elapsed
+    address_in_use = 8,      // serve: the listen address is taken
+    invalid_utf8 = 9,        // code-point length mode: payload is not UTF-8
+};
+
+// A subcommand registers its options on `app` and returns what runs it once parsed.
+using command_runner = std::function<exit_code()>;
+
+command_runner register_serve(CLI::App& app);
+command_runner register_connect(CLI::App& app);
+command_runner register_send(CLI::App& app);
+
+// "HOST:PORT", "[v6addr]:PORT", or ":PORT"/"PORT" (all interfaces).
+struct endpoint {
+    std::string host;
+    std::uint16_t port = 0;
+    std::string to_string() const;
+};
+// Throws CLI::ValidationError naming what is wrong.
+endpoint parse_endpoint(const std::string& text);
+// A CLI11 validator for the same syntax.
+CLI::Validator endpoint_validator();
+
+// stderr logging, one line per event with time and level. verbosity: -1 quiet, 0 info, 1 debug.
+void setup_logging(int verbosity);
+// Adds --quiet/--verbose to a subcommand; the value lands in `verbosity`.
+void add_verbosity_flags(CLI::App& cmd, int& verbosity);
+
+// Parses sizes such as "16", "64KiB", "8MiB", "1GB" (CLI11's AsSizeValue, 1 KiB = 1024).
+CLI::Option* add_size_option(CLI::App& cmd, const std::string& name, std::uint64_t& value,
+                             const std::string& help);
+
+}  // namespace framecast::app

@@ -1,0 +1,47 @@
+// framecast: one executable, one subcommand per job.
+#include <exception>
+#include <iostream>
+
+#include <CLI/CLI.hpp>
+
+#include "cli.hpp"
+
+using framecast::app::exit_code;
+
+int main(int argc, char** argv) {
+    CLI::App app{
+        "framecast: discrete messages over TCP, each framed by a fixed-length header holding the\n"
+        "payload length in ASCII decimal (10 bytes by default, e.g. b'18        ').\n\n"
+        "Exit codes: 0 ok, 1 failure, 2 usage, 3 connect failed, 4 malformed header,\n"
+        "5 message too large, 6 closed mid-message, 7 timed out, 8 address in use,\n"
+        "9 invalid UTF-8."};
+    app.set_version_flag("--version", "framecast " FRAMECAST_VERSION " (" FRAMECAST_BUILD_INFO ")");
+    app.require_subcommand(1);
+    app.fallthrough();
+
+    std::vector<std::pair<CLI::App*, framecast::app::command_runner>> commands;
+    auto add = [&](auto register_fn) {
+        auto before = app.get_subcommands({}).size();
+        auto run = register_fn(app);
+        commands.emplace_back(app.get_subcommands({}).at(before), std::move(run));
+    };
+    add(framecast::app::register_serve);
+    add(framecast::app::register_connect);
+    add(framecast::app::register_send);
+
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+        int rc = app.exit(e);
+        return rc == 0 ? 0 : static_cast<int>(exit_code::usage);
+    }
+    try {
+        for (auto& [cmd, run] : commands) {
+            if (cmd->parsed()) return static_cast<int>(run());
+        }
+    } catch (const std::exception& e) {
+        std::cerr << "framecast: " << e.what() << '\n';
+        return static_cast<int>(exit_code::failure);
+    }
+    return static_cast<int>(exit_code::usage);
+}

@@ -1,0 +1,72 @@
+// Decode throughput: a stream of frames of one payload size, fed to the decoder in 64 KiB
+// chunks (as reads from a socket would arrive), beside a plain memcpy of the same bytes.
+// Run: build/default/bench/codec_bench
+#include <benchmark/benchmark.h>
+
+#include <cstring>
+#include <framecast/codec.hpp>
+
+namespace {
+
+constexpr std::size_t chunk_size = 64 * 1024;
+constexpr std::size_t stream_bytes = 8 * 1024 * 1024;
+
+std::string make_stream(std::size_t payload, std::size_t& frames) {
+    std::string wire;
+    std::string p(payload, 'p');
+    frames = 0;
+    while (wire.size() < stream_bytes) {
+        framecast::append_frame(wire, p);
+        ++frames;
+    }
+    return wire;
+}
+
+void BM_decode(benchmark::State& state) {
+    std::size_t frames = 0;
+    const std::string wire = make_stream(static_cast<std::size_t>(state.range(0)), frames);
+    std::size_t checksum = 0;
+    for (auto _ : state) {
+        framecast::decoder dec;
+        for (std::size_t pos = 0; pos < wire.size(); pos += chunk_size) {
+            std::span<const char> in{wire.data() + pos, std::min(chunk_size, wire.size() - pos)};
+            while (dec.next(in) == framecast::decode_event::frame) checksum += dec.payload().size();
+        }
+        benchmark::DoNotOptimize(checksum);
+    }
+    state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * frames));
+    state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * wire.size()));
+    state.counters["frames/s"] = benchmark::Counter(static_cast<double>(state.iterations() * frames),
+                                                    benchmark::Counter::kIsRate);
+}
+
+void BM_memcpy(benchmark::State& state) {
+    std::size_t frames = 0;
+    const std::string wire = make_stream(static_cast<std::size_t>(state.range(0)), frames);
+    std::string dst(chunk_size, '\0');
+    for (auto _ : state) {
+        for (std::size_t pos = 0; pos < wire.size(); pos += chunk_size) {
+            std::size_t n = std::min(chunk_size, wire.size() - pos);
+            std::memcpy(dst.data(), wire.data() + pos, n);
+            benchmark::ClobberMemory();
+        }
+    }
+    state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * wire.size()));
+}
+
+void BM_encode_header(benchmark::State& state) {
+    framecast::frame_header h;
+    std::uint64_t n = 0;
+    for (auto _ : state) {
+        benchmark::DoNotOptimize(framecast::encode_header(++n & 0xffff, h));
+        benchmark::DoNotOptimize(h);
+    }
+    state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()));
+}
+
+}  // namespace
+
+BENCHMARK(BM_decode)->Arg(16)->Arg(100)->Arg(1024)->Arg(65536);
+BENCHMARK(BM_memcpy)->Arg(16)->Arg(100)->Arg(1024)->Arg(65536);
+BENCHMARK(BM_encode_header);
+BENCHMARK_MAIN();

@@ -1,0 +1,179 @@
+// The framecast wire format, sans I/O.
+//
+// A frame is a header of exactly H bytes (default 10, 1..20 allowed) holding the payload length
+// in ASCII decimal, left-aligned and space-padded (Python: f"{len(msg):<10}"), then the payload.
+// Nothing here touches a socket: the encoder fills a small header buffer (the payload is sent
+// from where it lies), the decoder takes whatever bytes arrived and hands back whole frames.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <system_error>
+
+#include "framecast/error.hpp"
+
+namespace framecast {
+
+inline constexpr std::size_t default_header_size = 10;
+inline constexpr std::size_t min_header_size = 1;
+inline constexpr std::size_t max_header_size = 20;
+// The seed's "truly maximal message size".
+inline constexpr std::uint64_t default_max_message = 1'000'000'000;
+
+// What the header's number counts.
+enum class length_unit {
+    bytes,        // the payload's length in bytes (the default; what every framecast peer sends)
+    code_points,  // UTF-8 code points, for peers that put Python's len(str) in the header
+};
+
+struct codec_options {
+    std::size_t header_size = default_header_size;
+    // Largest payload accepted, in bytes. A header announcing more fails before any payload
+    // byte is buffered.
+    std::uint64_t max_message = default_max_message;
+    length_unit unit = length_unit::bytes;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Encoding
+
+// The header of one frame, in a small inline buffer.
+class frame_header {
+public:
+    std::string_view view() const noexcept { return {bytes_.data(), size_}; }
+    const char* data() const noexcept { return bytes_.data(); }
+    std::size_t size() const noexcept { return size_; }
+
+private:
+    friend std::error_code encode_header(std::uint64_t, frame_header&, std::size_t) noexcept;
+    std::array<char, max_header_size> bytes_{};
+    std::size_t size_ = 0;
+};
+
+// Writes the header for a payload of `length` units: the decimal digits, then spaces up to
+// `header_size`. Fails with length_does_not_fit (never truncates) or invalid_header_size.
+std::error_code encode_header(std::uint64_t length, frame_header& out,
+                              std::size_t header_size = default_header_size) noexcept;
+
+// Writes the header for `payload` under `opts` (counting code points when asked; invalid UTF-8
+// then fails). Does not check opts.max_message: that bounds what a decoder accepts.
+std::error_code encode_header(std::string_view payload, frame_header& out,
+                              const codec_options& opts = {}) noexcept;
+
+// Appends header and payload to `out` (for callers that batch many small frames into one
+// buffer). On error `out` is unchanged.
+std::error_code append_frame(std::string& out, std::string_view payload,
+                             const codec_options& opts = {});
+
+// Header and payload as one string; throws std::system_error on error. Convenient, copies.
+std::string encode_frame(std::string_view payload, const codec_options& opts = {});
+
+// ---------------------------------------------------------------------------------------------
+// UTF-8 helpers
+
+// Number of code points in `s`, or nullopt when `s` is not valid UTF-8 (RFC 3629: no overlong
+// forms, no surrogates, nothing above U+10FFFF).
+std::optional<std::size_t> count_code_points(std::string_view s) noexcept;
+
+// Python-bytes-repr-like escaping for messages: printable ASCII as is, the rest as \xNN.
+std::string escape_bytes(std::string_view s);
+
+// ---------------------------------------------------------------------------------------------
+// Decoding
+
+namespace detail {
+// Incremental UTF-8 validation: where we are inside a multi-byte sequence.
+struct utf8_state {
+    unsigned need = 0;                       // continuation bytes still expected
+    unsigned char lo = 0x80, hi = 0xBF;      // allowed range of the next continuation byte
+};
+}  // namespace detail
+
+// What decoder::next() found.
+enum class decode_event {
+    need_more,  // the input is used up; feed more bytes
+    frame,      // a whole frame: payload() (whole-frame mode)
+    begin,      // streaming mode: a frame starts; length() tells its size in header units
+    data,       // streaming mode: a piece of the current frame's payload: payload()
+    end,        // streaming mode: the current frame is complete
+    error,      // error() and error_message() tell what; the decoder stays failed
+};
+
+enum class decode_mode {
+    whole,      // hand out each payload whole (buffered when it spans reads)
+    streaming,  // hand out payload pieces as they arrive; memory bounded by the caller's reads
+};
+
+// Sans-I/O frame decoder. Feed it any chunking of the byte stream:
+//
+//     std::span<const char> in{buf, n};
+//     for (;;) {
+//         auto ev = dec.next(in);
+//         if (ev == decode_event::need_more) break;
+//         if (ev == decode_event::error) { log(dec.error_message()); close(); break; }
+//         deliver(dec.payload());
+//     }
+//
+// next() consumes from the front of `in`. A payload view stays valid until the next call to
+// next() and, when the frame lay whole in `in`, as long as the caller's bytes do: frames that
+// arrive whole are views into the caller's buffer (no copy); only a frame that spans reads is
+// gathered into the decoder's own buffer, which never holds more than one frame (bounded by
+// max_message). After an error every call returns error again: a byte stream cannot be
+// resynchronised, so close the connection.
+class decoder {
+public:
+    explicit decoder(codec_options opts = {}, decode_mode mode = decode_mode::whole);
+
+    decode_event next(std::span<const char>& in);
+
+    // The payload of the last frame/data event.
+    std::string_view payload() const noexcept { return payload_; }
+    // The length announced by the current (or last) header, in header units.
+    std::uint64_t length() const noexcept { return length_; }
+
+    // Call at end of stream: returns truncated_frame (and sets error_message(), e.g. "connection
+    // closed after 7 of 28 payload bytes") when the stream stopped inside a frame, else {}.
+    std::error_code finish();
+
+    std::error_code error() const noexcept { return error_; }
+    // Human-readable reason, naming the offending header bytes escaped.
+    const std::string& error_message() const noexcept { return error_message_; }
+
+    // True between frames (nothing of a frame received yet).
+    bool at_frame_boundary() const noexcept { return state_ == state::header && header_fill_ == 0; }
+
+    const codec_options& options() const noexcept { return opts_; }
+
+private:
+    enum class state { header, payload, failed };
+
+    decode_event fail(errc e, std::string message);
+    decode_event on_header_complete(const char* header);
+    decode_event take_payload(std::span<const char>& in);
+    // Code-point mode: how many of `n` bytes at `p` belong to the current frame (stops where
+    // its last code point ends); -1 on invalid UTF-8.
+    std::ptrdiff_t scan_code_points(const char* p, std::size_t n) noexcept;
+    bool payload_complete() const noexcept;
+
+    codec_options opts_;
+    decode_mode mode_;
+    state state_ = state::header;
+    std::array<char, max_header_size> header_{};
+    std::size_t header_fill_ = 0;
+    std::uint64_t length_ = 0;           // announced length (header units)
+    std::uint64_t received_units_ = 0;   // bytes, or completed code points
+    std::uint64_t received_bytes_ = 0;   // payload bytes received of the current frame
+    bool pending_end_ = false;           // streaming: report end before the next header
+    detail::utf8_state utf8_;            // code-point mode: a sequence split across reads
+    std::string buffer_;                 // a frame that spans reads (whole mode)
+    std::string_view payload_;
+    std::error_code error_;
+    std::string error_message_;
+};
+
+}  // namespace framecast

@@ -1,0 +1,207 @@
+#include <algorithm>
+#include <cstring>
+#include <limits>
+#include <string>
+
+#include "framecast/codec.hpp"
+#include "utf8.hpp"
+
+namespace framecast {
+namespace {
+
+bool is_space(unsigned char c) noexcept { return c == ' ' || (c >= '\t' && c <= '\r'); }
+bool is_digit(unsigned char c) noexcept { return c >= '0' && c <= '9'; }
+
+// A buffer that held a huge frame is not kept for the small ones after it.
+constexpr std::size_t keep_capacity = 1 << 20;
+
+}  // namespace
+
+decoder::decoder(codec_options opts, decode_mode mode) : opts_(opts), mode_(mode) {
+    if (opts_.header_size < min_header_size || opts_.header_size > max_header_size) {
+        fail(errc::invalid_header_size,
+             "header size " + std::to_string(opts_.header_size) + " is outside 1..20");
+    }
+}
+
+decode_event decoder::fail(errc e, std::string message) {
+    state_ = state::failed;
+    error_ = e;
+    error_message_ = std::move(message);
+    payload_ = {};
+    return decode_event::error;
+}
+
+decode_event decoder::next(std::span<const char>& in) {
+    if (state_ == state::failed) return decode_event::error;
+    if (pending_end_) {
+        pending_end_ = false;
+        payload_ = {};
+        return decode_event::end;
+    }
+    if (state_ == state::header) {
+        const std::size_t h = opts_.header_size;
+        const char* header;
+        if (header_fill_ == 0 && in.size() >= h) {
+            header = in.data();  // fast path: the whole header is in this read
+            in = in.subspan(h);
+        } else {
+            std::size_t take = std::min(h - header_fill_, in.size());
+            std::memcpy(header_.data() + header_fill_, in.data(), take);
+            header_fill_ += take;
+            in = in.subspan(take);
+            if (header_fill_ < h) return decode_event::need_more;
+            header = header_.data();
+        }
+        header_fill_ = 0;
+        if (auto ev = on_header_complete(header); ev != decode_event::need_more) return ev;
+    }
+    return take_payload(in);
+}
+
+decode_event decoder::on_header_complete(const char* header) {
+    const std::size_t h = opts_.header_size;
+    const auto* p = reinterpret_cast<const unsigned char*>(header);
+    std::size_t i = 0;
+    while (i < h && is_space(p[i])) ++i;
+    const std::size_t first_digit = i;
+    std::uint64_t value = 0;
+    bool overflow = false;
+    for (; i < h && is_digit(p[i]); ++i) {
+        unsigned d = p[i] - '0';
+        if (value > (std::numeric_limits<std::uint64_t>::max() - d) / 10) overflow = true;
+        value = value * 10 + d;
+    }
+    const bool had_digits = i > first_digit;
+    while (i < h && is_space(p[i])) ++i;
+
+    auto shown = [&] { return escape_bytes({header, h}); };
+    if (i < h || !had_digits) {
+        if (i == h) return fail(errc::header_no_digits, "malformed frame header " + shown() + ": no digits");
+        unsigned char c = p[i];
+        std::string where = " at offset " + std::to_string(i);
+        if (c == '+' || c == '-') {
+            return fail(errc::header_sign, "malformed frame header " + shown() + ": sign" + where);
+        }
+        if (c == '_') {
+            return fail(errc::header_underscore,
+                        "malformed frame header " + shown() + ": underscore" + where);
+        }
+        if (is_digit(c)) {
+            return fail(errc::header_interior_space,
+                        "malformed frame header " + shown() + ": white space between digits" + where);
+        }
+        if (c >= 0x80) {
+            return fail(errc::header_non_ascii,
+                        "malformed frame header " + shown() + ": non-ASCII byte" + where);
+        }
+        return fail(errc::header_invalid_char,
+                    "malformed frame header " + shown() + ": invalid character" + where);
+    }
+    if (overflow || value > opts_.max_message) {
+        return fail(errc::message_too_large,
+                    "frame header " + shown() + " announces " +
+                        (overflow ? std::string("a length beyond 2^64") : std::to_string(value)) +
+                        (opts_.unit == length_unit::bytes ? " bytes" : " code points") +
+                        ", above the maximum of " + std::to_string(opts_.max_message));
+    }
+    length_ = value;
+    received_units_ = 0;
+    received_bytes_ = 0;
+    utf8_ = {};
+    state_ = state::payload;
+    if (mode_ == decode_mode::streaming) {
+        payload_ = {};
+        return decode_event::begin;
+    }
+    return decode_event::need_more;  // go on to the payload
+}
+
+bool decoder::payload_complete() const noexcept {
+    if (opts_.unit == length_unit::bytes) return received_bytes_ == length_;
+    return received_units_ == length_ && utf8_.need == 0;
+}
+
+std::ptrdiff_t decoder::scan_code_points(const char* p, std::size_t n) noexcept {
+    std::size_t i = 0;
+    while (i < n && !payload_complete()) {
+        switch (detail::utf8_feed(utf8_, static_cast<unsigned char>(p[i]))) {
+            case detail::utf8_step::code_point: ++received_units_; break;
+            case detail::utf8_step::more: break;
+            case detail::utf8_step::invalid: return -1;
+        }
+        ++i;
+    }
+    return static_cast<std::ptrdiff_t>(i);
+}
+
+decode_event decoder::take_payload(std::span<const char>& in) {
+    std::size_t take;
+    if (opts_.unit == length_unit::bytes) {
+        take = static_cast<std::size_t>(
+            std::min<std::uint64_t>(length_ - received_bytes_, in.size()));
+    } else {
+        auto before = received_units_;
+        auto n = scan_code_points(in.data(), in.size());
+        if (n < 0) {
+            return fail(errc::invalid_utf8,
+                        "payload is not valid UTF-8 after code point " + std::to_string(before));
+        }
+        take = static_cast<std::size_t>(n);
+        if (received_bytes_ + take > opts_.max_message) {
+            return fail(errc::message_too_large,
+                        "payload of " + std::to_string(length_) + " code points runs past " +
+                            std::to_string(opts_.max_message) + " bytes, the maximum");
+        }
+    }
+    const bool first_bytes = received_bytes_ == 0;
+    const char* data = in.data();
+    received_bytes_ += take;
+    if (opts_.unit == length_unit::bytes) received_units_ = received_bytes_;
+    in = in.subspan(take);
+    const bool complete = payload_complete();
+
+    if (mode_ == decode_mode::streaming) {
+        if (complete) state_ = state::header;
+        if (take == 0) {
+            payload_ = {};
+            return complete ? decode_event::end : decode_event::need_more;
+        }
+        pending_end_ = complete;
+        payload_ = {data, take};
+        return decode_event::data;
+    }
+
+    if (complete && first_bytes) {
+        payload_ = {data, take};  // the whole frame lies in the caller's bytes: no copy
+    } else {
+        if (first_bytes) {
+            if (buffer_.capacity() > keep_capacity) std::string().swap(buffer_);
+            buffer_.clear();
+        }
+        buffer_.append(data, take);
+        if (!complete) return decode_event::need_more;
+        payload_ = buffer_;
+    }
+    state_ = state::header;
+    return decode_event::frame;
+}
+
+std::error_code decoder::finish() {
+    if (state_ == state::failed) return error_;
+    if (state_ == state::header && header_fill_ == 0) return {};
+    if (state_ == state::header) {
+        fail(errc::truncated_frame, "connection closed after " + std::to_string(header_fill_) +
+                                        " of " + std::to_string(opts_.header_size) +
+                                        " header bytes " +
+                                        escape_bytes({header_.data(), header_fill_}));
+    } else {
+        fail(errc::truncated_frame,
+             "connection closed after " + std::to_string(received_units_) + " of " +
+                 std::to_string(length_) +
+                 (opts_.unit == length_unit::bytes ? " payload bytes" : " payload code points"));
+    }
+    return error_;
+}
+
+}  // namespace framecast

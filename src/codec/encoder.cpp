@@ -1,0 +1,88 @@
+#include <charconv>
+#include <stdexcept>
+
+#include "framecast/codec.hpp"
+#include "utf8.hpp"
+
+namespace framecast {
+
+std::error_code encode_header(std::uint64_t length, frame_header& out,
+                              std::size_t header_size) noexcept {
+    if (header_size < min_header_size || header_size > max_header_size) {
+        return errc::invalid_header_size;
+    }
+    auto* first = out.bytes_.data();
+    auto [end, ec] = std::to_chars(first, first + header_size, length);
+    if (ec != std::errc{}) return errc::length_does_not_fit;
+    for (auto* p = end; p != first + header_size; ++p) *p = ' ';
+    out.size_ = header_size;
+    return {};
+}
+
+std::error_code encode_header(std::string_view payload, frame_header& out,
+                              const codec_options& opts) noexcept {
+    std::uint64_t length = payload.size();
+    if (opts.unit == length_unit::code_points) {
+        auto n = count_code_points(payload);
+        if (!n) return errc::invalid_utf8;
+        length = *n;
+    }
+    return encode_header(length, out, opts.header_size);
+}
+
+std::error_code append_frame(std::string& out, std::string_view payload,
+                             const codec_options& opts) {
+    frame_header h;
+    if (auto ec = encode_header(payload, h, opts)) return ec;
+    out.reserve(out.size() + h.size() + payload.size());
+    out.append(h.view());
+    out.append(payload);
+    return {};
+}
+
+std::string encode_frame(std::string_view payload, const codec_options& opts) {
+    std::string out;
+    if (auto ec = append_frame(out, payload, opts)) throw std::system_error(ec);
+    return out;
+}
+
+std::optional<std::size_t> count_code_points(std::string_view s) noexcept {
+    detail::utf8_state st;
+    std::size_t n = 0;
+    for (char ch : s) {
+        switch (detail::utf8_feed(st, static_cast<unsigned char>(ch))) {
+            case detail::utf8_step::code_point: ++n; break;
+            case detail::utf8_step::more: break;
+            case detail::utf8_step::invalid: return std::nullopt;
+        }
+    }
+    if (st.need != 0) return std::nullopt;
+    return n;
+}
+
+std::string escape_bytes(std::string_view s) {
+    static constexpr char hex[] = "0123456789abcdef";
+    std::string out = "b'";
+    for (char ch : s) {
+        auto c = static_cast<unsigned char>(ch);
+        switch (c) {
+            case '\\': out += "\\\\"; break;
+            case '\'': out += "\\'"; break;
+            case '\t': out += "\\t"; break;
+            case '\n': out += "\\n"; break;
+            case '\r': out += "\\r"; break;
+            default:
+                if (c >= 0x20 && c < 0x7f) {
+                    out += ch;
+                } else {
+                    out += "\\x";
+                    out += hex[c >> 4];
+                    out += hex[c & 0xf];
+                }
+        }
+    }
+    out += '\'';
+    return out;
+}
+
+}  // namespace framecast

@@ -1,0 +1,57 @@
+#include <gtest/gtest.h>
+
+#include <framecast/codec.hpp>
+
+using namespace framecast;
+
+TEST(Encoder, MatchesPythonLeftAlignedFormat) {
+    EXPECT_EQ(encode_frame("your message here!"), "18        your message here!");
+    EXPECT_EQ(encode_frame(""), "0         ");
+}
+
+TEST(Encoder, HeaderHoldsExactlyHeaderSizeBytes) {
+    for (std::size_t h = min_header_size; h <= max_header_size; ++h) {
+        frame_header out;
+        ASSERT_FALSE(encode_header(7, out, h));
+        EXPECT_EQ(out.view(), "7" + std::string(h - 1, ' '));
+    }
+}
+
+TEST(Encoder, LengthThatDoesNotFitIsAnErrorNotATruncation) {
+    frame_header out;
+    EXPECT_EQ(encode_header(10'000'000'000ull, out, 10), make_error_code(errc::length_does_not_fit));
+    EXPECT_FALSE(encode_header(9'999'999'999ull, out, 10));
+    EXPECT_EQ(out.view(), "9999999999");
+    EXPECT_EQ(encode_header(10, out, 1), make_error_code(errc::length_does_not_fit));
+    EXPECT_FALSE(encode_header(UINT64_MAX, out, 20));
+    EXPECT_EQ(out.view(), "18446744073709551615");
+}
+
+TEST(Encoder, InvalidHeaderSize) {
+    frame_header out;
+    EXPECT_EQ(encode_header(1, out, 0), make_error_code(errc::invalid_header_size));
+    EXPECT_EQ(encode_header(1, out, 21), make_error_code(errc::invalid_header_size));
+}
+
+TEST(Encoder, CodePointsCountsCharacters) {
+    codec_options opts;
+    opts.unit = length_unit::code_points;
+    EXPECT_EQ(encode_frame("héllo", opts), "5         héllo");
+    EXPECT_EQ(encode_frame("héllo"), "6         héllo");
+    EXPECT_THROW(encode_frame("\xff", opts), std::system_error);
+}
+
+TEST(Encoder, AppendFrameLeavesOutputUnchangedOnError) {
+    std::string out = "keep";
+    codec_options opts;
+    opts.header_size = 1;
+    EXPECT_EQ(append_frame(out, std::string(10, 'x'), opts), make_error_code(errc::length_does_not_fit));
+    EXPECT_EQ(out, "keep");
+}
+
+TEST(Encoder, CountCodePoints) {
+    EXPECT_EQ(count_code_points("abc"), 3u);
+    EXPECT_EQ(count_code_points("😀é"), 2u);
+    EXPECT_EQ(count_code_points("\xe2\x82"), std::nullopt);  // cut short
+    EXPECT_EQ(count_code_points("\xc1\xbf"), std::nullopt);  // overlong
+}
