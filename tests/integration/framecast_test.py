@@ -1,0 +1,216 @@
+"""Helpers for integration tests: the real framecast binary and Python peers that speak the
+tutorial's protocol (../shared/seed/buffering-and-streaming.md). Loopback only; every wait
+has a deadline."""
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+BIN = os.environ.get("FRAMECAST_BIN", "framecast")
+HEADERSIZE = 10
+DEADLINE = 20.0  # seconds any single wait may take before the test fails
+
+
+def frame(payload, headersize=HEADERSIZE):
+    """The tutorial's framing: f"{len(msg):<HEADERSIZE}" + msg, in bytes."""
+    if isinstance(payload, str):
+        payload = payload.encode()
+    return f"{len(payload):<{headersize}}".encode() + payload
+
+
+class FrameReader:
+    """A correct reader of the tutorial's framing (unlike the tutorial's client): header split
+    across reads, many frames per read, lengths in bytes."""
+
+    def __init__(self, sock, headersize=HEADERSIZE, bufsize=65536):
+        self.sock, self.h, self.bufsize, self.buf = sock, headersize, bufsize, b""
+
+    def _fill(self, n, deadline):
+        while len(self.buf) < n:
+            self.sock.settimeout(max(0.01, deadline - time.monotonic()))
+            chunk = self.sock.recv(self.bufsize)
+            if not chunk:
+                raise EOFError(f"connection closed with {len(self.buf)} bytes pending")
+            self.buf += chunk
+
+    def read(self, timeout=DEADLINE):
+        deadline = time.monotonic() + timeout
+        self._fill(self.h, deadline)
+        length = int(self.buf[: self.h])
+        self._fill(self.h + length, deadline)
+        payload = self.buf[self.h : self.h + length]
+        self.buf = self.buf[self.h + length :]
+        return payload
+
+
+def connect(port, host="127.0.0.1", timeout=DEADLINE):
+    return socket.create_connection((host, port), timeout=timeout)
+
+
+class Proc:
+    """A running framecast (or other) process with its output collected in the background."""
+
+    def __init__(self, args, stdin=None, env=None):
+        self.args = args
+        self.p = subprocess.Popen(args, stdin=stdin if stdin is not None else subprocess.DEVNULL,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        self.out, self.err = bytearray(), bytearray()
+        self._cv = threading.Condition()
+        self._threads = [threading.Thread(target=self._pump, args=(self.p.stdout, self.out), daemon=True),
+                         threading.Thread(target=self._pump, args=(self.p.stderr, self.err), daemon=True)]
+        for t in self._threads:
+            t.start()
+
+    def _pump(self, stream, sink):
+        while True:
+            chunk = stream.read1(65536) if hasattr(stream, "read1") else stream.read(65536)
+            if not chunk:
+                break
+            with self._cv:
+                sink.extend(chunk)
+                self._cv.notify_all()
+
+    def wait_for(self, pattern, stream="err", timeout=DEADLINE):
+        """Waits until `pattern` (regex, bytes) appears in stdout/stderr; returns the match."""
+        sink = self.out if stream == "out" else self.err
+        rx = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        with self._cv:
+            while True:
+                m = rx.search(bytes(sink))
+                if m:
+                    return m
+                left = deadline - time.monotonic()
+                if left <= 0 or (self.p.poll() is not None and not any(t.is_alive() for t in self._threads)):
+                    raise AssertionError(
+                        f"{pattern!r} not seen in std{stream} of {self.args}\n"
+                        f"stdout: {bytes(self.out)[-2000:]!r}\nstderr: {bytes(self.err)[-2000:]!r}")
+                self._cv.wait(min(left, 0.1))
+
+    def wait(self, timeout=DEADLINE):
+        rc = self.p.wait(timeout=timeout)
+        for t in self._threads:
+            t.join(timeout=5)
+        return rc
+
+    def signal(self, sig=signal.SIGTERM):
+        if self.p.poll() is None:
+            self.p.send_signal(sig)
+
+    def kill(self):
+        if self.p.poll() is None:
+            self.p.kill()
+        try:
+            self.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+
+    @property
+    def stdout(self):
+        return bytes(self.out)
+
+    @property
+    def stderr(self):
+        return bytes(self.err)
+
+
+class Processes:
+    def __init__(self):
+        self.all = []
+
+    def start(self, args, **kw):
+        p = Proc([str(a) for a in args], **kw)
+        self.all.append(p)
+        return p
+
+    def framecast(self, *args, **kw):
+        return self.start([BIN, *args], **kw)
+
+    def serve(self, *args, listen="127.0.0.1:0", **kw):
+        """Starts `framecast serve --listen HOST:0 ...` and returns (proc, port). The server
+        prints `listening on HOST:PORT` on stdout once it accepts connections."""
+        p = self.framecast("serve", "--listen", listen, *args, **kw)
+        m = p.wait_for(rb"listening on \[?([0-9a-fA-F.:]+?)\]?:(\d+)", stream="out")
+        return p, int(m.group(2))
+
+    def python(self, source, *args, **kw):
+        return self.start([sys.executable, "-u", "-c", source, *args], **kw)
+
+    def stop_all(self):
+        for p in self.all:
+            p.kill()
+
+
+# --- the tutorial's own programs, as the seed writes them (host and port made parameters) ---
+
+def tutorial_client_source(port, host="127.0.0.1"):
+    """client.py from the seed, unchanged but for host and port."""
+    return f'''import socket
+
+HEADERSIZE = 10
+
+s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+s.connect(("{host}", {port}))
+
+while True:
+    full_msg = ''
+    new_msg = True
+    while True:
+        msg = s.recv(16)
+        if new_msg:
+            print("new msg len:",msg[:HEADERSIZE])
+            msglen = int(msg[:HEADERSIZE])
+            new_msg = False
+
+        print(f"full message length: {{msglen}}")
+
+        full_msg += msg.decode("utf-8")
+
+        print(len(full_msg))
+
+
+        if len(full_msg)-HEADERSIZE == msglen:
+            print("full msg recvd")
+            print(full_msg[HEADERSIZE:])
+            new_msg = True
+            full_msg = ""
+'''
+
+
+def tutorial_server_source(sleep=3):
+    """server.py from the seed, binding 127.0.0.1 on a free port (printed first) instead of
+    gethostname():1243, with the sleep adjustable."""
+    return f'''import socket
+import time
+
+
+HEADERSIZE = 10
+
+s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+s.bind(("127.0.0.1", 0))
+s.listen(5)
+print("port", s.getsockname()[1], flush=True)
+
+while True:
+    # now our endpoint knows about the OTHER endpoint.
+    clientsocket, address = s.accept()
+    print(f"Connection from {{address}} has been established.")
+
+    msg = "Welcome to the server!"
+    msg = f"{{len(msg):<{{HEADERSIZE}}}}"+msg
+
+    clientsocket.send(bytes(msg,"utf-8"))
+
+    while True:
+        time.sleep({sleep})
+        msg = f"The time is {{time.time()}}"
+        msg = f"{{len(msg):<{{HEADERSIZE}}}}"+msg
+
+        print(msg)
+
+        clientsocket.send(bytes(msg,"utf-8"))
+'''
