@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Sets everything up and runs the main job, as in the tutorial: `framecast serve` streams
+# "Welcome to the server!" and then the time every 3 seconds; `framecast connect` (with the
+# tutorial's 16-byte buffer) prints each message. Stops after FRAMECAST_DEMO_COUNT messages.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup-debian.sh
+bash scripts/build.sh default >/dev/null
+bin=build/default/bin/framecast
+port=${FRAMECAST_DEMO_PORT:-1243}
+count=${FRAMECAST_DEMO_COUNT:-4}
+
+"$bin" serve --listen "127.0.0.1:$port" &
+server=$!
+trap 'kill -TERM $server 2>/dev/null; wait $server 2>/dev/null || true' EXIT
+for _ in $(seq 50); do  # wait until the server accepts (5 s at most)
+  (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+  sleep 0.1
+done
+echo "== framecast connect 127.0.0.1:$port --buffer 16 --count $count" >&2
+"$bin" connect "127.0.0.1:$port" --buffer 16 --count "$count"

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs what framecast needs to build and test, from Debian 12's packages only.
+# Idempotent and quick when everything is there already. Run as root (or with sudo available).
+set -euo pipefail
+
+packages=(
+  build-essential cmake ninja-build git pkg-config
+  libasio-dev libcli11-dev libspdlog-dev libfmt-dev   # I/O, command line, logging
+  libgtest-dev googletest libbenchmark-dev            # tests and benchmarks
+  python3 python3-pytest                              # integration tests with Python peers
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  sudo=""
+  [[ $EUID -ne 0 ]] && sudo="sudo"
+  echo "setup: installing ${missing[*]}" >&2
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Sets everything up and runs the whole test suite: the optimised build, then the same tests
+# under AddressSanitizer + UndefinedBehaviorSanitizer. Exits non-zero if any test fails.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup-debian.sh
+
+echo "== build and test: default preset (RelWithDebInfo, -Wall -Wextra -Wpedantic -Werror)"
+bash scripts/build.sh default
+ctest --preset default
+
+echo "== build and test: asan preset (ASan + UBSan)"
+bash scripts/build.sh asan
+ctest --preset asan
