@@ -8,6 +8,7 @@ packages=(
   libasio-dev libcli11-dev libspdlog-dev libfmt-dev   # I/O, command line, logging
   libgtest-dev googletest libbenchmark-dev            # tests and benchmarks
   python3 python3-pytest                              # integration tests with Python peers
+  clang-14 libclang-rt-14-dev libfuzzer-14-dev        # fuzzing (libFuzzer)
 )
 
 missing=()

@@ -12,3 +12,6 @@ ctest --preset default
 echo "== build and test: asan preset (ASan + UBSan)"
 bash scripts/build.sh asan
 ctest --preset asan
+
+echo "== fuzz: each libFuzzer target for ${FUZZ_SECONDS:-60}s"
+bash scripts/fuzz.sh

@@ -141,14 +141,18 @@ decode_event decoder::take_payload(std::span<const char>& in) {
         take = static_cast<std::size_t>(
             std::min<std::uint64_t>(length_ - received_bytes_, in.size()));
     } else {
+        // Scan no further than max_message bytes of payload, so the first fault by stream
+        // position decides the error whatever the chunking.
+        const auto allowed = static_cast<std::size_t>(
+            std::min<std::uint64_t>(opts_.max_message - received_bytes_, in.size()));
         auto before = received_units_;
-        auto n = scan_code_points(in.data(), in.size());
+        auto n = scan_code_points(in.data(), allowed);
         if (n < 0) {
             return fail(errc::invalid_utf8,
                         "payload is not valid UTF-8 after code point " + std::to_string(before));
         }
         take = static_cast<std::size_t>(n);
-        if (received_bytes_ + take > opts_.max_message) {
+        if (take == allowed && allowed < in.size() && !payload_complete()) {
             return fail(errc::message_too_large,
                         "payload of " + std::to_string(length_) + " code points runs past " +
                             std::to_string(opts_.max_message) + " bytes, the maximum");

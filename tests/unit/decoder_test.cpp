@@ -288,3 +288,17 @@ TEST(CodePoints, ByteModeSeesDifferentLengthForNonAscii) {
     EXPECT_EQ(r.frames[0], "h\xc3\xa9ll");
     EXPECT_TRUE(r.error);  // the trailing 'o' is a truncated next header
 }
+
+TEST(CodePoints, FirstFaultByPositionDecidesWhateverTheChunking) {
+    codec_options opts;
+    opts.unit = length_unit::code_points;
+    opts.max_message = 4;
+    // 9 code points announced; bytes 0..3 valid, byte 4 (past the maximum) invalid.
+    const std::string over = "9         abcd\xff";
+    // 3 code points announced; byte 1 invalid, well inside the maximum.
+    const std::string bad = "3         a\xffz";
+    for (std::size_t chunk : {1, 2, 3, 11, 100}) {
+        EXPECT_EQ(decode_chunked(over, {chunk}, opts).error, make_error_code(errc::message_too_large));
+        EXPECT_EQ(decode_chunked(bad, {chunk}, opts).error, make_error_code(errc::invalid_utf8));
+    }
+}
