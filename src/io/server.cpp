@@ -48,11 +48,15 @@ shared_frame make_shared_frame(std::string_view payload, const codec_options& op
 // ---------------------------------------------------------------------------------------------
 
 struct server::impl {
-    impl(asio::io_context& io) : io(io), sweep_timer(io), drain_timer(io) {}
+    impl(server& owner, asio::io_context& io)
+        : owner(owner), io(io), sweep_timer(io), drain_timer(io) {}
 
+    awaitable<void> accept_loop(tcp::acceptor& acceptor);
+    void admit(tcp::socket socket);
     void remove(const std::shared_ptr<session>& s);
     void maybe_done();
 
+    server& owner;
     asio::io_context& io;
     std::vector<std::unique_ptr<tcp::acceptor>> acceptors;
     // Every live client. Sessions know their index for O(1) removal.
@@ -363,7 +367,7 @@ void server::impl::maybe_done() {
 // ---------------------------------------------------------------------------------------------
 
 server::server(asio::io_context& io, server_options opts)
-    : impl_(std::make_unique<impl>(io)), opts_(std::move(opts)) {
+    : impl_(std::make_unique<impl>(*this, io)), opts_(std::move(opts)) {
     if (!opts_.welcome.empty()) impl_->welcome = make_shared_frame(opts_.welcome, opts_.codec);
 }
 
@@ -396,72 +400,53 @@ tcp::endpoint server::listen_any(std::uint16_t port) {
     }
 }
 
-namespace {
-
-awaitable<void> accept_loop(server& srv, tcp::acceptor& acceptor,
-                            std::function<void(tcp::socket)> on_accept) {
+awaitable<void> server::impl::accept_loop(tcp::acceptor& acceptor) {
     asio::steady_timer backoff(acceptor.get_executor());
     for (;;) {
         auto [ec, socket] = co_await acceptor.async_accept(use_nothrow);
         if (!acceptor.is_open() || ec == asio::error::operation_aborted) co_return;
         if (ec) {
-            // Typically EMFILE/ENFILE: the pending connection stays in the backlog. Wait a
-            // little instead of spinning; clients that leave free descriptors.
-            on_accept(tcp::socket(acceptor.get_executor()));  // counts and logs the error
-            spdlog::log(spdlog::level::debug, "accept failed: {}", ec.message());
+            // Typically EMFILE/ENFILE: the connection stays in the backlog. Log at most once a
+            // second and wait a little instead of spinning; leaving clients free descriptors.
+            ++owner.counters_.accept_errors;
+            auto now = clock::now();
+            if (now - last_accept_error_log > std::chrono::seconds(1)) {
+                last_accept_error_log = now;
+                spdlog::error("accept failed: {}; retrying", ec.message());
+            }
             backoff.expires_after(std::chrono::milliseconds(100));
             co_await backoff.async_wait(use_nothrow);
             continue;
         }
-        (void)srv;
-        on_accept(std::move(socket));
+        admit(std::move(socket));
     }
 }
 
-}  // namespace
+void server::impl::admit(tcp::socket socket) {
+    auto& c = owner.counters_;
+    std::error_code ec;
+    auto peer = socket.remote_endpoint(ec);
+    std::string name = ec ? "(unknown peer)" : to_string(peer);
+    if (shutting_down) return;
+    if (owner.opts_.max_clients != 0 && sessions.size() >= owner.opts_.max_clients) {
+        ++c.clients_rejected;
+        spdlog::warn("client {} rejected: {} clients connected, the limit (--max-clients)", name,
+                     sessions.size());
+        socket.close(ec);
+        return;
+    }
+    ++c.clients_accepted;
+    ++c.clients_current;
+    auto s = std::make_shared<session>(owner, std::move(socket), std::move(name));
+    s->index = sessions.size();
+    sessions.push_back(s);
+    spdlog::info("client {} connected ({} clients)", s->name(), sessions.size());
+    s->start();
+}
 
 void server::start() {
     for (auto& a : impl_->acceptors) {
-        auto* acceptor = a.get();
-        asio::co_spawn(
-            impl_->io,
-            accept_loop(*this, *acceptor,
-                        [this, acceptor](tcp::socket socket) {
-                            auto& c = counters_;
-                            if (!socket.is_open()) {
-                                ++c.accept_errors;
-                                auto now = clock::now();
-                                if (now - impl_->last_accept_error_log > std::chrono::seconds(1)) {
-                                    impl_->last_accept_error_log = now;
-                                    spdlog::error("accept on {} failed (out of file descriptors?); "
-                                                  "retrying",
-                                                  to_string(acceptor->local_endpoint()));
-                                }
-                                return;
-                            }
-                            std::error_code ec;
-                            auto peer = socket.remote_endpoint(ec);
-                            std::string name = ec ? "?" : to_string(peer);
-                            if (impl_->shutting_down) return;
-                            if (opts_.max_clients != 0 &&
-                                impl_->sessions.size() >= opts_.max_clients) {
-                                ++c.clients_rejected;
-                                spdlog::warn("client {} rejected: {} clients connected, the limit "
-                                             "(--max-clients)",
-                                             name, impl_->sessions.size());
-                                socket.close(ec);
-                                return;
-                            }
-                            ++c.clients_accepted;
-                            ++c.clients_current;
-                            auto s = std::make_shared<session>(*this, std::move(socket), name);
-                            s->index = impl_->sessions.size();
-                            impl_->sessions.push_back(s);
-                            spdlog::info("client {} connected ({} clients)", name,
-                                         impl_->sessions.size());
-                            s->start();
-                        }),
-            asio::detached);
+        asio::co_spawn(impl_->io, impl_->accept_loop(*a), asio::detached);
     }
     if (opts_.idle_timeout.count() > 0) {
         auto period = std::clamp(opts_.idle_timeout / 4, std::chrono::milliseconds(20),
