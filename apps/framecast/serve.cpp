@@ -142,7 +142,8 @@ exit_code run_serve(const serve_config& cfg) {
         srv.shutdown(drain, [&io] { io.stop(); });
     };
 
-    asio::signal_set signals(io, SIGINT, SIGTERM);
+    std::optional<asio::signal_set> signal_set(std::in_place, io, SIGINT, SIGTERM);
+    auto& signals = *signal_set;
     int signal_count = 0;
     std::function<void(std::error_code, int)> on_signal = [&](std::error_code ec, int sig) {
         if (ec) return;
@@ -186,6 +187,11 @@ exit_code run_serve(const serve_config& cfg) {
     }
 
     io.run();
+    // Past this point a signal changes nothing: do not let it kill the process on its way out
+    // (destroying the signal_set restores the default action).
+    signal_set.reset();
+    std::signal(SIGINT, SIG_IGN);
+    std::signal(SIGTERM, SIG_IGN);
     stop_sources();
     const auto& c = srv.counters();
     spdlog::info("served {} clients ({} rejected); {} messages broadcast, {} frames / {} bytes "
