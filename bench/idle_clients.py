@@ -27,6 +27,13 @@ def rss_kib(pid):
     return 0
 
 
+def cpu_seconds(pid):
+    """utime + stime of the process, in seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def fd_count(pid):
     return len(os.listdir(f"/proc/{pid}/fd"))
 
@@ -73,12 +80,14 @@ def main():
     sel = selectors.DefaultSelector()
     for s in clients:
         sel.register(s, selectors.EVENT_READ)
-    times = []
+    times, firsts, cpus = [], [], []
     for r in range(args.rounds):
         msg = (f"round {r} ".encode() + b"x" * args.payload)[: args.payload]
         frame_len = 10 + len(msg)
         got = {s.fileno(): 0 for s in clients}
         pending = len(clients)
+        first = None
+        cpu0 = cpu_seconds(server.pid)
         t0 = time.monotonic()
         server.stdin.write(msg + b"\n")
         server.stdin.flush()
@@ -93,12 +102,19 @@ def main():
                 got[fd] += len(data)
                 if before < frame_len <= got[fd]:
                     pending -= 1
+                    if first is None:
+                        first = time.monotonic() - t0
         times.append(time.monotonic() - t0)
+        firsts.append(first)
         time.sleep(0.2)
+        cpus.append(cpu_seconds(server.pid) - cpu0)
     print(f"broadcast of one {args.payload}-byte message to all {args.clients} clients: "
           f"median {statistics.median(times) * 1000:.1f} ms, "
           f"min {min(times) * 1000:.1f} ms, max {max(times) * 1000:.1f} ms "
-          f"over {args.rounds} rounds")
+          f"over {args.rounds} rounds (first client after median "
+          f"{statistics.median(firsts) * 1000:.1f} ms)")
+    print(f"server CPU time per broadcast: median {statistics.median(cpus) * 1000:.0f} ms "
+          f"(clock ticks of {1000 / os.sysconf('SC_CLK_TCK'):.0f} ms)")
     print(f"server RSS after broadcasts: {rss_kib(server.pid)} KiB")
     server.stdin.close()
     server.wait(timeout=60)

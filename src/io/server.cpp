@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <deque>
+#include <unordered_set>
 
 #include <asio/experimental/as_tuple.hpp>
 #include <asio/co_spawn.hpp>
@@ -67,6 +68,8 @@ struct server::impl {
     std::unique_ptr<std::array<char, read_buffer_size>> read_buffer =
         std::make_unique<std::array<char, read_buffer_size>>();
     shared_frame welcome;
+    // Clients in the middle of an inbound frame: the idle-timeout sweep visits only these.
+    std::unordered_set<session*> mid_frame;
     asio::steady_timer sweep_timer;
     asio::steady_timer drain_timer;
     bool shutting_down = false;
@@ -139,6 +142,7 @@ public:
         std::error_code ec;
         socket_.close(ec);
         timer_.cancel();
+        if (mid_frame_) srv_.impl_->mid_frame.erase(this);
         --srv_.counters_.clients_current;
         asio::post(socket_.get_executor(),
                    [self = shared_from_this()] { self->srv_.impl_->remove(self); });
@@ -288,10 +292,12 @@ private:
             }
         }
         if (decoder_.at_frame_boundary()) {
+            if (mid_frame_) srv_.impl_->mid_frame.erase(this);
             mid_frame_ = false;
         } else if (!mid_frame_) {
             mid_frame_ = true;
             mid_frame_since_ = clock::now();
+            srv_.impl_->mid_frame.insert(this);
         }
         return true;
     }
@@ -459,9 +465,9 @@ void server::start() {
                     auto [ec] = co_await impl_->sweep_timer.async_wait(use_nothrow);
                     if (ec || impl_->shutting_down) co_return;
                     auto now = clock::now();
-                    for (std::size_t i = 0; i < impl_->sessions.size(); ++i) {
-                        impl_->sessions[i]->check_idle(now);
-                    }
+                    std::vector<session*> stuck(impl_->mid_frame.begin(),
+                                                impl_->mid_frame.end());
+                    for (auto* s : stuck) s->check_idle(now);
                 }
             },
             asio::detached);
