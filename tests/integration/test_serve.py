@@ -399,3 +399,44 @@ def test_idle_timeout_cuts_a_client_stuck_mid_frame_only(procs):
     for _ in range(3):
         assert quiet.read().startswith(b"The time is ")
     assert b"%s disconnected" % b"127.0.0.1:%d" % quiet.sock.getsockname()[1] not in server.stderr
+
+
+def test_out_of_descriptors_logs_keeps_serving_and_recovers(procs):
+    import resource
+
+    def low_fd_limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (24, 24))
+
+    p = subprocess.Popen([BIN, "serve", "--listen", "127.0.0.1:0", "--interval", "0.1",
+                          "--welcome", "hi"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         preexec_fn=low_fd_limit)
+    try:
+        port = int(re.search(rb":(\d+)", p.stdout.readline()).group(1))
+        socks = [connect(port) for _ in range(30)]  # more than the server has descriptors for
+        time.sleep(1)
+
+        def receiving(ss):
+            n = 0
+            for s in ss:
+                s.settimeout(0.2)
+                try:
+                    n += len(s.recv(1 << 16)) > 0
+                except OSError:
+                    pass
+            return n
+
+        served = receiving(socks)
+        assert 5 <= served < 30
+        for s in socks[:served]:
+            s.close()
+        time.sleep(1)  # the server notices, frees descriptors, accepts from its backlog
+        assert receiving(socks[served:]) >= served - 2
+        p.send_signal(signal.SIGTERM)
+        out, err = p.communicate(timeout=20)
+        assert p.returncode == 0
+        assert b"accept failed: Too many open files; retrying" in err
+        assert len(re.findall(b"accept failed", err)) <= 10  # at most one line a second
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
