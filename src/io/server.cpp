@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <array>
-#include <deque>
 #include <unordered_set>
 
 #include <asio/experimental/as_tuple.hpp>
@@ -82,7 +81,8 @@ class session : public std::enable_shared_from_this<session> {
 public:
     session(server& srv, tcp::socket socket, std::string name)
         : srv_(srv), socket_(std::move(socket)), timer_(socket_.get_executor()),
-          name_(std::move(name)), decoder_(srv.opts_.codec, decode_mode::whole) {}
+          name_(std::move(name)), decoder_(srv.opts_.codec, decode_mode::whole),
+          queue_(srv.opts_.client_buffer, srv.opts_.slow_consumer) {}
 
     const std::string& name() const noexcept { return name_; }
 
@@ -100,32 +100,28 @@ public:
     void deliver(const shared_frame& frame) {
         if (closed_) return;
         auto& c = srv_.counters_;
-        const auto limit = srv_.opts_.client_buffer;
-        if (queued_bytes_ + frame->size() > limit) {
-            if (srv_.opts_.slow_consumer == slow_consumer_policy::disconnect) {
-                ++c.slow_disconnects;
-                stop(spdlog::level::warn,
-                     "slow consumer: " + std::to_string(queued_bytes_) +
-                         " bytes already queued, limit " + std::to_string(limit) +
-                         " (--client-buffer); policy disconnect");
-                return;
-            }
-            // Only frames not yet handed to the socket may go: dropping one that is being
-            // written would corrupt the stream.
-            while (queued_bytes_ + frame->size() > limit && queue_.size() > in_flight_) {
-                auto it = queue_.begin() + static_cast<std::ptrdiff_t>(in_flight_);
-                note_drop((*it)->size());
-                queued_bytes_ -= (*it)->size();
-                queue_.erase(it);
-            }
-            if (queued_bytes_ + frame->size() > limit) {
-                note_drop(frame->size());
-                return;
-            }
+        auto before = queue_.bytes();
+        auto r = queue_.push(frame);
+        if (r.overflow) {
+            ++c.slow_disconnects;
+            stop(spdlog::level::warn, "slow consumer: " + std::to_string(before) +
+                                          " bytes already queued, limit " +
+                                          std::to_string(queue_.limit()) +
+                                          " (--client-buffer); policy disconnect");
+            return;
         }
-        queue_.push_back(frame);
-        queued_bytes_ += frame->size();
-        if (writer_waiting_) timer_.cancel();
+        if (r.dropped_frames > 0) {
+            c.slow_dropped_frames += r.dropped_frames;
+            c.slow_dropped_bytes += r.dropped_bytes;
+            if (dropped_frames_ == 0) {
+                spdlog::warn("client {}: slow consumer, queue full ({} bytes, --client-buffer); "
+                             "dropping oldest frames (policy drop-oldest)",
+                             name_, before);
+            }
+            dropped_frames_ += r.dropped_frames;
+            dropped_bytes_ += r.dropped_bytes;
+        }
+        if (r.queued && writer_waiting_) timer_.cancel();
     }
 
     // Graceful close: flush what is queued, then close.
@@ -216,21 +212,16 @@ private:
                 writer_waiting_ = false;
                 continue;
             }
-            std::size_t n = std::min(queue_.size(), max_gather);
+            std::size_t n = queue_.start_write(max_gather);
             buffers.clear();
             for (std::size_t i = 0; i < n; ++i) buffers.push_back(asio::buffer(*queue_[i]));
-            in_flight_ = n;
             auto [ec, written] = co_await asio::async_write(socket_, buffers, use_nothrow);
-            in_flight_ = 0;
-            if (closed_) co_return;
-            if (ec) {
-                stop(spdlog::level::info, "write failed: " + ec.message());
+            if (closed_ || ec) {
+                queue_.abort_write();
+                if (!closed_) stop(spdlog::level::info, "write failed: " + ec.message());
                 co_return;
             }
-            for (std::size_t i = 0; i < n; ++i) {
-                queued_bytes_ -= queue_.front()->size();
-                queue_.pop_front();
-            }
+            queue_.finish_write();
             srv_.counters_.frames_out += n;
             srv_.counters_.bytes_out += written;
             if (queue_.empty() && dropped_frames_ > 0) {
@@ -319,27 +310,12 @@ private:
         return true;
     }
 
-    void note_drop(std::size_t bytes) {
-        auto& c = srv_.counters_;
-        ++c.slow_dropped_frames;
-        c.slow_dropped_bytes += bytes;
-        if (dropped_frames_ == 0) {
-            spdlog::warn("client {}: slow consumer, queue full ({} bytes, --client-buffer); "
-                         "dropping oldest frames (policy drop-oldest)",
-                         name_, queued_bytes_);
-        }
-        ++dropped_frames_;
-        dropped_bytes_ += bytes;
-    }
-
     server& srv_;
     tcp::socket socket_;
     asio::steady_timer timer_;  // the writer sleeps on it; deliver() and drain() cancel it
     std::string name_;
     decoder decoder_;
-    std::deque<shared_frame> queue_;
-    std::size_t queued_bytes_ = 0;
-    std::size_t in_flight_ = 0;  // frames at the queue's front handed to async_write
+    frame_queue queue_;
     std::uint64_t dropped_frames_ = 0, dropped_bytes_ = 0;  // this drop episode
     clock::time_point mid_frame_since_{};
     clock::time_point rate_last_{};

@@ -19,20 +19,12 @@
 #include <asio/ip/tcp.hpp>
 
 #include "framecast/codec.hpp"
+#include "framecast/io/frame_queue.hpp"
 
 namespace framecast::io {
 
-// One encoded frame (header + payload), immutable and shared by every client queue it is in.
-using shared_frame = std::shared_ptr<const std::string>;
-
 // Encodes `payload` once under `opts`; throws std::system_error if the length does not fit.
 shared_frame make_shared_frame(std::string_view payload, const codec_options& opts = {});
-
-// What to do when a client's outbound queue would grow past client_buffer bytes.
-enum class slow_consumer_policy {
-    disconnect,   // close the client (it can reconnect; it never sees a gap silently)
-    drop_oldest,  // drop the oldest whole frames not yet being written (never a partial one)
-};
 
 struct server_options {
     codec_options codec{.header_size = default_header_size, .max_message = 1024 * 1024};
