@@ -440,3 +440,15 @@ def test_out_of_descriptors_logs_keeps_serving_and_recovers(procs):
         if p.poll() is None:
             p.kill()
             p.wait()
+
+
+def test_header_size_applies_to_what_is_sent_and_read(procs):
+    server, port = procs.serve("--header-size", "4", "--publish", "--welcome", "hello")
+    a, b = connect(port), connect(port)
+    ra, rb_ = FrameReader(a, headersize=4), FrameReader(b, headersize=4)
+    assert ra.read() == b"hello" and rb_.read() == b"hello"
+    a.sendall(frame(b"four-byte headers", headersize=4))
+    assert rb_.read() == b"four-byte headers"
+    a.sendall(b"12345")  # header "1234", then 1 of its 1234 payload bytes, then close
+    a.close()
+    server.wait_for(rb"disconnected: bad input: connection closed after 1 of 1234 payload bytes")
