@@ -5,6 +5,7 @@
 
 #include <csignal>
 #include <cstdio>
+#include <algorithm>
 #include <optional>
 
 #include <asio/io_context.hpp>
@@ -71,7 +72,18 @@ exit_code run_serve(const serve_config& cfg) {
 
     io::server_options opts;
     opts.codec.header_size = cfg.header_size;
-    opts.codec.max_message = cfg.max_message;
+    // A header of H digits cannot announce more than 10^H - 1 bytes, in either direction.
+    std::uint64_t header_capacity = 1;
+    for (std::size_t i = 0; i < cfg.header_size && header_capacity < 10'000'000'000'000'000'000u; ++i) {
+        header_capacity *= 10;
+    }
+    header_capacity -= 1;
+    opts.codec.max_message = std::min(cfg.max_message, header_capacity);
+    if (cfg.source == "time" && header_capacity < 64) {
+        spdlog::error("--header-size {} cannot frame the time messages (about 30 bytes)",
+                      cfg.header_size);
+        return exit_code::usage;
+    }
     opts.welcome = cfg.welcome;
     opts.publish = cfg.publish;
     opts.max_clients = cfg.max_clients;
@@ -80,14 +92,14 @@ exit_code run_serve(const serve_config& cfg) {
                                                             : io::slow_consumer_policy::disconnect;
     opts.idle_timeout = to_ms(cfg.idle_timeout);
     opts.max_rate = cfg.max_rate;
-    if (opts.client_buffer < cfg.max_message + cfg.header_size) {
+    if (opts.client_buffer < opts.codec.max_message + cfg.header_size) {
         spdlog::error("--client-buffer ({} bytes) must hold at least one largest message "
                       "(--max-message {} + {} header bytes)",
-                      opts.client_buffer, cfg.max_message, cfg.header_size);
+                      opts.client_buffer, opts.codec.max_message, cfg.header_size);
         return exit_code::usage;
     }
-    if (!cfg.welcome.empty() && cfg.welcome.size() > cfg.max_message) {
-        spdlog::error("--welcome is longer than --max-message");
+    if (!cfg.welcome.empty() && cfg.welcome.size() > opts.codec.max_message) {
+        spdlog::error("--welcome is longer than --max-message or than --header-size can announce");
         return exit_code::usage;
     }
 

@@ -6,7 +6,6 @@
 
 #include <asio/experimental/as_tuple.hpp>
 #include <asio/co_spawn.hpp>
-#include <asio/detached.hpp>
 #include <asio/post.hpp>
 #include <asio/steady_timer.hpp>
 #include <asio/use_awaitable.hpp>
@@ -37,6 +36,12 @@ std::string to_string(const tcp::endpoint& ep) {
     }
     if (addr.is_v6()) return "[" + addr.to_string() + "]:" + std::to_string(ep.port());
     return addr.to_string() + ":" + std::to_string(ep.port());
+}
+
+// Completion of the server's coroutines: they report failures themselves, so an exception here
+// is a bug or out-of-memory; let it leave io_context::run() rather than leave a half-dead client.
+void rethrow(std::exception_ptr e) {
+    if (e) std::rethrow_exception(e);
 }
 
 }  // namespace
@@ -92,8 +97,8 @@ public:
         socket_.set_option(tcp::no_delay(true), ec);
         if (srv_.impl_->welcome) deliver(srv_.impl_->welcome);
         auto ex = socket_.get_executor();
-        asio::co_spawn(ex, [self = shared_from_this()] { return self->reader(); }, asio::detached);
-        asio::co_spawn(ex, [self = shared_from_this()] { return self->writer(); }, asio::detached);
+        asio::co_spawn(ex, [self = shared_from_this()] { return self->reader(); }, rethrow);
+        asio::co_spawn(ex, [self = shared_from_this()] { return self->writer(); }, rethrow);
     }
 
     // Queues a frame, applying the slow-consumer policy when the queue is full.
@@ -428,7 +433,7 @@ void server::impl::admit(tcp::socket socket) {
 
 void server::start() {
     for (auto& a : impl_->acceptors) {
-        asio::co_spawn(impl_->io, impl_->accept_loop(*a), asio::detached);
+        asio::co_spawn(impl_->io, impl_->accept_loop(*a), rethrow);
     }
     if (opts_.idle_timeout.count() > 0) {
         auto period = std::clamp(opts_.idle_timeout / 4, std::chrono::milliseconds(20),
@@ -446,7 +451,7 @@ void server::start() {
                     for (auto* s : stuck) s->check_idle(now);
                 }
             },
-            asio::detached);
+            rethrow);
     }
 }
 
@@ -459,7 +464,12 @@ void server::publish(std::string_view payload, const session* origin) {
 }
 
 void server::broadcast(std::string_view payload, const session* origin) {
-    broadcast(make_shared_frame(payload, opts_.codec), origin);
+    auto frame = std::make_shared<std::string>();
+    if (auto ec = append_frame(*frame, payload, opts_.codec)) {
+        spdlog::error("cannot send a {}-byte message: {}", payload.size(), ec.message());
+        return;
+    }
+    broadcast(shared_frame(std::move(frame)), origin);
 }
 
 void server::broadcast(const shared_frame& frame, const session* origin) {

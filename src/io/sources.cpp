@@ -186,8 +186,9 @@ struct stdin_source::state {
                         post_batch(self, std::move(batch));
                         post_end(self, make_error_code(errc::message_too_large),
                                  "standard input: line " + std::to_string(line_no) +
-                                     " is longer than --max-message (" +
-                                     std::to_string(codec.max_message) + " bytes)");
+                                     " is longer than the largest message (" +
+                                     std::to_string(codec.max_message) +
+                                     " bytes: --max-message, or what --header-size can announce)");
                         return;
                     }
                     if (!complete) break;

@@ -452,3 +452,21 @@ def test_header_size_applies_to_what_is_sent_and_read(procs):
     a.sendall(b"12345")  # header "1234", then 1 of its 1234 payload bytes, then close
     a.close()
     server.wait_for(rb"disconnected: bad input: connection closed after 1 of 1234 payload bytes")
+
+
+def test_stdin_line_longer_than_max_message_is_an_error(procs):
+    server, port = procs.serve("--source", "stdin", "--max-message", "16", "--welcome", "",
+                               stdin=subprocess.PIPE)
+    r = FrameReader(connect(port))
+    wait_clients(server, 1)
+    server.p.stdin.write(b"fits\n" + b"y" * 17 + b"\n" + b"never sent\n")
+    server.p.stdin.close()
+    assert read_all(r) == [b"fits"]
+    assert server.wait() == 5
+    assert b"standard input: line 2 is longer than the largest message (16 bytes" in server.stderr
+
+
+def test_header_size_too_small_for_the_time_source_is_a_usage_error(procs):
+    p = procs.framecast("serve", "--listen", "127.0.0.1:0", "--header-size", "1")
+    assert p.wait() == 2
+    assert b"cannot frame the time messages" in p.stderr
