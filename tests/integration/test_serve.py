@@ -401,8 +401,18 @@ def test_idle_timeout_cuts_a_client_stuck_mid_frame_only(procs):
     assert b"%s disconnected" % b"127.0.0.1:%d" % quiet.sock.getsockname()[1] not in server.stderr
 
 
+def _has_ubsan_vptr_check():
+    with open(BIN if os.path.sep in BIN else subprocess.check_output(["which", BIN]).strip(), "rb") as f:
+        return b"__ubsan_handle_dynamic_type_cache_miss" in f.read()
+
+
 def test_out_of_descriptors_logs_keeps_serving_and_recovers(procs):
     import resource
+
+    if _has_ubsan_vptr_check():
+        # UBSan's vptr check probes memory through a pipe(); with no descriptor left that
+        # fails and it reports a bogus "invalid vptr". (TSan and plain builds run this test.)
+        pytest.skip("UBSan vptr check needs free file descriptors")
 
     def low_fd_limit():
         resource.setrlimit(resource.RLIMIT_NOFILE, (24, 24))
