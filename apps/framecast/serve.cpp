@@ -14,6 +14,7 @@
 #include <spdlog/spdlog.h>
 
 #include "cli.hpp"
+#include "metrics_http.hpp"
 #include "framecast/io/server.hpp"
 #include "framecast/io/sources.hpp"
 
@@ -35,6 +36,7 @@ struct serve_config {
     double idle_timeout = 30.0;
     double drain_timeout = 5.0;
     std::uint32_t max_rate = 0;
+    std::string metrics;
     int verbosity = 0;
 };
 
@@ -170,6 +172,16 @@ exit_code run_serve(const serve_config& cfg) {
     };
     signals.async_wait(on_signal);
 
+    std::optional<metrics_endpoint> metrics;  // after srv: stops serving before srv goes
+    if (!cfg.metrics.empty()) {
+        try {
+            metrics.emplace(cfg.metrics, io, [&srv] { return io::snapshot_metrics(srv); });
+        } catch (const std::exception& e) {
+            spdlog::error("{}", e.what());
+            return exit_code::failure;
+        }
+    }
+
     srv.start();
     for (const auto& ep : bound) {
         std::printf("listening on %s\n", endpoint_text(ep).c_str());
@@ -274,6 +286,7 @@ command_runner register_serve(CLI::App& app) {
                     "Messages per second one client may send (bursts up to the same number); "
                     "above it the client is closed as a flood. 0: no limit")
         ->default_val(cfg->max_rate);
+    add_metrics_option(*cmd, cfg->metrics);
     add_verbosity_flags(*cmd, cfg->verbosity);
     auto* source_opt = cmd->get_option("--source");
     return [cfg, source_opt] {

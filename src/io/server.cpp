@@ -129,6 +129,8 @@ public:
         if (r.queued && writer_waiting_) timer_.cancel();
     }
 
+    std::size_t queued_bytes() const noexcept { return queue_.bytes(); }
+
     // Graceful close: flush what is queued, then close.
     void drain() {
         draining_ = true;
@@ -252,10 +254,20 @@ private:
 
     void on_eof() {
         if (decoder_.finish()) {
-            ++srv_.counters_.decode_errors;
+            count_decode_error();
             stop(spdlog::level::warn, "bad input: " + decoder_.error_message());
         } else {
             stop(spdlog::level::info, "closed by peer");
+        }
+    }
+
+    void count_decode_error() {
+        auto& c = srv_.counters_;
+        ++c.decode_errors;
+        auto ec = decoder_.error();
+        if (ec.category() == codec_category() && ec.value() > 0 &&
+            static_cast<std::size_t>(ec.value()) < c.decode_errors_by_kind.size()) {
+            ++c.decode_errors_by_kind[static_cast<std::size_t>(ec.value())];
         }
     }
 
@@ -267,7 +279,7 @@ private:
             auto ev = decoder_.next(in);
             if (ev == decode_event::need_more) break;
             if (ev == decode_event::error) {
-                ++c.decode_errors;
+                count_decode_error();
                 stop(spdlog::level::warn, "bad input: " + decoder_.error_message());
                 return false;
             }
@@ -478,8 +490,17 @@ void server::broadcast(const shared_frame& frame, const session* origin) {
     // does not change under us.
     auto& sessions = impl_->sessions;
     for (std::size_t i = 0; i < sessions.size(); ++i) {
-        if (sessions[i].get() != origin) sessions[i]->deliver(frame);
+        if (sessions[i].get() == origin) continue;
+        sessions[i]->deliver(frame);
+        ++counters_.deliveries;
     }
+}
+
+std::vector<std::size_t> server::client_queue_bytes() const {
+    std::vector<std::size_t> out;
+    out.reserve(impl_->sessions.size());
+    for (const auto& s : impl_->sessions) out.push_back(s->queued_bytes());
+    return out;
 }
 
 void server::shutdown(std::chrono::milliseconds drain_timeout, std::function<void()> done) {
