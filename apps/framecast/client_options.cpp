@@ -2,7 +2,6 @@
 
 #include <csignal>
 #include <exception>
-#include <map>
 #include <optional>
 
 #include <asio/co_spawn.hpp>
@@ -25,11 +24,8 @@ void add_codec_options(CLI::App& cmd, codec_flags& flags, bool with_max) {
     cmd.add_option("--length-unit", flags.unit,
                    "What header lengths count: bytes, or code-points (UTF-8 characters, for "
                    "peers that frame with Python's len(str))")
-        ->transform(CLI::CheckedTransformer(
-            std::map<std::string, length_unit>{{"bytes", length_unit::bytes},
-                                               {"code-points", length_unit::code_points}},
-            CLI::ignore_case))
-        ->default_str("bytes");
+        ->check(CLI::IsMember({"bytes", "code-points"}, CLI::ignore_case))
+        ->default_val(flags.unit);
 }
 
 CLI::Option* add_seconds_option(CLI::App& cmd, const std::string& name, double& value,

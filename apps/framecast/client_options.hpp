@@ -20,9 +20,12 @@ namespace framecast::app {
 struct codec_flags {
     std::size_t header_size = default_header_size;
     std::uint64_t max_message = default_max_message;
-    length_unit unit = length_unit::bytes;
+    std::string unit = "bytes";  // or "code-points"
 
-    codec_options options() const { return {header_size, max_message, unit}; }
+    codec_options options() const {
+        return {header_size, max_message,
+                unit == "code-points" ? length_unit::code_points : length_unit::bytes};
+    }
 };
 
 // --header-size, --length-unit, and (when `with_max`) --max-message.

@@ -34,6 +34,7 @@ enum class output_format { lines, raw, framed, json };
 
 struct connect_config {
     std::string target;
+    std::string format_name = "lines";
     output_format format = output_format::lines;
     std::uint64_t buffer_size = 256 * 1024;
     std::uint64_t count = 0;
@@ -331,17 +332,12 @@ command_runner register_connect(CLI::App& app) {
     cmd->add_option("target", cfg->target, "Where to connect: HOST:PORT or [IPv6]:PORT")
         ->required()
         ->check(endpoint_validator());
-    cmd->add_option("-o,--output", cfg->format,
+    cmd->add_option("-o,--output", cfg->format_name,
                     "lines: each payload and a newline; raw: payloads only, concatenated "
                     "(streamed, any size); framed: the frames as received; json: one object "
                     "per line {seq, length, time, text|base64}")
-        ->transform(CLI::CheckedTransformer(
-            std::map<std::string, output_format>{{"lines", output_format::lines},
-                                                 {"raw", output_format::raw},
-                                                 {"framed", output_format::framed},
-                                                 {"json", output_format::json}},
-            CLI::ignore_case))
-        ->default_str("lines");
+        ->check(CLI::IsMember({"lines", "raw", "framed", "json"}, CLI::ignore_case))
+        ->default_val(cfg->format_name);
     add_size_option(*cmd, "--buffer", cfg->buffer_size,
                     "Bytes per socket read (16 works; big is fast)")
         ->check(CLI::Range(std::uint64_t{1}, std::uint64_t{64} << 20));
@@ -366,6 +362,10 @@ command_runner register_connect(CLI::App& app) {
 
     return [cfg] {
         setup_logging(cfg->verbosity);
+        cfg->format = cfg->format_name == "raw"      ? output_format::raw
+                      : cfg->format_name == "framed" ? output_format::framed
+                      : cfg->format_name == "json"   ? output_format::json
+                                                     : output_format::lines;
         const bool flush_each = cfg->line_buffered || ::isatty(STDOUT_FILENO);
         output_sink sink(cfg->format, cfg->count, flush_each);
 

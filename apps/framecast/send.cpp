@@ -69,7 +69,7 @@ asio::awaitable<void> drain(io::tcp::socket& socket, send_state& st) {
             co_return;
         }
         if (ec) {
-            st.read_error = ec;
+            if (ec != asio::error::operation_aborted) st.read_error = ec;  // else: we are done
             co_return;
         }
         spdlog::debug("discarded {} bytes from the peer", n);
