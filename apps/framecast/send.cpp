@@ -51,8 +51,8 @@ asio::awaitable<void> write_then_linger(io::frame_writer& writer, io::tcp::socke
     st.write_done = true;
     if (st.write_error || st.peer_closed) co_return;
     asio::steady_timer timer(co_await asio::this_coro::executor, linger);
-    co_await timer.async_wait(use);
-    st.lingered = true;
+    auto [ec] = co_await timer.async_wait(use);
+    if (!ec) st.lingered = true;  // else cancelled: the peer closed in time
 }
 
 // Reads and discards what the peer sends (so it never blocks on us, and our close never resets
