@@ -409,7 +409,8 @@ import threading
 def talk():
     for i in range(2000):
         c.sendall(frame(f"tick {i}"))
-threading.Thread(target=talk).start()
+talker = threading.Thread(target=talk)
+talker.start()
 buf = b""
 got = []
 while True:
@@ -420,6 +421,7 @@ while True:
     while len(buf) >= 10 and len(buf) >= 10 + int(buf[:10]):
         size = int(buf[:10]); got.append(buf[10:10 + size]); buf = buf[10 + size:]
 print("received", len(got), got == [f"line {i}".encode() for i in range(20000)], flush=True)
+talker.join()
 c.close()
 """)
     client = connect(procs, port, "--send", stdin=subprocess.PIPE)
