@@ -89,8 +89,14 @@ asio::awaitable<read_result> read_loop(tcp::socket& socket, decoder& dec, std::s
             co_return res;
         }
         if (ec) {
-            res.ec = ec;
-            res.message = "connection lost: " + ec.message();
+            // Lost in the middle of a frame: say so, as for a close there.
+            if (!dec.at_frame_boundary() && dec.finish()) {
+                res.ec = dec.error();
+                res.message = ec.message() + ": " + dec.error_message();
+            } else {
+                res.ec = ec;
+                res.message = "connection lost: " + ec.message();
+            }
             co_return res;
         }
         if (last_read) *last_read = clock::now();

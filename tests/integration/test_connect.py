@@ -316,6 +316,69 @@ c.close()
     assert b"closed after 3 of 10 header bytes" in err
 
 
+def test_reset_between_messages(procs):
+    peer, port = start_peer(procs, """
+import struct
+c.sendall(frame("before the reset"))
+time.sleep(0.3)
+c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+c.close()
+time.sleep(5)
+""")
+    rc, out, err = finished(connect(procs, port))
+    assert rc == 1, err
+    assert out == b"before the reset\n"
+    assert b"connection lost: Connection reset by peer" in err
+
+
+def test_reset_in_the_middle_of_a_message(procs):
+    peer, port = start_peer(procs, """
+import struct
+c.sendall(b"28        1234567")
+time.sleep(0.3)
+c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+c.close()
+time.sleep(5)
+""")
+    rc, out, err = finished(connect(procs, port))
+    assert rc == 6, err
+    assert b"Connection reset by peer: connection closed after 7 of 28 payload bytes" in err
+
+
+def test_unreachable_address(procs):
+    """However the network answers (refusal, unreachable, silence), exit 3 within the timeout."""
+    started = time.monotonic()
+    rc, out, err = finished(procs.framecast("connect", "192.0.2.1:9", "--connect-timeout", "0.5"))
+    assert rc == 3, err
+    assert time.monotonic() - started < 10
+    assert b"connect to 192.0.2.1:9" in err, err
+
+
+def test_connect_timeout_when_the_peer_never_answers(procs):
+    """A listener whose accept queue is full drops new SYNs: the connect never completes."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    fillers = []
+    for _ in range(4):
+        f = socket.socket()
+        f.setblocking(False)
+        f.connect_ex(("127.0.0.1", port))
+        fillers.append(f)
+    time.sleep(0.2)
+    try:
+        started = time.monotonic()
+        rc, out, err = finished(connect(procs, port, "--connect-timeout", "0.5"))
+        assert rc == 3, err
+        assert time.monotonic() - started < 10
+        assert f"timed out connecting to 127.0.0.1:{port} after 0.5s".encode() in err
+    finally:
+        for f in fillers:
+            f.close()
+        listener.close()
+
+
 def test_timeout_when_nothing_arrives(procs):
     peer, port = start_peer(procs, """
 c.sendall(frame("only one"))
