@@ -369,8 +369,8 @@ command_runner register_connect(CLI::App& app) {
         const bool flush_each = cfg->line_buffered || ::isatty(STDOUT_FILENO);
         output_sink sink(cfg->format, cfg->count, flush_each);
 
-        std::shared_ptr<io::frame_queue> queue;
-        if (cfg->send) queue = std::make_shared<io::frame_queue>(cfg->codec.options());
+        std::shared_ptr<io::send_queue> queue;
+        if (cfg->send) queue = std::make_shared<io::send_queue>(cfg->codec.options());
 
         return run_io(
             [&](asio::io_context& io) -> asio::awaitable<exit_code> {

@@ -129,7 +129,7 @@ command_runner register_send(CLI::App& app) {
 
     return [cfg] {
         setup_logging(cfg->verbosity);
-        auto queue = std::make_shared<io::frame_queue>(cfg->codec.options(), 4 << 20);
+        auto queue = std::make_shared<io::send_queue>(cfg->codec.options(), 4 << 20);
         for (std::size_t i = 0; i < cfg->messages.size(); ++i) {
             if (auto ec = queue->push(cfg->messages[i])) {
                 spdlog::error("cannot send message {}: {}", i + 1, ec.message());

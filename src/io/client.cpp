@@ -216,10 +216,10 @@ asio::awaitable<read_result> read_frames(tcp::socket& socket, decoder& dec,
 
 // ---------------------------------------------------------------------------------------------
 
-frame_queue::frame_queue(codec_options opts, std::size_t max_pending)
+send_queue::send_queue(codec_options opts, std::size_t max_pending)
     : opts_(opts), max_pending_(max_pending) {}
 
-void frame_queue::wake_locked() {
+void send_queue::wake_locked() {
     if (wake_) {
         auto wake = std::move(wake_);
         wake_ = nullptr;
@@ -227,32 +227,32 @@ void frame_queue::wake_locked() {
     }
 }
 
-std::error_code frame_queue::push(std::string_view payload) {
+std::error_code send_queue::push(std::string_view payload) {
     std::lock_guard lock(mutex_);
     auto ec = append_frame(pending_, payload, opts_);
     if (!ec) wake_locked();
     return ec;
 }
 
-void frame_queue::push_encoded(std::string_view frames) {
+void send_queue::push_encoded(std::string_view frames) {
     if (frames.empty()) return;
     std::lock_guard lock(mutex_);
     pending_.append(frames);
     wake_locked();
 }
 
-void frame_queue::wait_for_room() {
+void send_queue::wait_for_room() {
     std::unique_lock lock(mutex_);
     room_.wait(lock, [this] { return pending_.size() <= max_pending_; });
 }
 
-void frame_queue::close() {
+void send_queue::close() {
     std::lock_guard lock(mutex_);
     closed_ = true;
     wake_locked();
 }
 
-frame_writer::frame_writer(asio::any_io_executor ex, std::shared_ptr<frame_queue> queue)
+frame_writer::frame_writer(asio::any_io_executor ex, std::shared_ptr<send_queue> queue)
     : ex_(std::move(ex)),
       queue_(std::move(queue)),
       wake_timer_(ex_),
@@ -308,7 +308,7 @@ asio::awaitable<std::error_code> frame_writer::run(tcp::socket& socket) {
     }
 }
 
-std::error_code queue_lines(int fd, frame_queue& queue, std::string& what) {
+std::error_code queue_lines(int fd, send_queue& queue, std::string& what) {
     std::vector<char> buffer(256 * 1024);
     std::string carry;  // a line that spans reads
     std::string batch;  // this read's lines, framed

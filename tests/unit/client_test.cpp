@@ -101,7 +101,7 @@ TEST_F(client_test, writer_to_reader_with_every_buffer_size) {
         read_result res;
         run(
             [&](tcp::socket& socket) -> asio::awaitable<void> {
-                auto queue = std::make_shared<frame_queue>();
+                auto queue = std::make_shared<send_queue>();
                 for (const auto& p : payloads) EXPECT_FALSE(queue->push(p));
                 queue->close();
                 frame_writer writer(co_await asio::this_coro::executor, queue);

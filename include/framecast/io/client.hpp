@@ -92,9 +92,9 @@ asio::awaitable<read_result> read_frames(tcp::socket& socket, decoder& dec,
 // Frames waiting to be written: thread-safe, so a thread blocked on stdin can feed a writer
 // running on an io_context. Frames are appended, encoded, into one buffer, which the writer
 // takes whole for its next write: many small frames go out in one system call.
-class frame_queue {
+class send_queue {
 public:
-    explicit frame_queue(codec_options opts = {}, std::size_t max_pending = 4 << 20);
+    explicit send_queue(codec_options opts = {}, std::size_t max_pending = 4 << 20);
 
     // Encodes and queues one frame. Fails (queues nothing) when the payload cannot be framed
     // under the options (invalid UTF-8 in code-point mode, too long for the header).
@@ -123,11 +123,11 @@ private:
     std::function<void()> wake_;
 };
 
-// Writes what a frame_queue holds to a socket: at most one write in flight, and everything queued
+// Writes what a send_queue holds to a socket: at most one write in flight, and everything queued
 // meanwhile goes out together in the next one.
 class frame_writer {
 public:
-    frame_writer(asio::any_io_executor ex, std::shared_ptr<frame_queue> queue);
+    frame_writer(asio::any_io_executor ex, std::shared_ptr<send_queue> queue);
     ~frame_writer();
     frame_writer(const frame_writer&) = delete;
     frame_writer& operator=(const frame_writer&) = delete;
@@ -138,12 +138,12 @@ public:
     // wait for the next one; the bytes of a write cut short by an error are lost.
     asio::awaitable<std::error_code> run(tcp::socket& socket);
 
-    const std::shared_ptr<frame_queue>& queue() const noexcept { return queue_; }
+    const std::shared_ptr<send_queue>& queue() const noexcept { return queue_; }
     std::uint64_t bytes_written() const noexcept { return bytes_written_; }
 
 private:
     asio::any_io_executor ex_;
-    std::shared_ptr<frame_queue> queue_;
+    std::shared_ptr<send_queue> queue_;
     asio::steady_timer wake_timer_;
     std::shared_ptr<bool> alive_;
     std::string writing_;
@@ -153,7 +153,7 @@ private:
 // Reads `fd` (e.g. 0, stdin) until end of input and queues each line (without its '\n') as one
 // frame, then closes the queue. Blocking: run it on a thread of its own. Stops early, closing
 // the queue, when a line cannot be framed; returns that error and sets `what`.
-std::error_code queue_lines(int fd, frame_queue& queue, std::string& what);
+std::error_code queue_lines(int fd, send_queue& queue, std::string& what);
 
 // Completes only when cancelled: a branch of `||` that must not end the group by finishing.
 asio::awaitable<void> wait_forever();
