@@ -151,6 +151,40 @@ c.close()
     assert out == "héllo wörld\nsecond\n".encode()
 
 
+def test_output_is_written_when_the_stream_goes_quiet(procs):
+    """stdout is a pipe here (batched), yet a message shows up while the peer is still connected:
+    output is flushed whenever the socket has nothing more to read."""
+    peer, port = start_peer(procs, """
+c.sendall(frame("first") + frame("second"))
+time.sleep(30)
+""")
+    client = connect(procs, port)
+    client.wait_for(rb"^first\nsecond\n$", stream="out", timeout=5)
+    assert client.p.poll() is None
+
+
+def test_ipv6_loopback(procs):
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6")
+    try:
+        probe = socket.socket(socket.AF_INET6)
+        probe.bind(("::1", 0))
+        probe.close()
+    except OSError:
+        pytest.skip("no IPv6 loopback")
+    source = PEER.replace("s = socket.socket()", "s = socket.socket(socket.AF_INET6)").replace(
+        's.bind(("127.0.0.1", 0))', 's.bind(("::1", 0))') + """
+c.sendall(frame("over IPv6"))
+c.close()
+"""
+    peer = procs.python(source)
+    port = int(peer.wait_for(rb"port (\d+)", stream="out").group(1))
+    rc, out, err = finished(procs.framecast("connect", f"[::1]:{port}"))
+    assert rc == 0, err
+    assert out == b"over IPv6\n"
+    assert f"connected to [::1]:{port}".encode() in err
+
+
 # --- output formats ---------------------------------------------------------------------------
 
 def test_json_output_text_base64_and_escaping(procs):
