@@ -163,6 +163,31 @@ time.sleep(30)
     assert client.p.poll() is None
 
 
+def write_calls(proc):
+    with open(f"/proc/{proc.p.pid}/io") as io:
+        return int(next(l for l in io if l.startswith("syscw:")).split()[1])
+
+
+@pytest.mark.parametrize("flag, expect_batched", [(None, True), ("--line-buffered", False)])
+def test_stdout_is_written_in_batches(procs, flag, expect_batched):
+    """1000 messages in one burst cost a handful of write() calls, not one per message (unless
+    --line-buffered asks for that)."""
+    peer, port = start_peer(procs, """
+time.sleep(0.5)  # the test counts connect's write calls meanwhile
+c.sendall(b"".join(frame(f"message {i}") for i in range(1000)))
+time.sleep(30)
+""")
+    client = connect(procs, port, *([flag] if flag else []))
+    client.wait_for(rb"connected to")
+    before = write_calls(client)  # the runtime's own (sanitizers write at start-up)
+    client.wait_for(rb"message 999\n", stream="out", timeout=10)
+    writes = write_calls(client) - before
+    if expect_batched:
+        assert writes < 20, f"{writes} write calls for 1000 messages"
+    else:
+        assert writes >= 1000
+
+
 def test_ipv6_loopback(procs):
     if not socket.has_ipv6:
         pytest.skip("no IPv6")
