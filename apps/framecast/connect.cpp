@@ -1,9 +1,7 @@
 // framecast connect HOST:PORT: print every message a peer sends, framed correctly whatever the
 // chunking of the byte stream.
-#include <array>
 #include <cerrno>
 #include <chrono>
-#include <cstring>
 #include <ctime>
 #include <memory>
 #include <random>
