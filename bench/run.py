@@ -71,6 +71,7 @@ class Proc:
                                   preexec_fn=raise_nofile)
         self.lines = queue.Queue()
         self.all_lines = []
+        self.eof = threading.Event()
         if not raw_stdout:
             threading.Thread(target=self._pump, daemon=True).start()
 
@@ -80,6 +81,7 @@ class Proc:
             self.all_lines.append(line)
             self.lines.put(line)
         self.lines.put(None)
+        self.eof.set()
 
     def wait_line(self, pattern, timeout):
         """The first stdout line matching `pattern` (a regex); raises on timeout or exit."""
@@ -163,7 +165,7 @@ class Runner:
     def has_subcommand(self, binary, sub):
         """True when `binary SUB --help` describes a working subcommand (not the stub)."""
         if not binary or not os.path.exists(binary):
-            self.note(f"framecast {sub}: no framecast binary at {binary!r}: framecast-relay/-serve skipped")
+            self.note(f"no framecast binary at {binary}: the framecast-relay/-serve rows are skipped")
             return False
         try:
             r = subprocess.run([binary, sub, "--help"], capture_output=True, timeout=10)
@@ -172,8 +174,8 @@ class Runner:
             return False
         text = (r.stdout + r.stderr).decode("utf-8", "replace")
         if r.returncode != 0 or "not implemented" in text:
-            self.note(f"framecast {sub}: not available in {binary} (stub or missing): the rows "
-                      f"that need it are skipped until the server/client land")
+            self.note(f"{binary} {sub} is missing or a stub: the rows that need it are skipped "
+                      f"(they run once the server/client land in this build)")
             return False
         return True
 
@@ -200,7 +202,7 @@ class Runner:
         try:
             return fn(*args)
         except Skip as e:
-            self.note(f"{what}: skipped: {e}")
+            self.note(f"{what.split()[0]} {what.split()[1]}: skipped: {e}")
         except Exception as e:  # noqa: BLE001 - one bad run must not lose the others
             self.note(f"{what}: FAILED: {e}")
         finally:
@@ -215,11 +217,7 @@ class Runner:
         deadline = time.monotonic() + timeout
         who = srv if result_from == "server" else cli
         rc = who.wait(deadline - time.monotonic())
-        # the pump thread collects the last line just after exit
-        for _ in range(50):
-            if who.lines.empty() and any(line.startswith("{") for line in who.all_lines):
-                break
-            time.sleep(0.02)
+        who.eof.wait(5)  # the pump thread collects the last line just after exit
         if rc != 0:
             raise RuntimeError(f"{who.name} exited {rc}: {who.stderr_tail()}")
         row = who.result()
@@ -273,7 +271,8 @@ class Runner:
         stream = count * (size + HEADER)
         welcome = "bench-ready"
         serve_args = [self.serve_bin, "serve", "--listen", "127.0.0.1:0", "--welcome", welcome,
-                      "--client-buffer", str(stream + 4 * MiB),
+                      # lossless: room for the whole stream (the default would disconnect us)
+                      "--client-buffer", str(2 * stream + 64 * MiB),
                       "--max-message", str(max(size, MiB))]
         if feeder == "stdin":
             serve_args += ["--source", "stdin"]
@@ -316,8 +315,9 @@ class Runner:
                "count": count, "seconds": secs, "msgs_per_s": count / secs,
                "mb_per_s": count * size / secs / 1e6, "runs": 1,
                "note": "wall time from feeding stdin to connect's exit"}
-        if counter["bytes"] < expect:
-            self.note(f"relay {feeder} {size}: connect printed {counter['bytes']} of {expect} bytes")
+        if counter["bytes"] != expect:
+            raise RuntimeError(f"connect printed {counter['bytes']} of {expect} bytes: "
+                               f"{conn.stderr_tail()} / serve: {srv.stderr_tail()}")
         self.record(row)
         if feeder == "send":
             sender.stop()
@@ -392,6 +392,9 @@ class Runner:
         row["p50_us"], row["p99_us"] = lat["p50_us"], lat["p99_us"]
         row["paced_rate"] = rate
         row["saturated_p50_us"], row["saturated_p99_us"] = row.pop("sat_p50_us"), row.pop("sat_p99_us")
+        for r in (row, lat):
+            if r["note"]:
+                self.note(f"fanout {system} K={k}: {r['note']} ({'paced' if r is lat else 'saturated'})")
         self.record(row)
 
     def fanout_once(self, system, k, count, rate):
@@ -415,7 +418,7 @@ class Runner:
                 raise Skip("needs framecast serve")
             stream = count * (size + HEADER)
             srv = self.start([self.serve_bin, "serve", "--listen", "127.0.0.1:0", "--source", "stdin",
-                              "--welcome", "bench-ready", "--client-buffer", str(stream + MiB)],
+                              "--welcome", "bench-ready", "--client-buffer", str(2 * stream + 64 * MiB)],
                              label + "-serve", stdin=subprocess.PIPE)
             welcome = True
         else:
@@ -449,10 +452,8 @@ class Runner:
             if system == "framecast-serve" and src.poll() is None:
                 src.kill()
                 src.wait()
-        for _ in range(50):
-            if all(any(x.startswith("{") for x in s.all_lines) for s in subs):
-                break
-            time.sleep(0.02)
+        for s in subs:
+            s.eof.wait(5)
         parts = [s.result() for s in subs]
         return self.merge_fanout(system, k, count, size, rate, parts, [f"{out}.{i}" for i in range(nproc)])
 
@@ -556,13 +557,14 @@ def fmt_size(n):
 
 
 def fmt_num(v, digits=3):
+    """3 significant digits, k/M/G suffixes: 11.7 M, 774 k, 2.22 k, 42.1."""
     if v is None or v == "" or (isinstance(v, float) and v != v):
         return "-"
-    if isinstance(v, float) and abs(v) >= 1e6:
-        return f"{v / 1e6:.{digits}g} M"
-    if isinstance(v, float) and abs(v) >= 1e4:
-        return f"{v / 1e3:.{digits}g} k"
-    return f"{v:.{digits}g}" if isinstance(v, float) else str(v)
+    v = float(v)
+    for div, suffix in ((1e9, " G"), (1e6, " M"), (1e3, " k")):
+        if abs(v) >= div:
+            return f"{v / div:.{digits}g}{suffix}"
+    return f"{v:.{digits}g}"
 
 
 COLUMNS = [("system", "system"), ("scenario", "scenario"), ("size", "size"), ("k", "K"),
@@ -610,6 +612,8 @@ def targets(results):
     def line(text, value, goal, higher=True):
         if value is None:
             out.append(f"  {text}: not measured")
+        elif goal is None:
+            out.append(f"  {text}: {value:.2f}x (for context)")
         else:
             ok = value >= goal if higher else value <= goal
             out.append(f"  {text}: {value:.2f}x (target {'>=' if higher else '<='} {goal}x) "
@@ -619,19 +623,19 @@ def targets(results):
     ceil100 = find(results, "ceiling", "throughput", 100)
     direct100 = find(results, "framecast-direct", "throughput", 100)
     line("100 B direct vs ZeroMQ msgs/s", ratio(direct100, zmq100), 3)
-    line("100 B direct vs ceiling msgs/s", ratio(direct100, ceil100), 0.0)
+    line("100 B direct vs ceiling msgs/s", ratio(direct100, ceil100), None)
     for feeder in ("stdin", "send"):
         line(f"100 B relay ({feeder}) vs ZeroMQ direct msgs/s",
              ratio(find(results, f"framecast-relay-{feeder}", "throughput", 100), zmq100), 1)
     line("1 MiB direct vs ceiling MB/s", ratio(find(results, "framecast-direct", "throughput", MiB),
                                              find(results, "ceiling", "throughput", MiB), "mb_per_s"), 0.9)
     line("1 MiB ZeroMQ vs ceiling MB/s", ratio(find(results, "zeromq", "throughput", MiB),
-                                             find(results, "ceiling", "throughput", MiB), "mb_per_s"), 0.0)
+                                             find(results, "ceiling", "throughput", MiB), "mb_per_s"), None)
     for k in (100, 1000):
         line(f"fan-out K={k} framecast-serve vs ZeroMQ delivered msgs/s",
              ratio(find(results, "framecast-serve", "fanout", k=k), find(results, "zeromq", "fanout", k=k)), 2)
         line(f"fan-out K={k} ceiling vs ZeroMQ delivered msgs/s",
-             ratio(find(results, "ceiling", "fanout", k=k), find(results, "zeromq", "fanout", k=k)), 0.0)
+             ratio(find(results, "ceiling", "fanout", k=k), find(results, "zeromq", "fanout", k=k)), None)
     zp = find(results, "zeromq", "pingpong")
     dp = find(results, "framecast-direct", "pingpong")
     line("ping-pong p99 framecast-direct / ZeroMQ", ratio(dp, zp, "p99_us"), 1, higher=False)

@@ -114,7 +114,7 @@ int run(const options& o) {
 
 int source(const options& o) {
     const std::uint64_t count = o.u64("count", 1000);
-    const std::size_t size = std::max<std::size_t>(o.u64("size", 100), stamp_size);
+    const std::size_t size = o.u64("size", 100);  // under 31 bytes: no stamp, plain 'x's
     const double rate = o.f64("rate", 0);
     const std::size_t per = rate > 0 ? 1 : std::max<std::size_t>(1, 256 * 1024 / (size + 1));
     std::string batch(per * (size + 1), 'x');
