@@ -865,7 +865,8 @@ def main(argv=None):
     print(f"framecast bench ({meta['mode']}): {meta['nproc']} x {meta['cpu']}, Linux {meta['kernel']}, "
           f"load {meta['loadavg_at_start']:.1f} at start, {meta['seconds']} s")
     print(table(r.results))
-    print("\nTargets (issue 6), as ratios in this run:")
+    print("\nTargets (issue 6), as ratios in this run"
+          + (" (smoke counts: too small to mean anything)" if a.smoke else "") + ":")
     print(targets(r.results))
     if r.notes:
         print("\nNotes:")
