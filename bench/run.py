@@ -808,13 +808,13 @@ def main(argv=None):
         sizes, ks, repeat, conns = [16, 100, 64 * KiB], [1, 10], 1, 100
     elif a.quick:
         a.max_msgs, a.bytes_budget, a.ping_count = 400_000, 256 * MiB, 5000
-        a.fanout_deliveries, a.fanout_min, a.fanout_paced_deliveries = 1_000_000, 200, 200_000
+        a.fanout_deliveries, a.fanout_min, a.fanout_paced_deliveries = 1_000_000, 200, 50_000
         a.fanout_min_lat, a.fanout_lat_seconds, a.run_timeout, a.idle_ms = 50, 0.3, 30, 1000
         sizes, ks, repeat, conns = SIZES, [1, 100, 1000], 1, 1000
     else:
         a.max_msgs, a.bytes_budget, a.ping_count = 3_000_000, 2048 * MiB, 50_000
-        a.fanout_deliveries, a.fanout_min, a.fanout_paced_deliveries = 4_000_000, 400, 200_000
-        a.fanout_min_lat, a.fanout_lat_seconds, a.run_timeout, a.idle_ms = 100, 2.0, 120, 2000
+        a.fanout_deliveries, a.fanout_min, a.fanout_paced_deliveries = 4_000_000, 400, 50_000
+        a.fanout_min_lat, a.fanout_lat_seconds, a.run_timeout, a.idle_ms = 50, 2.0, 120, 2000
         sizes, ks, repeat, conns = SIZES, FANOUT_K, 3, 10000
     if a.sizes:
         sizes = [int(x) for x in a.sizes.split(",")]
