@@ -148,9 +148,10 @@ class Runner:
             self.note("zeromq: bench_zmq not built (libzmq/cppzmq missing): ZeroMQ rows skipped")
         self.serve_bin = args.framecast_serve or args.framecast
         self.connect_bin = args.framecast_connect or args.framecast
-        self.fc_serve = self.has_subcommand(self.serve_bin, "serve")
-        self.fc_connect = self.has_subcommand(self.connect_bin, "connect")
-        self.fc_send = self.has_subcommand(self.connect_bin, "send")
+        wanted = "framecast-serve" in args.systems.split(",")
+        self.fc_serve = wanted and self.has_subcommand(self.serve_bin, "serve")
+        self.fc_connect = wanted and self.has_subcommand(self.connect_bin, "connect")
+        self.fc_send = wanted and self.has_subcommand(self.connect_bin, "send")
 
     # --- plumbing -------------------------------------------------------------------------
 
@@ -490,6 +491,31 @@ class Runner:
 
     # --- scenario 4: idle connections ---------------------------------------------------------
 
+    def zmq_connections(self, n):
+        """For context: an XPUB's RSS growth per idle SUB connection."""
+        if not self.have_zmq:
+            raise Skip("ZeroMQ peers not built")
+        pub = self.start([self.peer("bench_zmq"), "pub", "--listen", "127.0.0.1:0", "--k", n + 1,
+                          "--count", 1], "conns-zmq-pub")  # waits for one subscription too many
+        addr = pub.wait_line(r"listening on (\S+)", 10).group(1)
+        time.sleep(0.2)
+        before = rss_kib(pub.p.pid)
+        nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        nproc = max(1, -(-n * 2 // max(1, nofile - 1000)))
+        subs = [self.start([self.peer("bench_zmq"), "subs", "--connect", addr,
+                            "--k", n // nproc + (1 if i < n % nproc else 0), "--count", 1,
+                            "--deadline-s", int(self.a.run_timeout)], f"conns-zmq-subs{i}")
+                for i in range(nproc)]
+        for s in subs:
+            s.wait_line(r"^ready$", self.a.run_timeout)
+        time.sleep(1.0 + n / 5000)  # connections are made by ZeroMQ's I/O threads, after "ready"
+        after = rss_kib(pub.p.pid)
+        self.record({"system": "zeromq", "scenario": "connections", "size": 0, "k": n,
+                     "held": None, "rss_before_kib": before, "rss_after_kib": after,
+                     "rss_per_conn_bytes": (after - before) * 1024 / max(1, n),
+                     "msgs_per_s": 0.0, "mb_per_s": 0.0,
+                     "note": "XPUB process, connections not individually verified"})
+
     def connections(self, n):
         if not self.fc_serve:
             raise Skip("needs framecast serve")
@@ -577,7 +603,8 @@ def table(results):
     for r in results:
         rows.append([r["system"], r["scenario"], fmt_size(r["size"]) if r["scenario"] != "connections" else "",
                      str(r.get("k", "")),
-                     fmt_num(r.get("msgs_per_s")) if r["scenario"] != "connections" else f"{r['held']} held",
+                     fmt_num(r.get("msgs_per_s")) if r["scenario"] != "connections"
+                     else "-" if r.get("held") is None else f"{r['held']} held",
                      fmt_num(r.get("mb_per_s")) if r["scenario"] != "connections"
                      else f"{r['rss_per_conn_bytes']:.0f} B/conn RSS",
                      fmt_num(r.get("p50_us")), fmt_num(r.get("p99_us")), fmt_num(r.get("p999_us")),
@@ -782,7 +809,7 @@ def main(argv=None):
     ap.add_argument("--only", default="throughput,relay,pingpong,fanout,connections",
                     help="comma-separated scenarios to run")
     ap.add_argument("--systems", default="ceiling,framecast-direct,zeromq,tutorial-python,framecast-serve",
-                    help="comma-separated systems to run")
+                    help="comma-separated systems to run (framecast-serve also selects the relay rows)")
     ap.add_argument("--sizes", help="comma-separated message sizes for throughput")
     ap.add_argument("--fanout-k", help="comma-separated subscriber counts")
     ap.add_argument("--repeat", type=int, help="throughput runs per case; the median is kept")
@@ -830,6 +857,13 @@ def main(argv=None):
         log(f"warning: load average {meta['loadavg_at_start']:.1f} on {meta['nproc']} cores: "
             "other work is running, figures will be noisy")
     r = Runner(a)
+    try:
+        return run_all(a, r, meta, sizes, ks, conns)
+    finally:
+        r.stop_all()  # Ctrl-C or a bug: no peer outlives the run
+
+
+def run_all(a, r, meta, sizes, ks, conns):
     scen = set(a.only.split(","))
     systems = a.systems.split(",")
     t_start = time.monotonic()
@@ -853,9 +887,12 @@ def main(argv=None):
         for s in systems:
             if s in Runner.PING:
                 r.guarded(f"pingpong {s}", r.pingpong, s)
-    if "connections" in scen and "framecast-serve" in systems:
+    if "connections" in scen:
         log("scenario 4: idle connections")
+    if "connections" in scen and "framecast-serve" in systems:
         r.guarded(f"connections {conns}", r.connections, conns)
+    if "connections" in scen and "zeromq" in systems:
+        r.guarded(f"connections zeromq", r.zmq_connections, conns)
 
     meta["seconds"] = round(time.monotonic() - t_start, 1)
     meta["mode"] = "smoke" if a.smoke else "quick" if a.quick else "full"
