@@ -148,6 +148,7 @@ class Runner:
             self.note("zeromq: bench_zmq not built (libzmq/cppzmq missing): ZeroMQ rows skipped")
         self.serve_bin = args.framecast_serve or args.framecast
         self.connect_bin = args.framecast_connect or args.framecast
+        self.help = {}
         wanted = "framecast-serve" in args.systems.split(",")
         self.fc_serve = wanted and self.has_subcommand(self.serve_bin, "serve")
         self.fc_connect = wanted and self.has_subcommand(self.connect_bin, "connect")
@@ -174,11 +175,20 @@ class Runner:
             self.note(f"framecast {sub}: {e}")
             return False
         text = (r.stdout + r.stderr).decode("utf-8", "replace")
+        self.help[sub] = text
         if r.returncode != 0 or "not implemented" in text:
             self.note(f"{binary} {sub} is missing or a stub: the rows that need it are skipped "
                       f"(they run once the server/client land in this build)")
             return False
         return True
+
+    def serve_extras(self):
+        """Options beyond the CLI contract, passed only when this serve has them: a drain
+        timeout as long as a run, so the end of input does not cut off queued deliveries."""
+        extras = []
+        if "--drain-timeout" in self.help.get("serve", ""):
+            extras += ["--drain-timeout", str(int(self.a.run_timeout))]
+        return extras
 
     def start(self, args, name, **kw):
         self.seq += 1
@@ -274,7 +284,7 @@ class Runner:
         serve_args = [self.serve_bin, "serve", "--listen", "127.0.0.1:0", "--welcome", welcome,
                       # lossless: room for the whole stream (the default would disconnect us)
                       "--client-buffer", str(2 * stream + 64 * MiB),
-                      "--max-message", str(max(size, MiB))]
+                      "--max-message", str(max(size, MiB))] + self.serve_extras()
         if feeder == "stdin":
             serve_args += ["--source", "stdin"]
             srv = self.start(serve_args, f"relay-serve-{size}", stdin=subprocess.PIPE)
@@ -419,7 +429,8 @@ class Runner:
                 raise Skip("needs framecast serve")
             stream = count * (size + HEADER)
             srv = self.start([self.serve_bin, "serve", "--listen", "127.0.0.1:0", "--source", "stdin",
-                              "--welcome", "bench-ready", "--client-buffer", str(2 * stream + 64 * MiB)],
+                              "--welcome", "bench-ready", "--client-buffer", str(2 * stream + 64 * MiB)]
+                             + self.serve_extras(),
                              label + "-serve", stdin=subprocess.PIPE)
             welcome = True
         else:
