@@ -58,12 +58,12 @@ int run_pull(const options& o) {
 }
 
 int run_push(const options& o) {
+    std::size_t size = o.u64("size", 100);
+    std::uint64_t count = o.u64("count", 1'000'000);
+    std::string payload(size, 'x');  // before the context: it must outlive the lingering sends
     zmq::context_t ctx;
     zmq::socket_t s(ctx, zmq::socket_type::push);
     s.connect("tcp://" + o.str("connect"));
-    std::size_t size = o.u64("size", 100);
-    std::uint64_t count = o.u64("count", 1'000'000);
-    std::string payload(size, 'x');
     // Large messages go zero-copy (zmq_msg_init_data, nothing to free: the payload outlives the
     // socket), as framecast-direct gathers large payloads without copying; small ones are copied,
     // which for ZeroMQ is the cheaper way.
