@@ -757,7 +757,7 @@ def plots(out, results, gnuplot):
                    "set key bottom right", "set yrange [0:100]",
                    "plot " + ", ".join(f"'{q(os.path.join(data, f'lat-{s}.dat'))}' using 1:2 with lines lw 2 "
                                        f"title '{s}'" for s in lat_systems),
-                   "unset logscale", "set autoscale y", "set key top left"]
+                   "unset logscale", "unset title", "set autoscale y", "set key top left"]
         made.append("latency.png")
     if fan_systems:
         script += [f"set output '{q(os.path.join(out, 'fanout.png'))}'",
