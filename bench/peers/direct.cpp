@@ -105,7 +105,9 @@ int run_send(const options& o) {
 // One decoded frame at a time (ping-pong never has two in flight): false at end of stream.
 class frame_reader {
 public:
-    explicit frame_reader(int fd) : fd_(fd), buf_(read_size) {}
+    // in_ starts as an empty view of the buffer, not a null span: decoder::next() memcpy()s from
+    // in.data() even when nothing is left (UBSan: null source, size 0; reported to the codec).
+    explicit frame_reader(int fd) : fd_(fd), buf_(read_size), in_(buf_.data(), 0) {}
     bool next(std::string_view& payload) {
         for (;;) {
             auto ev = dec_.next(in_);
