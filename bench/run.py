@@ -808,7 +808,8 @@ def machine():
 
 def main(argv=None):
     here = os.path.dirname(os.path.abspath(__file__))
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog=os.environ.get("FRAMECAST_BENCH_PROG"),  # set by `framecast bench`
+                                 description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="reduced set, under a minute")
     ap.add_argument("--smoke", action="store_true", help="tiny counts: checks the harness, not speed")
     ap.add_argument("--bin-dir", help="where the bench_* peers are (default: the build next to the "

@@ -53,6 +53,7 @@ command_runner register_bench(CLI::App& app) {
         std::vector<char*> argv;
         for (auto& a : args) argv.push_back(a.data());
         argv.push_back(nullptr);
+        ::setenv("FRAMECAST_BENCH_PROG", "framecast bench", 1);  // for the script's usage line
         ::execvp("python3", argv.data());
         std::fprintf(stderr, "framecast bench: cannot run python3: %s\n", std::strerror(errno));
         return exit_code::failure;
