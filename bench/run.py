@@ -24,12 +24,12 @@ import platform
 import queue
 import re
 import resource
+import select
 import shutil
 import signal
-import statistics
+import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
@@ -338,7 +338,6 @@ class Runner:
         fd = conn.p.stdout.fileno()
         buf = b""
         deadline = time.monotonic() + timeout
-        import select
         while b"\n" not in buf:
             left = deadline - time.monotonic()
             if left <= 0 or conn.p.poll() is not None:
@@ -530,7 +529,6 @@ class Runner:
     def connections(self, n):
         if not self.fc_serve:
             raise Skip("needs framecast serve")
-        import socket
         srv = self.start([self.serve_bin, "serve", "--listen", "127.0.0.1:0", "--publish",
                           "--welcome", ""], "conns-serve")
         host, port = srv.wait_line(r"listening on (\S+):(\d+)", 10).groups()
@@ -904,7 +902,7 @@ def run_all(a, r, meta, sizes, ks, conns):
     if "connections" in scen and "framecast-serve" in systems:
         r.guarded(f"connections {conns}", r.connections, conns)
     if "connections" in scen and "zeromq" in systems:
-        r.guarded(f"connections zeromq", r.zmq_connections, conns)
+        r.guarded("connections zeromq", r.zmq_connections, conns)
 
     meta["seconds"] = round(time.monotonic() - t_start, 1)
     meta["mode"] = "smoke" if a.smoke else "quick" if a.quick else "full"
