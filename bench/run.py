@@ -815,7 +815,7 @@ def main(argv=None):
     ap.add_argument("--framecast", help="the framecast binary (default: BIN_DIR/../bin/framecast)")
     ap.add_argument("--framecast-serve", help="binary for `serve` (default: --framecast)")
     ap.add_argument("--framecast-connect", help="binary for `connect`/`send` (default: --framecast)")
-    ap.add_argument("--out", default="bench-results", help="output directory (default: ./bench-results)")
+    ap.add_argument("--out", help="output directory (default: bench-results in the build directory)")
     ap.add_argument("--only", default="throughput,relay,pingpong,fanout,connections",
                     help="comma-separated scenarios to run")
     ap.add_argument("--systems", default="ceiling,framecast-direct,zeromq,tutorial-python,framecast-serve",
@@ -837,6 +837,9 @@ def main(argv=None):
                  f"or pass --bin-dir")
     if not a.framecast:
         a.framecast = os.path.abspath(os.path.join(a.bin_dir, "..", "bin", "framecast"))
+
+    if not a.out:
+        a.out = os.path.join(os.path.dirname(a.bin_dir), "bench-results")
 
     if a.smoke:
         a.max_msgs, a.bytes_budget, a.ping_count = 20000, 8 * MiB, 200
