@@ -2,10 +2,43 @@
 
 #include <charconv>
 
+#include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
 namespace framecast::app {
+namespace {
+
+log_format chosen_format = log_format::text;
+
+// %j: the log message escaped as the inside of a JSON string.
+class json_message_flag final : public spdlog::custom_flag_formatter {
+public:
+    void format(const spdlog::details::log_msg& msg, const std::tm&,
+                spdlog::memory_buf_t& dest) override {
+        static constexpr char hex[] = "0123456789abcdef";
+        for (char ch : msg.payload) {
+            auto c = static_cast<unsigned char>(ch);
+            if (c == '"' || c == '\\') {
+                dest.push_back('\\');
+                dest.push_back(ch);
+            } else if (c < 0x20) {
+                const char esc[] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 0xf]};
+                dest.append(esc, esc + sizeof esc);
+            } else {
+                dest.push_back(ch);
+            }
+        }
+    }
+    std::unique_ptr<custom_flag_formatter> clone() const override {
+        return std::make_unique<json_message_flag>();
+    }
+};
+
+}  // namespace
+
+void set_log_format(log_format format) { chosen_format = format; }
 
 std::string endpoint::to_string() const {
     if (host.find(':') != std::string::npos) return "[" + host + "]:" + std::to_string(port);
@@ -55,9 +88,18 @@ CLI::Validator endpoint_validator() {
 }
 
 void setup_logging(int verbosity) {
-    auto logger = spdlog::stderr_color_mt("framecast");
+    auto logger = chosen_format == log_format::json ? spdlog::stderr_logger_mt("framecast")
+                                                    : spdlog::stderr_color_mt("framecast");
     spdlog::set_default_logger(logger);
-    spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+    if (chosen_format == log_format::json) {
+        auto formatter = std::make_unique<spdlog::pattern_formatter>(
+            spdlog::pattern_time_type::utc);
+        formatter->add_flag<json_message_flag>('j').set_pattern(
+            R"({"time":"%Y-%m-%dT%H:%M:%S.%fZ","level":"%l","msg":"%j"})");
+        spdlog::set_formatter(std::move(formatter));
+    } else {
+        spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+    }
     spdlog::set_level(verbosity < 0   ? spdlog::level::warn
                       : verbosity > 0 ? spdlog::level::debug
                                       : spdlog::level::info);

@@ -29,6 +29,7 @@ using command_runner = std::function<exit_code()>;
 command_runner register_serve(CLI::App& app);
 command_runner register_connect(CLI::App& app);
 command_runner register_send(CLI::App& app);
+command_runner register_stats(CLI::App& app);
 command_runner register_bench(CLI::App& app);
 
 // "HOST:PORT", "[v6addr]:PORT", or ":PORT"/"PORT" (all interfaces).
@@ -42,7 +43,11 @@ endpoint parse_endpoint(const std::string& text);
 // A CLI11 validator for the same syntax.
 CLI::Validator endpoint_validator();
 
-// stderr logging, one line per event with time and level. verbosity: -1 quiet, 0 info, 1 debug.
+enum class log_format { text, json };
+// Chosen once by main from the global --log-format option, before any command runs.
+void set_log_format(log_format format);
+// stderr logging, one line per event with time and level (text), or one JSON object per line
+// ({"time":…,"level":…,"msg":…}) for log collectors. verbosity: -1 quiet, 0 info, 1 debug.
 void setup_logging(int verbosity);
 // Adds --quiet/--verbose to a subcommand; the value lands in `verbosity`.
 void add_verbosity_flags(CLI::App& cmd, int& verbosity);

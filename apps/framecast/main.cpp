@@ -14,10 +14,22 @@ int main(int argc, char** argv) {
         "payload length in ASCII decimal (10 bytes by default, e.g. b'18        ').\n\n"
         "Exit codes: 0 ok, 1 failure, 2 usage, 3 connect failed, 4 malformed header,\n"
         "5 message too large, 6 closed mid-message, 7 timed out, 8 address in use,\n"
-        "9 invalid UTF-8."};
+        "9 invalid UTF-8.",
+        "framecast"};  // a fixed name, not argv[0], in usage lines and the man page
     app.set_version_flag("--version", "framecast " FRAMECAST_VERSION " (" FRAMECAST_BUILD_INFO ")");
     app.require_subcommand(1);
-    app.fallthrough();
+    app.fallthrough();  // global options may follow the subcommand: `framecast serve --config F`
+
+    // Every option can also come from a TOML file, the command line winning. A subcommand's
+    // options go in its section ([serve], [connect], ...). Unknown keys are errors; this must be
+    // set before the subcommands exist, as they copy it.
+    app.set_config("--config", "", "Read options from this TOML file (command line wins)")
+        ->check(CLI::ExistingFile);
+    app.allow_config_extras(CLI::config_extras_mode::error);
+    std::string format = "text";
+    app.add_option("--log-format", format, "Log lines on stderr as text or as JSON objects")
+        ->check(CLI::IsMember({"text", "json"}))
+        ->capture_default_str();
 
     std::vector<std::pair<CLI::App*, framecast::app::command_runner>> commands;
     auto add = [&](auto register_fn) {
@@ -28,14 +40,24 @@ int main(int argc, char** argv) {
     add(framecast::app::register_serve);
     add(framecast::app::register_connect);
     add(framecast::app::register_send);
+    add(framecast::app::register_stats);
     add(framecast::app::register_bench);
 
     try {
         app.parse(argc, argv);
+    } catch (const CLI::ConfigError& e) {
+        // CLI11 says "INI was not able to parse serve.bogus"; name the key plainly.
+        std::string what = e.what();
+        const std::string prefix = "INI was not able to parse ";
+        if (what.rfind(prefix, 0) == 0) what = "unknown key '" + what.substr(prefix.size()) + "'";
+        std::cerr << "framecast: config file: " << what << '\n';
+        return static_cast<int>(exit_code::usage);
     } catch (const CLI::ParseError& e) {
         int rc = app.exit(e);
         return rc == 0 ? 0 : static_cast<int>(exit_code::usage);
     }
+    framecast::app::set_log_format(format == "json" ? framecast::app::log_format::json
+                                                    : framecast::app::log_format::text);
     try {
         for (auto& [cmd, run] : commands) {
             if (cmd->parsed()) return static_cast<int>(run());

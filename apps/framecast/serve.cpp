@@ -1,15 +1,297 @@
-// framecast serve: not built yet (see the issue that introduces it).
+// framecast serve: the tutorial's streaming server (welcome, then "The time is ..." every 3 s),
+// for many clients at once, with other sources, pub/sub, bounds on every buffer and a graceful
+// shutdown.
+#include <sys/resource.h>
+
+#include <csignal>
+#include <cstdio>
+#include <algorithm>
+#include <optional>
+
+#include <asio/io_context.hpp>
+#include <asio/ip/tcp.hpp>
+#include <asio/signal_set.hpp>
 #include <spdlog/spdlog.h>
 
 #include "cli.hpp"
+#include "metrics_http.hpp"
+#include "framecast/io/server.hpp"
+#include "framecast/io/sources.hpp"
 
 namespace framecast::app {
 
+namespace {
+
+struct serve_config {
+    std::vector<std::string> listen;
+    std::string source = "time";
+    double interval = 3.0;
+    std::string welcome = "Welcome to the server!";
+    bool publish = false;
+    std::size_t header_size = default_header_size;
+    std::uint64_t max_message = 1024 * 1024;
+    std::size_t max_clients = 0;
+    std::uint64_t client_buffer = 8 * 1024 * 1024;
+    std::string slow_consumer = "disconnect";
+    double idle_timeout = 30.0;
+    double drain_timeout = 5.0;
+    std::uint32_t max_rate = 0;
+    std::string metrics;
+    int verbosity = 0;
+};
+
+std::chrono::milliseconds to_ms(double seconds) {
+    return std::chrono::milliseconds(static_cast<std::int64_t>(seconds * 1000.0 + 0.5));
+}
+
+// Lets the server hold as many clients as the hard limit allows (Debian's default soft limit
+// is 1024 descriptors).
+void raise_fd_limit() {
+    rlimit rl{};
+    if (::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (::setrlimit(RLIMIT_NOFILE, &rl) != 0) spdlog::debug("could not raise RLIMIT_NOFILE");
+    }
+}
+
+std::string endpoint_text(const asio::ip::tcp::endpoint& ep) {
+    if (ep.address().is_v6()) return "[" + ep.address().to_string() + "]:" + std::to_string(ep.port());
+    return ep.address().to_string() + ":" + std::to_string(ep.port());
+}
+
+exit_code exit_for(std::error_code ec) {
+    if (ec == errc::message_too_large) return exit_code::message_too_large;
+    if (ec == errc::truncated_frame) return exit_code::truncated;
+    if (ec == errc::invalid_utf8) return exit_code::invalid_utf8;
+    if (ec.category() == codec_category()) return exit_code::malformed_header;
+    return exit_code::failure;
+}
+
+exit_code run_serve(const serve_config& cfg) {
+    setup_logging(cfg.verbosity);
+    std::signal(SIGPIPE, SIG_IGN);
+    raise_fd_limit();
+
+    io::server_options opts;
+    opts.codec.header_size = cfg.header_size;
+    // A header of H digits cannot announce more than 10^H - 1 bytes, in either direction.
+    std::uint64_t header_capacity = 1;
+    for (std::size_t i = 0; i < cfg.header_size && header_capacity < 10'000'000'000'000'000'000u; ++i) {
+        header_capacity *= 10;
+    }
+    header_capacity -= 1;
+    opts.codec.max_message = std::min(cfg.max_message, header_capacity);
+    if (cfg.source == "time" && header_capacity < 64) {
+        spdlog::error("--header-size {} cannot frame the time messages (about 30 bytes)",
+                      cfg.header_size);
+        return exit_code::usage;
+    }
+    opts.welcome = cfg.welcome;
+    opts.publish = cfg.publish;
+    opts.max_clients = cfg.max_clients;
+    opts.client_buffer = cfg.client_buffer;
+    opts.slow_consumer = cfg.slow_consumer == "drop-oldest" ? io::slow_consumer_policy::drop_oldest
+                                                            : io::slow_consumer_policy::disconnect;
+    opts.idle_timeout = to_ms(cfg.idle_timeout);
+    opts.max_rate = cfg.max_rate;
+    if (opts.client_buffer < opts.codec.max_message + cfg.header_size) {
+        spdlog::error("--client-buffer ({} bytes) must hold at least one largest message "
+                      "(--max-message {} + {} header bytes)",
+                      opts.client_buffer, opts.codec.max_message, cfg.header_size);
+        return exit_code::usage;
+    }
+    if (!cfg.welcome.empty() && cfg.welcome.size() > opts.codec.max_message) {
+        spdlog::error("--welcome is longer than --max-message or than --header-size can announce");
+        return exit_code::usage;
+    }
+
+    asio::io_context io(1);
+    io::server srv(io, opts);
+
+    // Listen first: a taken port is an error before anything else starts.
+    std::vector<asio::ip::tcp::endpoint> bound;
+    auto listen_one = [&](const std::string& text) {
+        auto ep = parse_endpoint(text);
+        try {
+            if (ep.host.empty() || ep.host == "*") {
+                bound.push_back(srv.listen_any(ep.port));
+                return;
+            }
+            std::error_code ec;
+            auto addr = asio::ip::make_address(ep.host, ec);
+            if (!ec) {
+                bound.push_back(srv.listen({addr, ep.port}));
+                return;
+            }
+            asio::ip::tcp::resolver resolver(io);
+            auto results = resolver.resolve(ep.host, std::to_string(ep.port),
+                                            asio::ip::tcp::resolver::passive);
+            for (const auto& r : results) bound.push_back(srv.listen(r.endpoint()));
+        } catch (const std::system_error& e) {
+            throw std::system_error(e.code(), "cannot listen on " + ep.to_string());
+        }
+    };
+    try {
+        if (cfg.listen.empty()) {
+            listen_one(":1243");
+        } else {
+            for (const auto& l : cfg.listen) listen_one(l);
+        }
+    } catch (const std::system_error& e) {
+        spdlog::error("{}", e.what());
+        return e.code() == asio::error::address_in_use ? exit_code::address_in_use
+                                                       : exit_code::failure;
+    }
+
+    exit_code result = exit_code::ok;
+    std::optional<io::time_source> clock_source;
+    std::optional<io::stdin_source> input_source;
+    auto drain = to_ms(cfg.drain_timeout);
+    auto stop_sources = [&] {
+        if (clock_source) clock_source->stop();
+        if (input_source) input_source->stop();
+    };
+    auto shut_down = [&] {
+        stop_sources();
+        srv.shutdown(drain, [&io] { io.stop(); });
+    };
+
+    std::optional<asio::signal_set> signal_set(std::in_place, io, SIGINT, SIGTERM);
+    auto& signals = *signal_set;
+    int signal_count = 0;
+    std::function<void(std::error_code, int)> on_signal = [&](std::error_code ec, int sig) {
+        if (ec) return;
+        if (++signal_count == 1) {
+            spdlog::info("received signal {}: stopping (again to close at once)", sig);
+            shut_down();
+            signals.async_wait(on_signal);
+        } else {
+            srv.close_all("server stopping at once (second signal)");
+            io.stop();
+        }
+    };
+    signals.async_wait(on_signal);
+
+    std::optional<metrics_endpoint> metrics;  // after srv: stops serving before srv goes
+    if (!cfg.metrics.empty()) {
+        try {
+            metrics.emplace(cfg.metrics, io, [&srv] { return io::snapshot_metrics(srv); });
+        } catch (const std::exception& e) {
+            spdlog::error("{}", e.what());
+            return exit_code::failure;
+        }
+    }
+
+    srv.start();
+    for (const auto& ep : bound) {
+        std::printf("listening on %s\n", endpoint_text(ep).c_str());
+        spdlog::info("listening on {}", endpoint_text(ep));
+    }
+    std::fflush(stdout);
+
+    auto emit = [&srv](std::string_view payload) { srv.publish(payload); };
+    if (cfg.source == "time") {
+        clock_source.emplace(io, to_ms(cfg.interval), emit);
+        clock_source->start();
+    } else if (cfg.source == "stdin" || cfg.source == "stdin-framed") {
+        auto fmt = cfg.source == "stdin" ? io::stdin_source::format::lines
+                                         : io::stdin_source::format::framed;
+        input_source.emplace(io, 0, fmt, opts.codec, emit,
+                             [&](std::error_code ec, const std::string& message) {
+                                 if (ec) {
+                                     spdlog::error("{}", message);
+                                     result = exit_for(ec);
+                                 } else {
+                                     spdlog::info("end of input: flushing and exiting");
+                                 }
+                                 signals.cancel();
+                                 shut_down();
+                             });
+        input_source->start();
+    }
+
+    io.run();
+    // Past this point a signal changes nothing: do not let it kill the process on its way out
+    // (destroying the signal_set restores the default action).
+    signal_set.reset();
+    std::signal(SIGINT, SIG_IGN);
+    std::signal(SIGTERM, SIG_IGN);
+    stop_sources();
+    const auto& c = srv.counters();
+    spdlog::info("served {} clients ({} rejected); {} messages broadcast, {} frames / {} bytes "
+                 "written; {} in; {} bad input, {} idle timeouts, {} floods; slow consumers: {} "
+                 "disconnected, {} frames dropped",
+                 c.clients_accepted, c.clients_rejected, c.messages_broadcast, c.frames_out,
+                 c.bytes_out, c.messages_in, c.decode_errors, c.idle_timeouts, c.floods,
+                 c.slow_disconnects, c.slow_dropped_frames);
+    return result;
+}
+
+}  // namespace
+
 command_runner register_serve(CLI::App& app) {
-    app.add_subcommand("serve", "(not implemented yet)");
-    return [] {
-        spdlog::error("framecast serve is not implemented yet");
-        return exit_code::failure;
+    auto cfg = std::make_shared<serve_config>();
+    auto* cmd = app.add_subcommand(
+        "serve",
+        "Stream framed messages to every client that connects (the tutorial's server: a welcome, "
+        "then 'The time is <unix time>' every 3 s).");
+    cmd->add_option("-l,--listen", cfg->listen,
+                    "Address to listen on, HOST:PORT or [IPv6]:PORT; repeatable. Port 0 picks a "
+                    "free port. Each listener prints 'listening on HOST:PORT' on stdout.\n"
+                    "Default: all interfaces, port 1243 ([::] dual-stack, or 0.0.0.0 without IPv6)")
+        ->check(endpoint_validator());
+    cmd->add_option("-s,--source", cfg->source,
+                    "What to stream: 'time' (the tutorial's clock), 'stdin' (each input line is a "
+                    "message; at end of input the queues are flushed and the server exits 0), "
+                    "'stdin-framed' (the input is framed already, e.g. from framecast connect), "
+                    "or 'none'. Default: time, or none with --publish")
+        ->check(CLI::IsMember({"time", "stdin", "stdin-framed", "none"}));
+    cmd->add_option("--interval", cfg->interval, "Seconds between time messages")
+        ->default_val(cfg->interval)
+        ->check(CLI::Range(0.001, 86400.0));
+    cmd->add_option("--welcome", cfg->welcome,
+                    "First message each client receives; an empty string sends none")
+        ->default_val(cfg->welcome);
+    cmd->add_flag("--publish", cfg->publish,
+                  "Frames a client sends are broadcast to every other client (pub/sub); "
+                  "without it, frames from clients are checked and discarded");
+    cmd->add_option("--header-size", cfg->header_size, "Header length in bytes")
+        ->default_val(cfg->header_size)
+        ->check(CLI::Range(min_header_size, max_header_size));
+    add_size_option(*cmd, "--max-message", cfg->max_message,
+                    "Largest message a client (or stdin) may send; a client announcing more is "
+                    "closed before its payload is read");
+    cmd->add_option("--max-clients", cfg->max_clients,
+                    "Clients connected at once; one more is accepted, logged and closed at once. "
+                    "0: no limit beyond file descriptors")
+        ->default_val(cfg->max_clients);
+    add_size_option(*cmd, "--client-buffer", cfg->client_buffer,
+                    "Bytes queued for one client at most; past it --slow-consumer applies");
+    cmd->add_option("--slow-consumer", cfg->slow_consumer,
+                    "When a client's queue is full: 'disconnect' it, or 'drop-oldest' whole frames "
+                    "not yet being written (the client then misses messages)")
+        ->default_val(cfg->slow_consumer)
+        ->check(CLI::IsMember({"disconnect", "drop-oldest"}));
+    cmd->add_option("--idle-timeout", cfg->idle_timeout,
+                    "Seconds a client may spend in the middle of sending a frame before it is "
+                    "closed (clients quiet between frames are fine); 0: never")
+        ->default_val(cfg->idle_timeout)
+        ->check(CLI::Range(0.0, 1e6));
+    cmd->add_option("--drain-timeout", cfg->drain_timeout,
+                    "On SIGINT/SIGTERM or end of stdin: seconds to flush queued messages before "
+                    "closing the clients")
+        ->default_val(cfg->drain_timeout)
+        ->check(CLI::Range(0.0, 1e6));
+    cmd->add_option("--max-rate", cfg->max_rate,
+                    "Messages per second one client may send (bursts up to the same number); "
+                    "above it the client is closed as a flood. 0: no limit")
+        ->default_val(cfg->max_rate);
+    add_metrics_option(*cmd, cfg->metrics);
+    add_verbosity_flags(*cmd, cfg->verbosity);
+    auto* source_opt = cmd->get_option("--source");
+    return [cfg, source_opt] {
+        if (cfg->publish && source_opt->count() == 0) cfg->source = "none";
+        return run_serve(*cfg);
     };
 }
 

@@ -134,7 +134,7 @@ class Processes:
         """Starts `framecast serve --listen HOST:0 ...` and returns (proc, port). The server
         prints `listening on HOST:PORT` on stdout once it accepts connections."""
         p = self.framecast("serve", "--listen", listen, *args, **kw)
-        m = p.wait_for(rb"listening on \[?([0-9a-fA-F.:]+?)\]?:(\d+)", stream="out")
+        m = p.wait_for(rb"listening on (\[[0-9a-fA-F:.]+\]|[0-9.]+|[^\s:]+):(\d+)\n", stream="out")
         return p, int(m.group(2))
 
     def python(self, source, *args, **kw):

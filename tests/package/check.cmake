@@ -8,9 +8,10 @@ function(run)
         message(FATAL_ERROR "failed (${rc}): ${ARGN}\n${out}")
     endif()
 endfunction()
-run(${CMAKE_COMMAND} --install ${BUILD_DIR} --prefix ${WORK_DIR}/prefix)
+# DESTDIR keeps every file, absolute destinations (/etc/framecast) included, in the scratch tree.
+run(${CMAKE_COMMAND} -E env DESTDIR=${WORK_DIR}/root ${CMAKE_COMMAND} --install ${BUILD_DIR})
 run(${CMAKE_COMMAND} -S ${SOURCE_DIR}/consumer -B ${WORK_DIR}/build -G ${GENERATOR}
-    -DCMAKE_PREFIX_PATH=${WORK_DIR}/prefix
+    -DCMAKE_PREFIX_PATH=${WORK_DIR}/root${INSTALL_PREFIX}
     "-DCMAKE_CXX_FLAGS=${CXX_FLAGS}" "-DCMAKE_EXE_LINKER_FLAGS=${LINKER_FLAGS}")
 run(${CMAKE_COMMAND} --build ${WORK_DIR}/build)
 run(${WORK_DIR}/build/consumer)

@@ -1,0 +1,66 @@
+// A backplane joins several framecast nodes into one stream: every message that enters a
+// node's broadcast is appended to a shared log in an existing broker, and every node delivers
+// every entry of that log to its local clients once, in the log's order. The interface knows
+// nothing of Asio or of the server, so another engine (NATS, ...) can be added beside Redis.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+namespace framecast::backplane {
+
+// One entry of the shared log.
+struct message {
+    std::shared_ptr<const std::string> framed;  // one or more whole frames, sent to clients as is
+    std::string origin_node;                    // the node that published it
+    std::uint64_t origin_client = 0;            // that node's client id (0: none), so the origin
+                                                // can skip the sender where the mode wants that
+};
+
+struct stats {
+    std::uint64_t published = 0;        // appended to the log
+    std::uint64_t delivered = 0;        // entries handed to deliver()
+    std::uint64_t pending = 0;          // waiting to be appended (engine unreachable or busy)
+    std::uint64_t dropped = 0;          // not appended: the pending queue was full
+    std::uint64_t duplicates = 0;       // entries seen twice (a retried append) and skipped
+    std::uint64_t reconnects = 0;       // connections re-established after a loss
+    bool connected = false;             // both directions up
+    double lag_seconds = 0;             // age of the newest entry delivered, when delivered
+};
+
+struct options {
+    std::uint64_t retention = 100'000;      // entries the log keeps (approximately; MAXLEN ~)
+    std::size_t pending_limit = 100'000;    // messages held while the engine is unreachable
+    double block_seconds = 0.25;            // longest a read waits, so stop() is prompt
+    double max_backoff_seconds = 5.0;       // reconnect delay ceiling (doubling, with jitter)
+    double start_timeout_seconds = 3.0;     // how long start() waits for the engine
+};
+
+class backplane {
+public:
+    // Called for every entry, in log order, on the backplane's own thread: post it to your
+    // executor. Includes this node's own messages (all nodes see one order).
+    using deliver_fn = std::function<void(message)>;
+
+    virtual ~backplane() = default;
+    // Starts reading from the log's current end, and appending. Returns once the reading
+    // position is known (so what is published afterwards reaches this node), or after
+    // options::start_timeout_seconds if the engine is unreachable (it keeps trying).
+    virtual void start(deliver_fn deliver) = 0;
+    // Queues `framed` for appending; never blocks. Held while the engine is unreachable, up to
+    // options::pending_limit messages, beyond which it is dropped (logged, counted).
+    virtual void publish(std::shared_ptr<const std::string> framed, std::uint64_t origin_client) = 0;
+    // Appends what is pending (for at most `drain_seconds`) and stops both directions.
+    virtual void stop(double drain_seconds = 2.0) = 0;
+    virtual stats snapshot() const = 0;
+    virtual const std::string& node_id() const = 0;
+    virtual std::string describe() const = 0;  // e.g. "redis://127.0.0.1:6379/framecast"
+};
+
+// Makes a backplane from a URL. Supported: redis://HOST:PORT/KEY (a Redis Stream at KEY; PORT
+// defaults to 6379, KEY to "framecast"). Throws std::invalid_argument naming what is wrong.
+std::unique_ptr<backplane> make_backplane(const std::string& url, options opts = {});
+
+}  // namespace framecast::backplane

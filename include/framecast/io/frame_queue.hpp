@@ -1,0 +1,92 @@
+// A client's outbound queue: shared encoded frames, bounded in bytes, with the slow-consumer
+// policy applied on push. No I/O here, so it is unit-tested on its own.
+#pragma once
+
+#include <cstddef>
+#include <deque>
+#include <memory>
+#include <string>
+
+namespace framecast::io {
+
+// One encoded frame (header + payload), immutable and shared by every client queue it is in.
+using shared_frame = std::shared_ptr<const std::string>;
+
+// What to do when a client's outbound queue would grow past its byte limit.
+enum class slow_consumer_policy {
+    disconnect,   // close the client (it can reconnect; it never sees a gap silently)
+    drop_oldest,  // drop the oldest whole frames not yet being written (never a partial one)
+};
+
+class frame_queue {
+public:
+    struct push_result {
+        bool queued = true;            // the new frame is in the queue
+        bool overflow = false;         // disconnect policy: the frame did not fit
+        std::size_t dropped_frames = 0;  // drop-oldest: frames dropped (may include the new one)
+        std::size_t dropped_bytes = 0;
+    };
+
+    frame_queue(std::size_t limit_bytes, slow_consumer_policy policy)
+        : limit_(limit_bytes), policy_(policy) {}
+
+    // Queues `f` unless that would pass the byte limit; then applies the policy. Frames being
+    // written (see start_write) are never dropped: the peer has part of them already.
+    push_result push(const shared_frame& f) {
+        push_result r;
+        if (bytes_ + f->size() > limit_) {
+            if (policy_ == slow_consumer_policy::disconnect) {
+                r.queued = false;
+                r.overflow = true;
+                return r;
+            }
+            while (bytes_ + f->size() > limit_ && frames_.size() > in_flight_) {
+                auto it = frames_.begin() + static_cast<std::ptrdiff_t>(in_flight_);
+                ++r.dropped_frames;
+                r.dropped_bytes += (*it)->size();
+                bytes_ -= (*it)->size();
+                frames_.erase(it);
+            }
+            if (bytes_ + f->size() > limit_) {
+                ++r.dropped_frames;
+                r.dropped_bytes += f->size();
+                r.queued = false;
+                return r;
+            }
+        }
+        frames_.push_back(f);
+        bytes_ += f->size();
+        return r;
+    }
+
+    // Pins the first min(size(), max_frames) frames for a write; returns how many.
+    std::size_t start_write(std::size_t max_frames) {
+        in_flight_ = frames_.size() < max_frames ? frames_.size() : max_frames;
+        return in_flight_;
+    }
+    // The pinned frames were written: removes them.
+    void finish_write() {
+        for (; in_flight_ > 0; --in_flight_) {
+            bytes_ -= frames_.front()->size();
+            frames_.pop_front();
+        }
+    }
+    // The write failed: unpins (the connection is closing anyway).
+    void abort_write() { in_flight_ = 0; }
+
+    const shared_frame& operator[](std::size_t i) const { return frames_[i]; }
+    bool empty() const noexcept { return frames_.empty(); }
+    std::size_t size() const noexcept { return frames_.size(); }
+    std::size_t bytes() const noexcept { return bytes_; }
+    std::size_t in_flight() const noexcept { return in_flight_; }
+    std::size_t limit() const noexcept { return limit_; }
+
+private:
+    std::deque<shared_frame> frames_;
+    std::size_t bytes_ = 0;
+    std::size_t in_flight_ = 0;  // frames at the front handed to the socket
+    std::size_t limit_;
+    slow_consumer_policy policy_;
+};
+
+}  // namespace framecast::io

@@ -1,0 +1,118 @@
+// The framecast streaming server as a library component: listeners, one session per client,
+// and a broadcast hub that encodes each message once and queues a pointer to it per client.
+//
+// Threading: a server and everything it owns run on one io_context, driven by one thread.
+// Other threads hand it work with asio::post (see stdin_source).
+#pragma once
+
+#include <array>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <vector>
+
+#include <asio/io_context.hpp>
+#include <asio/ip/tcp.hpp>
+
+#include "framecast/codec.hpp"
+#include "framecast/io/frame_queue.hpp"
+
+namespace framecast::io {
+
+// Encodes `payload` once under `opts`; throws std::system_error if the length does not fit.
+shared_frame make_shared_frame(std::string_view payload, const codec_options& opts = {});
+
+struct server_options {
+    codec_options codec{.header_size = default_header_size, .max_message = 1024 * 1024};
+    // Sent to each client as its first frame; empty: no welcome.
+    std::string welcome = "Welcome to the server!";
+    // Frames a client sends are broadcast to every other client.
+    bool publish = false;
+    // 0: no limit beyond file descriptors.
+    std::size_t max_clients = 0;
+    std::size_t client_buffer = 8 * 1024 * 1024;
+    slow_consumer_policy slow_consumer = slow_consumer_policy::disconnect;
+    // A client that stays in the middle of an inbound frame this long is closed; 0: never.
+    std::chrono::milliseconds idle_timeout{std::chrono::seconds(30)};
+    // Inbound messages per second per client before it counts as a flood; 0: no limit.
+    std::uint32_t max_rate = 0;
+};
+
+// What the server has done so far. Plain numbers, read on the server's thread.
+struct server_counters {
+    std::uint64_t clients_accepted = 0;
+    std::uint64_t clients_rejected = 0;   // over --max-clients
+    std::uint64_t clients_current = 0;
+    std::uint64_t messages_in = 0;        // frames decoded from clients
+    std::uint64_t bytes_in = 0;           // bytes read from clients
+    std::uint64_t messages_broadcast = 0; // messages that entered the hub
+    std::uint64_t frames_out = 0;         // frames fully written to clients
+    std::uint64_t bytes_out = 0;          // bytes written to clients
+    std::uint64_t decode_errors = 0;      // clients closed for bad input (incl. truncation)
+    // The same, by framecast::errc value (index 0 unused).
+    std::array<std::uint64_t, 16> decode_errors_by_kind{};
+    std::uint64_t deliveries = 0;         // frames queued to clients by broadcasts (fan-out)
+    std::uint64_t idle_timeouts = 0;
+    std::uint64_t floods = 0;
+    std::uint64_t slow_disconnects = 0;
+    std::uint64_t slow_dropped_frames = 0;
+    std::uint64_t slow_dropped_bytes = 0;
+    std::uint64_t accept_errors = 0;
+};
+
+class session;
+
+class server {
+public:
+    server(asio::io_context& io, server_options opts);
+    ~server();
+    server(const server&) = delete;
+    server& operator=(const server&) = delete;
+
+    // Binds and listens; returns the bound endpoint (port 0 becomes the chosen port). Throws
+    // std::system_error (e.g. address_in_use).
+    asio::ip::tcp::endpoint listen(const asio::ip::tcp::endpoint& ep);
+    // Binds [::] dual-stack on `port`, or 0.0.0.0 when IPv6 is unavailable.
+    asio::ip::tcp::endpoint listen_any(std::uint16_t port);
+
+    // Starts accepting on every listener, and the idle-timeout sweep.
+    void start();
+
+    // Broadcasts `payload` to every client except `origin` (null: to all). Encodes once.
+    void broadcast(std::string_view payload, const session* origin = nullptr);
+    // Broadcasts an already encoded frame.
+    void broadcast(const shared_frame& frame, const session* origin = nullptr);
+
+    // Where client-published and source messages enter. By default straight into broadcast();
+    // a backplane can replace it and feed the hub back through broadcast().
+    using ingress_fn = std::function<void(std::string_view payload, const session* origin)>;
+    void set_ingress(ingress_fn fn) { ingress_ = std::move(fn); }
+    void publish(std::string_view payload, const session* origin = nullptr);
+
+    // Graceful stop: closes the listeners, lets every client's queue flush (at most
+    // `drain_timeout`), then closes them. `done` runs once no client is left.
+    void shutdown(std::chrono::milliseconds drain_timeout, std::function<void()> done = {});
+    // Closes every client now.
+    void close_all(const std::string& reason);
+
+    const server_counters& counters() const noexcept { return counters_; }
+    const server_options& options() const noexcept { return opts_; }
+    std::size_t client_count() const noexcept;
+    // Bytes waiting in each client's outbound queue (for metrics), in no particular order.
+    std::vector<std::size_t> client_queue_bytes() const;
+
+private:
+    friend class session;
+    struct impl;
+    std::unique_ptr<impl> impl_;
+    server_options opts_;
+    server_counters counters_;
+    ingress_fn ingress_;
+};
+
+}  // namespace framecast::io

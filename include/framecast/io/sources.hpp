@@ -1,0 +1,74 @@
+// Where a server's stream comes from: the clock (the tutorial's "The time is ..."), or
+// standard input, as lines or as frames.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <system_error>
+
+#include <asio/io_context.hpp>
+#include <asio/steady_timer.hpp>
+
+#include "framecast/codec.hpp"
+
+namespace framecast::io {
+
+// Python's repr()/str() of a float: the shortest decimal that reads back as the same double,
+// fixed notation for exponents -4..15 (always with a '.', e.g. "1552068299.0"), else
+// scientific ("1e+16", "1.5e-05").
+std::string python_float_repr(double value);
+
+// "The time is <Python str(time.time())>", the time taken with microsecond resolution.
+std::string time_message(std::chrono::system_clock::time_point now);
+
+// Calls `emit` with time_message(now) every `interval`, first after one interval (like the
+// tutorial's server, which sleeps before each send).
+class time_source {
+public:
+    time_source(asio::io_context& io, std::chrono::milliseconds interval,
+                std::function<void(std::string_view)> emit);
+    void start();
+    void stop();
+
+private:
+    void arm();
+    asio::steady_timer timer_;
+    std::chrono::milliseconds interval_;
+    std::function<void(std::string_view)> emit_;
+    std::chrono::steady_clock::time_point next_{};
+    bool stopped_ = false;
+};
+
+// Reads a file descriptor (standard input) on a thread of its own — epoll refuses regular
+// files, and a blocking read works for files, pipes and terminals alike — and hands each
+// message to `on_message` on the io_context's thread. At most a few read chunks wait in the
+// hand-off: the thread waits for the io_context to take them (bounded memory).
+class stdin_source {
+public:
+    enum class format {
+        lines,   // each line (without "\n" or "\r\n") is one message
+        framed,  // the input is framed already; decoded with codec options, re-broadcast
+    };
+    // At end of input `on_end` runs once with no error; on bad input with the error and
+    // a message (e.g. the decoder's, or "line 3 is longer than ...").
+    stdin_source(asio::io_context& io, int fd, format fmt, codec_options codec,
+                 std::function<void(std::string_view)> on_message,
+                 std::function<void(std::error_code, const std::string&)> on_end);
+    ~stdin_source();
+    stdin_source(const stdin_source&) = delete;
+    stdin_source& operator=(const stdin_source&) = delete;
+
+    void start();
+    // Stops reading (wakes the thread) and joins it.
+    void stop();
+
+    struct state;
+
+private:
+    std::shared_ptr<state> state_;
+};
+
+}  // namespace framecast::io

@@ -1,0 +1,389 @@
+// The Redis backplane: a Redis Stream is the shared log. Appends are XADD with MAXLEN ~ N;
+// every node reads with XREAD BLOCK from the last ID it delivered, so a node that loses Redis
+// resumes where it stopped and misses nothing the stream still retains. Redis Streams, not
+// pub/sub: pub/sub drops every message sent while a subscriber is disconnected.
+//
+// hiredis is used in blocking mode on two threads of our own (one reads, one appends): the
+// read is a long-blocking XREAD, which would otherwise stall every append behind it.
+#include <hiredis/hiredis.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <random>
+#include <stdexcept>
+#include <thread>
+#include <unordered_map>
+
+#include "framecast/backplane.hpp"
+
+namespace framecast::backplane {
+namespace {
+
+using clock = std::chrono::steady_clock;
+
+struct redis_context_deleter {
+    void operator()(redisContext* c) const noexcept { redisFree(c); }
+};
+using context_ptr = std::unique_ptr<redisContext, redis_context_deleter>;
+
+struct reply_deleter {
+    void operator()(redisReply* r) const noexcept { freeReplyObject(r); }
+};
+using reply_ptr = std::unique_ptr<redisReply, reply_deleter>;
+
+template <class... Args>
+reply_ptr command(redisContext* c, const char* format, Args... args) {
+    return reply_ptr(static_cast<redisReply*>(redisCommand(c, format, args...)));
+}
+
+std::string reply_text(const redisReply* r) { return r && r->str ? std::string(r->str, r->len) : ""; }
+
+struct redis_address {
+    std::string host;
+    int port = 6379;
+    std::string key = "framecast";
+};
+
+redis_address parse_redis_url(const std::string& url) {
+    const std::string scheme = "redis://";
+    if (url.rfind(scheme, 0) != 0) {
+        throw std::invalid_argument("backplane URL '" + url + "' must start with redis://");
+    }
+    redis_address a;
+    std::string rest = url.substr(scheme.size());
+    auto slash = rest.find('/');
+    std::string hostport = rest.substr(0, slash);
+    if (slash != std::string::npos && slash + 1 < rest.size()) a.key = rest.substr(slash + 1);
+    std::string port;
+    if (!hostport.empty() && hostport.front() == '[') {
+        auto close = hostport.find(']');
+        if (close == std::string::npos) throw std::invalid_argument("backplane URL '" + url + "': unclosed [");
+        a.host = hostport.substr(1, close - 1);
+        if (close + 1 < hostport.size() && hostport[close + 1] == ':') port = hostport.substr(close + 2);
+    } else if (auto colon = hostport.rfind(':'); colon != std::string::npos) {
+        a.host = hostport.substr(0, colon);
+        port = hostport.substr(colon + 1);
+    } else {
+        a.host = hostport;
+    }
+    if (a.host.empty()) throw std::invalid_argument("backplane URL '" + url + "' names no host");
+    if (!port.empty()) {
+        std::size_t used = 0;
+        int p = -1;
+        try {
+            p = std::stoi(port, &used);
+        } catch (const std::exception&) {
+        }
+        if (used != port.size() || p < 1 || p > 65535) {
+            throw std::invalid_argument("backplane URL '" + url + "': port must be 1 to 65535");
+        }
+        a.port = p;
+    }
+    return a;
+}
+
+std::string make_node_id() {
+    char host[64] = "node";
+    gethostname(host, sizeof host - 1);
+    std::random_device rd;
+    char suffix[32];
+    std::snprintf(suffix, sizeof suffix, "-%d-%08x", static_cast<int>(getpid()), rd());
+    return std::string(host) + suffix;
+}
+
+// Milliseconds part of a stream ID "1700000000000-3".
+std::uint64_t id_millis(const std::string& id) {
+    return std::strtoull(id.c_str(), nullptr, 10);
+}
+
+struct pending_message {
+    std::shared_ptr<const std::string> framed;
+    std::uint64_t origin_client = 0;
+    std::uint64_t seq = 0;
+};
+
+class redis_backplane final : public backplane {
+public:
+    redis_backplane(redis_address addr, options opts)
+        : addr_(std::move(addr)), opts_(opts), node_id_(make_node_id()) {}
+
+    ~redis_backplane() override { stop(0); }
+
+    void start(deliver_fn deliver) override {
+        deliver_ = std::move(deliver);
+        reader_ = std::thread([this] { read_loop(); });
+        writer_ = std::thread([this] { write_loop(); });
+        // Wait (bounded) until the reader knows where the stream ends, so whatever is published
+        // after start() returns reaches this node too. If Redis is down, carry on: the reader
+        // keeps trying in the background.
+        std::unique_lock lock(mu_);
+        if (!cv_.wait_for(lock, std::chrono::duration<double>(opts_.start_timeout_seconds),
+                          [this] { return positioned_; })) {
+            spdlog::warn("backplane {}: not reachable yet; serving local clients meanwhile",
+                         describe());
+        }
+    }
+
+    void publish(std::shared_ptr<const std::string> framed, std::uint64_t origin_client) override {
+        std::lock_guard lock(mu_);
+        if (pending_.size() >= opts_.pending_limit) {
+            if (dropped_++ % 1000 == 0) {
+                spdlog::warn("backplane {}: {} messages pending (Redis unreachable or slow): "
+                             "dropping new ones, {} dropped so far",
+                             describe(), pending_.size(), dropped_.load());
+            }
+            return;
+        }
+        pending_.push_back({std::move(framed), origin_client, next_seq_++});
+        cv_.notify_all();
+    }
+
+    void stop(double drain_seconds) override {
+        {
+            std::lock_guard lock(mu_);
+            if (stopping_) return;
+            stopping_ = true;
+            drain_deadline_ = clock::now() + std::chrono::duration_cast<clock::duration>(
+                                                 std::chrono::duration<double>(drain_seconds));
+        }
+        cv_.notify_all();
+        if (writer_.joinable()) writer_.join();
+        if (reader_.joinable()) reader_.join();
+    }
+
+    stats snapshot() const override {
+        stats s;
+        s.published = published_;
+        s.delivered = delivered_;
+        s.dropped = dropped_;
+        s.duplicates = duplicates_;
+        s.reconnects = reconnects_;
+        s.connected = reader_up_ && writer_up_;
+        s.lag_seconds = lag_ms_ / 1000.0;
+        std::lock_guard lock(mu_);
+        s.pending = pending_.size();
+        return s;
+    }
+
+    const std::string& node_id() const override { return node_id_; }
+
+    std::string describe() const override {
+        bool v6 = addr_.host.find(':') != std::string::npos;
+        return "redis://" + (v6 ? "[" + addr_.host + "]" : addr_.host) + ":" +
+               std::to_string(addr_.port) + "/" + addr_.key;
+    }
+
+private:
+    // Connects, or returns null after logging why. `role` names the thread in logs.
+    context_ptr connect(const char* role, bool& ever_connected, bool& logged_down) {
+        timeval connect_timeout{2, 0};
+        context_ptr c(redisConnectWithTimeout(addr_.host.c_str(), addr_.port, connect_timeout));
+        if (!c || c->err) {
+            if (!logged_down) {
+                spdlog::warn("backplane {} ({}): cannot connect: {}; retrying with backoff",
+                             describe(), role, c ? c->errstr : "out of memory");
+                logged_down = true;
+            }
+            return nullptr;
+        }
+        // Bound every reply wait: a read blocks at most block_seconds on the server side.
+        auto io = std::chrono::duration<double>(opts_.block_seconds + 5.0);
+        timeval io_timeout{static_cast<time_t>(io.count()), 0};
+        redisSetTimeout(c.get(), io_timeout);
+        if (ever_connected) {
+            ++reconnects_;
+            spdlog::info("backplane {} ({}): reconnected", describe(), role);
+        } else {
+            spdlog::info("backplane {} ({}): connected as node {}", describe(), role, node_id_);
+        }
+        ever_connected = true;
+        logged_down = false;
+        return c;
+    }
+
+    // Sleeps for the next backoff step (doubling, with jitter), waking early on stop().
+    void backoff(double& delay) {
+        thread_local std::mt19937 rng{std::random_device{}()};  // both loops back off
+        std::uniform_real_distribution<double> jitter(0.5, 1.0);
+        double d = delay * jitter(rng);
+        delay = std::min(delay * 2, opts_.max_backoff_seconds);
+        std::unique_lock lock(mu_);
+        cv_.wait_for(lock, std::chrono::duration<double>(d), [this] { return stopping_.load(); });
+    }
+
+    void write_loop() {
+        context_ptr c;
+        bool ever = false, logged_down = false;
+        double delay = 0.1;
+        for (;;) {
+            pending_message next;
+            {
+                std::unique_lock lock(mu_);
+                cv_.wait(lock, [this] { return stopping_ || !pending_.empty(); });
+                if (pending_.empty()) break;  // stopping, all appended
+                if (stopping_ && clock::now() >= drain_deadline_) {
+                    spdlog::warn("backplane {}: stopping with {} messages not appended",
+                                 describe(), pending_.size());
+                    dropped_ += pending_.size();
+                    pending_.clear();
+                    break;
+                }
+                next = pending_.front();  // popped only once appended, so a failure retries it
+            }
+            if (!c) {
+                c = connect("append", ever, logged_down);
+                writer_up_ = c != nullptr;
+                if (!c) {
+                    backoff(delay);
+                    continue;
+                }
+                delay = 0.1;
+            }
+            auto r = command(c.get(), "XADD %b MAXLEN ~ %llu * n %b s %llu c %llu f %b",
+                             addr_.key.data(), addr_.key.size(),
+                             static_cast<unsigned long long>(opts_.retention), node_id_.data(),
+                             node_id_.size(), static_cast<unsigned long long>(next.seq),
+                             static_cast<unsigned long long>(next.origin_client),
+                             next.framed->data(), next.framed->size());
+            if (!r) {
+                // The append may or may not have landed; retrying is safe because readers skip
+                // a (node, seq) they have already delivered.
+                spdlog::warn("backplane {}: lost Redis while appending: {}", describe(), c->errstr);
+                c.reset();
+                writer_up_ = false;
+                continue;
+            }
+            if (r->type == REDIS_REPLY_ERROR) {
+                spdlog::error("backplane {}: Redis refused an append: {}; message dropped",
+                              describe(), reply_text(r.get()));
+                ++dropped_;
+            } else {
+                ++published_;
+            }
+            std::lock_guard lock(mu_);
+            pending_.pop_front();
+        }
+    }
+
+    void read_loop() {
+        context_ptr c;
+        bool ever = false, logged_down = false;
+        double delay = 0.1;
+        std::string last_id;  // empty until the starting position is known
+        const int block_ms = std::max(1, static_cast<int>(opts_.block_seconds * 1000));
+        while (!stopping_) {
+            if (!c) {
+                c = connect("read", ever, logged_down);
+                reader_up_ = c != nullptr;
+                if (!c) {
+                    backoff(delay);
+                    continue;
+                }
+                delay = 0.1;
+                if (last_id.empty()) {
+                    auto r = command(c.get(), "XREVRANGE %b + - COUNT 1", addr_.key.data(),
+                                     addr_.key.size());
+                    if (!r || r->type != REDIS_REPLY_ARRAY) {
+                        spdlog::warn("backplane {}: cannot read the stream's end: {}", describe(),
+                                     r ? reply_text(r.get()) : c->errstr);
+                        c.reset();
+                        continue;
+                    }
+                    last_id = r->elements > 0 ? reply_text(r->element[0]->element[0]) : "0-0";
+                    std::lock_guard lock(mu_);
+                    positioned_ = true;
+                    cv_.notify_all();
+                }
+            }
+            auto r = command(c.get(), "XREAD COUNT 1024 BLOCK %d STREAMS %b %s", block_ms,
+                             addr_.key.data(), addr_.key.size(), last_id.c_str());
+            if (!r) {
+                spdlog::warn("backplane {}: lost Redis while reading: {}; resuming after {} once "
+                             "back", describe(), c->errstr, last_id);
+                c.reset();
+                reader_up_ = false;
+                continue;
+            }
+            if (r->type == REDIS_REPLY_ERROR) {
+                spdlog::error("backplane {}: Redis refused a read: {}", describe(), reply_text(r.get()));
+                c.reset();
+                backoff(delay);
+                continue;
+            }
+            if (r->type != REDIS_REPLY_ARRAY || r->elements == 0) continue;  // BLOCK timed out
+            const redisReply* entries = r->element[0]->element[1];
+            for (std::size_t i = 0; i < entries->elements; ++i) {
+                const redisReply* entry = entries->element[i];
+                last_id = reply_text(entry->element[0]);
+                deliver_entry(last_id, entry->element[1]);
+            }
+        }
+    }
+
+    void deliver_entry(const std::string& id, const redisReply* fields) {
+        message m;
+        std::uint64_t seq = 0;
+        for (std::size_t k = 0; k + 1 < fields->elements; k += 2) {
+            std::string name = reply_text(fields->element[k]);
+            const redisReply* v = fields->element[k + 1];
+            if (name == "f") {
+                m.framed = std::make_shared<const std::string>(v->str, v->len);
+            } else if (name == "n") {
+                m.origin_node = reply_text(v);
+            } else if (name == "s") {
+                seq = std::strtoull(reply_text(v).c_str(), nullptr, 10);
+            } else if (name == "c") {
+                m.origin_client = std::strtoull(reply_text(v).c_str(), nullptr, 10);
+            }
+        }
+        if (!m.framed) {
+            spdlog::warn("backplane {}: entry {} has no payload field; skipped", describe(), id);
+            return;
+        }
+        auto& last = last_seq_[m.origin_node];
+        if (seq != 0 && seq <= last) {
+            ++duplicates_;
+            return;
+        }
+        last = seq;
+        auto now_ms = static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+            std::chrono::system_clock::now().time_since_epoch()).count());
+        auto at = id_millis(id);
+        lag_ms_ = now_ms > at ? now_ms - at : 0;
+        ++delivered_;
+        deliver_(std::move(m));
+    }
+
+    const redis_address addr_;
+    const options opts_;
+    const std::string node_id_;
+    deliver_fn deliver_;
+    std::thread reader_, writer_;
+
+    mutable std::mutex mu_;
+    std::condition_variable cv_;
+    std::deque<pending_message> pending_;  // guarded by mu_
+    std::uint64_t next_seq_ = 1;           // guarded by mu_
+    std::atomic<bool> stopping_{false};
+    clock::time_point drain_deadline_{};   // guarded by mu_
+    bool positioned_ = false;              // guarded by mu_: the reader knows where to start
+
+    std::unordered_map<std::string, std::uint64_t> last_seq_;  // reader thread only
+    std::atomic<std::uint64_t> published_{0}, delivered_{0}, dropped_{0}, duplicates_{0},
+        reconnects_{0}, lag_ms_{0};
+    std::atomic<bool> reader_up_{false}, writer_up_{false};
+};
+
+}  // namespace
+
+std::unique_ptr<backplane> make_backplane(const std::string& url, options opts) {
+    return std::make_unique<redis_backplane>(parse_redis_url(url), opts);
+}
+
+}  // namespace framecast::backplane

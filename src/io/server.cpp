@@ -1,0 +1,530 @@
+#include "framecast/io/server.hpp"
+
+#include <algorithm>
+#include <array>
+#include <unordered_set>
+
+#include <asio/experimental/as_tuple.hpp>
+#include <asio/co_spawn.hpp>
+#include <asio/post.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/use_awaitable.hpp>
+#include <asio/ip/v6_only.hpp>
+#include <asio/write.hpp>
+#include <spdlog/spdlog.h>
+
+namespace framecast::io {
+
+using asio::awaitable;
+using asio::ip::tcp;
+using clock = std::chrono::steady_clock;
+constexpr auto use_nothrow = asio::experimental::as_tuple(asio::use_awaitable);
+
+namespace {
+
+// Frames gathered into one write: enough to amortise the syscall, few enough to keep the
+// iovec array small (IOV_MAX is 1024).
+constexpr std::size_t max_gather = 64;
+// Reads per wake-up before yielding to other clients.
+constexpr int max_reads_per_turn = 16;
+constexpr std::size_t read_buffer_size = 64 * 1024;
+
+std::string to_string(const tcp::endpoint& ep) {
+    auto addr = ep.address();
+    if (addr.is_v6() && addr.to_v6().is_v4_mapped()) {
+        addr = asio::ip::make_address_v4(asio::ip::v4_mapped, addr.to_v6());
+    }
+    if (addr.is_v6()) return "[" + addr.to_string() + "]:" + std::to_string(ep.port());
+    return addr.to_string() + ":" + std::to_string(ep.port());
+}
+
+// Completion of the server's coroutines: they report failures themselves, so an exception here
+// is a bug or out-of-memory; let it leave io_context::run() rather than leave a half-dead client.
+void rethrow(std::exception_ptr e) {
+    if (e) std::rethrow_exception(e);
+}
+
+}  // namespace
+
+shared_frame make_shared_frame(std::string_view payload, const codec_options& opts) {
+    return std::make_shared<const std::string>(encode_frame(payload, opts));
+}
+
+// ---------------------------------------------------------------------------------------------
+
+struct server::impl {
+    impl(server& owner, asio::io_context& io)
+        : owner(owner), io(io), sweep_timer(io), drain_timer(io) {}
+
+    awaitable<void> accept_loop(tcp::acceptor& acceptor);
+    void admit(tcp::socket socket);
+    void remove(const std::shared_ptr<session>& s);
+    void maybe_done();
+
+    server& owner;
+    asio::io_context& io;
+    std::vector<std::unique_ptr<tcp::acceptor>> acceptors;
+    // Every live client. Sessions know their index for O(1) removal.
+    std::vector<std::shared_ptr<session>> sessions;
+    // One read buffer for all clients: a read is consumed (decoded, copied where it must
+    // outlive the call) before the next one starts, and everything runs on one thread. This
+    // is what keeps an idle client down to its socket, decoder and two coroutine frames.
+    std::unique_ptr<std::array<char, read_buffer_size>> read_buffer =
+        std::make_unique<std::array<char, read_buffer_size>>();
+    shared_frame welcome;
+    // Clients in the middle of an inbound frame: the idle-timeout sweep visits only these.
+    std::unordered_set<session*> mid_frame;
+    asio::steady_timer sweep_timer;
+    asio::steady_timer drain_timer;
+    bool shutting_down = false;
+    std::function<void()> done;
+    clock::time_point last_accept_error_log{};
+};
+
+// One client: a reader() and a writer() coroutine sharing a bounded queue of shared frames.
+class session : public std::enable_shared_from_this<session> {
+public:
+    session(server& srv, tcp::socket socket, std::string name)
+        : srv_(srv), socket_(std::move(socket)), timer_(socket_.get_executor()),
+          name_(std::move(name)), decoder_(srv.opts_.codec, decode_mode::whole),
+          queue_(srv.opts_.client_buffer, srv.opts_.slow_consumer) {}
+
+    const std::string& name() const noexcept { return name_; }
+
+    void start() {
+        std::error_code ec;
+        socket_.non_blocking(true, ec);
+        socket_.set_option(tcp::no_delay(true), ec);
+        if (srv_.impl_->welcome) deliver(srv_.impl_->welcome);
+        auto ex = socket_.get_executor();
+        asio::co_spawn(ex, [self = shared_from_this()] { return self->reader(); }, rethrow);
+        asio::co_spawn(ex, [self = shared_from_this()] { return self->writer(); }, rethrow);
+    }
+
+    // Queues a frame, applying the slow-consumer policy when the queue is full.
+    void deliver(const shared_frame& frame) {
+        if (closed_) return;
+        auto& c = srv_.counters_;
+        auto before = queue_.bytes();
+        auto r = queue_.push(frame);
+        if (r.overflow) {
+            ++c.slow_disconnects;
+            stop(spdlog::level::warn, "slow consumer: " + std::to_string(before) +
+                                          " bytes already queued, limit " +
+                                          std::to_string(queue_.limit()) +
+                                          " (--client-buffer); policy disconnect");
+            return;
+        }
+        if (r.dropped_frames > 0) {
+            c.slow_dropped_frames += r.dropped_frames;
+            c.slow_dropped_bytes += r.dropped_bytes;
+            if (dropped_frames_ == 0) {
+                spdlog::warn("client {}: slow consumer, queue full ({} bytes, --client-buffer); "
+                             "dropping oldest frames (policy drop-oldest)",
+                             name_, before);
+            }
+            dropped_frames_ += r.dropped_frames;
+            dropped_bytes_ += r.dropped_bytes;
+        }
+        if (r.queued && writer_waiting_) timer_.cancel();
+    }
+
+    std::size_t queued_bytes() const noexcept { return queue_.bytes(); }
+
+    // Graceful close: flush what is queued, then close.
+    void drain() {
+        draining_ = true;
+        if (writer_waiting_) timer_.cancel();
+    }
+
+    // Closes the connection now, with one log line saying why.
+    void stop(spdlog::level::level_enum level, const std::string& reason) {
+        if (closed_) return;
+        closed_ = true;
+        if (!reason.empty()) spdlog::log(level, "client {} disconnected: {}", name_, reason);
+        std::error_code ec;
+        socket_.close(ec);
+        timer_.cancel();
+        if (mid_frame_) srv_.impl_->mid_frame.erase(this);
+        --srv_.counters_.clients_current;
+        asio::post(socket_.get_executor(),
+                   [self = shared_from_this()] { self->srv_.impl_->remove(self); });
+    }
+
+    // Idle-timeout check, called by the server's sweep.
+    void check_idle(clock::time_point now) {
+        if (closed_ || !mid_frame_) return;
+        auto timeout = srv_.opts_.idle_timeout;
+        if (now - mid_frame_since_ < timeout) return;
+        ++srv_.counters_.idle_timeouts;
+        decoder_.finish();
+        std::string detail = decoder_.error_message();
+        if (detail.rfind("connection closed ", 0) == 0) detail.erase(0, 18);
+        stop(spdlog::level::warn, "idle timeout: stuck in the middle of a frame for " +
+                                      std::to_string(timeout.count()) + " ms (" + detail + ")");
+    }
+
+    std::size_t index = 0;
+
+private:
+    awaitable<void> reader() {
+        auto& buf = *srv_.impl_->read_buffer;
+        for (;;) {
+            // Read until the socket is empty before waiting: the reactor reports readiness by
+            // edge, so a wait started with bytes already pending might never complete.
+            bool empty = false;
+            for (int i = 0; i < max_reads_per_turn; ++i) {
+                std::error_code ec;
+                std::size_t n = socket_.read_some(asio::buffer(buf), ec);
+                if (closed_) co_return;
+                if (ec == asio::error::would_block || ec == asio::error::try_again) {
+                    empty = true;
+                    break;
+                }
+                if (ec == asio::error::eof) {
+                    on_eof();
+                    co_return;
+                }
+                if (ec) {
+                    stop(spdlog::level::info, "read failed: " + ec.message());
+                    co_return;
+                }
+                if (!on_bytes({buf.data(), n})) co_return;
+            }
+            if (empty) {
+                auto [ec] = co_await socket_.async_wait(tcp::socket::wait_read, use_nothrow);
+                if (closed_) co_return;
+                if (ec) {
+                    stop(spdlog::level::info, "wait failed: " + ec.message());
+                    co_return;
+                }
+            } else {
+                co_await asio::post(socket_.get_executor(), asio::use_awaitable);
+                if (closed_) co_return;
+            }
+        }
+    }
+
+    awaitable<void> writer() {
+        std::vector<asio::const_buffer> buffers;
+        while (!closed_) {
+            if (queue_.empty()) {
+                if (draining_) {
+                    finish_drain();
+                    co_return;
+                }
+                writer_waiting_ = true;
+                timer_.expires_at(asio::steady_timer::time_point::max());
+                co_await timer_.async_wait(use_nothrow);
+                writer_waiting_ = false;
+                continue;
+            }
+            std::size_t n = queue_.start_write(max_gather);
+            buffers.clear();
+            for (std::size_t i = 0; i < n; ++i) buffers.push_back(asio::buffer(*queue_[i]));
+            auto [ec, written] = co_await asio::async_write(socket_, buffers, use_nothrow);
+            if (closed_ || ec) {
+                queue_.abort_write();
+                if (!closed_) stop(spdlog::level::info, "write failed: " + ec.message());
+                co_return;
+            }
+            queue_.finish_write();
+            srv_.counters_.frames_out += n;
+            srv_.counters_.bytes_out += written;
+            if (queue_.empty() && dropped_frames_ > 0) {
+                spdlog::warn("client {} caught up after slow-consumer drops: {} frames ({} bytes) dropped",
+                             name_, dropped_frames_, dropped_bytes_);
+                dropped_frames_ = dropped_bytes_ = 0;
+            }
+        }
+    }
+
+    // Everything queued is written: send FIN after it, discard unread input (closing with
+    // unread input would send RST, which can destroy data still in flight to the peer), close.
+    void finish_drain() {
+        std::error_code ec;
+        socket_.shutdown(tcp::socket::shutdown_send, ec);
+        auto& buf = *srv_.impl_->read_buffer;
+        for (int i = 0; i < 64; ++i) {
+            socket_.read_some(asio::buffer(buf), ec);
+            if (ec) break;
+        }
+        stop(spdlog::level::info, "server shutting down (queue flushed)");
+    }
+
+    void on_eof() {
+        if (decoder_.finish()) {
+            count_decode_error();
+            stop(spdlog::level::warn, "bad input: " + decoder_.error_message());
+        } else {
+            stop(spdlog::level::info, "closed by peer");
+        }
+    }
+
+    void count_decode_error() {
+        auto& c = srv_.counters_;
+        ++c.decode_errors;
+        auto ec = decoder_.error();
+        if (ec.category() == codec_category() && ec.value() > 0 &&
+            static_cast<std::size_t>(ec.value()) < c.decode_errors_by_kind.size()) {
+            ++c.decode_errors_by_kind[static_cast<std::size_t>(ec.value())];
+        }
+    }
+
+    // Decodes what arrived; false when the client was closed.
+    bool on_bytes(std::span<const char> in) {
+        auto& c = srv_.counters_;
+        c.bytes_in += in.size();
+        for (;;) {
+            auto ev = decoder_.next(in);
+            if (ev == decode_event::need_more) break;
+            if (ev == decode_event::error) {
+                count_decode_error();
+                stop(spdlog::level::warn, "bad input: " + decoder_.error_message());
+                return false;
+            }
+            ++c.messages_in;
+            if (!within_rate()) {
+                ++c.floods;
+                stop(spdlog::level::warn, "flood: more than " +
+                                              std::to_string(srv_.opts_.max_rate) +
+                                              " messages per second (--max-rate)");
+                return false;
+            }
+            if (srv_.opts_.publish && !srv_.impl_->shutting_down) {
+                srv_.publish(decoder_.payload(), this);
+                if (closed_) return false;
+            } else {
+                spdlog::debug("client {}: ignored a {}-byte message (not --publish)", name_,
+                              decoder_.payload().size());
+            }
+        }
+        if (decoder_.at_frame_boundary()) {
+            if (mid_frame_) srv_.impl_->mid_frame.erase(this);
+            mid_frame_ = false;
+        } else if (!mid_frame_) {
+            mid_frame_ = true;
+            mid_frame_since_ = clock::now();
+            srv_.impl_->mid_frame.insert(this);
+        }
+        return true;
+    }
+
+    // Token bucket: max_rate messages per second, bursts up to max_rate.
+    bool within_rate() {
+        const auto rate = srv_.opts_.max_rate;
+        if (rate == 0) return true;
+        auto now = clock::now();
+        if (rate_last_ == clock::time_point{}) {
+            tokens_ = rate;
+        } else {
+            tokens_ = std::min<double>(
+                rate, tokens_ + std::chrono::duration<double>(now - rate_last_).count() * rate);
+        }
+        rate_last_ = now;
+        if (tokens_ < 1.0) return false;
+        tokens_ -= 1.0;
+        return true;
+    }
+
+    server& srv_;
+    tcp::socket socket_;
+    asio::steady_timer timer_;  // the writer sleeps on it; deliver() and drain() cancel it
+    std::string name_;
+    decoder decoder_;
+    frame_queue queue_;
+    std::uint64_t dropped_frames_ = 0, dropped_bytes_ = 0;  // this drop episode
+    clock::time_point mid_frame_since_{};
+    clock::time_point rate_last_{};
+    double tokens_ = 0;
+    bool mid_frame_ = false;
+    bool writer_waiting_ = false;
+    bool draining_ = false;
+    bool closed_ = false;
+};
+
+void server::impl::remove(const std::shared_ptr<session>& s) {
+    if (s->index >= sessions.size() || sessions[s->index] != s) return;
+    auto i = s->index;
+    if (i + 1 != sessions.size()) {
+        sessions[i] = std::move(sessions.back());
+        sessions[i]->index = i;
+    }
+    sessions.pop_back();
+    maybe_done();
+}
+
+void server::impl::maybe_done() {
+    if (shutting_down && sessions.empty() && done) {
+        drain_timer.cancel();
+        auto fn = std::move(done);
+        done = nullptr;
+        fn();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+server::server(asio::io_context& io, server_options opts)
+    : impl_(std::make_unique<impl>(*this, io)), opts_(std::move(opts)) {
+    if (!opts_.welcome.empty()) impl_->welcome = make_shared_frame(opts_.welcome, opts_.codec);
+}
+
+server::~server() = default;
+
+std::size_t server::client_count() const noexcept { return impl_->sessions.size(); }
+
+tcp::endpoint server::listen(const tcp::endpoint& ep) {
+    auto a = std::make_unique<tcp::acceptor>(impl_->io);
+    a->open(ep.protocol());
+    a->set_option(tcp::acceptor::reuse_address(true));
+    if (ep.address().is_v6() && ep.address().is_unspecified()) {
+        std::error_code ec;
+        a->set_option(asio::ip::v6_only(false), ec);
+    }
+    a->bind(ep);
+    a->listen(asio::socket_base::max_listen_connections);
+    auto bound = a->local_endpoint();
+    impl_->acceptors.push_back(std::move(a));
+    return bound;
+}
+
+tcp::endpoint server::listen_any(std::uint16_t port) {
+    try {
+        return listen({tcp::v6(), port});
+    } catch (const std::system_error& e) {
+        if (e.code() == asio::error::address_in_use) throw;
+        spdlog::debug("IPv6 unavailable ({}), listening on IPv4 only", e.code().message());
+        return listen({tcp::v4(), port});
+    }
+}
+
+awaitable<void> server::impl::accept_loop(tcp::acceptor& acceptor) {
+    asio::steady_timer backoff(acceptor.get_executor());
+    for (;;) {
+        auto [ec, socket] = co_await acceptor.async_accept(use_nothrow);
+        if (!acceptor.is_open() || ec == asio::error::operation_aborted) co_return;
+        if (ec) {
+            // Typically EMFILE/ENFILE: the connection stays in the backlog. Log at most once a
+            // second and wait a little instead of spinning; leaving clients free descriptors.
+            ++owner.counters_.accept_errors;
+            auto now = clock::now();
+            if (now - last_accept_error_log > std::chrono::seconds(1)) {
+                last_accept_error_log = now;
+                spdlog::error("accept failed: {}; retrying", ec.message());
+            }
+            backoff.expires_after(std::chrono::milliseconds(100));
+            co_await backoff.async_wait(use_nothrow);
+            continue;
+        }
+        admit(std::move(socket));
+    }
+}
+
+void server::impl::admit(tcp::socket socket) {
+    auto& c = owner.counters_;
+    std::error_code ec;
+    auto peer = socket.remote_endpoint(ec);
+    std::string name = ec ? "(unknown peer)" : to_string(peer);
+    if (shutting_down) return;
+    if (owner.opts_.max_clients != 0 && sessions.size() >= owner.opts_.max_clients) {
+        ++c.clients_rejected;
+        spdlog::warn("client {} rejected: {} clients connected, the limit (--max-clients)", name,
+                     sessions.size());
+        socket.close(ec);
+        return;
+    }
+    ++c.clients_accepted;
+    ++c.clients_current;
+    auto s = std::make_shared<session>(owner, std::move(socket), std::move(name));
+    s->index = sessions.size();
+    sessions.push_back(s);
+    spdlog::info("client {} connected ({} clients)", s->name(), sessions.size());
+    s->start();
+}
+
+void server::start() {
+    for (auto& a : impl_->acceptors) {
+        asio::co_spawn(impl_->io, impl_->accept_loop(*a), rethrow);
+    }
+    if (opts_.idle_timeout.count() > 0) {
+        auto period = std::clamp(opts_.idle_timeout / 4, std::chrono::milliseconds(20),
+                                 std::chrono::milliseconds(1000));
+        asio::co_spawn(
+            impl_->io,
+            [this, period]() -> awaitable<void> {
+                for (;;) {
+                    impl_->sweep_timer.expires_after(period);
+                    auto [ec] = co_await impl_->sweep_timer.async_wait(use_nothrow);
+                    if (ec || impl_->shutting_down) co_return;
+                    auto now = clock::now();
+                    std::vector<session*> stuck(impl_->mid_frame.begin(),
+                                                impl_->mid_frame.end());
+                    for (auto* s : stuck) s->check_idle(now);
+                }
+            },
+            rethrow);
+    }
+}
+
+void server::publish(std::string_view payload, const session* origin) {
+    if (ingress_) {
+        ingress_(payload, origin);
+    } else {
+        broadcast(payload, origin);
+    }
+}
+
+void server::broadcast(std::string_view payload, const session* origin) {
+    auto frame = std::make_shared<std::string>();
+    if (auto ec = append_frame(*frame, payload, opts_.codec)) {
+        spdlog::error("cannot send a {}-byte message: {}", payload.size(), ec.message());
+        return;
+    }
+    broadcast(shared_frame(std::move(frame)), origin);
+}
+
+void server::broadcast(const shared_frame& frame, const session* origin) {
+    ++counters_.messages_broadcast;
+    // By index: a delivery may close a slow client, but removal is deferred, so the vector
+    // does not change under us.
+    auto& sessions = impl_->sessions;
+    for (std::size_t i = 0; i < sessions.size(); ++i) {
+        if (sessions[i].get() == origin) continue;
+        sessions[i]->deliver(frame);
+        ++counters_.deliveries;
+    }
+}
+
+std::vector<std::size_t> server::client_queue_bytes() const {
+    std::vector<std::size_t> out;
+    out.reserve(impl_->sessions.size());
+    for (const auto& s : impl_->sessions) out.push_back(s->queued_bytes());
+    return out;
+}
+
+void server::shutdown(std::chrono::milliseconds drain_timeout, std::function<void()> done) {
+    if (impl_->shutting_down) return;
+    impl_->shutting_down = true;
+    impl_->done = std::move(done);
+    for (auto& a : impl_->acceptors) {
+        std::error_code ec;
+        a->close(ec);
+    }
+    impl_->sweep_timer.cancel();
+    spdlog::info("shutting down: flushing {} clients (at most {} ms)", impl_->sessions.size(),
+                 drain_timeout.count());
+    for (auto& s : impl_->sessions) s->drain();
+    impl_->drain_timer.expires_after(drain_timeout);
+    impl_->drain_timer.async_wait([this](std::error_code ec) {
+        if (!ec) close_all("drain timeout: queue not flushed (--drain-timeout)");
+    });
+    asio::post(impl_->io, [this] { impl_->maybe_done(); });
+}
+
+void server::close_all(const std::string& reason) {
+    auto sessions = impl_->sessions;  // stop() defers removal, but be safe
+    for (auto& s : sessions) s->stop(spdlog::level::warn, reason);
+}
+
+}  // namespace framecast::io

@@ -1,0 +1,251 @@
+#include "framecast/io/sources.hpp"
+
+#include <poll.h>
+#include <unistd.h>
+
+#include <array>
+#include <charconv>
+#include <cmath>
+#include <condition_variable>
+#include <cstdlib>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include <asio/post.hpp>
+
+namespace framecast::io {
+
+std::string python_float_repr(double value) {
+    if (std::isnan(value)) return "nan";
+    if (std::isinf(value)) return value < 0 ? "-inf" : "inf";
+    // Shortest round-trip digits, in scientific form: "d.ddde[+-]XX".
+    std::array<char, 64> buf{};
+    auto [end, ec] = std::to_chars(buf.data(), buf.data() + buf.size(), value,
+                                   std::chars_format::scientific);
+    std::string_view sci(buf.data(), static_cast<std::size_t>(end - buf.data()));
+    std::string out;
+    if (sci.front() == '-') {
+        out = "-";
+        sci.remove_prefix(1);
+    }
+    auto e = sci.find('e');
+    std::string digits;
+    for (char c : sci.substr(0, e)) {
+        if (c != '.') digits += c;
+    }
+    int exp = std::atoi(std::string(sci.substr(e + 1)).c_str());
+    if (exp >= -4 && exp < 16) {
+        if (exp >= 0) {
+            auto int_len = static_cast<std::size_t>(exp) + 1;
+            if (digits.size() <= int_len) {
+                out += digits + std::string(int_len - digits.size(), '0') + ".0";
+            } else {
+                out += digits.substr(0, int_len) + "." + digits.substr(int_len);
+            }
+        } else {
+            out += "0." + std::string(static_cast<std::size_t>(-exp - 1), '0') + digits;
+        }
+        return out;
+    }
+    out += digits.substr(0, 1);
+    if (digits.size() > 1) out += "." + digits.substr(1);
+    out += exp < 0 ? "e-" : "e+";
+    auto mag = std::to_string(std::abs(exp));
+    if (mag.size() < 2) mag.insert(0, "0");
+    return out + mag;
+}
+
+std::string time_message(std::chrono::system_clock::time_point now) {
+    auto us = std::chrono::duration_cast<std::chrono::microseconds>(now.time_since_epoch());
+    return "The time is " + python_float_repr(static_cast<double>(us.count()) / 1e6);
+}
+
+// ---------------------------------------------------------------------------------------------
+
+time_source::time_source(asio::io_context& io, std::chrono::milliseconds interval,
+                         std::function<void(std::string_view)> emit)
+    : timer_(io), interval_(interval), emit_(std::move(emit)) {}
+
+void time_source::start() {
+    next_ = std::chrono::steady_clock::now();
+    arm();
+}
+
+void time_source::stop() {
+    stopped_ = true;
+    timer_.cancel();
+}
+
+void time_source::arm() {
+    // Fixed-rate ticks (no drift from the time spent broadcasting); skip ticks missed.
+    auto now = std::chrono::steady_clock::now();
+    next_ += interval_;
+    if (next_ < now) next_ = now + interval_;
+    timer_.expires_at(next_);
+    timer_.async_wait([this](std::error_code ec) {
+        if (ec || stopped_) return;
+        emit_(time_message(std::chrono::system_clock::now()));
+        arm();
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+
+struct stdin_source::state {
+    asio::io_context& io;
+    int fd;
+    format fmt;
+    codec_options codec;
+    std::function<void(std::string_view)> on_message;
+    std::function<void(std::error_code, const std::string&)> on_end;
+
+    std::mutex mutex;
+    std::condition_variable cv;
+    int pending = 0;        // batches posted, not yet handed out on the io thread
+    bool stopped = false;
+    int wake[2] = {-1, -1};  // a pipe that interrupts the thread's poll()
+    std::thread thread;
+
+    state(asio::io_context& io, int fd, format fmt, codec_options codec,
+          std::function<void(std::string_view)> on_message,
+          std::function<void(std::error_code, const std::string&)> on_end)
+        : io(io), fd(fd), fmt(fmt), codec(codec), on_message(std::move(on_message)),
+          on_end(std::move(on_end)) {}
+
+    // Runs on the reader thread. Returns false when stopped.
+    bool post_batch(std::shared_ptr<state> self, std::vector<std::string> batch) {
+        std::unique_lock lock(mutex);
+        cv.wait(lock, [&] { return pending < 2 || stopped; });
+        if (stopped) return false;
+        ++pending;
+        lock.unlock();
+        asio::post(io, [self = std::move(self), batch = std::move(batch)] {
+            {
+                std::lock_guard g(self->mutex);
+                if (self->stopped) return;
+                --self->pending;
+            }
+            self->cv.notify_all();
+            for (auto& m : batch) self->on_message(m);
+        });
+        return true;
+    }
+
+    void post_end(std::shared_ptr<state> self, std::error_code ec, std::string message) {
+        asio::post(io, [self = std::move(self), ec, message = std::move(message)] {
+            {
+                std::lock_guard g(self->mutex);
+                if (self->stopped) return;
+            }
+            self->on_end(ec, message);
+        });
+    }
+
+    void run(std::shared_ptr<state> self) {
+        std::vector<char> buf(64 * 1024);
+        std::string line;
+        std::uint64_t line_no = 1;
+        decoder dec(codec, decode_mode::whole);
+        for (;;) {
+            pollfd fds[2] = {{fd, POLLIN, 0}, {wake[0], POLLIN, 0}};
+            if (::poll(fds, 2, -1) < 0) {
+                if (errno == EINTR) continue;
+                post_end(self, {errno, std::generic_category()}, "poll failed");
+                return;
+            }
+            if (fds[1].revents != 0) return;
+            ssize_t n = ::read(fd, buf.data(), buf.size());
+            if (n < 0) {
+                if (errno == EINTR || errno == EAGAIN) continue;
+                post_end(self, {errno, std::generic_category()}, "reading standard input");
+                return;
+            }
+            std::vector<std::string> batch;
+            if (n == 0) {
+                if (fmt == format::lines && !line.empty()) {
+                    batch.push_back(std::move(line));
+                    if (!post_batch(self, std::move(batch))) return;
+                }
+                if (fmt == format::framed && dec.finish()) {
+                    post_end(self, dec.error(), "standard input: " + dec.error_message());
+                    return;
+                }
+                post_end(self, {}, {});
+                return;
+            }
+            std::string_view in(buf.data(), static_cast<std::size_t>(n));
+            if (fmt == format::lines) {
+                while (!in.empty()) {
+                    auto nl = in.find('\n');
+                    line.append(in.substr(0, nl));
+                    // One byte of slack for the '\r' of a "\r\n" line end.
+                    bool complete = nl != std::string_view::npos;
+                    if (complete && !line.empty() && line.back() == '\r') line.pop_back();
+                    if (line.size() > codec.max_message + (complete ? 0 : 1)) {
+                        post_batch(self, std::move(batch));
+                        post_end(self, make_error_code(errc::message_too_large),
+                                 "standard input: line " + std::to_string(line_no) +
+                                     " is longer than the largest message (" +
+                                     std::to_string(codec.max_message) +
+                                     " bytes: --max-message, or what --header-size can announce)");
+                        return;
+                    }
+                    if (!complete) break;
+                    batch.push_back(std::move(line));
+                    line.clear();
+                    ++line_no;
+                    in.remove_prefix(nl + 1);
+                }
+            } else {
+                std::span<const char> span(in.data(), in.size());
+                for (;;) {
+                    auto ev = dec.next(span);
+                    if (ev == decode_event::need_more) break;
+                    if (ev == decode_event::error) {
+                        post_batch(self, std::move(batch));
+                        post_end(self, dec.error(), "standard input: " + dec.error_message());
+                        return;
+                    }
+                    batch.emplace_back(dec.payload());
+                }
+            }
+            if (!batch.empty() && !post_batch(self, std::move(batch))) return;
+        }
+    }
+};
+
+stdin_source::stdin_source(asio::io_context& io, int fd, format fmt, codec_options codec,
+                           std::function<void(std::string_view)> on_message,
+                           std::function<void(std::error_code, const std::string&)> on_end)
+    : state_(std::make_shared<state>(io, fd, fmt, codec, std::move(on_message),
+                                     std::move(on_end))) {}
+
+stdin_source::~stdin_source() { stop(); }
+
+void stdin_source::start() {
+    if (::pipe(state_->wake) != 0) {
+        throw std::system_error(errno, std::generic_category(), "pipe");
+    }
+    state_->thread = std::thread([s = state_] { s->run(s); });
+}
+
+void stdin_source::stop() {
+    {
+        std::lock_guard g(state_->mutex);
+        if (state_->stopped) return;
+        state_->stopped = true;
+    }
+    state_->cv.notify_all();
+    if (state_->wake[1] >= 0) {
+        char c = 0;
+        [[maybe_unused]] auto r = ::write(state_->wake[1], &c, 1);
+    }
+    if (state_->thread.joinable()) state_->thread.join();
+    for (int& fd : state_->wake) {
+        if (fd >= 0) ::close(fd);
+        fd = -1;
+    }
+}
+
+}  // namespace framecast::io

@@ -1,0 +1,139 @@
+// The Redis backplane against a real redis-server: every node sees every message once, in one
+// order; a Redis outage loses nothing the stream retains and delivers nothing twice.
+#include <gtest/gtest.h>
+
+#include <framecast/backplane.hpp>
+
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "redis_server.hpp"
+
+using namespace framecast;
+using namespace std::chrono_literals;
+
+namespace {
+
+// Collects what one node delivers.
+struct node {
+    std::unique_ptr<backplane::backplane> bp;
+    std::mutex mu;
+    std::condition_variable cv;
+    std::vector<std::string> got;
+
+    node(const std::string& url, backplane::options opts = {}) : bp(backplane::make_backplane(url, opts)) {
+        bp->start([this](backplane::message m) {
+            std::lock_guard lock(mu);
+            got.push_back(*m.framed);
+            cv.notify_all();
+        });
+    }
+    bool wait_for(std::size_t n, std::chrono::seconds limit = 20s) {
+        std::unique_lock lock(mu);
+        return cv.wait_for(lock, limit, [&] { return got.size() >= n; });
+    }
+    std::vector<std::string> snapshot() {
+        std::lock_guard lock(mu);
+        return got;
+    }
+};
+
+auto msg(const std::string& s) { return std::make_shared<const std::string>(s); }
+
+// Waits until the node's reader is connected and positioned (a probe message comes back).
+void warm_up(std::vector<node*> nodes) {
+    nodes[0]->bp->publish(msg("probe"), 0);
+    for (auto* n : nodes) ASSERT_TRUE(n->wait_for(1)) << "backplane did not come up";
+}
+
+}  // namespace
+
+TEST(RedisBackplane, UrlErrorsNameTheProblem) {
+    EXPECT_THROW(backplane::make_backplane("http://x/y"), std::invalid_argument);
+    EXPECT_THROW(backplane::make_backplane("redis://:99999/k"), std::invalid_argument);
+    EXPECT_THROW(backplane::make_backplane("redis://host:abc/k"), std::invalid_argument);
+    auto bp = backplane::make_backplane("redis://[::1]:7000/stream");
+    EXPECT_EQ(bp->describe(), "redis://[::1]:7000/stream");
+    EXPECT_EQ(backplane::make_backplane("redis://h")->describe(), "redis://h:6379/framecast");
+}
+
+TEST(RedisBackplane, ThreeNodesSeeEveryMessageInOneOrder) {
+    test::redis_server redis;
+    node a(redis.url("order")), b(redis.url("order")), c(redis.url("order"));
+    warm_up({&a, &b, &c});
+    constexpr int per_node = 1000;
+    std::thread ta([&] { for (int i = 0; i < per_node; ++i) a.bp->publish(msg("a" + std::to_string(i)), 0); });
+    std::thread tb([&] { for (int i = 0; i < per_node; ++i) b.bp->publish(msg("b" + std::to_string(i)), 0); });
+    std::thread tc([&] { for (int i = 0; i < per_node; ++i) c.bp->publish(msg("c" + std::to_string(i)), 0); });
+    ta.join(); tb.join(); tc.join();
+    const std::size_t total = 1 + 3 * per_node;
+    for (auto* n : {&a, &b, &c}) ASSERT_TRUE(n->wait_for(total)) << n->snapshot().size();
+    std::this_thread::sleep_for(300ms);  // nothing more may arrive
+    auto ga = a.snapshot();
+    EXPECT_EQ(ga.size(), total);
+    EXPECT_EQ(b.snapshot(), ga);
+    EXPECT_EQ(c.snapshot(), ga);
+    // Per sender, in publish order, none missing.
+    for (char sender : {'a', 'b', 'c'}) {
+        int next = 0;
+        for (const auto& m : ga) {
+            if (m[0] == sender) {
+                EXPECT_EQ(m, sender + std::to_string(next++));
+            }
+        }
+        EXPECT_EQ(next, per_node);
+    }
+}
+
+TEST(RedisBackplane, RedisRestartLosesNothingAndDuplicatesNothing) {
+    test::redis_server redis;
+    backplane::options opts;
+    opts.max_backoff_seconds = 0.5;
+    node a(redis.url("restart"), opts), b(redis.url("restart"), opts);
+    warm_up({&a, &b});
+    constexpr int total = 3000;
+    std::thread publisher([&] {
+        for (int i = 0; i < total; ++i) {
+            (i % 2 ? a : b).bp->publish(msg(std::to_string(i)), 0);
+            std::this_thread::sleep_for(1ms);
+        }
+    });
+    std::this_thread::sleep_for(800ms);
+    redis.stop();
+    std::this_thread::sleep_for(2s);  // publishing goes on; nodes hold messages
+    EXPECT_FALSE(a.bp->snapshot().connected);
+    redis.start();
+    publisher.join();
+    for (auto* n : {&a, &b}) ASSERT_TRUE(n->wait_for(1 + total, 30s)) << n->snapshot().size();
+    std::this_thread::sleep_for(500ms);
+    for (auto* n : {&a, &b}) {
+        auto got = n->snapshot();
+        ASSERT_EQ(got.size(), 1u + total);
+        std::vector<int> seen(total, 0);
+        for (std::size_t i = 1; i < got.size(); ++i) ++seen.at(std::stoul(got[i]));
+        for (int i = 0; i < total; ++i) ASSERT_EQ(seen[i], 1) << "message " << i;
+        auto s = n->bp->snapshot();
+        EXPECT_GE(s.reconnects, 1u);
+        EXPECT_TRUE(s.connected);
+        EXPECT_EQ(s.dropped, 0u);
+    }
+    EXPECT_EQ(b.snapshot(), a.snapshot());
+}
+
+TEST(RedisBackplane, PendingQueueIsBoundedWhileRedisIsAway) {
+    test::redis_server redis;
+    std::string url = redis.url("bounded");
+    redis.stop();
+    backplane::options opts;
+    opts.pending_limit = 10;
+    auto bp = backplane::make_backplane(url, opts);
+    bp->start([](backplane::message) {});
+    for (int i = 0; i < 25; ++i) bp->publish(msg("x"), 0);
+    auto s = bp->snapshot();
+    EXPECT_LE(s.pending, 10u);
+    EXPECT_GE(s.dropped, 15u);
+    bp->stop(0.2);
+}

@@ -1,0 +1,93 @@
+// A real redis-server for tests: started on a free loopback port in a scratch directory, with
+// append-only persistence so a restart keeps the stream; stopped (SIGTERM) by the destructor.
+#pragma once
+
+#include <hiredis/hiredis.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <stdexcept>
+#include <string>
+#include <thread>
+
+namespace framecast::test {
+
+inline int free_loopback_port() {
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+    socklen_t len = sizeof a;
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+    ::close(fd);
+    return ntohs(a.sin_port);
+}
+
+class redis_server {
+public:
+    redis_server() : port_(free_loopback_port()) {
+        char tmpl[] = "/tmp/framecast-redis-XXXXXX";
+        dir_ = ::mkdtemp(tmpl);
+        start();
+    }
+    ~redis_server() {
+        stop();
+        std::error_code ec;
+        std::filesystem::remove_all(dir_, ec);
+    }
+    redis_server(const redis_server&) = delete;
+    redis_server& operator=(const redis_server&) = delete;
+
+    int port() const { return port_; }
+    std::string url(const std::string& key) const {
+        return "redis://127.0.0.1:" + std::to_string(port_) + "/" + key;
+    }
+
+    void start() {
+        pid_ = ::fork();
+        if (pid_ == 0) {
+            std::string port = std::to_string(port_);
+            ::execlp("redis-server", "redis-server", "--port", port.c_str(), "--bind", "127.0.0.1",
+                     "--dir", dir_.c_str(), "--appendonly", "yes", "--appendfsync", "always",
+                     "--save", "", "--logfile", "redis.log", static_cast<char*>(nullptr));
+            ::_exit(127);
+        }
+        auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+        while (std::chrono::steady_clock::now() < deadline) {
+            timeval tv{0, 200000};
+            redisContext* c = redisConnectWithTimeout("127.0.0.1", port_, tv);
+            bool up = false;
+            if (c && !c->err) {
+                auto* r = static_cast<redisReply*>(redisCommand(c, "PING"));
+                up = r && r->type == REDIS_REPLY_STATUS;
+                if (r) freeReplyObject(r);
+            }
+            if (c) redisFree(c);
+            if (up) return;
+            std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        }
+        throw std::runtime_error("redis-server did not start on port " + std::to_string(port_));
+    }
+
+    // SIGTERM: Redis writes its append-only file and exits.
+    void stop() {
+        if (pid_ <= 0) return;
+        ::kill(pid_, SIGTERM);
+        int status = 0;
+        ::waitpid(pid_, &status, 0);
+        pid_ = -1;
+    }
+
+private:
+    int port_;
+    std::string dir_;
+    pid_t pid_ = -1;
+};
+
+}  // namespace framecast::test
