@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <array>
+#include <cstring>
+#include <span>
 #include <unordered_set>
 
 #include <asio/experimental/as_tuple.hpp>
@@ -10,7 +12,6 @@
 #include <asio/steady_timer.hpp>
 #include <asio/use_awaitable.hpp>
 #include <asio/ip/v6_only.hpp>
-#include <asio/write.hpp>
 #include <spdlog/spdlog.h>
 
 namespace framecast::io {
@@ -22,9 +23,12 @@ constexpr auto use_nothrow = asio::experimental::as_tuple(asio::use_awaitable);
 
 namespace {
 
-// Frames gathered into one write: enough to amortise the syscall, few enough to keep the
-// iovec array small (IOV_MAX is 1024).
+// One write to a client: small frames are copied into the server's scratch buffer (one
+// contiguous iovec, however many frames), large ones are passed by reference; at most
+// max_gather iovecs (Asio's per-call limit) and about write_batch bytes per call.
 constexpr std::size_t max_gather = 64;
+constexpr std::size_t write_batch = 256 * 1024;
+constexpr std::size_t copy_below = 16 * 1024;
 // Reads per wake-up before yielding to other clients.
 constexpr int max_reads_per_turn = 16;
 constexpr std::size_t read_buffer_size = 64 * 1024;
@@ -71,6 +75,10 @@ struct server::impl {
     // is what keeps an idle client down to its socket, decoder and two coroutine frames.
     std::unique_ptr<std::array<char, read_buffer_size>> read_buffer =
         std::make_unique<std::array<char, read_buffer_size>>();
+    // One scratch buffer for all clients' writes, for the same reason: a write is a
+    // synchronous non-blocking call, done with the buffer before the next one starts.
+    std::unique_ptr<std::array<char, write_batch>> write_scratch =
+        std::make_unique<std::array<char, write_batch>>();
     shared_frame welcome;
     // Clients in the middle of an inbound frame: the idle-timeout sweep visits only these.
     std::unordered_set<session*> mid_frame;
@@ -206,7 +214,6 @@ private:
     }
 
     awaitable<void> writer() {
-        std::vector<asio::const_buffer> buffers;
         while (!closed_) {
             if (queue_.empty()) {
                 if (draining_) {
@@ -219,24 +226,70 @@ private:
                 writer_waiting_ = false;
                 continue;
             }
-            std::size_t n = queue_.start_write(max_gather);
-            buffers.clear();
-            for (std::size_t i = 0; i < n; ++i) buffers.push_back(asio::buffer(*queue_[i]));
-            auto [ec, written] = co_await asio::async_write(socket_, buffers, use_nothrow);
-            if (closed_ || ec) {
+            std::error_code ec;
+            const bool blocked = write_queued(ec);
+            if (ec) {
                 queue_.abort_write();
-                if (!closed_) stop(spdlog::level::info, "write failed: " + ec.message());
+                stop(spdlog::level::info, "write failed: " + ec.message());
                 co_return;
             }
-            queue_.finish_write();
-            srv_.counters_.frames_out += n;
-            srv_.counters_.bytes_out += written;
-            if (queue_.empty() && dropped_frames_ > 0) {
-                spdlog::warn("client {} caught up after slow-consumer drops: {} frames ({} bytes) dropped",
-                             name_, dropped_frames_, dropped_bytes_);
-                dropped_frames_ = dropped_bytes_ = 0;
+            if (blocked) {
+                auto [wec] = co_await socket_.async_wait(tcp::socket::wait_write, use_nothrow);
+                if (closed_) co_return;
+                if (wec) {
+                    stop(spdlog::level::info, "wait failed: " + wec.message());
+                    co_return;
+                }
+            } else if (!queue_.empty()) {
+                // A full batch went out and more is queued: let other clients have a turn.
+                co_await asio::post(socket_.get_executor(), asio::use_awaitable);
             }
         }
+    }
+
+    // One non-blocking write of up to write_batch bytes from the front of the queue (the
+    // partly written front frame resumes where it stopped). True when the socket took less
+    // than offered (full): wait for it to be writable.
+    bool write_queued(std::error_code& ec) {
+        std::array<asio::const_buffer, max_gather> bufs;
+        std::size_t nb = 0, total = 0, used = 0;
+        char* scratch = srv_.impl_->write_scratch->data();
+        for (std::size_t i = 0; i < queue_.size() && nb < max_gather && total < write_batch;
+             ++i) {
+            const std::string& frame = *queue_[i];
+            const std::size_t skip = i == 0 ? queue_.front_offset() : 0;
+            const char* p = frame.data() + skip;
+            const std::size_t len = frame.size() - skip;
+            if (len < copy_below) {
+                if (used + len > write_batch) break;
+                std::memcpy(scratch + used, p, len);
+                if (nb > 0 && static_cast<const char*>(bufs[nb - 1].data()) +
+                                      bufs[nb - 1].size() == scratch + used) {
+                    bufs[nb - 1] = asio::const_buffer(bufs[nb - 1].data(), bufs[nb - 1].size() + len);
+                } else {
+                    bufs[nb++] = asio::const_buffer(scratch + used, len);
+                }
+                used += len;
+            } else {
+                bufs[nb++] = asio::const_buffer(p, len);
+            }
+            total += len;
+        }
+        std::size_t written =
+            socket_.write_some(std::span<const asio::const_buffer>(bufs.data(), nb), ec);
+        if (ec == asio::error::would_block || ec == asio::error::try_again) {
+            ec = {};
+            return true;
+        }
+        if (ec) return false;
+        srv_.counters_.frames_out += queue_.consume(written);
+        srv_.counters_.bytes_out += written;
+        if (queue_.empty() && dropped_frames_ > 0) {
+            spdlog::warn("client {} caught up after slow-consumer drops: {} frames ({} bytes) dropped",
+                         name_, dropped_frames_, dropped_bytes_);
+            dropped_frames_ = dropped_bytes_ = 0;
+        }
+        return written < total;
     }
 
     // Everything queued is written: send FIN after it, discard unread input (closing with

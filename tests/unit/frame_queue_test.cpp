@@ -95,4 +95,38 @@ TEST(FrameQueue, StartWriteGathersAtMostMaxFrames) {
     EXPECT_EQ(q.size(), 6u);
 }
 
+TEST(FrameQueue, ConsumeRemovesWholeFramesAndPinsAPartlyWrittenOne) {
+    frame_queue q(1000, slow_consumer_policy::drop_oldest);
+    q.push(f(10, 'a'));
+    q.push(f(20, 'b'));
+    q.push(f(30, 'c'));
+    EXPECT_EQ(q.consume(15), 1u);  // all of a, 5 bytes of b
+    EXPECT_EQ(q.front_offset(), 5u);
+    EXPECT_EQ(q.in_flight(), 1u);
+    EXPECT_EQ(q.size(), 2u);
+    EXPECT_EQ(q.bytes(), 50u);
+    EXPECT_EQ(q.consume(14), 0u);  // b still one byte short
+    EXPECT_EQ(q.front_offset(), 19u);
+    EXPECT_EQ(q.consume(1), 1u);  // exactly the end of b
+    EXPECT_EQ(q.front_offset(), 0u);
+    EXPECT_EQ(q.in_flight(), 0u);
+    EXPECT_EQ(q.consume(30), 1u);
+    EXPECT_TRUE(q.empty());
+    EXPECT_EQ(q.bytes(), 0u);
+    EXPECT_EQ(q.consume(0), 0u);
+}
+
+TEST(FrameQueue, DropOldestNeverDropsAPartlyConsumedFrame) {
+    frame_queue q(100, slow_consumer_policy::drop_oldest);
+    q.push(f(50, 'a'));
+    q.push(f(50, 'b'));
+    q.consume(10);  // the peer has 10 bytes of a
+    auto r = q.push(f(50, 'c'));
+    EXPECT_TRUE(r.queued);
+    EXPECT_EQ(r.dropped_frames, 1u);  // b, not a
+    EXPECT_EQ((*q[0])[0], 'a');
+    EXPECT_EQ((*q[1])[0], 'c');
+    EXPECT_EQ(q.front_offset(), 10u);
+}
+
 }  // namespace

@@ -74,6 +74,30 @@ public:
     // The write failed: unpins (the connection is closing anyway).
     void abort_write() { in_flight_ = 0; }
 
+    // Byte-level writing, for a writer that copies frames into a buffer of its own and writes
+    // as much as the socket takes: bytes of the front frame the peer already has.
+    std::size_t front_offset() const noexcept { return front_offset_; }
+    // `n` more bytes were written, starting at front_offset() of the front frame: removes the
+    // frames written whole and returns how many; a frame left partly written stays pinned (it
+    // is never dropped) until the rest of it is written.
+    std::size_t consume(std::size_t n) {
+        std::size_t done = 0;
+        while (n > 0 && !frames_.empty()) {
+            const std::size_t left = frames_.front()->size() - front_offset_;
+            if (n < left) {
+                front_offset_ += n;
+                break;
+            }
+            n -= left;
+            bytes_ -= frames_.front()->size();
+            frames_.pop_front();
+            front_offset_ = 0;
+            ++done;
+        }
+        in_flight_ = front_offset_ > 0 ? 1 : 0;
+        return done;
+    }
+
     const shared_frame& operator[](std::size_t i) const { return frames_[i]; }
     bool empty() const noexcept { return frames_.empty(); }
     std::size_t size() const noexcept { return frames_.size(); }
@@ -85,6 +109,7 @@ private:
     std::deque<shared_frame> frames_;
     std::size_t bytes_ = 0;
     std::size_t in_flight_ = 0;  // frames at the front handed to the socket
+    std::size_t front_offset_ = 0;  // bytes of the front frame written (consume())
     std::size_t limit_;
     slow_consumer_policy policy_;
 };
