@@ -3,7 +3,9 @@
 // appends small frames into one batch buffer (append_frame; the client library's writer does
 // this) or gathers header and payload of large ones into writev without copying the payload (the
 // server's writer gathers up to 64 frames per write). The receiver feeds 256 KiB reads to
-// framecast::decoder, which hands out payloads as views into the read buffer.
+// framecast::decoder, which hands out payloads as views into the read buffer; the rest of a
+// payload longer than what is left of a read is read straight into the decoder
+// (payload_space/commit), as a client reading large frames would.
 //
 // Until the client library lands in main this is "framecast library sender -> receiver"; when it
 // does, the peer can switch to it (include/framecast/io/client.hpp).
@@ -12,6 +14,7 @@
 //   bench_framecast_direct send --connect HOST:PORT --size N --count M
 //   bench_framecast_direct echo --listen 127.0.0.1:0
 //   bench_framecast_direct ping --connect HOST:PORT --size N --count M [--warmup W] [--samples F]
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -66,6 +69,22 @@ int run_recv(const options& o) {
     std::uint64_t frames = 0, bytes = 0;
     std::int64_t start = 0;
     while (frames < count) {
+        // Inside a payload longer than what is left of the read buffer: read the rest of it
+        // straight into the decoder, so a frame spanning reads costs no gathering copy.
+        if (auto space = dec.payload_space(); space.size() >= buf.size() / 4) {
+            ssize_t n = ::recv(fd, space.data(), std::min(space.size(), read_size), 0);
+            if (n < 0 && errno == EINTR) continue;
+            if (n <= 0) break;
+            auto ev = dec.commit(static_cast<std::size_t>(n));
+            if (ev == framecast::decode_event::frame) {
+                ++frames;
+                bytes += dec.payload().size();
+            } else if (ev != framecast::decode_event::need_more) {
+                std::fprintf(stderr, "direct recv: %s\n", dec.error_message().c_str());
+                return 1;
+            }
+            continue;
+        }
         ssize_t n = ::recv(fd, buf.data(), buf.size(), 0);
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0) break;

@@ -131,6 +131,17 @@ public:
 
     decode_event next(std::span<const char>& in);
 
+    // Reading a large frame's payload straight into the decoder (whole mode, length in
+    // bytes): after next() returned need_more in the middle of a payload, payload_space() is
+    // the room for the rest of it — read into (a prefix of) it, then commit(n) the bytes read.
+    // commit() returns frame once the payload is complete (payload() is then valid, as after
+    // next()), else need_more. A frame that spans reads then costs no copy beyond the bytes
+    // next() already took. payload_space() allocates the whole announced length (bounded by
+    // max_message); it is empty between frames, in streaming or code-point mode, and after
+    // an error. Mixing next() and payload_space()/commit() within a frame is allowed.
+    std::span<char> payload_space();
+    decode_event commit(std::size_t n);
+
     // The payload of the last frame/data event.
     std::string_view payload() const noexcept { return payload_; }
     // The length announced by the current (or last) header, in header units.
@@ -155,6 +166,8 @@ private:
     decode_event fail(errc e, std::string message);
     decode_event on_header_complete(const char* header);
     decode_event take_payload(std::span<const char>& in);
+    // Whole mode: buffer_ is about to receive the first bytes of a payload.
+    void start_buffer();
     // Code-point mode: how many of `n` bytes at `p` belong to the current frame (stops where
     // its last code point ends); -1 on invalid UTF-8.
     std::ptrdiff_t scan_code_points(const char* p, std::size_t n) noexcept;
@@ -170,7 +183,8 @@ private:
     std::uint64_t received_bytes_ = 0;   // payload bytes received of the current frame
     bool pending_end_ = false;           // streaming: report end before the next header
     detail::utf8_state utf8_;            // code-point mode: a sequence split across reads
-    std::string buffer_;                 // a frame that spans reads (whole mode)
+    std::string buffer_;                 // a frame that spans reads (whole mode); only grows
+    std::size_t fill_ = 0;               // bytes of the current payload in buffer_
     std::string_view payload_;
     std::error_code error_;
     std::string error_message_;

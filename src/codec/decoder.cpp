@@ -2,6 +2,7 @@
 #include <cstring>
 #include <limits>
 #include <string>
+#include <system_error>
 
 #include "framecast/codec.hpp"
 #include "utf8.hpp"
@@ -47,7 +48,8 @@ decode_event decoder::next(std::span<const char>& in) {
             in = in.subspan(h);
         } else {
             std::size_t take = std::min(h - header_fill_, in.size());
-            std::memcpy(header_.data() + header_fill_, in.data(), take);
+            // An empty span may have a null data(): memcpy(dst, nullptr, 0) is undefined.
+            if (take > 0) std::memcpy(header_.data() + header_fill_, in.data(), take);
             header_fill_ += take;
             in = in.subspan(take);
             if (header_fill_ < h) return decode_event::need_more;
@@ -179,14 +181,50 @@ decode_event decoder::take_payload(std::span<const char>& in) {
     if (complete && first_bytes) {
         payload_ = {data, take};  // the whole frame lies in the caller's bytes: no copy
     } else {
-        if (first_bytes) {
-            if (buffer_.capacity() > keep_capacity) std::string().swap(buffer_);
-            buffer_.clear();
-        }
-        buffer_.append(data, take);
+        if (first_bytes) start_buffer();
+        if (buffer_.size() < fill_ + take) buffer_.resize(fill_ + take);
+        if (take > 0) std::memcpy(buffer_.data() + fill_, data, take);
+        fill_ += take;
         if (!complete) return decode_event::need_more;
-        payload_ = buffer_;
+        payload_ = {buffer_.data(), fill_};
     }
+    state_ = state::header;
+    return decode_event::frame;
+}
+
+void decoder::start_buffer() {
+    // buffer_ keeps its size between frames (so a same-sized frame is not zero-filled again),
+    // but a buffer that held a huge frame is not kept for the small ones after it.
+    if (buffer_.size() > keep_capacity && length_ <= keep_capacity) std::string().swap(buffer_);
+    fill_ = 0;
+}
+
+std::span<char> decoder::payload_space() {
+    if (state_ != state::payload || mode_ != decode_mode::whole ||
+        opts_.unit != length_unit::bytes) {
+        return {};
+    }
+    if (received_bytes_ == 0) start_buffer();
+    const auto length = static_cast<std::size_t>(length_);
+    if (buffer_.size() < length) buffer_.resize(length);
+    return {buffer_.data() + fill_, length - fill_};
+}
+
+decode_event decoder::commit(std::size_t n) {
+    if (state_ == state::failed) return decode_event::error;
+    if (state_ != state::payload || mode_ != decode_mode::whole ||
+        opts_.unit != length_unit::bytes || n > length_ - received_bytes_ ||
+        buffer_.size() < fill_ + n) {
+        // A caller's bug, not the peer's: the stream position is lost all the same.
+        fail(errc::truncated_frame, "commit(" + std::to_string(n) + ") beyond payload_space()");
+        error_ = std::make_error_code(std::errc::invalid_argument);
+        return decode_event::error;
+    }
+    fill_ += n;
+    received_bytes_ += n;
+    received_units_ = received_bytes_;
+    if (!payload_complete()) return decode_event::need_more;
+    payload_ = {buffer_.data(), fill_};
     state_ = state::header;
     return decode_event::frame;
 }

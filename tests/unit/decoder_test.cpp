@@ -2,6 +2,8 @@
 // and hands out views into the caller's bytes when a frame arrives whole.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cstring>
 #include <optional>
 #include <random>
 
@@ -301,4 +303,140 @@ TEST(CodePoints, FirstFaultByPositionDecidesWhateverTheChunking) {
         EXPECT_EQ(decode_chunked(over, {chunk}, opts).error, make_error_code(errc::message_too_large));
         EXPECT_EQ(decode_chunked(bad, {chunk}, opts).error, make_error_code(errc::invalid_utf8));
     }
+}
+
+// ---- reading a payload straight into the decoder (payload_space / commit) ----------------
+
+namespace {
+
+// Decodes `wire` as a client would with reads of at most `chunk` bytes, the first one of
+// `first` bytes: whenever the decoder is inside a payload, the next read goes straight into
+// payload_space() instead of the read buffer.
+std::vector<std::string> decode_direct(std::string_view wire, std::size_t first, std::size_t chunk,
+                                       std::size_t* direct_reads = nullptr) {
+    decoder dec;
+    std::vector<std::string> out;
+    std::size_t pos = 0;
+    bool first_read = true;
+    while (pos < wire.size()) {
+        auto space = dec.payload_space();
+        if (!space.empty()) {
+            std::size_t n = std::min({space.size(), chunk, wire.size() - pos});
+            std::memcpy(space.data(), wire.data() + pos, n);
+            pos += n;
+            if (direct_reads) ++*direct_reads;
+            auto ev = dec.commit(n);
+            EXPECT_NE(ev, decode_event::error) << dec.error_message();
+            if (ev == decode_event::frame) out.emplace_back(dec.payload());
+            continue;
+        }
+        std::size_t n = std::min(first_read ? first : chunk, wire.size() - pos);
+        first_read = false;
+        std::span<const char> in(wire.data() + pos, n);
+        pos += n;
+        for (;;) {
+            auto ev = dec.next(in);
+            if (ev == decode_event::need_more) break;
+            EXPECT_EQ(ev, decode_event::frame) << dec.error_message();
+            if (ev != decode_event::frame) return out;
+            out.emplace_back(dec.payload());
+        }
+    }
+    EXPECT_FALSE(dec.finish()) << dec.error_message();
+    return out;
+}
+
+}  // namespace
+
+TEST(PayloadSpace, EverySplitPointGivesTheSameFrames) {
+    const std::string wire = frames_of(sample);
+    for (std::size_t chunk : {1, 2, 7, 10, 11, 64, 1000}) {
+        for (std::size_t first = 1; first <= wire.size(); ++first) {
+            EXPECT_EQ(decode_direct(wire, first, chunk), sample)
+                << "first read " << first << ", then " << chunk;
+        }
+    }
+}
+
+TEST(PayloadSpace, LargeFrameIsReadInPlace) {
+    const std::string big(1 << 20, 'L');
+    const std::string wire = frames_of({big, "after", big});
+    std::size_t direct = 0;
+    auto frames = decode_direct(wire, 256 * 1024, 256 * 1024, &direct);
+    ASSERT_EQ(frames.size(), 3u);
+    EXPECT_EQ(frames[0], big);
+    EXPECT_EQ(frames[1], "after");
+    EXPECT_EQ(frames[2], big);
+    EXPECT_GE(direct, 6u);  // the rest of each big payload went straight into the decoder
+}
+
+TEST(PayloadSpace, EmptyBetweenFramesInStreamingAndCodePointModeAndAfterError) {
+    decoder dec;
+    EXPECT_TRUE(dec.payload_space().empty());  // between frames
+    std::string wire = frames_of({"hello"});
+    std::span<const char> in(wire.data(), 12);  // header and 2 payload bytes
+    EXPECT_EQ(dec.next(in), decode_event::need_more);
+    auto space = dec.payload_space();
+    ASSERT_EQ(space.size(), 3u);
+    std::memcpy(space.data(), "llo", 3);
+    EXPECT_EQ(dec.commit(3), decode_event::frame);
+    EXPECT_EQ(dec.payload(), "hello");
+    EXPECT_TRUE(dec.payload_space().empty());
+
+    decoder streaming({}, decode_mode::streaming);
+    std::span<const char> in2(wire.data(), 12);
+    EXPECT_EQ(streaming.next(in2), decode_event::begin);
+    EXPECT_TRUE(streaming.payload_space().empty());
+
+    decoder cp({.unit = length_unit::code_points});
+    std::span<const char> in3(wire.data(), 12);
+    EXPECT_EQ(cp.next(in3), decode_event::need_more);
+    EXPECT_TRUE(cp.payload_space().empty());
+
+    decoder bad;
+    std::string junk = "abc       ";
+    std::span<const char> in4(junk);
+    EXPECT_EQ(bad.next(in4), decode_event::error);
+    EXPECT_TRUE(bad.payload_space().empty());
+    EXPECT_EQ(bad.commit(0), decode_event::error);
+}
+
+TEST(PayloadSpace, CommitBeyondTheSpaceIsAnError) {
+    decoder dec;
+    std::string wire = frames_of({"hello"});
+    std::span<const char> in(wire.data(), 10);
+    EXPECT_EQ(dec.next(in), decode_event::need_more);
+    ASSERT_EQ(dec.payload_space().size(), 5u);
+    EXPECT_EQ(dec.commit(6), decode_event::error);
+    EXPECT_EQ(dec.error(), std::make_error_code(std::errc::invalid_argument));
+}
+
+TEST(PayloadSpace, MixingNextAndCommitWithinAFrame) {
+    decoder dec;
+    std::string wire = frames_of({"abcdefgh", "z"});
+    std::span<const char> in(wire.data(), 12);  // "ab"
+    EXPECT_EQ(dec.next(in), decode_event::need_more);
+    auto space = dec.payload_space();
+    ASSERT_EQ(space.size(), 6u);
+    std::memcpy(space.data(), "cd", 2);
+    EXPECT_EQ(dec.commit(2), decode_event::need_more);
+    std::span<const char> rest(wire.data() + 14, wire.size() - 14);  // "efgh" + next frame
+    ASSERT_EQ(dec.next(rest), decode_event::frame);
+    EXPECT_EQ(dec.payload(), "abcdefgh");
+    ASSERT_EQ(dec.next(rest), decode_event::frame);
+    EXPECT_EQ(dec.payload(), "z");
+}
+
+TEST(Decoder, EmptyDefaultSpanIsSafe) {
+    // A default span has a null data(): the decoder must not hand it to memcpy (UBSan).
+    decoder dec;
+    std::span<const char> none;
+    EXPECT_EQ(dec.next(none), decode_event::need_more);
+    std::string wire = frames_of({"hi"});
+    std::span<const char> in(wire.data(), 3);
+    EXPECT_EQ(dec.next(in), decode_event::need_more);
+    EXPECT_EQ(dec.next(none), decode_event::need_more);  // mid-header
+    std::span<const char> rest(wire.data() + 3, wire.size() - 3);
+    ASSERT_EQ(dec.next(rest), decode_event::frame);
+    EXPECT_EQ(dec.payload(), "hi");
 }
