@@ -204,7 +204,9 @@ exit_code run_serve(const serve_config& cfg) {
                                  } else {
                                      spdlog::info("end of input: flushing and exiting");
                                  }
-                                 signals.cancel();
+                                 // End of input counts as the first signal: a signal now
+                                 // closes at once instead of waiting out the drain.
+                                 signal_count = std::max(signal_count, 1);
                                  shut_down();
                              });
         input_source->start();

@@ -123,8 +123,8 @@ enum class decode_mode {
 // next() and, when the frame lay whole in `in`, as long as the caller's bytes do: frames that
 // arrive whole are views into the caller's buffer (no copy); only a frame that spans reads is
 // gathered into the decoder's own buffer, which never holds more than one frame (bounded by
-// max_message). After an error every call returns error again: a byte stream cannot be
-// resynchronised, so close the connection.
+// max_message) and is released after a large one. After an error every call returns error
+// again: a byte stream cannot be resynchronised, so close the connection.
 class decoder {
 public:
     explicit decoder(codec_options opts = {}, decode_mode mode = decode_mode::whole);
@@ -148,6 +148,8 @@ public:
     bool at_frame_boundary() const noexcept { return state_ == state::header && header_fill_ == 0; }
 
     const codec_options& options() const noexcept { return opts_; }
+    // Bytes of memory the decoder holds for frames that span reads (0 between small frames).
+    std::size_t buffered_capacity() const noexcept { return buffer_.capacity(); }
 
 private:
     enum class state { header, payload, failed };
@@ -171,6 +173,7 @@ private:
     bool pending_end_ = false;           // streaming: report end before the next header
     detail::utf8_state utf8_;            // code-point mode: a sequence split across reads
     std::string buffer_;                 // a frame that spans reads (whole mode)
+    bool release_buffer_ = false;        // free buffer_ at the next call (it held a large frame)
     std::string_view payload_;
     std::error_code error_;
     std::string error_message_;

@@ -12,8 +12,9 @@ namespace {
 bool is_space(unsigned char c) noexcept { return c == ' ' || (c >= '\t' && c <= '\r'); }
 bool is_digit(unsigned char c) noexcept { return c >= '0' && c <= '9'; }
 
-// A buffer that held a huge frame is not kept for the small ones after it.
-constexpr std::size_t keep_capacity = 1 << 20;
+// A gathering buffer larger than this is released once its frame has been handed out, so an
+// idle connection that once received a large message does not keep its memory.
+constexpr std::size_t keep_capacity = 64 * 1024;
 
 }  // namespace
 
@@ -34,6 +35,10 @@ decode_event decoder::fail(errc e, std::string message) {
 
 decode_event decoder::next(std::span<const char>& in) {
     if (state_ == state::failed) return decode_event::error;
+    if (release_buffer_) {  // the last frame was a view into buffer_: it may go now
+        std::string().swap(buffer_);
+        release_buffer_ = false;
+    }
     if (pending_end_) {
         pending_end_ = false;
         payload_ = {};
@@ -47,7 +52,7 @@ decode_event decoder::next(std::span<const char>& in) {
             in = in.subspan(h);
         } else {
             std::size_t take = std::min(h - header_fill_, in.size());
-            std::memcpy(header_.data() + header_fill_, in.data(), take);
+            if (take != 0) std::memcpy(header_.data() + header_fill_, in.data(), take);  // data() may be null
             header_fill_ += take;
             in = in.subspan(take);
             if (header_fill_ < h) return decode_event::need_more;
@@ -186,6 +191,7 @@ decode_event decoder::take_payload(std::span<const char>& in) {
         buffer_.append(data, take);
         if (!complete) return decode_event::need_more;
         payload_ = buffer_;
+        release_buffer_ = buffer_.capacity() > keep_capacity;
     }
     state_ = state::header;
     return decode_event::frame;
