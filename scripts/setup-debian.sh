@@ -7,6 +7,7 @@ packages=(
   build-essential cmake ninja-build git pkg-config
   libasio-dev libcli11-dev libspdlog-dev libfmt-dev   # I/O, command line, logging
   libgtest-dev googletest libbenchmark-dev            # tests and benchmarks
+  libcpp-httplib-dev                                  # --metrics and framecast stats (HTTP)
   libhiredis-dev redis-server                         # the Redis backplane and its tests
   python3 python3-pytest                              # integration tests with Python peers
   clang-14 libclang-rt-14-dev libfuzzer-14-dev        # fuzzing (libFuzzer)

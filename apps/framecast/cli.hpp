@@ -29,6 +29,7 @@ using command_runner = std::function<exit_code()>;
 command_runner register_serve(CLI::App& app);
 command_runner register_connect(CLI::App& app);
 command_runner register_send(CLI::App& app);
+command_runner register_stats(CLI::App& app);
 
 // "HOST:PORT", "[v6addr]:PORT", or ":PORT"/"PORT" (all interfaces).
 struct endpoint {

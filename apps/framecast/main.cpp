@@ -40,6 +40,7 @@ int main(int argc, char** argv) {
     add(framecast::app::register_serve);
     add(framecast::app::register_connect);
     add(framecast::app::register_send);
+    add(framecast::app::register_stats);
 
     try {
         app.parse(argc, argv);

@@ -14,6 +14,7 @@
 #include <spdlog/spdlog.h>
 
 #include "cli.hpp"
+#include "metrics_http.hpp"
 #include "framecast/io/server.hpp"
 #include "framecast/io/sources.hpp"
 
@@ -39,6 +40,7 @@ struct serve_config {
     std::size_t max_name = 64;
     bool unique_names = false;
     std::size_t history = 0;
+    std::string metrics;
     int verbosity = 0;
 };
 
@@ -205,6 +207,16 @@ exit_code run_serve(const serve_config& cfg) {
     };
     signals.async_wait(on_signal);
 
+    std::optional<metrics_endpoint> metrics;  // after srv: stops serving before srv goes
+    if (!cfg.metrics.empty()) {
+        try {
+            metrics.emplace(cfg.metrics, io, [&srv] { return io::snapshot_metrics(srv); });
+        } catch (const std::exception& e) {
+            spdlog::error("{}", e.what());
+            return exit_code::failure;
+        }
+    }
+
     srv.start();
     for (const auto& ep : bound) {
         std::printf("listening on %s\n", endpoint_text(ep).c_str());
@@ -334,6 +346,7 @@ command_runner register_serve(CLI::App& app) {
                     "--client-buffer bytes)")
         ->default_val(cfg->history)
         ->needs(chat);
+    add_metrics_option(*cmd, cfg->metrics);
     add_verbosity_flags(*cmd, cfg->verbosity);
     auto* source_opt = cmd->get_option("--source");
     auto* welcome_opt = cmd->get_option("--welcome");

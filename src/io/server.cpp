@@ -165,6 +165,8 @@ public:
         if (r.queued && writer_waiting_) timer_.cancel();
     }
 
+    std::size_t queued_bytes() const noexcept { return queue_.bytes(); }
+
     // Graceful close: flush what is queued, then close.
     void drain() {
         draining_ = true;
@@ -298,10 +300,20 @@ private:
 
     void on_eof() {
         if (decoder_.finish()) {
-            ++srv_.counters_.decode_errors;
+            count_decode_error();
             stop(spdlog::level::warn, "bad input: " + decoder_.error_message());
         } else {
             stop(spdlog::level::info, "closed by peer");
+        }
+    }
+
+    void count_decode_error() {
+        auto& c = srv_.counters_;
+        ++c.decode_errors;
+        auto ec = decoder_.error();
+        if (ec.category() == codec_category() && ec.value() > 0 &&
+            static_cast<std::size_t>(ec.value()) < c.decode_errors_by_kind.size()) {
+            ++c.decode_errors_by_kind[static_cast<std::size_t>(ec.value())];
         }
     }
 
@@ -317,7 +329,7 @@ private:
             if (chat) keep_header(from, before - in.size());
             if (ev == decode_event::need_more) break;
             if (ev == decode_event::error) {
-                ++c.decode_errors;
+                count_decode_error();
                 if (chat && !joined_ && decoder_.error() == errc::message_too_large) {
                     ++c.chat_names_rejected;
                     stop(spdlog::level::warn, "bad username: " + decoder_.error_message() +
@@ -621,8 +633,17 @@ void server::broadcast(const shared_frame& frame, const session* origin) {
     auto& sessions = impl_->sessions;
     for (std::size_t i = 0; i < sessions.size(); ++i) {
         auto& s = *sessions[i];
-        if (&s != origin && s.receives_broadcasts()) s.deliver(frame);
+        if (&s == origin || !s.receives_broadcasts()) continue;
+        s.deliver(frame);
+        ++counters_.deliveries;
     }
+}
+
+std::vector<std::size_t> server::client_queue_bytes() const {
+    std::vector<std::size_t> out;
+    out.reserve(impl_->sessions.size());
+    for (const auto& s : impl_->sessions) out.push_back(s->queued_bytes());
+    return out;
 }
 
 void server::shutdown(std::chrono::milliseconds drain_timeout, std::function<void()> done) {

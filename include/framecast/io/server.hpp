@@ -5,6 +5,7 @@
 // Other threads hand it work with asio::post (see stdin_source).
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -66,6 +67,9 @@ struct server_counters {
     std::uint64_t frames_out = 0;         // frames fully written to clients
     std::uint64_t bytes_out = 0;          // bytes written to clients
     std::uint64_t decode_errors = 0;      // clients closed for bad input (incl. truncation)
+    // The same, by framecast::errc value (index 0 unused).
+    std::array<std::uint64_t, 16> decode_errors_by_kind{};
+    std::uint64_t deliveries = 0;         // frames queued to clients by broadcasts (fan-out)
     std::uint64_t idle_timeouts = 0;
     std::uint64_t floods = 0;
     std::uint64_t slow_disconnects = 0;
@@ -121,6 +125,8 @@ public:
     const server_counters& counters() const noexcept { return counters_; }
     const server_options& options() const noexcept { return opts_; }
     std::size_t client_count() const noexcept;
+    // Bytes waiting in each client's outbound queue (for metrics), in no particular order.
+    std::vector<std::size_t> client_queue_bytes() const;
 
 private:
     friend class session;

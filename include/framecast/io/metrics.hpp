@@ -1,0 +1,28 @@
+// Server metrics in the Prometheus text exposition format (version 0.0.4), rendered from a
+// snapshot taken on the server's thread. No HTTP here: the app serves the text.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "framecast/backplane.hpp"
+#include "framecast/io/server.hpp"
+
+namespace framecast::io {
+
+struct metrics_snapshot {
+    server_counters counters;
+    std::vector<std::size_t> queue_bytes;  // per connected client
+    slow_consumer_policy policy = slow_consumer_policy::disconnect;
+    double uptime_seconds = 0;
+    std::string version;
+    std::optional<backplane::stats> backplane;  // when a backplane is configured
+};
+
+// Takes the snapshot; call on the server's thread.
+metrics_snapshot snapshot_metrics(const server& srv);
+
+std::string render_prometheus(const metrics_snapshot& m);
+
+}  // namespace framecast::io

@@ -1,0 +1,119 @@
+#include "framecast/io/metrics.hpp"
+
+#include <fmt/format.h>
+
+#include <array>
+#include <iterator>
+#include <utility>
+
+namespace framecast::io {
+namespace {
+
+// Decode error kinds by framecast::errc value, as label values.
+constexpr std::array<std::pair<errc, const char*>, 10> error_kinds{{
+    {errc::header_no_digits, "header_no_digits"},
+    {errc::header_sign, "header_sign"},
+    {errc::header_underscore, "header_underscore"},
+    {errc::header_interior_space, "header_interior_space"},
+    {errc::header_non_ascii, "header_non_ascii"},
+    {errc::header_invalid_char, "header_invalid_char"},
+    {errc::message_too_large, "message_too_large"},
+    {errc::invalid_utf8, "invalid_utf8"},
+    {errc::truncated_frame, "truncated_frame"},
+    {errc::length_does_not_fit, "length_does_not_fit"},
+}};
+
+// Upper bounds of the outbound-queue histogram, in bytes.
+constexpr std::array<double, 8> queue_buckets{0, 1024, 16384, 65536, 262144, 1048576, 4194304, 8388608};
+
+struct writer {
+    std::string out;
+    void family(const char* name, const char* type, const char* help) {
+        fmt::format_to(std::back_inserter(out), "# HELP {} {}\n# TYPE {} {}\n", name, help, name, type);
+    }
+    void sample(const char* name, double value, const std::string& labels = {}) {
+        fmt::format_to(std::back_inserter(out), "{}{}{}{} {}\n", name, labels.empty() ? "" : "{",
+                       labels, labels.empty() ? "" : "}", value);
+    }
+    void counter(const char* name, const char* help, double value) {
+        family(name, "counter", help);
+        sample(name, value);
+    }
+    void gauge(const char* name, const char* help, double value) {
+        family(name, "gauge", help);
+        sample(name, value);
+    }
+};
+
+}  // namespace
+
+metrics_snapshot snapshot_metrics(const server& srv) {
+    metrics_snapshot m;
+    m.counters = srv.counters();
+    m.queue_bytes = srv.client_queue_bytes();
+    m.policy = srv.options().slow_consumer;
+    return m;
+}
+
+std::string render_prometheus(const metrics_snapshot& m) {
+    const auto& c = m.counters;
+    writer w;
+    w.family("framecast_build_info", "gauge", "Version of the running framecast");
+    w.sample("framecast_build_info", 1, fmt::format("version=\"{}\"", m.version));
+    w.gauge("framecast_uptime_seconds", "Seconds since the server started", m.uptime_seconds);
+    w.gauge("framecast_clients_connected", "Clients connected now", static_cast<double>(m.queue_bytes.size()));
+    w.counter("framecast_clients_accepted_total", "Connections accepted", c.clients_accepted);
+    w.counter("framecast_clients_rejected_total", "Connections closed at once: over --max-clients", c.clients_rejected);
+    w.counter("framecast_messages_in_total", "Frames decoded from clients", c.messages_in);
+    w.counter("framecast_bytes_in_total", "Bytes read from clients", c.bytes_in);
+    w.counter("framecast_messages_broadcast_total", "Messages that entered the broadcast", c.messages_broadcast);
+    w.counter("framecast_broadcast_deliveries_total", "Frames queued to clients by broadcasts (fan-out)", c.deliveries);
+    w.counter("framecast_messages_out_total", "Frames fully written to clients", c.frames_out);
+    w.counter("framecast_bytes_out_total", "Bytes written to clients", c.bytes_out);
+
+    w.family("framecast_slow_consumer_actions_total", "counter",
+             "Slow-consumer policy actions: clients disconnected, or frames dropped (drop-oldest)");
+    w.sample("framecast_slow_consumer_actions_total", c.slow_disconnects, "policy=\"disconnect\"");
+    w.sample("framecast_slow_consumer_actions_total", c.slow_dropped_frames, "policy=\"drop_oldest\"");
+    w.counter("framecast_slow_consumer_dropped_bytes_total", "Bytes dropped by drop-oldest", c.slow_dropped_bytes);
+
+    w.family("framecast_decode_errors_total", "counter", "Clients closed for bad input, by kind");
+    for (auto [e, name] : error_kinds) {
+        w.sample("framecast_decode_errors_total",
+                 c.decode_errors_by_kind[static_cast<std::size_t>(e)], fmt::format("kind=\"{}\"", name));
+    }
+    w.counter("framecast_idle_timeouts_total", "Clients closed for stalling mid-frame (--idle-timeout)", c.idle_timeouts);
+    w.counter("framecast_floods_total", "Clients closed for sending above --max-rate", c.floods);
+    w.counter("framecast_accept_errors_total", "Failed accepts (e.g. out of file descriptors)", c.accept_errors);
+
+    w.family("framecast_client_queue_bytes", "histogram", "Bytes waiting in each client's outbound queue");
+    std::array<std::uint64_t, queue_buckets.size()> counts{};
+    double sum = 0;
+    for (auto b : m.queue_bytes) {
+        sum += static_cast<double>(b);
+        for (std::size_t i = 0; i < queue_buckets.size(); ++i) {
+            if (static_cast<double>(b) <= queue_buckets[i]) ++counts[i];
+        }
+    }
+    for (std::size_t i = 0; i < queue_buckets.size(); ++i) {
+        w.sample("framecast_client_queue_bytes_bucket", counts[i], fmt::format("le=\"{}\"", queue_buckets[i]));
+    }
+    w.sample("framecast_client_queue_bytes_bucket", m.queue_bytes.size(), "le=\"+Inf\"");
+    w.sample("framecast_client_queue_bytes_sum", sum);
+    w.sample("framecast_client_queue_bytes_count", m.queue_bytes.size());
+
+    if (m.backplane) {
+        const auto& b = *m.backplane;
+        w.gauge("framecast_backplane_up", "1 when the backplane is connected both ways", b.connected ? 1 : 0);
+        w.gauge("framecast_backplane_lag_seconds", "Age of the newest backplane entry when delivered", b.lag_seconds);
+        w.gauge("framecast_backplane_pending", "Messages waiting to be appended to the backplane", b.pending);
+        w.counter("framecast_backplane_published_total", "Messages appended to the backplane", b.published);
+        w.counter("framecast_backplane_delivered_total", "Backplane entries delivered to this node", b.delivered);
+        w.counter("framecast_backplane_dropped_total", "Messages not appended: pending queue full", b.dropped);
+        w.counter("framecast_backplane_duplicates_total", "Backplane entries skipped as already delivered", b.duplicates);
+        w.counter("framecast_backplane_reconnects_total", "Backplane reconnections", b.reconnects);
+    }
+    return w.out;
+}
+
+}  // namespace framecast::io

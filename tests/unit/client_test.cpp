@@ -1,0 +1,219 @@
+// The client library in-process: a frame_writer on one end of a loopback connection, read_frames
+// on the other.
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
+#include <asio/io_context.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/this_coro.hpp>
+#include <asio/use_awaitable.hpp>
+#include <asio/write.hpp>
+#include <gtest/gtest.h>
+
+#include "framecast/io/client.hpp"
+
+namespace framecast::io {
+namespace {
+
+using namespace std::chrono_literals;
+
+struct collector : frame_handler {
+    std::vector<std::string> frames;
+    std::vector<std::string> headers;
+    std::string streamed;
+    std::size_t stop_after = 0;
+
+    bool on_frame(std::string_view payload) override {
+        frames.emplace_back(payload);
+        return stop_after == 0 || frames.size() < stop_after;
+    }
+    bool on_begin(std::uint64_t, std::string_view header) override {
+        headers.emplace_back(header);
+        return true;
+    }
+    bool on_data(std::string_view piece) override {
+        streamed.append(piece);
+        return true;
+    }
+    bool on_end() override {
+        frames.push_back(std::move(streamed));
+        streamed.clear();
+        return true;
+    }
+};
+
+class client_test : public ::testing::Test {
+protected:
+    // Runs `server(socket)` on an accepted connection and `client(socket)` on a connected one,
+    // both to completion (or fails after 20 s).
+    template <typename Server, typename Client>
+    void run(Server server, Client client) {
+        tcp::acceptor acceptor(io_, {asio::ip::make_address("127.0.0.1"), 0});
+        const auto port = acceptor.local_endpoint().port();
+        int done = 0;
+        asio::co_spawn(
+            io_,
+            [&]() -> asio::awaitable<void> {
+                auto socket = co_await acceptor.async_accept(asio::use_awaitable);
+                co_await server(socket);
+            },
+            [&](std::exception_ptr e) {
+                if (e) std::rethrow_exception(e);
+                ++done;
+            });
+        asio::co_spawn(
+            io_,
+            [&]() -> asio::awaitable<void> {
+                tcp::socket socket(io_);
+                std::string what;
+                auto ec = co_await async_connect(socket, "127.0.0.1", port, 5s, what);
+                EXPECT_FALSE(ec) << what;
+                co_await client(socket);
+            },
+            [&](std::exception_ptr e) {
+                if (e) std::rethrow_exception(e);
+                ++done;
+            });
+        io_.run_for(20s);
+        EXPECT_EQ(done, 2) << "timed out";
+    }
+
+    asio::io_context io_;
+};
+
+std::vector<std::string> sample_payloads() {
+    std::vector<std::string> out;
+    for (int i = 0; i < 5000; ++i) {
+        out.push_back(std::string(static_cast<std::size_t>(i % 101), static_cast<char>('a' + i % 26)));
+    }
+    return out;
+}
+
+TEST_F(client_test, writer_to_reader_with_every_buffer_size) {
+    for (std::size_t buffer_size : {1u, 7u, 16u, 4096u, 262144u}) {
+        SCOPED_TRACE(buffer_size);
+        io_.restart();
+        const auto payloads = sample_payloads();
+        collector got;
+        read_result res;
+        run(
+            [&](tcp::socket& socket) -> asio::awaitable<void> {
+                auto queue = std::make_shared<send_queue>();
+                for (const auto& p : payloads) EXPECT_FALSE(queue->push(p));
+                queue->close();
+                frame_writer writer(co_await asio::this_coro::executor, queue);
+                EXPECT_FALSE(co_await writer.run(socket));
+                std::size_t expected = 0;
+                for (const auto& p : payloads) expected += 10 + p.size();
+                EXPECT_EQ(writer.bytes_written(), expected);
+            },
+            [&](tcp::socket& socket) -> asio::awaitable<void> {
+                decoder dec;
+                std::vector<char> buffer(buffer_size);
+                res = co_await read_frames(socket, dec, buffer, got);
+            });
+        EXPECT_FALSE(res.ec) << res.message;
+        EXPECT_FALSE(res.stopped);
+        EXPECT_EQ(got.frames, payloads);
+    }
+}
+
+TEST_F(client_test, streaming_mode_reports_header_bytes_as_received) {
+    const std::string stream = "  3       abc0         " + encode_frame("last one");
+    collector got;
+    read_result res;
+    run(
+        [&](tcp::socket& socket) -> asio::awaitable<void> {
+            co_await asio::async_write(socket, asio::buffer(stream), asio::use_awaitable);
+            socket.shutdown(tcp::socket::shutdown_send);
+        },
+        [&](tcp::socket& socket) -> asio::awaitable<void> {
+            decoder dec({}, decode_mode::streaming);
+            std::vector<char> buffer(3);
+            res = co_await read_frames(socket, dec, buffer, got);
+        });
+    EXPECT_FALSE(res.ec) << res.message;
+    EXPECT_EQ(got.headers, (std::vector<std::string>{"  3       ", "0         ", "8         "}));
+    EXPECT_EQ(got.frames, (std::vector<std::string>{"abc", "", "last one"}));
+}
+
+TEST_F(client_test, handler_stops_the_reader) {
+    collector got;
+    got.stop_after = 3;
+    read_result res;
+    run(
+        [&](tcp::socket& socket) -> asio::awaitable<void> {
+            std::string frames;
+            for (int i = 0; i < 10; ++i) append_frame(frames, "m" + std::to_string(i));
+            co_await asio::async_write(socket, asio::buffer(frames), asio::use_awaitable);
+        },
+        [&](tcp::socket& socket) -> asio::awaitable<void> {
+            decoder dec;
+            std::vector<char> buffer(1024);
+            res = co_await read_frames(socket, dec, buffer, got);
+        });
+    EXPECT_TRUE(res.stopped);
+    EXPECT_EQ(got.frames, (std::vector<std::string>{"m0", "m1", "m2"}));
+}
+
+TEST_F(client_test, idle_timeout) {
+    collector got;
+    read_result res;
+    run(
+        [&](tcp::socket& socket) -> asio::awaitable<void> {
+            co_await asio::async_write(socket, asio::buffer(encode_frame("one")), asio::use_awaitable);
+            asio::steady_timer wait(socket.get_executor(), 1s);
+            co_await wait.async_wait(asio::use_awaitable);  // silent long after the timeout
+        },
+        [&](tcp::socket& socket) -> asio::awaitable<void> {
+            decoder dec;
+            std::vector<char> buffer(1024);
+            auto started = std::chrono::steady_clock::now();
+            res = co_await read_frames(socket, dec, buffer, got, {100ms});
+            EXPECT_LT(std::chrono::steady_clock::now() - started, 900ms);
+        });
+    EXPECT_EQ(res.ec, asio::error::timed_out);
+    EXPECT_EQ(got.frames, std::vector<std::string>{"one"});
+}
+
+TEST_F(client_test, truncated_frame) {
+    collector got;
+    read_result res;
+    run(
+        [&](tcp::socket& socket) -> asio::awaitable<void> {
+            co_await asio::async_write(socket, asio::buffer(std::string("28        1234567")),
+                                       asio::use_awaitable);
+        },
+        [&](tcp::socket& socket) -> asio::awaitable<void> {
+            decoder dec;
+            std::vector<char> buffer(16);
+            res = co_await read_frames(socket, dec, buffer, got);
+        });
+    EXPECT_EQ(res.ec, errc::truncated_frame);
+    EXPECT_EQ(res.message, "connection closed after 7 of 28 payload bytes");
+}
+
+TEST(client, connect_refused_names_the_address) {
+    asio::io_context io;
+    tcp::acceptor probe(io, {asio::ip::make_address("127.0.0.1"), 0});
+    const auto port = probe.local_endpoint().port();
+    probe.close();
+    std::error_code ec;
+    std::string what;
+    asio::co_spawn(
+        io,
+        [&]() -> asio::awaitable<void> {
+            tcp::socket socket(io);
+            ec = co_await async_connect(socket, "127.0.0.1", port, 5s, what);
+        },
+        asio::detached);
+    io.run_for(10s);
+    EXPECT_EQ(ec, asio::error::connection_refused);
+    EXPECT_EQ(what, "cannot connect to 127.0.0.1:" + std::to_string(port) + ": Connection refused");
+}
+
+}  // namespace
+}  // namespace framecast::io
