@@ -289,3 +289,218 @@ def test_python_tutorial_clients_chat_through_framecast_serve(procs):
     bob.wait_for(rb"alice > hello bob\n", stream="out")
     say(bob, "hi alice", "how are you")
     alice.wait_for(rb"bob > hi alice\nbob > how are you\n", stream="out")
+
+
+# --- the client ----------------------------------------------------------------------------
+
+def test_three_framecast_chat_clients_see_each_other_in_order(procs):
+    server, port = chat_server(procs)
+    names = ["alice", "bob", "carol"]
+    clients = {n: framecast_chat(procs, port, n) for n in names}
+    for n in names:
+        server.wait_for(rb"%s joined from 127\.0\.0\.1:\d+" % n.encode())
+    for n, c in clients.items():
+        say(c, *[f"{n} says {i}" for i in range(5)])
+    for n, c in clients.items():
+        for other in names:
+            if other == n:
+                continue
+            expected = b"".join(b"%s > %s says %d\n" % (other.encode(), other.encode(), i)
+                                for i in range(5))
+            c.wait_for(b"(?s)" + b".*".join(re.escape(line + b"\n")
+                                             for line in expected.splitlines()), stream="out")
+    for n, c in clients.items():
+        c.p.stdin.close()
+        assert c.wait() == 0, c.stderr
+        lines = c.stdout.decode().splitlines()
+        assert len(lines) == 10
+        assert not any(line.startswith(f"{n} > ") for line in lines)  # nothing of its own
+        for other in names:
+            mine = [line for line in lines if line.startswith(f"{other} > ")]
+            assert mine == ([] if other == n else [f"{other} > {other} says {i}" for i in range(5)])
+
+
+def test_python_tutorial_client_and_framecast_chat_through_framecast_serve(procs):
+    server, port = chat_server(procs)
+    py = procs.python(PY_CHAT_CLIENT, str(port), "pyuser", stdin=subprocess.PIPE)
+    fc = framecast_chat(procs, port, "fcuser")
+    server.wait_for(rb"(?s)(pyuser|fcuser) joined.*(pyuser|fcuser) joined")
+    say(fc, "hello from C++", "caf\u00e9 \u2615")
+    py.wait_for(re.escape("fcuser > hello from C++\nfcuser > caf\u00e9 \u2615\n".encode()),
+                stream="out")
+    say(py, "hello from Python")
+    fc.wait_for(rb"pyuser > hello from Python\n", stream="out")
+    fc.p.stdin.close()
+    assert fc.wait() == 0
+
+
+def test_framecast_chat_against_the_tutorial_python_chat_server(procs):
+    server = procs.python(PY_CHAT_SERVER)
+    port = int(server.wait_for(rb"port (\d+)", stream="out").group(1))
+    fc = framecast_chat(procs, port, "fcuser", "--linger", "0.3")
+    server.wait_for(rb"Accepted new connection from 127\.0\.0\.1:\d+, username: fcuser\n",
+                    stream="out")
+    raw = join(port, "raw")
+    server.wait_for(rb"username: raw\n", stream="out")
+    raw.sendall(frame("hi there"))
+    fc.wait_for(rb"raw > hi there\n", stream="out")
+    say(fc, "hello python")
+    r = FrameReader(raw)
+    assert read_pair(r) == (b"fcuser", b"hello python")
+    fc.p.stdin.close()
+    assert fc.wait() == 0
+    server.wait_for(rb"Closed connection from: fcuser\n", stream="out")
+
+
+def test_framecast_chat_exits_at_end_of_input_after_the_linger(procs):
+    server, port = chat_server(procs)
+    listener = join(port, "listener")
+    server.wait_for(rb"listener joined")
+    start = time.monotonic()
+    fc = procs.framecast("chat", f"127.0.0.1:{port}", "--name", "once", "--linger", "0.5",
+                         stdin=subprocess.PIPE)
+    fc.p.stdin.write(b"one\n\ntwo\r\n/quit\nnever sent\n")
+    fc.p.stdin.close()
+    assert fc.wait() == 0, fc.stderr
+    assert 0.5 <= time.monotonic() - start < 5
+    r = FrameReader(listener)
+    assert [read_pair(r) for _ in range(2)] == [(b"once", b"one"), (b"once", b"two")]
+    server.wait_for(rb"once left \(127\.0\.0\.1:\d+\): closed by peer")
+    assert_silent(listener)
+
+
+@pytest.mark.parametrize("name, error", [
+    ("", rb"--name must not be empty"),
+    ("x" * 65, rb"--name is 65 bytes, more than --max-name 64"),
+])
+def test_framecast_chat_checks_the_name_before_connecting(name, error):
+    r = subprocess.run([BIN, "chat", "127.0.0.1:9", "--name", name], capture_output=True,
+                       timeout=10)
+    assert r.returncode == 2 and re.search(error, r.stderr), r.stderr
+
+
+def test_framecast_chat_refuses_invalid_utf8_name():
+    r = subprocess.run([BIN.encode(), b"chat", b"127.0.0.1:9", b"--name", b"al\xffce"],
+                       capture_output=True, timeout=10)
+    assert r.returncode == 2 and b"--name is not valid UTF-8" in r.stderr, r.stderr
+
+
+def test_framecast_chat_reports_a_server_that_closes_it(procs):
+    server, port = chat_server(procs, "--unique-names")
+    first = join(port, "alice")
+    server.wait_for(rb"alice joined")
+    second = framecast_chat(procs, port, "alice")
+    assert second.wait() == 1
+    assert b"connection closed by the server" in second.stderr
+
+
+# --- the interactive client, in a real terminal ---------------------------------------------
+
+class Screen:
+    """Just enough of a terminal to read what the user would see: \\r, \\n, \\b, ESC [ K."""
+
+    def __init__(self):
+        self.rows, self.row, self.col = [""], 0, 0
+
+    def feed(self, text):
+        i = 0
+        while i < len(text):
+            ch = text[i]
+            if text.startswith("\x1b[K", i):
+                self.rows[self.row] = self.rows[self.row][: self.col]
+                i += 3
+                continue
+            if ch == "\r":
+                self.col = 0
+            elif ch == "\n":
+                self.row += 1
+                if self.row == len(self.rows):
+                    self.rows.append("")
+            elif ch == "\b":
+                self.col = max(0, self.col - 1)
+            else:
+                line = self.rows[self.row].ljust(self.col)
+                self.rows[self.row] = line[: self.col] + ch + line[self.col + 1:]
+                self.col += 1
+            i += 1
+
+    def text(self):
+        return "\n".join(self.rows)
+
+
+class Terminal:
+    def __init__(self, args):
+        self.master, slave = pty.openpty()
+        self.p = subprocess.Popen(args, stdin=slave, stdout=slave, stderr=slave,
+                                  start_new_session=True)
+        os.close(slave)
+        self.raw, self.screen = b"", Screen()
+
+    def pump(self, timeout=0.05):
+        while True:
+            ready, _, _ = select.select([self.master], [], [], timeout)
+            if not ready:
+                return
+            try:
+                data = os.read(self.master, 65536)
+            except OSError:
+                return
+            if not data:
+                return
+            self.raw += data
+            self.screen.feed(data.decode(errors="replace"))
+
+    def wait_screen(self, predicate, timeout=10):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.pump()
+            if predicate(self.screen):
+                return
+        raise AssertionError(f"screen never matched:\n{self.screen.text()}\nraw: {self.raw!r}")
+
+    def type(self, text):
+        os.write(self.master, text.encode() if isinstance(text, str) else text)
+
+    def close(self):
+        if self.p.poll() is None:
+            self.p.kill()
+        self.p.wait(timeout=5)
+        os.close(self.master)
+
+
+def test_interactive_client_keeps_the_typed_line_whole_when_a_message_arrives(procs):
+    server, port = chat_server(procs)
+    bob = join(port, "bob")
+    server.wait_for(rb"bob joined")
+    term = Terminal([BIN, "chat", f"127.0.0.1:{port}", "--name", "alice"])
+    try:
+        term.wait_screen(lambda s: s.rows[s.row] == "alice > ")
+        server.wait_for(rb"alice joined")
+        term.type("hel")
+        term.wait_screen(lambda s: s.rows[s.row] == "alice > hel")
+        bob.sendall(frame("hi"))
+        term.wait_screen(lambda s: "bob > hi" in s.rows)
+        assert b"\r\x1b[Kbob > hi\r\nalice > hel" in term.raw
+        assert term.screen.rows[term.screen.row] == "alice > hel"  # the typed line, redrawn
+        term.type("lx\x7fo\r")  # a backspace, then Enter
+        assert read_pair(FrameReader(bob)) == (b"alice", b"hello")
+        term.wait_screen(lambda s: s.rows[-2:] == ["alice > hello", "alice > "])
+        bob.sendall(frame("\x1b[2Jgotcha"))  # control characters are shown, not obeyed
+        term.wait_screen(lambda s: "bob > \\x1b[2Jgotcha" in s.rows)
+        term.type("\x04")  # Ctrl-D on an empty line leaves
+        assert term.p.wait(timeout=10) == 0
+        server.wait_for(rb"alice left \(127\.0\.0\.1:\d+\): closed by peer")
+    finally:
+        term.close()
+
+
+def test_interactive_client_leaves_with_quit(procs):
+    server, port = chat_server(procs)
+    term = Terminal([BIN, "chat", f"127.0.0.1:{port}", "--name", "alice"])
+    try:
+        term.wait_screen(lambda s: s.rows[s.row] == "alice > ")
+        term.type("/quit\r")
+        assert term.p.wait(timeout=10) == 0
+        server.wait_for(rb"alice left")
+    finally:
+        term.close()
