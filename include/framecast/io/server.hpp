@@ -98,7 +98,8 @@ public:
     // Starts accepting on every listener, and the idle-timeout sweep.
     void start();
 
-    // Broadcasts `payload` to every client except `origin` (null: to all). Encodes once.
+    // Broadcasts `payload` to every client except `origin` (null: to all). Encodes once. Not
+    // for chat mode, where every delivery must be a (username, message) pair.
     void broadcast(std::string_view payload, const session* origin = nullptr);
     // Broadcasts already encoded bytes: one or more whole frames, sent to each client as one
     // unit (never split by the slow-consumer policy). In chat mode these are relays (username
