@@ -10,11 +10,13 @@ bin=build/default/bin/framecast
 port=${FRAMECAST_DEMO_PORT:-1243}
 count=${FRAMECAST_DEMO_COUNT:-4}
 
-"$bin" serve --listen "127.0.0.1:$port" &
+ready=$(mktemp)
+"$bin" serve --listen "127.0.0.1:$port" >"$ready" &
 server=$!
-trap 'kill -TERM $server 2>/dev/null; wait $server 2>/dev/null || true' EXIT
-for _ in $(seq 50); do  # wait until the server accepts (5 s at most)
-  (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+trap 'kill -TERM $server 2>/dev/null; wait $server 2>/dev/null || true; rm -f "$ready"' EXIT
+for _ in $(seq 50); do  # the server prints "listening on ..." once it accepts (5 s at most)
+  grep -q "listening on" "$ready" && break
+  kill -0 $server 2>/dev/null || { echo "framecast serve did not start" >&2; exit 1; }
   sleep 0.1
 done
 echo "== framecast connect 127.0.0.1:$port --buffer 16 --count $count" >&2

@@ -42,6 +42,7 @@ int main(int argc, char** argv) {
     add(framecast::app::register_send);
     add(framecast::app::register_stats);
     add(framecast::app::register_chat);
+    add(framecast::app::register_bench);
 
     try {
         app.parse(argc, argv);

@@ -1,0 +1,159 @@
+// The ceiling for our protocol: the least a program can do and still move framed messages over
+// TCP. Blocking sockets; the sender writes one large buffer of prebuilt frames per send(); the
+// receiver does 256 KiB reads and finds frame boundaries in place. Nothing framecast does can be
+// faster, so every other figure is read as a fraction of this one.
+//
+//   bench_ceiling recv --listen 127.0.0.1:0 --size N --count M    prints the throughput result
+//   bench_ceiling send --connect HOST:PORT --size N --count M
+//   bench_ceiling echo --listen 127.0.0.1:0                        ping-pong server
+//   bench_ceiling ping --connect HOST:PORT --size N --count M [--warmup W] [--samples FILE]
+//   bench_ceiling pub  --listen 127.0.0.1:0 --k K --size N --count M [--rate R]
+//       fan-out: accepts K subscribers, then writes each batch of frames to each in turn
+//       (R messages/s when R > 0, else as fast as the subscribers read). Closes at the end.
+#include <string>
+#include <vector>
+
+#include "common.hpp"
+#include "raw_frames.hpp"
+
+namespace {
+
+using namespace bench;
+
+constexpr std::size_t read_size = 256 * 1024;
+constexpr std::size_t batch_bytes = 256 * 1024;
+
+// `n` frames of `size` bytes, back to back.
+std::string build_frames(std::size_t size, std::size_t n) {
+    std::string buf(n * (header_size + size), 'x');
+    for (std::size_t i = 0; i < n; ++i) put_header(&buf[i * (header_size + size)], size);
+    return buf;
+}
+
+std::size_t frames_per_batch(std::size_t size) {
+    return std::max<std::size_t>(1, batch_bytes / (header_size + size));
+}
+
+int run_recv(const options& o) {
+    int lfd = listen_tcp(o.str("listen", "127.0.0.1:0"));
+    std::uint64_t size = o.u64("size", 100), count = o.u64("count", 1'000'000);
+    int fd = accept_one(lfd);
+    std::vector<char> buf(read_size);
+    raw_parser parser;
+    std::uint64_t frames = 0;
+    std::int64_t start = 0;
+    while (frames < count) {
+        ssize_t n = ::recv(fd, buf.data(), buf.size(), 0);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        if (start == 0) start = now_ns();
+        frames += parser.feed(buf.data(), static_cast<std::size_t>(n));
+    }
+    std::int64_t ns = now_ns() - start;
+    if (frames != count) {
+        std::fprintf(stderr, "ceiling recv: got %llu of %llu frames\n",
+                     static_cast<unsigned long long>(frames), static_cast<unsigned long long>(count));
+        return 1;
+    }
+    throughput_result("ceiling", size, count, ns).print();
+    return 0;
+}
+
+int run_send(const options& o) {
+    int fd = connect_tcp(o.str("connect"));
+    std::size_t size = o.u64("size", 100);
+    std::uint64_t count = o.u64("count", 1'000'000);
+    std::size_t per = frames_per_batch(size);
+    std::string batch = build_frames(size, per);
+    std::uint64_t left = count;
+    while (left >= per) {
+        write_all(fd, batch.data(), batch.size());
+        left -= per;
+    }
+    if (left > 0) write_all(fd, batch.data(), static_cast<std::size_t>(left) * (header_size + size));
+    ::shutdown(fd, SHUT_WR);
+    char c;
+    while (::recv(fd, &c, 1, 0) > 0) {}  // wait for the receiver to finish and close
+    return 0;
+}
+
+// Reads exactly one frame (the ping-pong peers never have two in flight) into `frame`.
+bool read_frame(int fd, std::string& frame, std::vector<char>& buf) {
+    frame.clear();
+    raw_parser parser;
+    for (;;) {
+        ssize_t n = ::recv(fd, buf.data(), buf.size(), 0);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return false;
+        frame.append(buf.data(), static_cast<std::size_t>(n));
+        if (parser.feed(buf.data(), static_cast<std::size_t>(n)) > 0) return true;
+    }
+}
+
+int run_echo(const options& o) {
+    int lfd = listen_tcp(o.str("listen", "127.0.0.1:0"));
+    int fd = accept_one(lfd);
+    set_nodelay(fd);
+    std::vector<char> buf(read_size);
+    std::string frame;
+    while (read_frame(fd, frame, buf)) write_all(fd, frame.data(), frame.size());
+    return 0;
+}
+
+int run_ping(const options& o) {
+    int fd = connect_tcp(o.str("connect"));
+    set_nodelay(fd);
+    std::size_t size = o.u64("size", 100);
+    std::uint64_t count = o.u64("count", 10'000), warmup = o.u64("warmup", 1'000);
+    std::string msg = build_frames(size, 1), reply;
+    std::vector<char> buf(read_size);
+    std::vector<double> us;
+    us.reserve(count);
+    for (std::uint64_t i = 0; i < warmup + count; ++i) {
+        std::int64_t t0 = now_ns();
+        write_all(fd, msg.data(), msg.size());
+        if (!read_frame(fd, reply, buf)) die("ceiling ping: peer closed");
+        if (i >= warmup) us.push_back(static_cast<double>(now_ns() - t0) / 1e3);
+    }
+    latency_result("ceiling", size, std::move(us), o.str("samples")).print();
+    return 0;
+}
+
+int run_pub(const options& o) {
+    raise_nofile();
+    int lfd = listen_tcp(o.str("listen", "127.0.0.1:0"));
+    std::uint64_t k = o.u64("k", 1), count = o.u64("count", 100'000);
+    std::size_t size = std::max<std::size_t>(o.u64("size", 100), stamp_size);
+    double rate = o.f64("rate", 0);
+    std::vector<int> subs;
+    for (std::uint64_t i = 0; i < k; ++i) subs.push_back(accept_one(lfd));
+    std::fprintf(stderr, "ceiling pub: %zu subscribers connected\n", subs.size());
+    // Paced: one frame per write. Saturated: batches, stamped when built.
+    std::size_t per = rate > 0 ? 1 : frames_per_batch(size);
+    std::string batch = build_frames(size, per);
+    std::int64_t start = now_ns();
+    for (std::uint64_t seq = 0; seq < count;) {
+        std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(per, count - seq));
+        if (rate > 0) wait_until_ns(start + static_cast<std::int64_t>(static_cast<double>(seq) * 1e9 / rate));
+        std::int64_t t = now_ns();
+        for (std::size_t i = 0; i < n; ++i)
+            stamp_payload(&batch[i * (header_size + size) + header_size], size, seq + i, t);
+        for (int fd : subs) write_all(fd, batch.data(), n * (header_size + size));
+        seq += n;
+    }
+    for (int fd : subs) ::close(fd);
+    return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    options o(argc, argv);
+    if (o.mode() == "recv") return run_recv(o);
+    if (o.mode() == "send") return run_send(o);
+    if (o.mode() == "echo") return run_echo(o);
+    if (o.mode() == "ping") return run_ping(o);
+    if (o.mode() == "pub") return run_pub(o);
+    std::fprintf(stderr, "bench_ceiling: unknown mode %s\n", o.mode().c_str());
+    return 2;
+}

@@ -1,0 +1,85 @@
+// The ceiling's framer: the least work that can still find frame boundaries in the byte stream
+// (no validation beyond "digits then spaces", no copies of payload bytes, no allocation).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+namespace bench {
+
+inline constexpr std::size_t header_size = 10;
+
+// Appends the frame header for `len`: digits then spaces, like Python's f"{len:<10}".
+inline void put_header(char* out, std::uint64_t len) {
+    char tmp[32];
+    int n = std::snprintf(tmp, sizeof tmp, "%llu", static_cast<unsigned long long>(len));
+    std::memset(out, ' ', header_size);
+    std::memcpy(out, tmp, static_cast<std::size_t>(n));
+}
+
+// Counts frames in a stream fed in arbitrary pieces. Payload bytes are skipped where they lie.
+class raw_parser {
+public:
+    // Returns the number of frames completed by these bytes.
+    std::uint64_t feed(const char* p, std::size_t n) {
+        std::uint64_t done = 0;
+        while (n > 0) {
+            if (need_ == 0 && !in_payload_) {
+                // Header: fast path when all of it lies in the buffer.
+                if (fill_ == 0 && n >= header_size) {
+                    start_payload(parse(p));
+                    p += header_size;
+                    n -= header_size;
+                } else {
+                    std::size_t take = std::min(header_size - fill_, n);
+                    std::memcpy(hdr_ + fill_, p, take);
+                    fill_ += take;
+                    p += take;
+                    n -= take;
+                    if (fill_ < header_size) break;
+                    fill_ = 0;
+                    start_payload(parse(hdr_));
+                }
+                if (!in_payload_) ++done;  // empty payload
+                continue;
+            }
+            std::size_t take = static_cast<std::size_t>(std::min<std::uint64_t>(need_, n));
+            need_ -= take;
+            p += take;
+            n -= take;
+            if (need_ == 0) {
+                in_payload_ = false;
+                ++done;
+            }
+        }
+        return done;
+    }
+    bool at_boundary() const { return !in_payload_ && fill_ == 0; }
+
+private:
+    static std::uint64_t parse(const char* h) {
+        std::uint64_t v = 0;
+        std::size_t i = 0;
+        for (; i < header_size && h[i] >= '0' && h[i] <= '9'; ++i)
+            v = v * 10 + static_cast<std::uint64_t>(h[i] - '0');
+        if (i == 0) {
+            std::fprintf(stderr, "ceiling: malformed header\n");
+            std::exit(1);
+        }
+        return v;
+    }
+    void start_payload(std::uint64_t len) {
+        need_ = len;
+        in_payload_ = len > 0;
+    }
+    char hdr_[header_size]{};
+    std::size_t fill_ = 0;
+    std::uint64_t need_ = 0;
+    bool in_payload_ = false;
+};
+
+}  // namespace bench

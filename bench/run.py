@@ -1,0 +1,931 @@
+#!/usr/bin/env python3
+"""framecast against the raw-TCP ceiling, ZeroMQ and the tutorial's Python, in one run.
+
+Runs the peer programs of bench/peers (each measures one thing and prints one JSON line) on
+loopback, then writes a table to stdout, results.csv, results.json and PNG plots (gnuplot) to
+--out. Progress goes to stderr. Every process runs under a time limit and is killed after it.
+
+    bench/run.py --quick                       reduced set, under a minute
+    bench/run.py                               the full set, under ten minutes
+    framecast bench [--quick] ...              the same, through the CLI
+
+Systems: ceiling (blocking sockets, prebuilt frames, in-place parsing: the physical limit),
+framecast-direct (codec over sockets the way the I/O layer uses it), framecast-relay (stdin ->
+`framecast serve` -> `framecast connect`), framecast-serve (fan-out through the server),
+zeromq (PUSH/PULL, XPUB/SUB, REQ/REP), tutorial-python (the seed's framing, 16-byte recv).
+The framecast-relay/-serve systems run the real `framecast` binary and are skipped, with a note,
+when it lacks the subcommands.
+"""
+import argparse
+import csv
+import json
+import os
+import platform
+import queue
+import re
+import resource
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+KiB = 1024
+MiB = 1024 * 1024
+SIZES = [16, 100, KiB, 64 * KiB, MiB]
+FANOUT_K = [1, 100, 1000, 10000]
+HEADER = 10
+
+# Which framecast row each scenario's ratios are taken against.
+REFERENCE = {"throughput": "framecast-direct", "pingpong": "framecast-direct",
+             "fanout": "framecast-serve", "relay": "framecast-direct"}
+
+
+def log(msg):
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def raise_nofile():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+class Skip(Exception):
+    """A run that cannot happen here (missing peer, missing subcommand): noted, not fatal."""
+
+
+class Proc:
+    """A child process whose stdout lines are collected by a thread (unless raw=True)."""
+
+    def __init__(self, args, name, logdir, stdin=None, raw_stdout=False):
+        self.name = name
+        self.args = [str(a) for a in args]
+        self.err_path = os.path.join(logdir, f"{name}.stderr")
+        self.err = open(self.err_path, "wb")
+        self.p = subprocess.Popen(self.args, stdin=stdin if stdin is not None else subprocess.DEVNULL,
+                                  stdout=subprocess.PIPE, stderr=self.err,
+                                  preexec_fn=raise_nofile)
+        self.lines = queue.Queue()
+        self.all_lines = []
+        self.eof = threading.Event()
+        if not raw_stdout:
+            threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self):
+        for raw in self.p.stdout:
+            line = raw.decode("utf-8", "replace").rstrip("\n")
+            self.all_lines.append(line)
+            self.lines.put(line)
+        self.lines.put(None)
+        self.eof.set()
+
+    def wait_line(self, pattern, timeout):
+        """The first stdout line matching `pattern` (a regex); raises on timeout or exit."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"{self.name}: no line matching {pattern!r} in {timeout:.0f}s")
+            try:
+                line = self.lines.get(timeout=left)
+            except queue.Empty:
+                continue
+            if line is None:
+                raise RuntimeError(f"{self.name} exited ({self.p.wait()}) before {pattern!r}: "
+                                   f"{self.stderr_tail()}")
+            m = re.search(pattern, line)
+            if m:
+                return m
+
+    def wait(self, timeout):
+        try:
+            return self.p.wait(timeout=max(timeout, 0.1))
+        except subprocess.TimeoutExpired:
+            raise TimeoutError(f"{self.name}: still running after {timeout:.0f}s") from None
+
+    def result(self):
+        for line in reversed(self.all_lines):
+            if line.startswith("{"):
+                return json.loads(line)
+        raise RuntimeError(f"{self.name}: no result line; stderr: {self.stderr_tail()}")
+
+    def stderr_tail(self):
+        self.err.flush()
+        try:
+            with open(self.err_path, "rb") as f:
+                return f.read()[-400:].decode("utf-8", "replace").strip()
+        except OSError:
+            return ""
+
+    def stop(self):
+        if self.p.poll() is None:
+            self.p.kill()
+            self.p.wait()
+        self.err.close()
+
+
+class Runner:
+    def __init__(self, args):
+        self.a = args
+        self.bin = args.bin_dir
+        self.out = args.out
+        self.logdir = os.path.join(self.out, "logs")
+        self.samples = os.path.join(self.out, "samples")
+        os.makedirs(self.logdir, exist_ok=True)
+        os.makedirs(self.samples, exist_ok=True)
+        self.results = []
+        self.notes = []
+        self.procs = []
+        self.seq = 0
+        here = os.path.dirname(os.path.abspath(__file__))
+        self.tutorial = os.path.join(here, "peers", "tutorial.py")
+        self.have_zmq = os.path.exists(self.peer("bench_zmq"))
+        if not self.have_zmq:
+            self.note("zeromq: bench_zmq not built (libzmq/cppzmq missing): ZeroMQ rows skipped")
+        self.serve_bin = args.framecast_serve or args.framecast
+        self.connect_bin = args.framecast_connect or args.framecast
+        self.help = {}
+        wanted = "framecast-serve" in args.systems.split(",")
+        self.fc_serve = wanted and self.has_subcommand(self.serve_bin, "serve")
+        self.fc_connect = wanted and self.has_subcommand(self.connect_bin, "connect")
+        self.fc_send = wanted and self.has_subcommand(self.connect_bin, "send")
+
+    # --- plumbing -------------------------------------------------------------------------
+
+    def peer(self, name):
+        return os.path.join(self.bin, name)
+
+    def note(self, text):
+        if text not in self.notes:
+            self.notes.append(text)
+            log("note: " + text)
+
+    def has_subcommand(self, binary, sub):
+        """True when `binary SUB --help` describes a working subcommand (not the stub)."""
+        if not binary or not os.path.exists(binary):
+            self.note(f"no framecast binary at {binary}: the framecast-relay/-serve rows are skipped")
+            return False
+        try:
+            r = subprocess.run([binary, sub, "--help"], capture_output=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            self.note(f"framecast {sub}: {e}")
+            return False
+        text = (r.stdout + r.stderr).decode("utf-8", "replace")
+        self.help[sub] = text
+        if r.returncode != 0 or "not implemented" in text:
+            self.note(f"{binary} {sub} is missing or a stub: the rows that need it are skipped "
+                      f"(they run once the server/client land in this build)")
+            return False
+        return True
+
+    def serve_extras(self):
+        """Options beyond the CLI contract, passed only when this serve has them: a drain
+        timeout as long as a run, so the end of input does not cut off queued deliveries."""
+        extras = []
+        if "--drain-timeout" in self.help.get("serve", ""):
+            extras += ["--drain-timeout", str(int(self.a.run_timeout))]
+        return extras
+
+    def start(self, args, name, **kw):
+        self.seq += 1
+        p = Proc(args, f"{self.seq:03d}-{name}", self.logdir, **kw)
+        self.procs.append(p)
+        return p
+
+    def stop_all(self):
+        for p in self.procs:
+            p.stop()
+        self.procs = []
+
+    def record(self, row):
+        row.setdefault("k", "")
+        self.results.append(row)
+        desc = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                         for k, v in row.items() if k in ("msgs_per_s", "mb_per_s", "p50_us", "p99_us", "p999_us"))
+        log(f"  {row['system']} {row['scenario']} size={row['size']} k={row['k']}: {desc}")
+
+    def guarded(self, what, fn, *args):
+        """Runs one measurement; a failure or timeout becomes a note, never the end of the run."""
+        try:
+            return fn(*args)
+        except Skip as e:
+            self.note(f"{what.split()[0]} {what.split()[1]}: skipped: {e}")
+        except Exception as e:  # noqa: BLE001 - one bad run must not lose the others
+            self.note(f"{what}: FAILED: {e}")
+        finally:
+            self.stop_all()
+        return None
+
+    def pair(self, server_args, client_args, name, timeout, result_from="server", extra=None):
+        """Listening peer, then connecting peer; returns the JSON result of `result_from`."""
+        srv = self.start(server_args, name + "-server")
+        m = srv.wait_line(r"listening on (\S+)", 10)
+        cli = self.start(client_args + ["--connect", m.group(1)], name + "-client")
+        deadline = time.monotonic() + timeout
+        who = srv if result_from == "server" else cli
+        rc = who.wait(deadline - time.monotonic())
+        who.eof.wait(5)  # the pump thread collects the last line just after exit
+        if rc != 0:
+            raise RuntimeError(f"{who.name} exited {rc}: {who.stderr_tail()}")
+        row = who.result()
+        if extra:
+            row.update(extra)
+        return row
+
+    # --- counts -----------------------------------------------------------------------------
+
+    def thr_count(self, system, size):
+        a = self.a
+        if system == "tutorial-python":
+            return max(2, min(a.max_msgs // 20, a.bytes_budget // 100 // size))
+        return max(2, min(a.max_msgs, a.bytes_budget // size))
+
+    # --- scenario 1: throughput, one connection -----------------------------------------------
+
+    THR = {
+        "ceiling": ("bench_ceiling", "recv", "send"),
+        "framecast-direct": ("bench_framecast_direct", "recv", "send"),
+        "zeromq": ("bench_zmq", "pull", "push"),
+        "tutorial-python": (None, "recv", "send"),
+    }
+
+    def cmd(self, system, binary):
+        if system == "tutorial-python":
+            return [sys.executable, self.tutorial]
+        if system == "zeromq" and not self.have_zmq:
+            raise Skip("ZeroMQ peers not built")
+        return [self.peer(binary)]
+
+    def throughput(self, system, size):
+        binary, srv_mode, cli_mode = self.THR[system]
+        base = self.cmd(system, binary)
+        count = self.thr_count(system, size)
+        reps = []
+        for _ in range(self.a.repeat):
+            opts = ["--size", size, "--count", count]
+            reps.append(self.pair(base + [srv_mode, "--listen", "127.0.0.1:0"] + opts,
+                                  base + [cli_mode] + opts, f"thr-{system}-{size}", self.a.run_timeout))
+            self.stop_all()
+        row = sorted(reps, key=lambda r: r["msgs_per_s"])[len(reps) // 2]  # the median run
+        row["runs"] = len(reps)
+        self.record(row)
+
+    def relay(self, size, feeder):
+        """stdin lines (or `framecast send`) -> framecast serve -> framecast connect."""
+        if not (self.fc_serve and self.fc_connect) or (feeder == "send" and not self.fc_send):
+            raise Skip("needs framecast serve/connect" + ("/send" if feeder == "send" else ""))
+        count = self.thr_count("framecast-relay", size)
+        stream = count * (size + HEADER)
+        welcome = "bench-ready"
+        serve_args = [self.serve_bin, "serve", "--listen", "127.0.0.1:0", "--welcome", welcome,
+                      # lossless: room for the whole stream (the default would disconnect us)
+                      "--client-buffer", str(2 * stream + 64 * MiB),
+                      "--max-message", str(max(size, MiB))] + self.serve_extras()
+        if feeder == "stdin":
+            serve_args += ["--source", "stdin"]
+            srv = self.start(serve_args, f"relay-serve-{size}", stdin=subprocess.PIPE)
+        else:
+            serve_args += ["--publish"]
+            srv = self.start(serve_args, f"relay-serve-{size}")
+        addr = srv.wait_line(r"listening on (\S+)", 10).group(1)
+        conn = self.start([self.connect_bin, "connect", addr, "--count", count + 1, "--output", "lines",
+                           "--max-message", str(max(size, MiB))],
+                          f"relay-connect-{size}", raw_stdout=True)
+        # The welcome reaches our pipe once connect goes quiet (it flushes when a read would
+        # block), and means the server has registered the client: only then start the feed.
+        first = self.read_welcome(conn, welcome, 10)
+        counter = {"bytes": len(first)}
+        drain = threading.Thread(target=self.splice_drain, args=(conn.p.stdout, counter), daemon=True)
+        drain.start()
+        src_args = [self.peer("bench_fanout_sub"), "source", "--size", size, "--count", count]
+        t0 = time.monotonic()
+        if feeder == "stdin":
+            src = subprocess.Popen([str(a) for a in src_args], stdout=srv.p.stdin)
+            srv.p.stdin.close()  # serve sees end of input when the source exits
+        else:
+            src = subprocess.Popen([str(a) for a in src_args], stdout=subprocess.PIPE)
+            sender = self.start([self.connect_bin, "send", addr], f"relay-send-{size}", stdin=src.stdout)
+            src.stdout.close()
+        try:
+            rc = conn.wait(self.a.run_timeout)
+            t1 = time.monotonic()
+        finally:
+            if src.poll() is None:
+                src.kill()
+            src.wait()
+        drain.join(5)
+        if rc != 0:
+            raise RuntimeError(f"framecast connect exited {rc}: {conn.stderr_tail()}")
+        expect = len(first) + count * (size + 1)
+        secs = t1 - t0
+        row = {"system": f"framecast-relay-{feeder}", "scenario": "throughput", "size": size,
+               "count": count, "seconds": secs, "msgs_per_s": count / secs,
+               "mb_per_s": count * size / secs / 1e6, "runs": 1,
+               "note": "wall time from feeding stdin to connect's exit"}
+        if counter["bytes"] != expect:
+            raise RuntimeError(f"connect printed {counter['bytes']} of {expect} bytes: "
+                               f"{conn.stderr_tail()} / serve: {srv.stderr_tail()}")
+        self.record(row)
+        if feeder == "send":
+            sender.stop()
+
+    @staticmethod
+    def read_welcome(conn, welcome, timeout):
+        fd = conn.p.stdout.fileno()
+        buf = b""
+        deadline = time.monotonic() + timeout
+        while b"\n" not in buf:
+            left = deadline - time.monotonic()
+            if left <= 0 or conn.p.poll() is not None:
+                raise RuntimeError(f"framecast connect: no welcome line within {timeout}s "
+                                   f"(rc={conn.p.poll()}): {conn.stderr_tail()}")
+            r, _, _ = select.select([fd], [], [], min(left, 0.2))
+            if r:
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    raise RuntimeError("framecast connect: closed before the welcome")
+                buf += chunk
+        if not buf.startswith(welcome.encode()):
+            raise RuntimeError(f"framecast connect: expected the welcome first, got {buf[:40]!r}")
+        return buf
+
+    @staticmethod
+    def splice_drain(pipe, counter):
+        fd = pipe.fileno()
+        with open(os.devnull, "wb") as null:
+            while True:
+                try:
+                    n = os.splice(fd, null.fileno(), 1 << 20)
+                except OSError:
+                    chunk = os.read(fd, 1 << 20)
+                    n = len(chunk)
+                if n == 0:
+                    return
+                counter["bytes"] += n
+
+    # --- scenario 3: ping-pong ----------------------------------------------------------------
+
+    PING = {
+        "ceiling": ("bench_ceiling", "echo", "ping"),
+        "framecast-direct": ("bench_framecast_direct", "echo", "ping"),
+        "zeromq": ("bench_zmq", "rep", "req"),
+        "tutorial-python": (None, "echo", "ping"),
+    }
+
+    def pingpong(self, system, size=100):
+        binary, srv_mode, cli_mode = self.PING[system]
+        base = self.cmd(system, binary)
+        count = self.a.ping_count // (5 if system == "tutorial-python" else 1)
+        samples = os.path.join(self.samples, f"pingpong-{system}.txt")
+        opts = ["--size", size, "--count", count, "--warmup", max(10, count // 10), "--samples", samples]
+        row = self.pair(base + [srv_mode, "--listen", "127.0.0.1:0"], base + [cli_mode] + opts,
+                        f"ping-{system}", self.a.run_timeout, result_from="client")
+        row["samples"] = os.path.relpath(samples, self.out)
+        self.record(row)
+
+    # --- scenario 2: fan-out ------------------------------------------------------------------
+
+    def fanout_counts(self, k):
+        sat = max(self.a.fanout_min, self.a.fanout_deliveries // k)
+        rate = min(10000.0, self.a.fanout_paced_deliveries / k)
+        paced = max(self.a.fanout_min_lat, int(rate * self.a.fanout_lat_seconds))
+        return sat, rate, paced
+
+    def fanout(self, system, k):
+        sat, rate, paced = self.fanout_counts(k)
+        row = self.fanout_once(system, k, sat, 0)
+        lat = self.fanout_once(system, k, paced, rate)
+        row["p50_us"], row["p99_us"] = lat["p50_us"], lat["p99_us"]
+        row["paced_rate"] = rate
+        row["saturated_p50_us"], row["saturated_p99_us"] = row.pop("sat_p50_us"), row.pop("sat_p99_us")
+        for r in (row, lat):
+            if r["note"]:
+                self.note(f"fanout {system} K={k}: {r['note']} ({'paced' if r is lat else 'saturated'})")
+        self.record(row)
+
+    def fanout_once(self, system, k, count, rate):
+        size = 100
+        label = f"fanout-{system}-k{k}-{'paced' if rate else 'sat'}"
+        out = os.path.join(self.samples, f"{label}.txt")
+        timeout = self.a.run_timeout + (count / rate if rate else 0)
+        sub_common = ["--k", k, "--size", size, "--count", count, "--deadline-s", int(timeout),
+                      "--idle-ms", self.a.idle_ms]
+        welcome = False
+        if system == "ceiling":
+            srv = self.start([self.peer("bench_ceiling"), "pub", "--listen", "127.0.0.1:0", "--k", k,
+                              "--size", size, "--count", count, "--rate", rate], label + "-pub")
+        elif system == "zeromq":
+            if not self.have_zmq:
+                raise Skip("ZeroMQ peers not built")
+            srv = self.start([self.peer("bench_zmq"), "pub", "--listen", "127.0.0.1:0", "--k", k,
+                              "--size", size, "--count", count, "--rate", rate], label + "-pub")
+        elif system == "framecast-serve":
+            if not self.fc_serve:
+                raise Skip("needs framecast serve")
+            stream = count * (size + HEADER)
+            srv = self.start([self.serve_bin, "serve", "--listen", "127.0.0.1:0", "--source", "stdin",
+                              "--welcome", "bench-ready", "--client-buffer", str(2 * stream + 64 * MiB)]
+                             + self.serve_extras(),
+                             label + "-serve", stdin=subprocess.PIPE)
+            welcome = True
+        else:
+            raise Skip(f"no fan-out peer for {system}")
+        addr = srv.wait_line(r"listening on (\S+)", 10).group(1)
+        # Subscriber processes: ZeroMQ needs ~2 descriptors per SUB socket, so big K is split.
+        nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        per_fd = 2 if system == "zeromq" else 1
+        nproc = max(1, -(-k * per_fd // max(1, nofile - 1000)))
+        subs = []
+        for i in range(nproc):
+            kk = k // nproc + (1 if i < k % nproc else 0)
+            args = ([self.peer("bench_zmq"), "subs"] if system == "zeromq"
+                    else [self.peer("bench_fanout_sub"), "run", "--system", system,
+                          "--welcome", int(welcome)])
+            subs.append(self.start(args + ["--connect", addr] + sub_common[:1] + [kk] + sub_common[2:]
+                                   + ["--out", f"{out}.{i}"], f"{label}-subs{i}"))
+        for s in subs:
+            s.wait_line(r"^ready$", timeout)
+        if system == "framecast-serve":
+            src = subprocess.Popen([self.peer("bench_fanout_sub"), "source", "--size", str(size),
+                                    "--count", str(count), "--rate", str(rate)], stdout=srv.p.stdin)
+            srv.p.stdin.close()
+        deadline = time.monotonic() + timeout + 5
+        try:
+            for s in subs:
+                rc = s.wait(deadline - time.monotonic())
+                if rc != 0:
+                    raise RuntimeError(f"{s.name} exited {rc}: {s.stderr_tail()}")
+        finally:
+            if system == "framecast-serve" and src.poll() is None:
+                src.kill()
+                src.wait()
+        for s in subs:
+            s.eof.wait(5)
+        parts = [s.result() for s in subs]
+        return self.merge_fanout(system, k, count, size, rate, parts, [f"{out}.{i}" for i in range(nproc)])
+
+    @staticmethod
+    def merge_fanout(system, k, count, size, rate, parts, files):
+        delivered = sum(p["delivered"] for p in parts)
+        first = min(p["first_ns"] for p in parts if p["delivered"]) if delivered else 0
+        last = max(p["last_ns"] for p in parts)
+        secs = (last - first) / 1e9 if delivered else 0
+        # publish -> last subscriber: the latest of the processes' "last" times per message
+        sent, latest, seen = {}, {}, {}
+        for path in files:
+            with open(path) as f:
+                for line in f:
+                    seq, t, lt = (int(x) for x in line.split())
+                    sent[seq] = t
+                    latest[seq] = max(latest.get(seq, 0), lt)
+                    seen[seq] = seen.get(seq, 0) + 1
+        us = sorted((latest[s] - sent[s]) / 1e3 for s in latest if seen[s] == len(files))
+
+        def pct(p):
+            return us[min(int(p / 100 * len(us)), len(us) - 1)] if us else float("nan")
+        expected = k * count
+        if delivered < expected:
+            lost = f"{expected - delivered} of {expected} deliveries missing"
+        else:
+            lost = ""
+        return {"system": system, "scenario": "fanout", "size": size, "k": k, "count": count,
+                "delivered": delivered, "expected": expected, "seconds": secs,
+                "msgs_per_s": delivered / secs if secs > 0 else 0.0,
+                "mb_per_s": delivered * size / secs / 1e6 if secs > 0 else 0.0,
+                "sat_p50_us": pct(50), "sat_p99_us": pct(99), "p50_us": pct(50), "p99_us": pct(99),
+                "rate": rate, "note": lost}
+
+    # --- scenario 4: idle connections ---------------------------------------------------------
+
+    def zmq_connections(self, n):
+        """For context: an XPUB's RSS growth per idle SUB connection."""
+        if not self.have_zmq:
+            raise Skip("ZeroMQ peers not built")
+        pub = self.start([self.peer("bench_zmq"), "pub", "--listen", "127.0.0.1:0", "--k", n + 1,
+                          "--count", 1], "conns-zmq-pub")  # waits for one subscription too many
+        addr = pub.wait_line(r"listening on (\S+)", 10).group(1)
+        time.sleep(0.2)
+        before = rss_kib(pub.p.pid)
+        nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        nproc = max(1, -(-n * 2 // max(1, nofile - 1000)))
+        subs = [self.start([self.peer("bench_zmq"), "subs", "--connect", addr,
+                            "--k", n // nproc + (1 if i < n % nproc else 0), "--count", 1,
+                            "--deadline-s", int(self.a.run_timeout)], f"conns-zmq-subs{i}")
+                for i in range(nproc)]
+        for s in subs:
+            s.wait_line(r"^ready$", self.a.run_timeout)
+        time.sleep(1.0 + n / 5000)  # connections are made by ZeroMQ's I/O threads, after "ready"
+        after = rss_kib(pub.p.pid)
+        self.record({"system": "zeromq", "scenario": "connections", "size": 0, "k": n,
+                     "held": None, "rss_before_kib": before, "rss_after_kib": after,
+                     "rss_per_conn_bytes": (after - before) * 1024 / max(1, n),
+                     "msgs_per_s": 0.0, "mb_per_s": 0.0,
+                     "note": "XPUB process, connections not individually verified"})
+
+    def connections(self, n):
+        if not self.fc_serve:
+            raise Skip("needs framecast serve")
+        srv = self.start([self.serve_bin, "serve", "--listen", "127.0.0.1:0", "--publish",
+                          "--welcome", ""], "conns-serve")
+        host, port = srv.wait_line(r"listening on (\S+):(\d+)", 10).groups()
+        time.sleep(0.2)
+        before = rss_kib(srv.p.pid)
+        socks = []
+        try:
+            for _ in range(n):
+                socks.append(socket.create_connection((host, int(port)), timeout=10))
+            time.sleep(1.0)
+            after = rss_kib(srv.p.pid)
+            alive = 0
+            for s in socks:
+                s.setblocking(False)
+                try:
+                    alive += 1 if s.recv(1) != b"" else 0
+                except BlockingIOError:
+                    alive += 1
+        finally:
+            for s in socks:
+                s.close()
+        self.record({"system": "framecast-serve", "scenario": "connections", "size": 0, "k": n,
+                     "held": alive, "rss_before_kib": before, "rss_after_kib": after,
+                     "rss_per_conn_bytes": (after - before) * 1024 / max(1, n),
+                     "msgs_per_s": 0.0, "mb_per_s": 0.0})
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+# --- output ---------------------------------------------------------------------------------
+
+def ratio_rows(results):
+    """Adds ratio_to_framecast: msgs/s over the reference framecast row of the same case."""
+    ref = {}
+    for r in results:
+        if r["system"] == REFERENCE.get(r["scenario"]):
+            ref[(r["scenario"], r["size"], r["k"])] = r
+    for r in results:
+        base = ref.get((r["scenario"], r["size"], r["k"]))
+        if base and base.get("msgs_per_s"):
+            r["ratio_to_framecast"] = r["msgs_per_s"] / base["msgs_per_s"]
+        else:
+            r["ratio_to_framecast"] = None
+
+
+def fmt_size(n):
+    if n == "" or n is None:
+        return ""
+    n = int(n)
+    if n >= MiB and n % MiB == 0:
+        return f"{n // MiB} MiB"
+    if n >= KiB and n % KiB == 0:
+        return f"{n // KiB} KiB"
+    return f"{n} B"
+
+
+def fmt_num(v, digits=3):
+    """3 significant digits, k/M/G suffixes: 11.7 M, 774 k, 2.22 k, 42.1."""
+    if v is None or v == "" or (isinstance(v, float) and v != v):
+        return "-"
+    v = float(v)
+    for div, suffix in ((1e9, " G"), (1e6, " M"), (1e3, " k")):
+        if abs(v) >= div:
+            return f"{v / div:.{digits}g}{suffix}"
+    return f"{v:.{digits}g}"
+
+
+COLUMNS = [("system", "system"), ("scenario", "scenario"), ("size", "size"), ("k", "K"),
+           ("msgs_per_s", "msgs/s"), ("mb_per_s", "MB/s"), ("p50_us", "p50 us"), ("p99_us", "p99 us"),
+           ("p999_us", "p99.9 us"), ("ratio_to_framecast", "ratio to framecast")]
+
+
+def table(results):
+    rows = []
+    for r in results:
+        rows.append([r["system"], r["scenario"], fmt_size(r["size"]) if r["scenario"] != "connections" else "",
+                     str(r.get("k", "")),
+                     fmt_num(r.get("msgs_per_s")) if r["scenario"] != "connections"
+                     else "-" if r.get("held") is None else f"{r['held']} held",
+                     fmt_num(r.get("mb_per_s")) if r["scenario"] != "connections"
+                     else f"{r['rss_per_conn_bytes']:.0f} B/conn RSS",
+                     fmt_num(r.get("p50_us")), fmt_num(r.get("p99_us")), fmt_num(r.get("p999_us")),
+                     "-" if r.get("ratio_to_framecast") is None else f"{r['ratio_to_framecast']:.2f}x"])
+    head = [h for _, h in COLUMNS]
+    widths = [max(len(head[i]), *(len(row[i]) for row in rows)) if rows else len(head[i])
+              for i in range(len(head))]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(head, widths)),
+             "  ".join("-" * w for w in widths)]
+    for row in rows:
+        lines.append("  ".join(c.ljust(w) if i < 4 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
+    return "\n".join(lines)
+
+
+def find(results, system, scenario, size=None, k=""):
+    for r in results:
+        if r["system"] == system and r["scenario"] == scenario and (size is None or r["size"] == size) \
+                and (k == "" or r["k"] == k):
+            return r
+    return None
+
+
+def targets(results):
+    """The issue's targets as ratios measured in this run (figures, not pass/fail tests)."""
+    out = []
+
+    def ratio(a, b, key="msgs_per_s"):
+        if a and b and b.get(key):
+            return a[key] / b[key]
+        return None
+
+    def line(text, value, goal, higher=True):
+        if value is None:
+            out.append(f"  {text}: not measured")
+        elif goal is None:
+            out.append(f"  {text}: {value:.2f}x (for context)")
+        else:
+            ok = value >= goal if higher else value <= goal
+            out.append(f"  {text}: {value:.2f}x (target {'>=' if higher else '<='} {goal}x) "
+                       f"{'met' if ok else 'SHORT'}")
+
+    zmq100 = find(results, "zeromq", "throughput", 100)
+    ceil100 = find(results, "ceiling", "throughput", 100)
+    direct100 = find(results, "framecast-direct", "throughput", 100)
+    line("100 B direct vs ZeroMQ msgs/s", ratio(direct100, zmq100), 3)
+    line("100 B direct vs ceiling msgs/s", ratio(direct100, ceil100), None)
+    for feeder in ("stdin", "send"):
+        line(f"100 B relay ({feeder}) vs ZeroMQ direct msgs/s",
+             ratio(find(results, f"framecast-relay-{feeder}", "throughput", 100), zmq100), 1)
+    line("1 MiB direct vs ceiling MB/s", ratio(find(results, "framecast-direct", "throughput", MiB),
+                                             find(results, "ceiling", "throughput", MiB), "mb_per_s"), 0.9)
+    line("1 MiB ZeroMQ vs ceiling MB/s", ratio(find(results, "zeromq", "throughput", MiB),
+                                             find(results, "ceiling", "throughput", MiB), "mb_per_s"), None)
+    for k in (100, 1000):
+        line(f"fan-out K={k} framecast-serve vs ZeroMQ delivered msgs/s",
+             ratio(find(results, "framecast-serve", "fanout", k=k), find(results, "zeromq", "fanout", k=k)), 2)
+        line(f"fan-out K={k} ceiling vs ZeroMQ delivered msgs/s",
+             ratio(find(results, "ceiling", "fanout", k=k), find(results, "zeromq", "fanout", k=k)), None)
+    zp = find(results, "zeromq", "pingpong")
+    dp = find(results, "framecast-direct", "pingpong")
+    line("ping-pong p99 framecast-direct / ZeroMQ", ratio(dp, zp, "p99_us"), 1, higher=False)
+    return "\n".join(out)
+
+
+def write_files(out, results, notes, meta):
+    keys = []
+    for r in results:
+        for k in r:
+            if k not in keys:
+                keys.append(k)
+    with open(os.path.join(out, "results.csv"), "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys)
+        w.writeheader()
+        for r in results:
+            w.writerow(r)
+    with open(os.path.join(out, "results.json"), "w") as f:
+        json.dump({"machine": meta, "results": results, "notes": notes}, f, indent=1)
+        f.write("\n")
+
+
+def plots(out, results, gnuplot):
+    """throughput.png (msgs/s and MB/s against size), latency.png (ping-pong CDF), fanout.png."""
+    if not gnuplot:
+        return ["gnuplot not found: no plots"]
+    made, notes = [], []
+    data = os.path.join(out, "plotdata")
+    os.makedirs(data, exist_ok=True)
+    thr_systems = []
+    for r in results:
+        if r["scenario"] == "throughput" and r["system"] not in thr_systems:
+            thr_systems.append(r["system"])
+    for s in thr_systems:
+        with open(os.path.join(data, f"thr-{s}.dat"), "w") as f:
+            for r in sorted((r for r in results if r["system"] == s and r["scenario"] == "throughput"),
+                            key=lambda r: r["size"]):
+                f.write(f"{r['size']} {r['msgs_per_s']} {r['mb_per_s']}\n")
+    lat_systems = []
+    for r in results:
+        if r["scenario"] == "pingpong" and r.get("samples"):
+            with open(os.path.join(out, r["samples"])) as f:
+                vals = sorted(float(x) for x in f if x.strip())
+            n = len(vals)
+            with open(os.path.join(data, f"lat-{r['system']}.dat"), "w") as f:
+                step = max(1, n // 2000)
+                for i in list(range(0, n, step)) + [n - 1]:
+                    f.write(f"{vals[i]} {100.0 * (i + 1) / n}\n")
+            lat_systems.append(r["system"])
+    fan_systems = []
+    for r in results:
+        if r["scenario"] == "fanout" and r["system"] not in fan_systems:
+            fan_systems.append(r["system"])
+    for s in fan_systems:
+        with open(os.path.join(data, f"fan-{s}.dat"), "w") as f:
+            for r in sorted((r for r in results if r["system"] == s and r["scenario"] == "fanout"),
+                            key=lambda r: r["k"]):
+                f.write(f"{r['k']} {r['msgs_per_s']} {r['p50_us']} {r['p99_us']}\n")
+
+    def q(p):
+        return p.replace("'", "")
+
+    script = ["set terminal pngcairo size 1200,500 font ',10'" if pngcairo(gnuplot) else
+              "set terminal png size 1200,500", "set grid", "set key top left"]
+    if thr_systems:
+        script += [f"set output '{q(os.path.join(out, 'throughput.png'))}'",
+                   "set multiplot layout 1,2 title 'Throughput, one connection, loopback'",
+                   "set logscale xy", "set xlabel 'message size (bytes)'", "set ylabel 'messages/s'",
+                   "set format y '%.0s%c'", "set xtics ('16' 16, '100' 100, '1K' 1024, '64K' 65536, '1M' 1048576)",
+                   "plot " + ", ".join(f"'{q(os.path.join(data, f'thr-{s}.dat'))}' using 1:2 with linespoints "
+                                       f"title '{s}'" for s in thr_systems),
+                   "set ylabel 'MB/s'",
+                   "plot " + ", ".join(f"'{q(os.path.join(data, f'thr-{s}.dat'))}' using 1:3 with linespoints "
+                                       f"title '{s}'" for s in thr_systems),
+                   "unset multiplot", "unset xtics", "set xtics", "unset logscale", "set format y '%g'"]
+        made.append("throughput.png")
+    if lat_systems:
+        script += [f"set output '{q(os.path.join(out, 'latency.png'))}'",
+                   "set title 'Ping-pong round trip, 100-byte messages (CDF)'",
+                   "set logscale x", "set xlabel 'round trip (us)'", "set ylabel 'percentile'",
+                   "set key bottom right", "set yrange [0:100]",
+                   "plot " + ", ".join(f"'{q(os.path.join(data, f'lat-{s}.dat'))}' using 1:2 with lines lw 2 "
+                                       f"title '{s}'" for s in lat_systems),
+                   "unset logscale", "unset title", "set autoscale y", "set key top left"]
+        made.append("latency.png")
+    if fan_systems:
+        script += [f"set output '{q(os.path.join(out, 'fanout.png'))}'",
+                   "set multiplot layout 1,2 title 'Fan-out, 100-byte messages'",
+                   "set logscale xy", "set xlabel 'subscribers K'", "set ylabel 'delivered messages/s'",
+                   "set format y '%.0s%c'",
+                   "plot " + ", ".join(f"'{q(os.path.join(data, f'fan-{s}.dat'))}' using 1:2 with linespoints "
+                                       f"title '{s}'" for s in fan_systems),
+                   "set ylabel 'publish -> last subscriber p99 (us), paced'",
+                   "plot " + ", ".join(f"'{q(os.path.join(data, f'fan-{s}.dat'))}' using 1:4 with linespoints "
+                                       f"title '{s}'" for s in fan_systems),
+                   "unset multiplot"]
+        made.append("fanout.png")
+    path = os.path.join(data, "plots.gp")
+    with open(path, "w") as f:
+        f.write("\n".join(script) + "\n")
+    r = subprocess.run([gnuplot, path], capture_output=True, timeout=60)
+    if r.returncode != 0:
+        notes.append("gnuplot failed: " + r.stderr.decode("utf-8", "replace")[-300:])
+    else:
+        log("plots: " + ", ".join(os.path.join(out, m) for m in made))
+    return notes
+
+
+def pngcairo(gnuplot):
+    try:
+        r = subprocess.run([gnuplot, "-e", "set terminal"], capture_output=True, timeout=10)
+        return b"pngcairo" in r.stdout + r.stderr
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def machine():
+    cpu = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {"nproc": os.cpu_count(), "cpu": cpu, "kernel": platform.release(),
+            "loadavg_at_start": os.getloadavg()[0], "date_utc": time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime())}
+
+
+# --- main -----------------------------------------------------------------------------------
+
+def main(argv=None):
+    here = os.path.dirname(os.path.abspath(__file__))
+    ap = argparse.ArgumentParser(prog=os.environ.get("FRAMECAST_BENCH_PROG"),  # set by `framecast bench`
+                                 description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="reduced set, under a minute")
+    ap.add_argument("--smoke", action="store_true", help="tiny counts: checks the harness, not speed")
+    ap.add_argument("--bin-dir", help="where the bench_* peers are (default: the build next to the "
+                    "framecast binary, else build/default/bench)")
+    ap.add_argument("--framecast", help="the framecast binary (default: BIN_DIR/../bin/framecast)")
+    ap.add_argument("--framecast-serve", help="binary for `serve` (default: --framecast)")
+    ap.add_argument("--framecast-connect", help="binary for `connect`/`send` (default: --framecast)")
+    ap.add_argument("--out", help="output directory (default: bench-results in the build directory)")
+    ap.add_argument("--only", default="throughput,relay,pingpong,fanout,connections",
+                    help="comma-separated scenarios to run")
+    ap.add_argument("--systems", default="ceiling,framecast-direct,zeromq,tutorial-python,framecast-serve",
+                    help="comma-separated systems to run (framecast-serve also selects the relay rows)")
+    ap.add_argument("--sizes", help="comma-separated message sizes for throughput")
+    ap.add_argument("--fanout-k", help="comma-separated subscriber counts")
+    ap.add_argument("--repeat", type=int, help="throughput runs per case; the median is kept")
+    ap.add_argument("--gnuplot", default=shutil.which("gnuplot"))
+    a = ap.parse_args(argv)
+
+    if not a.bin_dir:
+        cands = [os.path.join(here, "..", "build", "default", "bench")]
+        if a.framecast:
+            cands.insert(0, os.path.join(os.path.dirname(os.path.abspath(a.framecast)), "..", "bench"))
+        a.bin_dir = next((c for c in cands if os.path.exists(os.path.join(c, "bench_ceiling"))), cands[-1])
+    a.bin_dir = os.path.abspath(a.bin_dir)
+    if not os.path.exists(os.path.join(a.bin_dir, "bench_ceiling")):
+        sys.exit(f"run.py: no bench_ceiling in {a.bin_dir}: build first (cmake --build --preset default) "
+                 f"or pass --bin-dir")
+    if not a.framecast:
+        a.framecast = os.path.abspath(os.path.join(a.bin_dir, "..", "bin", "framecast"))
+
+    if not a.out:
+        a.out = os.path.join(os.path.dirname(a.bin_dir), "bench-results")
+
+    if a.smoke:
+        a.max_msgs, a.bytes_budget, a.ping_count = 20000, 8 * MiB, 200
+        a.fanout_deliveries, a.fanout_min, a.fanout_paced_deliveries = 20000, 50, 20000
+        a.fanout_min_lat, a.fanout_lat_seconds, a.run_timeout, a.idle_ms = 20, 0.1, 20, 1000
+        sizes, ks, repeat, conns = [16, 100, 64 * KiB], [1, 10], 1, 100
+    elif a.quick:
+        a.max_msgs, a.bytes_budget, a.ping_count = 400_000, 256 * MiB, 5000
+        a.fanout_deliveries, a.fanout_min, a.fanout_paced_deliveries = 1_000_000, 200, 50_000
+        a.fanout_min_lat, a.fanout_lat_seconds, a.run_timeout, a.idle_ms = 50, 0.3, 30, 1000
+        sizes, ks, repeat, conns = SIZES, [1, 100, 1000], 1, 1000
+    else:
+        a.max_msgs, a.bytes_budget, a.ping_count = 3_000_000, 2048 * MiB, 50_000
+        a.fanout_deliveries, a.fanout_min, a.fanout_paced_deliveries = 4_000_000, 400, 50_000
+        a.fanout_min_lat, a.fanout_lat_seconds, a.run_timeout, a.idle_ms = 50, 2.0, 120, 2000
+        sizes, ks, repeat, conns = SIZES, FANOUT_K, 3, 10000
+    if a.sizes:
+        sizes = [int(x) for x in a.sizes.split(",")]
+    if a.fanout_k:
+        ks = [int(x) for x in a.fanout_k.split(",")]
+    a.repeat = a.repeat or repeat
+    os.makedirs(a.out, exist_ok=True)
+    a.out = os.path.abspath(a.out)
+    raise_nofile()
+
+    meta = machine()
+    if meta["loadavg_at_start"] > 0.5 * (meta["nproc"] or 1):
+        log(f"warning: load average {meta['loadavg_at_start']:.1f} on {meta['nproc']} cores: "
+            "other work is running, figures will be noisy")
+    r = Runner(a)
+    try:
+        return run_all(a, r, meta, sizes, ks, conns)
+    finally:
+        r.stop_all()  # Ctrl-C or a bug: no peer outlives the run
+
+
+def run_all(a, r, meta, sizes, ks, conns):
+    scen = set(a.only.split(","))
+    systems = a.systems.split(",")
+    t_start = time.monotonic()
+    if "throughput" in scen:
+        log("scenario 1: throughput, one connection")
+        for size in sizes:
+            for s in systems:
+                if s in Runner.THR:
+                    r.guarded(f"throughput {s} {size}", r.throughput, s, size)
+            if "relay" in scen and "framecast-serve" in systems:
+                for feeder in ("stdin", "send"):
+                    r.guarded(f"relay {feeder} {size}", r.relay, size, feeder)
+    if "fanout" in scen:
+        log("scenario 2: fan-out, 100-byte messages")
+        for k in ks:
+            for s in ("ceiling", "framecast-serve", "zeromq"):
+                if s in systems:
+                    r.guarded(f"fanout {s} K={k}", r.fanout, s, k)
+    if "pingpong" in scen:
+        log("scenario 3: ping-pong, 100-byte messages")
+        for s in systems:
+            if s in Runner.PING:
+                r.guarded(f"pingpong {s}", r.pingpong, s)
+    if "connections" in scen:
+        log("scenario 4: idle connections")
+    if "connections" in scen and "framecast-serve" in systems:
+        r.guarded(f"connections {conns}", r.connections, conns)
+    if "connections" in scen and "zeromq" in systems:
+        r.guarded("connections zeromq", r.zmq_connections, conns)
+
+    meta["seconds"] = round(time.monotonic() - t_start, 1)
+    meta["mode"] = "smoke" if a.smoke else "quick" if a.quick else "full"
+    ratio_rows(r.results)
+    r.notes += plots(a.out, r.results, a.gnuplot)
+    write_files(a.out, r.results, r.notes, meta)
+    print(f"framecast bench ({meta['mode']}): {meta['nproc']} x {meta['cpu']}, Linux {meta['kernel']}, "
+          f"load {meta['loadavg_at_start']:.1f} at start, {meta['seconds']} s")
+    print(table(r.results))
+    print("\nTargets (issue 6), as ratios in this run"
+          + (" (smoke counts: too small to mean anything)" if a.smoke else "") + ":")
+    print(targets(r.results))
+    if r.notes:
+        print("\nNotes:")
+        for n in r.notes:
+            print("  - " + n)
+    print(f"\nFiles: {a.out}/results.csv, results.json, *.png; logs in {a.out}/logs")
+    return 0
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    sys.exit(main())

@@ -1,0 +1,97 @@
+#!/usr/bin/env python3
+"""CTest smoke test for the benchmark harness: runs bench/run.py --smoke (tiny counts) and
+checks that the table, CSV, JSON and plots it writes are well-formed and hold the rows this
+build can produce. It asserts nothing about speed.
+
+    smoke_test.py --bin-dir BUILD/bench [--framecast BUILD/bin/framecast]
+"""
+import argparse
+import csv
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def fail(msg):
+    print(f"smoke_test: FAIL: {msg}", file=sys.stderr)
+    sys.exit(1)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin-dir", required=True)
+    ap.add_argument("--framecast", default="")
+    a = ap.parse_args()
+    out = tempfile.mkdtemp(prefix="framecast-bench-smoke-")
+    try:
+        cmd = [sys.executable, os.path.join(HERE, "run.py"), "--smoke", "--bin-dir", a.bin_dir, "--out", out]
+        if a.framecast:
+            cmd += ["--framecast", a.framecast]
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        sys.stderr.write(r.stderr[-3000:])
+        print(r.stdout)
+        if r.returncode != 0:
+            fail(f"run.py exited {r.returncode}")
+        if "system" not in r.stdout or "ratio to framecast" not in r.stdout:
+            fail("no table on stdout")
+
+        with open(os.path.join(out, "results.json")) as f:
+            doc = json.load(f)
+        for key in ("machine", "results", "notes"):
+            if key not in doc:
+                fail(f"results.json lacks {key!r}")
+        results = doc["results"]
+        failed = [n for n in doc["notes"] if "FAILED" in n]
+        if failed:
+            fail("runs failed: " + "; ".join(failed))
+
+        with open(os.path.join(out, "results.csv"), newline="") as f:
+            rows = list(csv.DictReader(f))
+        for col in ("system", "scenario", "size", "k", "msgs_per_s", "mb_per_s", "ratio_to_framecast"):
+            if rows and col not in rows[0]:
+                fail(f"results.csv lacks column {col!r}")
+        if len(rows) != len(results):
+            fail(f"results.csv has {len(rows)} rows, results.json {len(results)}")
+
+        have = {(r["system"], r["scenario"], r["size"], r["k"]) for r in results}
+        want = [(s, "throughput", size, "") for s in ("ceiling", "framecast-direct", "tutorial-python")
+                for size in (16, 100, 65536)]
+        want += [(s, "pingpong", 100, "") for s in ("ceiling", "framecast-direct", "tutorial-python")]
+        want += [("ceiling", "fanout", 100, k) for k in (1, 10)]
+        if os.path.exists(os.path.join(a.bin_dir, "bench_zmq")):
+            want += [("zeromq", "throughput", 100, ""), ("zeromq", "pingpong", 100, ""),
+                     ("zeromq", "fanout", 100, 10)]
+        serve_ready = "is missing or a stub" not in " ".join(doc["notes"]) and \
+            "no framecast binary" not in " ".join(doc["notes"])
+        if serve_ready:
+            want += [("framecast-relay-stdin", "throughput", 100, ""), ("framecast-serve", "fanout", 100, 10),
+                     ("framecast-serve", "connections", 0, 100)]
+        missing = [w for w in want if w not in have]
+        if missing:
+            fail(f"missing rows: {missing}")
+        for r in results:
+            if r["scenario"] == "connections":
+                continue
+            v = r.get("msgs_per_s")
+            if not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+                fail(f"bad msgs_per_s in {r}")
+            if r["scenario"] == "fanout" and r["delivered"] != r["expected"]:
+                fail(f"fan-out lost messages: {r}")
+        if shutil.which("gnuplot"):
+            for png in ("throughput.png", "latency.png", "fanout.png"):
+                with open(os.path.join(out, png), "rb") as f:
+                    if f.read(8) != b"\x89PNG\r\n\x1a\n":
+                        fail(f"{png} is not a PNG")
+        print(f"smoke_test: ok: {len(results)} rows, {len(doc['notes'])} notes")
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
