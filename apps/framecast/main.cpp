@@ -47,6 +47,7 @@ int main(int argc, char** argv) {
     add(framecast::app::register_connect);
     add(framecast::app::register_send);
     add(framecast::app::register_stats);
+    add(framecast::app::register_chat);
     add(framecast::app::register_bench);
 
     try {
