@@ -30,6 +30,7 @@ command_runner register_serve(CLI::App& app);
 command_runner register_connect(CLI::App& app);
 command_runner register_send(CLI::App& app);
 command_runner register_stats(CLI::App& app);
+command_runner register_chat(CLI::App& app);
 command_runner register_bench(CLI::App& app);
 
 // "HOST:PORT", "[v6addr]:PORT", or ":PORT"/"PORT" (all interfaces).

@@ -299,6 +299,12 @@ asio::awaitable<exit_code> run_connect(const connect_config& cfg, output_sink& s
 
         if (!res.ec) {
             if (!cfg.reconnect) {
+                if (cfg.count != 0 && sink.messages() < cfg.count) {
+                    // Asked for N and got fewer: a script must be able to tell.
+                    spdlog::error("{} closed the connection after {} of {} messages (--count)",
+                                  name, sink.messages(), cfg.count);
+                    co_return exit_code::failure;
+                }
                 spdlog::info("{} closed the connection after {} messages", name, sink.messages());
                 co_return exit_code::ok;
             }

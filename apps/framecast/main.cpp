@@ -1,4 +1,5 @@
 // framecast: one executable, one subcommand per job.
+#include <csignal>
 #include <exception>
 #include <iostream>
 
@@ -9,6 +10,11 @@
 using framecast::app::exit_code;
 
 int main(int argc, char** argv) {
+    // A closed pipe (`framecast connect ... | head`) is an error return from write(), handled
+    // where the write happens, not a signal that kills the process. Asio sends with
+    // MSG_NOSIGNAL already; this covers stdout.
+    std::signal(SIGPIPE, SIG_IGN);
+
     CLI::App app{
         "framecast: discrete messages over TCP, each framed by a fixed-length header holding the\n"
         "payload length in ASCII decimal (10 bytes by default, e.g. b'18        ').\n\n"
@@ -41,6 +47,7 @@ int main(int argc, char** argv) {
     add(framecast::app::register_connect);
     add(framecast::app::register_send);
     add(framecast::app::register_stats);
+    add(framecast::app::register_chat);
     add(framecast::app::register_bench);
 
     try {

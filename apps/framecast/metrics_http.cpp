@@ -68,6 +68,11 @@ metrics_endpoint::metrics_endpoint(const std::string& address, asio::io_context&
     std::fflush(stdout);
     spdlog::info("metrics on http://{}/metrics, health check on /healthz", shown);
     impl_->thread = std::thread([this] { impl_->http.listen_after_bind(); });
+    // httplib's stop() does nothing until the listener runs; wait for it (bounded), so a server
+    // that exits at once does not hang joining a listener that never saw the stop.
+    for (int i = 0; i < 2000 && !impl_->http.is_running(); ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
 }
 
 metrics_endpoint::~metrics_endpoint() {

@@ -36,6 +36,10 @@ struct serve_config {
     double idle_timeout = 30.0;
     double drain_timeout = 5.0;
     std::uint32_t max_rate = 0;
+    bool chat = false;
+    std::size_t max_name = 64;
+    bool unique_names = false;
+    std::size_t history = 0;
     std::string metrics;
     int verbosity = 0;
 };
@@ -94,6 +98,37 @@ exit_code run_serve(const serve_config& cfg) {
                                                             : io::slow_consumer_policy::disconnect;
     opts.idle_timeout = to_ms(cfg.idle_timeout);
     opts.max_rate = cfg.max_rate;
+    opts.chat.enabled = cfg.chat;
+    opts.chat.max_name = static_cast<std::size_t>(std::min<std::uint64_t>(cfg.max_name, header_capacity));
+    opts.chat.unique_names = cfg.unique_names;
+    opts.chat.history = cfg.history;
+    if (cfg.chat) {
+        // Every frame a chat client receives is half of a (username, message) pair: anything
+        // else on the wire would shift the pairing for the rest of the connection.
+        if (!cfg.welcome.empty()) {
+            spdlog::error("--chat sends no welcome (a chat client would read it as a username); "
+                          "drop --welcome");
+            return exit_code::usage;
+        }
+        if (cfg.source != "none") {
+            spdlog::error("--chat streams no --source '{}' (a chat client would read its messages "
+                          "as usernames); only clients talk in a chat room",
+                          cfg.source);
+            return exit_code::usage;
+        }
+        if (cfg.max_name == 0) {
+            spdlog::error("--max-name must be at least 1");
+            return exit_code::usage;
+        }
+        const auto pair = opts.chat.max_name + opts.codec.max_message + 2 * cfg.header_size;
+        if (opts.client_buffer < pair) {
+            spdlog::error("--client-buffer ({} bytes) must hold at least one largest relay "
+                          "(--max-name {} + --max-message {} + two {}-byte headers)",
+                          opts.client_buffer, opts.chat.max_name, opts.codec.max_message,
+                          cfg.header_size);
+            return exit_code::usage;
+        }
+    }
     if (opts.client_buffer < opts.codec.max_message + cfg.header_size) {
         spdlog::error("--client-buffer ({} bytes) must hold at least one largest message "
                       "(--max-message {} + {} header bytes)",
@@ -204,7 +239,9 @@ exit_code run_serve(const serve_config& cfg) {
                                  } else {
                                      spdlog::info("end of input: flushing and exiting");
                                  }
-                                 signals.cancel();
+                                 // End of input counts as the first signal: a signal now
+                                 // closes at once instead of waiting out the drain.
+                                 signal_count = std::max(signal_count, 1);
                                  shut_down();
                              });
         input_source->start();
@@ -224,6 +261,10 @@ exit_code run_serve(const serve_config& cfg) {
                  c.clients_accepted, c.clients_rejected, c.messages_broadcast, c.frames_out,
                  c.bytes_out, c.messages_in, c.decode_errors, c.idle_timeouts, c.floods,
                  c.slow_disconnects, c.slow_dropped_frames);
+    if (cfg.chat) {
+        spdlog::info("chat: {} joined, {} closed for their username", c.chat_joins,
+                     c.chat_names_rejected);
+    }
     return result;
 }
 
@@ -244,7 +285,7 @@ command_runner register_serve(CLI::App& app) {
                     "What to stream: 'time' (the tutorial's clock), 'stdin' (each input line is a "
                     "message; at end of input the queues are flushed and the server exits 0), "
                     "'stdin-framed' (the input is framed already, e.g. from framecast connect), "
-                    "or 'none'. Default: time, or none with --publish")
+                    "or 'none'. Default: time, or none with --publish or --chat")
         ->check(CLI::IsMember({"time", "stdin", "stdin-framed", "none"}));
     cmd->add_option("--interval", cfg->interval, "Seconds between time messages")
         ->default_val(cfg->interval)
@@ -286,11 +327,34 @@ command_runner register_serve(CLI::App& app) {
                     "Messages per second one client may send (bursts up to the same number); "
                     "above it the client is closed as a flood. 0: no limit")
         ->default_val(cfg->max_rate);
+    auto* chat = cmd->add_flag(
+        "--chat", cfg->chat,
+        "Run a chat room (the tutorial series' protocol): a client's first frame is its username, "
+        "each later frame a message relayed to every other client as two frames, the sender's "
+        "username frame then the message frame, both as received. No welcome, no source; "
+        "excludes --publish (one mode per server)");
+    chat->excludes(cmd->get_option("--publish"));
+    cmd->add_option("--max-name", cfg->max_name,
+                    "--chat: longest username in bytes; a longer, empty or non-UTF-8 name closes "
+                    "that client")
+        ->default_val(cfg->max_name)
+        ->needs(chat);
+    cmd->add_flag("--unique-names", cfg->unique_names,
+                  "--chat: a username already in use closes the newcomer (nothing is sent to it: "
+                  "the protocol has no error frame)")
+        ->needs(chat);
+    cmd->add_option("--history", cfg->history,
+                    "--chat: a newcomer first receives the last N messages (at most half of "
+                    "--client-buffer bytes)")
+        ->default_val(cfg->history)
+        ->needs(chat);
     add_metrics_option(*cmd, cfg->metrics);
     add_verbosity_flags(*cmd, cfg->verbosity);
     auto* source_opt = cmd->get_option("--source");
-    return [cfg, source_opt] {
-        if (cfg->publish && source_opt->count() == 0) cfg->source = "none";
+    auto* welcome_opt = cmd->get_option("--welcome");
+    return [cfg, source_opt, welcome_opt] {
+        if ((cfg->publish || cfg->chat) && source_opt->count() == 0) cfg->source = "none";
+        if (cfg->chat && welcome_opt->count() == 0) cfg->welcome.clear();
         return run_serve(*cfg);
     };
 }

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <optional>
 #include <span>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -123,8 +124,8 @@ enum class decode_mode {
 // next() and, when the frame lay whole in `in`, as long as the caller's bytes do: frames that
 // arrive whole are views into the caller's buffer (no copy); only a frame that spans reads is
 // gathered into the decoder's own buffer, which never holds more than one frame (bounded by
-// max_message). After an error every call returns error again: a byte stream cannot be
-// resynchronised, so close the connection.
+// max_message) and is released after a large one. After an error every call returns error
+// again: a byte stream cannot be resynchronised, so close the connection.
 class decoder {
 public:
     explicit decoder(codec_options opts = {}, decode_mode mode = decode_mode::whole);
@@ -159,6 +160,8 @@ public:
     bool at_frame_boundary() const noexcept { return state_ == state::header && header_fill_ == 0; }
 
     const codec_options& options() const noexcept { return opts_; }
+    // Bytes of memory the decoder holds for frames that span reads (0 between small frames).
+    std::size_t buffered_capacity() const noexcept { return capacity_; }
 
 private:
     enum class state { header, payload, failed };
@@ -166,8 +169,8 @@ private:
     decode_event fail(errc e, std::string message);
     decode_event on_header_complete(const char* header);
     decode_event take_payload(std::span<const char>& in);
-    // Whole mode: buffer_ is about to receive the first bytes of a payload.
-    void start_buffer();
+    // Whole mode: makes buffer_ hold at least `n` bytes, keeping the first fill_.
+    void reserve_buffer(std::size_t n);
     // Code-point mode: how many of `n` bytes at `p` belong to the current frame (stops where
     // its last code point ends); -1 on invalid UTF-8.
     std::ptrdiff_t scan_code_points(const char* p, std::size_t n) noexcept;
@@ -183,8 +186,12 @@ private:
     std::uint64_t received_bytes_ = 0;   // payload bytes received of the current frame
     bool pending_end_ = false;           // streaming: report end before the next header
     detail::utf8_state utf8_;            // code-point mode: a sequence split across reads
-    std::string buffer_;                 // a frame that spans reads (whole mode); only grows
-    std::size_t fill_ = 0;               // bytes of the current payload in buffer_
+    // A frame that spans reads (whole mode): fill_ bytes of it in buffer_, which holds
+    // capacity_ bytes (uninitialised: payload_space() does not zero-fill what a read overwrites).
+    std::unique_ptr<char[]> buffer_;
+    std::size_t capacity_ = 0;
+    std::size_t fill_ = 0;
+    bool release_buffer_ = false;        // free buffer_ at the next call (it held a large frame)
     std::string_view payload_;
     std::error_code error_;
     std::string error_message_;

@@ -1,6 +1,7 @@
 #include <algorithm>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <string>
 #include <system_error>
 
@@ -13,8 +14,9 @@ namespace {
 bool is_space(unsigned char c) noexcept { return c == ' ' || (c >= '\t' && c <= '\r'); }
 bool is_digit(unsigned char c) noexcept { return c >= '0' && c <= '9'; }
 
-// A buffer that held a huge frame is not kept for the small ones after it.
-constexpr std::size_t keep_capacity = 1 << 20;
+// A gathering buffer larger than this is released once its frame has been handed out, so an
+// idle connection that once received a large message does not keep its memory.
+constexpr std::size_t keep_capacity = 64 * 1024;
 
 }  // namespace
 
@@ -35,6 +37,11 @@ decode_event decoder::fail(errc e, std::string message) {
 
 decode_event decoder::next(std::span<const char>& in) {
     if (state_ == state::failed) return decode_event::error;
+    if (release_buffer_) {  // the last frame was a view into buffer_: it may go now
+        buffer_.reset();
+        capacity_ = 0;
+        release_buffer_ = false;
+    }
     if (pending_end_) {
         pending_end_ = false;
         payload_ = {};
@@ -49,7 +56,7 @@ decode_event decoder::next(std::span<const char>& in) {
         } else {
             std::size_t take = std::min(h - header_fill_, in.size());
             // An empty span may have a null data(): memcpy(dst, nullptr, 0) is undefined.
-            if (take > 0) std::memcpy(header_.data() + header_fill_, in.data(), take);
+            if (take != 0) std::memcpy(header_.data() + header_fill_, in.data(), take);
             header_fill_ += take;
             in = in.subspan(take);
             if (header_fill_ < h) return decode_event::need_more;
@@ -181,22 +188,28 @@ decode_event decoder::take_payload(std::span<const char>& in) {
     if (complete && first_bytes) {
         payload_ = {data, take};  // the whole frame lies in the caller's bytes: no copy
     } else {
-        if (first_bytes) start_buffer();
-        if (buffer_.size() < fill_ + take) buffer_.resize(fill_ + take);
-        if (take > 0) std::memcpy(buffer_.data() + fill_, data, take);
+        if (first_bytes) fill_ = 0;
+        if (capacity_ - fill_ < take) {
+            // Grow geometrically, never past the announced length.
+            const auto length = static_cast<std::size_t>(length_);
+            reserve_buffer(std::min(length, std::max(fill_ + take, 2 * capacity_)));
+        }
+        if (take != 0) std::memcpy(buffer_.get() + fill_, data, take);
         fill_ += take;
         if (!complete) return decode_event::need_more;
-        payload_ = {buffer_.data(), fill_};
+        payload_ = {buffer_.get(), fill_};
+        release_buffer_ = capacity_ > keep_capacity;
     }
     state_ = state::header;
     return decode_event::frame;
 }
 
-void decoder::start_buffer() {
-    // buffer_ keeps its size between frames (so a same-sized frame is not zero-filled again),
-    // but a buffer that held a huge frame is not kept for the small ones after it.
-    if (buffer_.size() > keep_capacity && length_ <= keep_capacity) std::string().swap(buffer_);
-    fill_ = 0;
+void decoder::reserve_buffer(std::size_t n) {
+    if (n <= capacity_) return;
+    auto bigger = std::make_unique_for_overwrite<char[]>(n);
+    if (fill_ != 0) std::memcpy(bigger.get(), buffer_.get(), fill_);
+    buffer_ = std::move(bigger);
+    capacity_ = n;
 }
 
 std::span<char> decoder::payload_space() {
@@ -204,17 +217,17 @@ std::span<char> decoder::payload_space() {
         opts_.unit != length_unit::bytes) {
         return {};
     }
-    if (received_bytes_ == 0) start_buffer();
+    if (received_bytes_ == 0) fill_ = 0;
     const auto length = static_cast<std::size_t>(length_);
-    if (buffer_.size() < length) buffer_.resize(length);
-    return {buffer_.data() + fill_, length - fill_};
+    reserve_buffer(length);
+    return {buffer_.get() + fill_, length - fill_};
 }
 
 decode_event decoder::commit(std::size_t n) {
     if (state_ == state::failed) return decode_event::error;
     if (state_ != state::payload || mode_ != decode_mode::whole ||
         opts_.unit != length_unit::bytes || n > length_ - received_bytes_ ||
-        buffer_.size() < fill_ + n) {
+        n > capacity_ - fill_) {
         // A caller's bug, not the peer's: the stream position is lost all the same.
         fail(errc::truncated_frame, "commit(" + std::to_string(n) + ") beyond payload_space()");
         error_ = std::make_error_code(std::errc::invalid_argument);
@@ -224,7 +237,8 @@ decode_event decoder::commit(std::size_t n) {
     received_bytes_ += n;
     received_units_ = received_bytes_;
     if (!payload_complete()) return decode_event::need_more;
-    payload_ = {buffer_.data(), fill_};
+    payload_ = {buffer_.get(), fill_};
+    release_buffer_ = capacity_ > keep_capacity;
     state_ = state::header;
     return decode_event::frame;
 }

@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
+#include <deque>
 #include <span>
+#include <unordered_map>
 #include <unordered_set>
 
 #include <asio/experimental/as_tuple.hpp>
@@ -48,6 +50,33 @@ void rethrow(std::exception_ptr e) {
     if (e) std::rethrow_exception(e);
 }
 
+// A username for a log line: control characters escaped (a name is the client's to choose and
+// must not forge log lines), everything else (UTF-8) as is.
+std::string printable(std::string_view s) {
+    static constexpr char hex[] = "0123456789abcdef";
+    std::string out;
+    out.reserve(s.size());
+    for (char ch : s) {
+        auto c = static_cast<unsigned char>(ch);
+        if (c < 0x20 || c == 0x7f || c == '\\') {
+            out += "\\x";
+            out += hex[c >> 4];
+            out += hex[c & 0xf];
+        } else {
+            out += ch;
+        }
+    }
+    return out;
+}
+
+// The decoder of a chat client's first frame: a header announcing more than --max-name bytes
+// fails before the name is buffered.
+codec_options first_frame_codec(const server_options& o) {
+    auto c = o.codec;
+    if (o.chat.enabled) c.max_message = std::min<std::uint64_t>(c.max_message, o.chat.max_name);
+    return c;
+}
+
 }  // namespace
 
 shared_frame make_shared_frame(std::string_view payload, const codec_options& opts) {
@@ -84,6 +113,10 @@ struct server::impl {
     std::unordered_set<session*> mid_frame;
     asio::steady_timer sweep_timer;
     asio::steady_timer drain_timer;
+    // Chat: names in use (only with --unique-names), and the last relays for newcomers.
+    std::unordered_map<std::string, std::size_t> names;
+    std::deque<shared_frame> history;
+    std::size_t history_bytes = 0;
     bool shutting_down = false;
     std::function<void()> done;
     clock::time_point last_accept_error_log{};
@@ -94,10 +127,12 @@ class session : public std::enable_shared_from_this<session> {
 public:
     session(server& srv, tcp::socket socket, std::string name)
         : srv_(srv), socket_(std::move(socket)), timer_(socket_.get_executor()),
-          name_(std::move(name)), decoder_(srv.opts_.codec, decode_mode::whole),
+          name_(std::move(name)), decoder_(first_frame_codec(srv.opts_), decode_mode::whole),
           queue_(srv.opts_.client_buffer, srv.opts_.slow_consumer) {}
 
     const std::string& name() const noexcept { return name_; }
+    // Receives broadcasts: every client, but in chat mode only once it has sent its username.
+    bool receives_broadcasts() const noexcept { return !srv_.opts_.chat.enabled || joined_; }
 
     void start() {
         std::error_code ec;
@@ -149,7 +184,17 @@ public:
     void stop(spdlog::level::level_enum level, const std::string& reason) {
         if (closed_) return;
         closed_ = true;
-        if (!reason.empty()) spdlog::log(level, "client {} disconnected: {}", name_, reason);
+        if (joined_) {
+            spdlog::log(level, "{} left ({}): {}", printable(username_), name_, reason);
+            if (srv_.opts_.chat.unique_names) {
+                auto& names = srv_.impl_->names;
+                if (auto it = names.find(username_); it != names.end() && --it->second == 0) {
+                    names.erase(it);
+                }
+            }
+        } else if (!reason.empty()) {
+            spdlog::log(level, "client {} disconnected: {}", name_, reason);
+        }
         std::error_code ec;
         socket_.close(ec);
         timer_.cancel();
@@ -328,12 +373,22 @@ private:
     bool on_bytes(std::span<const char> in) {
         auto& c = srv_.counters_;
         c.bytes_in += in.size();
+        const bool chat = srv_.opts_.chat.enabled;
         for (;;) {
+            const char* from = in.data();
+            const std::size_t before = in.size();
             auto ev = decoder_.next(in);
+            if (chat) keep_header(from, before - in.size());
             if (ev == decode_event::need_more) break;
             if (ev == decode_event::error) {
                 count_decode_error();
-                stop(spdlog::level::warn, "bad input: " + decoder_.error_message());
+                if (chat && !joined_ && decoder_.error() == errc::message_too_large) {
+                    ++c.chat_names_rejected;
+                    stop(spdlog::level::warn, "bad username: " + decoder_.error_message() +
+                                                  " (--max-name)");
+                } else {
+                    stop(spdlog::level::warn, "bad input: " + decoder_.error_message());
+                }
                 return false;
             }
             ++c.messages_in;
@@ -344,7 +399,9 @@ private:
                                               " messages per second (--max-rate)");
                 return false;
             }
-            if (srv_.opts_.publish && !srv_.impl_->shutting_down) {
+            if (chat) {
+                if (!on_chat_frame(decoder_.payload())) return false;
+            } else if (srv_.opts_.publish && !srv_.impl_->shutting_down) {
                 srv_.publish(decoder_.payload(), this);
                 if (closed_) return false;
             } else {
@@ -360,6 +417,65 @@ private:
             mid_frame_since_ = clock::now();
             srv_.impl_->mid_frame.insert(this);
         }
+        return true;
+    }
+
+    // Chat: the decoder consumed `n` bytes at `p`, all of the current frame (whole mode stops
+    // at a frame's end). Keeps its header bytes exactly as received, for the relay.
+    void keep_header(const char* p, std::size_t n) {
+        const std::size_t h = srv_.opts_.codec.header_size;
+        std::size_t take = std::min(n, h - raw_header_fill_);
+        std::memcpy(raw_header_.data() + raw_header_fill_, p, take);
+        raw_header_fill_ += take;
+    }
+
+    // Chat: the first frame is the username, every later one a message relayed to the others
+    // as the username frame and the message frame, both as received, in one buffer.
+    bool on_chat_frame(std::string_view payload) {
+        std::string_view header{raw_header_.data(), raw_header_fill_};
+        raw_header_fill_ = 0;
+        if (!joined_) return join(header, payload);
+        if (srv_.impl_->shutting_down) return true;
+        auto relay = std::make_shared<std::string>();
+        relay->reserve(user_frame_->size() + header.size() + payload.size());
+        relay->append(*user_frame_).append(header).append(payload);
+        srv_.publish(shared_frame(std::move(relay)), this);
+        return !closed_;
+    }
+
+    bool join(std::string_view header, std::string_view name) {
+        auto& c = srv_.counters_;
+        const auto& rules = srv_.opts_.chat;
+        std::string problem;
+        if (name.empty()) {
+            problem = "bad username: empty";
+        } else if (!count_code_points(name)) {
+            problem = "bad username: not valid UTF-8: " + escape_bytes(name);
+        } else if (name.size() > rules.max_name) {
+            problem = "bad username: " + std::to_string(name.size()) + " bytes, more than " +
+                      std::to_string(rules.max_name) + " (--max-name)";
+        } else if (rules.unique_names && srv_.impl_->names.contains(std::string(name))) {
+            problem = "username '" + printable(name) + "' is already in use (--unique-names)";
+        }
+        if (!problem.empty()) {
+            ++c.chat_names_rejected;
+            stop(spdlog::level::warn, problem);
+            return false;
+        }
+        username_ = name;
+        auto frame = std::make_shared<std::string>(header);
+        frame->append(name);
+        user_frame_ = std::move(frame);
+        if (rules.unique_names) ++srv_.impl_->names[username_];
+        ++c.chat_joins;
+        spdlog::info("{} joined from {}", printable(username_), name_);
+        // Messages may now be as long as --max-message.
+        decoder_ = decoder(srv_.opts_.codec, decode_mode::whole);
+        for (const auto& relay : srv_.impl_->history) {
+            deliver(relay);
+            if (closed_) return false;
+        }
+        joined_ = true;
         return true;
     }
 
@@ -394,6 +510,12 @@ private:
     bool writer_waiting_ = false;
     bool draining_ = false;
     bool closed_ = false;
+    // Chat mode.
+    bool joined_ = false;
+    std::string username_;
+    shared_frame user_frame_;  // the username frame, header and name exactly as received
+    std::array<char, max_header_size> raw_header_{};
+    std::size_t raw_header_fill_ = 0;
 };
 
 void server::impl::remove(const std::shared_ptr<session>& s) {
@@ -521,10 +643,19 @@ void server::start() {
 }
 
 void server::publish(std::string_view payload, const session* origin) {
+    auto frame = std::make_shared<std::string>();
+    if (auto ec = append_frame(*frame, payload, opts_.codec)) {
+        spdlog::error("cannot send a {}-byte message: {}", payload.size(), ec.message());
+        return;
+    }
+    publish(shared_frame(std::move(frame)), origin);
+}
+
+void server::publish(const shared_frame& frames, const session* origin) {
     if (ingress_) {
-        ingress_(payload, origin);
+        ingress_(frames, origin);
     } else {
-        broadcast(payload, origin);
+        broadcast(frames, origin);
     }
 }
 
@@ -539,12 +670,23 @@ void server::broadcast(std::string_view payload, const session* origin) {
 
 void server::broadcast(const shared_frame& frame, const session* origin) {
     ++counters_.messages_broadcast;
+    if (opts_.chat.enabled && opts_.chat.history > 0) {
+        auto& h = *impl_;
+        h.history.push_back(frame);
+        h.history_bytes += frame->size();
+        while (h.history.size() > opts_.chat.history ||
+               (h.history_bytes > opts_.client_buffer / 2 && h.history.size() > 1)) {
+            h.history_bytes -= h.history.front()->size();
+            h.history.pop_front();
+        }
+    }
     // By index: a delivery may close a slow client, but removal is deferred, so the vector
     // does not change under us.
     auto& sessions = impl_->sessions;
     for (std::size_t i = 0; i < sessions.size(); ++i) {
-        if (sessions[i].get() == origin) continue;
-        sessions[i]->deliver(frame);
+        auto& s = *sessions[i];
+        if (&s == origin || !s.receives_broadcasts()) continue;
+        s.deliver(frame);
         ++counters_.deliveries;
     }
 }

@@ -486,6 +486,17 @@ time.sleep(30)
     assert out == b"m0\nm1\nm2\n"
 
 
+def test_count_not_reached_when_the_peer_closes_is_an_error(procs):
+    peer, port = start_peer(procs, """
+for i in range(3):
+    c.sendall(frame(f"m{i}"))
+""")
+    rc, out, err = finished(connect(procs, port, "--count", "5"), timeout=10)
+    assert rc == 1, err
+    assert out == b"m0\nm1\nm2\n"
+    assert b"closed the connection after 3 of 5 messages (--count)" in err
+
+
 def test_count_in_framed_mode_stops_at_the_frame_end(procs):
     stream = b"".join(frame(f"frame {i}") for i in range(5))
     peer, port = start_peer(procs, f"""

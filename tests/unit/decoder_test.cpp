@@ -440,3 +440,38 @@ TEST(Decoder, EmptyDefaultSpanIsSafe) {
     ASSERT_EQ(dec.next(rest), decode_event::frame);
     EXPECT_EQ(dec.payload(), "hi");
 }
+
+TEST(Decoder, LargeGatheredFrameBufferIsReleasedAfterward) {
+    // An idle connection that once received a large message must not keep its memory. The
+    // payload view stays valid until the next call; after it, only a small frame's worth stays.
+    std::string big(512 * 1024, 'L');
+    std::string wire = encode_frame(big);
+    decoder dec;
+    std::span<const char> first{wire.data(), wire.size() / 2}, rest{wire.data() + wire.size() / 2, wire.size() - wire.size() / 2};
+    EXPECT_EQ(dec.next(first), decode_event::need_more);
+    ASSERT_EQ(dec.next(rest), decode_event::frame);
+    EXPECT_EQ(dec.payload(), big);  // still valid here
+    EXPECT_GE(dec.buffered_capacity(), big.size());
+    std::span<const char> none{};
+    EXPECT_EQ(dec.next(none), decode_event::need_more);
+    EXPECT_LE(dec.buffered_capacity(), 64u * 1024);  // released
+    // A small gathered frame afterwards still decodes, and its buffer is kept (no churn).
+    std::string small = encode_frame("small one");
+    std::span<const char> a{small.data(), 12}, b{small.data() + 12, small.size() - 12};
+    EXPECT_EQ(dec.next(a), decode_event::need_more);
+    ASSERT_EQ(dec.next(b), decode_event::frame);
+    EXPECT_EQ(dec.payload(), "small one");
+    EXPECT_EQ(dec.next(none), decode_event::need_more);
+    EXPECT_GT(dec.buffered_capacity(), 0u);
+}
+
+TEST(Decoder, EmptyDefaultSpanIsFine) {
+    // A default span has a null data(): nothing may be copied from it (UBSan checks memcpy).
+    decoder dec;
+    std::span<const char> none{};
+    EXPECT_EQ(dec.next(none), decode_event::need_more);
+    std::string wire = encode_frame("after");
+    std::span<const char> in{wire};
+    ASSERT_EQ(dec.next(in), decode_event::frame);
+    EXPECT_EQ(dec.payload(), "after");
+}

@@ -41,6 +41,19 @@ struct server_options {
     std::chrono::milliseconds idle_timeout{std::chrono::seconds(30)};
     // Inbound messages per second per client before it counts as a flood; 0: no limit.
     std::uint32_t max_rate = 0;
+    // The tutorial series' chat room (see chat_options). Excludes `publish` and a welcome: a
+    // chat client reads every frame it receives as half of a (username, message) pair.
+    struct chat_options {
+        bool enabled = false;
+        // A client's first frame is its username: non-empty, valid UTF-8, at most this many
+        // bytes. A client breaking the rules is closed (the protocol has no error frame).
+        std::size_t max_name = 64;
+        // A name already in use on this server closes the newcomer.
+        bool unique_names = false;
+        // Relays kept for newcomers: a joining client first receives the last `history` of
+        // them (also bounded to half of client_buffer bytes, so the replay fits its queue).
+        std::size_t history = 0;
+    } chat;
 };
 
 // What the server has done so far. Plain numbers, read on the server's thread.
@@ -63,6 +76,8 @@ struct server_counters {
     std::uint64_t slow_dropped_frames = 0;
     std::uint64_t slow_dropped_bytes = 0;
     std::uint64_t accept_errors = 0;
+    std::uint64_t chat_joins = 0;         // chat: usernames accepted
+    std::uint64_t chat_names_rejected = 0;  // chat: clients closed for their username
 };
 
 class session;
@@ -83,16 +98,24 @@ public:
     // Starts accepting on every listener, and the idle-timeout sweep.
     void start();
 
-    // Broadcasts `payload` to every client except `origin` (null: to all). Encodes once.
+    // Broadcasts `payload` to every client except `origin` (null: to all). Encodes once. Not
+    // for chat mode, where every delivery must be a (username, message) pair.
     void broadcast(std::string_view payload, const session* origin = nullptr);
-    // Broadcasts an already encoded frame.
-    void broadcast(const shared_frame& frame, const session* origin = nullptr);
+    // Broadcasts already encoded bytes: one or more whole frames, sent to each client as one
+    // unit (never split by the slow-consumer policy). In chat mode these are relays (username
+    // frame + message frame), delivered only to clients that have joined, and kept for
+    // --history.
+    void broadcast(const shared_frame& frames, const session* origin = nullptr);
 
-    // Where client-published and source messages enter. By default straight into broadcast();
-    // a backplane can replace it and feed the hub back through broadcast().
-    using ingress_fn = std::function<void(std::string_view payload, const session* origin)>;
+    // Where client-published and source messages enter, already encoded (a chat relay is the
+    // sender's username frame and the message frame in one buffer, carried as opaque bytes).
+    // By default straight into broadcast(); a backplane can replace it and feed the hub back
+    // through broadcast().
+    using ingress_fn = std::function<void(const shared_frame& frames, const session* origin)>;
     void set_ingress(ingress_fn fn) { ingress_ = std::move(fn); }
+    // Encodes `payload` once and publishes the frame.
     void publish(std::string_view payload, const session* origin = nullptr);
+    void publish(const shared_frame& frames, const session* origin = nullptr);
 
     // Graceful stop: closes the listeners, lets every client's queue flush (at most
     // `drain_timeout`), then closes them. `done` runs once no client is left.

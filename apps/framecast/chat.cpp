@@ -1,0 +1,454 @@
+// framecast chat HOST:PORT --name NAME: a member of the tutorial series' chat room. The first
+// frame sent is the username, each later one a message; what arrives comes in pairs (the
+// sender's username frame, then the message frame) and is shown as "bob > hi".
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <variant>
+#include <vector>
+
+#include <fcntl.h>
+#include <poll.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include <asio/experimental/as_tuple.hpp>
+#include <asio/experimental/awaitable_operators.hpp>
+#include <asio/posix/stream_descriptor.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/this_coro.hpp>
+#include <asio/use_awaitable.hpp>
+#include <spdlog/spdlog.h>
+
+#include "cli.hpp"
+#include "client_options.hpp"
+#include "framecast/io/client.hpp"
+
+namespace framecast::app {
+namespace {
+
+using namespace asio::experimental::awaitable_operators;
+constexpr auto use_nothrow = asio::experimental::as_tuple(asio::use_awaitable);
+
+struct chat_config {
+    std::string target;
+    std::string name;
+    std::size_t max_name = 64;
+    double linger = 0.5;
+    double connect_timeout = 10;
+    codec_flags codec;
+    int verbosity = 0;
+};
+
+// Names and messages are the peers' to choose: control characters are shown as \xNN so they
+// cannot move the cursor, clear the screen or forge a line. UTF-8 passes as is.
+std::string printable(std::string_view s) {
+    static constexpr char hex[] = "0123456789abcdef";
+    std::string out;
+    out.reserve(s.size());
+    for (char ch : s) {
+        auto c = static_cast<unsigned char>(ch);
+        if (c < 0x20 || c == 0x7f) {
+            out += "\\x";
+            out += hex[c >> 4];
+            out += hex[c & 0xf];
+        } else {
+            out += ch;
+        }
+    }
+    return out;
+}
+
+// Writes all of `data`, waiting out EAGAIN (a terminal shares its non-blocking flag with stdin,
+// which Asio makes non-blocking).
+void write_all(int fd, std::string_view data) {
+    while (!data.empty()) {
+        ssize_t n = ::write(fd, data.data(), data.size());
+        if (n >= 0) {
+            data.remove_prefix(static_cast<std::size_t>(n));
+        } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            pollfd pfd{fd, POLLOUT, 0};
+            ::poll(&pfd, 1, 1000);
+        } else if (errno != EINTR) {
+            return;  // stdout gone: nothing useful left to do with the output
+        }
+    }
+}
+
+// Where the conversation is shown: plain lines (not a terminal), or a terminal where the user
+// is typing a line behind the prompt. An incoming message clears that row, prints the message,
+// and redraws the prompt with what was typed so far, so the line being typed is never torn.
+class chat_screen {
+public:
+    chat_screen(bool interactive, std::string prompt)
+        : interactive_(interactive), prompt_(std::move(prompt)) {}
+
+    void message(std::string_view name, std::string_view text) {
+        std::string out = interactive_ ? "\r\x1b[K" : "";
+        out += printable(name);
+        out += " > ";
+        out += printable(text);
+        out += '\n';
+        if (interactive_) out += prompt_ + printable(line_);
+        write_all(STDOUT_FILENO, out);
+    }
+
+    // A line of our own (e.g. "connection closed by the server"), on a terminal only; logs
+    // say the same on stderr otherwise.
+    void notice(std::string_view text) {
+        if (!interactive_) return;
+        write_all(STDOUT_FILENO, "\r\x1b[K" + std::string(text) + "\n" + prompt_ + printable(line_));
+    }
+
+    void show_prompt() { write_all(STDOUT_FILENO, prompt_); }
+
+    // Clears the prompt row for good (leaving).
+    void finish() {
+        if (interactive_ && !finished_) write_all(STDOUT_FILENO, "\r\x1b[K");
+        finished_ = true;
+    }
+
+    // The line editor: what the terminal sends, a byte at a time. Returns a line when Enter
+    // completes one, "\x04" when the user leaves with Ctrl-D on an empty line.
+    std::optional<std::string> key(char ch) {
+        auto c = static_cast<unsigned char>(ch);
+        if (escape_ > 0) {  // swallow escape sequences (arrow keys, ...): ESC [ params final
+            if (escape_ == 1) {
+                escape_ = c == '[' || c == 'O' ? 2 : 0;
+            } else if (c >= 0x40 && c <= 0x7e) {
+                escape_ = 0;
+            }
+            return std::nullopt;
+        }
+        switch (c) {
+            case '\r':
+            case '\n': {
+                std::string line = std::move(line_);
+                line_.clear();
+                write_all(STDOUT_FILENO, "\n");  // the typed line stays: "alice > hello"
+                return line;
+            }
+            case 0x04:  // Ctrl-D
+                if (line_.empty()) return std::string("\x04");
+                return std::nullopt;
+            case 0x7f:
+            case 0x08:  // backspace: one code point
+                while (!line_.empty() && (static_cast<unsigned char>(line_.back()) & 0xc0) == 0x80) {
+                    line_.pop_back();
+                }
+                if (!line_.empty()) line_.pop_back();
+                redraw();
+                return std::nullopt;
+            case 0x15:  // Ctrl-U
+                line_.clear();
+                redraw();
+                return std::nullopt;
+            case 0x1b:
+                escape_ = 1;
+                return std::nullopt;
+            default:
+                if (c < 0x20) return std::nullopt;
+                line_ += ch;
+                write_all(STDOUT_FILENO, std::string_view(&ch, 1));
+                return std::nullopt;
+        }
+    }
+
+private:
+    void redraw() { write_all(STDOUT_FILENO, "\r\x1b[K" + prompt_ + printable(line_)); }
+
+    bool interactive_;
+    std::string prompt_;
+    std::string line_;
+    int escape_ = 0;
+    bool finished_ = false;
+};
+
+// Puts the terminal in non-canonical, no-echo mode (signals still work) and gives it back as
+// it was, descriptor flags included, however the program ends.
+class terminal_mode {
+public:
+    terminal_mode() {
+        if (::tcgetattr(STDIN_FILENO, &saved_) != 0) return;
+        flags_ = ::fcntl(STDIN_FILENO, F_GETFL);
+        termios raw = saved_;
+        raw.c_lflag &= static_cast<tcflag_t>(~(ICANON | ECHO | IEXTEN));
+        raw.c_iflag &= static_cast<tcflag_t>(~(IXON | ICRNL));
+        raw.c_cc[VMIN] = 1;
+        raw.c_cc[VTIME] = 0;
+        active_ = ::tcsetattr(STDIN_FILENO, TCSAFLUSH, &raw) == 0;
+    }
+    ~terminal_mode() { restore(); }
+    terminal_mode(const terminal_mode&) = delete;
+    terminal_mode& operator=(const terminal_mode&) = delete;
+
+    void restore() {
+        if (!active_) return;
+        active_ = false;
+        ::tcsetattr(STDIN_FILENO, TCSAFLUSH, &saved_);
+        if (flags_ != -1) ::fcntl(STDIN_FILENO, F_SETFL, flags_);
+    }
+
+private:
+    termios saved_{};
+    int flags_ = -1;
+    bool active_ = false;
+};
+
+// What arrives: frames in pairs, the sender's username then the message.
+class pair_reader final : public io::frame_handler {
+public:
+    explicit pair_reader(chat_screen& screen) : screen_(screen) {}
+
+    bool on_frame(std::string_view payload) override {
+        if (!have_name_) {
+            name_.assign(payload);
+            have_name_ = true;
+        } else {
+            have_name_ = false;
+            screen_.message(name_, payload);
+        }
+        return true;
+    }
+
+private:
+    chat_screen& screen_;
+    std::string name_;
+    bool have_name_ = false;
+};
+
+// Non-interactive input: a thread queues each line and says when input has ended.
+struct input_progress {
+    std::atomic<bool> ended{false};
+    std::atomic<std::uint64_t> queued_bytes{0};  // encoded bytes handed to the send queue
+};
+
+// The frames a message line becomes, or an error sentence when it cannot be sent.
+std::string check_line(std::string_view line, const codec_options& opts) {
+    if (line.size() > opts.max_message) {
+        return "not sent: the line is " + std::to_string(line.size()) +
+               " bytes, more than --max-message " + std::to_string(opts.max_message);
+    }
+    return {};
+}
+
+// Reads standard input (a pipe or a file) line by line on its own thread: lines are sent as
+// they come, empty lines skipped (the tutorial's client sends none), "/quit" ends the input.
+void read_lines(std::shared_ptr<io::send_queue> queue, std::shared_ptr<input_progress> progress) {
+    const auto& opts = queue->options();
+    std::string pending;
+    char buf[64 * 1024];
+    auto take = [&](std::string line) {
+        if (!line.empty() && line.back() == '\r') line.pop_back();
+        if (line.empty()) return true;
+        if (line == "/quit") return false;
+        if (auto problem = check_line(line, opts); !problem.empty()) {
+            spdlog::error("{}", problem);
+            return true;
+        }
+        queue->wait_for_room();
+        if (auto ec = queue->push(line)) {
+            spdlog::error("not sent: {}", ec.message());
+            return true;
+        }
+        progress->queued_bytes += opts.header_size + line.size();
+        return true;
+    };
+    for (bool more = true; more;) {
+        ssize_t n = ::read(STDIN_FILENO, buf, sizeof buf);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+            if (!pending.empty()) take(std::move(pending));
+            break;
+        }
+        pending.append(buf, static_cast<std::size_t>(n));
+        std::size_t start = 0;
+        for (auto nl = pending.find('\n'); nl != std::string::npos;
+             nl = pending.find('\n', start)) {
+            more = take(pending.substr(start, nl - start));
+            start = nl + 1;
+            if (!more) break;
+        }
+        pending.erase(0, start);
+        if (pending.size() > opts.max_message + 1) {  // refuse an endless line, keep going
+            spdlog::error("not sent: a line longer than --max-message {}", opts.max_message);
+            pending.clear();
+        }
+    }
+    progress->ended = true;
+}
+
+struct session_state {
+    bool leaving = false;  // the user asked to leave, or input ended: a close is expected
+};
+
+// Interactive: the terminal, read on the io_context's thread so all output is in one place.
+asio::awaitable<void> type_lines(chat_screen& screen, io::send_queue& queue,
+                                 session_state& state) {
+    asio::posix::stream_descriptor in(co_await asio::this_coro::executor, ::dup(STDIN_FILENO));
+    char buf[256];
+    for (;;) {
+        auto [ec, n] = co_await in.async_read_some(asio::buffer(buf), use_nothrow);
+        if (ec) break;  // the terminal went away
+        bool leave = false;
+        for (std::size_t i = 0; i < n && !leave; ++i) {
+            auto line = screen.key(buf[i]);
+            if (!line) continue;
+            if (*line == "\x04" || *line == "/quit") {
+                leave = true;
+            } else if (auto problem = check_line(*line, queue.options()); !problem.empty()) {
+                screen.notice(problem);
+            } else if (!line->empty()) {
+                if (auto e = queue.push(*line)) screen.notice("not sent: " + e.message());
+            }
+            if (!leave) screen.show_prompt();
+        }
+        if (leave) break;
+    }
+    state.leaving = true;
+    screen.finish();
+    queue.close();  // the writer sends what is queued, shuts down its side and returns
+    co_await io::wait_forever();
+}
+
+// Non-interactive: once input has ended and all of it is written, linger for replies, then
+// close the sending side.
+asio::awaitable<void> finish_input(const input_progress& progress, io::frame_writer& writer,
+                                   io::send_queue& queue, double linger, session_state& state) {
+    asio::steady_timer timer(co_await asio::this_coro::executor);
+    for (;;) {
+        if (progress.ended && writer.bytes_written() >= progress.queued_bytes) break;
+        timer.expires_after(std::chrono::milliseconds(10));
+        co_await timer.async_wait(use_nothrow);
+    }
+    timer.expires_after(to_duration(linger));
+    co_await timer.async_wait(use_nothrow);
+    state.leaving = true;
+    queue.close();
+    co_await io::wait_forever();
+}
+
+asio::awaitable<exit_code> run_chat(const chat_config& cfg, bool interactive, chat_screen& screen) {
+    auto ex = co_await asio::this_coro::executor;
+    const endpoint target = parse_endpoint(cfg.target);
+    const codec_options opts = cfg.codec.options();
+
+    io::tcp::socket socket(ex);
+    std::string what;
+    if (auto ec = co_await io::async_connect(socket, target.host, target.port,
+                                             to_duration(cfg.connect_timeout), what)) {
+        spdlog::error("{}", what);
+        co_return exit_code::connect_failed;
+    }
+
+    auto queue = std::make_shared<io::send_queue>(opts);
+    auto progress = std::make_shared<input_progress>();
+    if (auto ec = queue->push(cfg.name)) {
+        spdlog::error("cannot send the username: {}", ec.message());
+        co_return exit_code::usage;
+    }
+    progress->queued_bytes = opts.header_size + cfg.name.size();
+    io::frame_writer writer(ex, queue);
+    spdlog::info("joined {} as {}", target.to_string(), printable(cfg.name));
+
+    session_state state;
+    decoder dec(opts, decode_mode::whole);
+    std::vector<char> buffer(64 * 1024);
+    pair_reader pairs(screen);
+
+    auto send = [&]() -> asio::awaitable<std::error_code> { co_return co_await writer.run(socket); };
+    std::variant<io::read_result, std::error_code, std::monostate> outcome;
+    if (interactive) {
+        screen.show_prompt();
+        outcome = co_await (io::read_frames(socket, dec, buffer, pairs) || send() ||
+                            type_lines(screen, *queue, state));
+    } else {
+        std::thread(read_lines, queue, progress).detach();  // may block on stdin forever
+        outcome = co_await (io::read_frames(socket, dec, buffer, pairs) || send() ||
+                            finish_input(*progress, writer, *queue, cfg.linger, state));
+    }
+    screen.finish();
+
+    if (auto* sent = std::get_if<std::error_code>(&outcome)) {
+        if (!*sent) co_return exit_code::ok;  // everything sent, our side closed: we left
+        spdlog::error("{}: sending failed: {}", target.to_string(), sent->message());
+        co_return exit_code::failure;
+    }
+    if (auto* res = std::get_if<io::read_result>(&outcome)) {
+        if (res->ec) {
+            spdlog::error("{}: {}", target.to_string(), res->message);
+            co_return exit_code_for(res->ec);
+        }
+        if (state.leaving) co_return exit_code::ok;
+        spdlog::error("{}: connection closed by the server", target.to_string());
+        co_return exit_code::failure;
+    }
+    co_return exit_code::ok;
+}
+
+}  // namespace
+
+command_runner register_chat(CLI::App& app) {
+    auto cfg = std::make_shared<chat_config>();
+    auto* cmd = app.add_subcommand(
+        "chat",
+        "Join a chat room (framecast serve --chat, or the tutorial series' chat server): send "
+        "--name, then each line typed (or read from standard input) as a message; show what "
+        "others say as 'name > message'");
+    cmd->add_option("target", cfg->target, "Where the room is: HOST:PORT or [IPv6]:PORT")
+        ->required()
+        ->check(endpoint_validator());
+    cmd->add_option("-n,--name", cfg->name,
+                    "Username: non-empty, valid UTF-8, at most --max-name bytes")
+        ->required();
+    cmd->add_option("--max-name", cfg->max_name, "Longest username in bytes (the server's rule)")
+        ->default_val(cfg->max_name);
+    add_seconds_option(*cmd, "--linger", cfg->linger,
+                       "Not a terminal: after the last input line is sent, keep showing what "
+                       "arrives for SECONDS before leaving");
+    add_seconds_option(*cmd, "--connect-timeout", cfg->connect_timeout,
+                       "Give up connecting after SECONDS");
+    add_codec_options(*cmd, cfg->codec, true);
+    add_verbosity_flags(*cmd, cfg->verbosity);
+
+    return [cfg] {
+        const bool interactive = ::isatty(STDIN_FILENO) != 0;
+        // On a terminal, log lines would tear the line being typed: only problems are logged.
+        setup_logging(interactive && cfg->verbosity == 0 ? -1 : cfg->verbosity);
+        const auto& name = cfg->name;
+        std::string problem;
+        if (name.empty()) {
+            problem = "--name must not be empty";
+        } else if (!count_code_points(name)) {
+            problem = "--name is not valid UTF-8: " + escape_bytes(name);
+        } else if (name.size() > cfg->max_name) {
+            problem = "--name is " + std::to_string(name.size()) + " bytes, more than --max-name " +
+                      std::to_string(cfg->max_name);
+        } else if (name.size() > cfg->codec.max_message) {
+            problem = "--name is longer than --max-message";
+        }
+        if (!problem.empty()) {
+            spdlog::error("{}", problem);
+            return exit_code::usage;
+        }
+
+        chat_screen screen(interactive, printable(name) + " > ");
+        std::optional<terminal_mode> terminal;
+        if (interactive) terminal.emplace();
+        auto code = run_io(
+            [&](asio::io_context&) -> asio::awaitable<exit_code> {
+                co_return co_await run_chat(*cfg, interactive, screen);
+            },
+            [&] {
+                screen.finish();
+                if (terminal) terminal->restore();
+            });
+        return code;
+    };
+}
+
+}  // namespace framecast::app
