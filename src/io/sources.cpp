@@ -92,6 +92,27 @@ void time_source::arm() {
 
 // ---------------------------------------------------------------------------------------------
 
+namespace {
+
+// Messages read from stdin, handed to the io thread together: one buffer and their ends, not a
+// string (an allocation) per message.
+struct message_batch {
+    std::string data;
+    std::vector<std::size_t> ends;
+
+    void add(std::string_view m) {
+        data.append(m);
+        ends.push_back(data.size());
+    }
+    bool empty() const noexcept { return ends.empty(); }
+};
+
+// Stdin is read until it has nothing more right now or a batch holds this much: a batch is
+// one hand-off to the io thread, and the server's writes can only be as large as its batches.
+constexpr std::size_t batch_bytes = 256 * 1024;
+
+}  // namespace
+
 struct stdin_source::state {
     asio::io_context& io;
     int fd;
@@ -114,7 +135,7 @@ struct stdin_source::state {
           on_end(std::move(on_end)) {}
 
     // Runs on the reader thread. Returns false when stopped.
-    bool post_batch(std::shared_ptr<state> self, std::vector<std::string> batch) {
+    bool post_batch(std::shared_ptr<state> self, message_batch batch) {
         std::unique_lock lock(mutex);
         cv.wait(lock, [&] { return pending < 2 || stopped; });
         if (stopped) return false;
@@ -127,7 +148,11 @@ struct stdin_source::state {
                 --self->pending;
             }
             self->cv.notify_all();
-            for (auto& m : batch) self->on_message(m);
+            std::size_t start = 0;
+            for (std::size_t end : batch.ends) {
+                self->on_message(std::string_view(batch.data).substr(start, end - start));
+                start = end;
+            }
         });
         return true;
     }
@@ -147,26 +172,33 @@ struct stdin_source::state {
         std::string line;
         std::uint64_t line_no = 1;
         decoder dec(codec, decode_mode::whole);
+        message_batch batch;
         for (;;) {
+            // With a batch started, only look whether more is there right now; hand the batch
+            // over before waiting.
+            const bool have_batch = !batch.empty();
             pollfd fds[2] = {{fd, POLLIN, 0}, {wake[0], POLLIN, 0}};
-            if (::poll(fds, 2, -1) < 0) {
+            int ready = ::poll(fds, 2, have_batch ? 0 : -1);
+            if (ready < 0) {
                 if (errno == EINTR) continue;
                 post_end(self, {errno, std::generic_category()}, "poll failed");
                 return;
             }
             if (fds[1].revents != 0) return;
+            if (ready == 0) {
+                if (!post_batch(self, std::move(batch))) return;
+                batch = {};
+                continue;
+            }
             ssize_t n = ::read(fd, buf.data(), buf.size());
             if (n < 0) {
                 if (errno == EINTR || errno == EAGAIN) continue;
                 post_end(self, {errno, std::generic_category()}, "reading standard input");
                 return;
             }
-            std::vector<std::string> batch;
             if (n == 0) {
-                if (fmt == format::lines && !line.empty()) {
-                    batch.push_back(std::move(line));
-                    if (!post_batch(self, std::move(batch))) return;
-                }
+                if (fmt == format::lines && !line.empty()) batch.add(line);
+                if (!batch.empty() && !post_batch(self, std::move(batch))) return;
                 if (fmt == format::framed && dec.finish()) {
                     post_end(self, dec.error(), "standard input: " + dec.error_message());
                     return;
@@ -178,6 +210,17 @@ struct stdin_source::state {
             if (fmt == format::lines) {
                 while (!in.empty()) {
                     auto nl = in.find('\n');
+                    if (nl != std::string_view::npos && line.empty()) {
+                        // The whole line is in this read: no copy into `line`.
+                        auto whole = in.substr(0, nl);
+                        if (!whole.empty() && whole.back() == '\r') whole.remove_suffix(1);
+                        if (whole.size() <= codec.max_message) {
+                            batch.add(whole);
+                            ++line_no;
+                            in.remove_prefix(nl + 1);
+                            continue;
+                        }
+                    }
                     line.append(in.substr(0, nl));
                     // One byte of slack for the '\r' of a "\r\n" line end.
                     bool complete = nl != std::string_view::npos;
@@ -192,7 +235,7 @@ struct stdin_source::state {
                         return;
                     }
                     if (!complete) break;
-                    batch.push_back(std::move(line));
+                    batch.add(line);
                     line.clear();
                     ++line_no;
                     in.remove_prefix(nl + 1);
@@ -207,10 +250,13 @@ struct stdin_source::state {
                         post_end(self, dec.error(), "standard input: " + dec.error_message());
                         return;
                     }
-                    batch.emplace_back(dec.payload());
+                    batch.add(dec.payload());
                 }
             }
-            if (!batch.empty() && !post_batch(self, std::move(batch))) return;
+            if (batch.data.size() >= batch_bytes) {
+                if (!post_batch(self, std::move(batch))) return;
+                batch = {};
+            }
         }
     }
 };
