@@ -1,8 +1,8 @@
 // framecast direct: the framecast codec over plain blocking sockets, used the way framecast's
 // I/O layer uses it. The sender encodes every message's header with encode_header and either
 // appends small frames into one batch buffer (append_frame; the client library's writer does
-// this) or gathers header and payload of large ones into writev without copying the payload (the
-// server's writer gathers up to 64 frames per write). The receiver feeds 256 KiB reads to
+// this) or gathers header and payload of large ones into writev without copying the payload, 64
+// frames per call. The receiver feeds 256 KiB reads to
 // framecast::decoder, which hands out payloads as views into the read buffer; the rest of a
 // payload longer than what is left of a read is read straight into the decoder
 // (payload_space/commit), as a client reading large frames would.
