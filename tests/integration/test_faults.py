@@ -116,7 +116,10 @@ def test_reset_while_the_server_is_writing_is_logged_and_others_miss_nothing(pro
     for name in names:
         lines = re.findall(rb"client %s disconnected: ([^\n]*)" % re.escape(name), server.stderr)
         assert len(lines) == 1, (name, lines)
-        assert re.search(rb"reset by peer|Broken pipe|write failed|read failed", lines[0]), lines[0]
+        # The kernel reports the reset once: to whichever of the server's send or recv comes
+        # first. A recv after that sees end of stream, hence "closed by peer" is fine too.
+        assert re.search(rb"reset by peer|Broken pipe|write failed|read failed|closed by peer",
+                         lines[0]), lines[0]
 
 
 # --- many abusive clients at once ------------------------------------------------------------
