@@ -79,9 +79,15 @@ def test_metrics_counters_follow_real_traffic(procs):
     threads = [threading.Thread(target=drain, args=(i,), daemon=True) for i in range(2)]
     for t in threads:
         t.start()
-    for _ in range(total):
-        server.p.stdin.write(line)
-    server.p.stdin.flush()
+    # Paced so the readers are never more than ~300 KB behind: whether a reader keeps up with
+    # an unpaced 8 MB burst depends on the machine (under TSan it never does), and a reader
+    # that falls 1 MiB behind is rightly cut as a slow consumer too.
+    deadline = time.monotonic() + DEADLINE
+    for sent in range(100, total + 1, 100):
+        server.p.stdin.write(line * 100)
+        server.p.stdin.flush()
+        while min(got) < sent - 300 and time.monotonic() < deadline:
+            time.sleep(0.001)
     for t in threads:
         t.join(timeout=DEADLINE)
     assert got == [total, total], server.stderr.decode()[-3000:]
