@@ -190,9 +190,11 @@ decode_event decoder::take_payload(std::span<const char>& in) {
     } else {
         if (first_bytes) fill_ = 0;
         if (capacity_ - fill_ < take) {
-            // Grow geometrically, never past the announced length.
-            const auto length = static_cast<std::size_t>(length_);
-            reserve_buffer(std::min(length, std::max(fill_ + take, 2 * capacity_)));
+            // Grow geometrically, never past the payload's size in bytes (in code-point mode
+            // only max_message bounds it: a code point takes up to 4 bytes).
+            const auto limit = static_cast<std::size_t>(
+                opts_.unit == length_unit::bytes ? length_ : opts_.max_message);
+            reserve_buffer(std::max(fill_ + take, std::min(limit, 2 * capacity_)));
         }
         if (take != 0) std::memcpy(buffer_.get() + fill_, data, take);
         fill_ += take;
