@@ -263,7 +263,7 @@ frame_writer::~frame_writer() {
     queue_->wake_ = nullptr;
 }
 
-asio::awaitable<std::error_code> frame_writer::run(tcp::socket& socket) {
+asio::awaitable<std::error_code> frame_writer::run(tcp::socket& socket, bool half_close) {
     for (;;) {
         bool sleep = false;
         bool done = false;
@@ -289,7 +289,7 @@ asio::awaitable<std::error_code> frame_writer::run(tcp::socket& socket) {
         }
         if (done) {
             std::error_code ec;
-            socket.shutdown(tcp::socket::shutdown_send, ec);
+            if (half_close) socket.shutdown(tcp::socket::shutdown_send, ec);
             co_return ec;
         }
         if (sleep) {
