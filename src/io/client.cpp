@@ -341,6 +341,13 @@ std::error_code queue_lines(int fd, send_queue& queue, std::string& what) {
         while (p < end) {
             const auto* nl = static_cast<const char*>(std::memchr(p, '\n', end - p));
             if (!nl) {
+                // Bounded: a line longer than the largest message is refused, not held.
+                if (carry.size() + static_cast<std::size_t>(end - p) > queue.options().max_message) {
+                    return fail(errc::message_too_large,
+                                "line " + std::to_string(line_number + 1) + " is longer than " +
+                                    std::to_string(queue.options().max_message) +
+                                    " bytes, the maximum message size (--max-message)");
+                }
                 carry.append(p, end);
                 break;
             }
