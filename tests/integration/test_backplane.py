@@ -111,14 +111,14 @@ def test_three_chat_nodes_share_one_room_in_one_order(procs, redis):
 
 PUBLISHER = r'''
 import socket, sys, time
-port, start, count = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+port, start, count, pause = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
 s = socket.create_connection(("127.0.0.1", port))
 out = bytearray()
 for i in range(start, start + count):
     p = f"seq {i:08d} ".encode().ljust(100, b"x")
     out += f"{len(p):<10}".encode() + p
     if len(out) > 32768:
-        s.sendall(out); out.clear(); time.sleep(0.002)
+        s.sendall(out); out.clear(); time.sleep(pause)
 s.sendall(out)
 time.sleep(0.5)
 s.close()
@@ -163,15 +163,15 @@ def check_sequences(collectors, total):
     assert all(o == orders[0] for o in orders), "nodes delivered in different orders"
 
 
-def run_publish_scenario(procs, redis, total, disruption=None):
+def run_publish_scenario(procs, redis, total, disruption=None, pause=0.002):
     args = ["--publish", "--welcome", "", "--backplane", redis.url("pub"),
             "--client-buffer", "64MiB"]
     nodes = [procs.serve(*args, "--metrics", "127.0.0.1:0") for _ in range(3)]
     collectors = [Collector(port) for _, port in nodes for _ in range(2)]
     time.sleep(0.3)
     half = total // 2
-    pubs = [procs.python(PUBLISHER, nodes[0][1], 0, half),
-            procs.python(PUBLISHER, nodes[1][1], half, total - half)]
+    pubs = [procs.python(PUBLISHER, nodes[0][1], 0, half, pause),
+            procs.python(PUBLISHER, nodes[1][1], half, total - half, pause)]
     if disruption:
         disruption()
     for p in pubs:
@@ -195,11 +195,13 @@ def test_ten_thousand_messages_across_nodes_none_missing_or_duplicated(procs, re
 
 def test_redis_restart_mid_stream_loses_nothing(procs, redis):
     def restart():
-        time.sleep(0.2)
+        time.sleep(1)
         redis.stop()
         time.sleep(3)
         redis.start()
-    nodes = run_publish_scenario(procs, redis, 10_000, disruption=restart)
+    # The publishers send for about 5 s (300 messages every 0.3 s each), Redis is away from
+    # 1 s to 4 s.
+    nodes = run_publish_scenario(procs, redis, 10_000, disruption=restart, pause=0.3)
     deadline = time.monotonic() + DEADLINE
     while True:
         text = metrics_of(nodes[0][0])
