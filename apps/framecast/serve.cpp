@@ -223,6 +223,7 @@ exit_code run_serve(const serve_config& cfg) {
         if (input_source) input_source->stop();
     };
     asio::steady_timer echo_timer(io);
+    std::function<void()> await_echo;
     bool shutdown_started = false;
     auto shut_down = [&] {
         stop_sources();
@@ -235,28 +236,25 @@ exit_code run_serve(const serve_config& cfg) {
         // First let this node's own messages make the round trip through the backplane (at
         // most --drain-timeout), then flush the clients' queues with what is left of it.
         auto deadline = std::chrono::steady_clock::now() + drain;
-        auto wait = std::make_shared<std::function<void()>>();
-        *wait = [&, deadline, wait] {
+        await_echo = [&, deadline] {
             auto now = std::chrono::steady_clock::now();
             auto s = bp->snapshot();
-            if (own_delivered + s.dropped >= own_published || now >= deadline) {
-                if (own_delivered + s.dropped < own_published) {
-                    spdlog::warn("backplane: {} messages of this node did not come back within "
-                                 "--drain-timeout",
-                                 own_published - own_delivered - s.dropped);
-                }
-                auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now);
-                srv.shutdown(std::max(left, std::chrono::milliseconds(0)),
-                             [&io] { io.stop(); });
-                *wait = nullptr;  // breaks the self-reference
+            if (own_delivered + s.dropped < own_published && now < deadline) {
+                echo_timer.expires_after(std::chrono::milliseconds(10));
+                echo_timer.async_wait([&await_echo](std::error_code ec) {
+                    if (!ec) await_echo();
+                });
                 return;
             }
-            echo_timer.expires_after(std::chrono::milliseconds(10));
-            echo_timer.async_wait([wait](std::error_code ec) {
-                if (!ec && *wait) (*wait)();
-            });
+            if (own_delivered + s.dropped < own_published) {
+                spdlog::warn("backplane: {} messages of this node did not come back within "
+                             "--drain-timeout",
+                             own_published - own_delivered - s.dropped);
+            }
+            auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now);
+            srv.shutdown(std::max(left, std::chrono::milliseconds(0)), [&io] { io.stop(); });
         };
-        (*wait)();
+        await_echo();
     };
 
     std::optional<asio::signal_set> signal_set(std::in_place, io, SIGINT, SIGTERM);
