@@ -326,6 +326,7 @@ private:
         auto& c = srv_.counters_;
         c.bytes_in += in.size();
         const bool chat = srv_.opts_.chat.enabled;
+        bool completed = false;  // a frame ended in these bytes
         for (;;) {
             const char* from = in.data();
             const std::size_t before = in.size();
@@ -344,6 +345,7 @@ private:
                 return false;
             }
             ++c.messages_in;
+            completed = true;
             if (!within_rate()) {
                 ++c.floods;
                 stop(spdlog::level::warn, "flood: more than " +
@@ -368,6 +370,10 @@ private:
             mid_frame_ = true;
             mid_frame_since_ = clock::now();
             srv_.impl_->mid_frame.insert(this);
+        } else if (completed) {
+            // Still mid-frame, but in a new frame: a steady sender whose reads never end on a
+            // frame boundary is not a slowloris. The clock runs per frame.
+            mid_frame_since_ = clock::now();
         }
         return true;
     }

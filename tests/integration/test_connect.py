@@ -528,7 +528,7 @@ c.sendall(frame(f"got {n} messages"))
 c.close()
 """)
     lines = ["first", "", "ünïcödé 🎉", "last line without newline"]
-    client = connect(procs, port, "--send", "--buffer", "16", stdin=subprocess.PIPE)
+    client = connect(procs, port, "--send", "--half-close", "--buffer", "16", stdin=subprocess.PIPE)
     client.p.stdin.write("\n".join(lines).encode())
     client.p.stdin.close()
     rc, out, err = finished(client)
@@ -558,7 +558,7 @@ print("received", len(got), got == [f"line {i}".encode() for i in range(20000)],
 talker.join()
 c.close()
 """)
-    client = connect(procs, port, "--send", stdin=subprocess.PIPE)
+    client = connect(procs, port, "--send", "--half-close", stdin=subprocess.PIPE)
     client.p.stdin.write(b"".join(f"line {i}\n".encode() for i in range(20000)))
     client.p.stdin.close()
     rc, out, err = finished(client)
@@ -620,3 +620,19 @@ def test_connect_against_framecast_serve_time_stream(procs):
     lines = out.split(b"\n")
     assert len(lines) == 3 and lines[2] == b""
     assert lines[0] and lines[1]
+
+
+def test_send_then_keep_receiving_from_framecast_serve(procs):
+    """`echo hi | framecast connect --send` against a --publish server: the end of input does
+    not end the session, so what others publish afterwards still arrives."""
+    server, port = procs.serve("--publish", "--welcome", "w", "--source", "time", "--interval", "0.1")
+    client = connect(procs, port, "--send", "--count", "5", stdin=subprocess.PIPE)
+    client.p.stdin.write(b"hello\n")
+    client.p.stdin.close()
+    rc, out, err = finished(client, timeout=10)
+    assert rc == 0, err
+    lines = out.decode().splitlines()
+    assert lines[0] == "w" and len(lines) == 5
+    assert all(l.startswith("The time is ") for l in lines[1:]), lines
+    server.wait_for(rb"ignored|disconnected: closed by peer")  # it stayed until connect left
+    assert b"hello" not in out
