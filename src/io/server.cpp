@@ -96,6 +96,9 @@ struct server::impl {
     std::vector<std::unique_ptr<tcp::acceptor>> acceptors;
     // Every live client. Sessions know their index for O(1) removal.
     std::vector<std::shared_ptr<session>> sessions;
+    // The same by session id (for a backplane mapping an entry back to its sender).
+    std::unordered_map<std::uint64_t, session*> by_id;
+    std::uint64_t next_id = 1;
     // One read buffer for all clients: a read is consumed (decoded, copied where it must
     // outlive the call) before the next one starts, and everything runs on one thread. This
     // is what keeps an idle client down to its socket, decoder and two coroutine frames.
@@ -211,6 +214,7 @@ public:
     }
 
     std::size_t index = 0;
+    std::uint64_t id = 0;
 
 private:
     awaitable<void> reader() {
@@ -474,6 +478,7 @@ private:
 
 void server::impl::remove(const std::shared_ptr<session>& s) {
     if (s->index >= sessions.size() || sessions[s->index] != s) return;
+    by_id.erase(s->id);
     auto i = s->index;
     if (i + 1 != sessions.size()) {
         sessions[i] = std::move(sessions.back());
@@ -567,7 +572,9 @@ void server::impl::admit(tcp::socket socket) {
     ++c.clients_current;
     auto s = std::make_shared<session>(owner, std::move(socket), std::move(name));
     s->index = sessions.size();
+    s->id = next_id++;
     sessions.push_back(s);
+    by_id.emplace(s->id, s.get());
     spdlog::info("client {} connected ({} clients)", s->name(), sessions.size());
     s->start();
 }
@@ -611,6 +618,13 @@ void server::publish(const shared_frame& frames, const session* origin) {
     } else {
         broadcast(frames, origin);
     }
+}
+
+std::uint64_t server::session_id(const session* s) noexcept { return s ? s->id : 0; }
+
+const session* server::find_session(std::uint64_t id) const noexcept {
+    auto it = impl_->by_id.find(id);
+    return it == impl_->by_id.end() ? nullptr : it->second;
 }
 
 void server::broadcast(std::string_view payload, const session* origin) {
