@@ -111,7 +111,12 @@ struct pending_message {
 class redis_backplane final : public backplane {
 public:
     redis_backplane(redis_address addr, options opts)
-        : addr_(std::move(addr)), opts_(opts), node_id_(make_node_id()) {}
+        : addr_(std::move(addr)), opts_(opts), node_id_(make_node_id()) {
+        // spdlog creates its registry on first use; make that happen here, before our threads
+        // exist, not in whichever of them logs first (a race ThreadSanitizer reports, since the
+        // guard of that static lives in uninstrumented libspdlog).
+        spdlog::default_logger_raw();
+    }
 
     ~redis_backplane() override { stop(0); }
 
