@@ -18,13 +18,7 @@ import subprocess
 import sys
 import time
 
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
+from procfs import rss_kib  # bench/procfs.py, beside this script
 
 
 def cpu_seconds(pid):

@@ -33,6 +33,8 @@ import sys
 import threading
 import time
 
+from procfs import rss_kib  # bench/procfs.py, beside this script
+
 KiB = 1024
 MiB = 1024 * 1024
 SIZES = [16, 100, KiB, 64 * KiB, MiB]
@@ -554,14 +556,6 @@ class Runner:
                      "held": alive, "rss_before_kib": before, "rss_after_kib": after,
                      "rss_per_conn_bytes": (after - before) * 1024 / max(1, n),
                      "msgs_per_s": 0.0, "mb_per_s": 0.0})
-
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 # --- output ---------------------------------------------------------------------------------

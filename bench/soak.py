@@ -20,13 +20,7 @@ import sys
 import threading
 import time
 
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
+from procfs import rss_kib  # bench/procfs.py, beside this script
 
 
 def frame(payload):

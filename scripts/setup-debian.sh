@@ -11,6 +11,7 @@ packages=(
   libhiredis-dev redis-server                         # the Redis backplane and its tests
   python3 python3-pytest                              # integration tests with Python peers
   clang-14 libclang-rt-14-dev libfuzzer-14-dev        # fuzzing (libFuzzer)
+  libzmq3-dev cppzmq-dev gnuplot-nox                  # framecast bench: the ZeroMQ peers, plots
 )
 
 missing=()

@@ -39,6 +39,7 @@ struct connect_config {
     double timeout = 0;
     double connect_timeout = 10;
     bool send = false;
+    bool half_close = false;
     bool reconnect = false;
     double reconnect_max = 30;
     bool line_buffered = false;
@@ -237,8 +238,11 @@ private:
 
 double seconds(io::duration d) { return std::chrono::duration<double>(d).count(); }
 
-asio::awaitable<void> send_while_connected(io::frame_writer& writer, io::tcp::socket& socket) {
-    auto ec = co_await writer.run(socket);
+asio::awaitable<void> send_while_connected(io::frame_writer& writer, io::tcp::socket& socket,
+                                          bool half_close) {
+    // By default no half-close at end of input: framecast serve (like the tutorial's servers)
+    // takes the end of a client's stream as the client leaving, and would stop sending to us.
+    auto ec = co_await writer.run(socket, half_close);
     if (ec && ec != asio::error::operation_aborted) {
         spdlog::warn("sending failed: {}", ec.message());
     }
@@ -283,7 +287,7 @@ asio::awaitable<exit_code> run_connect(const connect_config& cfg, output_sink& s
         io::read_result res;
         if (writer) {
             auto outcome = co_await (io::read_frames(socket, dec, buffer, sink, read_opts) ||
-                                     send_while_connected(*writer, socket));
+                                     send_while_connected(*writer, socket, cfg.half_close));
             res = std::get<0>(std::move(outcome));
         } else {
             res = co_await io::read_frames(socket, dec, buffer, sink, read_opts);
@@ -353,7 +357,11 @@ command_runner register_connect(CLI::App& app) {
                        "Give up connecting after SECONDS");
     cmd->add_flag("--send", cfg->send,
                   "Also send each line of standard input as a message on the same connection; "
-                  "at end of input, shut down the sending side and keep reading");
+                  "at end of input, keep the connection open and keep reading");
+    cmd->add_flag("--half-close", cfg->half_close,
+                  "With --send: at end of input, shut down the sending side (the peer sees end "
+                  "of stream). Off by default: framecast serve takes that as the client leaving")
+        ->needs("--send");
     cmd->add_flag("--reconnect", cfg->reconnect,
                   "When the connection fails or ends, reconnect with exponential backoff and "
                   "jitter (malformed input and --timeout still end the program)");

@@ -124,7 +124,7 @@ command_runner register_send(CLI::App& app) {
                        "Give up connecting after SECONDS");
     add_seconds_option(*cmd, "--close-timeout", cfg->close_timeout,
                        "After the last byte is written, wait up to SECONDS for the peer to close");
-    add_codec_options(*cmd, cfg->codec, false);
+    add_codec_options(*cmd, cfg->codec, true);  // --max-message bounds a stdin line too
     add_verbosity_flags(*cmd, cfg->verbosity);
 
     return [cfg] {

@@ -10,11 +10,15 @@
 
 #include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>
+#include <asio/post.hpp>
 #include <asio/signal_set.hpp>
+#include <asio/steady_timer.hpp>
 #include <spdlog/spdlog.h>
 
 #include "cli.hpp"
 #include "metrics_http.hpp"
+#include "framecast/backplane.hpp"
+#include "framecast/io/metrics.hpp"
 #include "framecast/io/server.hpp"
 #include "framecast/io/sources.hpp"
 
@@ -41,6 +45,11 @@ struct serve_config {
     bool unique_names = false;
     std::size_t history = 0;
     std::string metrics;
+    std::string backplane;
+    std::uint64_t backplane_retention = 100'000;
+    std::size_t backplane_pending = 100'000;
+    std::uint64_t backplane_pending_bytes = 256 * 1024 * 1024;
+    bool backplane_time = false;
     int verbosity = 0;
 };
 
@@ -143,6 +152,22 @@ exit_code run_serve(const serve_config& cfg) {
     asio::io_context io(1);
     io::server srv(io, opts);
 
+    // The backplane: every message that would enter this node's broadcast goes to the shared
+    // log instead, and comes back (from any node) through deliver, in the log's order.
+    std::unique_ptr<backplane::backplane> bp;
+    if (!cfg.backplane.empty()) {
+        backplane::options bo;
+        bo.retention = cfg.backplane_retention;
+        bo.pending_limit = cfg.backplane_pending;
+        bo.pending_bytes_limit = cfg.backplane_pending_bytes;
+        try {
+            bp = backplane::make_backplane(cfg.backplane, bo);
+        } catch (const std::invalid_argument& e) {
+            spdlog::error("--backplane: {}", e.what());
+            return exit_code::usage;
+        }
+    }
+
     // Listen first: a taken port is an error before anything else starts.
     std::vector<asio::ip::tcp::endpoint> bound;
     auto listen_one = [&](const std::string& text) {
@@ -178,6 +203,17 @@ exit_code run_serve(const serve_config& cfg) {
                                                        : exit_code::failure;
     }
 
+    // Own messages handed to the backplane, and those seen coming back (both on io's thread):
+    // at shutdown the node waits for the difference, so nothing it published is lost.
+    std::uint64_t own_published = 0;
+    std::uint64_t own_delivered = 0;
+    if (bp) {
+        srv.set_ingress([&](const io::shared_frame& frames, const io::session* origin) {
+            ++own_published;
+            bp->publish(frames, io::server::session_id(origin));
+        });
+    }
+
     exit_code result = exit_code::ok;
     std::optional<io::time_source> clock_source;
     std::optional<io::stdin_source> input_source;
@@ -186,9 +222,39 @@ exit_code run_serve(const serve_config& cfg) {
         if (clock_source) clock_source->stop();
         if (input_source) input_source->stop();
     };
+    asio::steady_timer echo_timer(io);
+    std::function<void()> await_echo;
+    bool shutdown_started = false;
     auto shut_down = [&] {
         stop_sources();
-        srv.shutdown(drain, [&io] { io.stop(); });
+        if (shutdown_started) return;
+        shutdown_started = true;
+        if (!bp) {
+            srv.shutdown(drain, [&io] { io.stop(); });
+            return;
+        }
+        // First let this node's own messages make the round trip through the backplane (at
+        // most --drain-timeout), then flush the clients' queues with what is left of it.
+        auto deadline = std::chrono::steady_clock::now() + drain;
+        await_echo = [&, deadline] {
+            auto now = std::chrono::steady_clock::now();
+            auto s = bp->snapshot();
+            if (own_delivered + s.dropped < own_published && now < deadline) {
+                echo_timer.expires_after(std::chrono::milliseconds(10));
+                echo_timer.async_wait([&await_echo](std::error_code ec) {
+                    if (!ec) await_echo();
+                });
+                return;
+            }
+            if (own_delivered + s.dropped < own_published) {
+                spdlog::warn("backplane: {} messages of this node did not come back within "
+                             "--drain-timeout",
+                             own_published - own_delivered - s.dropped);
+            }
+            auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now);
+            srv.shutdown(std::max(left, std::chrono::milliseconds(0)), [&io] { io.stop(); });
+        };
+        await_echo();
     };
 
     std::optional<asio::signal_set> signal_set(std::in_place, io, SIGINT, SIGTERM);
@@ -210,13 +276,31 @@ exit_code run_serve(const serve_config& cfg) {
     std::optional<metrics_endpoint> metrics;  // after srv: stops serving before srv goes
     if (!cfg.metrics.empty()) {
         try {
-            metrics.emplace(cfg.metrics, io, [&srv] { return io::snapshot_metrics(srv); });
+            metrics.emplace(cfg.metrics, io, [&srv, &bp] {
+                auto m = io::snapshot_metrics(srv);
+                if (bp) m.backplane = bp->snapshot();
+                return m;
+            });
         } catch (const std::exception& e) {
             spdlog::error("{}", e.what());
             return exit_code::failure;
         }
     }
 
+    if (bp) {
+        spdlog::info("backplane {}: node {}", bp->describe(), bp->node_id());
+        const std::string own = bp->node_id();
+        bp->start([&io, &srv, &own_delivered, own](backplane::message m) {
+            asio::post(io, [&srv, &own_delivered, own, m = std::move(m)] {
+                const io::session* origin = nullptr;
+                if (m.origin_node == own) {
+                    ++own_delivered;
+                    origin = srv.find_session(m.origin_client);
+                }
+                srv.broadcast(m.framed, origin);
+            });
+        });
+    }
     srv.start();
     for (const auto& ep : bound) {
         std::printf("listening on %s\n", endpoint_text(ep).c_str());
@@ -226,7 +310,12 @@ exit_code run_serve(const serve_config& cfg) {
 
     auto emit = [&srv](std::string_view payload) { srv.publish(payload); };
     if (cfg.source == "time") {
-        clock_source.emplace(io, to_ms(cfg.interval), emit);
+        // The clock is per node unless --backplane-time: every node has one, so sharing them
+        // would multiply the ticks.
+        auto tick = [&srv](std::string_view payload) { srv.broadcast(payload); };
+        clock_source.emplace(io, to_ms(cfg.interval),
+                             (!bp || cfg.backplane_time) ? std::function<void(std::string_view)>(emit)
+                                                         : std::function<void(std::string_view)>(tick));
         clock_source->start();
     } else if (cfg.source == "stdin" || cfg.source == "stdin-framed") {
         auto fmt = cfg.source == "stdin" ? io::stdin_source::format::lines
@@ -248,6 +337,14 @@ exit_code run_serve(const serve_config& cfg) {
     }
 
     io.run();
+    if (bp) {
+        bp->stop(0);  // the round trip was awaited above; what is still pending is reported
+        auto s = bp->snapshot();
+        spdlog::info("backplane {}: {} published, {} delivered, {} dropped, {} duplicates "
+                     "skipped, {} reconnects",
+                     bp->describe(), s.published, s.delivered, s.dropped, s.duplicates,
+                     s.reconnects);
+    }
     // Past this point a signal changes nothing: do not let it kill the process on its way out
     // (destroying the signal_set restores the default action).
     signal_set.reset();
@@ -348,6 +445,32 @@ command_runner register_serve(CLI::App& app) {
                     "--client-buffer bytes)")
         ->default_val(cfg->history)
         ->needs(chat);
+    cmd->add_option("--backplane", cfg->backplane,
+                    "Share one stream with other framecast nodes through a broker: "
+                    "redis://HOST[:PORT][/KEY] (a Redis Stream at KEY, default 'framecast'). "
+                    "Every message that enters this node's broadcast is appended there and "
+                    "delivered back from it, so all clients on all nodes see one order. "
+                    "See docs/backplane.md");
+    cmd->add_option("--backplane-retention", cfg->backplane_retention,
+                    "--backplane: entries the stream keeps (approximately); a node away longer "
+                    "than this window misses what was trimmed")
+        ->default_val(cfg->backplane_retention)
+        ->check(CLI::Range(std::uint64_t{1}, std::uint64_t{1} << 40))
+        ->needs("--backplane");
+    cmd->add_option("--backplane-pending", cfg->backplane_pending,
+                    "--backplane: messages held while the broker is unreachable or slow; beyond "
+                    "it (or --backplane-pending-bytes) new ones are dropped and counted")
+        ->default_val(cfg->backplane_pending)
+        ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 32))
+        ->needs("--backplane");
+    add_size_option(*cmd, "--backplane-pending-bytes", cfg->backplane_pending_bytes,
+                    "--backplane: bytes held while the broker is unreachable or slow")
+        ->needs("--backplane");
+    cmd->add_flag("--backplane-time", cfg->backplane_time,
+                  "--backplane: the time source publishes through the backplane (one clock "
+                  "for all nodes; every node that has one adds its ticks). Default: each node "
+                  "sends its own ticks to its own clients only")
+        ->needs("--backplane");
     add_metrics_option(*cmd, cfg->metrics);
     add_verbosity_flags(*cmd, cfg->verbosity);
     auto* source_opt = cmd->get_option("--source");

@@ -33,6 +33,7 @@ struct stats {
 struct options {
     std::uint64_t retention = 100'000;      // entries the log keeps (approximately; MAXLEN ~)
     std::size_t pending_limit = 100'000;    // messages held while the engine is unreachable
+    std::uint64_t pending_bytes_limit = 256ull << 20;  // and their bytes at most
     double block_seconds = 0.25;            // longest a read waits, so stop() is prompt
     double max_backoff_seconds = 5.0;       // reconnect delay ceiling (doubling, with jitter)
     double start_timeout_seconds = 3.0;     // how long start() waits for the engine
@@ -50,7 +51,8 @@ public:
     // options::start_timeout_seconds if the engine is unreachable (it keeps trying).
     virtual void start(deliver_fn deliver) = 0;
     // Queues `framed` for appending; never blocks. Held while the engine is unreachable, up to
-    // options::pending_limit messages, beyond which it is dropped (logged, counted).
+    // options::pending_limit messages and pending_bytes_limit bytes, beyond which it is dropped
+    // (logged, counted).
     virtual void publish(std::shared_ptr<const std::string> framed, std::uint64_t origin_client) = 0;
     // Appends what is pending (for at most `drain_seconds`) and stops both directions.
     virtual void stop(double drain_seconds = 2.0) = 0;

@@ -111,7 +111,12 @@ struct pending_message {
 class redis_backplane final : public backplane {
 public:
     redis_backplane(redis_address addr, options opts)
-        : addr_(std::move(addr)), opts_(opts), node_id_(make_node_id()) {}
+        : addr_(std::move(addr)), opts_(opts), node_id_(make_node_id()) {
+        // spdlog creates its registry on first use; make that happen here, before our threads
+        // exist, not in whichever of them logs first (a race ThreadSanitizer reports, since the
+        // guard of that static lives in uninstrumented libspdlog).
+        spdlog::default_logger_raw();
+    }
 
     ~redis_backplane() override { stop(0); }
 
@@ -132,7 +137,8 @@ public:
 
     void publish(std::shared_ptr<const std::string> framed, std::uint64_t origin_client) override {
         std::lock_guard lock(mu_);
-        if (pending_.size() >= opts_.pending_limit) {
+        if (pending_.size() >= opts_.pending_limit ||
+            (!pending_.empty() && pending_bytes_ + framed->size() > opts_.pending_bytes_limit)) {
             if (dropped_++ % 1000 == 0) {
                 spdlog::warn("backplane {}: {} messages pending (Redis unreachable or slow): "
                              "dropping new ones, {} dropped so far",
@@ -140,6 +146,7 @@ public:
             }
             return;
         }
+        pending_bytes_ += framed->size();
         pending_.push_back({std::move(framed), origin_client, next_seq_++});
         cv_.notify_all();
     }
@@ -225,16 +232,20 @@ private:
             pending_message next;
             {
                 std::unique_lock lock(mu_);
-                cv_.wait(lock, [this] { return stopping_ || !pending_.empty(); });
-                if (pending_.empty()) break;  // stopping, all appended
+                // Connected: wait for work. Not: connect first (below), so the metrics' "up"
+                // reflects both directions even on a node that has published nothing yet.
+                if (c) cv_.wait(lock, [this] { return stopping_ || !pending_.empty(); });
+                if (pending_.empty() && stopping_) break;  // all appended
                 if (stopping_ && clock::now() >= drain_deadline_) {
                     spdlog::warn("backplane {}: stopping with {} messages not appended",
                                  describe(), pending_.size());
                     dropped_ += pending_.size();
                     pending_.clear();
+                    pending_bytes_ = 0;
                     break;
                 }
-                next = pending_.front();  // popped only once appended, so a failure retries it
+                // Popped only once appended, so a failure retries it.
+                if (!pending_.empty()) next = pending_.front();
             }
             if (!c) {
                 c = connect("append", ever, logged_down);
@@ -245,6 +256,7 @@ private:
                 }
                 delay = 0.1;
             }
+            if (!next.framed) continue;
             auto r = command(c.get(), "XADD %b MAXLEN ~ %llu * n %b s %llu c %llu f %b",
                              addr_.key.data(), addr_.key.size(),
                              static_cast<unsigned long long>(opts_.retention), node_id_.data(),
@@ -267,6 +279,7 @@ private:
                 ++published_;
             }
             std::lock_guard lock(mu_);
+            pending_bytes_ -= pending_.front().framed->size();
             pending_.pop_front();
         }
     }
@@ -369,6 +382,7 @@ private:
     mutable std::mutex mu_;
     std::condition_variable cv_;
     std::deque<pending_message> pending_;  // guarded by mu_
+    std::uint64_t pending_bytes_ = 0;      // guarded by mu_
     std::uint64_t next_seq_ = 1;           // guarded by mu_
     std::atomic<bool> stopping_{false};
     clock::time_point drain_deadline_{};   // guarded by mu_

@@ -263,7 +263,7 @@ frame_writer::~frame_writer() {
     queue_->wake_ = nullptr;
 }
 
-asio::awaitable<std::error_code> frame_writer::run(tcp::socket& socket) {
+asio::awaitable<std::error_code> frame_writer::run(tcp::socket& socket, bool half_close) {
     for (;;) {
         bool sleep = false;
         bool done = false;
@@ -289,7 +289,7 @@ asio::awaitable<std::error_code> frame_writer::run(tcp::socket& socket) {
         }
         if (done) {
             std::error_code ec;
-            socket.shutdown(tcp::socket::shutdown_send, ec);
+            if (half_close) socket.shutdown(tcp::socket::shutdown_send, ec);
             co_return ec;
         }
         if (sleep) {
@@ -341,6 +341,13 @@ std::error_code queue_lines(int fd, send_queue& queue, std::string& what) {
         while (p < end) {
             const auto* nl = static_cast<const char*>(std::memchr(p, '\n', end - p));
             if (!nl) {
+                // Bounded: a line longer than the largest message is refused, not held.
+                if (carry.size() + static_cast<std::size_t>(end - p) > queue.options().max_message) {
+                    return fail(errc::message_too_large,
+                                "line " + std::to_string(line_number + 1) + " is longer than " +
+                                    std::to_string(queue.options().max_message) +
+                                    " bytes, the maximum message size (--max-message)");
+                }
                 carry.append(p, end);
                 break;
             }

@@ -99,6 +99,9 @@ struct server::impl {
     std::vector<std::unique_ptr<tcp::acceptor>> acceptors;
     // Every live client. Sessions know their index for O(1) removal.
     std::vector<std::shared_ptr<session>> sessions;
+    // The same by session id (for a backplane mapping an entry back to its sender).
+    std::unordered_map<std::uint64_t, session*> by_id;
+    std::uint64_t next_id = 1;
     // One read buffer for all clients: a read is consumed (decoded, copied where it must
     // outlive the call) before the next one starts, and everything runs on one thread. This
     // is what keeps an idle client down to its socket, decoder and two coroutine frames.
@@ -218,6 +221,7 @@ public:
     }
 
     std::size_t index = 0;
+    std::uint64_t id = 0;
 
 private:
     awaitable<void> reader() {
@@ -374,6 +378,7 @@ private:
         auto& c = srv_.counters_;
         c.bytes_in += in.size();
         const bool chat = srv_.opts_.chat.enabled;
+        bool completed = false;  // a frame ended in these bytes
         for (;;) {
             const char* from = in.data();
             const std::size_t before = in.size();
@@ -392,6 +397,7 @@ private:
                 return false;
             }
             ++c.messages_in;
+            completed = true;
             if (!within_rate()) {
                 ++c.floods;
                 stop(spdlog::level::warn, "flood: more than " +
@@ -416,6 +422,10 @@ private:
             mid_frame_ = true;
             mid_frame_since_ = clock::now();
             srv_.impl_->mid_frame.insert(this);
+        } else if (completed) {
+            // Still mid-frame, but in a new frame: a steady sender whose reads never end on a
+            // frame boundary is not a slowloris. The clock runs per frame.
+            mid_frame_since_ = clock::now();
         }
         return true;
     }
@@ -520,6 +530,7 @@ private:
 
 void server::impl::remove(const std::shared_ptr<session>& s) {
     if (s->index >= sessions.size() || sessions[s->index] != s) return;
+    by_id.erase(s->id);
     auto i = s->index;
     if (i + 1 != sessions.size()) {
         sessions[i] = std::move(sessions.back());
@@ -613,7 +624,9 @@ void server::impl::admit(tcp::socket socket) {
     ++c.clients_current;
     auto s = std::make_shared<session>(owner, std::move(socket), std::move(name));
     s->index = sessions.size();
+    s->id = next_id++;
     sessions.push_back(s);
+    by_id.emplace(s->id, s.get());
     spdlog::info("client {} connected ({} clients)", s->name(), sessions.size());
     s->start();
 }
@@ -657,6 +670,13 @@ void server::publish(const shared_frame& frames, const session* origin) {
     } else {
         broadcast(frames, origin);
     }
+}
+
+std::uint64_t server::session_id(const session* s) noexcept { return s ? s->id : 0; }
+
+const session* server::find_session(std::uint64_t id) const noexcept {
+    auto it = impl_->by_id.find(id);
+    return it == impl_->by_id.end() ? nullptr : it->second;
 }
 
 void server::broadcast(std::string_view payload, const session* origin) {

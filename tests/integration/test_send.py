@@ -186,3 +186,22 @@ time.sleep(5)
     rc, out, err = finished(client)
     assert rc == 1, err
     assert b"reset" in err.lower() or b"broken pipe" in err.lower()
+
+
+def test_a_line_longer_than_max_message_is_refused_not_buffered(procs):
+    """Every buffer has a bound: a stdin line with no newline in sight is not held whole."""
+    import socket as _socket
+    srv = _socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+    port = srv.getsockname()[1]
+    p = procs.framecast("send", f"127.0.0.1:{port}", "--max-message", "64KiB", stdin=subprocess.PIPE)
+    try:
+        p.p.stdin.write(b"x" * (1 << 20))
+        p.p.stdin.close()
+    except BrokenPipeError:
+        pass
+    rc = p.wait(timeout=20)
+    srv.close()
+    assert rc == 5, p.stderr
+    assert b"longer than 65536 bytes, the maximum message size (--max-message)" in p.stderr

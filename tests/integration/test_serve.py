@@ -480,3 +480,19 @@ def test_header_size_too_small_for_the_time_source_is_a_usage_error(procs):
     p = procs.framecast("serve", "--listen", "127.0.0.1:0", "--header-size", "1")
     assert p.wait() == 2
     assert b"cannot frame the time messages" in p.stderr
+
+
+def test_idle_timeout_clock_restarts_with_each_frame(procs):
+    """A steady publisher whose writes never end on a frame boundary (each write completes one
+    frame and starts the next) is not stuck: the timeout is per frame, not per connection."""
+    server, port = procs.serve("--publish", "--idle-timeout", "1", "--welcome", "")
+    sub = FrameReader(connect(port))
+    pub = connect(port)
+    server.wait_for(rb"\(2 clients\)")
+    pub.sendall(frame(b"m0")[:3])
+    for i in range(25):  # 2.5 s of frames, each write finishing one and starting the next
+        time.sleep(0.1)
+        pub.sendall(frame(b"m%d" % i)[3:] + frame(b"m%d" % (i + 1))[:3])
+    for i in range(25):
+        assert sub.read() == b"m%d" % i
+    assert b"idle timeout" not in server.stderr, server.stderr

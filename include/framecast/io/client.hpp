@@ -132,11 +132,11 @@ public:
     frame_writer(const frame_writer&) = delete;
     frame_writer& operator=(const frame_writer&) = delete;
 
-    // Writes until the queue is closed and drained (then shuts down the sending side of
-    // `socket` and returns {}), or a write fails (returns its error). Cancellable (e.g. by
+    // Writes until the queue is closed and drained (then, with `half_close`, shuts down the
+    // sending side of `socket`; returns {}), or a write fails (returns its error). Cancellable (e.g. by
     // awaitable operator ||): returns operation_aborted. Frames queued while no run() is active
     // wait for the next one; the bytes of a write cut short by an error are lost.
-    asio::awaitable<std::error_code> run(tcp::socket& socket);
+    asio::awaitable<std::error_code> run(tcp::socket& socket, bool half_close = true);
 
     const std::shared_ptr<send_queue>& queue() const noexcept { return queue_; }
     std::uint64_t bytes_written() const noexcept { return bytes_written_; }

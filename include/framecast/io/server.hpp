@@ -117,6 +117,11 @@ public:
     void publish(std::string_view payload, const session* origin = nullptr);
     void publish(const shared_frame& frames, const session* origin = nullptr);
 
+    // A client's id: unique for the server's lifetime, never reused, never 0 (0 is "none", also
+    // for a null session). find_session() maps it back in O(1); null once the client is gone.
+    static std::uint64_t session_id(const session* s) noexcept;
+    const session* find_session(std::uint64_t id) const noexcept;
+
     // Graceful stop: closes the listeners, lets every client's queue flush (at most
     // `drain_timeout`), then closes them. `done` runs once no client is left.
     void shutdown(std::chrono::milliseconds drain_timeout, std::function<void()> done = {});

@@ -1,0 +1,130 @@
+#!/usr/bin/env python3
+"""Latency and throughput of framecast serve --publish with and without --backplane (Redis).
+
+Latency: one publisher sends a 100-byte message stamped with time.perf_counter_ns() every
+`--gap` seconds; a subscriber on the same node reads it and records now - stamp. Throughput:
+the publisher sends `--burst` messages as fast as it can; msgs/s = burst / (time until the
+subscriber has all of them). Needs redis-server on PATH; loopback only.
+
+  bench/backplane_latency.py --bin build/default/apps/framecast/framecast
+"""
+import argparse
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+H = 10
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def frame(p):
+    return f"{len(p):<{H}}".encode() + p
+
+
+class Reader:
+    def __init__(self, sock):
+        self.s, self.buf = sock, bytearray()
+
+    def read(self):
+        while True:
+            if len(self.buf) >= H:
+                n = int(self.buf[:H])
+                if len(self.buf) >= H + n:
+                    p = bytes(self.buf[H:H + n])
+                    del self.buf[:H + n]
+                    return p
+            chunk = self.s.recv(1 << 20)
+            if not chunk:
+                raise EOFError
+            self.buf += chunk
+
+
+def start_node(binary, extra):
+    p = subprocess.Popen([binary, "serve", "--listen", "127.0.0.1:0", "--publish", "--welcome", "",
+                          "--client-buffer", "256MiB", "-q", *extra],
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    line = p.stdout.readline().decode()
+    return p, int(re.search(r":(\d+)$", line.strip()).group(1))
+
+
+def measure(port, count, gap, burst):
+    sub = socket.create_connection(("127.0.0.1", port))
+    pub = socket.create_connection(("127.0.0.1", port))
+    sub.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    pub.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    time.sleep(0.3)
+    r = Reader(sub)
+    lat = []
+    for _ in range(count):
+        p = str(time.perf_counter_ns()).encode().ljust(100, b"x")
+        pub.sendall(frame(p))
+        got = r.read()
+        lat.append((time.perf_counter_ns() - int(got[:got.index(b"x")])) / 1e3)
+        time.sleep(gap)
+    lat.sort()
+    done = threading.Event()
+
+    def drain():
+        for _ in range(burst):
+            r.read()
+        done.set()
+    t = threading.Thread(target=drain, daemon=True)
+    payload = frame(b"y" * 100)
+    t0 = time.perf_counter()
+    t.start()
+    chunk = payload * 500
+    for _ in range(burst // 500):
+        pub.sendall(chunk)
+    done.wait(300)
+    rate = burst / (time.perf_counter() - t0)
+    sub.close()
+    pub.close()
+    return lat[len(lat) // 2], lat[int(len(lat) * 0.99)], rate
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin", default="build/default/apps/framecast/framecast")
+    ap.add_argument("--count", type=int, default=2000)
+    ap.add_argument("--gap", type=float, default=0.001)
+    ap.add_argument("--burst", type=int, default=100_000)
+    a = ap.parse_args()
+    redis = shutil.which("redis-server")
+    if not redis:
+        sys.exit("redis-server not found")
+    with tempfile.TemporaryDirectory() as d:
+        rport = free_port()
+        rp = subprocess.Popen([redis, "--port", str(rport), "--bind", "127.0.0.1", "--dir", d,
+                               "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL)
+        time.sleep(0.5)
+        results = {}
+        for name, extra in [("single node", []),
+                            ("backplane", ["--backplane", f"redis://127.0.0.1:{rport}/bench"])]:
+            p, port = start_node(a.bin, extra)
+            try:
+                results[name] = measure(port, a.count, a.gap, a.burst)
+            finally:
+                p.terminate()
+                p.wait()
+        rp.terminate()
+        rp.wait()
+    for name, (p50, p99, rate) in results.items():
+        print(f"{name:12s} p50 {p50:8.1f} us  p99 {p99:8.1f} us  {rate:10.0f} msgs/s")
+    s, b = results["single node"], results["backplane"]
+    print(f"ratio backplane/single: p50 x{b[0] / s[0]:.1f}, p99 x{b[1] / s[1]:.1f}, "
+          f"throughput x{b[2] / s[2]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
