@@ -39,6 +39,7 @@ struct serve_config {
     std::string slow_consumer = "disconnect";
     double idle_timeout = 30.0;
     double drain_timeout = 5.0;
+    double backpressure = 2.0;
     std::uint32_t max_rate = 0;
     bool chat = false;
     std::size_t max_name = 64;
@@ -106,6 +107,7 @@ exit_code run_serve(const serve_config& cfg) {
     opts.slow_consumer = cfg.slow_consumer == "drop-oldest" ? io::slow_consumer_policy::drop_oldest
                                                             : io::slow_consumer_policy::disconnect;
     opts.idle_timeout = to_ms(cfg.idle_timeout);
+    opts.backpressure = to_ms(cfg.backpressure);
     opts.max_rate = cfg.max_rate;
     opts.chat.enabled = cfg.chat;
     opts.chat.max_name = static_cast<std::size_t>(std::min<std::uint64_t>(cfg.max_name, header_capacity));
@@ -333,6 +335,8 @@ exit_code run_serve(const serve_config& cfg) {
                                  signal_count = std::max(signal_count, 1);
                                  shut_down();
                              });
+        input_source->set_pacing({[&srv] { return srv.congested(); },
+                                  [&srv](std::function<void()> fn) { srv.when_ready(std::move(fn)); }});
         input_source->start();
     }
 
@@ -354,10 +358,11 @@ exit_code run_serve(const serve_config& cfg) {
     const auto& c = srv.counters();
     spdlog::info("served {} clients ({} rejected); {} messages broadcast, {} frames / {} bytes "
                  "written; {} in; {} bad input, {} idle timeouts, {} floods; slow consumers: {} "
-                 "disconnected, {} frames dropped",
+                 "disconnected, {} frames dropped; backpressure: {} waits, {} clients left behind",
                  c.clients_accepted, c.clients_rejected, c.messages_broadcast, c.frames_out,
                  c.bytes_out, c.messages_in, c.decode_errors, c.idle_timeouts, c.floods,
-                 c.slow_disconnects, c.slow_dropped_frames);
+                 c.slow_disconnects, c.slow_dropped_frames, c.backpressure_waits,
+                 c.backpressure_timeouts);
     if (cfg.chat) {
         spdlog::info("chat: {} joined, {} closed for their username", c.chat_joins,
                      c.chat_names_rejected);
@@ -410,6 +415,13 @@ command_runner register_serve(CLI::App& app) {
                     "not yet being written (the client then misses messages)")
         ->default_val(cfg->slow_consumer)
         ->check(CLI::IsMember({"disconnect", "drop-oldest"}));
+    cmd->add_option("--backpressure", cfg->backpressure,
+                    "Seconds the stdin source and publishing clients may be held back by one "
+                    "client whose queue is over half of --client-buffer (they wait until it is "
+                    "down to a quarter); after that the client is left to --slow-consumer. "
+                    "0: never wait (sources run at their own pace)")
+        ->default_val(cfg->backpressure)
+        ->check(CLI::Range(0.0, 1e6));
     cmd->add_option("--idle-timeout", cfg->idle_timeout,
                     "Seconds a client may spend in the middle of sending a frame before it is "
                     "closed (clients quiet between frames are fine); 0: never")

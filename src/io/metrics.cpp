@@ -76,6 +76,12 @@ std::string render_prometheus(const metrics_snapshot& m) {
     w.sample("framecast_slow_consumer_actions_total", c.slow_disconnects, "policy=\"disconnect\"");
     w.sample("framecast_slow_consumer_actions_total", c.slow_dropped_frames, "policy=\"drop_oldest\"");
     w.counter("framecast_slow_consumer_dropped_bytes_total", "Bytes dropped by drop-oldest", c.slow_dropped_bytes);
+    w.counter("framecast_backpressure_waits_total",
+              "Times a source or publishing client waited for a client over half its queue (--backpressure)",
+              c.backpressure_waits);
+    w.counter("framecast_backpressure_timeouts_total",
+              "Clients that held the sources back for --backpressure and were left to the slow-consumer policy",
+              c.backpressure_timeouts);
 
     w.family("framecast_decode_errors_total", "counter", "Clients closed for bad input, by kind");
     for (auto [e, name] : error_kinds) {

@@ -87,12 +87,17 @@ shared_frame make_shared_frame(std::string_view payload, const codec_options& op
 
 struct server::impl {
     impl(server& owner, asio::io_context& io)
-        : owner(owner), io(io), sweep_timer(io), drain_timer(io) {}
+        : owner(owner), io(io), sweep_timer(io), drain_timer(io), pace_gate(io), lag_timer(io) {}
 
     awaitable<void> accept_loop(tcp::acceptor& acceptor);
     void admit(tcp::socket socket);
     void remove(const std::shared_ptr<session>& s);
     void maybe_done();
+    // Backpressure: a client's queue crossed half of --client-buffer (+1) or fell back to a
+    // quarter (-1). While any client is congested, sources that can wait do (pace_gate).
+    void congestion(int delta);
+    void arm_lag_timer(clock::duration after);
+    void on_lag_timer();
 
     server& owner;
     asio::io_context& io;
@@ -121,6 +126,13 @@ struct server::impl {
     std::deque<shared_frame> history;
     std::size_t history_bytes = 0;
     bool shutting_down = false;
+    // Backpressure: clients over half their queue, not yet left behind as lagging. Waiters
+    // (the stdin source, publishing clients) wait on pace_gate, which never expires and is
+    // cancelled when `congested` drops to 0; lag_timer bounds each client's hold on them.
+    std::size_t congested = 0;
+    std::size_t pace_waiters = 0;
+    asio::steady_timer pace_gate;
+    asio::steady_timer lag_timer;
     std::function<void()> done;
     clock::time_point last_accept_error_log{};
 };
@@ -173,6 +185,42 @@ public:
             dropped_bytes_ += r.dropped_bytes;
         }
         if (r.queued && writer_waiting_) timer_.cancel();
+        update_congestion();
+    }
+
+    // Backpressure bookkeeping, after the queue grew or shrank: over half of --client-buffer a
+    // client holds back the sources that can wait (until it is back to a quarter, or for at
+    // most --backpressure, after which it is left to the slow-consumer policy).
+    void update_congestion() {
+        if (srv_.opts_.backpressure.count() <= 0 || srv_.impl_->shutting_down) return;
+        const std::size_t bytes = closed_ ? 0 : queue_.bytes();
+        const std::size_t limit = queue_.limit();
+        if (bytes > limit / 2) {
+            if (!congested_ && !lagging_) {
+                congested_ = true;
+                congested_since_ = clock::now();
+                srv_.impl_->congestion(+1);
+            }
+        } else if (bytes <= limit / 4) {
+            lagging_ = false;
+            if (congested_) {
+                congested_ = false;
+                srv_.impl_->congestion(-1);
+            }
+        }
+    }
+
+    // Called by the lag timer: a client congested since before `cutoff` stops holding the
+    // sources back. True when it was.
+    bool leave_behind(clock::time_point cutoff, clock::time_point& earliest) {
+        if (!congested_) return false;
+        if (congested_since_ > cutoff) {
+            earliest = std::min(earliest, congested_since_);
+            return false;
+        }
+        congested_ = false;
+        lagging_ = true;
+        return true;
     }
 
     std::size_t queued_bytes() const noexcept { return queue_.bytes(); }
@@ -202,6 +250,7 @@ public:
         socket_.close(ec);
         timer_.cancel();
         if (mid_frame_) srv_.impl_->mid_frame.erase(this);
+        update_congestion();
         --srv_.counters_.clients_current;
         asio::post(socket_.get_executor(),
                    [self = shared_from_this()] { self->srv_.impl_->remove(self); });
@@ -226,11 +275,23 @@ public:
 private:
     awaitable<void> reader() {
         auto& buf = *srv_.impl_->read_buffer;
+        // What this client sends is relayed to the others: while one of them is congested,
+        // stop reading (TCP then slows the sender down) instead of queueing more.
+        const bool paced = srv_.opts_.publish || srv_.opts_.chat.enabled;
+        auto& impl = *srv_.impl_;
         for (;;) {
+            while (paced && impl.congested > 0 && !closed_) {
+                ++impl.pace_waiters;
+                ++srv_.counters_.backpressure_waits;
+                co_await impl.pace_gate.async_wait(use_nothrow);
+                --impl.pace_waiters;
+            }
+            if (closed_) co_return;
             // Read until the socket is empty before waiting: the reactor reports readiness by
             // edge, so a wait started with bytes already pending might never complete.
             bool empty = false;
             for (int i = 0; i < max_reads_per_turn; ++i) {
+                if (paced && impl.congested > 0) break;  // waits at the top of the loop
                 std::error_code ec;
                 std::size_t n = socket_.read_some(asio::buffer(buf), ec);
                 if (closed_) co_return;
@@ -333,6 +394,7 @@ private:
         if (ec) return false;
         srv_.counters_.frames_out += queue_.consume(written);
         srv_.counters_.bytes_out += written;
+        if (congested_ || lagging_) update_congestion();
         if (queue_.empty() && dropped_frames_ > 0) {
             spdlog::warn("client {} caught up after slow-consumer drops: {} frames ({} bytes) dropped",
                          name_, dropped_frames_, dropped_bytes_);
@@ -520,6 +582,11 @@ private:
     bool writer_waiting_ = false;
     bool draining_ = false;
     bool closed_ = false;
+    // Backpressure (update_congestion): over half the queue and holding the sources back, or
+    // left behind after --backpressure.
+    bool congested_ = false;
+    bool lagging_ = false;
+    clock::time_point congested_since_{};
     // Chat mode.
     bool joined_ = false;
     std::string username_;
@@ -546,6 +613,50 @@ void server::impl::maybe_done() {
         auto fn = std::move(done);
         done = nullptr;
         fn();
+    }
+}
+
+void server::impl::congestion(int delta) {
+    if (delta > 0) {
+        if (congested++ == 0) {
+            // Closed: waiters wait until cancel(). Re-arming cancels nobody (there are no
+            // waiters while nothing is congested).
+            pace_gate.expires_at(asio::steady_timer::time_point::max());
+            arm_lag_timer(owner.opts_.backpressure);
+        }
+    } else if (--congested == 0) {
+        pace_gate.cancel();
+        lag_timer.cancel();
+    }
+}
+
+void server::impl::arm_lag_timer(clock::duration after) {
+    lag_timer.expires_after(after);
+    lag_timer.async_wait([this](std::error_code ec) {
+        if (!ec) on_lag_timer();
+    });
+}
+
+// A client that stayed over half its queue for --backpressure no longer holds the sources:
+// it is now up to the slow-consumer policy whether it catches up, is cut off or misses frames.
+void server::impl::on_lag_timer() {
+    if (shutting_down) return;
+    const auto now = clock::now();
+    const auto cutoff = now - owner.opts_.backpressure;
+    auto earliest = clock::time_point::max();
+    for (auto& s : sessions) {
+        if (!s->leave_behind(cutoff, earliest)) continue;
+        --congested;
+        ++owner.counters_.backpressure_timeouts;
+        spdlog::log(pace_waiters > 0 ? spdlog::level::warn : spdlog::level::debug,
+                    "client {}: queue over half of --client-buffer for {} ms; no longer "
+                    "holding back the sources for it (--backpressure)",
+                    s->name(), owner.opts_.backpressure.count());
+    }
+    if (congested == 0) {
+        pace_gate.cancel();
+    } else {
+        arm_lag_timer(earliest + owner.opts_.backpressure - now);
     }
 }
 
@@ -711,6 +822,21 @@ void server::broadcast(const shared_frame& frame, const session* origin) {
     }
 }
 
+bool server::congested() const noexcept { return impl_->congested > 0; }
+
+void server::when_ready(std::function<void()> fn) {
+    if (impl_->congested == 0) {
+        asio::post(impl_->io, std::move(fn));
+        return;
+    }
+    ++impl_->pace_waiters;
+    ++counters_.backpressure_waits;
+    impl_->pace_gate.async_wait([this, fn = std::move(fn)](std::error_code) {
+        --impl_->pace_waiters;
+        fn();
+    });
+}
+
 std::vector<std::size_t> server::client_queue_bytes() const {
     std::vector<std::size_t> out;
     out.reserve(impl_->sessions.size());
@@ -727,6 +853,10 @@ void server::shutdown(std::chrono::milliseconds drain_timeout, std::function<voi
         a->close(ec);
     }
     impl_->sweep_timer.cancel();
+    // Nothing new is published while the queues drain: let nobody wait for them.
+    impl_->congested = 0;
+    impl_->pace_gate.cancel();
+    impl_->lag_timer.cancel();
     spdlog::info("shutting down: flushing {} clients (at most {} ms)", impl_->sessions.size(),
                  drain_timeout.count());
     for (auto& s : impl_->sessions) s->drain();

@@ -8,6 +8,8 @@
 #include <cmath>
 #include <condition_variable>
 #include <cstdlib>
+#include <deque>
+#include <optional>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -120,13 +122,23 @@ struct stdin_source::state {
     codec_options codec;
     std::function<void(std::string_view)> on_message;
     std::function<void(std::error_code, const std::string&)> on_end;
+    pacing pace;
 
+    // The hand-off, guarded by `mutex`: batches read and not yet taken by the io thread (at
+    // most max_ready), then how the input ended.
+    static constexpr std::size_t max_ready = 2;
     std::mutex mutex;
     std::condition_variable cv;
-    int pending = 0;        // batches posted, not yet handed out on the io thread
+    std::deque<message_batch> ready;
+    std::optional<std::pair<std::error_code, std::string>> end;
     bool stopped = false;
     int wake[2] = {-1, -1};  // a pipe that interrupts the thread's poll()
     std::thread thread;
+
+    // The io thread's side: the batch being handed out, message by message.
+    message_batch current;
+    std::size_t next_message = 0;  // index into current.ends
+    bool waiting = false;          // paused by pace.busy(); pace.when_ready() resumes it
 
     state(asio::io_context& io, int fd, format fmt, codec_options codec,
           std::function<void(std::string_view)> on_message,
@@ -134,37 +146,66 @@ struct stdin_source::state {
         : io(io), fd(fd), fmt(fmt), codec(codec), on_message(std::move(on_message)),
           on_end(std::move(on_end)) {}
 
-    // Runs on the reader thread. Returns false when stopped.
-    bool post_batch(std::shared_ptr<state> self, message_batch batch) {
-        std::unique_lock lock(mutex);
-        cv.wait(lock, [&] { return pending < 2 || stopped; });
-        if (stopped) return false;
-        ++pending;
-        lock.unlock();
-        asio::post(io, [self = std::move(self), batch = std::move(batch)] {
-            {
-                std::lock_guard g(self->mutex);
-                if (self->stopped) return;
-                --self->pending;
-            }
-            self->cv.notify_all();
-            std::size_t start = 0;
-            for (std::size_t end : batch.ends) {
-                self->on_message(std::string_view(batch.data).substr(start, end - start));
-                start = end;
-            }
-        });
+    // Runs on the reader thread; waits while max_ready batches are waiting. False when stopped.
+    bool post_batch(const std::shared_ptr<state>& self, message_batch batch) {
+        {
+            std::unique_lock lock(mutex);
+            cv.wait(lock, [&] { return ready.size() < max_ready || stopped; });
+            if (stopped) return false;
+            ready.push_back(std::move(batch));
+        }
+        asio::post(io, [self] { self->hand_out(self); });
         return true;
     }
 
-    void post_end(std::shared_ptr<state> self, std::error_code ec, std::string message) {
-        asio::post(io, [self = std::move(self), ec, message = std::move(message)] {
-            {
-                std::lock_guard g(self->mutex);
-                if (self->stopped) return;
+    void post_end(const std::shared_ptr<state>& self, std::error_code ec, std::string message) {
+        {
+            std::lock_guard g(mutex);
+            end.emplace(ec, std::move(message));
+        }
+        asio::post(io, [self] { self->hand_out(self); });
+    }
+
+    // Runs on the io thread: hands out messages in order until there are none or the consumers
+    // are busy, then (all batches handed out) the end of input.
+    void hand_out(const std::shared_ptr<state>& self) {
+        if (waiting) return;  // the when_ready() continuation carries on
+        for (;;) {
+            if (next_message == current.ends.size()) {
+                std::unique_lock lock(mutex);
+                if (stopped) return;
+                if (ready.empty()) {
+                    if (!end) return;
+                    auto [ec, message] = std::move(*end);
+                    end.reset();
+                    lock.unlock();
+                    on_end(ec, message);
+                    return;
+                }
+                current = std::move(ready.front());
+                ready.pop_front();
+                next_message = 0;
+                lock.unlock();
+                cv.notify_all();
             }
-            self->on_end(ec, message);
-        });
+            while (next_message < current.ends.size()) {
+                if (pace.busy && pace.busy()) {
+                    waiting = true;
+                    pace.when_ready([self] {
+                        self->waiting = false;
+                        self->hand_out(self);
+                    });
+                    return;
+                }
+                const std::size_t from = next_message == 0 ? 0 : current.ends[next_message - 1];
+                const std::size_t to = current.ends[next_message++];
+                on_message(std::string_view(current.data).substr(from, to - from));
+            }
+            {
+                std::lock_guard g(mutex);
+                if (stopped) return;
+            }
+        }
     }
 
     void run(std::shared_ptr<state> self) {
@@ -268,6 +309,8 @@ stdin_source::stdin_source(asio::io_context& io, int fd, format fmt, codec_optio
                                      std::move(on_end))) {}
 
 stdin_source::~stdin_source() { stop(); }
+
+void stdin_source::set_pacing(pacing p) { state_->pace = std::move(p); }
 
 void stdin_source::start() {
     if (::pipe(state_->wake) != 0) {

@@ -39,6 +39,11 @@ struct server_options {
     slow_consumer_policy slow_consumer = slow_consumer_policy::disconnect;
     // A client that stays in the middle of an inbound frame this long is closed; 0: never.
     std::chrono::milliseconds idle_timeout{std::chrono::seconds(30)};
+    // Backpressure: while a client's queue is over half of client_buffer, sources that can
+    // wait (a when_ready() caller such as the stdin source; clients' publishing, which the
+    // server stops reading) wait for it to fall back to a quarter, each client for at most
+    // this long; after that it is left to the slow-consumer policy. 0: nobody waits.
+    std::chrono::milliseconds backpressure{std::chrono::seconds(2)};
     // Inbound messages per second per client before it counts as a flood; 0: no limit.
     std::uint32_t max_rate = 0;
     // The tutorial series' chat room (see chat_options). Excludes `publish` and a welcome: a
@@ -76,6 +81,8 @@ struct server_counters {
     std::uint64_t slow_dropped_frames = 0;
     std::uint64_t slow_dropped_bytes = 0;
     std::uint64_t accept_errors = 0;
+    std::uint64_t backpressure_waits = 0;     // a source or publisher waited for a client
+    std::uint64_t backpressure_timeouts = 0;  // a client held them back for --backpressure
     std::uint64_t chat_joins = 0;         // chat: usernames accepted
     std::uint64_t chat_names_rejected = 0;  // chat: clients closed for their username
 };
@@ -127,6 +134,12 @@ public:
     void shutdown(std::chrono::milliseconds drain_timeout, std::function<void()> done = {});
     // Closes every client now.
     void close_all(const std::string& reason);
+
+    // Backpressure (server_options::backpressure): true while some client's queue is over
+    // half of client_buffer and has not been for longer than `backpressure`.
+    bool congested() const noexcept;
+    // Runs `fn` on the server's thread once congested() is false (posted, never inline).
+    void when_ready(std::function<void()> fn);
 
     const server_counters& counters() const noexcept { return counters_; }
     const server_options& options() const noexcept { return opts_; }

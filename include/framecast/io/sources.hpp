@@ -61,6 +61,15 @@ public:
     stdin_source(const stdin_source&) = delete;
     stdin_source& operator=(const stdin_source&) = delete;
 
+    // Flow control toward the consumers: before each message, `busy()` is asked; while it is
+    // true the source hands out nothing more and calls `when_ready(resume)` to be resumed.
+    // Reading stops too once a few chunks wait (so a pipe's writer blocks). Set before start().
+    struct pacing {
+        std::function<bool()> busy;
+        std::function<void(std::function<void()>)> when_ready;
+    };
+    void set_pacing(pacing p);
+
     void start();
     // Stops reading (wakes the thread) and joins it.
     void stop();
