@@ -116,10 +116,10 @@ std::string render_prometheus(const metrics_snapshot& m) {
         const auto& b = *m.backplane;
         w.gauge("framecast_backplane_up", "1 when the backplane is connected both ways", b.connected ? 1 : 0);
         w.gauge("framecast_backplane_lag_seconds", "Age of the newest backplane entry when delivered", b.lag_seconds);
-        w.gauge("framecast_backplane_pending", "Messages waiting to be appended to the backplane", b.pending);
-        w.counter("framecast_backplane_published_total", "Messages appended to the backplane", b.published);
+        w.gauge("framecast_backplane_pending", "Entries (one or more messages each) waiting to be appended to the backplane", b.pending);
+        w.counter("framecast_backplane_published_total", "Entries (one or more messages each) appended to the backplane", b.published);
         w.counter("framecast_backplane_delivered_total", "Backplane entries delivered to this node", b.delivered);
-        w.counter("framecast_backplane_dropped_total", "Messages not appended: pending queue full", b.dropped);
+        w.counter("framecast_backplane_dropped_total", "Entries not appended: pending queue full", b.dropped);
         w.counter("framecast_backplane_duplicates_total", "Backplane entries skipped as already delivered", b.duplicates);
         w.counter("framecast_backplane_reconnects_total", "Backplane reconnections", b.reconnects);
     }

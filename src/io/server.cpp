@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <charconv>
 #include <cstring>
 #include <deque>
 #include <span>
@@ -31,6 +32,27 @@ namespace {
 constexpr std::size_t max_gather = 64;
 constexpr std::size_t write_batch = 256 * 1024;
 constexpr std::size_t copy_below = 16 * 1024;
+// How many frames lie in `unit`, whole frames encoded by this server (or a backplane peer):
+// one header parse per frame. At least 1, whatever the bytes. With lengths in code points a
+// unit is always one message (--publish does not batch then: a header does not give the size).
+std::size_t frames_in(std::string_view unit, const codec_options& codec) {
+    if (codec.unit != length_unit::bytes) return 1;
+    const std::size_t header_size = codec.header_size;
+    std::size_t n = 0;
+    while (unit.size() >= header_size) {
+        auto header = unit.substr(0, header_size);
+        std::uint64_t length = 0;
+        auto [end, ec] = std::from_chars(header.data(), header.data() + header.size(), length);
+        if (ec != std::errc() || length > unit.size() - header_size) break;
+        ++n;
+        unit.remove_prefix(header_size + length);
+    }
+    return std::max<std::size_t>(n, 1);
+}
+
+// --publish: messages from one client's read published as one buffer, at most this much
+// (a message longer than that goes alone).
+constexpr std::size_t publish_batch_bytes = 64 * 1024;
 // Reads per wake-up before yielding to other clients.
 constexpr int max_reads_per_turn = 16;
 constexpr std::size_t read_buffer_size = 64 * 1024;
@@ -160,11 +182,11 @@ public:
     }
 
     // Queues a frame, applying the slow-consumer policy when the queue is full.
-    void deliver(const shared_frame& frame) {
+    void deliver(const shared_frame& frame, std::size_t messages = 1) {
         if (closed_) return;
         auto& c = srv_.counters_;
         auto before = queue_.bytes();
-        auto r = queue_.push(frame);
+        auto r = queue_.push(frame, messages);
         if (r.overflow) {
             ++c.slow_disconnects;
             stop(spdlog::level::warn, "slow consumer: " + std::to_string(before) +
@@ -448,6 +470,8 @@ private:
             if (chat) keep_header(from, before - in.size());
             if (ev == decode_event::need_more) break;
             if (ev == decode_event::error) {
+                // The whole frames before the bad one are relayed, as if they had come alone.
+                if (!publish_batch()) return false;
                 count_decode_error();
                 if (chat && !joined_ && decoder_.error() == errc::message_too_large) {
                     ++c.chat_names_rejected;
@@ -461,6 +485,7 @@ private:
             ++c.messages_in;
             completed = true;
             if (!within_rate()) {
+                if (!publish_batch()) return false;
                 ++c.floods;
                 stop(spdlog::level::warn, "flood: more than " +
                                               std::to_string(srv_.opts_.max_rate) +
@@ -470,13 +495,13 @@ private:
             if (chat) {
                 if (!on_chat_frame(decoder_.payload())) return false;
             } else if (srv_.opts_.publish && !srv_.impl_->shutting_down) {
-                srv_.publish(decoder_.payload(), this);
-                if (closed_) return false;
+                if (!batch_frame(decoder_.payload())) return false;
             } else {
                 spdlog::debug("client {}: ignored a {}-byte message (not --publish)", name_,
                               decoder_.payload().size());
             }
         }
+        if (!publish_batch()) return false;
         if (decoder_.at_frame_boundary()) {
             if (mid_frame_) srv_.impl_->mid_frame.erase(this);
             mid_frame_ = false;
@@ -490,6 +515,31 @@ private:
             mid_frame_since_ = clock::now();
         }
         return true;
+    }
+
+    // --publish: the messages of one read are published together, encoded into one shared
+    // buffer (one allocation and one queue entry per client for all of them, instead of one
+    // per message). A batch stays well under --client-buffer so the slow-consumer policy
+    // still works in small units.
+    bool batch_frame(std::string_view payload) {
+        const std::size_t frame_size = srv_.opts_.codec.header_size + payload.size();
+        const std::size_t limit = srv_.opts_.codec.unit != length_unit::bytes
+                                      ? 0  // one message per unit (see frames_in)
+                                      : std::min(publish_batch_bytes, srv_.opts_.client_buffer / 8);
+        if (batch_ && batch_->size() + frame_size > limit && !publish_batch()) return false;
+        if (!batch_) batch_ = std::make_shared<std::string>();
+        if (auto ec = append_frame(*batch_, payload, srv_.opts_.codec)) {
+            spdlog::error("cannot relay a {}-byte message: {}", payload.size(), ec.message());
+        }
+        return true;
+    }
+
+    // False when publishing closed this client.
+    bool publish_batch() {
+        if (!batch_) return true;
+        srv_.publish(shared_frame(std::move(batch_)), this);
+        batch_.reset();
+        return !closed_;
     }
 
     // Chat: the decoder consumed `n` bytes at `p`, all of the current frame (whole mode stops
@@ -575,6 +625,7 @@ private:
     decoder decoder_;
     frame_queue queue_;
     std::uint64_t dropped_frames_ = 0, dropped_bytes_ = 0;  // this drop episode
+    std::shared_ptr<std::string> batch_;  // --publish: this read's messages (publish_batch)
     clock::time_point mid_frame_since_{};
     clock::time_point rate_last_{};
     double tokens_ = 0;
@@ -800,7 +851,10 @@ void server::broadcast(std::string_view payload, const session* origin) {
 }
 
 void server::broadcast(const shared_frame& frame, const session* origin) {
-    ++counters_.messages_broadcast;
+    // A chat relay is one message in two frames; otherwise a unit may be a batch of messages
+    // (--publish batches a read's worth).
+    const std::size_t messages = opts_.chat.enabled ? 1 : frames_in(*frame, opts_.codec);
+    counters_.messages_broadcast += messages;
     if (opts_.chat.enabled && opts_.chat.history > 0) {
         auto& h = *impl_;
         h.history.push_back(frame);
@@ -817,8 +871,8 @@ void server::broadcast(const shared_frame& frame, const session* origin) {
     for (std::size_t i = 0; i < sessions.size(); ++i) {
         auto& s = *sessions[i];
         if (&s == origin || !s.receives_broadcasts()) continue;
-        s.deliver(frame);
-        ++counters_.deliveries;
+        s.deliver(frame, messages);
+        counters_.deliveries += messages;
     }
 }
 

@@ -150,3 +150,7 @@ def test_a_publisher_waits_for_a_subscriber_that_pauses(procs, backpressure):
     publisher.close()
     server.signal()
     assert server.wait() == 0
+    # A publisher's messages travel in batches (one per read) but are counted one by one.
+    summary = server.wait_for(rb"(\d+) messages broadcast, (\d+) frames / \d+ bytes written; "
+                              rb"(\d+) in")
+    assert [int(g) for g in summary.groups()] == [LINES, LINES, LINES]

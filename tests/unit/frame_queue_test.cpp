@@ -95,6 +95,19 @@ TEST(FrameQueue, StartWriteGathersAtMostMaxFrames) {
     EXPECT_EQ(q.size(), 6u);
 }
 
+TEST(FrameQueue, AUnitOfSeveralMessagesIsCountedAsThemAll) {
+    frame_queue q(100, slow_consumer_policy::drop_oldest);
+    q.push(f(40, 'a'), 4);  // e.g. a publisher's read: four frames in one shared buffer
+    q.push(f(40, 'b'), 3);
+    auto r = q.push(f(40, 'c'), 2);  // over the bound: the oldest unit goes, all four of it
+    EXPECT_TRUE(r.queued);
+    EXPECT_EQ(r.dropped_frames, 4u);
+    EXPECT_EQ(r.dropped_bytes, 40u);
+    EXPECT_EQ(q.consume(50), 3u);  // b whole, 10 bytes of c
+    EXPECT_EQ(q.consume(30), 2u);
+    EXPECT_TRUE(q.empty());
+}
+
 TEST(FrameQueue, ConsumeRemovesWholeFramesAndPinsAPartlyWrittenOne) {
     frame_queue q(1000, slow_consumer_policy::drop_oldest);
     q.push(f(10, 'a'));

@@ -23,7 +23,7 @@ public:
     struct push_result {
         bool queued = true;            // the new frame is in the queue
         bool overflow = false;         // disconnect policy: the frame did not fit
-        std::size_t dropped_frames = 0;  // drop-oldest: frames dropped (may include the new one)
+        std::size_t dropped_frames = 0;  // drop-oldest: messages dropped (may include the new ones)
         std::size_t dropped_bytes = 0;
     };
 
@@ -31,8 +31,9 @@ public:
         : limit_(limit_bytes), policy_(policy) {}
 
     // Queues `f` unless that would pass the byte limit; then applies the policy. Frames being
-    // written (see start_write) are never dropped: the peer has part of them already.
-    push_result push(const shared_frame& f) {
+    // written (see start_write) are never dropped: the peer has part of them already. `f` may
+    // hold several frames sent as one unit; `messages` is how many, for the counts reported.
+    push_result push(const shared_frame& f, std::size_t messages = 1) {
         push_result r;
         if (bytes_ + f->size() > limit_) {
             if (policy_ == slow_consumer_policy::disconnect) {
@@ -42,19 +43,19 @@ public:
             }
             while (bytes_ + f->size() > limit_ && frames_.size() > in_flight_) {
                 auto it = frames_.begin() + static_cast<std::ptrdiff_t>(in_flight_);
-                ++r.dropped_frames;
-                r.dropped_bytes += (*it)->size();
-                bytes_ -= (*it)->size();
+                r.dropped_frames += it->messages;
+                r.dropped_bytes += it->frame->size();
+                bytes_ -= it->frame->size();
                 frames_.erase(it);
             }
             if (bytes_ + f->size() > limit_) {
-                ++r.dropped_frames;
+                r.dropped_frames += messages;
                 r.dropped_bytes += f->size();
                 r.queued = false;
                 return r;
             }
         }
-        frames_.push_back(f);
+        frames_.push_back({f, messages});
         bytes_ += f->size();
         return r;
     }
@@ -67,7 +68,7 @@ public:
     // The pinned frames were written: removes them.
     void finish_write() {
         for (; in_flight_ > 0; --in_flight_) {
-            bytes_ -= frames_.front()->size();
+            bytes_ -= frames_.front().frame->size();
             frames_.pop_front();
         }
     }
@@ -78,27 +79,27 @@ public:
     // as much as the socket takes: bytes of the front frame the peer already has.
     std::size_t front_offset() const noexcept { return front_offset_; }
     // `n` more bytes were written, starting at front_offset() of the front frame: removes the
-    // frames written whole and returns how many; a frame left partly written stays pinned (it
-    // is never dropped) until the rest of it is written.
+    // frames written whole and returns how many messages they held; a frame left partly
+    // written stays pinned (it is never dropped) until the rest of it is written.
     std::size_t consume(std::size_t n) {
         std::size_t done = 0;
         while (n > 0 && !frames_.empty()) {
-            const std::size_t left = frames_.front()->size() - front_offset_;
+            const std::size_t left = frames_.front().frame->size() - front_offset_;
             if (n < left) {
                 front_offset_ += n;
                 break;
             }
             n -= left;
-            bytes_ -= frames_.front()->size();
+            bytes_ -= frames_.front().frame->size();
+            done += frames_.front().messages;
             frames_.pop_front();
             front_offset_ = 0;
-            ++done;
         }
         in_flight_ = front_offset_ > 0 ? 1 : 0;
         return done;
     }
 
-    const shared_frame& operator[](std::size_t i) const { return frames_[i]; }
+    const shared_frame& operator[](std::size_t i) const { return frames_[i].frame; }
     bool empty() const noexcept { return frames_.empty(); }
     std::size_t size() const noexcept { return frames_.size(); }
     std::size_t bytes() const noexcept { return bytes_; }
@@ -106,7 +107,11 @@ public:
     std::size_t limit() const noexcept { return limit_; }
 
 private:
-    std::deque<shared_frame> frames_;
+    struct entry {
+        shared_frame frame;
+        std::size_t messages;
+    };
+    std::deque<entry> frames_;
     std::size_t bytes_ = 0;
     std::size_t in_flight_ = 0;  // frames at the front handed to the socket
     std::size_t front_offset_ = 0;  // bytes of the front frame written (consume())
