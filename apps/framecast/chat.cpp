@@ -44,25 +44,6 @@ struct chat_config {
     int verbosity = 0;
 };
 
-// Names and messages are the peers' to choose: control characters are shown as \xNN so they
-// cannot move the cursor, clear the screen or forge a line. UTF-8 passes as is.
-std::string printable(std::string_view s) {
-    static constexpr char hex[] = "0123456789abcdef";
-    std::string out;
-    out.reserve(s.size());
-    for (char ch : s) {
-        auto c = static_cast<unsigned char>(ch);
-        if (c < 0x20 || c == 0x7f) {
-            out += "\\x";
-            out += hex[c >> 4];
-            out += hex[c & 0xf];
-        } else {
-            out += ch;
-        }
-    }
-    return out;
-}
-
 // Writes all of `data`, waiting out EAGAIN (a terminal shares its non-blocking flag with stdin,
 // which Asio makes non-blocking).
 void write_all(int fd, std::string_view data) {
@@ -89,11 +70,11 @@ public:
 
     void message(std::string_view name, std::string_view text) {
         std::string out = interactive_ ? "\r\x1b[K" : "";
-        out += printable(name);
+        out += escape_controls(name);
         out += " > ";
-        out += printable(text);
+        out += escape_controls(text);
         out += '\n';
-        if (interactive_) out += prompt_ + printable(line_);
+        if (interactive_) out += prompt_ + escape_controls(line_);
         write_all(STDOUT_FILENO, out);
     }
 
@@ -101,7 +82,7 @@ public:
     // say the same on stderr otherwise.
     void notice(std::string_view text) {
         if (!interactive_) return;
-        write_all(STDOUT_FILENO, "\r\x1b[K" + std::string(text) + "\n" + prompt_ + printable(line_));
+        write_all(STDOUT_FILENO, "\r\x1b[K" + std::string(text) + "\n" + prompt_ + escape_controls(line_));
     }
 
     void show_prompt() { write_all(STDOUT_FILENO, prompt_); }
@@ -159,7 +140,7 @@ public:
     }
 
 private:
-    void redraw() { write_all(STDOUT_FILENO, "\r\x1b[K" + prompt_ + printable(line_)); }
+    void redraw() { write_all(STDOUT_FILENO, "\r\x1b[K" + prompt_ + escape_controls(line_)); }
 
     bool interactive_;
     std::string prompt_;
@@ -353,7 +334,7 @@ asio::awaitable<exit_code> run_chat(const chat_config& cfg, bool interactive, ch
     }
     progress->queued_bytes = opts.header_size + cfg.name.size();
     io::frame_writer writer(ex, queue);
-    spdlog::info("joined {} as {}", target.to_string(), printable(cfg.name));
+    spdlog::info("joined {} as {}", target.to_string(), escape_controls(cfg.name));
 
     session_state state;
     decoder dec(opts, decode_mode::whole);
@@ -436,7 +417,7 @@ command_runner register_chat(CLI::App& app) {
             return exit_code::usage;
         }
 
-        chat_screen screen(interactive, printable(name) + " > ");
+        chat_screen screen(interactive, escape_controls(name) + " > ");
         std::optional<terminal_mode> terminal;
         if (interactive) terminal.emplace();
         auto code = run_io(

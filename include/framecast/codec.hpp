@@ -84,6 +84,12 @@ std::optional<std::size_t> count_code_points(std::string_view s) noexcept;
 // Python-bytes-repr-like escaping for messages: printable ASCII as is, the rest as \xNN.
 std::string escape_bytes(std::string_view s);
 
+// Text a peer chose (a username, a chat line), made safe for a terminal or a log line:
+// control characters (C0 and DEL) as \xNN so they cannot move the cursor, clear the screen or
+// forge a line; with `backslash` also '\' (so an escape in the output is always one we made).
+// Everything else, UTF-8 included, as is.
+std::string escape_controls(std::string_view s, bool backslash = false);
+
 // ---------------------------------------------------------------------------------------------
 // Decoding
 

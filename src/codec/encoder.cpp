@@ -85,4 +85,21 @@ std::string escape_bytes(std::string_view s) {
     return out;
 }
 
+std::string escape_controls(std::string_view s, bool backslash) {
+    static constexpr char hex[] = "0123456789abcdef";
+    std::string out;
+    out.reserve(s.size());
+    for (char ch : s) {
+        auto c = static_cast<unsigned char>(ch);
+        if (c < 0x20 || c == 0x7f || (backslash && c == '\\')) {
+            out += "\\x";
+            out += hex[c >> 4];
+            out += hex[c & 0xf];
+        } else {
+            out += ch;
+        }
+    }
+    return out;
+}
+
 }  // namespace framecast

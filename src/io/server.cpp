@@ -72,25 +72,6 @@ void rethrow(std::exception_ptr e) {
     if (e) std::rethrow_exception(e);
 }
 
-// A username for a log line: control characters escaped (a name is the client's to choose and
-// must not forge log lines), everything else (UTF-8) as is.
-std::string printable(std::string_view s) {
-    static constexpr char hex[] = "0123456789abcdef";
-    std::string out;
-    out.reserve(s.size());
-    for (char ch : s) {
-        auto c = static_cast<unsigned char>(ch);
-        if (c < 0x20 || c == 0x7f || c == '\\') {
-            out += "\\x";
-            out += hex[c >> 4];
-            out += hex[c & 0xf];
-        } else {
-            out += ch;
-        }
-    }
-    return out;
-}
-
 // The decoder of a chat client's first frame: a header announcing more than --max-name bytes
 // fails before the name is buffered.
 codec_options first_frame_codec(const server_options& o) {
@@ -258,7 +239,7 @@ public:
         if (closed_) return;
         closed_ = true;
         if (joined_) {
-            spdlog::log(level, "{} left ({}): {}", printable(username_), name_, reason);
+            spdlog::log(level, "{} left ({}): {}", escape_controls(username_, true), name_, reason);
             if (srv_.opts_.chat.unique_names) {
                 auto& names = srv_.impl_->names;
                 if (auto it = names.find(username_); it != names.end() && --it->second == 0) {
@@ -577,7 +558,7 @@ private:
             problem = "bad username: " + std::to_string(name.size()) + " bytes, more than " +
                       std::to_string(rules.max_name) + " (--max-name)";
         } else if (rules.unique_names && srv_.impl_->names.contains(std::string(name))) {
-            problem = "username '" + printable(name) + "' is already in use (--unique-names)";
+            problem = "username '" + escape_controls(name, true) + "' is already in use (--unique-names)";
         }
         if (!problem.empty()) {
             ++c.chat_names_rejected;
@@ -590,7 +571,7 @@ private:
         user_frame_ = std::move(frame);
         if (rules.unique_names) ++srv_.impl_->names[username_];
         ++c.chat_joins;
-        spdlog::info("{} joined from {}", printable(username_), name_);
+        spdlog::info("{} joined from {}", escape_controls(username_, true), name_);
         // Messages may now be as long as --max-message.
         decoder_ = decoder(srv_.opts_.codec, decode_mode::whole);
         for (const auto& relay : srv_.impl_->history) {

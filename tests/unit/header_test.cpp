@@ -125,3 +125,11 @@ TEST(Header, EscapeBytesLooksLikePython) {
     EXPECT_EQ(escape_bytes("18        "), "b'18        '");
     EXPECT_EQ(escape_bytes(std::string("a\0\xff\n'\\", 6)), "b'a\\x00\\xff\\n\\'\\\\'");
 }
+
+TEST(Header, EscapeControlsKeepsUtf8AndDisarmsTerminalControls) {
+    // A username that would clear the screen and forge a line, then UTF-8 and a backslash.
+    const std::string name = "\x1b[2J\r\nbob\x7f \xc3\xa9\\";
+    EXPECT_EQ(escape_controls(name), "\\x1b[2J\\x0d\\x0abob\\x7f \xc3\xa9\\");
+    EXPECT_EQ(escape_controls(name, true), "\\x1b[2J\\x0d\\x0abob\\x7f \xc3\xa9\\x5c");
+    EXPECT_EQ(escape_controls(""), "");
+}
