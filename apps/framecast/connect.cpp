@@ -284,6 +284,8 @@ asio::awaitable<exit_code> run_connect(const connect_config& cfg, output_sink& s
         spdlog::info("connected to {}", name);
 
         decoder dec(cfg.codec.options(), mode);
+        // One connection: keep the gathering buffer of a large frame for the next one.
+        dec.retain_capacity(dec.options().max_message);
         io::read_result res;
         if (writer) {
             auto outcome = co_await (io::read_frames(socket, dec, buffer, sink, read_opts) ||

@@ -166,6 +166,13 @@ public:
     bool at_frame_boundary() const noexcept { return state_ == state::header && header_fill_ == 0; }
 
     const codec_options& options() const noexcept { return opts_; }
+    // A gathering buffer larger than this is freed once its frame has been handed out (by
+    // default 64 KiB), so an idle connection that once received a large message does not keep
+    // its memory. A reader of one connection that receives large frames can keep up to
+    // max_message instead: that saves an allocation, and the page faults of fresh memory, per
+    // large frame.
+    static constexpr std::size_t default_retained_capacity = 64 * 1024;
+    void retain_capacity(std::size_t bytes) noexcept { retain_ = bytes; }
     // Bytes of memory the decoder holds for frames that span reads (0 between small frames).
     std::size_t buffered_capacity() const noexcept { return capacity_; }
 
@@ -198,6 +205,7 @@ private:
     std::size_t capacity_ = 0;
     std::size_t fill_ = 0;
     bool release_buffer_ = false;        // free buffer_ at the next call (it held a large frame)
+    std::size_t retain_ = default_retained_capacity;
     std::string_view payload_;
     std::error_code error_;
     std::string error_message_;

@@ -14,9 +14,6 @@ namespace {
 bool is_space(unsigned char c) noexcept { return c == ' ' || (c >= '\t' && c <= '\r'); }
 bool is_digit(unsigned char c) noexcept { return c >= '0' && c <= '9'; }
 
-// A gathering buffer larger than this is released once its frame has been handed out, so an
-// idle connection that once received a large message does not keep its memory.
-constexpr std::size_t keep_capacity = 64 * 1024;
 
 }  // namespace
 
@@ -200,7 +197,7 @@ decode_event decoder::take_payload(std::span<const char>& in) {
         fill_ += take;
         if (!complete) return decode_event::need_more;
         payload_ = {buffer_.get(), fill_};
-        release_buffer_ = capacity_ > keep_capacity;
+        release_buffer_ = capacity_ > retain_;
     }
     state_ = state::header;
     return decode_event::frame;
@@ -240,7 +237,7 @@ decode_event decoder::commit(std::size_t n) {
     received_units_ = received_bytes_;
     if (!payload_complete()) return decode_event::need_more;
     payload_ = {buffer_.get(), fill_};
-    release_buffer_ = capacity_ > keep_capacity;
+    release_buffer_ = capacity_ > retain_;
     state_ = state::header;
     return decode_event::frame;
 }

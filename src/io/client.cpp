@@ -67,9 +67,14 @@ asio::awaitable<read_result> read_loop(tcp::socket& socket, decoder& dec, std::s
     };
 
     for (;;) {
+        // Inside a payload with at least a buffer's worth still to come: read it straight into
+        // the decoder (same read size), so a large frame is not copied a second time.
+        const std::span<char> space = dec.payload_space();
+        const bool direct = space.size() >= buffer.size();
         // Try the read first and only wait when there is nothing: a busy stream costs one system
         // call per buffer, and the handler gets to flush exactly when the stream goes quiet.
-        std::size_t n = socket.read_some(asio::buffer(buffer.data(), buffer.size()), ec);
+        std::size_t n = socket.read_some(
+            asio::buffer(direct ? space.data() : buffer.data(), buffer.size()), ec);
         if (ec == asio::error::would_block || ec == asio::error::try_again) {
             handler.on_idle();
             reads_in_a_row = 0;
@@ -102,9 +107,19 @@ asio::awaitable<read_result> read_loop(tcp::socket& socket, decoder& dec, std::s
         if (last_read) *last_read = clock::now();
         res.bytes += n;
         handler.on_read(n);
+        if (direct) {
+            auto ev = dec.commit(n);
+            if (ev == decode_event::frame) {
+                if (!handler.on_frame(dec.payload())) co_return stop();
+            } else if (ev == decode_event::error) {
+                res.ec = dec.error();
+                res.message = dec.error_message();
+                co_return res;
+            }
+        }
 
-        std::span<const char> in(buffer.data(), n);
-        for (bool more = true; more;) {
+        std::span<const char> in(buffer.data(), direct ? 0 : n);
+        for (bool more = !direct; more;) {
             const char* from = in.data();
             auto ev = dec.next(in);
             auto consumed = static_cast<std::size_t>(in.data() - from);

@@ -121,6 +121,38 @@ TEST_F(client_test, writer_to_reader_with_every_buffer_size) {
     }
 }
 
+TEST_F(client_test, large_frames_are_read_into_the_decoder_and_its_buffer_kept) {
+    // Frames larger than the read buffer: the rest of each is read straight into the decoder
+    // (payload_space), and with retain_capacity the buffer serves the next large frame too.
+    std::vector<std::string> payloads;
+    for (std::size_t size : {300u * 1024, 5u, 1024u * 1024, 64u * 1024, 1024u * 1024 - 3, 0u}) {
+        payloads.push_back(std::string(size, static_cast<char>('A' + payloads.size())));
+        if (size > 10) payloads.back()[size / 2] = '!';  // not one repeated byte throughout
+    }
+    collector got;
+    read_result res;
+    std::size_t retained = 0;
+    run(
+        [&](tcp::socket& socket) -> asio::awaitable<void> {
+            auto queue = std::make_shared<send_queue>();
+            for (const auto& p : payloads) EXPECT_FALSE(queue->push(p));
+            queue->close();
+            frame_writer writer(co_await asio::this_coro::executor, queue);
+            EXPECT_FALSE(co_await writer.run(socket));
+        },
+        [&](tcp::socket& socket) -> asio::awaitable<void> {
+            decoder dec({.max_message = 2 * 1024 * 1024});
+            dec.retain_capacity(dec.options().max_message);
+            std::vector<char> buffer(64 * 1024);
+            res = co_await read_frames(socket, dec, buffer, got);
+            retained = dec.buffered_capacity();
+        });
+    EXPECT_FALSE(res.ec) << res.message;
+    ASSERT_EQ(got.frames.size(), payloads.size());
+    for (std::size_t i = 0; i < payloads.size(); ++i) EXPECT_TRUE(got.frames[i] == payloads[i]) << i;
+    EXPECT_GE(retained, 1024u * 1024);
+}
+
 TEST_F(client_test, streaming_mode_reports_header_bytes_as_received) {
     const std::string stream = "  3       abc0         " + encode_frame("last one");
     collector got;
