@@ -15,6 +15,7 @@
 #include <vector>
 
 #include <asio/post.hpp>
+#include <spdlog/spdlog.h>
 
 namespace framecast::io {
 
@@ -96,17 +97,31 @@ void time_source::arm() {
 
 namespace {
 
-// Messages read from stdin, handed to the io thread together: one buffer and their ends, not a
-// string (an allocation) per message.
+// Messages read from stdin, encoded on the reader thread (not the io thread) into units of
+// whole frames, each at most unit_bytes (or one frame), handed to the io thread together: an
+// allocation and a broadcast per unit, not per message.
 struct message_batch {
-    std::string data;
-    std::vector<std::size_t> ends;
+    std::vector<shared_frame> units;
+    std::shared_ptr<std::string> open;  // the unit being filled
+    std::size_t bytes = 0;
 
-    void add(std::string_view m) {
-        data.append(m);
-        ends.push_back(data.size());
+    void add(std::string_view m, const codec_options& codec, std::size_t unit_bytes) {
+        if (open && open->size() + codec.header_size + m.size() > unit_bytes) seal();
+        if (!open) open = std::make_shared<std::string>();
+        const std::size_t before = open->size();
+        // The reader checked the length against max_message, which the header can announce;
+        // with lengths in code points the message must also be valid UTF-8.
+        if (auto ec = append_frame(*open, m, codec)) {
+            spdlog::error("standard input: cannot send a {}-byte message: {}; skipped", m.size(),
+                          ec.message());
+        }
+        bytes += open->size() - before;
     }
-    bool empty() const noexcept { return ends.empty(); }
+    void seal() {
+        if (open) units.push_back(std::move(open));
+        open.reset();
+    }
+    bool empty() const noexcept { return units.empty() && !open; }
 };
 
 // Stdin is read until it has nothing more right now or a batch holds this much: a batch is
@@ -120,7 +135,8 @@ struct stdin_source::state {
     int fd;
     format fmt;
     codec_options codec;
-    std::function<void(std::string_view)> on_message;
+    std::size_t unit_bytes;
+    std::function<void(const shared_frame&)> on_frames;
     std::function<void(std::error_code, const std::string&)> on_end;
     pacing pace;
 
@@ -135,16 +151,16 @@ struct stdin_source::state {
     int wake[2] = {-1, -1};  // a pipe that interrupts the thread's poll()
     std::thread thread;
 
-    // The io thread's side: the batch being handed out, message by message.
+    // The io thread's side: the batch being handed out, unit by unit.
     message_batch current;
-    std::size_t next_message = 0;  // index into current.ends
+    std::size_t next_unit = 0;  // index into current.units
     bool waiting = false;          // paused by pace.busy(); pace.when_ready() resumes it
 
-    state(asio::io_context& io, int fd, format fmt, codec_options codec,
-          std::function<void(std::string_view)> on_message,
+    state(asio::io_context& io, int fd, format fmt, codec_options codec, std::size_t unit_bytes,
+          std::function<void(const shared_frame&)> on_frames,
           std::function<void(std::error_code, const std::string&)> on_end)
-        : io(io), fd(fd), fmt(fmt), codec(codec), on_message(std::move(on_message)),
-          on_end(std::move(on_end)) {}
+        : io(io), fd(fd), fmt(fmt), codec(codec), unit_bytes(unit_bytes),
+          on_frames(std::move(on_frames)), on_end(std::move(on_end)) {}
 
     // Runs on the reader thread; waits while max_ready batches are waiting. False when stopped.
     bool post_batch(const std::shared_ptr<state>& self, message_batch batch) {
@@ -152,6 +168,7 @@ struct stdin_source::state {
             std::unique_lock lock(mutex);
             cv.wait(lock, [&] { return ready.size() < max_ready || stopped; });
             if (stopped) return false;
+            batch.seal();
             ready.push_back(std::move(batch));
         }
         asio::post(io, [self] { self->hand_out(self); });
@@ -171,7 +188,7 @@ struct stdin_source::state {
     void hand_out(const std::shared_ptr<state>& self) {
         if (waiting) return;  // the when_ready() continuation carries on
         for (;;) {
-            if (next_message == current.ends.size()) {
+            if (next_unit == current.units.size()) {
                 std::unique_lock lock(mutex);
                 if (stopped) return;
                 if (ready.empty()) {
@@ -184,11 +201,11 @@ struct stdin_source::state {
                 }
                 current = std::move(ready.front());
                 ready.pop_front();
-                next_message = 0;
+                next_unit = 0;
                 lock.unlock();
                 cv.notify_all();
             }
-            while (next_message < current.ends.size()) {
+            while (next_unit < current.units.size()) {
                 if (pace.busy && pace.busy()) {
                     waiting = true;
                     pace.when_ready([self] {
@@ -197,9 +214,8 @@ struct stdin_source::state {
                     });
                     return;
                 }
-                const std::size_t from = next_message == 0 ? 0 : current.ends[next_message - 1];
-                const std::size_t to = current.ends[next_message++];
-                on_message(std::string_view(current.data).substr(from, to - from));
+                on_frames(current.units[next_unit]);
+                current.units[next_unit++].reset();
             }
             {
                 std::lock_guard g(mutex);
@@ -238,7 +254,7 @@ struct stdin_source::state {
                 return;
             }
             if (n == 0) {
-                if (fmt == format::lines && !line.empty()) batch.add(line);
+                if (fmt == format::lines && !line.empty()) batch.add(line, codec, unit_bytes);
                 if (!batch.empty() && !post_batch(self, std::move(batch))) return;
                 if (fmt == format::framed && dec.finish()) {
                     post_end(self, dec.error(), "standard input: " + dec.error_message());
@@ -256,7 +272,7 @@ struct stdin_source::state {
                         auto whole = in.substr(0, nl);
                         if (!whole.empty() && whole.back() == '\r') whole.remove_suffix(1);
                         if (whole.size() <= codec.max_message) {
-                            batch.add(whole);
+                            batch.add(whole, codec, unit_bytes);
                             ++line_no;
                             in.remove_prefix(nl + 1);
                             continue;
@@ -276,7 +292,7 @@ struct stdin_source::state {
                         return;
                     }
                     if (!complete) break;
-                    batch.add(line);
+                    batch.add(line, codec, unit_bytes);
                     line.clear();
                     ++line_no;
                     in.remove_prefix(nl + 1);
@@ -291,10 +307,10 @@ struct stdin_source::state {
                         post_end(self, dec.error(), "standard input: " + dec.error_message());
                         return;
                     }
-                    batch.add(dec.payload());
+                    batch.add(dec.payload(), codec, unit_bytes);
                 }
             }
-            if (batch.data.size() >= batch_bytes) {
+            if (batch.bytes >= batch_bytes) {
                 if (!post_batch(self, std::move(batch))) return;
                 batch = {};
             }
@@ -303,9 +319,10 @@ struct stdin_source::state {
 };
 
 stdin_source::stdin_source(asio::io_context& io, int fd, format fmt, codec_options codec,
-                           std::function<void(std::string_view)> on_message,
+                           std::size_t unit_bytes,
+                           std::function<void(const shared_frame&)> on_frames,
                            std::function<void(std::error_code, const std::string&)> on_end)
-    : state_(std::make_shared<state>(io, fd, fmt, codec, std::move(on_message),
+    : state_(std::make_shared<state>(io, fd, fmt, codec, unit_bytes, std::move(on_frames),
                                      std::move(on_end))) {}
 
 stdin_source::~stdin_source() { stop(); }

@@ -13,6 +13,7 @@
 #include <asio/steady_timer.hpp>
 
 #include "framecast/codec.hpp"
+#include "framecast/io/frame_queue.hpp"
 
 namespace framecast::io {
 
@@ -43,9 +44,12 @@ private:
 };
 
 // Reads a file descriptor (standard input) on a thread of its own — epoll refuses regular
-// files, and a blocking read works for files, pipes and terminals alike — and hands each
-// message to `on_message` on the io_context's thread. At most a few read chunks wait in the
-// hand-off: the thread waits for the io_context to take them (bounded memory).
+// files, and a blocking read works for files, pipes and terminals alike — encodes the messages
+// there (with `codec`) into units of whole frames, each at most `unit_bytes` (a longer message
+// is a unit of its own), and hands the units in order to `on_frames` on the io_context's
+// thread: the io thread does one broadcast per unit, and the encoding runs on the second core.
+// At most a few batches wait in the hand-off: the thread waits for the io_context to take them
+// (bounded memory).
 class stdin_source {
 public:
     enum class format {
@@ -55,13 +59,13 @@ public:
     // At end of input `on_end` runs once with no error; on bad input with the error and
     // a message (e.g. the decoder's, or "line 3 is longer than ...").
     stdin_source(asio::io_context& io, int fd, format fmt, codec_options codec,
-                 std::function<void(std::string_view)> on_message,
+                 std::size_t unit_bytes, std::function<void(const shared_frame&)> on_frames,
                  std::function<void(std::error_code, const std::string&)> on_end);
     ~stdin_source();
     stdin_source(const stdin_source&) = delete;
     stdin_source& operator=(const stdin_source&) = delete;
 
-    // Flow control toward the consumers: before each message, `busy()` is asked; while it is
+    // Flow control toward the consumers: before each unit, `busy()` is asked; while it is
     // true the source hands out nothing more and calls `when_ready(resume)` to be resumed.
     // Reading stops too once a few chunks wait (so a pipe's writer blocks). Set before start().
     struct pacing {
