@@ -747,6 +747,7 @@ def plots(out, results, gnuplot):
     if thr_systems:
         script += [f"set output '{q(os.path.join(out, 'throughput.png'))}'",
                    "set multiplot layout 1,2 title 'Throughput, one connection, loopback'",
+                   "set key below",  # the curves fill both corners on the left
                    "set logscale xy", "set xlabel 'message size (bytes)'", "set ylabel 'messages/s'",
                    "set format y '%.0s%c'", "set xtics ('16' 16, '100' 100, '1K' 1024, '64K' 65536, '1M' 1048576)",
                    "plot " + ", ".join(f"'{q(os.path.join(data, f'thr-{s}.dat'))}' using 1:2 with linespoints "
@@ -754,7 +755,8 @@ def plots(out, results, gnuplot):
                    "set ylabel 'MB/s'",
                    "plot " + ", ".join(f"'{q(os.path.join(data, f'thr-{s}.dat'))}' using 1:3 with linespoints "
                                        f"title '{s}'" for s in thr_systems),
-                   "unset multiplot", "unset xtics", "set xtics", "unset logscale", "set format y '%g'"]
+                   "unset multiplot", "unset xtics", "set xtics", "unset logscale", "set format y '%g'",
+                   "set key top left"]
         made.append("throughput.png")
     if lat_systems:
         script += [f"set output '{q(os.path.join(out, 'latency.png'))}'",
