@@ -432,7 +432,8 @@ command_runner register_serve(CLI::App& app) {
         ->check(CLI::Range(0.0, 1e6));
     cmd->add_option("--idle-timeout", cfg->idle_timeout,
                     "Seconds a client may spend in the middle of sending a frame before it is "
-                    "closed (clients quiet between frames are fine); 0: never")
+                    "closed (clients quiet between frames are fine); with --chat also the time "
+                    "a client has to send its username. 0: never")
         ->default_val(cfg->idle_timeout)
         ->check(CLI::Range(0.0, 1e6));
     cmd->add_option("--drain-timeout", cfg->drain_timeout,

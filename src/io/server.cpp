@@ -151,12 +151,21 @@ public:
     const std::string& name() const noexcept { return name_; }
     // Receives broadcasts: every client, but in chat mode only once it has sent its username.
     bool receives_broadcasts() const noexcept { return !srv_.opts_.chat.enabled || joined_; }
+    // Chat mode: connected, username not received yet.
+    bool awaiting_name() const noexcept { return srv_.opts_.chat.enabled && !joined_; }
 
     void start() {
         std::error_code ec;
         socket_.non_blocking(true, ec);
         socket_.set_option(tcp::no_delay(true), ec);
         if (srv_.impl_->welcome) deliver(srv_.impl_->welcome);
+        if (awaiting_name()) {
+            // A chat client has --idle-timeout to send its username: until then it is treated
+            // as in the middle of a frame (otherwise a silent connection holds a slot forever).
+            mid_frame_ = true;
+            mid_frame_since_ = clock::now();
+            srv_.impl_->mid_frame.insert(this);
+        }
         auto ex = socket_.get_executor();
         asio::co_spawn(ex, [self = shared_from_this()] { return self->reader(); }, rethrow);
         asio::co_spawn(ex, [self = shared_from_this()] { return self->writer(); }, rethrow);
@@ -265,6 +274,12 @@ public:
         auto timeout = srv_.opts_.idle_timeout;
         if (now - mid_frame_since_ < timeout) return;
         ++srv_.counters_.idle_timeouts;
+        if (awaiting_name() && decoder_.at_frame_boundary()) {
+            stop(spdlog::level::warn, "join timeout: no username within " +
+                                          std::to_string(timeout.count()) +
+                                          " ms (--idle-timeout)");
+            return;
+        }
         decoder_.finish();
         std::string detail = decoder_.error_message();
         if (detail.rfind("connection closed ", 0) == 0) detail.erase(0, 18);
@@ -483,9 +498,11 @@ private:
             }
         }
         if (!publish_batch()) return false;
-        if (decoder_.at_frame_boundary()) {
+        if (decoder_.at_frame_boundary() && !awaiting_name()) {
             if (mid_frame_) srv_.impl_->mid_frame.erase(this);
             mid_frame_ = false;
+        } else if (decoder_.at_frame_boundary()) {
+            // Chat: still no username (see start()); the clock runs from the connection.
         } else if (!mid_frame_) {
             mid_frame_ = true;
             mid_frame_since_ = clock::now();

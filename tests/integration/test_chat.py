@@ -234,6 +234,30 @@ def test_bad_username_closes_only_that_client(procs, kind, name, log):
     assert read_pair(FrameReader(bob)) == (b"alice", b"still here")
 
 
+def test_a_client_that_never_sends_its_username_is_closed_after_the_idle_timeout(procs):
+    server, port = chat_server(procs, "--idle-timeout", "0.5")
+    alice = join(port, "alice")
+    server.wait_for(rb"alice joined")
+    silent = connect(port)
+    silent_name = "127.0.0.1:%d" % silent.getsockname()[1]
+    half = connect(port)
+    half.sendall(b"5         al")  # a username that never ends
+    half_name = "127.0.0.1:%d" % half.getsockname()[1]
+    server.wait_for(rb"client %s disconnected: join timeout: no username within 500 ms "
+                    rb"\(--idle-timeout\)" % silent_name.encode())
+    server.wait_for(rb"client %s disconnected: idle timeout: stuck in the middle of a frame"
+                    % half_name.encode())
+    assert_closed(silent)
+    assert_closed(half)
+    # A client that joined and then stays quiet between frames is never timed out.
+    time.sleep(1.0)
+    bob = join(port, "bob")
+    server.wait_for(rb"bob joined")
+    alice.sendall(frame("still here"))
+    assert read_pair(FrameReader(bob)) == (b"alice", b"still here")
+    assert not re.search(rb"alice left", server.stderr)
+
+
 def test_a_name_is_free_again_once_its_owner_left(procs):
     server, port = chat_server(procs, "--unique-names")
     first = join(port, "alice")
