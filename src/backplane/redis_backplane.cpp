@@ -224,12 +224,18 @@ private:
         cv_.wait_for(lock, std::chrono::duration<double>(d), [this] { return stopping_.load(); });
     }
 
+    // Appends per round trip: the writer sends up to this many XADDs before reading their
+    // replies (hiredis pipelining), so a burst costs one round trip per batch, not per message.
+    static constexpr std::size_t append_batch = 64;
+
     void write_loop() {
         context_ptr c;
         bool ever = false, logged_down = false;
         double delay = 0.1;
+        std::vector<pending_message> batch;
+        batch.reserve(append_batch);
         for (;;) {
-            pending_message next;
+            batch.clear();
             {
                 std::unique_lock lock(mu_);
                 // Connected: wait for work. Not: connect first (below), so the metrics' "up"
@@ -244,8 +250,10 @@ private:
                     pending_bytes_ = 0;
                     break;
                 }
-                // Popped only once appended, so a failure retries it.
-                if (!pending_.empty()) next = pending_.front();
+                // Popped only once appended, so a failure retries them. Only this thread pops.
+                for (std::size_t i = 0; i < pending_.size() && i < append_batch; ++i) {
+                    batch.push_back(pending_[i]);
+                }
             }
             if (!c) {
                 c = connect("append", ever, logged_down);
@@ -256,31 +264,53 @@ private:
                 }
                 delay = 0.1;
             }
-            if (!next.framed) continue;
-            auto r = command(c.get(), "XADD %b MAXLEN ~ %llu * n %b s %llu c %llu f %b",
-                             addr_.key.data(), addr_.key.size(),
-                             static_cast<unsigned long long>(opts_.retention), node_id_.data(),
-                             node_id_.size(), static_cast<unsigned long long>(next.seq),
-                             static_cast<unsigned long long>(next.origin_client),
-                             next.framed->data(), next.framed->size());
-            if (!r) {
-                // The append may or may not have landed; retrying is safe because readers skip
-                // a (node, seq) they have already delivered.
+            if (batch.empty()) continue;
+            bool lost = false;
+            for (const auto& m : batch) {
+                if (redisAppendCommand(c.get(), "XADD %b MAXLEN ~ %llu * n %b s %llu c %llu f %b",
+                                       addr_.key.data(), addr_.key.size(),
+                                       static_cast<unsigned long long>(opts_.retention),
+                                       node_id_.data(), node_id_.size(),
+                                       static_cast<unsigned long long>(m.seq),
+                                       static_cast<unsigned long long>(m.origin_client),
+                                       m.framed->data(), m.framed->size()) != REDIS_OK) {
+                    lost = true;
+                    break;
+                }
+            }
+            std::size_t done = 0, appended = 0, refused = 0;
+            while (!lost && done < batch.size()) {
+                void* raw = nullptr;
+                if (redisGetReply(c.get(), &raw) != REDIS_OK || raw == nullptr) {
+                    lost = true;
+                    break;
+                }
+                reply_ptr r(static_cast<redisReply*>(raw));
+                if (r->type == REDIS_REPLY_ERROR) {
+                    spdlog::error("backplane {}: Redis refused an append: {}; message dropped",
+                                  describe(), reply_text(r.get()));
+                    ++refused;
+                } else {
+                    ++appended;
+                }
+                ++done;
+            }
+            published_ += appended;
+            dropped_ += refused;
+            {
+                // The answered ones are done; the rest are retried after a reconnect (an append
+                // may have landed without its reply: readers skip a (node, seq) they have seen).
+                std::lock_guard lock(mu_);
+                for (std::size_t i = 0; i < done; ++i) {
+                    pending_bytes_ -= pending_.front().framed->size();
+                    pending_.pop_front();
+                }
+            }
+            if (lost) {
                 spdlog::warn("backplane {}: lost Redis while appending: {}", describe(), c->errstr);
                 c.reset();
                 writer_up_ = false;
-                continue;
             }
-            if (r->type == REDIS_REPLY_ERROR) {
-                spdlog::error("backplane {}: Redis refused an append: {}; message dropped",
-                              describe(), reply_text(r.get()));
-                ++dropped_;
-            } else {
-                ++published_;
-            }
-            std::lock_guard lock(mu_);
-            pending_bytes_ -= pending_.front().framed->size();
-            pending_.pop_front();
         }
     }
 
