@@ -4,9 +4,11 @@
 Latency: one publisher sends a 100-byte message stamped with time.perf_counter_ns() every
 `--gap` seconds; a subscriber on the same node reads it and records now - stamp. Throughput:
 the publisher sends `--burst` messages as fast as it can; msgs/s = burst / (time until the
-subscriber has all of them). Needs redis-server on PATH; loopback only.
+subscriber has all of them). With --chat the node is a chat room instead: every message is one
+backplane entry (a --publish node sends a publisher's whole read as one). Needs redis-server
+on PATH; loopback only.
 
-  bench/backplane_latency.py --bin build/default/apps/framecast/framecast
+  bench/backplane_latency.py --bin build/default/bin/framecast
 """
 import argparse
 import os
@@ -50,17 +52,21 @@ class Reader:
             self.buf += chunk
 
 
-def start_node(binary, extra):
-    p = subprocess.Popen([binary, "serve", "--listen", "127.0.0.1:0", "--publish", "--welcome", "",
+def start_node(binary, extra, chat=False):
+    p = subprocess.Popen([binary, "serve", "--listen", "127.0.0.1:0", "--chat" if chat else "--publish",
+                          "--welcome", "",
                           "--client-buffer", "256MiB", "-q", *extra],
                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     line = p.stdout.readline().decode()
     return p, int(re.search(r":(\d+)$", line.strip()).group(1))
 
 
-def measure(port, count, gap, burst):
+def measure(port, count, gap, burst, chat=False):
     sub = socket.create_connection(("127.0.0.1", port))
     pub = socket.create_connection(("127.0.0.1", port))
+    if chat:  # usernames first; the subscriber then receives (username, message) pairs
+        sub.sendall(frame(b"sub"))
+        pub.sendall(frame(b"pub"))
     sub.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     pub.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     time.sleep(0.3)
@@ -69,6 +75,8 @@ def measure(port, count, gap, burst):
     for _ in range(count):
         p = str(time.perf_counter_ns()).encode().ljust(100, b"x")
         pub.sendall(frame(p))
+        if chat:
+            r.read()
         got = r.read()
         lat.append((time.perf_counter_ns() - int(got[:got.index(b"x")])) / 1e3)
         time.sleep(gap)
@@ -76,7 +84,7 @@ def measure(port, count, gap, burst):
     done = threading.Event()
 
     def drain():
-        for _ in range(burst):
+        for _ in range(burst * (2 if chat else 1)):
             r.read()
         done.set()
     t = threading.Thread(target=drain, daemon=True)
@@ -95,10 +103,11 @@ def measure(port, count, gap, burst):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--bin", default="build/default/apps/framecast/framecast")
+    ap.add_argument("--bin", default="build/default/bin/framecast")
     ap.add_argument("--count", type=int, default=2000)
     ap.add_argument("--gap", type=float, default=0.001)
     ap.add_argument("--burst", type=int, default=100_000)
+    ap.add_argument("--chat", action="store_true", help="a chat room: one backplane entry per message")
     a = ap.parse_args()
     redis = shutil.which("redis-server")
     if not redis:
@@ -111,9 +120,9 @@ def main():
         results = {}
         for name, extra in [("single node", []),
                             ("backplane", ["--backplane", f"redis://127.0.0.1:{rport}/bench"])]:
-            p, port = start_node(a.bin, extra)
+            p, port = start_node(a.bin, extra, a.chat)
             try:
-                results[name] = measure(port, a.count, a.gap, a.burst)
+                results[name] = measure(port, a.count, a.gap, a.burst, a.chat)
             finally:
                 p.terminate()
                 p.wait()
