@@ -357,7 +357,6 @@ private:
             std::error_code ec;
             const bool blocked = write_queued(ec);
             if (ec) {
-                queue_.abort_write();
                 stop(spdlog::level::info, "write failed: " + ec.message());
                 co_return;
             }

@@ -57,14 +57,14 @@ TEST(FrameQueue, DropOldestNeverDropsAFrameBeingWritten) {
     frame_queue q(100, slow_consumer_policy::drop_oldest);
     q.push(f(50, 'a'));
     q.push(f(30, 'b'));
-    EXPECT_EQ(q.start_write(1), 1u);  // 'a' is on its way to the socket
-    auto r = q.push(f(40, 'c'));      // must drop 'b', not 'a'
+    EXPECT_EQ(q.consume(1), 0u);  // 'a' is on its way to the socket
+    auto r = q.push(f(40, 'c'));  // must drop 'b', not 'a'
     EXPECT_TRUE(r.queued);
     EXPECT_EQ(r.dropped_frames, 1u);
     ASSERT_EQ(q.size(), 2u);
     EXPECT_EQ((*q[0])[0], 'a');
     EXPECT_EQ((*q[1])[0], 'c');
-    q.finish_write();
+    EXPECT_EQ(q.consume(49), 1u);
     ASSERT_EQ(q.size(), 1u);
     EXPECT_EQ((*q[0])[0], 'c');
     EXPECT_EQ(q.bytes(), 40u);
@@ -73,26 +73,13 @@ TEST(FrameQueue, DropOldestNeverDropsAFrameBeingWritten) {
 TEST(FrameQueue, DropOldestDropsTheNewFrameWhenOnlyPinnedFramesRemain) {
     frame_queue q(100, slow_consumer_policy::drop_oldest);
     q.push(f(90, 'a'));
-    q.start_write(8);
+    q.consume(1);
     auto r = q.push(f(20, 'b'));
     EXPECT_FALSE(r.queued);
     EXPECT_EQ(r.dropped_frames, 1u);
     EXPECT_EQ(r.dropped_bytes, 20u);
     EXPECT_EQ(q.size(), 1u);
     EXPECT_EQ(q.in_flight(), 1u);
-}
-
-TEST(FrameQueue, StartWriteGathersAtMostMaxFrames) {
-    frame_queue q(1000, slow_consumer_policy::disconnect);
-    for (int i = 0; i < 10; ++i) q.push(f(10));
-    EXPECT_EQ(q.start_write(4), 4u);
-    q.finish_write();
-    EXPECT_EQ(q.size(), 6u);
-    EXPECT_EQ(q.bytes(), 60u);
-    EXPECT_EQ(q.start_write(64), 6u);
-    q.abort_write();
-    EXPECT_EQ(q.in_flight(), 0u);
-    EXPECT_EQ(q.size(), 6u);
 }
 
 TEST(FrameQueue, AUnitOfSeveralMessagesIsCountedAsThemAll) {

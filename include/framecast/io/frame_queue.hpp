@@ -30,8 +30,8 @@ public:
     frame_queue(std::size_t limit_bytes, slow_consumer_policy policy)
         : limit_(limit_bytes), policy_(policy) {}
 
-    // Queues `f` unless that would pass the byte limit; then applies the policy. Frames being
-    // written (see start_write) are never dropped: the peer has part of them already. `f` may
+    // Queues `f` unless that would pass the byte limit; then applies the policy. A frame partly
+    // written (see consume) is never dropped: the peer has part of it already. `f` may
     // hold several frames sent as one unit; `messages` is how many, for the counts reported.
     push_result push(const shared_frame& f, std::size_t messages = 1) {
         push_result r;
@@ -41,8 +41,8 @@ public:
                 r.overflow = true;
                 return r;
             }
-            while (bytes_ + f->size() > limit_ && frames_.size() > in_flight_) {
-                auto it = frames_.begin() + static_cast<std::ptrdiff_t>(in_flight_);
+            while (bytes_ + f->size() > limit_ && frames_.size() > in_flight()) {
+                auto it = frames_.begin() + static_cast<std::ptrdiff_t>(in_flight());
                 r.dropped_frames += it->messages;
                 r.dropped_bytes += it->frame->size();
                 bytes_ -= it->frame->size();
@@ -60,23 +60,9 @@ public:
         return r;
     }
 
-    // Pins the first min(size(), max_frames) frames for a write; returns how many.
-    std::size_t start_write(std::size_t max_frames) {
-        in_flight_ = frames_.size() < max_frames ? frames_.size() : max_frames;
-        return in_flight_;
-    }
-    // The pinned frames were written: removes them.
-    void finish_write() {
-        for (; in_flight_ > 0; --in_flight_) {
-            bytes_ -= frames_.front().frame->size();
-            frames_.pop_front();
-        }
-    }
-    // The write failed: unpins (the connection is closing anyway).
-    void abort_write() { in_flight_ = 0; }
-
-    // Byte-level writing, for a writer that copies frames into a buffer of its own and writes
-    // as much as the socket takes: bytes of the front frame the peer already has.
+    // Writing: the writer sends from the front, as much as the socket takes (frames copied into
+    // a buffer of its own or gathered in place), and reports it with consume(). Bytes of the
+    // front frame the peer already has:
     std::size_t front_offset() const noexcept { return front_offset_; }
     // `n` more bytes were written, starting at front_offset() of the front frame: removes the
     // frames written whole and returns how many messages they held; a frame left partly
@@ -95,7 +81,6 @@ public:
             frames_.pop_front();
             front_offset_ = 0;
         }
-        in_flight_ = front_offset_ > 0 ? 1 : 0;
         return done;
     }
 
@@ -103,7 +88,8 @@ public:
     bool empty() const noexcept { return frames_.empty(); }
     std::size_t size() const noexcept { return frames_.size(); }
     std::size_t bytes() const noexcept { return bytes_; }
-    std::size_t in_flight() const noexcept { return in_flight_; }
+    // Frames the policy may not drop: the front one while it is partly written.
+    std::size_t in_flight() const noexcept { return front_offset_ > 0 ? 1 : 0; }
     std::size_t limit() const noexcept { return limit_; }
 
 private:
@@ -113,7 +99,6 @@ private:
     };
     std::deque<entry> frames_;
     std::size_t bytes_ = 0;
-    std::size_t in_flight_ = 0;  // frames at the front handed to the socket
     std::size_t front_offset_ = 0;  // bytes of the front frame written (consume())
     std::size_t limit_;
     slow_consumer_policy policy_;
