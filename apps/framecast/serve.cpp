@@ -322,14 +322,7 @@ exit_code run_serve(const serve_config& cfg) {
     } else if (cfg.source == "stdin" || cfg.source == "stdin-framed") {
         auto fmt = cfg.source == "stdin" ? io::stdin_source::format::lines
                                          : io::stdin_source::format::framed;
-        // Units as large as a --publish batch (see server.cpp): small against --client-buffer.
-        // With lengths in code points, one message per unit (the server counts messages by
-        // their headers, which then do not give their size in bytes).
-        const std::size_t unit_bytes =
-            opts.codec.unit != length_unit::bytes
-                ? 0
-                : std::min<std::size_t>(64 * 1024, opts.client_buffer / 8);
-        input_source.emplace(io, 0, fmt, opts.codec, unit_bytes,
+        input_source.emplace(io, 0, fmt, opts.codec, io::relay_unit_bytes(opts),
                              [&srv](const io::shared_frame& frames) { srv.publish(frames); },
                              [&](std::error_code ec, const std::string& message) {
                                  if (ec) {

@@ -50,9 +50,16 @@ std::size_t frames_in(std::string_view unit, const codec_options& codec) {
     return std::max<std::size_t>(n, 1);
 }
 
-// --publish: messages from one client's read published as one buffer, at most this much
-// (a message longer than that goes alone).
-constexpr std::size_t publish_batch_bytes = 64 * 1024;
+// One message encoded for the hub; null (and logged) when its length cannot be announced.
+shared_frame encode_message(std::string_view payload, const codec_options& codec) {
+    auto frame = std::make_shared<std::string>();
+    if (auto ec = append_frame(*frame, payload, codec)) {
+        spdlog::error("cannot send a {}-byte message: {}", payload.size(), ec.message());
+        return nullptr;
+    }
+    return frame;
+}
+
 // Reads per wake-up before yielding to other clients.
 constexpr int max_reads_per_turn = 16;
 constexpr std::size_t read_buffer_size = 64 * 1024;
@@ -81,6 +88,13 @@ codec_options first_frame_codec(const server_options& o) {
 }
 
 }  // namespace
+
+std::size_t relay_unit_bytes(const server_options& o) noexcept {
+    // With lengths in code points a header does not give a frame's size in bytes, and the
+    // hub counts a unit's messages by its headers (frames_in): one message per unit then.
+    if (o.codec.unit != length_unit::bytes) return 0;
+    return std::min<std::size_t>(64 * 1024, o.client_buffer / 8);
+}
 
 shared_frame make_shared_frame(std::string_view payload, const codec_options& opts) {
     return std::make_shared<const std::string>(encode_frame(payload, opts));
@@ -520,10 +534,7 @@ private:
     // still works in small units.
     bool batch_frame(std::string_view payload) {
         const std::size_t frame_size = srv_.opts_.codec.header_size + payload.size();
-        const std::size_t limit = srv_.opts_.codec.unit != length_unit::bytes
-                                      ? 0  // one message per unit (see frames_in)
-                                      : std::min(publish_batch_bytes, srv_.opts_.client_buffer / 8);
-        if (batch_ && batch_->size() + frame_size > limit && !publish_batch()) return false;
+        if (batch_ && batch_->size() + frame_size > relay_unit_bytes(srv_.opts_) && !publish_batch()) return false;
         if (!batch_) batch_ = std::make_shared<std::string>();
         if (auto ec = append_frame(*batch_, payload, srv_.opts_.codec)) {
             spdlog::error("cannot relay a {}-byte message: {}", payload.size(), ec.message());
@@ -815,12 +826,7 @@ void server::start() {
 }
 
 void server::publish(std::string_view payload, const session* origin) {
-    auto frame = std::make_shared<std::string>();
-    if (auto ec = append_frame(*frame, payload, opts_.codec)) {
-        spdlog::error("cannot send a {}-byte message: {}", payload.size(), ec.message());
-        return;
-    }
-    publish(shared_frame(std::move(frame)), origin);
+    if (auto frame = encode_message(payload, opts_.codec)) publish(frame, origin);
 }
 
 void server::publish(const shared_frame& frames, const session* origin) {
@@ -839,12 +845,7 @@ const session* server::find_session(std::uint64_t id) const noexcept {
 }
 
 void server::broadcast(std::string_view payload, const session* origin) {
-    auto frame = std::make_shared<std::string>();
-    if (auto ec = append_frame(*frame, payload, opts_.codec)) {
-        spdlog::error("cannot send a {}-byte message: {}", payload.size(), ec.message());
-        return;
-    }
-    broadcast(shared_frame(std::move(frame)), origin);
+    if (auto frame = encode_message(payload, opts_.codec)) broadcast(frame, origin);
 }
 
 void server::broadcast(const shared_frame& frame, const session* origin) {

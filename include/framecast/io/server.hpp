@@ -61,6 +61,11 @@ struct server_options {
     } chat;
 };
 
+// How many bytes of frames travel as one unit when messages are relayed in batches (a
+// publisher's read, lines of stdin): 64 KiB, at most an eighth of client_buffer so the
+// slow-consumer policy still works in small units; a longer message is a unit of its own.
+std::size_t relay_unit_bytes(const server_options& o) noexcept;
+
 // What the server has done so far. Plain numbers, read on the server's thread.
 struct server_counters {
     std::uint64_t clients_accepted = 0;
