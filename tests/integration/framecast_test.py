@@ -51,6 +51,16 @@ def connect(port, host="127.0.0.1", timeout=DEADLINE):
     return socket.create_connection((host, port), timeout=timeout)
 
 
+def small_rcvbuf_socket(port, timeout=DEADLINE):
+    """A client whose kernel receive buffer holds little (4 KiB asked), so what it does not read
+    piles up in the server's queue rather than in the kernel."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.settimeout(timeout)
+    s.connect(("127.0.0.1", port))
+    return s
+
+
 class Proc:
     """A running framecast (or other) process with its output collected in the background."""
 

@@ -5,14 +5,13 @@ most, then is left to the slow-consumer policy. Each case has its --backpressure
 the same client is cut off: the tests fail when pacing does not work. Loopback only, port 0,
 every wait bounded."""
 import re
-import socket
 import subprocess
 import threading
 import time
 
 import pytest
 
-from framecast_test import connect, frame
+from framecast_test import connect, frame, small_rcvbuf_socket
 
 LINES = 8000
 LINE = 1000  # bytes per message: 8 MB in all, 32x --client-buffer
@@ -20,15 +19,6 @@ LINE = 1000  # bytes per message: 8 MB in all, 32x --client-buffer
 
 def lines():
     return [b"%09d " % i + b"x" * (LINE - 10) for i in range(LINES)]
-
-
-def small_rcvbuf_socket(port):
-    """A client whose kernel buffers hold little, so the server's queue is what fills."""
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    s.settimeout(30)
-    s.connect(("127.0.0.1", port))
-    return s
 
 
 def read_to_eof(sock, timeout=60.0):

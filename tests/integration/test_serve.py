@@ -9,7 +9,8 @@ import time
 
 import pytest
 
-from framecast_test import BIN, FrameReader, connect, frame, tutorial_client_source
+from framecast_test import (BIN, FrameReader, connect, frame, small_rcvbuf_socket,
+                            tutorial_client_source)
 
 TIME_RX = rb"The time is (\d+\.\d+)"
 
@@ -70,14 +71,6 @@ def assert_silent(sock, seconds=0.3):
 
 def wait_clients(proc, n):
     proc.wait_for(rb"connected \(%d clients\)" % n)
-
-
-def small_rcvbuf_socket(port):
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    s.settimeout(20)
-    s.connect(("127.0.0.1", port))
-    return s
 
 
 # --- the tutorial -------------------------------------------------------------------------

@@ -84,6 +84,17 @@ protected:
     asio::io_context io_;
 };
 
+// The writing side of a test: every payload through send_queue and frame_writer, then FIN.
+// Returns the bytes written.
+asio::awaitable<std::size_t> write_all(tcp::socket& socket, const std::vector<std::string>& payloads) {
+    auto queue = std::make_shared<send_queue>();
+    for (const auto& p : payloads) EXPECT_FALSE(queue->push(p));
+    queue->close();
+    frame_writer writer(co_await asio::this_coro::executor, queue);
+    EXPECT_FALSE(co_await writer.run(socket));
+    co_return writer.bytes_written();
+}
+
 std::vector<std::string> sample_payloads() {
     std::vector<std::string> out;
     for (int i = 0; i < 5000; ++i) {
@@ -101,14 +112,10 @@ TEST_F(client_test, writer_to_reader_with_every_buffer_size) {
         read_result res;
         run(
             [&](tcp::socket& socket) -> asio::awaitable<void> {
-                auto queue = std::make_shared<send_queue>();
-                for (const auto& p : payloads) EXPECT_FALSE(queue->push(p));
-                queue->close();
-                frame_writer writer(co_await asio::this_coro::executor, queue);
-                EXPECT_FALSE(co_await writer.run(socket));
+                const std::size_t written = co_await write_all(socket, payloads);
                 std::size_t expected = 0;
                 for (const auto& p : payloads) expected += 10 + p.size();
-                EXPECT_EQ(writer.bytes_written(), expected);
+                EXPECT_EQ(written, expected);
             },
             [&](tcp::socket& socket) -> asio::awaitable<void> {
                 decoder dec;
@@ -133,13 +140,7 @@ TEST_F(client_test, large_frames_are_read_into_the_decoder_and_its_buffer_kept) 
     read_result res;
     std::size_t retained = 0;
     run(
-        [&](tcp::socket& socket) -> asio::awaitable<void> {
-            auto queue = std::make_shared<send_queue>();
-            for (const auto& p : payloads) EXPECT_FALSE(queue->push(p));
-            queue->close();
-            frame_writer writer(co_await asio::this_coro::executor, queue);
-            EXPECT_FALSE(co_await writer.run(socket));
-        },
+        [&](tcp::socket& socket) -> asio::awaitable<void> { co_await write_all(socket, payloads); },
         [&](tcp::socket& socket) -> asio::awaitable<void> {
             decoder dec({.max_message = 2 * 1024 * 1024});
             dec.retain_capacity(dec.options().max_message);
