@@ -5,7 +5,7 @@ set -euo pipefail
 
 packages=(
   build-essential cmake ninja-build git pkg-config
-  libasio-dev libcli11-dev libspdlog-dev libfmt-dev   # I/O, command line, logging
+  libboost1.81-dev libcli11-dev libspdlog-dev libfmt-dev   # I/O, command line, logging
   libgtest-dev googletest libbenchmark-dev            # tests and benchmarks
   libcpp-httplib-dev                                  # --metrics and framecast stats (HTTP)
   libhiredis-dev redis-server                         # the Redis backplane and its tests

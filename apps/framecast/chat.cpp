@@ -16,12 +16,12 @@
 #include <termios.h>
 #include <unistd.h>
 
-#include <asio/experimental/as_tuple.hpp>
-#include <asio/experimental/awaitable_operators.hpp>
-#include <asio/posix/stream_descriptor.hpp>
-#include <asio/steady_timer.hpp>
-#include <asio/this_coro.hpp>
-#include <asio/use_awaitable.hpp>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <spdlog/spdlog.h>
 
 #include "cli.hpp"
@@ -32,7 +32,6 @@ namespace framecast::app {
 namespace {
 
 using namespace asio::experimental::awaitable_operators;
-constexpr auto use_nothrow = asio::experimental::as_tuple(asio::use_awaitable);
 
 struct chat_config {
     std::string target;
@@ -341,8 +340,8 @@ asio::awaitable<exit_code> run_chat(const chat_config& cfg, bool interactive, ch
     std::vector<char> buffer(64 * 1024);
     pair_reader pairs(screen);
 
-    auto send = [&]() -> asio::awaitable<std::error_code> { co_return co_await writer.run(socket); };
-    std::variant<io::read_result, std::error_code, std::monostate> outcome;
+    auto send = [&]() -> asio::awaitable<error_code> { co_return co_await writer.run(socket); };
+    std::variant<io::read_result, error_code, std::monostate> outcome;
     if (interactive) {
         screen.show_prompt();
         outcome = co_await (io::read_frames(socket, dec, buffer, pairs) || send() ||
@@ -354,7 +353,7 @@ asio::awaitable<exit_code> run_chat(const chat_config& cfg, bool interactive, ch
     }
     screen.finish();
 
-    if (auto* sent = std::get_if<std::error_code>(&outcome)) {
+    if (auto* sent = std::get_if<error_code>(&outcome)) {
         if (!*sent) co_return exit_code::ok;  // everything sent, our side closed: we left
         spdlog::error("{}: sending failed: {}", target.to_string(), sent->message());
         co_return exit_code::failure;

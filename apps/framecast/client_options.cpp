@@ -4,9 +4,9 @@
 #include <exception>
 #include <optional>
 
-#include <asio/co_spawn.hpp>
-#include <asio/error.hpp>
-#include <asio/signal_set.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/error.hpp>
+#include <boost/asio/signal_set.hpp>
 #include <spdlog/spdlog.h>
 
 namespace framecast::app {
@@ -58,7 +58,7 @@ exit_code exit_code_for(std::error_code ec) {
         }
         return exit_code::failure;
     }
-    if (ec == asio::error::timed_out) return exit_code::timed_out;
+    if (ec == std::errc::timed_out) return exit_code::timed_out;  // Asio's timed_out is ETIMEDOUT
     return exit_code::failure;
 }
 
@@ -73,7 +73,7 @@ exit_code run_io(const std::function<asio::awaitable<exit_code>(asio::io_context
         io.stop();
     });
     asio::signal_set signals(io, SIGINT, SIGTERM);
-    signals.async_wait([&](std::error_code ec, int signal) {
+    signals.async_wait([&](error_code ec, int signal) {
         if (ec) return;
         spdlog::debug("stopped by signal {}", signal);
         if (on_signal) on_signal();

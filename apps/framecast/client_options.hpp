@@ -8,8 +8,9 @@
 #include <string>
 #include <system_error>
 
-#include <asio/awaitable.hpp>
-#include <asio/io_context.hpp>
+#include "framecast/io/asio.hpp"
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
 #include <CLI/CLI.hpp>
 
 #include "cli.hpp"

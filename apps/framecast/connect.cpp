@@ -12,10 +12,10 @@
 #include <poll.h>
 #include <unistd.h>
 
-#include <asio/experimental/awaitable_operators.hpp>
-#include <asio/steady_timer.hpp>
-#include <asio/this_coro.hpp>
-#include <asio/use_awaitable.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
@@ -97,7 +97,7 @@ void append_base64(std::string& out, std::string_view s) {
 }
 
 // Writes all of `data` to a file descriptor, waiting out EAGAIN on a non-blocking one.
-bool write_all(int fd, const char* data, std::size_t size, std::error_code& ec) {
+bool write_all(int fd, const char* data, std::size_t size, error_code& ec) {
     while (size > 0) {
         ssize_t n = ::write(fd, data, size);
         if (n >= 0) {
@@ -111,7 +111,7 @@ bool write_all(int fd, const char* data, std::size_t size, std::error_code& ec) 
             ::poll(&pfd, 1, -1);
             continue;
         }
-        ec.assign(errno, std::system_category());
+        ec.assign(errno, boost::system::system_category());
         return false;
     }
     return true;
@@ -127,7 +127,7 @@ public:
     }
 
     std::uint64_t messages() const noexcept { return seq_; }
-    const std::error_code& output_error() const noexcept { return output_error_; }
+    const error_code& output_error() const noexcept { return output_error_; }
     bool count_reached() const noexcept { return count_ != 0 && seq_ >= count_; }
 
     void on_read(std::size_t) override { stamp_valid_ = false; }
@@ -213,7 +213,7 @@ private:
     std::string out_;
     std::string stamp_;
     bool stamp_valid_ = false;
-    std::error_code output_error_;
+    error_code output_error_;
 };
 
 // Exponential backoff with jitter: each delay is a random point in the upper half of a window

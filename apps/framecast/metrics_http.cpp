@@ -10,7 +10,7 @@
 #include <stdexcept>
 #include <thread>
 
-#include <asio/post.hpp>
+#include <boost/asio/post.hpp>
 
 #include "cli.hpp"
 

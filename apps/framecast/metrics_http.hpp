@@ -7,7 +7,8 @@
 #include <string>
 
 #include <CLI/CLI.hpp>
-#include <asio/io_context.hpp>
+#include "framecast/io/asio.hpp"
+#include <boost/asio/io_context.hpp>
 
 #include "framecast/io/metrics.hpp"
 

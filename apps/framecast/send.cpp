@@ -9,11 +9,11 @@
 
 #include <unistd.h>
 
-#include <asio/experimental/as_tuple.hpp>
-#include <asio/experimental/awaitable_operators.hpp>
-#include <asio/steady_timer.hpp>
-#include <asio/this_coro.hpp>
-#include <asio/use_awaitable.hpp>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <spdlog/spdlog.h>
 
 #include "cli.hpp"
@@ -24,7 +24,7 @@ namespace framecast::app {
 namespace {
 
 using namespace asio::experimental::awaitable_operators;
-constexpr auto use = asio::experimental::as_tuple(asio::use_awaitable);
+constexpr auto use = use_nothrow;
 
 struct send_config {
     std::string target;
@@ -38,9 +38,9 @@ struct send_config {
 // The state both halves of a send share.
 struct send_state {
     bool write_done = false;
-    std::error_code write_error;
+    error_code write_error;
     bool peer_closed = false;
-    std::error_code read_error;
+    error_code read_error;
     bool lingered = false;
 };
 
@@ -140,7 +140,7 @@ command_runner register_send(CLI::App& app) {
         // stdin is read on a thread of its own: it may be a file, a pipe or a terminal.
         struct reader_state {
             std::atomic<bool> done{false};
-            std::error_code ec;
+            error_code ec;
             std::string what;
         };
         auto reader = std::make_shared<reader_state>();

@@ -8,11 +8,11 @@
 #include <algorithm>
 #include <optional>
 
-#include <asio/io_context.hpp>
-#include <asio/ip/tcp.hpp>
-#include <asio/post.hpp>
-#include <asio/signal_set.hpp>
-#include <asio/steady_timer.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <spdlog/spdlog.h>
 
 #include "cli.hpp"
@@ -179,7 +179,7 @@ exit_code run_serve(const serve_config& cfg) {
                 bound.push_back(srv.listen_any(ep.port));
                 return;
             }
-            std::error_code ec;
+            error_code ec;
             auto addr = asio::ip::make_address(ep.host, ec);
             if (!ec) {
                 bound.push_back(srv.listen({addr, ep.port}));
@@ -189,8 +189,8 @@ exit_code run_serve(const serve_config& cfg) {
             auto results = resolver.resolve(ep.host, std::to_string(ep.port),
                                             asio::ip::tcp::resolver::passive);
             for (const auto& r : results) bound.push_back(srv.listen(r.endpoint()));
-        } catch (const std::system_error& e) {
-            throw std::system_error(e.code(), "cannot listen on " + ep.to_string());
+        } catch (const system_error& e) {
+            throw system_error(e.code(), "cannot listen on " + ep.to_string());
         }
     };
     try {
@@ -199,7 +199,7 @@ exit_code run_serve(const serve_config& cfg) {
         } else {
             for (const auto& l : cfg.listen) listen_one(l);
         }
-    } catch (const std::system_error& e) {
+    } catch (const system_error& e) {
         spdlog::error("{}", e.what());
         return e.code() == asio::error::address_in_use ? exit_code::address_in_use
                                                        : exit_code::failure;
@@ -243,7 +243,7 @@ exit_code run_serve(const serve_config& cfg) {
             auto s = bp->snapshot();
             if (own_delivered + s.dropped < own_published && now < deadline) {
                 echo_timer.expires_after(std::chrono::milliseconds(10));
-                echo_timer.async_wait([&await_echo](std::error_code ec) {
+                echo_timer.async_wait([&await_echo](error_code ec) {
                     if (!ec) await_echo();
                 });
                 return;
@@ -262,7 +262,7 @@ exit_code run_serve(const serve_config& cfg) {
     std::optional<asio::signal_set> signal_set(std::in_place, io, SIGINT, SIGTERM);
     auto& signals = *signal_set;
     int signal_count = 0;
-    std::function<void(std::error_code, int)> on_signal = [&](std::error_code ec, int sig) {
+    std::function<void(error_code, int)> on_signal = [&](error_code ec, int sig) {
         if (ec) return;
         if (++signal_count == 1) {
             spdlog::info("received signal {}: stopping (again to close at once)", sig);
@@ -324,7 +324,7 @@ exit_code run_serve(const serve_config& cfg) {
                                          : io::stdin_source::format::framed;
         input_source.emplace(io, 0, fmt, opts.codec, io::relay_unit_bytes(opts),
                              [&srv](const io::shared_frame& frames) { srv.publish(frames); },
-                             [&](std::error_code ec, const std::string& message) {
+                             [&](error_code ec, const std::string& message) {
                                  if (ec) {
                                      spdlog::error("{}", message);
                                      result = exit_for(ec);

@@ -8,20 +8,20 @@
 
 #include <unistd.h>
 
-#include <asio/connect.hpp>
-#include <asio/experimental/as_tuple.hpp>
-#include <asio/experimental/awaitable_operators.hpp>
-#include <asio/post.hpp>
-#include <asio/this_coro.hpp>
-#include <asio/use_awaitable.hpp>
-#include <asio/write.hpp>
+#include <boost/asio/connect.hpp>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
 
 namespace framecast::io {
 namespace {
 
 using namespace asio::experimental::awaitable_operators;
 using clock = std::chrono::steady_clock;
-constexpr auto use = asio::experimental::as_tuple(asio::use_awaitable);
+constexpr auto use = use_nothrow;
 
 std::string host_port(const std::string& host, std::uint16_t port) {
     if (host.find(':') != std::string::npos) return "[" + host + "]:" + std::to_string(port);
@@ -55,7 +55,7 @@ asio::awaitable<void> idle_watchdog(const clock::time_point& last_read, duration
 asio::awaitable<read_result> read_loop(tcp::socket& socket, decoder& dec, std::span<char> buffer,
                                        frame_handler& handler, clock::time_point* last_read) {
     read_result res;
-    std::error_code ec;
+    error_code ec;
     socket.non_blocking(true, ec);
     // Streaming mode: the header bytes of the frame being decoded, for on_begin().
     std::array<char, max_header_size> header{};
@@ -173,7 +173,7 @@ asio::awaitable<read_result> read_loop(tcp::socket& socket, decoder& dec, std::s
 
 }  // namespace
 
-asio::awaitable<std::error_code> async_connect(tcp::socket& socket, std::string host,
+asio::awaitable<error_code> async_connect(tcp::socket& socket, std::string host,
                                                std::uint16_t port, duration timeout,
                                                std::string& what) {
     auto ex = co_await asio::this_coro::executor;
@@ -197,7 +197,7 @@ asio::awaitable<std::error_code> async_connect(tcp::socket& socket, std::string 
 
     auto connected = co_await (asio::async_connect(socket, endpoints, use) || timer.async_wait(use));
     if (connected.index() == 1) {
-        std::error_code ignored;
+        error_code ignored;
         socket.close(ignored);
         what = "timed out connecting to " + host_port(host, port) + " after " + seconds_text(timeout);
         co_return asio::error::timed_out;
@@ -207,9 +207,9 @@ asio::awaitable<std::error_code> async_connect(tcp::socket& socket, std::string 
         what = "cannot connect to " + host_port(host, port) + ": " + connect_ec.message();
         co_return connect_ec;
     }
-    std::error_code ignored;
+    error_code ignored;
     socket.set_option(tcp::no_delay(true), ignored);  // writes are batched by us, not by Nagle
-    co_return std::error_code{};
+    co_return error_code{};
 }
 
 asio::awaitable<read_result> read_frames(tcp::socket& socket, decoder& dec,
@@ -242,7 +242,7 @@ void send_queue::wake_locked() {
     }
 }
 
-std::error_code send_queue::push(std::string_view payload) {
+error_code send_queue::push(std::string_view payload) {
     std::lock_guard lock(mutex_);
     auto ec = append_frame(pending_, payload, opts_);
     if (!ec) wake_locked();
@@ -278,7 +278,7 @@ frame_writer::~frame_writer() {
     queue_->wake_ = nullptr;
 }
 
-asio::awaitable<std::error_code> frame_writer::run(tcp::socket& socket, bool half_close) {
+asio::awaitable<error_code> frame_writer::run(tcp::socket& socket, bool half_close) {
     for (;;) {
         bool sleep = false;
         bool done = false;
@@ -303,7 +303,7 @@ asio::awaitable<std::error_code> frame_writer::run(tcp::socket& socket, bool hal
             }
         }
         if (done) {
-            std::error_code ec;
+            error_code ec;
             if (half_close) socket.shutdown(tcp::socket::shutdown_send, ec);
             co_return ec;
         }
@@ -323,18 +323,18 @@ asio::awaitable<std::error_code> frame_writer::run(tcp::socket& socket, bool hal
     }
 }
 
-std::error_code queue_lines(int fd, send_queue& queue, std::string& what) {
+error_code queue_lines(int fd, send_queue& queue, std::string& what) {
     std::vector<char> buffer(256 * 1024);
     std::string carry;  // a line that spans reads
     std::string batch;  // this read's lines, framed
     std::uint64_t line_number = 0;
-    auto fail = [&](std::error_code ec, std::string message) {
+    auto fail = [&](error_code ec, std::string message) {
         queue.push_encoded(batch);
         queue.close();
         what = std::move(message);
         return ec;
     };
-    auto frame_line = [&](std::string_view line) -> std::error_code {
+    auto frame_line = [&](std::string_view line) -> error_code {
         ++line_number;
         if (auto ec = append_frame(batch, line, queue.options())) {
             return fail(ec, "cannot send line " + std::to_string(line_number) + ": " + ec.message());
@@ -346,7 +346,7 @@ std::error_code queue_lines(int fd, send_queue& queue, std::string& what) {
         ssize_t n = ::read(fd, buffer.data(), buffer.size());
         if (n < 0) {
             if (errno == EINTR) continue;
-            std::error_code ec(errno, std::system_category());
+            error_code ec(errno, boost::system::system_category());
             return fail(ec, "cannot read standard input: " + ec.message());
         }
         if (n == 0) break;
@@ -366,7 +366,7 @@ std::error_code queue_lines(int fd, send_queue& queue, std::string& what) {
                 carry.append(p, end);
                 break;
             }
-            std::error_code ec;
+            error_code ec;
             if (carry.empty()) {
                 ec = frame_line({p, nl});
             } else {

@@ -9,12 +9,12 @@
 #include <unordered_map>
 #include <unordered_set>
 
-#include <asio/experimental/as_tuple.hpp>
-#include <asio/co_spawn.hpp>
-#include <asio/post.hpp>
-#include <asio/steady_timer.hpp>
-#include <asio/use_awaitable.hpp>
-#include <asio/ip/v6_only.hpp>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/ip/v6_only.hpp>
 #include <spdlog/spdlog.h>
 
 namespace framecast::io {
@@ -22,7 +22,6 @@ namespace framecast::io {
 using asio::awaitable;
 using asio::ip::tcp;
 using clock = std::chrono::steady_clock;
-constexpr auto use_nothrow = asio::experimental::as_tuple(asio::use_awaitable);
 
 namespace {
 
@@ -169,7 +168,7 @@ public:
     bool awaiting_name() const noexcept { return srv_.opts_.chat.enabled && !joined_; }
 
     void start() {
-        std::error_code ec;
+        error_code ec;
         socket_.non_blocking(true, ec);
         socket_.set_option(tcp::no_delay(true), ec);
         if (srv_.impl_->welcome) deliver(srv_.impl_->welcome);
@@ -272,7 +271,7 @@ public:
         } else if (!reason.empty()) {
             spdlog::log(level, "client {} disconnected: {}", name_, reason);
         }
-        std::error_code ec;
+        error_code ec;
         socket_.close(ec);
         timer_.cancel();
         if (mid_frame_) srv_.impl_->mid_frame.erase(this);
@@ -324,7 +323,7 @@ private:
             bool empty = false;
             for (int i = 0; i < max_reads_per_turn; ++i) {
                 if (paced && impl.congested > 0) break;  // waits at the top of the loop
-                std::error_code ec;
+                error_code ec;
                 std::size_t n = socket_.read_some(asio::buffer(buf), ec);
                 if (closed_) co_return;
                 if (ec == asio::error::would_block || ec == asio::error::try_again) {
@@ -368,7 +367,7 @@ private:
                 writer_waiting_ = false;
                 continue;
             }
-            std::error_code ec;
+            error_code ec;
             const bool blocked = write_queued(ec);
             if (ec) {
                 stop(spdlog::level::info, "write failed: " + ec.message());
@@ -391,7 +390,7 @@ private:
     // One non-blocking write of up to write_batch bytes from the front of the queue (the
     // partly written front frame resumes where it stopped). True when the socket took less
     // than offered (full): wait for it to be writable.
-    bool write_queued(std::error_code& ec) {
+    bool write_queued(error_code& ec) {
         std::array<asio::const_buffer, max_gather> bufs;
         std::size_t nb = 0, total = 0, used = 0;
         char* scratch = srv_.impl_->write_scratch->data();
@@ -437,7 +436,7 @@ private:
     // Everything queued is written: send FIN after it, discard unread input (closing with
     // unread input would send RST, which can destroy data still in flight to the peer), close.
     void finish_drain() {
-        std::error_code ec;
+        error_code ec;
         socket_.shutdown(tcp::socket::shutdown_send, ec);
         auto& buf = *srv_.impl_->read_buffer;
         for (int i = 0; i < 64; ++i) {
@@ -691,7 +690,7 @@ void server::impl::congestion(int delta) {
 
 void server::impl::arm_lag_timer(clock::duration after) {
     lag_timer.expires_after(after);
-    lag_timer.async_wait([this](std::error_code ec) {
+    lag_timer.async_wait([this](error_code ec) {
         if (!ec) on_lag_timer();
     });
 }
@@ -735,7 +734,7 @@ tcp::endpoint server::listen(const tcp::endpoint& ep) {
     a->open(ep.protocol());
     a->set_option(tcp::acceptor::reuse_address(true));
     if (ep.address().is_v6() && ep.address().is_unspecified()) {
-        std::error_code ec;
+        error_code ec;
         a->set_option(asio::ip::v6_only(false), ec);
     }
     a->bind(ep);
@@ -748,7 +747,7 @@ tcp::endpoint server::listen(const tcp::endpoint& ep) {
 tcp::endpoint server::listen_any(std::uint16_t port) {
     try {
         return listen({tcp::v6(), port});
-    } catch (const std::system_error& e) {
+    } catch (const system_error& e) {
         if (e.code() == asio::error::address_in_use) throw;
         spdlog::debug("IPv6 unavailable ({}), listening on IPv4 only", e.code().message());
         return listen({tcp::v4(), port});
@@ -779,7 +778,7 @@ awaitable<void> server::impl::accept_loop(tcp::acceptor& acceptor) {
 
 void server::impl::admit(tcp::socket socket) {
     auto& c = owner.counters_;
-    std::error_code ec;
+    error_code ec;
     auto peer = socket.remote_endpoint(ec);
     std::string name = ec ? "(unknown peer)" : to_string(peer);
     if (shutting_down) return;
@@ -883,7 +882,7 @@ void server::when_ready(std::function<void()> fn) {
     }
     ++impl_->pace_waiters;
     ++counters_.backpressure_waits;
-    impl_->pace_gate.async_wait([this, fn = std::move(fn)](std::error_code) {
+    impl_->pace_gate.async_wait([this, fn = std::move(fn)](error_code) {
         --impl_->pace_waiters;
         fn();
     });
@@ -901,7 +900,7 @@ void server::shutdown(std::chrono::milliseconds drain_timeout, std::function<voi
     impl_->shutting_down = true;
     impl_->done = std::move(done);
     for (auto& a : impl_->acceptors) {
-        std::error_code ec;
+        error_code ec;
         a->close(ec);
     }
     impl_->sweep_timer.cancel();
@@ -913,7 +912,7 @@ void server::shutdown(std::chrono::milliseconds drain_timeout, std::function<voi
                  drain_timeout.count());
     for (auto& s : impl_->sessions) s->drain();
     impl_->drain_timer.expires_after(drain_timeout);
-    impl_->drain_timer.async_wait([this](std::error_code ec) {
+    impl_->drain_timer.async_wait([this](error_code ec) {
         if (!ec) close_all("drain timeout: queue not flushed (--drain-timeout)");
     });
     asio::post(impl_->io, [this] { impl_->maybe_done(); });

@@ -14,7 +14,7 @@
 #include <thread>
 #include <vector>
 
-#include <asio/post.hpp>
+#include <boost/asio/post.hpp>
 #include <spdlog/spdlog.h>
 
 namespace framecast::io {
@@ -86,7 +86,7 @@ void time_source::arm() {
     next_ += interval_;
     if (next_ < now) next_ = now + interval_;
     timer_.expires_at(next_);
-    timer_.async_wait([this](std::error_code ec) {
+    timer_.async_wait([this](error_code ec) {
         if (ec || stopped_) return;
         emit_(time_message(std::chrono::system_clock::now()));
         arm();
@@ -137,7 +137,7 @@ struct stdin_source::state {
     codec_options codec;
     std::size_t unit_bytes;
     std::function<void(const shared_frame&)> on_frames;
-    std::function<void(std::error_code, const std::string&)> on_end;
+    std::function<void(error_code, const std::string&)> on_end;
     pacing pace;
 
     // The hand-off, guarded by `mutex`: batches read and not yet taken by the io thread (at
@@ -146,7 +146,7 @@ struct stdin_source::state {
     std::mutex mutex;
     std::condition_variable cv;
     std::deque<message_batch> ready;
-    std::optional<std::pair<std::error_code, std::string>> end;
+    std::optional<std::pair<error_code, std::string>> end;
     bool stopped = false;
     int wake[2] = {-1, -1};  // a pipe that interrupts the thread's poll()
     std::thread thread;
@@ -158,7 +158,7 @@ struct stdin_source::state {
 
     state(asio::io_context& io, int fd, format fmt, codec_options codec, std::size_t unit_bytes,
           std::function<void(const shared_frame&)> on_frames,
-          std::function<void(std::error_code, const std::string&)> on_end)
+          std::function<void(error_code, const std::string&)> on_end)
         : io(io), fd(fd), fmt(fmt), codec(codec), unit_bytes(unit_bytes),
           on_frames(std::move(on_frames)), on_end(std::move(on_end)) {}
 
@@ -175,7 +175,7 @@ struct stdin_source::state {
         return true;
     }
 
-    void post_end(const std::shared_ptr<state>& self, std::error_code ec, std::string message) {
+    void post_end(const std::shared_ptr<state>& self, error_code ec, std::string message) {
         {
             std::lock_guard g(mutex);
             end.emplace(ec, std::move(message));
@@ -238,7 +238,7 @@ struct stdin_source::state {
             int ready = ::poll(fds, 2, have_batch ? 0 : -1);
             if (ready < 0) {
                 if (errno == EINTR) continue;
-                post_end(self, {errno, std::generic_category()}, "poll failed");
+                post_end(self, error_code(errno, boost::system::generic_category()), "poll failed");
                 return;
             }
             if (fds[1].revents != 0) return;
@@ -250,7 +250,7 @@ struct stdin_source::state {
             ssize_t n = ::read(fd, buf.data(), buf.size());
             if (n < 0) {
                 if (errno == EINTR || errno == EAGAIN) continue;
-                post_end(self, {errno, std::generic_category()}, "reading standard input");
+                post_end(self, error_code(errno, boost::system::generic_category()), "reading standard input");
                 return;
             }
             if (n == 0) {
@@ -321,7 +321,7 @@ struct stdin_source::state {
 stdin_source::stdin_source(asio::io_context& io, int fd, format fmt, codec_options codec,
                            std::size_t unit_bytes,
                            std::function<void(const shared_frame&)> on_frames,
-                           std::function<void(std::error_code, const std::string&)> on_end)
+                           std::function<void(error_code, const std::string&)> on_end)
     : state_(std::make_shared<state>(io, fd, fmt, codec, unit_bytes, std::move(on_frames),
                                      std::move(on_end))) {}
 

@@ -23,7 +23,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <asio/io_context.hpp>
+#include "framecast/io/asio.hpp"
+#include <boost/asio/io_context.hpp>
 #include <spdlog/spdlog.h>
 
 #include "framecast/io/server.hpp"

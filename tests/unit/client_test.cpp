@@ -4,13 +4,14 @@
 #include <string>
 #include <vector>
 
-#include <asio/co_spawn.hpp>
-#include <asio/detached.hpp>
-#include <asio/io_context.hpp>
-#include <asio/steady_timer.hpp>
-#include <asio/this_coro.hpp>
-#include <asio/use_awaitable.hpp>
-#include <asio/write.hpp>
+#include "framecast/io/asio.hpp"
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
 #include <gtest/gtest.h>
 
 #include "framecast/io/client.hpp"
@@ -234,7 +235,7 @@ TEST(client, connect_refused_names_the_address) {
     tcp::acceptor probe(io, {asio::ip::make_address("127.0.0.1"), 0});
     const auto port = probe.local_endpoint().port();
     probe.close();
-    std::error_code ec;
+    error_code ec;
     std::string what;
     asio::co_spawn(
         io,

@@ -15,9 +15,10 @@
 #include <string_view>
 #include <system_error>
 
-#include <asio/awaitable.hpp>
-#include <asio/ip/tcp.hpp>
-#include <asio/steady_timer.hpp>
+#include "framecast/io/asio.hpp"
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
 
 #include "framecast/codec.hpp"
 
@@ -33,7 +34,7 @@ using duration = std::chrono::steady_clock::duration;
 // `timeout`. On failure returns the error (asio::error::timed_out when the deadline passed) and
 // sets `what` to a sentence naming the step and the address ("cannot resolve 'nohost': Host not
 // found", "cannot connect to 127.0.0.1:9: Connection refused").
-asio::awaitable<std::error_code> async_connect(tcp::socket& socket, std::string host,
+asio::awaitable<error_code> async_connect(tcp::socket& socket, std::string host,
                                                std::uint16_t port, duration timeout,
                                                std::string& what);
 
@@ -67,7 +68,7 @@ struct read_result {
     // framecast::errc : the decoder's error (truncated_frame when the peer closed mid-frame).
     // asio::error::timed_out : nothing arrived for `idle_timeout`.
     // anything else : the socket's error (e.g. connection_reset).
-    std::error_code ec;
+    error_code ec;
     std::string message;  // a sentence for the user when ec is set
     bool stopped = false;
     std::uint64_t bytes = 0;  // bytes received on this connection
@@ -98,7 +99,7 @@ public:
 
     // Encodes and queues one frame. Fails (queues nothing) when the payload cannot be framed
     // under the options (invalid UTF-8 in code-point mode, too long for the header).
-    std::error_code push(std::string_view payload);
+    error_code push(std::string_view payload);
     // Queues bytes that are already frames.
     void push_encoded(std::string_view frames);
     // Blocks the calling thread while more than max_pending bytes wait. Never call it on the
@@ -136,7 +137,7 @@ public:
     // sending side of `socket`; returns {}), or a write fails (returns its error). Cancellable (e.g. by
     // awaitable operator ||): returns operation_aborted. Frames queued while no run() is active
     // wait for the next one; the bytes of a write cut short by an error are lost.
-    asio::awaitable<std::error_code> run(tcp::socket& socket, bool half_close = true);
+    asio::awaitable<error_code> run(tcp::socket& socket, bool half_close = true);
 
     const std::shared_ptr<send_queue>& queue() const noexcept { return queue_; }
     std::uint64_t bytes_written() const noexcept { return bytes_written_; }
@@ -153,7 +154,7 @@ private:
 // Reads `fd` (e.g. 0, stdin) until end of input and queues each line (without its '\n') as one
 // frame, then closes the queue. Blocking: run it on a thread of its own. Stops early, closing
 // the queue, when a line cannot be framed; returns that error and sets `what`.
-std::error_code queue_lines(int fd, send_queue& queue, std::string& what);
+error_code queue_lines(int fd, send_queue& queue, std::string& what);
 
 // Completes only when cancelled: a branch of `||` that must not end the group by finishing.
 asio::awaitable<void> wait_forever();

@@ -16,8 +16,9 @@
 #include <system_error>
 #include <vector>
 
-#include <asio/io_context.hpp>
-#include <asio/ip/tcp.hpp>
+#include "framecast/io/asio.hpp"
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
 
 #include "framecast/codec.hpp"
 #include "framecast/io/frame_queue.hpp"

@@ -9,8 +9,9 @@
 #include <string_view>
 #include <system_error>
 
-#include <asio/io_context.hpp>
-#include <asio/steady_timer.hpp>
+#include "framecast/io/asio.hpp"
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
 
 #include "framecast/codec.hpp"
 #include "framecast/io/frame_queue.hpp"
@@ -60,7 +61,7 @@ public:
     // a message (e.g. the decoder's, or "line 3 is longer than ...").
     stdin_source(asio::io_context& io, int fd, format fmt, codec_options codec,
                  std::size_t unit_bytes, std::function<void(const shared_frame&)> on_frames,
-                 std::function<void(std::error_code, const std::string&)> on_end);
+                 std::function<void(error_code, const std::string&)> on_end);
     ~stdin_source();
     stdin_source(const stdin_source&) = delete;
     stdin_source& operator=(const stdin_source&) = delete;
