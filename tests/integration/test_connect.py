@@ -31,7 +31,7 @@ def delivered(c, timeout=20):
     while struct.unpack("i", fcntl.ioctl(c, termios.TIOCOUTQ, b"\0" * 4))[0]:  # SIOCOUTQ
         if time.monotonic() > deadline:
             sys.exit("sent data never acknowledged")
-        time.sleep(0.01)
+        time.sleep(0.01)  # poll interval (bounded above)
 s = socket.socket()
 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind(("127.0.0.1", 0))
