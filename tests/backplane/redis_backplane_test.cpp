@@ -4,9 +4,13 @@
 
 #include <framecast/backplane.hpp>
 
+#include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -35,6 +39,16 @@ struct node {
         std::unique_lock lock(mu);
         return cv.wait_for(lock, limit, [&] { return got.size() >= n; });
     }
+    // Waits until `m` has arrived, then forgets it (what the test checks excludes it).
+    bool wait_and_forget(const std::string& m, std::chrono::seconds limit = 20s) {
+        std::unique_lock lock(mu);
+        auto it = got.end();
+        if (!cv.wait_for(lock, limit, [&] { return (it = std::find(got.begin(), got.end(), m)) != got.end(); })) {
+            return false;
+        }
+        got.erase(it);
+        return true;
+    }
     std::vector<std::string> snapshot() {
         std::lock_guard lock(mu);
         return got;
@@ -47,6 +61,34 @@ auto msg(const std::string& s) { return std::make_shared<const std::string>(s); 
 void warm_up(std::vector<node*> nodes) {
     nodes[0]->bp->publish(msg("probe"), 0);
     for (auto* n : nodes) ASSERT_TRUE(n->wait_for(1)) << "backplane did not come up";
+}
+
+// Polls `condition` until it holds or `limit` passes; false then. The 5 ms pause is the poll
+// interval, not a guess at how long anything takes.
+bool eventually(const std::function<bool()>& condition, std::chrono::milliseconds limit = 20s) {
+    auto deadline = std::chrono::steady_clock::now() + limit;
+    while (!condition()) {
+        if (std::chrono::steady_clock::now() >= deadline) return false;
+        std::this_thread::sleep_for(5ms);
+    }
+    return true;
+}
+
+// Waits until nothing more can arrive: no node holds anything to append, then a marker
+// published after everything else has reached every node (the log has one order, so anything
+// before it, a duplicate included, arrived first). The marker is then dropped from what each
+// node got, so the checks see only the test's own messages.
+void settle(std::vector<node*> nodes) {
+    for (auto* n : nodes) {
+        ASSERT_TRUE(eventually([n] { return n->bp->snapshot().pending == 0; }))
+            << "timed out waiting for a node's pending appends to reach 0 (still "
+            << n->bp->snapshot().pending << ")";
+    }
+    const std::string marker = "end of the test's messages";
+    nodes[0]->bp->publish(msg(marker), 0);
+    for (auto* n : nodes) {
+        ASSERT_TRUE(n->wait_and_forget(marker)) << "timed out waiting for the end marker at a node";
+    }
 }
 
 }  // namespace
@@ -71,7 +113,7 @@ TEST(RedisBackplane, ThreeNodesSeeEveryMessageInOneOrder) {
     ta.join(); tb.join(); tc.join();
     const std::size_t total = 1 + 3 * per_node;
     for (auto* n : {&a, &b, &c}) ASSERT_TRUE(n->wait_for(total)) << n->snapshot().size();
-    std::this_thread::sleep_for(300ms);  // nothing more may arrive
+    ASSERT_NO_FATAL_FAILURE(settle({&a, &b, &c}));  // nothing more may arrive
     auto ga = a.snapshot();
     EXPECT_EQ(ga.size(), total);
     EXPECT_EQ(b.snapshot(), ga);
@@ -95,20 +137,29 @@ TEST(RedisBackplane, RedisRestartLosesNothingAndDuplicatesNothing) {
     node a(redis.url("restart"), opts), b(redis.url("restart"), opts);
     warm_up({&a, &b});
     constexpr int total = 3000;
+    std::atomic<int> published{0};
     std::thread publisher([&] {
         for (int i = 0; i < total; ++i) {
             (i % 2 ? a : b).bp->publish(msg(std::to_string(i)), 0);
-            std::this_thread::sleep_for(1ms);
+            published = i + 1;
+            std::this_thread::sleep_for(1ms);  // the publishing pace (not synchronisation)
         }
     });
-    std::this_thread::sleep_for(800ms);
+    // Mid-stream: some messages have gone through Redis to both nodes.
+    ASSERT_TRUE(eventually([&] { return a.snapshot().size() > 300 && b.snapshot().size() > 300; }))
+        << "timed out waiting for 300 messages at both nodes before stopping Redis";
     redis.stop();
-    std::this_thread::sleep_for(2s);  // publishing goes on; nodes hold messages
+    // Publishing goes on; nodes hold messages: both have noticed, and 500 more were published
+    // while Redis was away.
+    const int at_stop = published;
+    ASSERT_TRUE(eventually([&] {
+        return !a.bp->snapshot().connected && !b.bp->snapshot().connected && published >= std::min(total, at_stop + 500);
+    })) << "timed out waiting for both nodes to notice Redis is gone and 500 messages published meanwhile";
     EXPECT_FALSE(a.bp->snapshot().connected);
     redis.start();
     publisher.join();
     for (auto* n : {&a, &b}) ASSERT_TRUE(n->wait_for(1 + total, 30s)) << n->snapshot().size();
-    std::this_thread::sleep_for(500ms);
+    ASSERT_NO_FATAL_FAILURE(settle({&a, &b}));
     for (auto* n : {&a, &b}) {
         auto got = n->snapshot();
         ASSERT_EQ(got.size(), 1u + total);

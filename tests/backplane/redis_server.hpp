@@ -70,7 +70,7 @@ public:
             }
             if (c) redisFree(c);
             if (up) return;
-            std::this_thread::sleep_for(std::chrono::milliseconds(50));
+            std::this_thread::sleep_for(std::chrono::milliseconds(50));  // poll interval, bounded above
         }
         throw std::runtime_error("redis-server did not start on port " + std::to_string(port_));
     }

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 
 BIN = os.environ.get("FRAMECAST_BIN", "framecast")
 HEADERSIZE = 10
@@ -64,10 +65,11 @@ def small_rcvbuf_socket(port, timeout=DEADLINE):
 class Proc:
     """A running framecast (or other) process with its output collected in the background."""
 
-    def __init__(self, args, stdin=None, env=None):
+    def __init__(self, args, stdin=None, env=None, **popen_kw):
         self.args = args
         self.p = subprocess.Popen(args, stdin=stdin if stdin is not None else subprocess.DEVNULL,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                                  **popen_kw)
         self.out, self.err = bytearray(), bytearray()
         self._cv = threading.Condition()
         self._threads = [threading.Thread(target=self._pump, args=(self.p.stdout, self.out), daemon=True),
@@ -153,6 +155,89 @@ class Processes:
     def stop_all(self):
         for p in self.all:
             p.kill()
+
+
+# --- waiting on events, never on the clock ----------------------------------------------------
+# A test waits for something the other side shows: a log line, a metric, a connection. Each wait
+# has a deadline and fails naming what it waited for.
+
+def wait_until(predicate, what, timeout=DEADLINE, interval=0.02):
+    """Polls predicate() until it returns something truthy, and returns that. Fails after
+    `timeout` seconds with "timed out ... waiting for <what>" (`what` may be a callable giving
+    the text, so it can show the last value seen)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            text = what() if callable(what) else what
+            raise AssertionError(f"timed out after {timeout:.1f} s waiting for {text}")
+        time.sleep(interval)  # poll interval, not a guess at readiness
+
+
+def wait_for_log(proc, pattern, timeout=DEADLINE):
+    """Waits for a line matching `pattern` (regex, bytes) in the process's log (stderr)."""
+    return proc.wait_for(pattern, stream="err", timeout=timeout)
+
+
+def client_name(sock):
+    """How the server names the client on the other end of `sock` in its log: HOST:PORT."""
+    host, port = sock.getsockname()[:2]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def wait_for_client(server, sock, timeout=DEADLINE):
+    """Waits until the server has admitted the client connected through `sock` (its
+    "client HOST:PORT connected (N clients)" line): from then on broadcasts reach it."""
+    return wait_for_log(server, rb"client %s connected \(\d+ clients\)"
+                        % re.escape(client_name(sock).encode()), timeout)
+
+
+def metrics_url(proc):
+    """The /metrics URL of a server started with --metrics HOST:0 (printed on its stdout)."""
+    return proc.wait_for(rb"metrics on (http://\S+/metrics)", stream="out").group(1).decode()
+
+
+def scrape(url_or_port, path="/metrics"):
+    """(HTTP status, body) of a metrics endpoint, given its /metrics URL or its port."""
+    if isinstance(url_or_port, int):
+        url = f"http://127.0.0.1:{url_or_port}{path}"
+    else:
+        url = url_or_port.rsplit("/", 1)[0] + path
+    with urllib.request.urlopen(url, timeout=5) as r:
+        return r.status, r.read().decode()
+
+
+def metrics(target):
+    """The server's Prometheus samples as {name{labels}: value}. `target`: a Proc started with
+    --metrics, a /metrics URL, or the metrics port."""
+    _, text = scrape(metrics_url(target) if isinstance(target, Proc) else target)
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            out[name] = float(value)
+    return out
+
+
+def wait_for_metric(target, name, check, timeout=DEADLINE, what=None):
+    """Waits until metric `name` (with its labels, e.g. 'framecast_decode_errors_total{kind="x"}')
+    satisfies `check`: a number (equal to it) or a predicate on the value (a missing metric
+    reads 0); `what` describes a predicate in the failure message ("> 0"). Returns all the
+    samples of the scrape that satisfied it."""
+    if isinstance(target, Proc):
+        target = metrics_url(target)
+    ok = check if callable(check) else (lambda v: v == check)
+    wanted = (what or "satisfying the check") if callable(check) else f"== {check}"
+    last = {}
+
+    def satisfied():
+        last.update(m=metrics(target))
+        return last["m"] if ok(last["m"].get(name, 0.0)) else None
+
+    return wait_until(satisfied, lambda: f"metric {name} {wanted} at {target} "
+                                         f"(last value {last.get('m', {}).get(name)})", timeout)
 
 
 # --- the tutorial's own programs, as the seed writes them (host and port made parameters) ---

@@ -59,7 +59,7 @@ class SeqFeed:
             self.server.p.stdin.flush()
             self.sent += per_tick
             next_t += period
-            time.sleep(max(0, next_t - time.monotonic()))
+            time.sleep(max(0, next_t - time.monotonic()))  # the feed's rate (not synchronisation)
 
     def finish(self):
         """Stops feeding and closes stdin: the server flushes every queue and exits 0."""

@@ -7,11 +7,11 @@ import socket
 import subprocess
 import threading
 import time
-import urllib.request
 
 import pytest
 
-from framecast_test import DEADLINE, FrameReader, connect, frame
+from framecast_test import (DEADLINE, FrameReader, connect, frame, metrics_url, scrape,
+                            wait_for_log, wait_for_metric, wait_until)
 
 REDIS = shutil.which("redis-server")
 pytestmark = pytest.mark.skipif(REDIS is None, reason="redis-server not installed")
@@ -40,7 +40,7 @@ class Redis:
                     if s.recv(16).startswith(b"+PONG"):
                         return
             except OSError:
-                time.sleep(0.05)
+                time.sleep(0.05)  # poll interval while redis-server starts (bounded above)
         raise AssertionError("redis-server did not start")
 
     def stop(self):
@@ -109,6 +109,8 @@ def test_three_chat_nodes_share_one_room_in_one_order(procs, redis):
         c.close()
 
 
+# Sends `count` sequence-numbered messages at a pace, then half-closes and reads until the server
+# closes: that is, until the server has read every message (and discards what it relays back).
 PUBLISHER = r'''
 import socket, sys, time
 port, start, count, pause = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
@@ -118,11 +120,21 @@ for i in range(start, start + count):
     p = f"seq {i:08d} ".encode().ljust(100, b"x")
     out += f"{len(p):<10}".encode() + p
     if len(out) > 32768:
-        s.sendall(out); out.clear(); time.sleep(pause)
+        s.sendall(out); out.clear(); time.sleep(pause)  # the publishing pace (not synchronisation)
 s.sendall(out)
-time.sleep(0.5)
+s.shutdown(socket.SHUT_WR)
+s.settimeout(60)
+try:
+    while s.recv(1 << 16):
+        pass
+except ConnectionResetError:
+    pass
 s.close()
 '''
+
+# Published after everything else: once it reached a collector, so did anything before it in the
+# backplane's one order, a duplicate included. It is no `seq` message, so no count includes it.
+MARKER = b"end of the test's messages"
 
 
 class Collector:
@@ -132,6 +144,7 @@ class Collector:
         self.sock = connect(port)
         self.reader = FrameReader(self.sock)
         self.seqs, self.error = [], None
+        self.marker = threading.Event()
         self.t = threading.Thread(target=self.run, daemon=True)
         self.t.start()
 
@@ -139,56 +152,90 @@ class Collector:
         rx = re.compile(rb"seq (\d{8}) ")
         try:
             while True:
-                m = rx.match(self.reader.read(timeout=60))
+                payload = self.reader.read(timeout=60)
+                m = rx.match(payload)
                 if m:
                     self.seqs.append(int(m.group(1)))
+                elif payload == MARKER:
+                    self.marker.set()
         except (EOFError, OSError, socket.timeout) as e:
             self.error = e
 
     def wait_for(self, n, timeout=60):
         deadline = time.monotonic() + timeout
         while len(self.seqs) < n and time.monotonic() < deadline and self.t.is_alive():
-            time.sleep(0.05)
+            time.sleep(0.05)  # poll interval (bounded above)
         return len(self.seqs)
 
 
-def check_sequences(collectors, total):
-    orders = []
+def check_sequences(collectors, total, send_marker=None):
+    """Checks every collector got 0..total-1 once, all in one order. Waits for `total` messages,
+    then (after send_marker(), if the marker is not on its way already) for MARKER: nothing
+    published before it, a duplicate included, can arrive later."""
     for c in collectors:
         c.wait_for(total)
-        time.sleep(0.3)  # a duplicate would arrive about now
+    if send_marker:
+        send_marker()
+    orders = []
+    for i, c in enumerate(collectors):
+        if not c.marker.wait(DEADLINE):
+            raise AssertionError(f"timed out after {DEADLINE} s waiting for the end marker at "
+                                 f"collector {i} (error {c.error!r}, {len(c.seqs)} messages)")
         assert len(c.seqs) == total, f"got {len(c.seqs)} of {total} (error {c.error!r})"
         assert sorted(c.seqs) == list(range(total)), "missing or duplicated messages"
         orders.append(c.seqs)
     assert all(o == orders[0] for o in orders), "nodes delivered in different orders"
 
 
+def publish_marker(nodes):
+    """Publishes MARKER through node 0 once no node holds anything still to append (so it
+    enters the backplane after every message), and returns when node 0 has read it."""
+    for proc, _ in nodes:
+        wait_for_metric(proc, "framecast_backplane_pending", 0)
+    s = connect(nodes[0][1])
+    s.sendall(frame(MARKER))
+    s.shutdown(socket.SHUT_WR)
+    try:
+        while s.recv(1 << 16):  # the server closes once it has read the marker
+            pass
+    except ConnectionResetError:
+        pass
+    s.close()
+
+
 def run_publish_scenario(procs, redis, total, disruption=None, pause=0.002):
+    """Returns the nodes and the /metrics text of each, taken once every collector has all
+    `total` messages (before the end marker, which would count as one more message)."""
     args = ["--publish", "--welcome", "", "--backplane", redis.url("pub"),
             "--client-buffer", "64MiB"]
     nodes = [procs.serve(*args, "--metrics", "127.0.0.1:0") for _ in range(3)]
     collectors = [Collector(port) for _, port in nodes for _ in range(2)]
-    time.sleep(0.3)
+    for p, _ in nodes:  # each node's collectors admitted: they get whatever is published next
+        wait_for_log(p, rb"connected \(2 clients\)")
     half = total // 2
     pubs = [procs.python(PUBLISHER, nodes[0][1], 0, half, pause),
             procs.python(PUBLISHER, nodes[1][1], half, total - half, pause)]
     if disruption:
-        disruption()
+        disruption(nodes, collectors)
     for p in pubs:
         assert p.wait(timeout=60) == 0
-    check_sequences(collectors, total)
-    return nodes
+    texts = []
+
+    def snapshot_then_marker():
+        texts.extend(metrics_of(p) for p, _ in nodes)
+        publish_marker(nodes)
+
+    check_sequences(collectors, total, send_marker=snapshot_then_marker)
+    return nodes, texts
 
 
 def metrics_of(proc):
-    m = proc.wait_for(rb"metrics on (http://\S+/metrics)", stream="out")
-    with urllib.request.urlopen(m.group(1).decode(), timeout=5) as r:
-        return r.read().decode()
+    return scrape(metrics_url(proc))[1]
 
 
 def test_ten_thousand_messages_across_nodes_none_missing_or_duplicated(procs, redis):
-    nodes = run_publish_scenario(procs, redis, 10_000)
-    text = metrics_of(nodes[2][0])
+    nodes, texts = run_publish_scenario(procs, redis, 10_000)
+    text = texts[2]
     assert re.search(r"^framecast_backplane_up 1$", text, re.M), text
     # Every message entered node 2's broadcast once; entries may carry several (a publisher's
     # read is one entry), never more entries than messages.
@@ -198,20 +245,24 @@ def test_ten_thousand_messages_across_nodes_none_missing_or_duplicated(procs, re
 
 
 def test_redis_restart_mid_stream_loses_nothing(procs, redis):
-    def restart():
-        time.sleep(1)
+    def restart(nodes, collectors):
+        # Mid-stream: messages flow through Redis to every collector ...
+        wait_until(lambda: min(len(c.seqs) for c in collectors) >= 1000,
+                   lambda: f"1000 messages at every collector before stopping Redis "
+                           f"(have {[len(c.seqs) for c in collectors]})")
         redis.stop()
-        time.sleep(3)
+        # ... then every node has noticed Redis is gone, and the publishing nodes hold what
+        # their publishers go on sending.
+        for p, _ in nodes:
+            wait_for_metric(p, "framecast_backplane_up", 0)
+        for p, _ in nodes[:2]:
+            wait_for_metric(p, "framecast_backplane_pending", lambda v: v > 0, what="> 0")
         redis.start()
-    # The publishers send for about 5 s (300 messages every 0.3 s each), Redis is away from
-    # 1 s to 4 s.
-    nodes = run_publish_scenario(procs, redis, 10_000, disruption=restart, pause=0.3)
-    deadline = time.monotonic() + DEADLINE
-    while True:
-        text = metrics_of(nodes[0][0])
-        if re.search(r"^framecast_backplane_up 1$", text, re.M) or time.monotonic() > deadline:
-            break
-        time.sleep(0.2)
+    # The publishers send for about 5 s (300 messages every 0.3 s each); Redis goes away once
+    # 1000 have arrived everywhere and comes back once the nodes hold messages for it.
+    nodes, _ = run_publish_scenario(procs, redis, 10_000, disruption=restart, pause=0.3)
+    wait_for_metric(nodes[0][0], "framecast_backplane_up", 1)
+    text = metrics_of(nodes[0][0])
     assert re.search(r"^framecast_backplane_up 1$", text, re.M), text
     assert re.search(r"^framecast_backplane_reconnects_total [1-9]", text, re.M), text
 
@@ -223,8 +274,10 @@ def test_stdin_source_waits_for_its_messages_to_come_back(procs, redis):
     src, src_port = procs.serve("--source", "stdin", "--welcome", "",
                                 "--backplane", redis.url("stdin"), stdin=subprocess.PIPE)
     local = Collector(src_port)
-    time.sleep(0.3)
-    src.p.stdin.write(b"".join(f"seq {i:08d} \n".encode() for i in range(2000)))
+    wait_for_log(sub_node, rb"connected \(1 clients\)")
+    wait_for_log(src, rb"connected \(1 clients\)")
+    # The marker last: the source's messages enter the backplane in order.
+    src.p.stdin.write(b"".join(f"seq {i:08d} \n".encode() for i in range(2000)) + MARKER + b"\n")
     src.p.stdin.close()
     assert src.wait(timeout=DEADLINE) == 0
     check_sequences([collector, local], 2000)

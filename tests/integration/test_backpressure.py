@@ -68,7 +68,7 @@ def test_stdin_waits_for_a_client_that_pauses(procs, backpressure):
     msgs = lines()
     feeder = Feeder(server.p.stdin.write, b"".join(m + b"\n" for m in msgs), server.p.stdin.close)
     feeder.start()
-    time.sleep(1.5)  # the client reads nothing for a while; the feed is far faster
+    time.sleep(1.5)  # the client reads nothing for a while (the subject, not synchronisation)
     got = read_to_eof(client)
     feeder.join(timeout=60)
     assert server.wait(timeout=60) == 0
@@ -120,7 +120,7 @@ def test_a_publisher_waits_for_a_subscriber_that_pauses(procs, backpressure):
     feeder = Feeder(publisher.sendall, b"".join(frame(m) for m in msgs),
                     lambda: None)
     feeder.start()
-    time.sleep(1.5)
+    time.sleep(1.5)  # the subscriber reads nothing for a while: the subject (not synchronisation)
     if backpressure == "0":
         server.wait_for(rb"disconnected: slow consumer")
         feeder.join(timeout=60)

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from framecast_test import BIN, DEADLINE, FrameReader, connect, frame
+from framecast_test import BIN, DEADLINE, FrameReader, connect, frame, wait_for_client
 
 # --- Python peers of the tutorial series' chat room (correct readers, same wire behaviour) ---
 
@@ -174,7 +174,7 @@ def test_relay_is_the_senders_frames_byte_for_byte_to_every_other_client(procs):
     bob = join(port, "bob")
     server.wait_for(rb"bob joined from 127\.0\.0\.1:\d+")
     lurker = connect(port)  # connected, no username yet: not in the room
-    time.sleep(0.1)
+    wait_for_client(server, lurker)  # admitted, so a relay would reach it if it were in the room
     alice.sendall(b"    2     hi" + frame("second"))
     bob.settimeout(DEADLINE)
     want = b"         5alice" + b"    2     hi" + b"         5alice" + frame("second")
@@ -249,7 +249,8 @@ def test_a_client_that_never_sends_its_username_is_closed_after_the_idle_timeout
                     % half_name.encode())
     assert_closed(silent)
     assert_closed(half)
-    # A client that joined and then stays quiet between frames is never timed out.
+    # A client that joined and then stays quiet between frames is never timed out. (Not a
+    # synchronisation sleep: staying quiet for twice --idle-timeout is what is tested.)
     time.sleep(1.0)
     bob = join(port, "bob")
     server.wait_for(rb"bob joined")

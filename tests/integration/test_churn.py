@@ -16,7 +16,7 @@ import subprocess
 import threading
 import time
 
-from framecast_test import BIN, FrameReader, connect
+from framecast_test import BIN, FrameReader, connect, wait_for_client, wait_for_metric, wait_until
 from stream_check import SeqFeed, SteadyClient, reset, rss_kib, sanitized
 
 CHURN_SECONDS = float(os.environ.get("FRAMECAST_CHURN_SECONDS", "15"))
@@ -68,12 +68,15 @@ def churner(port, stop, stats, lock, seed):
 
 
 def test_churn_steady_clients_miss_nothing_and_memory_returns(procs):
-    server, port = procs.serve("--source", "stdin", "--welcome", "", stdin=subprocess.PIPE)
+    server, port = procs.serve("--source", "stdin", "--welcome", "", "--metrics", "127.0.0.1:0",
+                               stdin=subprocess.PIPE)
     pid = server.p.pid
     steady = [SteadyClient(port) for _ in range(10)]
     server.wait_for(rb"connected \(10 clients\)")
     feed = SeqFeed(server, rate=RATE).start()
-    time.sleep(1.0)
+    # The starting RSS once the stream runs: a second's worth reached every steady client.
+    wait_until(lambda: min(len(c.seqs) for c in steady) >= RATE,
+               lambda: f"{RATE} messages at every steady client (have {[len(c.seqs) for c in steady]})")
     rss = [(0.0, rss_kib(pid))]
 
     stop = threading.Event()
@@ -86,7 +89,7 @@ def test_churn_steady_clients_miss_nothing_and_memory_returns(procs):
     for t in threads:
         t.start()
     while time.monotonic() - t0 < CHURN_SECONDS:
-        time.sleep(min(1.0, CHURN_SECONDS / 10))
+        time.sleep(min(1.0, CHURN_SECONDS / 10))  # the churn's length and RSS sampling: the subject
         rss.append((time.monotonic() - t0, rss_kib(pid)))
     stop.set()
     for t in threads:
@@ -94,12 +97,16 @@ def test_churn_steady_clients_miss_nothing_and_memory_returns(procs):
     assert not any(t.is_alive() for t in threads)
 
     # Every churner that connected gets exactly one disconnect line (steady clients none yet).
+    # Once only the steady clients count as connected, every churner has been closed (its line
+    # logged) and removed: no line can follow.
     churned = stats["connections"]
-    deadline = time.monotonic() + 20
-    while len(re.findall(rb" disconnected: ", server.stderr)) < churned and time.monotonic() < deadline:
-        time.sleep(0.1)
-    time.sleep(0.5)
+    wait_for_metric(server, "framecast_clients_connected", 10)
+    # A probe's "connected" line comes after all of those in the server's log: once it is here,
+    # so are they.
+    probe = connect(port)
+    wait_for_client(server, probe)
     lines = len(re.findall(rb" disconnected: ", server.stderr))
+    probe.close()
     rss_end = rss_kib(pid)
     rss.append((time.monotonic() - t0, rss_end))
 

@@ -9,17 +9,29 @@ import time
 
 import pytest
 
-from framecast_test import BIN, DEADLINE, FrameReader, frame, tutorial_server_source
+from framecast_test import BIN, DEADLINE, FrameReader, frame, tutorial_server_source, wait_until
 
 # A one-connection peer: listens on 127.0.0.1 port 0, prints "port N", accepts, runs BODY with
-# the connection in `c`. frame() is the tutorial's framing.
+# the connection in `c`. frame() is the tutorial's framing; go() waits for the test's "go" line
+# on stdin (start the peer with stdin=subprocess.PIPE); delivered(c) waits until the other end's
+# kernel has acknowledged all that was sent (nothing left for an RST to discard). A peer's
+# closing time.sleep() keeps the connection open while the test runs: it is no synchronisation.
 PEER = r'''
-import socket, sys, time
+import fcntl, socket, struct, sys, termios, time
 HEADERSIZE = 10
 def frame(p, h=HEADERSIZE):
     if isinstance(p, str):
         p = p.encode()
     return f"{len(p):<{h}}".encode() + p
+def go():
+    if sys.stdin.readline().strip() != "go":
+        sys.exit("the test never said go")
+def delivered(c, timeout=20):
+    deadline = time.monotonic() + timeout
+    while struct.unpack("i", fcntl.ioctl(c, termios.TIOCOUTQ, b"\0" * 4))[0]:  # SIOCOUTQ
+        if time.monotonic() > deadline:
+            sys.exit("sent data never acknowledged")
+        time.sleep(0.01)  # poll interval (bounded above)
 s = socket.socket()
 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind(("127.0.0.1", 0))
@@ -30,10 +42,25 @@ c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 '''
 
 
-def start_peer(procs, body):
-    peer = procs.python(PEER + body)
+def start_peer(procs, body, **kw):
+    peer = procs.python(PEER + body, **kw)
     port = int(peer.wait_for(rb"port (\d+)", stream="out").group(1))
     return peer, port
+
+
+def say_go(peer):
+    peer.p.stdin.write(b"go\n")
+    peer.p.stdin.flush()
+
+
+def accept_queue_length(port):
+    """Connections waiting in the accept queue of the IPv4 listener on `port` (/proc/net/tcp)."""
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            if fields[1].endswith(":%04X" % port) and fields[3] == "0A":  # LISTEN
+                return int(fields[4].split(":")[1], 16)
+    raise AssertionError(f"no listener on port {port} in /proc/net/tcp")
 
 
 def connect(procs, port, *args, **kw):
@@ -112,7 +139,7 @@ def test_a_frame_one_byte_at_a_time(procs):
 data = frame("first") + frame("") + frame("the third message, sent byte by byte")
 for b in data:
     c.send(bytes([b]))
-    time.sleep(0.002)
+    time.sleep(0.002)  # one byte per read on the other side: the subject of the test
 c.close()
 """)
     rc, out, err = finished(connect(procs, port))
@@ -143,7 +170,7 @@ def test_peer_pausing_inside_header_and_payload(procs):
     peer, port = start_peer(procs, """
 data = frame("héllo wörld") + frame("second")
 for cut in (3, 10, 14, 20, len(data)):
-    c.send(data[:cut]); data = data[cut:]; time.sleep(0.05)
+    c.send(data[:cut]); data = data[cut:]; time.sleep(0.05)  # the pauses are the subject
 c.close()
 """)
     rc, out, err = finished(connect(procs, port, "--buffer", "16"))
@@ -173,13 +200,14 @@ def test_stdout_is_written_in_batches(procs, flag, expect_batched):
     """1000 messages in one burst cost a handful of write() calls, not one per message (unless
     --line-buffered asks for that)."""
     peer, port = start_peer(procs, """
-time.sleep(0.5)  # the test counts connect's write calls meanwhile
+go()  # once the test has counted connect's write calls so far
 c.sendall(b"".join(frame(f"message {i}") for i in range(1000)))
 time.sleep(30)
-""")
+""", stdin=subprocess.PIPE)
     client = connect(procs, port, *([flag] if flag else []))
     client.wait_for(rb"connected to")
     before = write_calls(client)  # the runtime's own (sanitizers write at start-up)
+    say_go(peer)
     client.wait_for(rb"message 999\n", stream="out", timeout=10)
     writes = write_calls(client) - before
     if expect_batched:
@@ -287,10 +315,10 @@ c.sendall(b"{BIG:<10}")
 left = {BIG}
 while left:
     n = min(left, len(chunk)); c.sendall(chunk[:n]); left -= n
-time.sleep(1)  # the test reads connect's peak RSS meanwhile
+go()  # once the test has read connect's peak RSS
 c.sendall(frame("after"))
 c.close()
-""")
+""", stdin=subprocess.PIPE)
     p = subprocess.Popen([BIN, "connect", f"127.0.0.1:{port}", "--output", "raw"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     received, ok, peak_kib = 0, True, None
@@ -311,6 +339,7 @@ c.close()
         if received == BIG and peak_kib is None:
             with open(f"/proc/{p.pid}/status") as status:
                 peak_kib = int(next(l for l in status if l.startswith("VmHWM:")).split()[1])
+            say_go(peer)
     rc = p.wait(timeout=DEADLINE)
     err = p.stderr.read()
     assert rc == 0, err
@@ -386,12 +415,16 @@ def test_reset_between_messages(procs):
     peer, port = start_peer(procs, """
 import struct
 c.sendall(frame("before the reset"))
-time.sleep(0.3)
+delivered(c)
+go()  # once connect has printed the message
 c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
 c.close()
 time.sleep(5)
-""")
-    rc, out, err = finished(connect(procs, port))
+""", stdin=subprocess.PIPE)
+    client = connect(procs, port)
+    client.wait_for(rb"^before the reset\n", stream="out")
+    say_go(peer)
+    rc, out, err = finished(client)
     assert rc == 1, err
     assert out == b"before the reset\n"
     assert b"connection lost: Connection reset by peer" in err
@@ -401,12 +434,16 @@ def test_reset_in_the_middle_of_a_message(procs):
     peer, port = start_peer(procs, """
 import struct
 c.sendall(b"28        1234567")
-time.sleep(0.3)
+delivered(c)
+go()  # once connect is connected: then it reads the bytes before it sees the reset
 c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
 c.close()
 time.sleep(5)
-""")
-    rc, out, err = finished(connect(procs, port))
+""", stdin=subprocess.PIPE)
+    client = connect(procs, port)
+    client.wait_for(rb"connected to 127\.0\.0\.1:%d" % port)
+    say_go(peer)
+    rc, out, err = finished(client)
     assert rc == 6, err
     assert b"Connection reset by peer: connection closed after 7 of 28 payload bytes" in err
 
@@ -432,7 +469,8 @@ def test_connect_timeout_when_the_peer_never_answers(procs):
         f.setblocking(False)
         f.connect_ex(("127.0.0.1", port))
         fillers.append(f)
-    time.sleep(0.2)
+    # With a backlog of 0, one finished handshake fills the accept queue; later SYNs are dropped.
+    wait_until(lambda: accept_queue_length(port) >= 1, "a connection in the full accept queue")
     try:
         started = time.monotonic()
         rc, out, err = finished(connect(procs, port, "--connect-timeout", "0.5"))
@@ -461,7 +499,7 @@ time.sleep(30)
 def test_timeout_is_reset_by_every_message(procs):
     peer, port = start_peer(procs, """
 for i in range(6):
-    c.sendall(frame(str(i))); time.sleep(0.2)
+    c.sendall(frame(str(i))); time.sleep(0.2)  # gaps under --timeout: the subject
 c.close()
 """)
     rc, out, err = finished(connect(procs, port, "--timeout", "1"))
@@ -484,7 +522,7 @@ time.sleep(5)
 def test_count_exits_after_n_messages_while_the_peer_goes_on(procs):
     peer, port = start_peer(procs, """
 for i in range(10):
-    c.sendall(frame(f"m{i}")); time.sleep(0.05)
+    c.sendall(frame(f"m{i}")); time.sleep(0.05)  # the peer goes on after --count: the subject
 time.sleep(30)
 """)
     rc, out, err = finished(connect(procs, port, "--count", "3", "--buffer", "16"), timeout=10)
@@ -578,7 +616,7 @@ def test_reconnect_to_a_peer_that_goes_away_and_comes_back(procs):
 s_port = s.getsockname()[1]
 c.sendall(frame("first life"))
 c.close(); s.close()
-time.sleep(0.7)
+go()  # once connect has been refused while the peer was away
 s = socket.socket()
 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind(("127.0.0.1", s_port))
@@ -586,8 +624,10 @@ s.listen(8)
 c, _ = s.accept()
 c.sendall(frame("second life"))
 time.sleep(30)
-""")
+""", stdin=subprocess.PIPE)
     client = connect(procs, port, "--reconnect", "--count", "2", "--reconnect-max", "0.5")
+    client.wait_for(rb"Connection refused; reconnecting in")
+    say_go(peer)
     rc, out, err = finished(client)
     assert rc == 0, err
     assert out == b"first life\nsecond life\n"

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from framecast_test import FrameReader, connect, frame
+from framecast_test import FrameReader, connect, frame, metrics, wait_for_metric, wait_until
 from stream_check import SeqFeed, SteadyClient, name_of, reset
 
 
@@ -46,7 +46,7 @@ FAULTS = {
 @pytest.mark.parametrize("how,where", list(FAULTS), ids=[f"{h}-{w}".replace(" ", "-") for h, w in FAULTS])
 def test_client_vanishing_is_logged_and_the_server_goes_on(procs, how, where):
     server, port = procs.serve("--source", "stdin", "--publish", "--welcome", "hi",
-                               stdin=subprocess.PIPE)
+                               "--metrics", "127.0.0.1:0", stdin=subprocess.PIPE)
     good = FrameReader(connect(port))
     bad = connect(port)
     server.wait_for(rb"connected \(2 clients\)")
@@ -59,7 +59,8 @@ def test_client_vanishing_is_logged_and_the_server_goes_on(procs, how, where):
         assert rb.read() == b"seq %08d" % i
     name = name_of(bad)
     bad.sendall(PARTIAL[where])
-    time.sleep(0.2)  # let the server read the partial frame before the end arrives
+    # The server has read the partial frame before the end arrives (only `bad` sends).
+    wait_for_metric(server, "framecast_bytes_in_total", len(PARTIAL[where]))
     if how == "close":
         bad.close()
     elif how == "reset":
@@ -94,7 +95,8 @@ def test_reset_while_the_server_is_writing_is_logged_and_others_miss_nothing(pro
     """Receivers that reset their connection with a backlog queued for them: the server's
     write fails (EPIPE/ECONNRESET) or its read sees the reset; either way one line, and the
     steady clients get every message."""
-    server, port = procs.serve("--source", "stdin", "--welcome", "", stdin=subprocess.PIPE)
+    server, port = procs.serve("--source", "stdin", "--welcome", "", "--metrics", "127.0.0.1:0",
+                               stdin=subprocess.PIPE)
     steady = [SteadyClient(port) for _ in range(3)]
     resetters = []
     for _ in range(20):
@@ -104,11 +106,18 @@ def test_reset_while_the_server_is_writing_is_logged_and_others_miss_nothing(pro
         resetters.append(s)
     server.wait_for(rb"connected \(23 clients\)")
     feed = SeqFeed(server, rate=20000).start()
-    time.sleep(1.0)
+    # A backlog queued in the server for (at least) 20 clients: the resetters, which read little.
+    def backlogged():
+        m = metrics(server)
+        return m["framecast_client_queue_bytes_count"] - m['framecast_client_queue_bytes_bucket{le="0"}']
+    wait_until(lambda: backlogged() >= 20, "20 clients with bytes queued in the server "
+               "(framecast_client_queue_bytes_count minus its le=\"0\" bucket)")
     names = [name_of(s) for s in resetters]
     for s in resetters:
         reset(s)
-    time.sleep(0.5)
+    # The server has noticed every reset before the feed ends.
+    wait_until(lambda: all(re.search(rb"client %s disconnected: " % re.escape(name), server.stderr)
+                           for name in names), "a 'disconnected' line for each of the 20 resetters")
     n = feed.finish()
     assert server.wait(timeout=30) == 0
     for c in steady:
@@ -170,7 +179,7 @@ def test_fifty_abusive_clients_at_once_while_five_stream_and_miss_nothing(procs)
                for i in range(50)]
     for t in abusers:
         t.start()
-    time.sleep(4)
+    time.sleep(4)  # how long the abuse lasts: the subject of the test (not synchronisation)
     stop.set()
     for t in abusers:
         t.join(timeout=20)

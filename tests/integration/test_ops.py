@@ -6,35 +6,9 @@ import socket
 import subprocess
 import threading
 import time
-import urllib.request
 
-from framecast_test import BIN, DEADLINE, FrameReader, connect, frame
-
-
-def scrape(port, path="/metrics"):
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
-        return r.status, r.read().decode()
-
-
-def metrics(port):
-    _, text = scrape(port)
-    out = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, value = line.rsplit(" ", 1)
-            out[name] = float(value)
-    return out
-
-
-def wait_metric(port, name, predicate, timeout=DEADLINE):
-    deadline = time.monotonic() + timeout
-    while True:
-        m = metrics(port)
-        if predicate(m.get(name, 0.0)):
-            return m
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{name} = {m.get(name)} never satisfied the check")
-        time.sleep(0.05)
+from framecast_test import BIN, DEADLINE, FrameReader, connect, frame, metrics, scrape
+from framecast_test import wait_for_metric
 
 
 def serve_with_metrics(procs, *args, **kw):
@@ -56,12 +30,12 @@ def test_metrics_counters_follow_real_traffic(procs):
     readers = [connect(port) for _ in range(2)]
     stuck = connect(port)  # never reads: a slow consumer
     stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    wait_metric(mport, "framecast_clients_connected", lambda v: v == 3)
+    wait_for_metric(mport, "framecast_clients_connected", 3)
 
     # A malformed header closes that client and counts as a decode error of its kind.
     bad = connect(port)
     bad.sendall(b"abc       hello")
-    m = wait_metric(mport, 'framecast_decode_errors_total{kind="header_invalid_char"}', lambda v: v == 1)
+    m = wait_for_metric(mport, 'framecast_decode_errors_total{kind="header_invalid_char"}', 1)
     assert m["framecast_messages_in_total"] == 0
 
     # Stream enough to overflow the stuck client's 1 MiB queue (and the kernel buffers before
@@ -87,12 +61,12 @@ def test_metrics_counters_follow_real_traffic(procs):
         server.p.stdin.write(line * 100)
         server.p.stdin.flush()
         while min(got) < sent - 300 and time.monotonic() < deadline:
-            time.sleep(0.001)
+            time.sleep(0.001)  # poll interval: waits for the readers (bounded above)
     for t in threads:
         t.join(timeout=DEADLINE)
     assert got == [total, total], server.stderr.decode()[-3000:]
 
-    m = wait_metric(mport, 'framecast_slow_consumer_actions_total{policy="disconnect"}', lambda v: v == 1)
+    m = wait_for_metric(mport, 'framecast_slow_consumer_actions_total{policy="disconnect"}', 1)
     assert m["framecast_messages_broadcast_total"] == total
     assert m["framecast_messages_out_total"] >= 2 * total
     assert m["framecast_bytes_out_total"] >= 2 * total * 1010

@@ -72,14 +72,14 @@ def test_empty_input_sends_nothing_and_closes_cleanly(procs):
 def test_waits_for_the_peer_to_read_everything(procs):
     """A slow reader still gets every byte: send exits after the peer's EOF, not after write()."""
     peer, port = start_peer(procs, """
-time.sleep(1)
+time.sleep(1)  # a slow reader is the subject (not synchronisation)
 data = b""
 while True:
     chunk = c.recv(1000)
     if not chunk:
         break
     data += chunk
-    time.sleep(0.001)
+    time.sleep(0.001)  # and reads slowly
 print("data", data.hex(), flush=True)
 c.close()
 """)
@@ -101,7 +101,7 @@ def test_a_peer_that_talks_back_and_never_closes(procs):
     peer, port = start_peer(procs, """
 for i in range(1000):
     c.sendall(frame(f"chatter {i}"))
-time.sleep(30)
+time.sleep(30)  # never closes: the subject (not synchronisation)
 """)
     started = time.monotonic()
     rc, out, err = finished(send(procs, port, "--close-timeout", "0.5", "hello"))
@@ -175,7 +175,7 @@ import struct
 c.recv(10)
 c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
 c.close()  # RST
-time.sleep(5)
+time.sleep(5)  # the peer process stays; nothing waits on this
 """)
     client = send(procs, port, stdin=subprocess.PIPE)
     try:

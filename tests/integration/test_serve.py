@@ -10,7 +10,7 @@ import time
 import pytest
 
 from framecast_test import (BIN, FrameReader, connect, frame, small_rcvbuf_socket,
-                            tutorial_client_source)
+                            tutorial_client_source, wait_for_log, wait_for_metric, wait_until)
 
 TIME_RX = rb"The time is (\d+\.\d+)"
 
@@ -251,11 +251,13 @@ def test_graceful_shutdown_delivers_what_was_queued(procs):
 
 def test_drain_timeout_bounds_shutdown(procs):
     server, port = procs.serve("--source", "stdin", "--drain-timeout", "0.5",
-                               "--client-buffer", "64MiB", stdin=subprocess.PIPE)
+                               "--client-buffer", "64MiB", "--metrics", "127.0.0.1:0",
+                               stdin=subprocess.PIPE)
     stuck = small_rcvbuf_socket(port)
     wait_clients(server, 1)
     _flood_through_stdin(server, 20000, 500)  # 10 MB: more than the kernel buffers
-    time.sleep(0.3)
+    # All of it read and queued for the stuck client: the drain has something to wait for.
+    wait_for_metric(server, "framecast_messages_broadcast_total", 20000)
     t0 = time.monotonic()
     server.signal(signal.SIGTERM)
     assert server.wait() == 0
@@ -352,7 +354,7 @@ def test_several_listeners(procs):
 
 
 def test_max_clients(procs):
-    server, port = procs.serve("--max-clients", "2")
+    server, port = procs.serve("--max-clients", "2", "--metrics", "127.0.0.1:0")
     a, b = FrameReader(connect(port)), FrameReader(connect(port))
     assert a.read() == b"Welcome to the server!"
     assert b.read() == b"Welcome to the server!"
@@ -363,7 +365,8 @@ def test_max_clients(procs):
     assert c.recv(100) == b""
     a.sock.close()
     server.wait_for(rb"disconnected: closed by peer")
-    time.sleep(0.1)
+    # The server removes a closed client after its log line: wait until it no longer counts.
+    wait_for_metric(server, "framecast_clients_connected", 1)
     d = FrameReader(connect(port))
     assert d.read() == b"Welcome to the server!"
 
@@ -386,7 +389,7 @@ def test_idle_timeout_cuts_a_client_stuck_mid_frame_only(procs):
             slow.send(bytes([ch]))
         except OSError:
             break
-        time.sleep(0.2)
+        time.sleep(0.2)  # slowloris pacing, the subject of the test (not synchronisation)
     server.wait_for(rb"client %s disconnected: idle timeout" % slow_name.encode(), timeout=5)
     assert quiet.read() == b"Welcome to the server!"
     for _ in range(3):
@@ -410,13 +413,14 @@ def test_out_of_descriptors_logs_keeps_serving_and_recovers(procs):
     def low_fd_limit():
         resource.setrlimit(resource.RLIMIT_NOFILE, (24, 24))
 
-    p = subprocess.Popen([BIN, "serve", "--listen", "127.0.0.1:0", "--interval", "0.1",
-                          "--welcome", "hi"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         preexec_fn=low_fd_limit)
+    p = procs.framecast("serve", "--listen", "127.0.0.1:0", "--interval", "0.1",
+                        "--welcome", "hi", preexec_fn=low_fd_limit)
     try:
-        port = int(re.search(rb":(\d+)", p.stdout.readline()).group(1))
+        port = int(p.wait_for(rb"listening on 127\.0\.0\.1:(\d+)\n", stream="out").group(1))
         socks = [connect(port) for _ in range(30)]  # more than the server has descriptors for
-        time.sleep(1)
+        # Out of descriptors: it has admitted all it can and leaves the rest in the backlog.
+        wait_for_log(p, rb"accept failed: Too many open files; retrying")
+        admitted = len(re.findall(rb"client \S+ connected \(", p.stderr))
 
         def receiving(ss):
             n = 0
@@ -432,17 +436,20 @@ def test_out_of_descriptors_logs_keeps_serving_and_recovers(procs):
         assert 5 <= served < 30
         for s in socks[:served]:
             s.close()
-        time.sleep(1)  # the server notices, frees descriptors, accepts from its backlog
+        # The server notices, frees descriptors, accepts from its backlog.
+        wait_until(lambda: len(re.findall(rb" disconnected: ", p.stderr)) >= served,
+                   f"{served} 'disconnected' lines (the closed clients)")
+        wait_until(lambda: len(re.findall(rb"client \S+ connected \(", p.stderr)) >= admitted + served - 2,
+                   f"{served - 2} more clients admitted from the backlog")
         assert receiving(socks[served:]) >= served - 2
-        p.send_signal(signal.SIGTERM)
-        out, err = p.communicate(timeout=20)
-        assert p.returncode == 0
+        p.signal(signal.SIGTERM)
+        rc = p.wait(timeout=20)
+        err = p.stderr
+        assert rc == 0
         assert b"accept failed: Too many open files; retrying" in err
         assert len(re.findall(b"accept failed", err)) <= 10  # at most one line a second
     finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
+        p.kill()
 
 
 def test_header_size_applies_to_what_is_sent_and_read(procs):
@@ -484,7 +491,7 @@ def test_idle_timeout_clock_restarts_with_each_frame(procs):
     server.wait_for(rb"\(2 clients\)")
     pub.sendall(frame(b"m0")[:3])
     for i in range(25):  # 2.5 s of frames, each write finishing one and starting the next
-        time.sleep(0.1)
+        time.sleep(0.1)  # the publisher's pace, the subject of the test (not synchronisation)
         pub.sendall(frame(b"m%d" % i)[3:] + frame(b"m%d" % (i + 1))[:3])
     for i in range(25):
         assert sub.read() == b"m%d" % i
