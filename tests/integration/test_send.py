@@ -85,7 +85,9 @@ c.close()
 """)
     big = "z" * 1_000_000
     started = time.monotonic()
-    client = send(procs, port, stdin=subprocess.PIPE)
+    # The peer takes about 2 s to read it all; on a loaded machine more than send's default
+    # 5 s close timeout, which is not what this test is about.
+    client = send(procs, port, "--close-timeout", "60", stdin=subprocess.PIPE)
     client.p.stdin.write(f"{big}\nafter\n".encode())
     client.p.stdin.close()
     rc, out, err = finished(client)
