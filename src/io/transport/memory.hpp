@@ -37,6 +37,7 @@ public:
         bool eof = false;                // after `inbound`, end of stream
         std::string written;             // what the session wrote
         std::size_t write_capacity = std::numeric_limits<std::size_t>::max();
+        std::size_t read_chunk = std::numeric_limits<std::size_t>::max();  // most per read
         bool send_shut = false;
         bool closed = false;
         asio::steady_timer readable, writable;  // cancelled when the condition may have changed
@@ -55,7 +56,7 @@ public:
             ec = pipe_->eof ? error_code(asio::error::eof) : error_code(asio::error::would_block);
             return 0;
         }
-        std::size_t n = std::min(buf.size(), pipe_->inbound.size());
+        std::size_t n = std::min({buf.size(), pipe_->inbound.size(), pipe_->read_chunk});
         std::memcpy(buf.data(), pipe_->inbound.data(), n);
         pipe_->inbound.erase(0, n);
         return n;
