@@ -210,9 +210,9 @@ exit_code run_serve(const serve_config& cfg) {
     std::uint64_t own_published = 0;
     std::uint64_t own_delivered = 0;
     if (bp) {
-        srv.set_ingress([&](const io::shared_frame& frames, const io::session* origin) {
+        srv.set_ingress([&](const io::relay_unit& unit, const io::session* origin) {
             ++own_published;
-            bp->publish(frames, io::server::session_id(origin));
+            bp->publish(unit.bytes, io::server::session_id(origin));
         });
     }
 
@@ -293,13 +293,15 @@ exit_code run_serve(const serve_config& cfg) {
         spdlog::info("backplane {}: node {}", bp->describe(), bp->node_id());
         const std::string own = bp->node_id();
         bp->start([&io, &srv, &own_delivered, own](backplane::message m) {
-            asio::post(io, [&srv, &own_delivered, own, m = std::move(m)] {
+            // Counted here, on the backplane's thread: the entry's frames as a relay unit.
+            auto unit = srv.relay_unit_of(std::move(m.framed));
+            asio::post(io, [&srv, &own_delivered, own, m = std::move(m), unit = std::move(unit)] {
                 const io::session* origin = nullptr;
                 if (m.origin_node == own) {
                     ++own_delivered;
                     origin = srv.find_session(m.origin_client);
                 }
-                srv.broadcast(m.framed, origin);
+                srv.broadcast(unit, origin);
             });
         });
     }
@@ -323,7 +325,7 @@ exit_code run_serve(const serve_config& cfg) {
         auto fmt = cfg.source == "stdin" ? io::stdin_source::format::lines
                                          : io::stdin_source::format::framed;
         input_source.emplace(io, 0, fmt, opts.codec, io::relay_unit_bytes(opts),
-                             [&srv](const io::shared_frame& frames) { srv.publish(frames); },
+                             [&srv](const io::relay_unit& unit) { srv.publish(unit); },
                              [&](error_code ec, const std::string& message) {
                                  if (ec) {
                                      spdlog::error("{}", message);

@@ -101,27 +101,29 @@ namespace {
 // whole frames, each at most unit_bytes (or one frame), handed to the io thread together: an
 // allocation and a broadcast per unit, not per message.
 struct message_batch {
-    std::vector<shared_frame> units;
-    std::shared_ptr<std::string> open;  // the unit being filled
+    std::vector<relay_unit> units;
+    std::optional<relay_unit_builder> open;  // the unit being filled
     std::size_t bytes = 0;
 
     void add(std::string_view m, const codec_options& codec, std::size_t unit_bytes) {
-        if (open && open->size() + codec.header_size + m.size() > unit_bytes) seal();
-        if (!open) open = std::make_shared<std::string>();
+        if (open && !open->empty() && open->would_exceed(m.size(), unit_bytes)) seal();
+        if (!open) open.emplace(codec);
         const std::size_t before = open->size();
         // The reader checked the length against max_message, which the header can announce;
         // with lengths in code points the message must also be valid UTF-8.
-        if (auto ec = append_frame(*open, m, codec)) {
+        if (auto ec = open->append(m)) {
             spdlog::error("standard input: cannot send a {}-byte message: {}; skipped", m.size(),
                           ec.message());
         }
         bytes += open->size() - before;
     }
     void seal() {
-        if (open) units.push_back(std::move(open));
+        if (open) {
+            if (auto unit = open->take()) units.push_back(std::move(unit));
+        }
         open.reset();
     }
-    bool empty() const noexcept { return units.empty() && !open; }
+    bool empty() const noexcept { return units.empty() && (!open || open->empty()); }
 };
 
 // Stdin is read until it has nothing more right now or a batch holds this much: a batch is
@@ -136,7 +138,7 @@ struct stdin_source::state {
     format fmt;
     codec_options codec;
     std::size_t unit_bytes;
-    std::function<void(const shared_frame&)> on_frames;
+    std::function<void(const relay_unit&)> on_frames;
     std::function<void(error_code, const std::string&)> on_end;
     pacing pace;
 
@@ -157,7 +159,7 @@ struct stdin_source::state {
     bool waiting = false;          // paused by pace.busy(); pace.when_ready() resumes it
 
     state(asio::io_context& io, int fd, format fmt, codec_options codec, std::size_t unit_bytes,
-          std::function<void(const shared_frame&)> on_frames,
+          std::function<void(const relay_unit&)> on_frames,
           std::function<void(error_code, const std::string&)> on_end)
         : io(io), fd(fd), fmt(fmt), codec(codec), unit_bytes(unit_bytes),
           on_frames(std::move(on_frames)), on_end(std::move(on_end)) {}
@@ -215,7 +217,7 @@ struct stdin_source::state {
                     return;
                 }
                 on_frames(current.units[next_unit]);
-                current.units[next_unit++].reset();
+                current.units[next_unit++] = {};
             }
             {
                 std::lock_guard g(mutex);
@@ -320,7 +322,7 @@ struct stdin_source::state {
 
 stdin_source::stdin_source(asio::io_context& io, int fd, format fmt, codec_options codec,
                            std::size_t unit_bytes,
-                           std::function<void(const shared_frame&)> on_frames,
+                           std::function<void(const relay_unit&)> on_frames,
                            std::function<void(error_code, const std::string&)> on_end)
     : state_(std::make_shared<state>(io, fd, fmt, codec, unit_bytes, std::move(on_frames),
                                      std::move(on_end))) {}

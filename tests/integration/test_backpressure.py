@@ -99,7 +99,7 @@ def test_a_client_that_never_reads_holds_the_source_back_only_for_a_while(procs)
     feeder.join(timeout=60)
     assert server.wait(timeout=60) == 0
     assert got == b"".join(frame(m) for m in msgs)
-    server.wait_for(rb"client %s: queue over half of --client-buffer for 500 ms; no longer "
+    server.wait_for(rb"client %s: queue over half of the client buffer for 500 ms; no longer "
                     rb"holding back the sources" % stuck_name.encode())
     server.wait_for(rb"client %s disconnected: slow consumer" % stuck_name.encode())
     assert elapsed < 30, elapsed

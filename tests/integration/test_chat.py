@@ -218,8 +218,8 @@ def test_chat_options_need_chat():
     ("empty", b"", rb"bad username: empty"),
     ("invalid-utf8", b"al\xffce", rb"bad username: not valid UTF-8: b'al\\xffce'"),
     ("too-long", b"x" * 9, rb"bad username: frame header b'9         ' announces 9 bytes, "
-                           rb"above the maximum of 8 \(--max-name\)"),
-    ("duplicate", b"alice", rb"username 'alice' is already in use \(--unique-names\)"),
+                           rb"above the maximum of 8 \(max name\)"),
+    ("duplicate", b"alice", rb"username 'alice' is already in use \(unique names\)"),
 ])
 def test_bad_username_closes_only_that_client(procs, kind, name, log):
     server, port = chat_server(procs, "--max-name", "8", "--unique-names")
@@ -244,7 +244,7 @@ def test_a_client_that_never_sends_its_username_is_closed_after_the_idle_timeout
     half.sendall(b"5         al")  # a username that never ends
     half_name = "127.0.0.1:%d" % half.getsockname()[1]
     server.wait_for(rb"client %s disconnected: join timeout: no username within 500 ms "
-                    rb"\(--idle-timeout\)" % silent_name.encode())
+                    rb"\(idle timeout\)" % silent_name.encode())
     server.wait_for(rb"client %s disconnected: idle timeout: stuck in the middle of a frame"
                     % half_name.encode())
     assert_closed(silent)

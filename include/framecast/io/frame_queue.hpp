@@ -7,10 +7,9 @@
 #include <memory>
 #include <string>
 
-namespace framecast::io {
+#include "framecast/io/relay_unit.hpp"
 
-// One encoded frame (header + payload), immutable and shared by every client queue it is in.
-using shared_frame = std::shared_ptr<const std::string>;
+namespace framecast::io {
 
 // What to do when a client's outbound queue would grow past its byte limit.
 enum class slow_consumer_policy {
@@ -34,6 +33,11 @@ public:
     // written (see consume) is never dropped: the peer has part of it already. `f` may
     // hold several frames sent as one unit; `messages` is how many, for the counts reported.
     push_result push(const shared_frame& f, std::size_t messages = 1) {
+        return push(relay_unit{f, messages});
+    }
+    push_result push(const relay_unit& unit) {
+        const shared_frame& f = unit.bytes;
+        const std::size_t messages = unit.messages;
         push_result r;
         if (bytes_ + f->size() > limit_) {
             if (policy_ == slow_consumer_policy::disconnect) {
@@ -44,8 +48,8 @@ public:
             while (bytes_ + f->size() > limit_ && frames_.size() > in_flight()) {
                 auto it = frames_.begin() + static_cast<std::ptrdiff_t>(in_flight());
                 r.dropped_frames += it->messages;
-                r.dropped_bytes += it->frame->size();
-                bytes_ -= it->frame->size();
+                r.dropped_bytes += it->bytes->size();
+                bytes_ -= it->bytes->size();
                 frames_.erase(it);
             }
             if (bytes_ + f->size() > limit_) {
@@ -55,7 +59,7 @@ public:
                 return r;
             }
         }
-        frames_.push_back({f, messages});
+        frames_.push_back(unit);
         bytes_ += f->size();
         return r;
     }
@@ -70,13 +74,13 @@ public:
     std::size_t consume(std::size_t n) {
         std::size_t done = 0;
         while (n > 0 && !frames_.empty()) {
-            const std::size_t left = frames_.front().frame->size() - front_offset_;
+            const std::size_t left = frames_.front().bytes->size() - front_offset_;
             if (n < left) {
                 front_offset_ += n;
                 break;
             }
             n -= left;
-            bytes_ -= frames_.front().frame->size();
+            bytes_ -= frames_.front().bytes->size();
             done += frames_.front().messages;
             frames_.pop_front();
             front_offset_ = 0;
@@ -84,7 +88,7 @@ public:
         return done;
     }
 
-    const shared_frame& operator[](std::size_t i) const { return frames_[i].frame; }
+    const shared_frame& operator[](std::size_t i) const { return frames_[i].bytes; }
     bool empty() const noexcept { return frames_.empty(); }
     std::size_t size() const noexcept { return frames_.size(); }
     std::size_t bytes() const noexcept { return bytes_; }
@@ -93,11 +97,7 @@ public:
     std::size_t limit() const noexcept { return limit_; }
 
 private:
-    struct entry {
-        shared_frame frame;
-        std::size_t messages;
-    };
-    std::deque<entry> frames_;
+    std::deque<relay_unit> frames_;
     std::size_t bytes_ = 0;
     std::size_t front_offset_ = 0;  // bytes of the front frame written (consume())
     std::size_t limit_;

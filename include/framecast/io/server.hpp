@@ -22,11 +22,10 @@
 
 #include "framecast/codec.hpp"
 #include "framecast/io/frame_queue.hpp"
+#include "framecast/io/relay_unit.hpp"
+#include "framecast/io/transport.hpp"
 
 namespace framecast::io {
-
-// Encodes `payload` once under `opts`; throws std::system_error if the length does not fit.
-shared_frame make_shared_frame(std::string_view payload, const codec_options& opts = {});
 
 struct server_options {
     codec_options codec{.header_size = default_header_size, .max_message = 1024 * 1024};
@@ -62,15 +61,16 @@ struct server_options {
     } chat;
 };
 
-// How many bytes of frames travel as one unit when messages are relayed in batches (a
+// How many bytes of frames travel as one relay unit when messages are relayed in batches (a
 // publisher's read, lines of stdin): 64 KiB, at most an eighth of client_buffer so the
 // slow-consumer policy still works in small units; a longer message is a unit of its own.
+// With lengths in code points: 0, one message per unit.
 std::size_t relay_unit_bytes(const server_options& o) noexcept;
 
 // What the server has done so far. Plain numbers, read on the server's thread.
 struct server_counters {
     std::uint64_t clients_accepted = 0;
-    std::uint64_t clients_rejected = 0;   // over --max-clients
+    std::uint64_t clients_rejected = 0;   // over max_clients
     std::uint64_t clients_current = 0;
     std::uint64_t messages_in = 0;        // frames decoded from clients
     std::uint64_t bytes_in = 0;           // bytes read from clients
@@ -88,11 +88,12 @@ struct server_counters {
     std::uint64_t slow_dropped_bytes = 0;
     std::uint64_t accept_errors = 0;
     std::uint64_t backpressure_waits = 0;     // a source or publisher waited for a client
-    std::uint64_t backpressure_timeouts = 0;  // a client held them back for --backpressure
+    std::uint64_t backpressure_timeouts = 0;  // a client held them back for `backpressure`
     std::uint64_t chat_joins = 0;         // chat: usernames accepted
     std::uint64_t chat_names_rejected = 0;  // chat: clients closed for their username
 };
 
+// A connected client, as the server's public interface names it (opaque).
 class session;
 
 class server {
@@ -110,25 +111,30 @@ public:
 
     // Starts accepting on every listener, and the idle-timeout sweep.
     void start();
+    // Serves a client over `t` (what the listener does with each TCP connection; also the way
+    // in for other transports and for tests). Ignored while shutting down.
+    void admit(std::unique_ptr<transport> t);
 
     // Broadcasts `payload` to every client except `origin` (null: to all). Encodes once. Not
     // for chat mode, where every delivery must be a (username, message) pair.
     void broadcast(std::string_view payload, const session* origin = nullptr);
-    // Broadcasts already encoded bytes: one or more whole frames, sent to each client as one
-    // unit (never split by the slow-consumer policy). In chat mode these are relays (username
-    // frame + message frame), delivered only to clients that have joined, and kept for
-    // --history.
-    void broadcast(const shared_frame& frames, const session* origin = nullptr);
+    // Broadcasts a relay unit: one or more whole frames and the number of messages in them,
+    // sent to each client as one unit (never split by the slow-consumer policy). In chat mode
+    // these are relays (username frame + message frame: one message), delivered only to
+    // clients that have joined, and kept for the history.
+    void broadcast(const relay_unit& unit, const session* origin = nullptr);
+    // Frames encoded elsewhere (a backplane entry), counted with the codec (relay_unit_of).
+    relay_unit relay_unit_of(shared_frame framed) const;
 
     // Where client-published and source messages enter, already encoded (a chat relay is the
-    // sender's username frame and the message frame in one buffer, carried as opaque bytes).
+    // sender's username frame and the message frame in one unit, carried as opaque bytes).
     // By default straight into broadcast(); a backplane can replace it and feed the hub back
     // through broadcast().
-    using ingress_fn = std::function<void(const shared_frame& frames, const session* origin)>;
+    using ingress_fn = std::function<void(const relay_unit& unit, const session* origin)>;
     void set_ingress(ingress_fn fn) { ingress_ = std::move(fn); }
     // Encodes `payload` once and publishes the frame.
     void publish(std::string_view payload, const session* origin = nullptr);
-    void publish(const shared_frame& frames, const session* origin = nullptr);
+    void publish(const relay_unit& unit, const session* origin = nullptr);
 
     // A client's id: unique for the server's lifetime, never reused, never 0 (0 is "none", also
     // for a null session). find_session() maps it back in O(1); null once the client is gone.
@@ -152,14 +158,15 @@ public:
     std::size_t client_count() const noexcept;
     // Bytes waiting in each client's outbound queue (for metrics), in no particular order.
     std::vector<std::size_t> client_queue_bytes() const;
+    // Their sum, kept as queues change: O(1) (for /healthz).
+    std::size_t queued_bytes_total() const noexcept;
 
 private:
-    friend class session;
     struct impl;
-    std::unique_ptr<impl> impl_;
     server_options opts_;
     server_counters counters_;
     ingress_fn ingress_;
+    std::unique_ptr<impl> impl_;
 };
 
 }  // namespace framecast::io

@@ -60,7 +60,7 @@ public:
     // At end of input `on_end` runs once with no error; on bad input with the error and
     // a message (e.g. the decoder's, or "line 3 is longer than ...").
     stdin_source(asio::io_context& io, int fd, format fmt, codec_options codec,
-                 std::size_t unit_bytes, std::function<void(const shared_frame&)> on_frames,
+                 std::size_t unit_bytes, std::function<void(const relay_unit&)> on_frames,
                  std::function<void(error_code, const std::string&)> on_end);
     ~stdin_source();
     stdin_source(const stdin_source&) = delete;

@@ -1,0 +1,46 @@
+// The byte stream a session runs over. A session never asks which transport it has: TCP is one
+// implementation (src/io/transport/tcp.*), an in-memory pipe drives unit tests, and TLS
+// (asio::ssl::stream) or WebSocket (Beast) are new implementations, not session branches.
+//
+// The interface keeps the server's hot path: reads and writes are synchronous non-blocking
+// calls into the server's shared buffers (one virtual call per system call, none per message),
+// and a session waits for readiness only when a read finds nothing or a write is refused.
+#pragma once
+
+#include <cstddef>
+#include <span>
+#include <string>
+
+#include "framecast/io/asio.hpp"
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/buffer.hpp>
+
+namespace framecast::io {
+
+class transport {
+public:
+    virtual ~transport() = default;
+
+    // Non-blocking read into `buf`. Nothing available: asio::error::would_block. End of
+    // stream: asio::error::eof. Never waits.
+    virtual std::size_t try_read(std::span<char> buf, error_code& ec) = 0;
+    // Non-blocking gathered write of up to `bufs` (at most 64 buffers); returns the bytes
+    // taken, possibly fewer than offered. Full: asio::error::would_block. Never waits.
+    virtual std::size_t try_write(std::span<const asio::const_buffer> bufs, error_code& ec) = 0;
+    // Completes when a read may find bytes (or end of stream), or with an error; after
+    // close(), with operation_aborted. A transport reporting readiness by edge completes only
+    // for bytes arriving after the wait started: read until would_block first.
+    virtual asio::awaitable<error_code> wait_readable() = 0;
+    // Completes when a write may take bytes again.
+    virtual asio::awaitable<error_code> wait_writable() = 0;
+    // Sends end of stream after what was written (TCP: FIN); reading stays possible.
+    virtual void shutdown_send() noexcept = 0;
+    // Closes now; pending waits complete with operation_aborted.
+    virtual void close() noexcept = 0;
+    // The peer as people read it, e.g. "127.0.0.1:50312" or "[::1]:50312".
+    virtual std::string peer_name() const = 0;
+    virtual asio::any_io_executor get_executor() = 0;
+};
+
+}  // namespace framecast::io

@@ -1,0 +1,75 @@
+// The hub: the registry of clients (ids never reused, O(1) find and remove), broadcast of relay
+// units to their queues, the slow-consumer policy on delivery, and backpressure (sources that
+// can wait are held while some client's queue is over half full, each client for at most
+// server_options::backpressure).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <unordered_map>
+#include <vector>
+
+#include "framecast/io/asio.hpp"
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include "framecast/io/server.hpp"
+#include "member.hpp"
+
+namespace framecast::io {
+
+class hub {
+public:
+    hub(asio::io_context& io, const server_options& opts, server_counters& counters);
+
+    // Registers `m` under a new id.
+    void add(std::shared_ptr<member> m);
+    // Unregisters a closed member (no-op if it is not registered).
+    void remove(const member& m);
+    member* find(std::uint64_t id) const noexcept;
+    std::size_t size() const noexcept { return members_.size(); }
+    const std::vector<std::shared_ptr<member>>& members() const noexcept { return members_; }
+
+    // Queues `unit` for every member that receives broadcasts, except `origin`.
+    void broadcast(const relay_unit& unit, const member* origin);
+
+    // Backpressure.
+    bool congested() const noexcept { return congested_ > 0; }
+    void when_ready(std::function<void()> fn);
+    // A publishing client's reader: waits until nobody is congested.
+    asio::awaitable<void> wait_paced();
+    // Shutdown: nothing new is published, let nobody wait any more.
+    void stop_pacing();
+
+    std::size_t queued_bytes_total() const noexcept { return queued_total_; }
+
+private:
+    friend class member;
+    void deliver(member& m, const relay_unit& unit);
+    void written(member& m, std::size_t n);
+    void account(member& m) noexcept;
+    void update_congestion(member& m);
+    void congestion(int delta);
+    void arm_lag_timer(std::chrono::steady_clock::duration after);
+    void on_lag_timer();
+
+    const server_options& opts_;
+    server_counters& counters_;
+    std::vector<std::shared_ptr<member>> members_;
+    std::unordered_map<std::uint64_t, member*> by_id_;
+    std::uint64_t next_id_ = 1;
+    std::size_t queued_total_ = 0;
+    // Members over half their queue, not yet left behind. Waiters wait on pace_gate_, which
+    // never expires and is cancelled when congested_ drops to 0; lag_timer_ bounds each
+    // member's hold on them.
+    std::size_t congested_ = 0;
+    std::size_t pace_waiters_ = 0;
+    bool stopped_ = false;
+    asio::steady_timer pace_gate_;
+    asio::steady_timer lag_timer_;
+};
+
+}  // namespace framecast::io

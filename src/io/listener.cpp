@@ -1,0 +1,96 @@
+#include "listener.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/ip/v6_only.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <spdlog/spdlog.h>
+
+#include "transport/tcp.hpp"
+
+namespace framecast::io {
+
+using asio::ip::tcp;
+
+listener::listener(asio::io_context& io, const server_options& opts, server_counters& counters,
+                   std::function<std::size_t()> clients, admit_fn admit)
+    : io_(io), opts_(opts), counters_(counters), clients_(std::move(clients)),
+      admit_(std::move(admit)) {}
+
+tcp::endpoint listener::listen(const tcp::endpoint& ep) {
+    auto a = std::make_unique<tcp::acceptor>(io_);
+    a->open(ep.protocol());
+    a->set_option(tcp::acceptor::reuse_address(true));
+    if (ep.address().is_v6() && ep.address().is_unspecified()) {
+        error_code ec;
+        a->set_option(asio::ip::v6_only(false), ec);
+    }
+    a->bind(ep);
+    a->listen(asio::socket_base::max_listen_connections);
+    auto bound = a->local_endpoint();
+    acceptors_.push_back(std::move(a));
+    return bound;
+}
+
+tcp::endpoint listener::listen_any(std::uint16_t port) {
+    try {
+        return listen({tcp::v6(), port});
+    } catch (const system_error& e) {
+        if (e.code() == asio::error::address_in_use) throw;
+        spdlog::debug("IPv6 unavailable ({}), listening on IPv4 only", e.code().message());
+        return listen({tcp::v4(), port});
+    }
+}
+
+void listener::start() {
+    for (auto& a : acceptors_) {
+        asio::co_spawn(io_, accept_loop(*a), [](std::exception_ptr e) {
+            if (e) std::rethrow_exception(e);
+        });
+    }
+}
+
+void listener::close() noexcept {
+    for (auto& a : acceptors_) {
+        error_code ec;
+        a->close(ec);
+    }
+}
+
+asio::awaitable<void> listener::accept_loop(tcp::acceptor& acceptor) {
+    asio::steady_timer backoff(acceptor.get_executor());
+    for (;;) {
+        auto [ec, socket] = co_await acceptor.async_accept(use_nothrow);
+        if (!acceptor.is_open() || ec == asio::error::operation_aborted) co_return;
+        if (ec) {
+            // Typically EMFILE/ENFILE: the connection stays in the backlog. Log at most once a
+            // second and wait a little instead of spinning, leaving clients free descriptors.
+            ++counters_.accept_errors;
+            auto now = std::chrono::steady_clock::now();
+            if (now - last_error_log_ > std::chrono::seconds(1)) {
+                last_error_log_ = now;
+                spdlog::error("accept failed: {}; retrying", ec.message());
+            }
+            backoff.expires_after(std::chrono::milliseconds(100));
+            co_await backoff.async_wait(use_nothrow);
+            continue;
+        }
+        on_accepted(std::move(socket));
+    }
+}
+
+void listener::on_accepted(tcp::socket socket) {
+    const std::size_t connected = clients_();
+    if (opts_.max_clients != 0 && connected >= opts_.max_clients) {
+        error_code ec;
+        auto peer = socket.remote_endpoint(ec);
+        ++counters_.clients_rejected;
+        spdlog::warn("client {} rejected: {} clients connected, the limit (max clients)",
+                     ec ? std::string("(unknown peer)") : endpoint_name(peer), connected);
+        socket.close(ec);
+        return;
+    }
+    admit_(std::make_unique<tcp_transport>(std::move(socket)));
+}
+
+}  // namespace framecast::io

@@ -1,0 +1,48 @@
+// The listener: binds (with the [::] dual-stack fallback to IPv4), accepts with a backoff when
+// out of descriptors, and turns away clients over max_clients. Admitted connections become
+// transports handed to `admit`.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "framecast/io/asio.hpp"
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+
+#include "framecast/io/server.hpp"
+#include "framecast/io/transport.hpp"
+
+namespace framecast::io {
+
+class listener {
+public:
+    using admit_fn = std::function<void(std::unique_ptr<transport>)>;
+    // `clients` tells how many are connected now (for max_clients).
+    listener(asio::io_context& io, const server_options& opts, server_counters& counters,
+             std::function<std::size_t()> clients, admit_fn admit);
+
+    asio::ip::tcp::endpoint listen(const asio::ip::tcp::endpoint& ep);
+    asio::ip::tcp::endpoint listen_any(std::uint16_t port);
+    // Starts an accept loop per bound endpoint.
+    void start();
+    // Closes every acceptor; the loops end.
+    void close() noexcept;
+
+private:
+    asio::awaitable<void> accept_loop(asio::ip::tcp::acceptor& acceptor);
+    void on_accepted(asio::ip::tcp::socket socket);
+
+    asio::io_context& io_;
+    const server_options& opts_;
+    server_counters& counters_;
+    std::function<std::size_t()> clients_;
+    admit_fn admit_;
+    std::vector<std::unique_ptr<asio::ip::tcp::acceptor>> acceptors_;
+    std::chrono::steady_clock::time_point last_error_log_{};
+};
+
+}  // namespace framecast::io

@@ -1,0 +1,75 @@
+// What the hub and the chat room see of a client: a mailbox (deliver a unit), a way to close it
+// with a reason, and who it is. They never call into a session's loops; a session is one kind
+// of member (the only one today), so the dependency runs session -> hub / chat room, never back.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "close_reason.hpp"
+#include "framecast/io/frame_queue.hpp"
+#include "framecast/io/relay_unit.hpp"
+
+namespace framecast::io {
+
+class hub;
+
+class member : public std::enable_shared_from_this<member> {
+public:
+    member(hub& h, std::string peer, bool receives_broadcasts);
+    virtual ~member() = default;
+    member(const member&) = delete;
+    member& operator=(const member&) = delete;
+
+    // Queues `unit`, applying the slow-consumer policy when the queue is full (which may close
+    // this member). Does nothing once closed.
+    void deliver(const relay_unit& unit);
+    // Closes now, with one log line saying why (`detail` follows the reason's text).
+    virtual void close(close_reason why, std::string_view detail = {}) = 0;
+    // Closes once everything queued is written (graceful shutdown).
+    virtual void drain() = 0;
+
+    std::size_t queued_bytes() const noexcept { return queue_.bytes(); }
+    bool closed() const noexcept { return closed_; }
+    // Unique for the server's lifetime, never reused, never 0.
+    std::uint64_t id() const noexcept { return id_; }
+    // The peer's address as logged, e.g. "127.0.0.1:50312".
+    const std::string& peer() const noexcept { return peer_; }
+    // Chat: the username once joined; empty otherwise.
+    const std::string& name() const noexcept { return name_; }
+
+protected:
+    // The writer sleeps while the queue is empty; a delivery wakes it.
+    virtual void wake_writer() = 0;
+    // The writer wrote `n` bytes from the front of the queue: counts, backpressure, accounting.
+    void on_written(std::size_t n);
+    // Marks closed and takes the queue out of the hub's accounting. False if already closed.
+    bool mark_closed() noexcept;
+
+    hub& hub_;
+    frame_queue queue_;
+    bool closed_ = false;
+    bool writer_waiting_ = false;
+
+private:
+    friend class hub;
+    friend class chat_room;
+    std::uint64_t id_ = 0;
+    std::size_t index_ = 0;  // in the hub's registry, for O(1) removal
+    std::string peer_;
+    std::string name_;
+    bool receives_;          // broadcasts reach it (chat: only once joined)
+    // Backpressure: over half of the queue and holding the sources back, or left behind.
+    bool congested_ = false;
+    bool lagging_ = false;
+    std::chrono::steady_clock::time_point congested_since_{};
+    // The current drop episode (drop-oldest), logged when the client catches up.
+    std::uint64_t dropped_frames_ = 0, dropped_bytes_ = 0;
+    std::size_t accounted_bytes_ = 0;  // this queue's share of hub::queued_bytes_total()
+};
+
+}  // namespace framecast::io

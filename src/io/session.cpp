@@ -1,0 +1,369 @@
+#include "session.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <spdlog/spdlog.h>
+
+namespace framecast::io {
+
+using asio::awaitable;
+using clock = std::chrono::steady_clock;
+
+namespace {
+
+// Completion of the session's coroutines: they report failures themselves, so an exception
+// here is a bug or out-of-memory; let it leave io_context::run() rather than leave a
+// half-dead client.
+void rethrow(std::exception_ptr e) {
+    if (e) std::rethrow_exception(e);
+}
+
+// TRUNCATION-AS-TEXT: the one place that cuts the codec's "connection closed " off the message
+// of a frame cut short. The codec is to report truncation as data (errors engineer); then
+// this helper asks for it instead of editing a sentence.
+std::string truncation_detail(const decoder& d) {
+    constexpr std::string_view prefix = "connection closed ";
+    std::string detail = d.error_message();
+    if (detail.starts_with(prefix)) detail.erase(0, prefix.size());
+    return detail;
+}
+
+}  // namespace
+
+idle_sweep::idle_sweep(asio::io_context& io, std::chrono::milliseconds timeout)
+    : timer_(io), timeout_(timeout) {}
+
+void idle_sweep::start() {
+    if (timeout_.count() <= 0) return;
+    const auto period = std::clamp(timeout_ / 4, std::chrono::milliseconds(20),
+                                   std::chrono::milliseconds(1000));
+    auto sweep = [this, period]() -> awaitable<void> {
+        for (;;) {
+            timer_.expires_after(period);
+            auto [ec] = co_await timer_.async_wait(use_nothrow);
+            if (ec || stopped_) co_return;
+            const auto now = clock::now();
+            std::vector<session*> stuck(stuck_.begin(), stuck_.end());
+            for (auto* s : stuck) s->check_idle(now);
+        }
+    };
+    asio::co_spawn(timer_.get_executor(), sweep, rethrow);
+}
+
+// ---------------------------------------------------------------------------------------------
+
+session::session(session_context& ctx, std::unique_ptr<transport> t, std::string peer)
+    : member(ctx.clients, std::move(peer), ctx.chat == nullptr), ctx_(ctx),
+      transport_(std::move(t)), timer_(transport_->get_executor()),
+      decoder_(ctx.first_frame_codec, decode_mode::whole), limiter_(ctx.opts.max_rate),
+      batch_(ctx.opts.codec) {}
+
+void session::start() {
+    if (ctx_.welcome) deliver(ctx_.welcome);
+    if (awaiting_name()) {
+        // A chat client has the idle timeout to send its username: until then it counts as
+        // in the middle of a frame (otherwise a silent connection holds a slot forever).
+        mid_frame_ = true;
+        mid_frame_since_ = clock::now();
+        ctx_.sweep.watch(this);
+    }
+    auto self = std::static_pointer_cast<session>(shared_from_this());
+    auto ex = transport_->get_executor();
+    asio::co_spawn(ex, [self] { return self->reader(); }, rethrow);
+    asio::co_spawn(ex, [self] { return self->writer(); }, rethrow);
+}
+
+void session::close(close_reason why, std::string_view detail) {
+    if (!mark_closed()) return;
+    count_close(ctx_.counters, why, decoder_.error());
+    const auto level = rule_of(why).level;
+    const std::string text = close_text(why, detail);
+    if (seat_.joined) {
+        spdlog::log(level, "{} left ({}): {}", escape_controls(name(), true), peer(), text);
+        ctx_.chat->leave(*this);
+    } else if (!text.empty()) {
+        spdlog::log(level, "client {} disconnected: {}", peer(), text);
+    }
+    transport_->close();
+    timer_.cancel();
+    if (mid_frame_) ctx_.sweep.unwatch(this);
+    --ctx_.counters.clients_current;
+    asio::post(transport_->get_executor(),
+               [self = shared_from_this(), &ctx = ctx_] { ctx.remove(*self); });
+}
+
+void session::drain() {
+    draining_ = true;
+    if (writer_waiting_) timer_.cancel();
+}
+
+void session::check_idle(clock::time_point now) {
+    if (closed_ || !mid_frame_) return;
+    const auto timeout = ctx_.opts.idle_timeout;
+    if (now - mid_frame_since_ < timeout) return;
+    const std::string ms = std::to_string(timeout.count());
+    if (awaiting_name() && decoder_.at_frame_boundary()) {
+        close(close_reason::join_timeout, "no username within " + ms + " ms (idle timeout)");
+        return;
+    }
+    decoder_.finish();
+    close(close_reason::idle_timeout, "stuck in the middle of a frame for " + ms + " ms (" +
+                                          truncation_detail(decoder_) + ")");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading
+
+awaitable<void> session::reader() {
+    // What this client sends is relayed to the others: while one of them is congested, stop
+    // reading (TCP then slows the sender down) instead of queueing more.
+    const bool paced = ctx_.opts.publish || ctx_.chat;
+    for (;;) {
+        while (paced && ctx_.clients.congested() && !closed_) {
+            co_await ctx_.clients.wait_paced();
+        }
+        if (closed_) co_return;
+        bool stop = false;
+        const bool empty = read_turn(paced, stop);
+        if (stop || closed_) co_return;
+        if (empty) {
+            // Only once the transport is empty: readiness may be reported by edge, so a wait
+            // started with bytes already pending might never complete.
+            auto ec = co_await transport_->wait_readable();
+            if (closed_) co_return;
+            if (ec) {
+                close(close_reason::wait_failed, ec.message());
+                co_return;
+            }
+        } else {
+            co_await asio::post(transport_->get_executor(), asio::use_awaitable);
+        }
+    }
+}
+
+bool session::read_turn(bool paced, bool& stop) {
+    auto& buf = ctx_.read_buffer;
+    for (int i = 0; i < max_reads_per_turn; ++i) {
+        if (paced && ctx_.clients.congested()) return false;  // waits in reader()
+        error_code ec;
+        const std::size_t n = transport_->try_read(buf, ec);
+        if (ec == asio::error::would_block) return true;
+        stop = true;
+        if (ec == asio::error::eof) {
+            on_eof();
+            return false;
+        }
+        if (ec) {
+            close(close_reason::read_failed, ec.message());
+            return false;
+        }
+        if (!on_bytes({buf.data(), n})) return false;
+        stop = false;
+    }
+    return false;
+}
+
+void session::on_eof() {
+    if (decoder_.finish()) {
+        close(close_reason::bad_input, decoder_.error_message());
+    } else {
+        close(close_reason::closed_by_peer);
+    }
+}
+
+// Decodes what arrived; false when the client was closed.
+bool session::on_bytes(std::span<const char> in) {
+    ctx_.counters.bytes_in += in.size();
+    bool completed = false;  // a frame ended in these bytes
+    for (;;) {
+        const char* from = in.data();
+        const std::size_t before = in.size();
+        const auto ev = decoder_.next(in);
+        if (ctx_.chat) keep_header(from, before - in.size());
+        if (ev == decode_event::need_more) break;
+        if (ev == decode_event::error) return on_decode_error();
+        ++ctx_.counters.messages_in;
+        completed = true;
+        if (limiter_.rate() != 0 && !limiter_.allow(clock::now())) {
+            if (!flush_batch()) return false;
+            close(close_reason::flood, "more than " + std::to_string(limiter_.rate()) +
+                                           " messages per second (max rate)");
+            return false;
+        }
+        if (!on_message(decoder_.payload())) return false;
+    }
+    if (!flush_batch()) return false;
+    track_mid_frame(completed);
+    return true;
+}
+
+bool session::on_decode_error() {
+    // The whole frames before the bad one are relayed, as if they had come alone.
+    if (!flush_batch()) return false;
+    if (awaiting_name() && decoder_.error() == errc::message_too_large) {
+        close(close_reason::bad_username_frame, decoder_.error_message() + " (max name)");
+    } else {
+        close(close_reason::bad_input, decoder_.error_message());
+    }
+    return false;
+}
+
+// One decoded message. Publishing: the messages of one read travel as one relay unit (one
+// allocation and one queue entry per client for all of them), cut at relay_unit_bytes so the
+// slow-consumer policy still works in small units.
+bool session::on_message(std::string_view payload) {
+    if (ctx_.chat) return on_chat_frame(payload);
+    if (!ctx_.opts.publish || ctx_.shutting_down) {
+        spdlog::debug("client {}: ignored a {}-byte message (not publishing)", peer(),
+                      payload.size());
+        return true;
+    }
+    if (!batch_.empty() && batch_.would_exceed(payload.size(), relay_unit_bytes(ctx_.opts)) &&
+        !flush_batch()) {
+        return false;
+    }
+    if (auto ec = batch_.append(payload)) {
+        spdlog::error("cannot relay a {}-byte message: {}", payload.size(), ec.message());
+    }
+    return true;
+}
+
+// False when publishing closed this client.
+bool session::flush_batch() {
+    if (batch_.empty()) return true;
+    ctx_.publish(batch_.take(), this);
+    return !closed_;
+}
+
+// Chat: the first frame is the username, every later one a message relayed to the others.
+bool session::on_chat_frame(std::string_view payload) {
+    const std::string_view header{raw_header_.data(), raw_header_fill_};
+    raw_header_fill_ = 0;
+    if (!seat_.joined) {
+        if (!ctx_.chat->join(*this, seat_, header, payload)) return false;
+        // Messages may now be as long as max_message.
+        decoder_ = decoder(ctx_.opts.codec, decode_mode::whole);
+        return true;
+    }
+    if (ctx_.shutting_down) return true;
+    ctx_.publish(ctx_.chat->relay_of(seat_, header, payload), this);
+    return !closed_;
+}
+
+// Chat: the decoder consumed `n` bytes at `p`, all of the current frame (whole mode stops at a
+// frame's end). Keeps its header bytes exactly as received, for the relay.
+void session::keep_header(const char* p, std::size_t n) {
+    const std::size_t take = std::min(n, ctx_.opts.codec.header_size - raw_header_fill_);
+    std::memcpy(raw_header_.data() + raw_header_fill_, p, take);
+    raw_header_fill_ += take;
+}
+
+void session::track_mid_frame(bool completed) {
+    if (decoder_.at_frame_boundary() && !awaiting_name()) {
+        if (mid_frame_) ctx_.sweep.unwatch(this);
+        mid_frame_ = false;
+    } else if (decoder_.at_frame_boundary()) {
+        // Chat: still no username (see start()); the clock runs from the connection.
+    } else if (!mid_frame_) {
+        mid_frame_ = true;
+        mid_frame_since_ = clock::now();
+        ctx_.sweep.watch(this);
+    } else if (completed) {
+        // Still mid-frame, but in a new frame: a steady sender whose reads never end on a
+        // frame boundary is not a slowloris. The clock runs per frame.
+        mid_frame_since_ = clock::now();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Writing
+
+awaitable<void> session::writer() {
+    while (!closed_) {
+        if (queue_.empty()) {
+            if (draining_) {
+                finish_drain();
+                co_return;
+            }
+            writer_waiting_ = true;
+            timer_.expires_at(asio::steady_timer::time_point::max());
+            co_await timer_.async_wait(use_nothrow);
+            writer_waiting_ = false;
+            continue;
+        }
+        error_code ec;
+        const bool blocked = write_queued(ec);
+        if (ec) {
+            close(close_reason::write_failed, ec.message());
+            co_return;
+        }
+        if (blocked) {
+            auto wec = co_await transport_->wait_writable();
+            if (closed_) co_return;
+            if (wec) {
+                close(close_reason::wait_failed, wec.message());
+                co_return;
+            }
+        } else if (!queue_.empty()) {
+            // A full batch went out and more is queued: let other clients have a turn.
+            co_await asio::post(transport_->get_executor(), asio::use_awaitable);
+        }
+    }
+}
+
+// One non-blocking write of up to write_batch bytes from the front of the queue (the partly
+// written front frame resumes where it stopped). True when the transport took less than
+// offered (full): wait for it to be writable.
+bool session::write_queued(error_code& ec) {
+    std::array<asio::const_buffer, max_gather> bufs;
+    std::size_t nb = 0, total = 0, used = 0;
+    char* scratch = ctx_.write_scratch.data();
+    for (std::size_t i = 0; i < queue_.size() && nb < max_gather && total < write_batch; ++i) {
+        const std::string& frame = *queue_[i];
+        const std::size_t skip = i == 0 ? queue_.front_offset() : 0;
+        const char* p = frame.data() + skip;
+        const std::size_t len = frame.size() - skip;
+        if (len < copy_below) {
+            if (used + len > write_batch) break;
+            std::memcpy(scratch + used, p, len);
+            if (nb > 0 && static_cast<const char*>(bufs[nb - 1].data()) + bufs[nb - 1].size() ==
+                              scratch + used) {
+                bufs[nb - 1] = asio::const_buffer(bufs[nb - 1].data(), bufs[nb - 1].size() + len);
+            } else {
+                bufs[nb++] = asio::const_buffer(scratch + used, len);
+            }
+            used += len;
+        } else {
+            bufs[nb++] = asio::const_buffer(p, len);
+        }
+        total += len;
+    }
+    const std::size_t written = transport_->try_write({bufs.data(), nb}, ec);
+    if (ec == asio::error::would_block) {
+        ec = {};
+        return true;
+    }
+    if (ec) return false;
+    on_written(written);
+    return written < total;
+}
+
+// Everything queued is written: send end of stream after it, discard unread input (closing
+// with unread input would send RST, which can destroy data still in flight to the peer), close.
+void session::finish_drain() {
+    transport_->shutdown_send();
+    auto& buf = ctx_.read_buffer;
+    for (int i = 0; i < 64; ++i) {
+        error_code ec;
+        transport_->try_read(buf, ec);
+        if (ec) break;
+    }
+    close(close_reason::shutdown);
+}
+
+}  // namespace framecast::io

@@ -1,0 +1,128 @@
+// One client: a reader() and a writer() coroutine over a transport. The reader decodes and
+// hands each message on (the hub's ingress, the chat room, the rate limiter decide); the writer
+// sends the member's queue. Everything else lives in the collaborators it calls.
+#pragma once
+
+#include <array>
+#include <chrono>
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <unordered_set>
+
+#include "framecast/io/asio.hpp"
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include "chat_room.hpp"
+#include "framecast/codec.hpp"
+#include "framecast/io/server.hpp"
+#include "framecast/io/transport.hpp"
+#include "hub.hpp"
+#include "member.hpp"
+#include "rate_limiter.hpp"
+
+namespace framecast::io {
+
+// Reads per wake-up before yielding to other clients, and the shared read buffer's size.
+inline constexpr int max_reads_per_turn = 16;
+inline constexpr std::size_t read_buffer_size = 64 * 1024;
+// One write: small frames are copied into the shared scratch buffer (one contiguous buffer,
+// however many frames), large ones are passed by reference; at most max_gather buffers and
+// about write_batch bytes per call.
+inline constexpr std::size_t max_gather = 64;
+inline constexpr std::size_t write_batch = 256 * 1024;
+inline constexpr std::size_t copy_below = 16 * 1024;
+
+class session;
+
+// Clients in the middle of an inbound frame (or, in chat, without a username yet): the sweep
+// visits only these and closes those stuck longer than the idle timeout.
+class idle_sweep {
+public:
+    idle_sweep(asio::io_context& io, std::chrono::milliseconds timeout);
+    void start();
+    void stop() { timer_.cancel(); stopped_ = true; }
+    void watch(session* s) { stuck_.insert(s); }
+    void unwatch(session* s) { stuck_.erase(s); }
+
+private:
+    asio::steady_timer timer_;
+    std::chrono::milliseconds timeout_;
+    std::unordered_set<session*> stuck_;
+    bool stopped_ = false;
+};
+
+// What every session shares, owned by the server.
+struct session_context {
+    const server_options& opts;
+    server_counters& counters;
+    hub& clients;
+    chat_room* chat;  // null unless chat mode
+    idle_sweep& sweep;
+    // Where a client's published messages go (the server's ingress: hub or backplane).
+    std::function<void(const relay_unit&, const member*)> publish;
+    // A closed session leaves the registry (posted, so never under a broadcast's loop).
+    std::function<void(member&)> remove;
+    // One read buffer for all clients: a read is consumed (decoded, copied where it must
+    // outlive the call) before the next one starts, and everything runs on one thread. This
+    // keeps an idle client down to its transport, decoder and two coroutine frames.
+    std::array<char, read_buffer_size>& read_buffer;
+    // One scratch buffer for all clients' writes, for the same reason: a write is a
+    // synchronous non-blocking call, done with the buffer before the next one starts.
+    std::array<char, write_batch>& write_scratch;
+    relay_unit welcome;
+    bool shutting_down = false;
+    // The decoder of a chat client's first frame: a header announcing more than the name
+    // limit fails before the name is buffered.
+    codec_options first_frame_codec;
+};
+
+class session final : public member {
+public:
+    session(session_context& ctx, std::unique_ptr<transport> t, std::string peer);
+
+    // Queues the welcome, and starts the reader and the writer.
+    void start();
+    void close(close_reason why, std::string_view detail = {}) override;
+    void drain() override;
+    // Called by the sweep: closes the client if stuck mid-frame for the idle timeout.
+    void check_idle(std::chrono::steady_clock::time_point now);
+
+private:
+    void wake_writer() override { timer_.cancel(); }
+    asio::awaitable<void> reader();
+    asio::awaitable<void> writer();
+    // Reads up to max_reads_per_turn times; true when the transport has nothing more now.
+    bool read_turn(bool paced, bool& stop);
+    bool write_queued(error_code& ec);
+    void finish_drain();
+    void on_eof();
+    bool on_bytes(std::span<const char> in);
+    bool on_message(std::string_view payload);
+    bool on_decode_error();
+    bool on_chat_frame(std::string_view payload);
+    bool flush_batch();
+    void keep_header(const char* p, std::size_t n);
+    void track_mid_frame(bool completed);
+    bool awaiting_name() const noexcept { return ctx_.chat && !seat_.joined; }
+
+    session_context& ctx_;
+    std::unique_ptr<transport> transport_;
+    asio::steady_timer timer_;  // the writer sleeps on it; deliveries and drain() cancel it
+    decoder decoder_;
+    rate_limiter limiter_;
+    relay_unit_builder batch_;  // publishing: this read's messages, one unit
+    std::chrono::steady_clock::time_point mid_frame_since_{};
+    bool mid_frame_ = false;
+    bool draining_ = false;
+    // Chat: the seat, and the header bytes of the frame being decoded, as received.
+    chat_seat seat_;
+    std::array<char, max_header_size> raw_header_{};
+    std::size_t raw_header_fill_ = 0;
+};
+
+}  // namespace framecast::io

@@ -1,0 +1,60 @@
+#include "transport/tcp.hpp"
+
+namespace framecast::io {
+
+using asio::ip::tcp;
+
+std::string endpoint_name(const tcp::endpoint& ep) {
+    auto addr = ep.address();
+    if (addr.is_v6() && addr.to_v6().is_v4_mapped()) {
+        addr = asio::ip::make_address_v4(asio::ip::v4_mapped, addr.to_v6());
+    }
+    if (addr.is_v6()) return "[" + addr.to_string() + "]:" + std::to_string(ep.port());
+    return addr.to_string() + ":" + std::to_string(ep.port());
+}
+
+tcp_transport::tcp_transport(tcp::socket socket) : socket_(std::move(socket)) {
+    error_code ec;
+    socket_.non_blocking(true, ec);
+    socket_.set_option(tcp::no_delay(true), ec);
+}
+
+std::size_t tcp_transport::try_read(std::span<char> buf, error_code& ec) {
+    std::size_t n = socket_.read_some(asio::buffer(buf.data(), buf.size()), ec);
+    if (ec == asio::error::try_again) ec = asio::error::would_block;
+    return n;
+}
+
+std::size_t tcp_transport::try_write(std::span<const asio::const_buffer> bufs, error_code& ec) {
+    std::size_t n = socket_.write_some(bufs, ec);
+    if (ec == asio::error::try_again) ec = asio::error::would_block;
+    return n;
+}
+
+asio::awaitable<error_code> tcp_transport::wait_readable() {
+    auto [ec] = co_await socket_.async_wait(tcp::socket::wait_read, use_nothrow);
+    co_return ec;
+}
+
+asio::awaitable<error_code> tcp_transport::wait_writable() {
+    auto [ec] = co_await socket_.async_wait(tcp::socket::wait_write, use_nothrow);
+    co_return ec;
+}
+
+void tcp_transport::shutdown_send() noexcept {
+    error_code ec;
+    socket_.shutdown(tcp::socket::shutdown_send, ec);
+}
+
+void tcp_transport::close() noexcept {
+    error_code ec;
+    socket_.close(ec);
+}
+
+std::string tcp_transport::peer_name() const {
+    error_code ec;
+    auto peer = socket_.remote_endpoint(ec);
+    return ec ? "(unknown peer)" : endpoint_name(peer);
+}
+
+}  // namespace framecast::io

@@ -1,0 +1,31 @@
+// The TCP transport: an asio::ip::tcp::socket in non-blocking mode with Nagle off.
+#pragma once
+
+#include <string>
+
+#include "framecast/io/transport.hpp"
+#include <boost/asio/ip/tcp.hpp>
+
+namespace framecast::io {
+
+// "1.2.3.4:5" or "[::1]:5"; an IPv4-mapped IPv6 address is shown as IPv4.
+std::string endpoint_name(const asio::ip::tcp::endpoint& ep);
+
+class tcp_transport final : public transport {
+public:
+    explicit tcp_transport(asio::ip::tcp::socket socket);
+
+    std::size_t try_read(std::span<char> buf, error_code& ec) override;
+    std::size_t try_write(std::span<const asio::const_buffer> bufs, error_code& ec) override;
+    asio::awaitable<error_code> wait_readable() override;
+    asio::awaitable<error_code> wait_writable() override;
+    void shutdown_send() noexcept override;
+    void close() noexcept override;
+    std::string peer_name() const override;
+    asio::any_io_executor get_executor() override { return socket_.get_executor(); }
+
+private:
+    asio::ip::tcp::socket socket_;
+};
+
+}  // namespace framecast::io
