@@ -41,25 +41,11 @@ std::chrono::steady_clock::duration to_duration(double seconds) {
 }
 
 exit_code exit_code_for(std::error_code ec) {
-    if (!ec) return exit_code::ok;
-    if (ec.category() == codec_category()) {
-        switch (static_cast<errc>(ec.value())) {
-            case errc::header_no_digits:
-            case errc::header_sign:
-            case errc::header_underscore:
-            case errc::header_interior_space:
-            case errc::header_non_ascii:
-            case errc::header_invalid_char: return exit_code::malformed_header;
-            case errc::message_too_large:
-            case errc::length_does_not_fit: return exit_code::message_too_large;
-            case errc::truncated_frame: return exit_code::truncated;
-            case errc::invalid_utf8: return exit_code::invalid_utf8;
-            case errc::invalid_header_size: return exit_code::usage;
-        }
-        return exit_code::failure;
-    }
+    // Standalone Asio's "asio.system" category does not compare equal to std::errc
+    // conditions, so the library's mapping cannot see these two.
     if (ec == asio::error::timed_out) return exit_code::timed_out;
-    return exit_code::failure;
+    if (ec == asio::error::address_in_use) return exit_code::address_in_use;
+    return framecast::exit_code_for(ec);
 }
 
 exit_code run_io(const std::function<asio::awaitable<exit_code>(asio::io_context&)>& main,
