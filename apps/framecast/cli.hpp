@@ -4,24 +4,21 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <system_error>
 
 #include <CLI/CLI.hpp>
 
+#include "framecast/error.hpp"
+
 namespace framecast::app {
 
-// Distinct exit codes, so scripts can tell failures apart. Documented in `framecast --help`.
-enum class exit_code : int {
-    ok = 0,
-    failure = 1,             // anything not listed below
-    usage = 2,               // bad command line
-    connect_failed = 3,      // refused, unreachable, name not resolved
-    malformed_header = 4,    // the peer sent a header that is not a length
-    message_too_large = 5,   // the peer announced more than --max-message
-    truncated = 6,           // the peer closed in the middle of a message
-    timed_out = 7,           // --timeout elapsed
-    address_in_use = 8,      // serve: the listen address is taken
-    invalid_utf8 = 9,        // code-point length mode: payload is not UTF-8
-};
+// Distinct exit codes, so scripts can tell failures apart (framecast/error.hpp, where the
+// codec's errors map to them). Documented in `framecast --help`.
+using framecast::exit_code;
+
+// The exit code that tells scripts what an error (codec, socket, resolver) was. Boost.Asio's
+// socket errors convert to the std system category, so the library's table sees them all.
+using framecast::exit_code_for;
 
 // A subcommand registers its options on `app` and returns what runs it once parsed.
 using command_runner = std::function<exit_code()>;

@@ -40,28 +40,6 @@ std::chrono::steady_clock::duration to_duration(double seconds) {
         std::chrono::duration<double>(seconds));
 }
 
-exit_code exit_code_for(std::error_code ec) {
-    if (!ec) return exit_code::ok;
-    if (ec.category() == codec_category()) {
-        switch (static_cast<errc>(ec.value())) {
-            case errc::header_no_digits:
-            case errc::header_sign:
-            case errc::header_underscore:
-            case errc::header_interior_space:
-            case errc::header_non_ascii:
-            case errc::header_invalid_char: return exit_code::malformed_header;
-            case errc::message_too_large:
-            case errc::length_does_not_fit: return exit_code::message_too_large;
-            case errc::truncated_frame: return exit_code::truncated;
-            case errc::invalid_utf8: return exit_code::invalid_utf8;
-            case errc::invalid_header_size: return exit_code::usage;
-        }
-        return exit_code::failure;
-    }
-    if (ec == std::errc::timed_out) return exit_code::timed_out;  // Asio's timed_out is ETIMEDOUT
-    return exit_code::failure;
-}
-
 exit_code run_io(const std::function<asio::awaitable<exit_code>(asio::io_context&)>& main,
                  const std::function<void()>& on_signal) {
     asio::io_context io(1);

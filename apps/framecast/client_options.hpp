@@ -37,9 +37,6 @@ CLI::Option* add_seconds_option(CLI::App& cmd, const std::string& name, double& 
                                 const std::string& help);
 std::chrono::steady_clock::duration to_duration(double seconds);
 
-// The exit code that tells scripts what `ec` (a codec, socket or resolver error) was.
-exit_code exit_code_for(std::error_code ec);
-
 // Runs `main` on a fresh single-threaded io_context until it completes; SIGINT/SIGTERM end it
 // early (after `on_signal`, e.g. to flush output) with 128+signal.
 exit_code run_io(const std::function<asio::awaitable<exit_code>(asio::io_context&)>& main,

@@ -73,14 +73,6 @@ std::string endpoint_text(const asio::ip::tcp::endpoint& ep) {
     return ep.address().to_string() + ":" + std::to_string(ep.port());
 }
 
-exit_code exit_for(std::error_code ec) {
-    if (ec == errc::message_too_large) return exit_code::message_too_large;
-    if (ec == errc::truncated_frame) return exit_code::truncated;
-    if (ec == errc::invalid_utf8) return exit_code::invalid_utf8;
-    if (ec.category() == codec_category()) return exit_code::malformed_header;
-    return exit_code::failure;
-}
-
 exit_code run_serve(const serve_config& cfg) {
     setup_logging(cfg.verbosity);
     std::signal(SIGPIPE, SIG_IGN);
@@ -201,8 +193,7 @@ exit_code run_serve(const serve_config& cfg) {
         }
     } catch (const system_error& e) {
         spdlog::error("{}", e.what());
-        return e.code() == asio::error::address_in_use ? exit_code::address_in_use
-                                                       : exit_code::failure;
+        return exit_code_for(e.code());
     }
 
     // Own messages handed to the backplane, and those seen coming back (both on io's thread):
@@ -329,7 +320,7 @@ exit_code run_serve(const serve_config& cfg) {
                              [&](error_code ec, const std::string& message) {
                                  if (ec) {
                                      spdlog::error("{}", message);
-                                     result = exit_for(ec);
+                                     result = exit_code_for(ec);
                                  } else {
                                      spdlog::info("end of input: flushing and exiting");
                                  }

@@ -40,6 +40,23 @@ struct codec_options {
     length_unit unit = length_unit::bytes;
 };
 
+// Bytes on the wire of a frame whose payload is `payload_bytes` bytes: the header, then the
+// payload (in either length unit, what the header counts does not change what is sent).
+constexpr std::size_t framed_size(std::size_t payload_bytes, const codec_options& opts = {}) noexcept {
+    return opts.header_size + payload_bytes;
+}
+
+// The largest length a header of `header_size` digits can hold: 10^header_size - 1, capped at
+// UINT64_MAX (from 20 digits up; the decoder's lengths are 64-bit); 0 for a header of 0 digits.
+constexpr std::uint64_t max_length_for(std::size_t header_size) noexcept {
+    std::uint64_t max = 0;
+    for (std::size_t i = 0; i < header_size; ++i) {
+        if (max > (UINT64_MAX - 9) / 10) return UINT64_MAX;  // one more digit would overflow
+        max = max * 10 + 9;
+    }
+    return max;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Encoding
 
@@ -101,6 +118,20 @@ struct utf8_state {
 };
 }  // namespace detail
 
+// Where a byte stream that ended inside a frame stopped (decoder::truncated()).
+struct truncation {
+    bool in_header = false;   // inside the header; else inside the payload
+    std::uint64_t have = 0;   // header bytes, or payload units, received before the end
+    std::uint64_t want = 0;   // the header size, or the announced length, in the same units
+    length_unit unit = length_unit::bytes;  // of a payload's have/want (a header counts bytes)
+
+    bool operator==(const truncation&) const = default;
+};
+
+// "after 7 of 28 payload bytes", "after 3 of 10 header bytes", "after 2 of 5 payload code
+// points": the words decoder::error_message() uses for a truncation (after "connection closed ").
+std::string to_string(const truncation& t);
+
 // What decoder::next() found.
 enum class decode_event {
     need_more,  // the input is used up; feed more bytes
@@ -155,8 +186,20 @@ public:
     std::uint64_t length() const noexcept { return length_; }
 
     // Call at end of stream: returns truncated_frame (and sets error_message(), e.g. "connection
-    // closed after 7 of 28 payload bytes") when the stream stopped inside a frame, else {}.
+    // closed after 7 of 28 payload bytes", and truncated()) when the stream stopped inside a
+    // frame, else {}.
     std::error_code finish();
+
+    // After finish() returned truncated_frame: where the stream stopped, as numbers (the same
+    // ones error_message() spells out; to_string() gives its words). nullopt otherwise.
+    std::optional<truncation> truncated() const noexcept { return truncation_; }
+
+    // The header of the current (or last) frame exactly as received, options().header_size
+    // bytes: valid from the frame's frame/begin event until the next header is complete
+    // (through its data/end events), whether the payload came by next() or commit(). After a
+    // header error, the offending header; after finish() found the stream ended inside a
+    // header, the part of it received. Empty before any header. (Chat relays headers as sent.)
+    std::string_view header_bytes() const noexcept { return {header_bytes_.data(), header_bytes_size_}; }
 
     std::error_code error() const noexcept { return error_; }
     // Human-readable reason, naming the offending header bytes escaped.
@@ -192,8 +235,13 @@ private:
     codec_options opts_;
     decode_mode mode_;
     state state_ = state::header;
-    std::array<char, max_header_size> header_{};
+    std::array<char, max_header_size> header_{};  // a header that spans reads, gathered
     std::size_t header_fill_ = 0;
+    // The last complete header, copied (at most 20 bytes) because the fast path reads it in
+    // place from the caller's bytes, which may be gone by the time header_bytes() is asked.
+    std::array<char, max_header_size> header_bytes_{};
+    std::size_t header_bytes_size_ = 0;
+    std::optional<truncation> truncation_;
     std::uint64_t length_ = 0;           // announced length (header units)
     std::uint64_t received_units_ = 0;   // bytes, or completed code points
     std::uint64_t received_bytes_ = 0;   // payload bytes received of the current frame

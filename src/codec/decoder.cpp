@@ -67,6 +67,8 @@ decode_event decoder::next(std::span<const char>& in) {
 
 decode_event decoder::on_header_complete(const char* header) {
     const std::size_t h = opts_.header_size;
+    std::memcpy(header_bytes_.data(), header, h);
+    header_bytes_size_ = h;
     const auto* p = reinterpret_cast<const unsigned char*>(header);
     std::size_t i = 0;
     while (i < h && is_space(p[i])) ++i;
@@ -245,18 +247,27 @@ decode_event decoder::commit(std::size_t n) {
 std::error_code decoder::finish() {
     if (state_ == state::failed) return error_;
     if (state_ == state::header && header_fill_ == 0) return {};
+    truncation t;
+    std::string message = "connection closed ";
     if (state_ == state::header) {
-        fail(errc::truncated_frame, "connection closed after " + std::to_string(header_fill_) +
-                                        " of " + std::to_string(opts_.header_size) +
-                                        " header bytes " +
-                                        escape_bytes({header_.data(), header_fill_}));
+        t = {true, header_fill_, opts_.header_size, length_unit::bytes};
+        std::memcpy(header_bytes_.data(), header_.data(), header_fill_);
+        header_bytes_size_ = header_fill_;
+        message += to_string(t) + " " + escape_bytes(header_bytes());
     } else {
-        fail(errc::truncated_frame,
-             "connection closed after " + std::to_string(received_units_) + " of " +
-                 std::to_string(length_) +
-                 (opts_.unit == length_unit::bytes ? " payload bytes" : " payload code points"));
+        t = {false, received_units_, length_, opts_.unit};
+        message += to_string(t);
     }
+    fail(errc::truncated_frame, std::move(message));
+    truncation_ = t;
     return error_;
+}
+
+std::string to_string(const truncation& t) {
+    const char* what = t.in_header                    ? " header bytes"
+                       : t.unit == length_unit::bytes ? " payload bytes"
+                                                      : " payload code points";
+    return "after " + std::to_string(t.have) + " of " + std::to_string(t.want) + what;
 }
 
 }  // namespace framecast

@@ -9,17 +9,10 @@ public:
 
     std::string message(int ev) const override {
         switch (static_cast<errc>(ev)) {
-            case errc::header_no_digits: return "frame header holds no digits";
-            case errc::header_sign: return "frame header holds a sign";
-            case errc::header_underscore: return "frame header holds an underscore";
-            case errc::header_interior_space: return "frame header has white space between digits";
-            case errc::header_non_ascii: return "frame header holds a non-ASCII byte";
-            case errc::header_invalid_char: return "frame header holds an invalid character";
-            case errc::message_too_large: return "message larger than the maximum";
-            case errc::length_does_not_fit: return "message length does not fit in the header";
-            case errc::invalid_utf8: return "payload is not valid UTF-8";
-            case errc::truncated_frame: return "stream ended in the middle of a frame";
-            case errc::invalid_header_size: return "header size must be 1 to 20 bytes";
+#define FRAMECAST_ERRC_MESSAGE_(name, message, exit) \
+    case errc::name: return message;
+            FRAMECAST_ERRC_MAP(FRAMECAST_ERRC_MESSAGE_)
+#undef FRAMECAST_ERRC_MESSAGE_
         }
         return "unknown framecast error";
     }
@@ -33,5 +26,14 @@ const std::error_category& codec_category() noexcept {
 }
 
 std::error_code make_error_code(errc e) noexcept { return {static_cast<int>(e), codec_category()}; }
+
+exit_code exit_code_for(std::error_code ec) noexcept {
+    if (!ec) return exit_code::ok;
+    if (ec.category() == codec_category()) return exit_code_for(static_cast<errc>(ec.value()));
+    // Compared as conditions: the system's and the generic category both match.
+    if (ec == std::errc::timed_out) return exit_code::timed_out;
+    if (ec == std::errc::address_in_use) return exit_code::address_in_use;
+    return exit_code::failure;
+}
 
 }  // namespace framecast

@@ -23,13 +23,13 @@ void rethrow(std::exception_ptr e) {
     if (e) std::rethrow_exception(e);
 }
 
-// TRUNCATION-AS-TEXT: the one place that cuts the codec's "connection closed " off the message
-// of a frame cut short. The codec is to report truncation as data (errors engineer); then
-// this helper asks for it instead of editing a sentence.
+// What an idle timeout found: how far into the frame the client got, as the codec reports it
+// (the header bytes too, when it stopped inside one).
 std::string truncation_detail(const decoder& d) {
-    constexpr std::string_view prefix = "connection closed ";
-    std::string detail = d.error_message();
-    if (detail.starts_with(prefix)) detail.erase(0, prefix.size());
+    auto t = d.truncated();
+    if (!t) return d.error_message();
+    std::string detail = to_string(*t);
+    if (t->in_header) detail += " " + escape_bytes(d.header_bytes());
     return detail;
 }
 
@@ -181,10 +181,7 @@ bool session::on_bytes(std::span<const char> in) {
     ctx_.counters.bytes_in += in.size();
     bool completed = false;  // a frame ended in these bytes
     for (;;) {
-        const char* from = in.data();
-        const std::size_t before = in.size();
         const auto ev = decoder_.next(in);
-        if (ctx_.chat) keep_header(from, before - in.size());
         if (ev == decode_event::need_more) break;
         if (ev == decode_event::error) return on_decode_error();
         ++ctx_.counters.messages_in;
@@ -242,8 +239,8 @@ bool session::flush_batch() {
 
 // Chat: the first frame is the username, every later one a message relayed to the others.
 bool session::on_chat_frame(std::string_view payload) {
-    const std::string_view header{raw_header_.data(), raw_header_fill_};
-    raw_header_fill_ = 0;
+    // The header exactly as received: the relay repeats it byte for byte.
+    const std::string_view header = decoder_.header_bytes();
     if (!seat_.joined) {
         if (!ctx_.chat->join(*this, seat_, header, payload)) return false;
         // Messages may now be as long as max_message.
@@ -255,13 +252,6 @@ bool session::on_chat_frame(std::string_view payload) {
     return !closed_;
 }
 
-// Chat: the decoder consumed `n` bytes at `p`, all of the current frame (whole mode stops at a
-// frame's end). Keeps its header bytes exactly as received, for the relay.
-void session::keep_header(const char* p, std::size_t n) {
-    const std::size_t take = std::min(n, ctx_.opts.codec.header_size - raw_header_fill_);
-    std::memcpy(raw_header_.data() + raw_header_fill_, p, take);
-    raw_header_fill_ += take;
-}
 
 void session::track_mid_frame(bool completed) {
     if (decoder_.at_frame_boundary() && !awaiting_name()) {

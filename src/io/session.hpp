@@ -106,7 +106,6 @@ private:
     bool on_decode_error();
     bool on_chat_frame(std::string_view payload);
     bool flush_batch();
-    void keep_header(const char* p, std::size_t n);
     void track_mid_frame(bool completed);
     bool awaiting_name() const noexcept { return ctx_.chat && !seat_.joined; }
 
@@ -121,8 +120,6 @@ private:
     bool draining_ = false;
     // Chat: the seat, and the header bytes of the frame being decoded, as received.
     chat_seat seat_;
-    std::array<char, max_header_size> raw_header_{};
-    std::size_t raw_header_fill_ = 0;
 };
 
 }  // namespace framecast::io

@@ -79,7 +79,7 @@ struct server_counters {
     std::uint64_t bytes_out = 0;          // bytes written to clients
     std::uint64_t decode_errors = 0;      // clients closed for bad input (incl. truncation)
     // The same, by framecast::errc value (index 0 unused).
-    std::array<std::uint64_t, 16> decode_errors_by_kind{};
+    std::array<std::uint64_t, errc_count + 1> decode_errors_by_kind{};
     std::uint64_t deliveries = 0;         // frames queued to clients by broadcasts (fan-out)
     std::uint64_t idle_timeouts = 0;
     std::uint64_t floods = 0;
