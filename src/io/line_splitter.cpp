@@ -47,7 +47,8 @@ line_splitter::event line_splitter::next(std::string_view& in) {
     if (!nl) {
         // Bounded: one byte of slack for the '\r' of a "\r\n" still to come.
         if (carry_.size() + in.size() > max_line_ + 1) {
-            const std::size_t seen = carry_.size() + in.size();
+            // Its length so far: a '\r' at the end may still be the start of a "\r\n".
+            const std::size_t seen = carry_.size() + in.size() - (in.back() == '\r' ? 1 : 0);
             in = {};
             return refuse(seen, false);
         }
