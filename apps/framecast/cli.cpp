@@ -7,6 +7,7 @@
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include "framecast/error.hpp"
 #include "framecast/io/endpoint.hpp"
 #include "framecast/io/json.hpp"
 
@@ -40,6 +41,10 @@ endpoint parse_endpoint(const std::string& text) {
     } catch (const std::invalid_argument& e) {
         throw CLI::ValidationError(e.what());
     }
+}
+
+std::string flag_hint(std::error_code ec) {
+    return ec == make_error_code(errc::message_too_large) ? " (--max-message)" : "";
 }
 
 CLI::Validator endpoint_validator() {

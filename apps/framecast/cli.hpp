@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <system_error>
 
 #include <CLI/CLI.hpp>
 
@@ -43,6 +44,10 @@ struct endpoint {
 endpoint parse_endpoint(const std::string& text);
 // A CLI11 validator for the same syntax.
 CLI::Validator endpoint_validator();
+
+// The option behind a library error, for the messages the CLI prints (library messages name
+// concepts, not flags): " (--max-message)" after a message over the largest size, else "".
+std::string flag_hint(std::error_code ec);
 
 enum class log_format { text, json };
 // Chosen once by main from the global --log-format option, before any command runs.

@@ -396,7 +396,9 @@ command_runner register_connect(CLI::App& app) {
                 // stdin may block forever: the thread is detached and owns what it touches.
                 std::thread([queue] {
                     std::string what;
-                    if (io::queue_lines(STDIN_FILENO, *queue, what)) spdlog::error("{}", what);
+                    if (auto ec = io::queue_lines(STDIN_FILENO, *queue, what)) {
+                        spdlog::error("{}{}", what, flag_hint(ec));
+                    }
                 }).detach();
                 co_return co_await run_connect(*cfg, sink, &writer);
             },
