@@ -241,10 +241,9 @@ private:
     asio::awaitable<verdict> one_connection() {
         io::tcp::socket socket(ex_);
         std::string what;
-        if (co_await io::async_connect(socket, target_.host, target_.port,
-                                       to_duration(cfg_.connect_timeout), what)) {
-            co_return connect_failed(what);
-        }
+        const auto failed = co_await io::async_connect(socket, target_.host, target_.port,
+                                                       to_duration(cfg_.connect_timeout), what);
+        if (failed) co_return connect_failed(what);
         spdlog::info("connected to {}", name_);
         const auto res = co_await receive(socket);
         sink_.flush();

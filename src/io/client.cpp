@@ -72,13 +72,20 @@ public:
             const std::size_t n = socket_.read_some(
                 asio::buffer(direct ? space.data() : buffer_.data(), buffer_.size()), ec);
             if (ec == asio::error::would_block || ec == asio::error::try_again) {
-                if (!co_await wait_readable()) co_return res_;
+                const bool readable = co_await wait_readable();
+                if (!readable) co_return res_;
                 continue;
             }
             if (ec) co_return ended(ec);
             received(n);
             if (!(direct ? decode_in_place(n) : decode(n))) co_return res_;
-            if (!co_await take_turns()) co_return res_;
+            // A peer that never pauses must not starve the rest of the io_context (the writer
+            // that sends, timers): yield now and then.
+            if (++reads_in_a_row_ == 64) {
+                reads_in_a_row_ = 0;
+                const bool go_on = co_await yield_turn();
+                if (!go_on) co_return res_;
+            }
         }
     }
 
@@ -177,15 +184,12 @@ private:
         res_.message = std::move(message);
     }
 
-    // A peer that never pauses must not starve the rest of the io_context (the writer of
-    // --send, timers): yield now and then. False when cancelled meanwhile.
-    asio::awaitable<bool> take_turns() {
-        if (++reads_in_a_row_ < 64) co_return true;
-        reads_in_a_row_ = 0;
+    // Lets the other work on the io_context run. False when cancelled meanwhile.
+    asio::awaitable<bool> yield_turn() {
         co_await asio::post(socket_.get_executor(), asio::use_awaitable);
-        if (!co_await cancelled()) co_return true;
-        fail(asio::error::operation_aborted, "cancelled");
-        co_return false;
+        const bool cancel = co_await cancelled();
+        if (cancel) fail(asio::error::operation_aborted, "cancelled");
+        co_return !cancel;
     }
 
     tcp::socket& socket_;
