@@ -2,6 +2,7 @@
 # and runs a separate project that finds framecast with find_package(). Run by ctest as
 # package.find_package. The consumer is built with the same compiler flags (a sanitizer build's
 # library needs its runtime).
+cmake_minimum_required(VERSION 3.25)  # IN_LIST, among others
 file(REMOVE_RECURSE ${WORK_DIR})
 function(run)
     execute_process(COMMAND ${ARGN} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE out)
