@@ -27,6 +27,7 @@
 #include "cli.hpp"
 #include "client_options.hpp"
 #include "framecast/io/client.hpp"
+#include "framecast/io/line_splitter.hpp"
 
 namespace framecast::app {
 namespace {
@@ -217,19 +218,16 @@ std::string check_line(std::string_view line, const codec_options& opts) {
 }
 
 // Reads standard input (a pipe or a file) line by line on its own thread: lines are sent as
-// they come, empty lines skipped (the tutorial's client sends none), "/quit" ends the input.
+// they come, empty lines skipped (the tutorial's client sends none), a line longer than the
+// largest message reported and skipped, "/quit" ends the input.
 void read_lines(std::shared_ptr<io::send_queue> queue, std::shared_ptr<input_progress> progress) {
     const auto& opts = queue->options();
-    std::string pending;
+    io::line_splitter lines(opts.max_message);
     char buf[64 * 1024];
-    auto take = [&](std::string line) {
-        if (!line.empty() && line.back() == '\r') line.pop_back();
+    // Sends one line; false at "/quit".
+    auto take = [&](std::string_view line) {
         if (line.empty()) return true;
         if (line == "/quit") return false;
-        if (auto problem = check_line(line, opts); !problem.empty()) {
-            spdlog::error("{}", problem);
-            return true;
-        }
         queue->wait_for_room();
         if (auto ec = queue->push(line)) {
             spdlog::error("not sent: {}", ec.message());
@@ -238,26 +236,30 @@ void read_lines(std::shared_ptr<io::send_queue> queue, std::shared_ptr<input_pro
         progress->queued_bytes += opts.header_size + line.size();
         return true;
     };
-    for (bool more = true; more;) {
+    // Sends the splitter's lines until it needs more input; false at "/quit".
+    auto take_lines = [&](auto&& next_event) {
+        for (;;) {
+            switch (next_event()) {
+                case io::line_splitter::event::need_more:
+                    return true;
+                case io::line_splitter::event::too_long:
+                    spdlog::error("not sent: {} (--max-message)", lines.too_long_message());
+                    lines.skip_line();
+                    break;
+                case io::line_splitter::event::line:
+                    if (!take(lines.line())) return false;
+            }
+        }
+    };
+    for (;;) {
         ssize_t n = ::read(STDIN_FILENO, buf, sizeof buf);
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0) {
-            if (!pending.empty()) take(std::move(pending));
+            take_lines([&] { return lines.finish(); });
             break;
         }
-        pending.append(buf, static_cast<std::size_t>(n));
-        std::size_t start = 0;
-        for (auto nl = pending.find('\n'); nl != std::string::npos;
-             nl = pending.find('\n', start)) {
-            more = take(pending.substr(start, nl - start));
-            start = nl + 1;
-            if (!more) break;
-        }
-        pending.erase(0, start);
-        if (pending.size() > opts.max_message + 1) {  // refuse an endless line, keep going
-            spdlog::error("not sent: a line longer than --max-message {}", opts.max_message);
-            pending.clear();
-        }
+        std::string_view in(buf, static_cast<std::size_t>(n));
+        if (!take_lines([&] { return lines.next(in); })) break;
     }
     progress->ended = true;
 }

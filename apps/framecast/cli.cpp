@@ -1,11 +1,15 @@
 #include "cli.hpp"
 
-#include <charconv>
+#include <stdexcept>
 
 #include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
+
+#include "framecast/error.hpp"
+#include "framecast/io/endpoint.hpp"
+#include "framecast/io/json.hpp"
 
 namespace framecast::app {
 namespace {
@@ -17,19 +21,7 @@ class json_message_flag final : public spdlog::custom_flag_formatter {
 public:
     void format(const spdlog::details::log_msg& msg, const std::tm&,
                 spdlog::memory_buf_t& dest) override {
-        static constexpr char hex[] = "0123456789abcdef";
-        for (char ch : msg.payload) {
-            auto c = static_cast<unsigned char>(ch);
-            if (c == '"' || c == '\\') {
-                dest.push_back('\\');
-                dest.push_back(ch);
-            } else if (c < 0x20) {
-                const char esc[] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 0xf]};
-                dest.append(esc, esc + sizeof esc);
-            } else {
-                dest.push_back(ch);
-            }
-        }
+        io::append_json_string(dest, std::string_view(msg.payload.data(), msg.payload.size()));
     }
     std::unique_ptr<custom_flag_formatter> clone() const override {
         return std::make_unique<json_message_flag>();
@@ -40,38 +32,19 @@ public:
 
 void set_log_format(log_format format) { chosen_format = format; }
 
-std::string endpoint::to_string() const {
-    if (host.find(':') != std::string::npos) return "[" + host + "]:" + std::to_string(port);
-    return host + ":" + std::to_string(port);
-}
+std::string endpoint::to_string() const { return io::format_host_port(host, port); }
 
 endpoint parse_endpoint(const std::string& text) {
-    endpoint ep;
-    std::string port_text;
-    if (!text.empty() && text.front() == '[') {
-        auto close = text.find(']');
-        if (close == std::string::npos || close + 1 >= text.size() || text[close + 1] != ':') {
-            throw CLI::ValidationError("'" + text + "' is not [IPv6]:PORT");
-        }
-        ep.host = text.substr(1, close - 1);
-        port_text = text.substr(close + 2);
-    } else if (auto colon = text.rfind(':'); colon != std::string::npos) {
-        ep.host = text.substr(0, colon);
-        port_text = text.substr(colon + 1);
-        if (ep.host.find(':') != std::string::npos) {
-            throw CLI::ValidationError("'" + text + "': write an IPv6 address as [ADDR]:PORT");
-        }
-    } else {
-        port_text = text;
+    try {
+        auto hp = io::parse_host_port(text);
+        return {std::move(hp.host), hp.port};
+    } catch (const std::invalid_argument& e) {
+        throw CLI::ValidationError(e.what());
     }
-    unsigned value = 0;
-    auto [end, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), value);
-    if (port_text.empty() || ec != std::errc{} || end != port_text.data() + port_text.size() ||
-        value > 65535) {
-        throw CLI::ValidationError("'" + text + "': port must be a number from 0 to 65535");
-    }
-    ep.port = static_cast<std::uint16_t>(value);
-    return ep;
+}
+
+std::string flag_hint(std::error_code ec) {
+    return ec == make_error_code(errc::message_too_large) ? " (--max-message)" : "";
 }
 
 CLI::Validator endpoint_validator() {

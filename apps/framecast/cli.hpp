@@ -41,6 +41,10 @@ endpoint parse_endpoint(const std::string& text);
 // A CLI11 validator for the same syntax.
 CLI::Validator endpoint_validator();
 
+// The option behind a library error, for the messages the CLI prints (library messages name
+// concepts, not flags): " (--max-message)" after a message over the largest size, else "".
+std::string flag_hint(std::error_code ec);
+
 enum class log_format { text, json };
 // Chosen once by main from the global --log-format option, before any command runs.
 void set_log_format(log_format format);

@@ -4,7 +4,7 @@
 #include <chrono>
 #include <ctime>
 #include <memory>
-#include <random>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -21,7 +21,9 @@
 
 #include "cli.hpp"
 #include "client_options.hpp"
+#include "framecast/io/backoff.hpp"
 #include "framecast/io/client.hpp"
+#include "framecast/io/json.hpp"
 
 namespace framecast::app {
 namespace {
@@ -46,33 +48,6 @@ struct connect_config {
     codec_flags codec;
     int verbosity = 0;
 };
-
-// Appends `s` to `out` as the inside of a JSON string (RFC 8259): quote, backslash and control
-// characters escaped, everything else (UTF-8 included, already validated) as is.
-void append_json_string(std::string& out, std::string_view s) {
-    static constexpr char hex[] = "0123456789abcdef";
-    std::size_t run = 0;  // start of the bytes not yet copied
-    for (std::size_t i = 0; i < s.size(); ++i) {
-        auto c = static_cast<unsigned char>(s[i]);
-        if (c >= 0x20 && c != '"' && c != '\\') continue;
-        out.append(s.data() + run, i - run);
-        run = i + 1;
-        switch (c) {
-            case '"': out += "\\\""; break;
-            case '\\': out += "\\\\"; break;
-            case '\n': out += "\\n"; break;
-            case '\r': out += "\\r"; break;
-            case '\t': out += "\\t"; break;
-            case '\b': out += "\\b"; break;
-            case '\f': out += "\\f"; break;
-            default:
-                out += "\\u00";
-                out += hex[c >> 4];
-                out += hex[c & 15];
-        }
-    }
-    out.append(s.data() + run, s.size() - run);
-}
 
 void append_base64(std::string& out, std::string_view s) {
     static constexpr char abc[] =
@@ -198,7 +173,7 @@ private:
                        payload.size(), stamp_);
         if (count_code_points(payload)) {
             out_ += R"("text":")";
-            append_json_string(out_, payload);
+            io::append_json_string(out_, payload);
         } else {
             out_ += R"("base64":")";
             append_base64(out_, payload);
@@ -216,26 +191,6 @@ private:
     error_code output_error_;
 };
 
-// Exponential backoff with jitter: each delay is a random point in the upper half of a window
-// that doubles from 100 ms up to `max`, so reconnecting clients do not arrive in lockstep.
-class backoff {
-public:
-    explicit backoff(io::duration max) : max_(max) {}
-    io::duration next() {
-        auto window = window_;
-        window_ = std::min(window_ * 2, max_);
-        std::uniform_real_distribution<double> jitter(0.5, 1.0);
-        return std::chrono::duration_cast<io::duration>(window * jitter(random_));
-    }
-    void reset() { window_ = initial; }
-
-private:
-    static constexpr io::duration initial = std::chrono::milliseconds(100);
-    io::duration max_;
-    io::duration window_ = std::min(initial, max_);
-    std::mt19937 random_{std::random_device{}()};
-};
-
 double seconds(io::duration d) { return std::chrono::duration<double>(d).count(); }
 
 asio::awaitable<void> send_while_connected(io::frame_writer& writer, io::tcp::socket& socket,
@@ -249,87 +204,134 @@ asio::awaitable<void> send_while_connected(io::frame_writer& writer, io::tcp::so
     co_await io::wait_forever();  // finishing must not end the reading side
 }
 
-asio::awaitable<exit_code> run_connect(const connect_config& cfg, output_sink& sink,
-                                       io::frame_writer* writer) {
-    auto ex = co_await asio::this_coro::executor;
-    const endpoint target = parse_endpoint(cfg.target);
-    const std::string name = target.to_string();
-    const auto mode = cfg.format == output_format::raw || cfg.format == output_format::framed
-                          ? decode_mode::streaming
-                          : decode_mode::whole;
-    std::vector<char> buffer(cfg.buffer_size);
-    backoff delays(to_duration(cfg.reconnect_max));
-    io::read_options read_opts{to_duration(cfg.timeout)};
+// How one connection ended: exit with a code, or try again (and why).
+struct verdict {
+    std::optional<exit_code> exit;
+    std::string retry_because;
+};
 
-    for (unsigned attempt = 1;; ++attempt) {
-        auto retry = [&](const std::string& why) -> asio::awaitable<void> {
-            auto delay = delays.next();
-            spdlog::warn("{}; reconnecting in {:.2f}s (attempt {})", why, seconds(delay),
-                         attempt + 1);
-            asio::steady_timer timer(ex, delay);
-            co_await timer.async_wait(asio::use_awaitable);
-        };
+verdict exit_with(exit_code code) { return {code, {}}; }
 
-        io::tcp::socket socket(ex);
-        std::string what;
-        if (auto ec = co_await io::async_connect(socket, target.host, target.port,
-                                                 to_duration(cfg.connect_timeout), what)) {
-            if (!cfg.reconnect) {
-                spdlog::error("{}", what);
-                co_return exit_code::connect_failed;
-            }
-            co_await retry(what);
-            continue;
+// Connects, prints what arrives, and (with --reconnect) connects again after a failure or a
+// close, waiting a backoff delay between attempts, until the count, an error that retrying
+// cannot cure, or the end of output.
+class connect_loop {
+public:
+    connect_loop(const connect_config& cfg, output_sink& sink, io::frame_writer* writer,
+                 asio::any_io_executor ex)
+        : cfg_(cfg),
+          sink_(sink),
+          writer_(writer),
+          ex_(std::move(ex)),
+          target_(parse_endpoint(cfg.target)),
+          name_(target_.to_string()),
+          buffer_(cfg.buffer_size),
+          delays_({.min = std::chrono::milliseconds(100), .max = to_duration(cfg.reconnect_max)}) {}
+
+    asio::awaitable<exit_code> run() {
+        for (unsigned attempt = 1;; ++attempt) {
+            auto v = co_await one_connection();
+            if (v.exit) co_return *v.exit;
+            co_await wait_to_retry(v.retry_because, attempt + 1);
         }
-        spdlog::info("connected to {}", name);
+    }
 
-        decoder dec(cfg.codec.options(), mode);
+private:
+    // One connection, from connecting to its end.
+    asio::awaitable<verdict> one_connection() {
+        io::tcp::socket socket(ex_);
+        std::string what;
+        const auto failed = co_await io::async_connect(socket, target_.host, target_.port,
+                                                       to_duration(cfg_.connect_timeout), what);
+        if (failed) co_return connect_failed(what);
+        spdlog::info("connected to {}", name_);
+        const auto res = co_await receive(socket);
+        sink_.flush();
+        if (auto v = output_failed()) co_return *v;
+        if (res.stopped) co_return exit_with(exit_code::ok);
+        if (res.bytes > 0) delays_.reset();
+        co_return res.ec ? broken(res) : closed_by_peer();
+    }
+
+    // Reads (and with --send writes) until the connection ends.
+    asio::awaitable<io::read_result> receive(io::tcp::socket& socket) {
+        const auto mode = cfg_.format == output_format::raw || cfg_.format == output_format::framed
+                              ? decode_mode::streaming
+                              : decode_mode::whole;
+        decoder dec(cfg_.codec.options(), mode);
         // One connection: keep the gathering buffer of a large frame for the next one.
         dec.retain_capacity(dec.options().max_message);
-        io::read_result res;
-        if (writer) {
-            auto outcome = co_await (io::read_frames(socket, dec, buffer, sink, read_opts) ||
-                                     send_while_connected(*writer, socket, cfg.half_close));
-            res = std::get<0>(std::move(outcome));
-        } else {
-            res = co_await io::read_frames(socket, dec, buffer, sink, read_opts);
-        }
-        sink.flush();
-        if (auto& ec = sink.output_error()) {
-            if (ec == std::errc::broken_pipe) co_return exit_code::ok;  // e.g. `| head`
-            spdlog::error("cannot write to standard output: {}", ec.message());
-            co_return exit_code::failure;
-        }
-        if (res.stopped) co_return exit_code::ok;
-        if (res.bytes > 0) delays.reset();
-
-        if (!res.ec) {
-            if (!cfg.reconnect) {
-                if (cfg.count != 0 && sink.messages() < cfg.count) {
-                    // Asked for N and got fewer: a script must be able to tell.
-                    spdlog::error("{} closed the connection after {} of {} messages (--count)",
-                                  name, sink.messages(), cfg.count);
-                    co_return exit_code::failure;
-                }
-                spdlog::info("{} closed the connection after {} messages", name, sink.messages());
-                co_return exit_code::ok;
-            }
-            co_await retry(name + " closed the connection");
-            continue;
-        }
-        auto code = exit_code_for(res.ec);
-        const bool retryable = code == exit_code::truncated || code == exit_code::failure;
-        if (cfg.reconnect && retryable) {
-            co_await retry(name + ": " + res.message);
-            continue;
-        }
-        if (code == exit_code::timed_out) {
-            spdlog::error("{}: {} (--timeout)", name, res.message);
-        } else {
-            spdlog::error("{}: {}", name, res.message);
-        }
-        co_return code;
+        const io::read_options read_opts{to_duration(cfg_.timeout)};
+        if (!writer_) co_return co_await io::read_frames(socket, dec, buffer_, sink_, read_opts);
+        auto outcome = co_await (io::read_frames(socket, dec, buffer_, sink_, read_opts) ||
+                                 send_while_connected(*writer_, socket, cfg_.half_close));
+        co_return std::get<0>(std::move(outcome));
     }
+
+    verdict connect_failed(const std::string& what) {
+        if (cfg_.reconnect) return {std::nullopt, what};
+        spdlog::error("{}", what);
+        return exit_with(exit_code::connect_failed);
+    }
+
+    // Standard output failed: nothing more to do (a closed pipe, e.g. `| head`, is no error).
+    std::optional<verdict> output_failed() {
+        const auto& ec = sink_.output_error();
+        if (!ec) return std::nullopt;
+        if (ec == std::errc::broken_pipe) return exit_with(exit_code::ok);
+        spdlog::error("cannot write to standard output: {}", ec.message());
+        return exit_with(exit_code::failure);
+    }
+
+    // The peer closed at a frame boundary.
+    verdict closed_by_peer() {
+        if (cfg_.reconnect) return {std::nullopt, name_ + " closed the connection"};
+        if (cfg_.count != 0 && sink_.messages() < cfg_.count) {
+            // Asked for N and got fewer: a script must be able to tell.
+            spdlog::error("{} closed the connection after {} of {} messages (--count)", name_,
+                          sink_.messages(), cfg_.count);
+            return exit_with(exit_code::failure);
+        }
+        spdlog::info("{} closed the connection after {} messages", name_, sink_.messages());
+        return exit_with(exit_code::ok);
+    }
+
+    // The connection broke, timed out, or the peer sent what cannot be decoded: only a lost
+    // connection is worth another attempt.
+    verdict broken(const io::read_result& res) {
+        const auto code = exit_code_for(res.ec);
+        const bool retryable = code == exit_code::truncated || code == exit_code::failure;
+        if (cfg_.reconnect && retryable) return {std::nullopt, name_ + ": " + res.message};
+        if (code == exit_code::timed_out) {
+            spdlog::error("{}: {} (--timeout)", name_, res.message);
+        } else {
+            spdlog::error("{}: {}", name_, res.message);
+        }
+        return exit_with(code);
+    }
+
+    asio::awaitable<void> wait_to_retry(const std::string& why, unsigned next_attempt) {
+        const auto delay = delays_.next();
+        spdlog::warn("{}; reconnecting in {:.2f}s (attempt {})", why, seconds(delay),
+                     next_attempt);
+        asio::steady_timer timer(ex_, delay);
+        co_await timer.async_wait(asio::use_awaitable);
+    }
+
+    const connect_config& cfg_;
+    output_sink& sink_;
+    io::frame_writer* writer_;
+    asio::any_io_executor ex_;
+    const endpoint target_;
+    const std::string name_;
+    std::vector<char> buffer_;
+    io::backoff delays_;
+};
+
+asio::awaitable<exit_code> run_connect(const connect_config& cfg, output_sink& sink,
+                                       io::frame_writer* writer) {
+    connect_loop loop(cfg, sink, writer, co_await asio::this_coro::executor);
+    co_return co_await loop.run();
 }
 
 }  // namespace
@@ -393,7 +395,9 @@ command_runner register_connect(CLI::App& app) {
                 // stdin may block forever: the thread is detached and owns what it touches.
                 std::thread([queue] {
                     std::string what;
-                    if (io::queue_lines(STDIN_FILENO, *queue, what)) spdlog::error("{}", what);
+                    if (auto ec = io::queue_lines(STDIN_FILENO, *queue, what)) {
+                        spdlog::error("{}{}", what, flag_hint(ec));
+                    }
                 }).detach();
                 co_return co_await run_connect(*cfg, sink, &writer);
             },

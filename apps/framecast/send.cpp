@@ -163,7 +163,7 @@ command_runner register_send(CLI::App& app) {
             if (reader->done) {
                 thread.join();
                 if (reader->ec) {
-                    spdlog::error("{}", reader->what);
+                    spdlog::error("{}{}", reader->what, flag_hint(reader->ec));
                     if (code == exit_code::ok) code = exit_code_for(reader->ec);
                 }
             } else {

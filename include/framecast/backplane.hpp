@@ -35,7 +35,7 @@ struct options {
     std::size_t pending_limit = 100'000;    // messages held while the engine is unreachable
     std::uint64_t pending_bytes_limit = 256ull << 20;  // and their bytes at most
     double block_seconds = 0.25;            // longest a read waits, so stop() is prompt
-    double max_backoff_seconds = 5.0;       // reconnect delay ceiling (doubling, with jitter)
+    double max_backoff_seconds = 5.0;       // reconnect delay ceiling (io::backoff)
     double start_timeout_seconds = 3.0;     // how long start() waits for the engine
 };
 

@@ -16,11 +16,14 @@
 #include <deque>
 #include <mutex>
 #include <random>
+#include <vector>
 #include <stdexcept>
 #include <thread>
 #include <unordered_map>
 
 #include "framecast/backplane.hpp"
+#include "framecast/io/backoff.hpp"
+#include "framecast/io/endpoint.hpp"
 
 namespace framecast::backplane {
 namespace {
@@ -181,21 +184,26 @@ public:
     const std::string& node_id() const override { return node_id_; }
 
     std::string describe() const override {
-        bool v6 = addr_.host.find(':') != std::string::npos;
-        return "redis://" + (v6 ? "[" + addr_.host + "]" : addr_.host) + ":" +
-               std::to_string(addr_.port) + "/" + addr_.key;
+        return "redis://" + io::format_host_port(addr_.host, static_cast<std::uint16_t>(addr_.port)) +
+               "/" + addr_.key;
     }
 
 private:
+    // What a loop's connection attempts have logged so far.
+    struct connection_log {
+        bool ever_connected = false;
+        bool logged_down = false;  // "cannot connect" said once per outage, not per attempt
+    };
+
     // Connects, or returns null after logging why. `role` names the thread in logs.
-    context_ptr connect(const char* role, bool& ever_connected, bool& logged_down) {
+    context_ptr connect(const char* role, connection_log& log) {
         timeval connect_timeout{2, 0};
         context_ptr c(redisConnectWithTimeout(addr_.host.c_str(), addr_.port, connect_timeout));
         if (!c || c->err) {
-            if (!logged_down) {
+            if (!log.logged_down) {
                 spdlog::warn("backplane {} ({}): cannot connect: {}; retrying with backoff",
                              describe(), role, c ? c->errstr : "out of memory");
-                logged_down = true;
+                log.logged_down = true;
             }
             return nullptr;
         }
@@ -203,110 +211,56 @@ private:
         auto io = std::chrono::duration<double>(opts_.block_seconds + 5.0);
         timeval io_timeout{static_cast<time_t>(io.count()), 0};
         redisSetTimeout(c.get(), io_timeout);
-        if (ever_connected) {
+        if (log.ever_connected) {
             ++reconnects_;
             spdlog::info("backplane {} ({}): reconnected", describe(), role);
         } else {
             spdlog::info("backplane {} ({}): connected as node {}", describe(), role, node_id_);
         }
-        ever_connected = true;
-        logged_down = false;
+        log.ever_connected = true;
+        log.logged_down = false;
         return c;
     }
 
-    // Sleeps for the next backoff step (doubling, with jitter), waking early on stop().
-    void backoff(double& delay) {
-        thread_local std::mt19937 rng{std::random_device{}()};  // both loops back off
-        std::uniform_real_distribution<double> jitter(0.5, 1.0);
-        double d = delay * jitter(rng);
-        delay = std::min(delay * 2, opts_.max_backoff_seconds);
+    // How long each loop waits before its next connection attempt (one per thread).
+    io::backoff make_backoff() const {
+        return io::backoff({.min = std::chrono::milliseconds(100),
+                            .max = std::chrono::duration_cast<io::backoff::duration>(
+                                std::chrono::duration<double>(opts_.max_backoff_seconds))});
+    }
+
+    // Sleeps for the next backoff step, waking early on stop().
+    void wait_to_retry(io::backoff& delays) {
+        const auto d = delays.next();
         std::unique_lock lock(mu_);
-        cv_.wait_for(lock, std::chrono::duration<double>(d), [this] { return stopping_.load(); });
+        cv_.wait_for(lock, d, [this] { return stopping_.load(); });
     }
 
     // Appends per round trip: the writer sends up to this many XADDs before reading their
     // replies (hiredis pipelining), so a burst costs one round trip per batch, not per message.
     static constexpr std::size_t append_batch = 64;
 
+    // The appending thread: takes up to append_batch pending messages, appends them in one
+    // round trip, and pops the ones Redis answered; reconnects (with backoff) when Redis is lost.
+    // Ends once all is appended after stop(), or when the drain deadline passes.
     void write_loop() {
         context_ptr c;
-        bool ever = false, logged_down = false;
-        double delay = 0.1;
+        connection_log log;
+        auto delays = make_backoff();
         std::vector<pending_message> batch;
         batch.reserve(append_batch);
-        for (;;) {
-            batch.clear();
-            {
-                std::unique_lock lock(mu_);
-                // Connected: wait for work. Not: connect first (below), so the metrics' "up"
-                // reflects both directions even on a node that has published nothing yet.
-                if (c) cv_.wait(lock, [this] { return stopping_ || !pending_.empty(); });
-                if (pending_.empty() && stopping_) break;  // all appended
-                if (stopping_ && clock::now() >= drain_deadline_) {
-                    spdlog::warn("backplane {}: stopping with {} messages not appended",
-                                 describe(), pending_.size());
-                    dropped_ += pending_.size();
-                    pending_.clear();
-                    pending_bytes_ = 0;
-                    break;
-                }
-                // Popped only once appended, so a failure retries them. Only this thread pops.
-                for (std::size_t i = 0; i < pending_.size() && i < append_batch; ++i) {
-                    batch.push_back(pending_[i]);
-                }
-            }
+        while (next_append_batch(c != nullptr, batch)) {
             if (!c) {
-                c = connect("append", ever, logged_down);
+                c = connect("append", log);
                 writer_up_ = c != nullptr;
                 if (!c) {
-                    backoff(delay);
+                    wait_to_retry(delays);
                     continue;
                 }
-                delay = 0.1;
+                delays.reset();
             }
             if (batch.empty()) continue;
-            bool lost = false;
-            for (const auto& m : batch) {
-                if (redisAppendCommand(c.get(), "XADD %b MAXLEN ~ %llu * n %b s %llu c %llu f %b",
-                                       addr_.key.data(), addr_.key.size(),
-                                       static_cast<unsigned long long>(opts_.retention),
-                                       node_id_.data(), node_id_.size(),
-                                       static_cast<unsigned long long>(m.seq),
-                                       static_cast<unsigned long long>(m.origin_client),
-                                       m.framed->data(), m.framed->size()) != REDIS_OK) {
-                    lost = true;
-                    break;
-                }
-            }
-            std::size_t done = 0, appended = 0, refused = 0;
-            while (!lost && done < batch.size()) {
-                void* raw = nullptr;
-                if (redisGetReply(c.get(), &raw) != REDIS_OK || raw == nullptr) {
-                    lost = true;
-                    break;
-                }
-                reply_ptr r(static_cast<redisReply*>(raw));
-                if (r->type == REDIS_REPLY_ERROR) {
-                    spdlog::error("backplane {}: Redis refused an append: {}; message dropped",
-                                  describe(), reply_text(r.get()));
-                    ++refused;
-                } else {
-                    ++appended;
-                }
-                ++done;
-            }
-            published_ += appended;
-            dropped_ += refused;
-            {
-                // The answered ones are done; the rest are retried after a reconnect (an append
-                // may have landed without its reply: readers skip a (node, seq) they have seen).
-                std::lock_guard lock(mu_);
-                for (std::size_t i = 0; i < done; ++i) {
-                    pending_bytes_ -= pending_.front().framed->size();
-                    pending_.pop_front();
-                }
-            }
-            if (lost) {
+            if (!append(c.get(), batch)) {
                 spdlog::warn("backplane {}: lost Redis while appending: {}", describe(), c->errstr);
                 c.reset();
                 writer_up_ = false;
@@ -314,21 +268,98 @@ private:
         }
     }
 
+    // Fills `batch` with the oldest pending messages (they stay pending until appended, so a
+    // failure retries them). Connected, waits for work first; not connected, returns at once
+    // (connect first, so the metrics' "up" reflects both directions even on a node that has
+    // published nothing yet). False when the writer is done: all appended after stop(), or the
+    // drain deadline passed (what is left is dropped, logged and counted).
+    bool next_append_batch(bool connected, std::vector<pending_message>& batch) {
+        batch.clear();
+        std::unique_lock lock(mu_);
+        if (connected) cv_.wait(lock, [this] { return stopping_ || !pending_.empty(); });
+        if (pending_.empty() && stopping_) return false;
+        if (stopping_ && clock::now() >= drain_deadline_) {
+            spdlog::warn("backplane {}: stopping with {} messages not appended", describe(),
+                         pending_.size());
+            dropped_ += pending_.size();
+            pending_.clear();
+            pending_bytes_ = 0;
+            return false;
+        }
+        // Only this thread pops.
+        for (std::size_t i = 0; i < pending_.size() && i < append_batch; ++i) {
+            batch.push_back(pending_[i]);
+        }
+        return true;
+    }
+
+    // Appends `batch` in one round trip (XADDs pipelined, then their replies) and pops what
+    // Redis answered. False when the connection was lost (the rest stays pending).
+    bool append(redisContext* c, const std::vector<pending_message>& batch) {
+        if (!send_appends(c, batch)) return false;
+        std::size_t answered = 0, appended = 0, refused = 0;
+        bool lost = false;
+        for (; answered < batch.size(); ++answered) {
+            void* raw = nullptr;
+            if (redisGetReply(c, &raw) != REDIS_OK || raw == nullptr) {
+                lost = true;
+                break;
+            }
+            reply_ptr r(static_cast<redisReply*>(raw));
+            if (r->type == REDIS_REPLY_ERROR) {
+                spdlog::error("backplane {}: Redis refused an append: {}; message dropped",
+                              describe(), reply_text(r.get()));
+                ++refused;
+            } else {
+                ++appended;
+            }
+        }
+        published_ += appended;
+        dropped_ += refused;
+        pop_answered(answered);
+        return !lost;
+    }
+
+    bool send_appends(redisContext* c, const std::vector<pending_message>& batch) {
+        for (const auto& m : batch) {
+            if (redisAppendCommand(c, "XADD %b MAXLEN ~ %llu * n %b s %llu c %llu f %b",
+                                   addr_.key.data(), addr_.key.size(),
+                                   static_cast<unsigned long long>(opts_.retention),
+                                   node_id_.data(), node_id_.size(),
+                                   static_cast<unsigned long long>(m.seq),
+                                   static_cast<unsigned long long>(m.origin_client),
+                                   m.framed->data(), m.framed->size()) != REDIS_OK) {
+                return false;
+            }
+        }
+        return true;
+    }
+
+    // The answered ones are done; the rest are retried after a reconnect (an append may have
+    // landed without its reply: readers skip a (node, seq) they have seen).
+    void pop_answered(std::size_t answered) {
+        std::lock_guard lock(mu_);
+        for (std::size_t i = 0; i < answered; ++i) {
+            pending_bytes_ -= pending_.front().framed->size();
+            pending_.pop_front();
+        }
+    }
+
     void read_loop() {
         context_ptr c;
-        bool ever = false, logged_down = false;
-        double delay = 0.1;
+        connection_log log;
+        auto delays = make_backoff();
         std::string last_id;  // empty until the starting position is known
         const int block_ms = std::max(1, static_cast<int>(opts_.block_seconds * 1000));
         while (!stopping_) {
             if (!c) {
-                c = connect("read", ever, logged_down);
+                c = connect("read", log);
                 reader_up_ = c != nullptr;
                 if (!c) {
-                    backoff(delay);
+                    wait_to_retry(delays);
                     continue;
                 }
-                delay = 0.1;
+                delays.reset();
                 if (last_id.empty()) {
                     auto r = command(c.get(), "XREVRANGE %b + - COUNT 1", addr_.key.data(),
                                      addr_.key.size());
@@ -356,7 +387,7 @@ private:
             if (r->type == REDIS_REPLY_ERROR) {
                 spdlog::error("backplane {}: Redis refused a read: {}", describe(), reply_text(r.get()));
                 c.reset();
-                backoff(delay);
+                wait_to_retry(delays);
                 continue;
             }
             if (r->type != REDIS_REPLY_ARRAY || r->elements == 0) continue;  // BLOCK timed out

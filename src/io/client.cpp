@@ -16,17 +16,15 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 
+#include "framecast/io/endpoint.hpp"
+#include "framecast/io/line_splitter.hpp"
+
 namespace framecast::io {
 namespace {
 
 using namespace asio::experimental::awaitable_operators;
 using clock = std::chrono::steady_clock;
 constexpr auto use = use_nothrow;
-
-std::string host_port(const std::string& host, std::uint16_t port) {
-    if (host.find(':') != std::string::npos) return "[" + host + "]:" + std::to_string(port);
-    return host + ":" + std::to_string(port);
-}
 
 std::string seconds_text(duration d) {
     char text[32];
@@ -52,123 +50,163 @@ asio::awaitable<void> idle_watchdog(const clock::time_point& last_read, duration
     }
 }
 
-asio::awaitable<read_result> read_loop(tcp::socket& socket, decoder& dec, std::span<char> buffer,
-                                       frame_handler& handler, clock::time_point* last_read) {
-    read_result res;
-    error_code ec;
-    socket.non_blocking(true, ec);
-    // Streaming mode: the header bytes of the frame being decoded, for on_begin().
-    std::array<char, max_header_size> header{};
-    std::size_t header_fill = 0;
-    unsigned reads_in_a_row = 0;
-    auto stop = [&res] {
-        res.stopped = true;
-        return res;
-    };
+// One connection's reader: tries a read, and only waits when there is nothing; decodes what
+// came and hands the events to the handler; ends at the peer's close, an error, or the
+// handler's stop (`res` then says which).
+class reader {
+public:
+    reader(tcp::socket& socket, decoder& dec, std::span<char> buffer, frame_handler& handler,
+           clock::time_point* last_read)
+        : socket_(socket), dec_(dec), buffer_(buffer), handler_(handler), last_read_(last_read) {}
 
-    for (;;) {
-        // Inside a payload with at least a buffer's worth still to come: read it straight into
-        // the decoder (same read size), so a large frame is not copied a second time.
-        const std::span<char> space = dec.payload_space();
-        const bool direct = space.size() >= buffer.size();
-        // Try the read first and only wait when there is nothing: a busy stream costs one system
-        // call per buffer, and the handler gets to flush exactly when the stream goes quiet.
-        std::size_t n = socket.read_some(
-            asio::buffer(direct ? space.data() : buffer.data(), buffer.size()), ec);
-        if (ec == asio::error::would_block || ec == asio::error::try_again) {
-            handler.on_idle();
-            reads_in_a_row = 0;
-            auto [wait_ec] = co_await socket.async_wait(tcp::socket::wait_read, use);
-            if (wait_ec) {
-                res.ec = wait_ec;
-                res.message = "connection lost: " + wait_ec.message();
-                co_return res;
+    asio::awaitable<read_result> run() {
+        error_code ec;
+        socket_.non_blocking(true, ec);
+        for (;;) {
+            // Inside a payload with at least a buffer's worth still to come: read it straight
+            // into the decoder (same read size), so a large frame is not copied a second time.
+            const std::span<char> space = dec_.payload_space();
+            const bool direct = space.size() >= buffer_.size();
+            // Try the read first and only wait when there is nothing: a busy stream costs one
+            // system call per buffer, and the handler gets to flush exactly when it goes quiet.
+            const std::size_t n = socket_.read_some(
+                asio::buffer(direct ? space.data() : buffer_.data(), buffer_.size()), ec);
+            if (ec == asio::error::would_block || ec == asio::error::try_again) {
+                const bool readable = co_await wait_readable();
+                if (!readable) co_return res_;
+                continue;
             }
-            continue;
-        }
-        if (ec == asio::error::eof) {
-            if (dec.finish()) {
-                res.ec = dec.error();
-                res.message = dec.error_message();
-            }
-            co_return res;
-        }
-        if (ec) {
-            // Lost in the middle of a frame: say so, as for a close there.
-            if (!dec.at_frame_boundary() && dec.finish()) {
-                res.ec = dec.error();
-                res.message = ec.message() + ": " + dec.error_message();
-            } else {
-                res.ec = ec;
-                res.message = "connection lost: " + ec.message();
-            }
-            co_return res;
-        }
-        if (last_read) *last_read = clock::now();
-        res.bytes += n;
-        handler.on_read(n);
-        if (direct) {
-            auto ev = dec.commit(n);
-            if (ev == decode_event::frame) {
-                if (!handler.on_frame(dec.payload())) co_return stop();
-            } else if (ev == decode_event::error) {
-                res.ec = dec.error();
-                res.message = dec.error_message();
-                co_return res;
-            }
-        }
-
-        std::span<const char> in(buffer.data(), direct ? 0 : n);
-        for (bool more = !direct; more;) {
-            const char* from = in.data();
-            auto ev = dec.next(in);
-            auto consumed = static_cast<std::size_t>(in.data() - from);
-            switch (ev) {
-                case decode_event::need_more:
-                    if (header_fill + consumed <= header.size()) {
-                        std::memcpy(header.data() + header_fill, from, consumed);
-                        header_fill += consumed;
-                    }
-                    more = false;
-                    break;
-                case decode_event::frame:
-                    header_fill = 0;
-                    if (!handler.on_frame(dec.payload())) co_return stop();
-                    break;
-                case decode_event::begin:
-                    if (header_fill + consumed <= header.size()) {
-                        std::memcpy(header.data() + header_fill, from, consumed);
-                        header_fill += consumed;
-                    }
-                    if (!handler.on_begin(dec.length(), {header.data(), header_fill})) {
-                        co_return stop();
-                    }
-                    header_fill = 0;
-                    break;
-                case decode_event::data:
-                    if (!handler.on_data(dec.payload())) co_return stop();
-                    break;
-                case decode_event::end:
-                    if (!handler.on_end()) co_return stop();
-                    break;
-                case decode_event::error:
-                    res.ec = dec.error();
-                    res.message = dec.error_message();
-                    co_return res;
-            }
-        }
-        // A peer that never pauses must not starve the rest of the io_context (the writer of
-        // --send, timers): yield now and then.
-        if (++reads_in_a_row == 64) {
-            reads_in_a_row = 0;
-            co_await asio::post(socket.get_executor(), asio::use_awaitable);
-            if (co_await cancelled()) {
-                res.ec = asio::error::operation_aborted;
-                res.message = "cancelled";
-                co_return res;
+            if (ec) co_return ended(ec);
+            received(n);
+            if (!(direct ? decode_in_place(n) : decode(n))) co_return res_;
+            // A peer that never pauses must not starve the rest of the io_context (the writer
+            // that sends, timers): yield now and then.
+            if (++reads_in_a_row_ == 64) {
+                reads_in_a_row_ = 0;
+                const bool go_on = co_await yield_turn();
+                if (!go_on) co_return res_;
             }
         }
     }
+
+private:
+    // The socket has nothing right now: let the handler flush, then wait for more.
+    asio::awaitable<bool> wait_readable() {
+        handler_.on_idle();
+        reads_in_a_row_ = 0;
+        auto [ec] = co_await socket_.async_wait(tcp::socket::wait_read, use);
+        if (ec) fail(ec, "connection lost: " + ec.message());
+        co_return !ec;
+    }
+
+    // The read failed: the peer closed (at a frame boundary or not), or the connection broke.
+    read_result ended(const error_code& ec) {
+        if (ec == asio::error::eof) {
+            if (dec_.finish()) fail(dec_.error(), dec_.error_message());
+        } else if (!dec_.at_frame_boundary() && dec_.finish()) {
+            // Lost in the middle of a frame: say so, as for a close there.
+            fail(dec_.error(), ec.message() + ": " + dec_.error_message());
+        } else {
+            fail(ec, "connection lost: " + ec.message());
+        }
+        return res_;
+    }
+
+    void received(std::size_t n) {
+        if (last_read_) *last_read_ = clock::now();
+        res_.bytes += n;
+        handler_.on_read(n);
+    }
+
+    // `n` bytes were read straight into the decoder's payload space.
+    bool decode_in_place(std::size_t n) {
+        switch (dec_.commit(n)) {
+            case decode_event::frame:
+                return deliver(handler_.on_frame(dec_.payload()));
+            case decode_event::error:
+                fail(dec_.error(), dec_.error_message());
+                return false;
+            default:
+                return true;
+        }
+    }
+
+    // `n` bytes are in the buffer: decode all of them.
+    bool decode(std::size_t n) {
+        std::span<const char> in(buffer_.data(), n);
+        for (;;) {
+            const char* from = in.data();
+            const auto ev = dec_.next(in);
+            const auto consumed = static_cast<std::size_t>(in.data() - from);
+            switch (ev) {
+                case decode_event::need_more:
+                    keep_header_bytes(from, consumed);
+                    return true;
+                case decode_event::frame:
+                    header_fill_ = 0;
+                    if (!deliver(handler_.on_frame(dec_.payload()))) return false;
+                    break;
+                case decode_event::begin:
+                    keep_header_bytes(from, consumed);
+                    if (!deliver(handler_.on_begin(dec_.length(), {header_.data(), header_fill_}))) {
+                        return false;
+                    }
+                    header_fill_ = 0;
+                    break;
+                case decode_event::data:
+                    if (!deliver(handler_.on_data(dec_.payload()))) return false;
+                    break;
+                case decode_event::end:
+                    if (!deliver(handler_.on_end())) return false;
+                    break;
+                case decode_event::error:
+                    fail(dec_.error(), dec_.error_message());
+                    return false;
+            }
+        }
+    }
+
+    // Streaming mode: the header bytes of the frame being decoded, for on_begin().
+    void keep_header_bytes(const char* from, std::size_t n) {
+        if (header_fill_ + n > header_.size()) return;
+        std::memcpy(header_.data() + header_fill_, from, n);
+        header_fill_ += n;
+    }
+
+    // What a handler returned: false stops the reader.
+    bool deliver(bool go_on) {
+        if (!go_on) res_.stopped = true;
+        return go_on;
+    }
+
+    void fail(error_code ec, std::string message) {
+        res_.ec = ec;
+        res_.message = std::move(message);
+    }
+
+    // Lets the other work on the io_context run. False when cancelled meanwhile.
+    asio::awaitable<bool> yield_turn() {
+        co_await asio::post(socket_.get_executor(), asio::use_awaitable);
+        const bool cancel = co_await cancelled();
+        if (cancel) fail(asio::error::operation_aborted, "cancelled");
+        co_return !cancel;
+    }
+
+    tcp::socket& socket_;
+    decoder& dec_;
+    std::span<char> buffer_;
+    frame_handler& handler_;
+    clock::time_point* last_read_;
+    read_result res_;
+    std::array<char, max_header_size> header_{};
+    std::size_t header_fill_ = 0;
+    unsigned reads_in_a_row_ = 0;
+};
+
+asio::awaitable<read_result> read_loop(tcp::socket& socket, decoder& dec, std::span<char> buffer,
+                                       frame_handler& handler, clock::time_point* last_read) {
+    reader r(socket, dec, buffer, handler, last_read);
+    co_return co_await r.run();
 }
 
 }  // namespace
@@ -199,12 +237,12 @@ asio::awaitable<error_code> async_connect(tcp::socket& socket, std::string host,
     if (connected.index() == 1) {
         error_code ignored;
         socket.close(ignored);
-        what = "timed out connecting to " + host_port(host, port) + " after " + seconds_text(timeout);
+        what = "timed out connecting to " + format_host_port(host, port) + " after " + seconds_text(timeout);
         co_return asio::error::timed_out;
     }
     auto [connect_ec, endpoint] = std::get<0>(std::move(connected));
     if (connect_ec) {
-        what = "cannot connect to " + host_port(host, port) + ": " + connect_ec.message();
+        what = "cannot connect to " + format_host_port(host, port) + ": " + connect_ec.message();
         co_return connect_ec;
     }
     error_code ignored;
@@ -325,21 +363,29 @@ asio::awaitable<error_code> frame_writer::run(tcp::socket& socket, bool half_clo
 
 error_code queue_lines(int fd, send_queue& queue, std::string& what) {
     std::vector<char> buffer(256 * 1024);
-    std::string carry;  // a line that spans reads
+    line_splitter lines(queue.options().max_message);
     std::string batch;  // this read's lines, framed
-    std::uint64_t line_number = 0;
     auto fail = [&](error_code ec, std::string message) {
         queue.push_encoded(batch);
         queue.close();
         what = std::move(message);
         return ec;
     };
-    auto frame_line = [&](std::string_view line) -> error_code {
-        ++line_number;
-        if (auto ec = append_frame(batch, line, queue.options())) {
-            return fail(ec, "cannot send line " + std::to_string(line_number) + ": " + ec.message());
+    // Frames the lines the splitter gives until it needs more input.
+    auto frame_lines = [&](auto&& next_event) -> error_code {
+        for (;;) {
+            switch (next_event()) {
+                case line_splitter::event::need_more:
+                    return {};
+                case line_splitter::event::too_long:
+                    return fail(errc::message_too_large, lines.too_long_message());
+                case line_splitter::event::line:
+                    if (auto ec = append_frame(batch, lines.line(), queue.options())) {
+                        return fail(ec, "cannot send line " + std::to_string(lines.line_number()) +
+                                            ": " + ec.message());
+                    }
+            }
         }
-        return {};
     };
 
     for (;;) {
@@ -351,39 +397,13 @@ error_code queue_lines(int fd, send_queue& queue, std::string& what) {
         }
         if (n == 0) break;
         batch.clear();
-        const char* p = buffer.data();
-        const char* end = p + n;
-        while (p < end) {
-            const auto* nl = static_cast<const char*>(std::memchr(p, '\n', end - p));
-            if (!nl) {
-                // Bounded: a line longer than the largest message is refused, not held.
-                if (carry.size() + static_cast<std::size_t>(end - p) > queue.options().max_message) {
-                    return fail(errc::message_too_large,
-                                "line " + std::to_string(line_number + 1) + " is longer than " +
-                                    std::to_string(queue.options().max_message) +
-                                    " bytes, the maximum message size (--max-message)");
-                }
-                carry.append(p, end);
-                break;
-            }
-            error_code ec;
-            if (carry.empty()) {
-                ec = frame_line({p, nl});
-            } else {
-                carry.append(p, nl);
-                ec = frame_line(carry);
-                carry.clear();
-            }
-            if (ec) return ec;
-            p = nl + 1;
-        }
+        std::string_view in(buffer.data(), static_cast<std::size_t>(n));
+        if (auto ec = frame_lines([&] { return lines.next(in); })) return ec;
         queue.wait_for_room();
         queue.push_encoded(batch);
     }
     batch.clear();
-    if (!carry.empty()) {
-        if (auto ec = frame_line(carry)) return ec;
-    }
+    if (auto ec = frame_lines([&] { return lines.finish(); })) return ec;
     queue.push_encoded(batch);
     queue.close();
     return {};

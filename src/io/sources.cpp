@@ -17,6 +17,8 @@
 #include <boost/asio/post.hpp>
 #include <spdlog/spdlog.h>
 
+#include "framecast/io/line_splitter.hpp"
+
 namespace framecast::io {
 
 std::string python_float_repr(double value) {
@@ -226,97 +228,133 @@ struct stdin_source::state {
         }
     }
 
-    void run(std::shared_ptr<state> self) {
+    // The reader thread: reads stdin until its end, a bad input, or stop(); parses what it
+    // reads into batches of encoded units and hands each batch to the io thread when it is big
+    // enough or when stdin has nothing more right now.
+    void run(const std::shared_ptr<state>& self) {
         std::vector<char> buf(64 * 1024);
-        std::string line;
-        std::uint64_t line_no = 1;
-        decoder dec(codec, decode_mode::whole);
+        input_parser parser(codec);
         message_batch batch;
         for (;;) {
-            // With a batch started, only look whether more is there right now; hand the batch
-            // over before waiting.
-            const bool have_batch = !batch.empty();
-            pollfd fds[2] = {{fd, POLLIN, 0}, {wake[0], POLLIN, 0}};
-            int ready = ::poll(fds, 2, have_batch ? 0 : -1);
-            if (ready < 0) {
-                if (errno == EINTR) continue;
-                post_end(self, error_code(errno, boost::system::generic_category()), "poll failed");
-                return;
-            }
-            if (fds[1].revents != 0) return;
-            if (ready == 0) {
-                if (!post_batch(self, std::move(batch))) return;
-                batch = {};
+            const auto waited = wait_for_input(self, !batch.empty());
+            if (waited == wait_result::done) return;
+            if (waited == wait_result::idle) {
+                if (!hand_over(self, batch)) return;
                 continue;
             }
-            ssize_t n = ::read(fd, buf.data(), buf.size());
+            const ssize_t n = ::read(fd, buf.data(), buf.size());
             if (n < 0) {
                 if (errno == EINTR || errno == EAGAIN) continue;
-                post_end(self, error_code(errno, boost::system::generic_category()), "reading standard input");
+                post_end(self, error_code(errno, boost::system::generic_category()),
+                         "reading standard input");
                 return;
             }
-            if (n == 0) {
-                if (fmt == format::lines && !line.empty()) batch.add(line, codec, unit_bytes);
-                if (!batch.empty() && !post_batch(self, std::move(batch))) return;
-                if (fmt == format::framed && dec.finish()) {
-                    post_end(self, dec.error(), "standard input: " + dec.error_message());
-                    return;
-                }
-                post_end(self, {}, {});
-                return;
+            if (n == 0) return end_of_input(self, parser, batch);
+            if (!parse(self, parser, {buf.data(), static_cast<std::size_t>(n)}, batch)) return;
+            if (batch.bytes >= batch_bytes && !hand_over(self, batch)) return;
+        }
+    }
+
+private:
+    // What the reader turns bytes into messages with: lines, or frames.
+    struct input_parser {
+        line_splitter lines;
+        decoder frames;
+        explicit input_parser(const codec_options& codec)
+            : lines(codec.max_message), frames(codec, decode_mode::whole) {}
+    };
+
+    enum class wait_result { readable, idle, done };
+
+    // Waits until stdin has bytes; with a batch started, only looks whether it has some right
+    // now (idle: hand the batch over before waiting). done: stop() was called, or poll failed.
+    wait_result wait_for_input(const std::shared_ptr<state>& self, bool have_batch) {
+        for (;;) {
+            pollfd fds[2] = {{fd, POLLIN, 0}, {wake[0], POLLIN, 0}};
+            const int n = ::poll(fds, 2, have_batch ? 0 : -1);
+            if (n < 0 && errno == EINTR) continue;
+            if (n < 0) {
+                post_end(self, error_code(errno, boost::system::generic_category()),
+                         "poll failed");
+                return wait_result::done;
             }
-            std::string_view in(buf.data(), static_cast<std::size_t>(n));
-            if (fmt == format::lines) {
-                while (!in.empty()) {
-                    auto nl = in.find('\n');
-                    if (nl != std::string_view::npos && line.empty()) {
-                        // The whole line is in this read: no copy into `line`.
-                        auto whole = in.substr(0, nl);
-                        if (!whole.empty() && whole.back() == '\r') whole.remove_suffix(1);
-                        if (whole.size() <= codec.max_message) {
-                            batch.add(whole, codec, unit_bytes);
-                            ++line_no;
-                            in.remove_prefix(nl + 1);
-                            continue;
-                        }
-                    }
-                    line.append(in.substr(0, nl));
-                    // One byte of slack for the '\r' of a "\r\n" line end.
-                    bool complete = nl != std::string_view::npos;
-                    if (complete && !line.empty() && line.back() == '\r') line.pop_back();
-                    if (line.size() > codec.max_message + (complete ? 0 : 1)) {
-                        post_batch(self, std::move(batch));
-                        post_end(self, make_error_code(errc::message_too_large),
-                                 "standard input: line " + std::to_string(line_no) +
-                                     " is longer than the largest message (" +
-                                     std::to_string(codec.max_message) +
-                                     " bytes: --max-message, or what --header-size can announce)");
-                        return;
-                    }
-                    if (!complete) break;
-                    batch.add(line, codec, unit_bytes);
-                    line.clear();
-                    ++line_no;
-                    in.remove_prefix(nl + 1);
-                }
-            } else {
-                std::span<const char> span(in.data(), in.size());
-                for (;;) {
-                    auto ev = dec.next(span);
-                    if (ev == decode_event::need_more) break;
-                    if (ev == decode_event::error) {
-                        post_batch(self, std::move(batch));
-                        post_end(self, dec.error(), "standard input: " + dec.error_message());
-                        return;
-                    }
-                    batch.add(dec.payload(), codec, unit_bytes);
-                }
-            }
-            if (batch.bytes >= batch_bytes) {
-                if (!post_batch(self, std::move(batch))) return;
-                batch = {};
+            if (fds[1].revents != 0) return wait_result::done;
+            return n == 0 ? wait_result::idle : wait_result::readable;
+        }
+    }
+
+    // Hands the batch to the io thread and starts a new one. False when stopped.
+    bool hand_over(const std::shared_ptr<state>& self, message_batch& batch) {
+        const bool handed = post_batch(self, std::move(batch));
+        batch = {};
+        return handed;
+    }
+
+    // Bad input: what was read before it still goes out, then the input ends with the error.
+    void fail(const std::shared_ptr<state>& self, message_batch& batch, error_code ec,
+              std::string message) {
+        post_batch(self, std::move(batch));
+        post_end(self, ec, "standard input: " + message);
+    }
+
+    // Adds the messages in `in` to the batch. False (the input ended with an error) on bad input.
+    bool parse(const std::shared_ptr<state>& self, input_parser& parser, std::string_view in,
+               message_batch& batch) {
+        return fmt == format::lines ? parse_lines(self, parser.lines, in, batch)
+                                    : parse_frames(self, parser.frames, in, batch);
+    }
+
+    bool parse_lines(const std::shared_ptr<state>& self, line_splitter& lines,
+                     std::string_view in, message_batch& batch) {
+        for (;;) {
+            switch (lines.next(in)) {
+                case line_splitter::event::line:
+                    batch.add(lines.line(), codec, unit_bytes);
+                    break;
+                case line_splitter::event::need_more:
+                    return true;
+                case line_splitter::event::too_long:
+                    fail(self, batch, make_error_code(errc::message_too_large),
+                         lines.too_long_message());
+                    return false;
             }
         }
+    }
+
+    bool parse_frames(const std::shared_ptr<state>& self, decoder& frames, std::string_view in,
+                      message_batch& batch) {
+        std::span<const char> span(in.data(), in.size());
+        for (;;) {
+            switch (frames.next(span)) {
+                case decode_event::need_more:
+                    return true;
+                case decode_event::error:
+                    fail(self, batch, frames.error(), frames.error_message());
+                    return false;
+                default:  // whole mode: a frame
+                    batch.add(frames.payload(), codec, unit_bytes);
+            }
+        }
+    }
+
+    // Stdin ended: the last line without a newline, what is batched, then the end itself (with
+    // the decoder's error when it ended inside a frame).
+    void end_of_input(const std::shared_ptr<state>& self, input_parser& parser,
+                      message_batch& batch) {
+        if (fmt == format::lines) {
+            const auto last = parser.lines.finish();
+            if (last == line_splitter::event::too_long) {
+                return fail(self, batch, make_error_code(errc::message_too_large),
+                            parser.lines.too_long_message());
+            }
+            if (last == line_splitter::event::line) batch.add(parser.lines.line(), codec, unit_bytes);
+        }
+        if (!batch.empty() && !post_batch(self, std::move(batch))) return;
+        if (fmt == format::framed && parser.frames.finish()) {
+            return post_end(self, parser.frames.error(),
+                            "standard input: " + parser.frames.error_message());
+        }
+        post_end(self, {}, {});
     }
 };
 

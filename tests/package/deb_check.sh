@@ -23,4 +23,8 @@ test -f /etc/framecast/framecast.toml
 test -f /usr/share/man/man1/framecast.1 || test -f /usr/share/man/man1/framecast.1.gz
 /usr/bin/framecast --config /etc/framecast/framecast.toml serve --help >/dev/null
 test -f /usr/include/framecast/codec.hpp
+test -f /usr/include/framecast/error.hpp
+# Only the codec ships as a library: no headers of the io and backplane parts.
+test ! -e /usr/include/framecast/io
+test ! -e /usr/include/framecast/backplane.hpp
 echo "deb installed and ran: $(basename "$deb")"

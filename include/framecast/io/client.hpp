@@ -42,7 +42,7 @@ asio::awaitable<error_code> async_connect(tcp::socket& socket, std::string host,
 // Reading
 
 // Receives what read_frames() decodes. Every callback runs on the socket's executor; one that
-// returns false stops the reader (e.g. after --count messages).
+// returns false stops the reader (e.g. after as many messages as wanted).
 class frame_handler {
 public:
     virtual ~frame_handler() = default;
@@ -151,8 +151,9 @@ private:
     std::uint64_t bytes_written_ = 0;
 };
 
-// Reads `fd` (e.g. 0, stdin) until end of input and queues each line (without its '\n') as one
-// frame, then closes the queue. Blocking: run it on a thread of its own. Stops early, closing
+// Reads `fd` (e.g. 0, stdin) until end of input and queues each line as one frame (split by
+// line_splitter: "\n" or "\r\n" ends a line, a last line without one counts), then closes the
+// queue. A line longer than the largest message is an error (errc::message_too_large). Blocking: run it on a thread of its own. Stops early, closing
 // the queue, when a line cannot be framed; returns that error and sets `what`.
 error_code queue_lines(int fd, send_queue& queue, std::string& what);
 
