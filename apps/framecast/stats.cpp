@@ -1,7 +1,5 @@
-// framecast stats HOST:PORT: a refreshing one-screen summary of a server's /metrics.
+// framecast stats HOST:PORT (or a URL): a refreshing one-screen summary of a server's /metrics.
 #include <unistd.h>
-
-#include <httplib.h>
 
 #include <chrono>
 #include <cmath>
@@ -11,16 +9,95 @@
 #include <string>
 #include <thread>
 
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/empty_body.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <boost/beast/http/write.hpp>
+
 #include "cli.hpp"
+#include "framecast/io/asio.hpp"
 
 namespace framecast::app {
 namespace {
+
+namespace beast = boost::beast;
+namespace http = beast::http;
 
 struct stats_config {
     std::string address;
     double interval = 1.0;
     std::size_t count = 0;
 };
+
+// Where the metrics are: HOST:PORT (path /metrics), or http://HOST[:PORT][/PATH].
+struct metrics_url {
+    endpoint ep;
+    std::string path = "/metrics";
+    std::string to_string() const { return "http://" + ep.to_string() + path; }
+};
+
+metrics_url parse_metrics_url(const std::string& text) {
+    const std::string scheme = "http://";
+    if (text.rfind(scheme, 0) != 0) {
+        if (text.find("://") != std::string::npos) {
+            throw CLI::ValidationError("'" + text + "': only http:// URLs are supported");
+        }
+        return {parse_endpoint(text)};
+    }
+    auto rest = text.substr(scheme.size());
+    auto slash = rest.find('/');
+    auto authority = rest.substr(0, slash);
+    metrics_url url;
+    if (slash != std::string::npos) url.path = rest.substr(slash);
+    const bool has_port = authority.find(':', authority.rfind(']') == std::string::npos
+                                                  ? 0 : authority.rfind(']')) != std::string::npos;
+    url.ep = parse_endpoint(has_port ? authority : authority + ":80");
+    if (url.ep.host.empty()) throw CLI::ValidationError("'" + text + "': the URL names no host");
+    return url;
+}
+
+struct fetch_result {
+    std::string error;  // empty: `status` and `body` hold the answer
+    unsigned status = 0;
+    std::string body;
+};
+
+// One GET, the whole exchange within `timeout`; the reason of a failure in full.
+fetch_result http_get(const metrics_url& url, std::chrono::seconds timeout) {
+    asio::io_context io(1);
+    fetch_result out;
+    auto exchange = [&]() -> asio::awaitable<void> {
+        const std::string host = url.ep.host.empty() ? "127.0.0.1" : url.ep.host;
+        asio::ip::tcp::resolver resolver(io);
+        beast::tcp_stream stream(io);
+        stream.expires_after(timeout);
+        auto [rec, results] = co_await resolver.async_resolve(host, std::to_string(url.ep.port), use_nothrow);
+        if (rec) co_return void(out.error = rec.message());
+        auto [cec, ep] = co_await stream.async_connect(results, use_nothrow);
+        if (cec) co_return void(out.error = cec.message());
+        http::request<http::empty_body> req{http::verb::get, url.path, 11};
+        req.set(http::field::host, url.ep.to_string());
+        req.set(http::field::user_agent, "framecast-stats");
+        auto [wec, wn] = co_await http::async_write(stream, req, use_nothrow);
+        if (wec) co_return void(out.error = wec.message());
+        beast::flat_buffer buffer;
+        http::response_parser<http::string_body> parser;
+        parser.body_limit(64u << 20);
+        auto [ec, n] = co_await http::async_read(stream, buffer, parser, use_nothrow);
+        if (ec) co_return void(out.error = ec.message());
+        out.status = parser.get().result_int();
+        out.body = std::move(parser.get().body());
+    };
+    asio::co_spawn(io, exchange(), asio::detached);
+    io.run();
+    return out;
+}
 
 // Prometheus text → "name{labels}" → value. Comments and malformed lines are skipped.
 std::map<std::string, double> parse_metrics(const std::string& text) {
@@ -53,26 +130,22 @@ double sum_prefix(const std::map<std::string, double>& m, const std::string& pre
 }
 
 exit_code run_stats(const stats_config& cfg) {
-    auto ep = parse_endpoint(cfg.address);
-    std::string host = ep.host.empty() ? "127.0.0.1" : ep.host;
-    httplib::Client http(host, ep.port);
-    http.set_connection_timeout(2);
-    http.set_read_timeout(5);
+    const auto url = parse_metrics_url(cfg.address);
+    const auto& ep = url.ep;
     const bool tty = ::isatty(STDOUT_FILENO);
     std::map<std::string, double> prev;
     auto prev_time = std::chrono::steady_clock::now();
     for (std::size_t n = 0; cfg.count == 0 || n < cfg.count; ++n) {
         if (n > 0) std::this_thread::sleep_for(std::chrono::duration<double>(cfg.interval));
-        auto res = http.Get("/metrics");
-        if (!res || res->status != 200) {
-            std::fprintf(stderr, "framecast stats: cannot read http://%s/metrics: %s\n",
-                         ep.to_string().c_str(),
-                         res ? ("HTTP " + std::to_string(res->status)).c_str()
-                             : httplib::to_string(res.error()).c_str());
+        auto res = http_get(url, std::chrono::seconds(5));
+        if (res.error.empty() && res.status != 200) res.error = "HTTP " + std::to_string(res.status);
+        if (!res.error.empty()) {
+            std::fprintf(stderr, "framecast stats: cannot read %s: %s\n", url.to_string().c_str(),
+                         res.error.c_str());
             return exit_code::connect_failed;
         }
         auto now = std::chrono::steady_clock::now();
-        auto cur = parse_metrics(res->body);
+        auto cur = parse_metrics(res.body);
         double dt = std::chrono::duration<double>(now - prev_time).count();
         auto rate = [&](const std::string& key) {
             return prev.empty() || dt <= 0 ? 0.0 : (get(cur, key) - get(prev, key)) / dt;
@@ -129,9 +202,20 @@ command_runner register_stats(CLI::App& app) {
     auto* cmd = app.add_subcommand(
         "stats", "Show a refreshing summary of a server's metrics (the address of serve --metrics): "
                  "clients, messages/s in and out, slow consumers, errors");
-    cmd->add_option("address", cfg->address, "HOST:PORT of the server's --metrics endpoint")
+    cmd->add_option("address", cfg->address,
+                    "HOST:PORT of the server's --metrics endpoint, or its URL "
+                    "(http://HOST:PORT/metrics)")
         ->required()
-        ->check(endpoint_validator());
+        ->check(CLI::Validator(
+            [](std::string& s) -> std::string {
+                try {
+                    parse_metrics_url(s);
+                } catch (const CLI::ValidationError& e) {
+                    return e.what();
+                }
+                return {};
+            },
+            "HOST:PORT|URL"));
     cmd->add_option("--interval", cfg->interval, "Seconds between refreshes")
         ->default_val(cfg->interval)
         ->check(CLI::Range(0.05, 3600.0));
