@@ -129,6 +129,50 @@ double sum_prefix(const std::map<std::string, double>& m, const std::string& pre
     return total;
 }
 
+// One screen of the summary; rates from the previous scrape, `dt` seconds ago (none yet: 0).
+std::string render_screen(const endpoint& ep, const std::map<std::string, double>& cur,
+                          const std::map<std::string, double>& prev, double dt) {
+    auto rate = [&](const std::string& key) {
+        return prev.empty() || dt <= 0 ? 0.0 : (get(cur, key) - get(prev, key)) / dt;
+    };
+    std::string screen;
+    char line[256];
+    std::snprintf(line, sizeof line, "framecast %s  up %.0f s  %s\n", ep.to_string().c_str(),
+                  get(cur, "framecast_uptime_seconds"), prev.empty() ? "(rates from the next refresh)" : "");
+    screen += line;
+    std::snprintf(line, sizeof line, "clients     %8.0f connected  %10.0f accepted  %8.0f rejected\n",
+                  get(cur, "framecast_clients_connected"), get(cur, "framecast_clients_accepted_total"),
+                  get(cur, "framecast_clients_rejected_total"));
+    screen += line;
+    std::snprintf(line, sizeof line, "messages in %10.1f/s  %12.0f total   %12.1f KB/s\n",
+                  rate("framecast_messages_in_total"), get(cur, "framecast_messages_in_total"),
+                  rate("framecast_bytes_in_total") / 1000);
+    screen += line;
+    std::snprintf(line, sizeof line, "messages out%10.1f/s  %12.0f total   %12.1f KB/s\n",
+                  rate("framecast_messages_out_total"), get(cur, "framecast_messages_out_total"),
+                  rate("framecast_bytes_out_total") / 1000);
+    screen += line;
+    std::snprintf(line, sizeof line, "broadcasts  %10.1f/s  %12.0f total\n",
+                  rate("framecast_messages_broadcast_total"), get(cur, "framecast_messages_broadcast_total"));
+    screen += line;
+    std::snprintf(line, sizeof line, "slow        %8.0f disconnected  %10.0f frames dropped\n",
+                  get(cur, "framecast_slow_consumer_actions_total{policy=\"disconnect\"}"),
+                  get(cur, "framecast_slow_consumer_actions_total{policy=\"drop_oldest\"}"));
+    screen += line;
+    std::snprintf(line, sizeof line, "errors      %8.0f bad input  %8.0f idle timeouts  %8.0f floods\n",
+                  sum_prefix(cur, "framecast_decode_errors_total"), get(cur, "framecast_idle_timeouts_total"),
+                  get(cur, "framecast_floods_total"));
+    screen += line;
+    if (cur.count("framecast_backplane_up")) {
+        std::snprintf(line, sizeof line, "backplane   %s  lag %.3f s  %0.f pending  %0.f dropped\n",
+                      get(cur, "framecast_backplane_up") > 0 ? "up  " : "DOWN",
+                      get(cur, "framecast_backplane_lag_seconds"), get(cur, "framecast_backplane_pending"),
+                      get(cur, "framecast_backplane_dropped_total"));
+        screen += line;
+    }
+    return screen;
+}
+
 exit_code run_stats(const stats_config& cfg) {
     const auto url = parse_metrics_url(cfg.address);
     const auto& ep = url.ep;
@@ -147,44 +191,7 @@ exit_code run_stats(const stats_config& cfg) {
         auto now = std::chrono::steady_clock::now();
         auto cur = parse_metrics(res.body);
         double dt = std::chrono::duration<double>(now - prev_time).count();
-        auto rate = [&](const std::string& key) {
-            return prev.empty() || dt <= 0 ? 0.0 : (get(cur, key) - get(prev, key)) / dt;
-        };
-        std::string screen;
-        char line[256];
-        std::snprintf(line, sizeof line, "framecast %s  up %.0f s  %s\n", ep.to_string().c_str(),
-                      get(cur, "framecast_uptime_seconds"), prev.empty() ? "(rates from the next refresh)" : "");
-        screen += line;
-        std::snprintf(line, sizeof line, "clients     %8.0f connected  %10.0f accepted  %8.0f rejected\n",
-                      get(cur, "framecast_clients_connected"), get(cur, "framecast_clients_accepted_total"),
-                      get(cur, "framecast_clients_rejected_total"));
-        screen += line;
-        std::snprintf(line, sizeof line, "messages in %10.1f/s  %12.0f total   %12.1f KB/s\n",
-                      rate("framecast_messages_in_total"), get(cur, "framecast_messages_in_total"),
-                      rate("framecast_bytes_in_total") / 1000);
-        screen += line;
-        std::snprintf(line, sizeof line, "messages out%10.1f/s  %12.0f total   %12.1f KB/s\n",
-                      rate("framecast_messages_out_total"), get(cur, "framecast_messages_out_total"),
-                      rate("framecast_bytes_out_total") / 1000);
-        screen += line;
-        std::snprintf(line, sizeof line, "broadcasts  %10.1f/s  %12.0f total\n",
-                      rate("framecast_messages_broadcast_total"), get(cur, "framecast_messages_broadcast_total"));
-        screen += line;
-        std::snprintf(line, sizeof line, "slow        %8.0f disconnected  %10.0f frames dropped\n",
-                      get(cur, "framecast_slow_consumer_actions_total{policy=\"disconnect\"}"),
-                      get(cur, "framecast_slow_consumer_actions_total{policy=\"drop_oldest\"}"));
-        screen += line;
-        std::snprintf(line, sizeof line, "errors      %8.0f bad input  %8.0f idle timeouts  %8.0f floods\n",
-                      sum_prefix(cur, "framecast_decode_errors_total"), get(cur, "framecast_idle_timeouts_total"),
-                      get(cur, "framecast_floods_total"));
-        screen += line;
-        if (cur.count("framecast_backplane_up")) {
-            std::snprintf(line, sizeof line, "backplane   %s  lag %.3f s  %0.f pending  %0.f dropped\n",
-                          get(cur, "framecast_backplane_up") > 0 ? "up  " : "DOWN",
-                          get(cur, "framecast_backplane_lag_seconds"), get(cur, "framecast_backplane_pending"),
-                          get(cur, "framecast_backplane_dropped_total"));
-            screen += line;
-        }
+        auto screen = render_screen(ep, cur, prev, dt);
         if (tty) std::fputs("\x1b[H\x1b[2J", stdout);  // one screen, refreshed in place
         else if (n > 0) std::fputs("\n", stdout);
         std::fputs(screen.c_str(), stdout);
