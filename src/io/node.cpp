@@ -30,14 +30,13 @@ public:
         timer_.cancel();
     }
     bool is_set() const noexcept { return set_; }
-    // Returns once set() was called, or at `deadline`; true if set.
-    asio::awaitable<bool> wait(steady::time_point deadline = steady::time_point::max()) {
-        if (!set_) {
-            timer_.expires_at(deadline);
-            co_await timer_.async_wait(use_nothrow);
-        }
-        co_return set_;
+    // Returns once set() was called, or at `deadline` (see is_set()).
+    asio::awaitable<void> wait(steady::time_point deadline) {
+        if (set_) co_return;
+        timer_.expires_at(deadline);
+        co_await timer_.async_wait(use_nothrow);
     }
+    asio::awaitable<void> wait() { return wait(steady::time_point::max()); }
 
 private:
     asio::steady_timer timer_;
@@ -232,24 +231,27 @@ struct node::impl {
         co_await stop_asked.wait();
         stop_sources();
         const auto deadline = steady::now() + opts.drain_timeout;
-        if (bp) co_await await_echo(deadline);
+        if (bp) {
+            // First let this node's own messages make the round trip through the backplane
+            // (until `deadline`); the clients' queues are flushed with what is left of it.
+            awaiting_echo = true;
+            check_echo();
+            co_await echo_caught_up.wait(deadline);
+            awaiting_echo = false;
+            report_echo();
+        }
         auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - steady::now());
         srv.shutdown(std::max(left, std::chrono::milliseconds(0)), [this] { drained.set(); });
         co_await drained.wait();
         finish();
     }
 
-    // First let this node's own messages make the round trip through the backplane (until
-    // `deadline`); the clients' queues are flushed with what is left of it.
-    asio::awaitable<void> await_echo(steady::time_point deadline) {
-        awaiting_echo = true;
-        check_echo();
-        if (!co_await echo_caught_up.wait(deadline)) {
+    void report_echo() const {
+        if (auto missing = echo_missing()) {
             spdlog::warn("backplane: {} messages of this node did not come back within the "
                          "drain timeout",
-                         echo_missing());
+                         missing);
         }
-        awaiting_echo = false;
     }
 
     asio::awaitable<void> watch_signals() {
