@@ -5,9 +5,8 @@ set -euo pipefail
 
 packages=(
   build-essential cmake ninja-build git pkg-config
-  libboost1.81-dev libcli11-dev libspdlog-dev libfmt-dev   # I/O, command line, logging
+  libboost1.81-dev libcli11-dev libspdlog-dev libfmt-dev   # I/O and HTTP (Asio, Beast), CLI, logs
   libgtest-dev googletest libbenchmark-dev            # tests and benchmarks
-  libcpp-httplib-dev                                  # --metrics and framecast stats (HTTP)
   libhiredis-dev redis-server                         # the Redis backplane and its tests
   python3 python3-pytest                              # integration tests with Python peers
   clang-14 libclang-rt-14-dev libfuzzer-14-dev        # fuzzing (libFuzzer)

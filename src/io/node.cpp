@@ -1,0 +1,351 @@
+#include "framecast/io/node.hpp"
+
+#include <csignal>
+#include <optional>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <spdlog/spdlog.h>
+
+#include "framecast/io/metrics.hpp"
+#include "framecast/io/sources.hpp"
+
+namespace framecast::io {
+
+using tcp = asio::ip::tcp;
+using steady = std::chrono::steady_clock;
+
+namespace {
+
+// Something that happens once (a stop asked for, the queues drained, the backplane echo caught
+// up), awaited by one coroutine: a timer that never fires on its own, cancelled by set().
+class event {
+public:
+    explicit event(asio::io_context& io) : timer_(io) {}
+    void set() {
+        set_ = true;
+        timer_.cancel();
+    }
+    bool is_set() const noexcept { return set_; }
+    // Returns once set() was called, or at `deadline` (see is_set()).
+    asio::awaitable<void> wait(steady::time_point deadline) {
+        if (set_) co_return;
+        timer_.expires_at(deadline);
+        co_await timer_.async_wait(use_nothrow);
+    }
+    asio::awaitable<void> wait() { return wait(steady::time_point::max()); }
+
+private:
+    asio::steady_timer timer_;
+    bool set_ = false;
+};
+
+std::string address_text(const listen_address& a) {
+    if (a.host.find(':') != std::string::npos) return "[" + a.host + "]:" + std::to_string(a.port);
+    return a.host + ":" + std::to_string(a.port);
+}
+
+// Every endpoint `a` names, for binding: an address as is, a host name through the resolver.
+std::vector<tcp::endpoint> endpoints_of(asio::io_context& io, const listen_address& a) {
+    error_code ec;
+    auto addr = asio::ip::make_address(a.host, ec);
+    if (!ec) return {tcp::endpoint(addr, a.port)};
+    tcp::resolver resolver(io);
+    std::vector<tcp::endpoint> out;
+    for (const auto& r : resolver.resolve(a.host, std::to_string(a.port), tcp::resolver::passive)) {
+        out.push_back(r.endpoint());
+    }
+    return out;
+}
+
+}  // namespace
+
+std::string endpoint_text(const tcp::endpoint& ep) {
+    if (ep.address().is_v6()) return "[" + ep.address().to_string() + "]:" + std::to_string(ep.port());
+    return ep.address().to_string() + ":" + std::to_string(ep.port());
+}
+
+struct node::impl {
+    node_options opts;
+    asio::io_context io{1};  // first: outlives everything below that runs on it
+    std::unique_ptr<backplane::backplane> bp;
+    server srv;
+    std::optional<http_server> metrics;
+    std::optional<time_source> clock_source;
+    std::optional<stdin_source> input_source;
+    asio::signal_set signals{io};
+    event stop_asked{io};
+    event echo_caught_up{io};
+    event drained{io};
+    bool awaiting_echo = false;
+    // Own messages handed to the backplane, and those seen coming back: at shutdown the node
+    // waits for the difference, so nothing it published is lost.
+    std::uint64_t own_published = 0;
+    std::uint64_t own_delivered = 0;
+    std::error_code error;
+    steady::time_point started = steady::now();
+
+    impl(node_options o, std::unique_ptr<backplane::backplane> b)
+        : opts(std::move(o)), bp(std::move(b)), srv(io, opts.server) {}
+
+    void announce(const std::string& line) {
+        if (opts.announce) opts.announce(line);
+    }
+
+    // --- where messages enter: the few calls a change of the server's unit type touches ----
+    void publish_text(std::string_view payload) { srv.publish(payload); }
+    void broadcast_text(std::string_view payload) { srv.broadcast(payload); }
+    void publish_unit(const relay_unit& unit) { srv.publish(unit); }
+    void broadcast_unit(const relay_unit& unit, const session* origin) {
+        srv.broadcast(unit, origin);
+    }
+
+    // --- start ---------------------------------------------------------------------------
+    std::error_code bind_listeners(std::vector<tcp::endpoint>& bound) {
+        std::vector<listen_address> wanted = opts.listen;
+        if (wanted.empty()) wanted.push_back({"", node_options::default_port});
+        for (const auto& a : wanted) {
+            try {
+                if (a.host.empty() || a.host == "*") {
+                    bound.push_back(srv.listen_any(a.port));
+                    continue;
+                }
+                for (const auto& ep : endpoints_of(io, a)) bound.push_back(srv.listen(ep));
+            } catch (const system_error& e) {
+                spdlog::error("cannot listen on {}: {}", address_text(a), e.code().message());
+                return e.code();
+            }
+        }
+        return {};
+    }
+
+    std::error_code open_metrics() {
+        listen_address a = *opts.metrics;
+        if (a.host.empty()) a.host = "127.0.0.1";  // metrics stay on loopback unless asked
+        metrics.emplace(io, [this](std::string_view path) { return answer_http(path); },
+                        opts.metrics_limits);
+        tcp::endpoint ep;
+        try {
+            auto eps = endpoints_of(io, a);
+            if (eps.empty()) throw system_error(asio::error::host_not_found);
+            ep = metrics->listen(eps.front());
+        } catch (const system_error& e) {
+            spdlog::error("cannot serve metrics on {}: {}", address_text(a), e.code().message());
+            metrics.reset();
+            return e.code();
+        }
+        metrics->start();
+        auto shown = endpoint_text(ep);
+        announce("metrics on http://" + shown + "/metrics");
+        spdlog::info("metrics on http://{}/metrics, health check on /healthz", shown);
+        return {};
+    }
+
+    http_response answer_http(std::string_view path) {
+        if (path == "/metrics") {
+            auto m = snapshot_metrics(srv);
+            m.uptime_seconds = std::chrono::duration<double>(steady::now() - started).count();
+            m.version = opts.version;
+            if (bp) m.backplane = bp->snapshot();
+            return {200, "text/plain; version=0.0.4; charset=utf-8", render_prometheus(m)};
+        }
+        // Answered on the server's own thread: that it answers at all says the loop runs.
+        if (path == "/healthz") return {200, "text/plain; charset=utf-8", "ok\n"};
+        return {404, "text/plain; charset=utf-8", "not found\n"};
+    }
+
+    // Every message that would enter this node's broadcast goes to the shared log instead, and
+    // comes back (from any node) through deliver, in the log's order.
+    void bridge_backplane() {
+        spdlog::info("backplane {}: node {}", bp->describe(), bp->node_id());
+        srv.set_ingress([this](const relay_unit& unit, const session* origin) {
+            ++own_published;
+            bp->publish(unit.bytes, server::session_id(origin));
+            check_echo();  // a full pending queue drops it at once
+        });
+        bp->start([this, own = bp->node_id()](backplane::message m) {
+            // Counted here, on the backplane's thread, with the codec's own decoder: the io
+            // thread only queues the unit.
+            auto unit = srv.relay_unit_of(std::move(m.framed));
+            asio::post(io, [this, own, m = std::move(m), unit = std::move(unit)] {
+                const session* origin = nullptr;
+                if (m.origin_node == own) {
+                    ++own_delivered;
+                    origin = srv.find_session(m.origin_client);
+                }
+                broadcast_unit(unit, origin);
+                check_echo();
+            });
+        });
+    }
+
+    void check_echo() {
+        if (awaiting_echo && echo_missing() == 0) echo_caught_up.set();
+    }
+    std::uint64_t echo_missing() const {
+        auto back = own_delivered + bp->snapshot().dropped;
+        return back >= own_published ? 0 : own_published - back;
+    }
+
+    void start_source() {
+        if (opts.source == source_kind::time) {
+            // The clock is per node unless backplane_time: every node has one, so sharing them
+            // would multiply the ticks.
+            bool shared = !bp || opts.backplane_time;
+            clock_source.emplace(io, opts.interval, [this, shared](std::string_view payload) {
+                if (shared) publish_text(payload);
+                else broadcast_text(payload);
+            });
+            clock_source->start();
+        } else if (opts.source == source_kind::stdin_lines || opts.source == source_kind::stdin_framed) {
+            auto fmt = opts.source == source_kind::stdin_lines ? stdin_source::format::lines
+                                                                : stdin_source::format::framed;
+            input_source.emplace(
+                io, opts.stdin_fd, fmt, opts.server.codec, relay_unit_bytes(opts.server),
+                [this](const relay_unit& unit) { publish_unit(unit); },
+                [this](error_code ec, const std::string& message) { on_input_end(ec, message); });
+            input_source->set_pacing({[this] { return srv.congested(); },
+                                      [this](std::function<void()> fn) { srv.when_ready(std::move(fn)); }});
+            input_source->start();
+        }
+    }
+
+    // End of input counts as the first signal: a signal now closes at once.
+    void on_input_end(error_code ec, const std::string& message) {
+        if (ec) {
+            spdlog::error("{}", message);
+            if (!error) error = ec;
+        } else {
+            spdlog::info("end of input: flushing and exiting");
+        }
+        stop_asked.set();
+    }
+
+    void stop_sources() {
+        if (clock_source) clock_source->stop();
+        if (input_source) input_source->stop();
+    }
+
+    // --- the lifecycle ---------------------------------------------------------------------
+    asio::awaitable<void> lifecycle() {
+        co_await stop_asked.wait();
+        stop_sources();
+        const auto deadline = steady::now() + opts.drain_timeout;
+        if (bp) {
+            // First let this node's own messages make the round trip through the backplane
+            // (until `deadline`); the clients' queues are flushed with what is left of it.
+            awaiting_echo = true;
+            check_echo();
+            co_await echo_caught_up.wait(deadline);
+            awaiting_echo = false;
+            report_echo();
+        }
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - steady::now());
+        srv.shutdown(std::max(left, std::chrono::milliseconds(0)), [this] { drained.set(); });
+        co_await drained.wait();
+        finish();
+    }
+
+    void report_echo() const {
+        if (auto missing = echo_missing()) {
+            spdlog::warn("backplane: {} messages of this node did not come back within the "
+                         "drain timeout",
+                         missing);
+        }
+    }
+
+    asio::awaitable<void> watch_signals() {
+        for (;;) {
+            auto [ec, sig] = co_await signals.async_wait(use_nothrow);
+            if (ec) co_return;
+            if (!stop_asked.is_set()) {
+                spdlog::info("received signal {}: stopping (again to close at once)", sig);
+                stop_asked.set();
+                continue;
+            }
+            srv.close_all("server stopping at once (second signal)");
+            finish();
+            co_return;
+        }
+    }
+
+    void finish() {
+        error_code ignored;
+        signals.cancel(ignored);
+        if (metrics) metrics->stop();
+        io.stop();
+    }
+
+    void summarize() const {
+        if (bp) {
+            auto s = bp->snapshot();
+            spdlog::info("backplane {}: {} published, {} delivered, {} dropped, {} duplicates "
+                         "skipped, {} reconnects",
+                         bp->describe(), s.published, s.delivered, s.dropped, s.duplicates,
+                         s.reconnects);
+        }
+        const auto& c = srv.counters();
+        spdlog::info("served {} clients ({} rejected); {} messages broadcast, {} frames / {} bytes "
+                     "written; {} in; {} bad input, {} idle timeouts, {} floods; slow consumers: {} "
+                     "disconnected, {} frames dropped; backpressure: {} waits, {} clients left behind",
+                     c.clients_accepted, c.clients_rejected, c.messages_broadcast, c.frames_out,
+                     c.bytes_out, c.messages_in, c.decode_errors, c.idle_timeouts, c.floods,
+                     c.slow_disconnects, c.slow_dropped_frames, c.backpressure_waits,
+                     c.backpressure_timeouts);
+        if (opts.server.chat.enabled) {
+            spdlog::info("chat: {} joined, {} closed for their username", c.chat_joins,
+                         c.chat_names_rejected);
+        }
+    }
+
+    node_result run() {
+        // Listen first: a taken port is an error before anything else starts.
+        std::vector<tcp::endpoint> bound;
+        if (auto ec = bind_listeners(bound)) return {ec};
+        if (opts.handle_signals) {
+            signals.add(SIGINT);
+            signals.add(SIGTERM);
+            asio::co_spawn(io, watch_signals(), asio::detached);
+        }
+        if (opts.metrics) {
+            if (auto ec = open_metrics()) return {ec};
+        }
+        if (bp) bridge_backplane();
+        srv.start();
+        for (const auto& ep : bound) {
+            announce("listening on " + endpoint_text(ep));
+            spdlog::info("listening on {}", endpoint_text(ep));
+        }
+        start_source();
+        asio::co_spawn(io, lifecycle(), asio::detached);
+        io.run();
+        if (bp) bp->stop(0);  // the round trip was awaited above; what is still pending is reported
+        if (opts.handle_signals) {
+            // Past this point a signal changes nothing: do not let it kill the process on its
+            // way out (removing the signal_set's handlers restores the default action).
+            error_code ignored;
+            signals.clear(ignored);
+            std::signal(SIGINT, SIG_IGN);
+            std::signal(SIGTERM, SIG_IGN);
+        }
+        stop_sources();
+        summarize();
+        return {error};
+    }
+};
+
+node::node(node_options opts, std::unique_ptr<backplane::backplane> bp)
+    : impl_(std::make_unique<impl>(std::move(opts), std::move(bp))) {}
+
+node::~node() = default;
+
+node_result node::run() { return impl_->run(); }
+
+void node::request_stop() {
+    asio::post(impl_->io, [i = impl_.get()] { i->stop_asked.set(); });
+}
+
+}  // namespace framecast::io
