@@ -1,5 +1,7 @@
 #include "listener.hpp"
 
+#include "framecast/io/endpoint.hpp"
+
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/ip/v6_only.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -86,7 +88,7 @@ void listener::on_accepted(tcp::socket socket) {
         auto peer = socket.remote_endpoint(ec);
         ++counters_.clients_rejected;
         spdlog::warn("client {} rejected: {} clients connected, the limit (max clients)",
-                     ec ? std::string("(unknown peer)") : endpoint_name(peer), connected);
+                     ec ? std::string("(unknown peer)") : format_endpoint(peer), connected);
         socket.close(ec);
         return;
     }

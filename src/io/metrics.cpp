@@ -10,19 +10,6 @@ namespace framecast::io {
 namespace {
 
 // Decode error kinds by framecast::errc value, as label values.
-constexpr std::array<std::pair<errc, const char*>, 10> error_kinds{{
-    {errc::header_no_digits, "header_no_digits"},
-    {errc::header_sign, "header_sign"},
-    {errc::header_underscore, "header_underscore"},
-    {errc::header_interior_space, "header_interior_space"},
-    {errc::header_non_ascii, "header_non_ascii"},
-    {errc::header_invalid_char, "header_invalid_char"},
-    {errc::message_too_large, "message_too_large"},
-    {errc::invalid_utf8, "invalid_utf8"},
-    {errc::truncated_frame, "truncated_frame"},
-    {errc::length_does_not_fit, "length_does_not_fit"},
-}};
-
 // Upper bounds of the outbound-queue histogram, in bytes.
 constexpr std::array<double, 8> queue_buckets{0, 1024, 16384, 65536, 262144, 1048576, 4194304, 8388608};
 
@@ -84,9 +71,10 @@ std::string render_prometheus(const metrics_snapshot& m) {
               c.backpressure_timeouts);
 
     w.family("framecast_decode_errors_total", "counter", "Clients closed for bad input, by kind");
-    for (auto [e, name] : error_kinds) {
-        w.sample("framecast_decode_errors_total",
-                 c.decode_errors_by_kind[static_cast<std::size_t>(e)], fmt::format("kind=\"{}\"", name));
+    for (errc e : all_errc) {
+        if (e == errc::invalid_header_size) continue;  // a configuration error, never a peer's bytes
+        w.sample("framecast_decode_errors_total", c.decode_errors_by_kind[static_cast<std::size_t>(e)],
+                 fmt::format("kind=\"{}\"", name(e)));
     }
     w.counter("framecast_idle_timeouts_total", "Clients closed for stalling mid-frame (--idle-timeout)", c.idle_timeouts);
     w.counter("framecast_floods_total", "Clients closed for sending above --max-rate", c.floods);

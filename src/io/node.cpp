@@ -1,5 +1,7 @@
 #include "framecast/io/node.hpp"
 
+#include "framecast/io/endpoint.hpp"
+
 #include <csignal>
 #include <optional>
 
@@ -43,11 +45,6 @@ private:
     bool set_ = false;
 };
 
-std::string address_text(const listen_address& a) {
-    if (a.host.find(':') != std::string::npos) return "[" + a.host + "]:" + std::to_string(a.port);
-    return a.host + ":" + std::to_string(a.port);
-}
-
 // Every endpoint `a` names, for binding: an address as is, a host name through the resolver.
 std::vector<tcp::endpoint> endpoints_of(asio::io_context& io, const listen_address& a) {
     error_code ec;
@@ -62,11 +59,6 @@ std::vector<tcp::endpoint> endpoints_of(asio::io_context& io, const listen_addre
 }
 
 }  // namespace
-
-std::string endpoint_text(const tcp::endpoint& ep) {
-    if (ep.address().is_v6()) return "[" + ep.address().to_string() + "]:" + std::to_string(ep.port());
-    return ep.address().to_string() + ":" + std::to_string(ep.port());
-}
 
 struct node::impl {
     node_options opts;
@@ -115,7 +107,7 @@ struct node::impl {
                 }
                 for (const auto& ep : endpoints_of(io, a)) bound.push_back(srv.listen(ep));
             } catch (const system_error& e) {
-                spdlog::error("cannot listen on {}: {}", address_text(a), e.code().message());
+                spdlog::error("cannot listen on {}: {}", format_host_port(a.host, a.port), e.code().message());
                 return e.code();
             }
         }
@@ -133,12 +125,12 @@ struct node::impl {
             if (eps.empty()) throw system_error(asio::error::host_not_found);
             ep = metrics->listen(eps.front());
         } catch (const system_error& e) {
-            spdlog::error("cannot serve metrics on {}: {}", address_text(a), e.code().message());
+            spdlog::error("cannot serve metrics on {}: {}", format_host_port(a.host, a.port), e.code().message());
             metrics.reset();
             return e.code();
         }
         metrics->start();
-        auto shown = endpoint_text(ep);
+        auto shown = format_endpoint(ep);
         announce("metrics on http://" + shown + "/metrics");
         spdlog::info("metrics on http://{}/metrics, health check on /healthz", shown);
         return {};
@@ -316,8 +308,8 @@ struct node::impl {
         if (bp) bridge_backplane();
         srv.start();
         for (const auto& ep : bound) {
-            announce("listening on " + endpoint_text(ep));
-            spdlog::info("listening on {}", endpoint_text(ep));
+            announce("listening on " + format_endpoint(ep));
+            spdlog::info("listening on {}", format_endpoint(ep));
         }
         start_source();
         asio::co_spawn(io, lifecycle(), asio::detached);

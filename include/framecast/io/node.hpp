@@ -92,7 +92,4 @@ private:
     std::unique_ptr<impl> impl_;
 };
 
-// "HOST:PORT", with an IPv6 address in brackets.
-std::string endpoint_text(const asio::ip::tcp::endpoint& ep);
-
 }  // namespace framecast::io

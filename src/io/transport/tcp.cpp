@@ -1,17 +1,10 @@
 #include "transport/tcp.hpp"
 
+#include "framecast/io/endpoint.hpp"
+
 namespace framecast::io {
 
 using asio::ip::tcp;
-
-std::string endpoint_name(const tcp::endpoint& ep) {
-    auto addr = ep.address();
-    if (addr.is_v6() && addr.to_v6().is_v4_mapped()) {
-        addr = asio::ip::make_address_v4(asio::ip::v4_mapped, addr.to_v6());
-    }
-    if (addr.is_v6()) return "[" + addr.to_string() + "]:" + std::to_string(ep.port());
-    return addr.to_string() + ":" + std::to_string(ep.port());
-}
 
 tcp_transport::tcp_transport(tcp::socket socket) : socket_(std::move(socket)) {
     error_code ec;
@@ -54,7 +47,7 @@ void tcp_transport::close() noexcept {
 std::string tcp_transport::peer_name() const {
     error_code ec;
     auto peer = socket_.remote_endpoint(ec);
-    return ec ? "(unknown peer)" : endpoint_name(peer);
+    return ec ? "(unknown peer)" : format_endpoint(peer);
 }
 
 }  // namespace framecast::io

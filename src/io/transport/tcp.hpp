@@ -8,9 +8,6 @@
 
 namespace framecast::io {
 
-// "1.2.3.4:5" or "[::1]:5"; an IPv4-mapped IPv6 address is shown as IPv4.
-std::string endpoint_name(const asio::ip::tcp::endpoint& ep);
-
 class tcp_transport final : public transport {
 public:
     explicit tcp_transport(asio::ip::tcp::socket socket);
