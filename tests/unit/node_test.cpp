@@ -3,7 +3,6 @@
 #include <gtest/gtest.h>
 
 #include <future>
-#include <regex>
 #include <string>
 #include <thread>
 
@@ -59,10 +58,10 @@ TEST(Node, MetricsAnswerOnTheNodesLoop) {
     o.metrics = io::listen_address{"127.0.0.1", 0};
     std::promise<std::uint16_t> metrics_port;
     o.announce = [&](std::string_view line) {
-        std::smatch m;
-        std::string text(line);
-        if (std::regex_search(text, m, std::regex(R"(metrics on http://127\.0\.0\.1:(\d+)/)"))) {
-            metrics_port.set_value(static_cast<std::uint16_t>(std::stoi(m[1])));
+        // No std::regex: GCC 12 warns inside it (maybe-uninitialized) in the sanitizer builds.
+        constexpr std::string_view prefix = "metrics on http://127.0.0.1:";
+        if (line.starts_with(prefix)) {
+            metrics_port.set_value(static_cast<std::uint16_t>(std::stoi(std::string(line.substr(prefix.size())))));
         }
     };
     io::node n(std::move(o));
