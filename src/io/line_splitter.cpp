@@ -34,6 +34,7 @@ line_splitter::event line_splitter::next(std::string_view& in) {
         carry_taken_ = false;
     }
     if (skipping_) {
+        if (in.empty()) return event::need_more;  // memchr must not see a null pointer
         const auto* nl = static_cast<const char*>(std::memchr(in.data(), '\n', in.size()));
         if (!nl) {
             in = {};
