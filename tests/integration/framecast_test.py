@@ -309,3 +309,11 @@ while True:
 
         clientsocket.send(bytes(msg,"utf-8"))
 '''
+
+
+def free_port():
+    """A loopback port nothing listens on (bound, read back, closed): for connection-refused cases
+    and for servers that must be told their port up front."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -10,17 +10,12 @@ import time
 
 import pytest
 
+from framecast_test import free_port
 from framecast_test import (DEADLINE, FrameReader, connect, frame, metrics_url, scrape,
                             wait_for_log, wait_for_metric, wait_until)
 
 REDIS = shutil.which("redis-server")
 pytestmark = pytest.mark.skipif(REDIS is None, reason="redis-server not installed")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Redis:

@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from framecast_test import free_port
 from framecast_test import BIN, DEADLINE, FrameReader, frame, tutorial_server_source, wait_until
 
 # A one-connection peer: listens on 127.0.0.1 port 0, prints "port N", accepts, runs BODY with
@@ -70,14 +71,6 @@ def connect(procs, port, *args, **kw):
 def finished(proc, timeout=DEADLINE):
     rc = proc.wait(timeout=timeout)
     return rc, proc.stdout, proc.stderr
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 # --- the tutorial's own server ----------------------------------------------------------------

@@ -7,6 +7,7 @@ import socket
 import threading
 import time
 
+from framecast_test import free_port
 from framecast_test import DEADLINE
 
 
@@ -162,10 +163,7 @@ def test_stats_takes_a_url(procs):
 
 
 def test_stats_shows_the_whole_reason(procs):
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
+    port = free_port()
     stats = procs.framecast("stats", f"http://127.0.0.1:{port}/metrics", "--count", "1")
     assert stats.wait() == 3
     assert b"cannot read http://127.0.0.1:%d/metrics: Connection refused\n" % port in stats.stderr, \

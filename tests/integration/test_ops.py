@@ -7,6 +7,7 @@ import subprocess
 import threading
 import time
 
+from framecast_test import free_port
 from framecast_test import BIN, DEADLINE, FrameReader, connect, frame, metrics, scrape
 from framecast_test import wait_for_metric
 
@@ -94,10 +95,7 @@ def test_stats_prints_a_summary(procs):
 
 
 def test_stats_against_nothing_fails_clearly(procs):
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
+    port = free_port()
     stats = procs.framecast("stats", f"127.0.0.1:{port}", "--count", "1")
     assert stats.wait() == 3
     assert b"cannot read http://127.0.0.1:" in stats.stderr
