@@ -235,7 +235,8 @@ struct node::impl {
             awaiting_echo = false;
             report_echo();
         }
-        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - steady::now());
+        // Rounded up: without a backplane nothing ran in between, and the drain is the whole timeout.
+        auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - steady::now());
         srv.shutdown(std::max(left, std::chrono::milliseconds(0)), [this] { drained.set(); });
         co_await drained.wait();
         finish();
