@@ -224,9 +224,8 @@ bool session::on_message(std::string_view payload) {
         !flush_batch()) {
         return false;
     }
-    if (auto ec = batch_.append(payload)) {
-        spdlog::error("cannot relay a {}-byte message: {}", payload.size(), ec.message());
-    }
+    // The frame as it arrived (the decoder already checked its header): no second encode.
+    batch_.append_encoded(decoder_.header_bytes(), payload);
     return true;
 }
 

@@ -264,6 +264,21 @@ TEST_F(server_test, chat_relay_keeps_a_right_aligned_header_as_received) {
     EXPECT_EQ(bob->written, "         5alice         2hi");
 }
 
+TEST_F(server_test, publish_relays_frames_as_received_without_re_encoding) {
+    auto o = options();
+    o.publish = true;
+    o.welcome.clear();
+    make(o);
+    auto pub = connect("mem:pub");
+    auto sub = connect("mem:sub");
+    ASSERT_TRUE(run_until([&] { return counters().clients_current == 2; }));
+    // A right-aligned and a zero-padded header: both valid, both repeated byte for byte.
+    pub->feed("         2hi0000000003abc");
+    ASSERT_TRUE(run_until([&] { return sub->written.size() == 25; }));
+    EXPECT_EQ(sub->written, "         2hi0000000003abc");
+    EXPECT_EQ(counters().messages_broadcast, 2u);
+}
+
 TEST_F(server_test, chat_bad_username_closes_the_client) {
     auto o = chat_options();
     o.chat.max_name = 8;
