@@ -130,3 +130,59 @@ TEST(FrameQueue, DropOldestNeverDropsAPartlyConsumedFrame) {
 }
 
 }  // namespace
+
+// The queue's storage: a ring that allocates on the first push and keeps FIFO order across
+// wrap-around, growth and erase.
+namespace ring_tests {
+
+using framecast::io::ring;
+
+TEST(Ring, AllocatesNothingUntilTheFirstPush) {
+    ring<int> r;
+    EXPECT_EQ(r.capacity(), 0u);
+    EXPECT_TRUE(r.empty());
+    r.push_back(1);
+    EXPECT_EQ(r.capacity(), 4u);
+}
+
+TEST(Ring, KeepsOrderWhenItGrowsWhileWrappedAround) {
+    ring<int> r;
+    int next_in = 0, next_out = 0;
+    // Push 3, pop 2, repeatedly: the head walks around the array and the ring grows mid-way.
+    for (int round = 0; round < 50; ++round) {
+        for (int i = 0; i < 3; ++i) r.push_back(next_in++);
+        for (int i = 0; i < 2; ++i) {
+            ASSERT_EQ(r.front(), next_out++);
+            r.pop_front();
+        }
+    }
+    ASSERT_EQ(r.size(), static_cast<std::size_t>(next_in - next_out));
+    for (std::size_t i = 0; i < r.size(); ++i) EXPECT_EQ(r[i], next_out + static_cast<int>(i));
+}
+
+TEST(Ring, EraseKeepsTheOrderOfTheOthers) {
+    ring<int> r;
+    for (int i = 0; i < 6; ++i) r.push_back(i);  // grows to 8 with the head at 0
+    r.pop_front();
+    r.pop_front();
+    r.push_back(6);
+    r.push_back(7);
+    r.push_back(8);  // wraps: [2 3 4 5 6 7 8]
+    r.erase(1);      // drops 3
+    ASSERT_EQ(r.size(), 6u);
+    const int want[] = {2, 4, 5, 6, 7, 8};
+    for (std::size_t i = 0; i < 6; ++i) EXPECT_EQ(r[i], want[i]);
+    r.erase(0);
+    EXPECT_EQ(r.front(), 4);
+}
+
+TEST(Ring, PopReleasesTheElementAtOnce) {
+    ring<shared_frame> r;
+    auto frame = f(10);
+    r.push_back(frame);
+    EXPECT_EQ(frame.use_count(), 2);
+    r.pop_front();
+    EXPECT_EQ(frame.use_count(), 1);
+}
+
+}  // namespace ring_tests

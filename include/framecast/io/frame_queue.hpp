@@ -3,11 +3,11 @@
 #pragma once
 
 #include <cstddef>
-#include <deque>
 #include <memory>
 #include <string>
 
 #include "framecast/io/relay_unit.hpp"
+#include "framecast/io/ring.hpp"
 
 namespace framecast::io {
 
@@ -46,11 +46,11 @@ public:
                 return r;
             }
             while (bytes_ + f->size() > limit_ && frames_.size() > in_flight()) {
-                auto it = frames_.begin() + static_cast<std::ptrdiff_t>(in_flight());
-                r.dropped_frames += it->messages;
-                r.dropped_bytes += it->bytes->size();
-                bytes_ -= it->bytes->size();
-                frames_.erase(it);
+                const relay_unit& oldest = frames_[in_flight()];
+                r.dropped_frames += oldest.messages;
+                r.dropped_bytes += oldest.bytes->size();
+                bytes_ -= oldest.bytes->size();
+                frames_.erase(in_flight());
             }
             if (bytes_ + f->size() > limit_) {
                 r.dropped_frames += messages;
@@ -97,7 +97,7 @@ public:
     std::size_t limit() const noexcept { return limit_; }
 
 private:
-    std::deque<relay_unit> frames_;
+    ring<relay_unit> frames_;  // not std::deque: see ring.hpp
     std::size_t bytes_ = 0;
     std::size_t front_offset_ = 0;  // bytes of the front frame written (consume())
     std::size_t limit_;
