@@ -7,6 +7,8 @@
 #include <csignal>
 #include <cstdio>
 #include <algorithm>
+#include <optional>
+#include <stdexcept>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -143,8 +145,14 @@ exit_code run_serve(serve_config& cfg, bool source_given) {
             return exit_code::usage;
         }
     }
-    io::node node(std::move(cfg.node), std::move(bp));
-    return exit_code_for(node.run().error);
+    std::optional<io::node> node;
+    try {
+        node.emplace(std::move(cfg.node), std::move(bp));
+    } catch (const std::runtime_error& e) {  // a TLS certificate or key that does not load
+        spdlog::error("{}", e.what());
+        return exit_code::usage;
+    }
+    return exit_code_for(node->run().error);
 }
 
 void add_stream_options(CLI::App& cmd, serve_config& cfg) {
@@ -249,6 +257,30 @@ void add_chat_options(CLI::App& cmd, serve_config& cfg) {
         ->needs(chat);
 }
 
+void add_tls_options(CLI::App& cmd, serve_config& cfg) {
+    auto& t = cfg.node.server.tls;
+    auto* cert = cmd.add_option("--tls-cert", t.cert,
+                                "Serve TLS (1.2 or 1.3) with this PEM certificate chain, leaf "
+                                "first; needs --tls-key. SIGHUP reloads the certificate, key and "
+                                "client CA for new connections (connected clients stay). See "
+                                "docs/security.md")
+                     ->check(CLI::ExistingFile);
+    auto* key = cmd.add_option("--tls-key", t.key, "--tls-cert's PEM private key")
+                    ->check(CLI::ExistingFile);
+    cert->needs(key);
+    key->needs(cert);
+    cmd.add_option("--tls-client-ca", t.client_ca,
+                   "Mutual TLS: every client must present a certificate signed by a CA in this "
+                   "PEM file, or it is closed during the handshake")
+        ->check(CLI::ExistingFile)
+        ->needs(cert);
+    add_seconds_option(cmd, "--tls-handshake-timeout", t.handshake_timeout,
+                       "Seconds a connection has to complete the TLS handshake before it is closed "
+                       "(a plaintext client on a TLS port waits this long, then sees the close)")
+        ->check(CLI::Range(0.001, 3600.0))
+        ->needs(cert);
+}
+
 void add_backplane_options(CLI::App& cmd, serve_config& cfg) {
     auto& b = cfg.backplane;
     cmd.add_option("--backplane", cfg.backplane_url,
@@ -298,6 +330,7 @@ command_runner register_serve(CLI::App& app) {
     add_stream_options(*cmd, *cfg);
     add_limit_options(*cmd, *cfg);
     add_chat_options(*cmd, *cfg);
+    add_tls_options(*cmd, *cfg);
     add_backplane_options(*cmd, *cfg);
     add_metrics_option(*cmd, cfg->metrics);
     add_verbosity_flags(*cmd, cfg->verbosity);

@@ -9,6 +9,7 @@
 #include <spdlog/spdlog.h>
 
 #include "transport/tcp.hpp"
+#include "transport/tls.hpp"
 
 namespace framecast::io {
 
@@ -17,7 +18,20 @@ using asio::ip::tcp;
 listener::listener(asio::io_context& io, const server_options& opts, server_counters& counters,
                    std::function<std::size_t()> clients, admit_fn admit)
     : io_(io), opts_(opts), counters_(counters), clients_(std::move(clients)),
-      admit_(std::move(admit)) {}
+      admit_(std::move(admit)) {
+    // A certificate or key that does not load is an error before anything listens.
+    if (opts_.tls.enabled()) tls_ = make_tls_server_context(opts_.tls);
+}
+
+std::string listener::reload_tls() {
+    if (!opts_.tls.enabled()) return "TLS is not enabled";
+    try {
+        tls_ = make_tls_server_context(opts_.tls);
+    } catch (const std::exception& e) {
+        return e.what();
+    }
+    return {};
+}
 
 tcp::endpoint listener::listen(const tcp::endpoint& ep) {
     auto a = std::make_unique<tcp::acceptor>(io_);
@@ -53,6 +67,7 @@ void listener::start() {
 }
 
 void listener::close() noexcept {
+    closed_ = true;
     for (auto& a : acceptors_) {
         error_code ec;
         a->close(ec);
@@ -82,7 +97,7 @@ asio::awaitable<void> listener::accept_loop(tcp::acceptor& acceptor) {
 }
 
 void listener::on_accepted(tcp::socket socket) {
-    const std::size_t connected = clients_();
+    const std::size_t connected = clients_() + handshakes_;
     if (opts_.max_clients != 0 && connected >= opts_.max_clients) {
         error_code ec;
         auto peer = socket.remote_endpoint(ec);
@@ -92,7 +107,37 @@ void listener::on_accepted(tcp::socket socket) {
         socket.close(ec);
         return;
     }
-    admit_(std::make_unique<tcp_transport>(std::move(socket)));
+    if (!tls_) {
+        admit_(std::make_unique<tcp_transport>(std::move(socket)));
+        return;
+    }
+    error_code ec;
+    auto peer_ep = socket.remote_endpoint(ec);
+    std::string peer = ec ? std::string("(unknown peer)") : format_endpoint(peer_ep);
+    auto t = std::make_unique<tls_transport>(std::move(socket), tls_);
+    ++handshakes_;
+    asio::co_spawn(io_, handshake(std::move(t), std::move(peer)), [](std::exception_ptr e) {
+        if (e) std::rethrow_exception(e);
+    });
+}
+
+// A TLS client becomes a client only once its handshake is done: until then it sees nothing,
+// and one that does not finish within the deadline (a plaintext client waiting for a welcome,
+// a slow handshake holding a slot) is closed with the reason in the log.
+asio::awaitable<void> listener::handshake(std::unique_ptr<tls_transport> t, std::string peer) {
+    std::string why;
+    const error_code ec = co_await t->handshake(opts_.tls.handshake_timeout, why);
+    --handshakes_;
+    if (ec) {
+        ++counters_.tls_handshake_failures;
+        spdlog::warn("client {} closed: {}", peer, why);
+        t->close();
+        co_return;
+    }
+    if (closed_) co_return;
+    spdlog::debug("client {}: TLS handshake done{}", peer,
+                  t->peer_subject().empty() ? "" : ", certificate " + t->peer_subject());
+    admit_(std::move(t));
 }
 
 }  // namespace framecast::io

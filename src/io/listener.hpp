@@ -16,7 +16,13 @@
 #include "framecast/io/server.hpp"
 #include "framecast/io/transport.hpp"
 
+namespace boost::asio::ssl {
+class context;
+}
+
 namespace framecast::io {
+
+class tls_transport;
 
 class listener {
 public:
@@ -31,10 +37,13 @@ public:
     void start();
     // Closes every acceptor; the loops end.
     void close() noexcept;
+    // TLS: loads opts.tls's files again for the handshakes that follow; "" or why not.
+    std::string reload_tls();
 
 private:
     asio::awaitable<void> accept_loop(asio::ip::tcp::acceptor& acceptor);
     void on_accepted(asio::ip::tcp::socket socket);
+    asio::awaitable<void> handshake(std::unique_ptr<tls_transport> t, std::string peer);
 
     asio::io_context& io_;
     const server_options& opts_;
@@ -42,6 +51,9 @@ private:
     std::function<std::size_t()> clients_;
     admit_fn admit_;
     std::vector<std::unique_ptr<asio::ip::tcp::acceptor>> acceptors_;
+    std::shared_ptr<asio::ssl::context> tls_;  // null: plain TCP
+    std::size_t handshakes_ = 0;               // TLS handshakes in progress (count as clients)
+    bool closed_ = false;
     std::chrono::steady_clock::time_point last_error_log_{};
 };
 

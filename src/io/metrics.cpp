@@ -79,6 +79,9 @@ std::string render_prometheus(const metrics_snapshot& m) {
     w.counter("framecast_idle_timeouts_total", "Clients closed for stalling mid-frame (--idle-timeout)", c.idle_timeouts);
     w.counter("framecast_floods_total", "Clients closed for sending above --max-rate", c.floods);
     w.counter("framecast_accept_errors_total", "Failed accepts (e.g. out of file descriptors)", c.accept_errors);
+    w.counter("framecast_tls_handshake_failures_total",
+              "TLS connections closed before they were clients (handshake failed or too slow)",
+              c.tls_handshake_failures);
     w.counter("framecast_chat_joins_total", "Chat usernames accepted (--chat)", c.chat_joins);
     w.counter("framecast_chat_names_rejected_total",
               "Chat clients closed for their username (--chat: empty, not UTF-8, too long, in use)",

@@ -69,6 +69,7 @@ struct node::impl {
     std::optional<time_source> clock_source;
     std::optional<stdin_source> input_source;
     asio::signal_set signals{io};
+    asio::signal_set reload_signals{io};  // SIGHUP, with TLS: reload the certificate
     event stop_asked{io};
     event echo_caught_up{io};
     event drained{io};
@@ -265,9 +266,22 @@ struct node::impl {
         }
     }
 
+    asio::awaitable<void> watch_reload() {
+        for (;;) {
+            auto [ec, sig] = co_await reload_signals.async_wait(use_nothrow);
+            if (ec) co_return;
+            if (auto why = srv.reload_tls(); !why.empty()) {
+                spdlog::error("SIGHUP: TLS not reloaded, keeping the previous certificate: {}", why);
+            } else {
+                spdlog::info("SIGHUP: TLS certificate reloaded; new connections use it");
+            }
+        }
+    }
+
     void finish() {
         error_code ignored;
         signals.cancel(ignored);
+        reload_signals.cancel(ignored);
         if (metrics) metrics->stop();
         io.stop();
     }
@@ -302,6 +316,10 @@ struct node::impl {
             signals.add(SIGINT);
             signals.add(SIGTERM);
             asio::co_spawn(io, watch_signals(), asio::detached);
+            if (opts.server.tls.enabled()) {
+                reload_signals.add(SIGHUP);
+                asio::co_spawn(io, watch_reload(), asio::detached);
+            }
         }
         if (opts.metrics) {
             if (auto ec = open_metrics()) return {ec};
@@ -321,6 +339,7 @@ struct node::impl {
             // way out (removing the signal_set's handlers restores the default action).
             error_code ignored;
             signals.clear(ignored);
+            reload_signals.clear(ignored);
             std::signal(SIGINT, SIG_IGN);
             std::signal(SIGTERM, SIG_IGN);
         }

@@ -113,6 +113,8 @@ void server::start() {
     impl_->sweep.start();
 }
 
+std::string server::reload_tls() { return impl_->listeners.reload_tls(); }
+
 void server::admit(std::unique_ptr<transport> t) {
     if (impl_->ctx.shutting_down) return;
     ++counters_.clients_accepted;

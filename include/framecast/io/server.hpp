@@ -59,6 +59,15 @@ struct server_options {
         // them (also bounded to half of client_buffer bytes, so the replay fits its queue).
         std::size_t history = 0;
     } chat;
+    // TLS on the listener (off unless `cert` is set): every accepted connection does the TLS
+    // handshake, within `handshake_timeout`, before it counts as a client.
+    struct tls_options {
+        std::string cert;       // PEM certificate chain, leaf first
+        std::string key;        // PEM private key
+        std::string client_ca;  // PEM CAs; set: a client certificate they signed is required
+        std::chrono::milliseconds handshake_timeout{std::chrono::seconds(10)};
+        bool enabled() const noexcept { return !cert.empty(); }
+    } tls;
 };
 
 // How many bytes of frames travel as one relay unit when messages are relayed in batches (a
@@ -91,6 +100,7 @@ struct server_counters {
     std::uint64_t backpressure_timeouts = 0;  // a client held them back for `backpressure`
     std::uint64_t chat_joins = 0;         // chat: usernames accepted
     std::uint64_t chat_names_rejected = 0;  // chat: clients closed for their username
+    std::uint64_t tls_handshake_failures = 0;  // TLS: connections closed before they were clients
 };
 
 // A connected client, as the server's public interface names it (opaque).
@@ -111,6 +121,10 @@ public:
 
     // Starts accepting on every listener, and the idle-timeout sweep.
     void start();
+    // TLS: reads the certificate, key and client CA files again; the handshakes that follow use
+    // them, the clients already connected keep theirs. On failure (a file missing, a key that
+    // does not match) keeps the old ones and returns the reason.
+    std::string reload_tls();
     // Serves a client over `t` (what the listener does with each TCP connection; also the way
     // in for other transports and for tests). Ignored while shutting down.
     void admit(std::unique_ptr<transport> t);
