@@ -6,7 +6,8 @@ set -euo pipefail
 packages=(
   build-essential cmake ninja-build git pkg-config
   libboost1.81-dev libcli11-dev libspdlog-dev libfmt-dev   # I/O and HTTP (Asio, Beast), CLI, logs
-  libssl-dev openssl python3-trustme                  # TLS, and certificates made by its tests
+  libssl-dev openssl libjwt-dev                       # TLS, JWT authentication
+  python3-trustme python3-jwt python3-cryptography    # certificates and tokens made by the tests
   libgtest-dev googletest libbenchmark-dev            # tests and benchmarks
   libhiredis-dev redis-server                         # the Redis backplane and its tests
   python3 python3-pytest                              # integration tests with Python peers

@@ -30,6 +30,7 @@ struct serve_config {
     std::string metrics;
     std::string backplane_url;
     std::string source = "time";  // as written, for messages
+    std::string auth_mode;        // --auth: "jwt" or empty
     int verbosity = 0;
 };
 
@@ -148,7 +149,7 @@ exit_code run_serve(serve_config& cfg, bool source_given) {
     std::optional<io::node> node;
     try {
         node.emplace(std::move(cfg.node), std::move(bp));
-    } catch (const std::runtime_error& e) {  // a TLS certificate or key that does not load
+    } catch (const std::runtime_error& e) {  // a TLS certificate, TLS or JWT key that does not load
         spdlog::error("{}", e.what());
         return exit_code::usage;
     }
@@ -281,6 +282,29 @@ void add_tls_options(CLI::App& cmd, serve_config& cfg) {
         ->needs(cert);
 }
 
+void add_auth_options(CLI::App& cmd, serve_config& cfg) {
+    auto& a = cfg.node.server.auth;
+    auto* auth = cmd.add_option("--auth", cfg.auth_mode,
+                                "Require authentication: 'jwt': a client's first frame is a JSON "
+                                "Web Token (with 'sub' and 'exp'), verified with --jwt-key; a "
+                                "client without a valid one gets one frame saying why and is "
+                                "closed, having seen nothing; one whose token expires is told "
+                                "and closed. See docs/tls.md")
+                     ->check(CLI::IsMember({"jwt"}));
+    auto* key = cmd.add_option("--jwt-key", a.jwt_key,
+                               "--auth jwt: HS256: a file holding the shared secret (at least 32 "
+                               "bytes; one trailing newline ignored); RS256/ES256: a PEM public key")
+                    ->check(CLI::ExistingFile)
+                    ->needs(auth);
+    auth->needs(key);
+    cmd.add_option("--jwt-alg", a.jwt_alg,
+                   "--auth jwt: the one algorithm accepted (tokens naming another, 'none' "
+                   "included, are refused)")
+        ->default_val(a.jwt_alg)
+        ->check(CLI::IsMember({"HS256", "RS256", "ES256"}))
+        ->needs(auth);
+}
+
 void add_backplane_options(CLI::App& cmd, serve_config& cfg) {
     auto& b = cfg.backplane;
     cmd.add_option("--backplane", cfg.backplane_url,
@@ -331,6 +355,7 @@ command_runner register_serve(CLI::App& app) {
     add_limit_options(*cmd, *cfg);
     add_chat_options(*cmd, *cfg);
     add_tls_options(*cmd, *cfg);
+    add_auth_options(*cmd, *cfg);
     add_backplane_options(*cmd, *cfg);
     add_metrics_option(*cmd, cfg->metrics);
     add_verbosity_flags(*cmd, cfg->verbosity);

@@ -19,7 +19,7 @@ struct row {
 };
 
 // Indexed by close_reason; the order must match the enum (checked below).
-constexpr std::array<row, 15> table{{
+constexpr std::array<row, 16> table{{
     {{"closed_by_peer", level::info, "closed by peer"}},
     {{"bad_input", level::warn, "bad input: "}, &server_counters::decode_errors},
     {{"idle_timeout", level::warn, "idle timeout: "}, &server_counters::idle_timeouts},
@@ -36,8 +36,9 @@ constexpr std::array<row, 15> table{{
     {{"shutdown", level::info, "server shutting down (queue flushed)"}},
     {{"drain_timeout", level::warn, "drain timeout: queue not flushed (drain timeout)"}},
     {{"server_stopping", level::warn, ""}},
+    {{"token_expired", level::info, "token expired"}, &server_counters::auth_expired},
 }};
-static_assert(table.size() == static_cast<std::size_t>(close_reason::server_stopping) + 1);
+static_assert(table.size() == static_cast<std::size_t>(close_reason::token_expired) + 1);
 
 const row& row_of(close_reason r) noexcept { return table[static_cast<std::size_t>(r)]; }
 

@@ -28,6 +28,7 @@ enum class close_reason {
     shutdown,           // graceful: queue flushed
     drain_timeout,      // graceful stop took too long
     server_stopping,    // close_all(): the text is the caller's
+    token_expired,      // auth: the client's token expired while it was connected
 };
 
 struct close_rule {

@@ -1,5 +1,7 @@
 #include "listener.hpp"
 
+#include <optional>
+
 #include "framecast/io/endpoint.hpp"
 
 #include <boost/asio/co_spawn.hpp>
@@ -9,6 +11,7 @@
 #include <spdlog/spdlog.h>
 
 #include "transport/tcp.hpp"
+#include "auth.hpp"
 #include "transport/tls.hpp"
 
 namespace framecast::io {
@@ -21,7 +24,10 @@ listener::listener(asio::io_context& io, const server_options& opts, server_coun
       admit_(std::move(admit)) {
     // A certificate or key that does not load is an error before anything listens.
     if (opts_.tls.enabled()) tls_ = make_tls_server_context(opts_.tls);
+    if (opts_.auth.enabled()) auth_ = std::make_unique<jwt_verifier>(opts_.auth);
 }
+
+listener::~listener() = default;
 
 std::string listener::reload_tls() {
     if (!opts_.tls.enabled()) return "TLS is not enabled";
@@ -107,37 +113,56 @@ void listener::on_accepted(tcp::socket socket) {
         socket.close(ec);
         return;
     }
-    if (!tls_) {
-        admit_(std::make_unique<tcp_transport>(std::move(socket)));
+    if (!tls_ && !auth_) {
+        admit_(std::make_unique<tcp_transport>(std::move(socket)), nullptr);
         return;
     }
     error_code ec;
     auto peer_ep = socket.remote_endpoint(ec);
     std::string peer = ec ? std::string("(unknown peer)") : format_endpoint(peer_ep);
-    auto t = std::make_unique<tls_transport>(std::move(socket), tls_);
     ++handshakes_;
-    asio::co_spawn(io_, handshake(std::move(t), std::move(peer)), [](std::exception_ptr e) {
+    asio::co_spawn(io_, prepare(std::move(socket), std::move(peer)), [](std::exception_ptr e) {
         if (e) std::rethrow_exception(e);
     });
 }
 
-// A TLS client becomes a client only once its handshake is done: until then it sees nothing,
-// and one that does not finish within the deadline (a plaintext client waiting for a welcome,
-// a slow handshake holding a slot) is closed with the reason in the log.
-asio::awaitable<void> listener::handshake(std::unique_ptr<tls_transport> t, std::string peer) {
-    std::string why;
-    const error_code ec = co_await t->handshake(opts_.tls.handshake_timeout, why);
+// A connection becomes a client only once its TLS handshake is done and it has proved who it
+// is: until then it sees nothing, and one that does not finish within the deadline (a
+// plaintext client waiting for a welcome, a slow handshake holding a slot) is closed with the
+// reason in the log.
+asio::awaitable<void> listener::prepare(tcp::socket socket, std::string peer) {
+    std::unique_ptr<transport> t;
+    if (tls_) {
+        auto tls = std::make_unique<tls_transport>(std::move(socket), tls_);
+        std::string why;
+        const error_code ec = co_await tls->handshake(opts_.tls.handshake_timeout, why);
+        if (ec) {
+            --handshakes_;
+            ++counters_.tls_handshake_failures;
+            spdlog::warn("client {} closed: {}", peer, why);
+            tls->close();
+            co_return;
+        }
+        if (!tls->peer_subject().empty()) {
+            spdlog::debug("client {}: TLS certificate {}", peer, tls->peer_subject());
+        }
+        t = std::move(tls);
+    } else {
+        t = std::make_unique<tcp_transport>(std::move(socket));
+    }
+    std::optional<auth_result> auth;
+    if (auth_) {
+        auth = co_await authenticate(*t, *auth_, opts_.codec, opts_.tls.handshake_timeout);
+    }
     --handshakes_;
-    if (ec) {
-        ++counters_.tls_handshake_failures;
-        spdlog::warn("client {} closed: {}", peer, why);
+    if (auth && !auth->ok) {
+        ++counters_.auth_refused;
+        spdlog::warn("client {} refused: {}", peer, auth->error);
         t->close();
         co_return;
     }
     if (closed_) co_return;
-    spdlog::debug("client {}: TLS handshake done{}", peer,
-                  t->peer_subject().empty() ? "" : ", certificate " + t->peer_subject());
-    admit_(std::move(t));
+    admit_(std::move(t), auth ? &auth->who : nullptr);
 }
 
 }  // namespace framecast::io

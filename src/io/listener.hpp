@@ -23,13 +23,18 @@ class context;
 namespace framecast::io {
 
 class tls_transport;
+class jwt_verifier;
+struct identity;
 
 class listener {
 public:
-    using admit_fn = std::function<void(std::unique_ptr<transport>)>;
+    // `who` is null unless auth is on.
+    using admit_fn = std::function<void(std::unique_ptr<transport>, const identity* who)>;
     // `clients` tells how many are connected now (for max_clients).
     listener(asio::io_context& io, const server_options& opts, server_counters& counters,
              std::function<std::size_t()> clients, admit_fn admit);
+
+    ~listener();
 
     asio::ip::tcp::endpoint listen(const asio::ip::tcp::endpoint& ep);
     asio::ip::tcp::endpoint listen_any(std::uint16_t port);
@@ -43,7 +48,8 @@ public:
 private:
     asio::awaitable<void> accept_loop(asio::ip::tcp::acceptor& acceptor);
     void on_accepted(asio::ip::tcp::socket socket);
-    asio::awaitable<void> handshake(std::unique_ptr<tls_transport> t, std::string peer);
+    // TLS handshake and/or authentication, before the connection becomes a client.
+    asio::awaitable<void> prepare(asio::ip::tcp::socket socket, std::string peer);
 
     asio::io_context& io_;
     const server_options& opts_;
@@ -52,7 +58,8 @@ private:
     admit_fn admit_;
     std::vector<std::unique_ptr<asio::ip::tcp::acceptor>> acceptors_;
     std::shared_ptr<asio::ssl::context> tls_;  // null: plain TCP
-    std::size_t handshakes_ = 0;               // TLS handshakes in progress (count as clients)
+    std::unique_ptr<jwt_verifier> auth_;       // null: no authentication
+    std::size_t handshakes_ = 0;  // connections in prepare() (count as clients for max_clients)
     bool closed_ = false;
     std::chrono::steady_clock::time_point last_error_log_{};
 };

@@ -41,6 +41,17 @@ public:
     const std::string& peer() const noexcept { return peer_; }
     // Chat: the username once joined; empty otherwise.
     const std::string& name() const noexcept { return name_; }
+    // Auth: who the client proved to be, and when that proof expires (epoch: never).
+    const std::string& subject() const noexcept { return subject_; }
+    std::chrono::system_clock::time_point expires() const noexcept { return expires_; }
+    void set_identity(std::string subject, std::chrono::system_clock::time_point expires) {
+        subject_ = std::move(subject);
+        expires_ = expires;
+    }
+    bool told_expiry = false;  // the expiry notice is queued; the next sweep closes it
+    // No more broadcasts reach it (what is queued is still written): the expiry notice is the
+    // last thing an expired client receives.
+    void stop_receiving() noexcept { receives_ = false; }
 
 protected:
     // The writer sleeps while the queue is empty; a delivery wakes it.
@@ -62,6 +73,8 @@ private:
     std::size_t index_ = 0;  // in the hub's registry, for O(1) removal
     std::string peer_;
     std::string name_;
+    std::string subject_;
+    std::chrono::system_clock::time_point expires_{};
     bool receives_;          // broadcasts reach it (chat: only once joined)
     // Backpressure: over half of the queue and holding the sources back, or left behind.
     bool congested_ = false;

@@ -82,6 +82,10 @@ std::string render_prometheus(const metrics_snapshot& m) {
     w.counter("framecast_tls_handshake_failures_total",
               "TLS connections closed before they were clients (handshake failed or too slow)",
               c.tls_handshake_failures);
+    w.counter("framecast_auth_refused_total", "Clients refused for their token (--auth)",
+              c.auth_refused);
+    w.counter("framecast_auth_expired_total",
+              "Clients closed when their token expired while connected (--auth)", c.auth_expired);
     w.counter("framecast_chat_joins_total", "Chat usernames accepted (--chat)", c.chat_joins);
     w.counter("framecast_chat_names_rejected_total",
               "Chat clients closed for their username (--chat: empty, not UTF-8, too long, in use)",

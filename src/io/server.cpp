@@ -6,7 +6,9 @@
 #include <boost/asio/steady_timer.hpp>
 #include <spdlog/spdlog.h>
 
+#include "auth.hpp"
 #include "chat_room.hpp"
+#include "expiry.hpp"
 #include "hub.hpp"
 #include "listener.hpp"
 #include "session.hpp"
@@ -53,8 +55,14 @@ struct server::impl {
                    : nullptr),
           sweep(io, owner.opts_.idle_timeout),
           listeners(io, owner.opts_, owner.counters_, [this] { return clients.size(); },
-                    [&owner](std::unique_ptr<transport> t) { owner.admit(std::move(t)); }),
-          drain_timer(io),
+                    [&owner](std::unique_ptr<transport> t, const identity* who) {
+                        if (who) {
+                            owner.admit(std::move(t), *who);
+                        } else {
+                            owner.admit(std::move(t));
+                        }
+                    }),
+          drain_timer(io), expiry(io, clients, owner.opts_),
           ctx{.opts = owner.opts_,
               .counters = owner.counters_,
               .clients = clients,
@@ -93,6 +101,7 @@ struct server::impl {
     idle_sweep sweep;
     listener listeners;
     asio::steady_timer drain_timer;
+    token_expiry expiry;
     session_context ctx;
     std::function<void()> done;
 };
@@ -123,6 +132,20 @@ void server::admit(std::unique_ptr<transport> t) {
     auto s = std::make_shared<session>(impl_->ctx, std::move(t), std::move(peer));
     impl_->clients.add(s);
     spdlog::info("client {} connected ({} clients)", s->peer(), impl_->clients.size());
+    s->start();
+}
+
+void server::admit(std::unique_ptr<transport> t, const identity& who) {
+    if (impl_->ctx.shutting_down) return;
+    ++counters_.clients_accepted;
+    ++counters_.clients_current;
+    std::string peer = t->peer_name();
+    auto s = std::make_shared<session>(impl_->ctx, std::move(t), std::move(peer));
+    s->set_identity(who.subject, who.expires);
+    impl_->clients.add(s);
+    spdlog::info("client {} connected as {} ({} clients)", s->peer(),
+                 escape_controls(who.subject, true), impl_->clients.size());
+    impl_->expiry.start();
     s->start();
 }
 
@@ -185,6 +208,7 @@ void server::shutdown(std::chrono::milliseconds drain_timeout, std::function<voi
     im.done = std::move(done);
     im.listeners.close();
     im.sweep.stop();
+    im.expiry.stop();
     // Nothing new is published while the queues drain: let nobody wait for them.
     im.clients.stop_pacing();
     spdlog::info("shutting down: flushing {} clients (at most {} ms)", im.clients.size(),

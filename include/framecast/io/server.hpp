@@ -68,6 +68,14 @@ struct server_options {
         std::chrono::milliseconds handshake_timeout{std::chrono::seconds(10)};
         bool enabled() const noexcept { return !cert.empty(); }
     } tls;
+    // Authentication: a client's first frame is a JWT (see docs/tls.md); a client without a
+    // valid one is told why in one frame and closed, and never sees a message. Off unless
+    // `jwt_key` is set.
+    struct auth_options {
+        std::string jwt_key;             // HS256: a file with the shared secret; RS256/ES256: PEM public key
+        std::string jwt_alg = "HS256";   // the only algorithm accepted
+        bool enabled() const noexcept { return !jwt_key.empty(); }
+    } auth;
 };
 
 // How many bytes of frames travel as one relay unit when messages are relayed in batches (a
@@ -101,6 +109,8 @@ struct server_counters {
     std::uint64_t chat_joins = 0;         // chat: usernames accepted
     std::uint64_t chat_names_rejected = 0;  // chat: clients closed for their username
     std::uint64_t tls_handshake_failures = 0;  // TLS: connections closed before they were clients
+    std::uint64_t auth_refused = 0;   // auth: clients refused (no, bad or expired token)
+    std::uint64_t auth_expired = 0;   // auth: clients closed when their token expired
 };
 
 // A connected client, as the server's public interface names it (opaque).
@@ -128,6 +138,9 @@ public:
     // Serves a client over `t` (what the listener does with each TCP connection; also the way
     // in for other transports and for tests). Ignored while shutting down.
     void admit(std::unique_ptr<transport> t);
+    // The same, for a client that proved who it is (auth): named in the log, closed when its
+    // token expires.
+    void admit(std::unique_ptr<transport> t, const struct identity& who);
 
     // Broadcasts `payload` to every client except `origin` (null: to all). Encodes once. Not
     // for chat mode, where every delivery must be a (username, message) pair.

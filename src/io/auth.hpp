@@ -1,0 +1,64 @@
+// Authentication: a client proves who it is with a JWT sent as its first frame
+// (`serve --auth jwt --jwt-key FILE [--jwt-alg HS256|RS256|ES256]`).
+//
+// The verifier pins the algorithm to the one configured: the token's own "alg" header is read
+// first and must match, so "none" and the HS/RS confusion (an RS256 public key used as an HMAC
+// secret) are refused before any signature is checked. libjwt (Debian libjwt-dev) checks the
+// signature. "sub" (the identity) and "exp" are required; "nbf" is honoured.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "framecast/io/asio.hpp"
+#include <boost/asio/awaitable.hpp>
+
+#include "framecast/codec.hpp"
+#include "framecast/io/server.hpp"
+#include "framecast/io/transport.hpp"
+
+namespace framecast::io {
+
+// Who a client is, once authenticated.
+struct identity {
+    std::string subject;                         // the token's "sub"
+    std::chrono::system_clock::time_point expires{};  // the token's "exp"
+    std::string grants;  // the token's "framecast" claim as JSON ("" if none): permissions
+};
+
+struct auth_result {
+    bool ok = false;
+    identity who;
+    std::string error;  // why not, for the client's notice and the log
+};
+
+class jwt_verifier {
+public:
+    // Reads the key file (HS256: the shared secret, one trailing newline ignored; RS256/ES256:
+    // a PEM public key). Throws std::runtime_error naming the file or the algorithm.
+    explicit jwt_verifier(const server_options::auth_options& opts);
+    ~jwt_verifier();
+
+    auth_result verify(std::string_view token,
+                       std::chrono::system_clock::time_point now = std::chrono::system_clock::now()) const;
+
+private:
+    std::string key_;
+    int alg_;  // jwt_alg_t
+};
+
+// Reads exactly one frame from `t` (never a byte more: what follows belongs to the session),
+// within `deadline` and at most `max_len` bytes of payload, and verifies it as a token. On
+// failure tells the client why in one frame ("framecast: auth refused: <reason>") before the
+// caller closes it.
+asio::awaitable<auth_result> authenticate(transport& t, const jwt_verifier& v,
+                                          const codec_options& codec,
+                                          std::chrono::steady_clock::duration deadline);
+
+// The text of the refusal notice a client receives.
+std::string refusal_notice(std::string_view reason);
+
+}  // namespace framecast::io
