@@ -6,6 +6,7 @@ import os
 import signal
 import socket
 import ssl
+import threading
 
 import pytest
 
@@ -35,12 +36,17 @@ def pki(tmp_path):
     return ca, files
 
 
-def tls_client(port, ca_file, client_pem=None):
-    """A Python TLS client that verifies the server (chain and name), as a careful client does."""
+def tls_client(port, ca_file, client_pem=None, rcvbuf=None):
+    """A Python TLS client that verifies the server (chain and name), as a careful client does.
+    `rcvbuf`: a small kernel receive buffer (set before connecting, so the window is small)."""
     ctx = ssl.create_default_context(cafile=str(ca_file))
     if client_pem:
         ctx.load_cert_chain(str(client_pem))
-    raw = socket.create_connection(("127.0.0.1", port), timeout=DEADLINE)
+    raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    if rcvbuf:
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    raw.settimeout(DEADLINE)
+    raw.connect(("127.0.0.1", port))
     return ctx.wrap_socket(raw, server_hostname="127.0.0.1")
 
 
@@ -112,18 +118,19 @@ def test_large_messages_cross_intact_with_slow_readers(procs, pki):
     _, files = pki
     server, port = procs.serve(*tls_args(files), "--publish", "--max-message", "2MiB",
                                "--welcome", "")
-    sub = tls_client(port, files["ca"])
-    sub.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
+    sub = tls_client(port, files["ca"], rcvbuf=8192)
     wait_for_client(server, sub)
     pub = tls_client(port, files["ca"])
     wait_for_client(server, pub)
     payloads = [os.urandom(1 << 20) for _ in range(4)] + [b"", b"x" * 70000]
-    for p in payloads:
-        pub.sendall(frame(p))
+    # The publisher in a thread: the server stops reading it while the subscriber lags.
+    sender = threading.Thread(target=lambda: [pub.sendall(frame(p)) for p in payloads])
+    sender.start()
     r = FrameReader(sub, bufsize=4096)
     for p in payloads:
         got = r.read()
         assert hashlib.sha256(got).digest() == hashlib.sha256(p).digest()
+    sender.join(timeout=DEADLINE)
     pub.close()
     sub.close()
 
