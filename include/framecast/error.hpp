@@ -26,6 +26,7 @@ enum class exit_code : int {
     timed_out = 7,          // a deadline elapsed
     address_in_use = 8,     // the listen address is taken
     invalid_utf8 = 9,       // code-point length mode: a payload is not valid UTF-8
+    tls_failed = 10,        // TLS: the server's certificate was not verified, or the handshake failed
 };
 
 // X(name, message, exit_code) for every framecast error, in value order (the first is 1; 0 is
@@ -54,7 +55,11 @@ enum class exit_code : int {
     /* The byte stream ended in the middle of a frame. */                                        \
     X(truncated_frame, "stream ended in the middle of a frame", truncated)                       \
     /* A header size outside 1..20 was asked for: a caller's configuration, hence usage. */      \
-    X(invalid_header_size, "header size must be 1 to 20 bytes", usage)
+    X(invalid_header_size, "header size must be 1 to 20 bytes", usage)                           \
+    /* TLS: the peer's certificate failed verification (expired, unknown CA, name mismatch). */  \
+    X(tls_verify_failed, "TLS certificate verification failed", tls_failed)                      \
+    /* TLS: the handshake failed for another reason (protocol version, plaintext peer). */      \
+    X(tls_handshake_failed, "TLS handshake failed", tls_failed)
 
 namespace detail {
 // 0-based positions in the map; errc values are these plus one.

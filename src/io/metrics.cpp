@@ -72,7 +72,11 @@ std::string render_prometheus(const metrics_snapshot& m) {
 
     w.family("framecast_decode_errors_total", "counter", "Clients closed for bad input, by kind");
     for (errc e : all_errc) {
-        if (e == errc::invalid_header_size) continue;  // a configuration error, never a peer's bytes
+        // A configuration error and the client's TLS errors: never a peer's bytes to a server.
+        if (e == errc::invalid_header_size || e == errc::tls_verify_failed ||
+            e == errc::tls_handshake_failed) {
+            continue;
+        }
         w.sample("framecast_decode_errors_total", c.decode_errors_by_kind[static_cast<std::size_t>(e)],
                  fmt::format("kind=\"{}\"", name(e)));
     }

@@ -11,6 +11,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include "framecast/error.hpp"
 #include "framecast/io/endpoint.hpp"
 
 namespace framecast::io {
@@ -96,6 +97,27 @@ std::shared_ptr<asio::ssl::context> make_tls_server_context(const server_options
 
 tls_transport::tls_transport(tcp::socket socket, std::shared_ptr<asio::ssl::context> ctx)
     : socket_(std::move(socket)), ctx_(std::move(ctx)) {
+    attach();
+    SSL_set_accept_state(ssl_);
+}
+
+tls_transport::tls_transport(tcp::socket socket, std::shared_ptr<asio::ssl::context> ctx,
+                             const std::string& server_name)
+    : socket_(std::move(socket)), ctx_(std::move(ctx)) {
+    attach();
+    error_code ec;
+    const auto ip = asio::ip::make_address(server_name, ec);
+    X509_VERIFY_PARAM* param = SSL_get0_param(ssl_);
+    if (ec) {
+        SSL_set_tlsext_host_name(ssl_, server_name.c_str());
+        SSL_set1_host(ssl_, server_name.c_str());
+    } else {
+        X509_VERIFY_PARAM_set1_ip_asc(param, ip.to_string().c_str());
+    }
+    SSL_set_connect_state(ssl_);
+}
+
+void tls_transport::attach() {
     error_code ec;
     socket_.non_blocking(true, ec);
     socket_.set_option(tcp::no_delay(true), ec);
@@ -111,7 +133,6 @@ tls_transport::tls_transport(tcp::socket socket, std::shared_ptr<asio::ssl::cont
     }
     BIO_set_data(out, &out_);
     SSL_set_bio(ssl_, in, out);
-    SSL_set_accept_state(ssl_);
 }
 
 tls_transport::~tls_transport() { SSL_free(ssl_); }
@@ -223,19 +244,27 @@ asio::awaitable<error_code> tls_transport::handshake(std::chrono::steady_clock::
             const unsigned long err = ERR_peek_last_error();
             ec = ssl_error(ret);
             const int reason = ERR_GET_REASON(err);
+            const bool server = SSL_is_server(ssl_) == 1;
             if (ec == asio::error::eof) {
                 why = "closed during the TLS handshake";
             } else if (reason == SSL_R_WRONG_VERSION_NUMBER || reason == SSL_R_HTTP_REQUEST ||
                        reason == SSL_R_UNKNOWN_PROTOCOL || reason == SSL_R_PACKET_LENGTH_TOO_LONG ||
                        reason == SSL_R_RECORD_LENGTH_MISMATCH) {
-                why = "not a TLS client (plaintext on a TLS port?): " + openssl_reason(err);
+                why = server ? "not a TLS client (plaintext on a TLS port?): "
+                             : "not a TLS server (a plaintext port?): ";
+                why += openssl_reason(err);
+                ec = error_code(make_error_code(errc::tls_handshake_failed));
             } else if (const long v = SSL_get_verify_result(ssl_); v != X509_V_OK) {
-                why = std::string("client certificate refused: ") +
+                why = std::string(server ? "client certificate refused: "
+                                         : "server certificate not verified: ") +
                       X509_verify_cert_error_string(v);
+                ec = error_code(make_error_code(errc::tls_verify_failed));
             } else if (reason == SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE) {
                 why = "client certificate required (--tls-client-ca) but none was sent";
+                ec = error_code(make_error_code(errc::tls_handshake_failed));
             } else {
                 why = "TLS handshake failed: " + (err ? openssl_reason(err) : ec.message());
+                if (err) ec = error_code(make_error_code(errc::tls_handshake_failed));
             }
             break;
         }
@@ -251,7 +280,9 @@ asio::awaitable<error_code> tls_transport::handshake(std::chrono::steady_clock::
         auto [wec] = co_await socket_.async_wait(wait, use_nothrow);
         if (timed_out) {
             ec = asio::error::timed_out;
-            why = "no TLS handshake within the deadline (a plaintext client on a TLS port?)";
+            why = SSL_is_server(ssl_) == 1
+                      ? "no TLS handshake within the deadline (a plaintext client on a TLS port?)"
+                      : "the TLS handshake did not finish in time (a plaintext server?)";
             break;
         }
         if (wec) {

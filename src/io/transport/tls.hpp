@@ -38,7 +38,12 @@ public:
     // Plaintext taken per try_write; the ciphertext of it is what may wait, unsent, per client.
     static constexpr std::size_t max_plaintext_per_write = 64 * 1024;
 
+    // The server's side of a connection.
     tls_transport(asio::ip::tcp::socket socket, std::shared_ptr<asio::ssl::context> ctx);
+    // The client's side: `server_name` is sent (SNI, unless an IP address) and, when the
+    // context verifies peers, checked against the certificate (DNS name or IP address).
+    tls_transport(asio::ip::tcp::socket socket, std::shared_ptr<asio::ssl::context> ctx,
+                  const std::string& server_name);
     ~tls_transport() override;
 
     // Runs the server side of the handshake, at most until `deadline`. Returns {} or the
@@ -48,6 +53,10 @@ public:
                                           std::string& why);
     // The verified client certificate's subject (mutual TLS), or "" without one.
     std::string peer_subject() const;
+    // Ciphertext is still waiting to be sent (after try_write or shutdown_send took plaintext
+    // while the socket was full); send_pending() sends what the socket takes now.
+    bool output_pending() const noexcept { return !out_.empty(); }
+    bool send_pending(error_code& ec) { return flush(ec); }
 
     std::size_t try_read(std::span<char> buf, error_code& ec) override;
     std::size_t try_write(std::span<const asio::const_buffer> bufs, error_code& ec) override;
@@ -62,6 +71,7 @@ private:
     // Sends pending ciphertext; false with ec = would_block when some is left.
     bool flush(error_code& ec);
     error_code ssl_error(int ret);
+    void attach();
 
     asio::ip::tcp::socket socket_;
     std::shared_ptr<asio::ssl::context> ctx_;  // keeps the SSL_CTX alive across a reload

@@ -1,0 +1,174 @@
+#include "framecast/io/tls_client.hpp"
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <array>
+#include <memory>
+#include <stdexcept>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/write.hpp>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <spdlog/spdlog.h>
+
+#include "framecast/error.hpp"
+#include "framecast/io/endpoint.hpp"
+#include "transport/tls.hpp"
+
+namespace framecast::io {
+
+using local_socket = asio::local::stream_protocol::socket;
+
+namespace {
+
+std::string last_reason() {
+    unsigned long err = 0, last = 0;
+    while ((err = ERR_get_error()) != 0) last = err;
+    const char* r = last ? ERR_reason_error_string(last) : nullptr;
+    return r ? r : "unknown error";
+}
+
+std::shared_ptr<asio::ssl::context> client_context(const tls_client_options& o) {
+    auto ctx = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_client);
+    SSL_CTX* h = ctx->native_handle();
+    SSL_CTX_set_min_proto_version(h, TLS1_2_VERSION);
+    SSL_CTX_set_options(h, SSL_OP_IGNORE_UNEXPECTED_EOF);
+    ERR_clear_error();
+    if (!o.ca_file.empty()) {
+        if (SSL_CTX_load_verify_locations(h, o.ca_file.c_str(), nullptr) != 1) {
+            throw std::runtime_error("cannot load the CA file '" + o.ca_file + "': " + last_reason());
+        }
+    } else {
+        SSL_CTX_set_default_verify_paths(h);
+    }
+    if (!o.cert_file.empty()) {
+        if (SSL_CTX_use_certificate_chain_file(h, o.cert_file.c_str()) != 1) {
+            throw std::runtime_error("cannot load the client certificate '" + o.cert_file +
+                                     "': " + last_reason());
+        }
+        const std::string& key = o.key_file.empty() ? o.cert_file : o.key_file;
+        if (SSL_CTX_use_PrivateKey_file(h, key.c_str(), SSL_FILETYPE_PEM) != 1 ||
+            SSL_CTX_check_private_key(h) != 1) {
+            throw std::runtime_error("cannot use the client key '" + key + "': " + last_reason());
+        }
+    }
+    SSL_CTX_set_verify(h, o.insecure ? SSL_VERIFY_NONE : SSL_VERIFY_PEER, nullptr);
+    return ctx;
+}
+
+struct bridge {
+    bridge(std::unique_ptr<tls_transport> t, local_socket l) : tls(std::move(t)), local(std::move(l)) {}
+    std::unique_ptr<tls_transport> tls;
+    local_socket local;
+};
+
+// TLS → the client's socket.
+asio::awaitable<void> downstream(std::shared_ptr<bridge> b) {
+    std::array<char, 64 * 1024> buf;
+    for (;;) {
+        error_code ec;
+        const std::size_t n = b->tls->try_read(buf, ec);
+        if (ec == asio::error::would_block) {
+            auto wec = co_await b->tls->wait_readable();
+            if (wec) break;
+            continue;
+        }
+        if (ec) {
+            if (ec != asio::error::eof) spdlog::debug("TLS read: {}", ec.message());
+            break;
+        }
+        auto [wec, wn] = co_await asio::async_write(b->local, asio::buffer(buf.data(), n), use_nothrow);
+        if (wec) break;
+    }
+    error_code ignored;
+    b->local.shutdown(local_socket::shutdown_send, ignored);
+}
+
+// The client's socket → TLS; its end of stream becomes close_notify.
+asio::awaitable<void> upstream(std::shared_ptr<bridge> b) {
+    std::vector<char> buf(64 * 1024);
+    for (;;) {
+        auto [ec, n] = co_await b->local.async_read_some(asio::buffer(buf), use_nothrow);
+        if (ec) break;
+        std::size_t done = 0;
+        while (done < n) {
+            error_code wec;
+            const asio::const_buffer out(buf.data() + done, n - done);
+            done += b->tls->try_write({&out, 1}, wec);
+            if (wec == asio::error::would_block) {
+                // Named first: GCC 12 miscompiles `if (co_await ...)` in a coroutine.
+                const error_code waited = co_await b->tls->wait_writable();
+                if (waited) co_return;
+            } else if (wec) {
+                co_return;
+            }
+        }
+    }
+    b->tls->shutdown_send();
+    while (b->tls->output_pending()) {
+        error_code ec;
+        b->tls->send_pending(ec);
+        if (!ec) break;
+        if (ec != asio::error::would_block) co_return;
+        auto wec = co_await b->tls->wait_writable();
+        if (wec) co_return;
+    }
+}
+
+}  // namespace
+
+asio::awaitable<error_code> async_connect_tls(tcp::socket& socket, std::string host,
+                                              std::uint16_t port, const tls_client_options& tls,
+                                              duration timeout, std::string& what) {
+    auto ex = co_await asio::this_coro::executor;
+    const auto started = std::chrono::steady_clock::now();
+    std::shared_ptr<asio::ssl::context> ctx;
+    try {
+        ctx = client_context(tls);
+    } catch (const std::runtime_error& e) {
+        what = e.what();
+        co_return error_code(make_error_code(errc::tls_handshake_failed));
+    }
+    tcp::socket raw(ex);
+    error_code cec = co_await async_connect(raw, host, port, timeout, what);
+    if (cec) co_return cec;
+    const std::string name = format_host_port(host.empty() ? "localhost" : host, port);
+    const std::string server_name = tls.server_name.empty() ? (host.empty() ? "localhost" : host)
+                                                            : tls.server_name;
+    auto t = std::make_unique<tls_transport>(std::move(raw), ctx, server_name);
+    std::string why;
+    const auto left = std::max<duration>(timeout - (std::chrono::steady_clock::now() - started),
+                                         std::chrono::milliseconds(1));
+    error_code hec = co_await t->handshake(left, why);
+    if (hec) {
+        what = "TLS with " + name + ": " + why;
+        co_return hec;
+    }
+    int fds[2];
+    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) {
+        error_code ec(errno, boost::system::system_category());
+        what = "cannot make the TLS bridge: " + ec.message();
+        co_return ec;
+    }
+    error_code ec;
+    socket.assign(tcp::v4(), fds[0], ec);
+    local_socket local(ex);
+    if (!ec) local.assign(asio::local::stream_protocol(), fds[1], ec);
+    if (ec) {
+        ::close(fds[0]);
+        ::close(fds[1]);
+        what = "cannot make the TLS bridge: " + ec.message();
+        co_return ec;
+    }
+    auto b = std::make_shared<bridge>(std::move(t), std::move(local));
+    asio::co_spawn(ex, downstream(b), asio::detached);
+    asio::co_spawn(ex, upstream(b), asio::detached);
+    co_return error_code{};
+}
+
+}  // namespace framecast::io
