@@ -245,9 +245,16 @@ std::size_t ws_transport::try_write(std::span<const asio::const_buffer> bufs, er
         ec = s.out_ec;
         return 0;
     }
-    if (s.closed || s.shut || !s.ws.is_open()) {
+    if (s.closed || s.shut) {
         ec = asio::error::not_connected;
         return 0;
+    }
+    if (!s.ws.is_open()) {
+        // The peer's close is under way: the read loop reports it (end of stream) in a moment;
+        // what is written meanwhile has nobody to go to.
+        std::size_t total = 0;
+        for (const auto& b : bufs) total += b.size();
+        return total;
     }
     if (s.out_bytes >= out_limit) {
         ec = asio::error::would_block;
