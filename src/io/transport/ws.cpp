@@ -208,6 +208,9 @@ ws_transport::ws_transport(ws_stream ws, codec_options codec, std::string peer,
     : s_(std::make_shared<state>(std::move(ws), codec, std::move(peer), std::move(live))) {
     s_->ws.read_message_max(codec.max_message);
     s_->ws.auto_fragment(false);  // one message, one frame (browsers reassemble either way)
+    // The server's frames are neither masked nor compressed (unless deflate): Beast's write
+    // buffer is only a staging area then, and an idle client should not pay 4 KiB for it.
+    s_->ws.write_buffer_bytes(512);
     auto ex = s_->ws.get_executor();
     asio::co_spawn(ex, read_loop(s_), asio::detached);
     asio::co_spawn(ex, write_loop(s_), asio::detached);
