@@ -175,6 +175,10 @@ asio::awaitable<void> write_loop(state_ptr s) {
             continue;
         }
         std::swap(s->filling, s->sending);
+        // One WebSocket message is one write here (Beast has no gathered write of several):
+        // corked, the batch leaves in as few segments as TCP can pack it, not one per message.
+        const bool cork = s->sending.messages.size() > 1;
+        if (cork) s->ws.next_layer().cork();
         for (const auto& m : s->sending.messages) {
             if (s->closed && !s->shut) co_return;
             s->ws.text(m.text);
@@ -189,6 +193,7 @@ asio::awaitable<void> write_loop(state_ptr s) {
             s->out_bytes -= m.size + header;
             s->writable.wake();
         }
+        if (cork) s->ws.next_layer().uncork();
         s->sending.clear();
     }
     co_await close_ws(s, websocket::close_code::going_away);

@@ -20,9 +20,12 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/websocket/stream.hpp>
 
+#include "transport/ws_cork.hpp"
+
 namespace framecast::io {
 
-using ws_stream = boost::beast::websocket::stream<asio::ip::tcp::socket>;
+// Over a corked socket: a batch of messages leaves in one write (transport/ws_cork.hpp).
+using ws_stream = boost::beast::websocket::stream<corked_socket>;
 
 class ws_transport final : public transport {
 public:

@@ -159,7 +159,7 @@ asio::awaitable<void> upgrade(std::shared_ptr<ws_gateway::state> self, tcp::sock
                               request req, std::string peer) {
     ws_stream ws(std::move(sock));
     configure(ws, *self);
-    auto entry = self->pending.insert(self->pending.end(), &ws.next_layer());
+    auto entry = self->pending.insert(self->pending.end(), &beast::get_lowest_layer(ws));
     auto [ec] = co_await ws.async_accept(req, use_nothrow);
     self->pending.erase(entry);
     if (ec || self->stopped) {
