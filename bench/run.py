@@ -826,7 +826,7 @@ def main(argv=None):
     ap.add_argument("--framecast-serve", help="binary for `serve` (default: --framecast)")
     ap.add_argument("--framecast-connect", help="binary for `connect`/`send` (default: --framecast)")
     ap.add_argument("--out", help="output directory (default: bench-results in the build directory)")
-    ap.add_argument("--only", default="throughput,relay,pingpong,fanout,connections",
+    ap.add_argument("--only", default="throughput,relay,pingpong,fanout,connections,websocket",
                     help="comma-separated scenarios to run")
     ap.add_argument("--systems", default="ceiling,framecast-direct,zeromq,tutorial-python,framecast-serve",
                     help="comma-separated systems to run (framecast-serve also selects the relay rows)")
@@ -886,6 +886,25 @@ def main(argv=None):
         r.stop_all()  # Ctrl-C or a bug: no peer outlives the run
 
 
+def websocket_bench(a, notes):
+    """bench/ws_bench.py in this run: its summary lines become notes (issue 17's figures)."""
+    k, count, idle = ("10", 200, 100) if a.smoke else ("100,1000", 1000 if a.quick else 3000,
+                                                        1000 if a.quick else 10000)
+    cmd = [sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "ws_bench.py"),
+           "--bin", a.framecast, "--work", os.path.join(a.out, "ws-peer"), "--k", k,
+           "--count", str(count), "--idle", str(idle)]
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+    except subprocess.TimeoutExpired:
+        notes.append("websocket: ws_bench.py timed out")
+        return
+    for line in out.stdout.splitlines():
+        print(line)
+        notes.append("websocket " + line)
+    if out.returncode != 0:
+        notes.append("websocket: ws_bench.py failed: " + out.stderr.strip()[-300:])
+
+
 def run_all(a, r, meta, sizes, ks, conns):
     scen = set(a.only.split(","))
     systems = a.systems.split(",")
@@ -916,6 +935,10 @@ def run_all(a, r, meta, sizes, ks, conns):
         r.guarded(f"connections {conns}", r.connections, conns)
     if "connections" in scen and "zeromq" in systems:
         r.guarded("connections zeromq", r.zmq_connections, conns)
+
+    if "websocket" in scen and "framecast-serve" in systems:
+        log("scenario 5: WebSocket fan-out (framecast --ws, framecast TCP, Node ws) and idle clients")
+        websocket_bench(a, r.notes)
 
     meta["seconds"] = round(time.monotonic() - t_start, 1)
     meta["mode"] = "smoke" if a.smoke else "quick" if a.quick else "full"

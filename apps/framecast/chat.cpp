@@ -25,6 +25,7 @@
 #include <spdlog/spdlog.h>
 
 #include "cli.hpp"
+#include "ws_target.hpp"
 #include "client_options.hpp"
 #include "framecast/io/client.hpp"
 #include "framecast/io/line_splitter.hpp"
@@ -321,8 +322,8 @@ asio::awaitable<exit_code> run_chat(const chat_config& cfg, bool interactive, ch
 
     io::tcp::socket socket(ex);
     std::string what;
-    if (auto ec = co_await io::async_connect(socket, target.host, target.port,
-                                             to_duration(cfg.connect_timeout), what)) {
+    if (auto ec = co_await connect_to(socket, target, to_duration(cfg.connect_timeout),
+                                             what, opts)) {
         spdlog::error("{}", what);
         co_return exit_code::connect_failed;
     }

@@ -32,12 +32,20 @@ public:
 
 void set_log_format(log_format format) { chosen_format = format; }
 
-std::string endpoint::to_string() const { return io::format_host_port(host, port); }
+std::string endpoint::to_string() const {
+    auto hp = io::format_host_port(host, port);
+    return ws_path.empty() ? hp : "ws://" + hp + ws_path;
+}
 
 endpoint parse_endpoint(const std::string& text) {
+    if (text.starts_with("wss://")) {
+        throw CLI::ValidationError("'" + text + "': wss:// is not supported yet; put a TLS proxy "
+                                   "in front (docs/websocket.md)");
+    }
+    if (text.starts_with("ws://")) return parse_ws_url(text);
     try {
         auto hp = io::parse_host_port(text);
-        return {std::move(hp.host), hp.port};
+        return {std::move(hp.host), hp.port, {}};
     } catch (const std::invalid_argument& e) {
         throw CLI::ValidationError(e.what());
     }

@@ -30,14 +30,18 @@ command_runner register_stats(CLI::App& app);
 command_runner register_chat(CLI::App& app);
 command_runner register_bench(CLI::App& app);
 
-// "HOST:PORT", "[v6addr]:PORT", or ":PORT"/"PORT" (all interfaces).
+// "HOST:PORT", "[v6addr]:PORT", or ":PORT"/"PORT" (all interfaces); or, where a client
+// connects, a WebSocket URL "ws://HOST[:PORT][/PATH]" (docs/websocket.md).
 struct endpoint {
     std::string host;
     std::uint16_t port = 0;
+    std::string ws_path;  // set for a ws:// URL: the client uses the WebSocket transport
     std::string to_string() const;
 };
 // Throws CLI::ValidationError naming what is wrong.
 endpoint parse_endpoint(const std::string& text);
+// "ws://HOST[:PORT][/PATH]" (port 80 by default) as an endpoint with ws_path (ws_target.cpp).
+endpoint parse_ws_url(const std::string& text);
 // A CLI11 validator for the same syntax.
 CLI::Validator endpoint_validator();
 

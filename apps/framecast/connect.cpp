@@ -20,6 +20,7 @@
 #include <spdlog/spdlog.h>
 
 #include "cli.hpp"
+#include "ws_target.hpp"
 #include "client_options.hpp"
 #include "framecast/io/backoff.hpp"
 #include "framecast/io/client.hpp"
@@ -241,8 +242,8 @@ private:
     asio::awaitable<verdict> one_connection() {
         io::tcp::socket socket(ex_);
         std::string what;
-        const auto failed = co_await io::async_connect(socket, target_.host, target_.port,
-                                                       to_duration(cfg_.connect_timeout), what);
+        const auto failed = co_await connect_to(socket, target_, to_duration(cfg_.connect_timeout),
+                                                what, cfg_.codec.options());
         if (failed) co_return connect_failed(what);
         spdlog::info("connected to {}", name_);
         const auto res = co_await receive(socket);

@@ -17,6 +17,7 @@
 #include <spdlog/spdlog.h>
 
 #include "cli.hpp"
+#include "ws_target.hpp"
 #include "client_options.hpp"
 #include "framecast/io/client.hpp"
 
@@ -82,8 +83,8 @@ asio::awaitable<exit_code> run_send(const send_config& cfg, io::frame_writer& wr
     const std::string name = target.to_string();
     io::tcp::socket socket(ex);
     std::string what;
-    if (co_await io::async_connect(socket, target.host, target.port,
-                                   to_duration(cfg.connect_timeout), what)) {
+    if (co_await connect_to(socket, target, to_duration(cfg.connect_timeout), what,
+                                   cfg.codec.options())) {
         spdlog::error("{}", what);
         co_return exit_code::connect_failed;
     }

@@ -28,6 +28,7 @@ struct serve_config {
     backplane::options backplane;
     std::vector<std::string> listen;
     std::string metrics;
+    std::string ws;
     std::string backplane_url;
     std::string source = "time";  // as written, for messages
     std::string auth_mode;        // --auth: "jwt" or empty
@@ -132,6 +133,7 @@ exit_code run_serve(serve_config& cfg, bool source_given) {
 
     for (const auto& l : cfg.listen) cfg.node.listen.push_back(to_listen_address(l));
     if (!cfg.metrics.empty()) cfg.node.metrics = to_listen_address(cfg.metrics);
+    if (!cfg.ws.empty()) cfg.node.ws = to_listen_address(cfg.ws);
     cfg.node.version = FRAMECAST_VERSION;
     cfg.node.announce = [](std::string_view line) {
         std::printf("%.*s\n", static_cast<int>(line.size()), line.data());
@@ -343,6 +345,36 @@ void add_metrics_option(CLI::App& cmd, std::string& address) {
         ->check(endpoint_validator());
 }
 
+void add_ws_options(CLI::App& cmd, serve_config& cfg) {
+    auto& w = cfg.node.ws_opts;
+    auto* ws = cmd.add_option(
+        "--ws", cfg.ws,
+        "Also serve WebSocket clients and the live page on HOST:PORT (HTTP): the page at "
+        "http://HOST:PORT/, its client library at /framecast.js, WebSocket upgrades on any "
+        "path. One framecast message = one WebSocket message (text when valid UTF-8, else "
+        "binary); every mode and limit applies as to TCP clients. Prints 'websocket on "
+        "ws://HOST:PORT/'. See docs/websocket.md");
+    ws->check(endpoint_validator());
+    cmd.add_option("--ws-origin", w.origins,
+                   "--ws: an Origin allowed to open a WebSocket (e.g. https://example.com); "
+                   "repeatable. Others are answered 403. Default: any origin")
+        ->needs(ws);
+    cmd.add_flag("--ws-deflate", w.deflate,
+                 "--ws: offer permessage-deflate compression (off by default: it costs CPU and "
+                 "memory per client at fan-out)")
+        ->needs(ws);
+    add_seconds_option(cmd, "--ws-ping", w.ping_interval,
+                       "--ws: seconds without traffic before a ping; a client silent twice as "
+                       "long is closed. 0: no keepalive")
+        ->check(CLI::Range(0.0, 86400.0))
+        ->needs(ws);
+    add_seconds_option(cmd, "--ws-handshake-timeout", w.handshake_timeout,
+                       "--ws: seconds from a connection's first byte to the end of its WebSocket "
+                       "handshake (or HTTP response); also bounds the closing handshake")
+        ->check(CLI::Range(0.001, 3600.0))
+        ->needs(ws);
+}
+
 }  // namespace
 
 command_runner register_serve(CLI::App& app) {
@@ -358,6 +390,7 @@ command_runner register_serve(CLI::App& app) {
     add_auth_options(*cmd, *cfg);
     add_backplane_options(*cmd, *cfg);
     add_metrics_option(*cmd, cfg->metrics);
+    add_ws_options(*cmd, *cfg);
     add_verbosity_flags(*cmd, cfg->verbosity);
     auto* source_opt = cmd->get_option("--source");
     auto* welcome_opt = cmd->get_option("--welcome");

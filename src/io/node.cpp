@@ -66,6 +66,7 @@ struct node::impl {
     std::unique_ptr<backplane::backplane> bp;
     server srv;
     std::optional<http_server> metrics;
+    std::optional<ws_gateway> ws;
     std::optional<time_source> clock_source;
     std::optional<stdin_source> input_source;
     asio::signal_set signals{io};
@@ -135,6 +136,35 @@ struct node::impl {
         announce("metrics on http://" + shown + "/metrics");
         spdlog::info("metrics on http://{}/metrics, health check on /healthz", shown);
         return {};
+    }
+
+    std::error_code open_ws() {
+        listen_address a = *opts.ws;
+        const auto& s = opts.server;
+        ws_page_info page{s.chat.enabled ? "chat" : s.publish ? "publish" : "stream",
+                          s.codec.max_message, s.chat.enabled ? s.chat.max_name : 0, opts.version};
+        ws.emplace(io, opts.ws_opts, s.codec, std::move(page),
+                   [this](std::unique_ptr<transport> t) { srv.admit(std::move(t)); },
+                   [this] { return s_has_room(); });
+        tcp::endpoint ep;
+        try {
+            auto eps = endpoints_of(io, a.host.empty() ? listen_address{"::", a.port} : a);
+            if (eps.empty()) throw system_error(asio::error::host_not_found);
+            ep = ws->listen(eps.front());
+        } catch (const system_error& e) {
+            spdlog::error("cannot serve websocket on {}: {}", format_host_port(a.host, a.port), e.code().message());
+            ws.reset();
+            return e.code();
+        }
+        ws->start();
+        auto shown = format_endpoint(ep);
+        announce("websocket on ws://" + shown + "/");
+        spdlog::info("websocket on ws://{}/ (live page at http://{}/)", shown, shown);
+        return {};
+    }
+    bool s_has_room() const {
+        const auto max = opts.server.max_clients;
+        return max == 0 || srv.client_count() < max;
     }
 
     http_response answer_http(std::string_view path) {
@@ -226,6 +256,7 @@ struct node::impl {
     asio::awaitable<void> lifecycle() {
         co_await stop_asked.wait();
         stop_sources();
+        if (ws) ws->stop();
         const auto deadline = steady::now() + opts.drain_timeout;
         if (bp) {
             // First let this node's own messages make the round trip through the backplane
@@ -240,6 +271,8 @@ struct node::impl {
         auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - steady::now());
         srv.shutdown(std::max(left, std::chrono::milliseconds(0)), [this] { drained.set(); });
         co_await drained.wait();
+        // A WebSocket client's last messages are in this process, not in the kernel: let them go.
+        if (ws) co_await ws->flushed(deadline);
         finish();
     }
 
@@ -283,6 +316,7 @@ struct node::impl {
         signals.cancel(ignored);
         reload_signals.cancel(ignored);
         if (metrics) metrics->stop();
+        if (ws) ws->stop();
         io.stop();
     }
 
@@ -323,6 +357,9 @@ struct node::impl {
         }
         if (opts.metrics) {
             if (auto ec = open_metrics()) return {ec};
+        }
+        if (opts.ws) {
+            if (auto ec = open_ws()) return {ec};
         }
         if (bp) bridge_backplane();
         srv.start();

@@ -21,6 +21,7 @@
 #include "framecast/backplane.hpp"
 #include "framecast/io/http_server.hpp"
 #include "framecast/io/server.hpp"
+#include "framecast/io/ws_gateway.hpp"
 
 namespace framecast::io {
 
@@ -54,6 +55,10 @@ struct node_options {
     // Prometheus text at /metrics and a health check at /healthz; none when unset.
     std::optional<listen_address> metrics;
     http_limits metrics_limits;
+    // The WebSocket gateway and live page (docs/websocket.md); none when unset. Announced as
+    // "websocket on ws://HOST:PORT/" (the page at http://HOST:PORT/).
+    std::optional<listen_address> ws;
+    ws_options ws_opts;
     // Reported as framecast_build_info{version}.
     std::string version;
     // SIGINT / SIGTERM: the first drains, the second closes at once.

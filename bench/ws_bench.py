@@ -1,0 +1,208 @@
+#!/usr/bin/env python3
+"""WebSocket benchmarks (issue 17), all systems in one run on loopback:
+
+fan-out: one source line of --size bytes (100) sent to K subscribers, N lines, for
+  framecast-ws   framecast serve --source stdin --ws  (WebSocket clients)
+  framecast-tcp  framecast serve --source stdin       (TCP clients of the tutorial's protocol)
+  node-ws        npm `ws` broadcasting each stdin line (bench/ws/broadcast.js)
+  Reported: deliveries/s (K*N / wall time from the first line written until every subscriber
+  has every byte) and deliveries per server CPU second (what the server spends; less sensitive
+  to a shared machine). The subscribers are one Python epoll loop counting bytes (no parsing), the
+  same for every system, so the wall figure is a lower bound for all of them.
+idle: --idle N idle WebSocket clients on framecast; server RSS growth per client.
+
+    bench/ws_bench.py --bin build/default/bin/framecast [--k 100,1000] [--count 2000] [--idle 10000]
+
+Needs node and npm for node-ws (installs `ws` from bench/ws/package-lock.json into
+--work, default build/bench-ws); skipped with a note when they are missing.
+"""
+import argparse
+import base64
+import os
+import resource
+import selectors
+import shutil
+import socket
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from procfs import rss_kib  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def upgrade_request(port):
+    key = base64.b64encode(os.urandom(16)).decode()
+    return (f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode()
+
+
+def open_clients(port, k, ws):
+    """K connected subscribers (WebSocket: handshake done, the 101 response read)."""
+    socks = []
+    for _ in range(k):
+        s = socket.create_connection(("127.0.0.1", port))
+        if ws:
+            s.sendall(upgrade_request(port))
+            buf = b""
+            while b"\r\n\r\n" not in buf:
+                chunk = s.recv(4096)
+                if not chunk:
+                    raise RuntimeError("handshake refused")
+                buf += chunk
+            if not buf.startswith(b"HTTP/1.1 101"):
+                raise RuntimeError(buf[:200])
+            extra = buf.split(b"\r\n\r\n", 1)[1]
+            if extra:
+                raise RuntimeError("bytes after the handshake before any message")
+        s.setblocking(False)
+        socks.append(s)
+    return socks
+
+
+def start_server(system, args):
+    if system == "node-ws":
+        cmd = ["node", os.path.join(HERE, "ws", "broadcast.js")]
+        env = dict(os.environ, NODE_PATH=os.path.join(args.work, "node_modules"))
+    else:
+        cmd = [args.bin, "serve", "--listen", "127.0.0.1:0", "--source", "stdin", "--welcome", "",
+               "--quiet", "--client-buffer", "64MiB", "--backpressure", "30"]
+        if system == "framecast-ws":
+            cmd += ["--ws", "127.0.0.1:0"]
+        env = None
+    p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+    port = None
+    while port is None:
+        line = p.stdout.readline().decode()
+        if not line:
+            raise RuntimeError(f"{system} did not start")
+        if system == "framecast-tcp" and line.startswith("listening on"):
+            port = int(line.rsplit(":", 1)[1])
+        elif system != "framecast-tcp" and line.startswith("websocket on"):
+            port = int(line.strip().rstrip("/").rsplit(":", 1)[1])
+    return p, port
+
+
+def fanout(system, k, args):
+    p, port = start_server(system, args)
+    try:
+        socks = open_clients(port, k, system != "framecast-tcp")
+        # Every subscriber is admitted before the first line (the server logs nothing: --quiet).
+        time.sleep(0.5)
+        per_msg = args.size + (10 if system == "framecast-tcp" else (2 if args.size < 126 else 4))
+        want = per_msg * args.count
+        got = {s.fileno(): 0 for s in socks}
+        sel = selectors.DefaultSelector()
+        for s in socks:
+            sel.register(s, selectors.EVENT_READ)
+        line = b"x" * args.size + b"\n"
+        cpu0 = cpu_seconds(p.pid)
+        t0 = time.monotonic()
+        p.stdin.write(line * args.count)
+        p.stdin.flush()
+        done = 0
+        deadline = t0 + args.timeout
+        while done < k:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"timed out: {done} of {k} subscribers complete")
+            for key, _ in sel.select(1.0):
+                s = key.fileobj
+                try:
+                    n = len(s.recv(1 << 20))
+                except BlockingIOError:
+                    continue
+                got[s.fileno()] += n
+                if got[s.fileno()] >= want:
+                    sel.unregister(s)
+                    done += 1
+        wall = time.monotonic() - t0
+        cpu = cpu_seconds(p.pid) - cpu0
+        for s in socks:
+            s.close()
+        deliveries = k * args.count
+        return {"system": system, "k": k, "count": args.count, "wall": wall, "cpu": cpu,
+                "per_s": deliveries / wall, "per_cpu_s": deliveries / cpu if cpu > 0 else float("inf")}
+    finally:
+        p.kill()
+        p.wait()
+
+
+def idle(args):
+    p, port = start_server("framecast-ws", args)
+    try:
+        time.sleep(0.3)
+        base = rss_kib(p.pid)
+        socks = open_clients(port, args.idle, True)
+        time.sleep(1.0)
+        grown = rss_kib(p.pid) - base
+        for s in socks:
+            s.close()
+        return {"clients": args.idle, "rss_kib": grown, "per_client_bytes": grown * 1024 / args.idle}
+    finally:
+        p.kill()
+        p.wait()
+
+
+def node_ready(args):
+    if not shutil.which("node") or not shutil.which("npm"):
+        print("note: node/npm not installed: node-ws skipped", file=sys.stderr)
+        return False
+    os.makedirs(args.work, exist_ok=True)
+    lock = os.path.join(HERE, "ws", "package-lock.json")
+    mine = os.path.join(args.work, "package-lock.json")
+    if not os.path.isdir(os.path.join(args.work, "node_modules", "ws")) or \
+            open(lock).read() != (open(mine).read() if os.path.exists(mine) else ""):
+        shutil.copy(os.path.join(HERE, "ws", "package.json"), args.work)
+        shutil.copy(lock, args.work)
+        subprocess.run(["npm", "ci", "--ignore-scripts", "--no-audit", "--no-fund", "--loglevel=error"],
+                       cwd=args.work, check=True)
+    return True
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--bin", default="build/default/bin/framecast")
+    ap.add_argument("--work", default="build/bench-ws")
+    ap.add_argument("--k", default="100,1000")
+    ap.add_argument("--count", type=int, default=2000)
+    ap.add_argument("--size", type=int, default=100)
+    ap.add_argument("--idle", type=int, default=10000, help="idle WebSocket clients (0: skip)")
+    ap.add_argument("--timeout", type=float, default=120)
+    args = ap.parse_args()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+    systems = ["framecast-ws", "framecast-tcp"] + (["node-ws"] if node_ready(args) else [])
+    rows = []
+    for k in [int(x) for x in args.k.split(",")]:
+        for system in systems:
+            r = fanout(system, k, args)
+            rows.append(r)
+            print(f"fanout {system:14} K={k:<5} {r['per_s']:>12,.0f} deliveries/s  "
+                  f"{r['per_cpu_s']:>12,.0f} per server CPU s  (wall {r['wall']:.2f} s, cpu {r['cpu']:.2f} s)",
+                  flush=True)
+    for k in sorted({r["k"] for r in rows}):
+        by = {r["system"]: r for r in rows if r["k"] == k}
+        ws = by["framecast-ws"]
+        line = f"K={k}: framecast-ws / framecast-tcp = {ws['per_s'] / by['framecast-tcp']['per_s']:.2f}x " \
+               f"(per CPU s {ws['per_cpu_s'] / by['framecast-tcp']['per_cpu_s']:.2f}x)"
+        if "node-ws" in by:
+            line += f"; framecast-ws / node-ws = {ws['per_s'] / by['node-ws']['per_s']:.2f}x " \
+                    f"(per CPU s {ws['per_cpu_s'] / by['node-ws']['per_cpu_s']:.2f}x)"
+        print(line)
+    if args.idle:
+        r = idle(args)
+        print(f"idle: {r['clients']} WebSocket clients, server RSS +{r['rss_kib']} KiB = "
+              f"{r['per_client_bytes']:.0f} bytes per client")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,78 @@
+// The WebSocket gateway: an HTTP listener (Beast) that serves the live page (`/`,
+// `/framecast.js`, `/config.json`) and upgrades WebSocket requests into clients of the
+// framecast server, each over a ws_transport (one framecast message = one WebSocket message).
+// Runs on the server's io_context. See docs/websocket.md.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "framecast/codec.hpp"
+#include "framecast/io/asio.hpp"
+#include "framecast/io/transport.hpp"
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+
+namespace framecast::io {
+
+struct ws_options {
+    // Origin header values allowed to open a WebSocket ("https://example.com", compared
+    // without regard to case); empty: any. A request without Origin (not a browser) is allowed.
+    std::vector<std::string> origins;
+    // permessage-deflate: off by default, it costs CPU and memory per client at fan-out.
+    bool deflate = false;
+    // Request line and headers of the HTTP request (also the upgrade request); more: 431.
+    std::size_t header_bytes = 8 * 1024;
+    // From the connection's first byte to the end of the WebSocket handshake (or of an HTTP
+    // response); a slow handshake is closed, it cannot hold a slot. Also bounds the closing
+    // handshake.
+    std::chrono::milliseconds handshake_timeout{std::chrono::seconds(5)};
+    // A ping when nothing arrived for this long; a client silent for twice as long (no pong) is
+    // closed. 0: no keepalive.
+    std::chrono::milliseconds ping_interval{std::chrono::seconds(20)};
+    // Connections still in their HTTP phase at once; one more is closed on accept.
+    std::size_t max_pending = 256;
+};
+
+// What the live page is told at /config.json.
+struct ws_page_info {
+    std::string mode = "stream";  // "stream", "publish" or "chat"
+    std::uint64_t max_message = 0;
+    std::size_t max_name = 0;
+    std::string version;
+};
+
+class ws_gateway {
+public:
+    using admit_fn = std::function<void(std::unique_ptr<transport>)>;
+    // Whether the server has room for one more client (max_clients); asked before upgrading.
+    using room_fn = std::function<bool()>;
+
+    ws_gateway(asio::io_context& io, ws_options opts, codec_options codec, ws_page_info page,
+               admit_fn admit, room_fn has_room);
+    ~ws_gateway();
+    ws_gateway(const ws_gateway&) = delete;
+    ws_gateway& operator=(const ws_gateway&) = delete;
+
+    // Binds and listens (port 0 picks one); throws framecast::system_error.
+    asio::ip::tcp::endpoint listen(const asio::ip::tcp::endpoint& ep);
+    void start();
+    // Closes the listener and the connections not yet upgraded; idempotent. Upgraded ones
+    // belong to the server.
+    void stop();
+    // Until every upgraded connection the server closed has flushed its last messages and
+    // closed (their bytes live in this process, not the kernel), or `deadline`.
+    asio::awaitable<void> flushed(std::chrono::steady_clock::time_point deadline);
+
+    struct state;
+
+private:
+    std::shared_ptr<state> state_;
+};
+
+}  // namespace framecast::io

@@ -1,0 +1,339 @@
+#include "transport/ws.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/websocket/error.hpp>
+#include <spdlog/spdlog.h>
+
+namespace framecast::io {
+
+namespace beast = boost::beast;
+namespace websocket = beast::websocket;
+using steady = std::chrono::steady_clock;
+
+bool ws_is_text(std::string_view payload) noexcept {
+    return count_code_points(payload).has_value();
+}
+
+namespace {
+
+// A coroutine that sleeps until woken: the timer never fires on its own, wake() cancels it.
+struct sleeper {
+    explicit sleeper(const asio::any_io_executor& ex) : timer(ex) {}
+    asio::steady_timer timer;
+    bool waiting = false;
+    asio::awaitable<void> sleep() {
+        waiting = true;
+        timer.expires_at(steady::time_point::max());
+        co_await timer.async_wait(use_nothrow);
+        waiting = false;
+    }
+    void wake() {
+        if (waiting) timer.cancel();
+    }
+};
+
+// Closing frames wait this long at most for the queue to flush and the close handshake.
+constexpr auto linger = std::chrono::seconds(5);
+
+}  // namespace
+
+struct ws_transport::state {
+    state(ws_stream w, codec_options c, std::string p, std::shared_ptr<std::size_t> l)
+        : ws(std::move(w)), codec(c), peer(std::move(p)), live(std::move(l)),
+          out_dec(c, decode_mode::whole), readable(ws.get_executor()), room(ws.get_executor()),
+          writable(ws.get_executor()), work(ws.get_executor()), lingering(ws.get_executor()) {
+        if (live) ++*live;
+    }
+    ~state() {
+        if (live) --*live;
+    }
+
+    ws_stream ws;
+    codec_options codec;
+    std::string peer;
+    std::shared_ptr<std::size_t> live;  // the gateway's count of connections not yet gone
+
+    // Inbound: frames made of received messages, not yet taken by try_read().
+    std::string in;
+    std::size_t in_off = 0;
+    error_code in_ec;  // why reading ended (eof: the peer closed); set once
+    beast::flat_buffer rbuf;
+
+    // Outbound: messages parsed from the session's frames. try_write() fills one batch while
+    // the write loop sends the other (their bytes must stay put during a send).
+    struct message {
+        std::size_t offset, size;
+        bool text;
+    };
+    struct batch {
+        std::string bytes;
+        std::vector<message> messages;
+        void clear() {
+            bytes.clear();
+            messages.clear();
+            if (bytes.capacity() > 2 * out_limit) std::string().swap(bytes);
+        }
+    };
+    decoder out_dec;
+    batch filling, sending;
+    std::size_t out_bytes = 0;  // queued in both batches
+    error_code out_ec;
+
+    sleeper readable;  // the session's wait_readable()
+    sleeper room;      // the read loop, while `in` is full
+    sleeper writable;  // the session's wait_writable()
+    sleeper work;      // the write loop, while nothing is queued
+    asio::steady_timer lingering;  // bounds a closing connection's goodbye
+
+    bool shut = false;    // shutdown_send(): flush, then close 1001
+    bool closed = false;  // close(): the session is done with us
+
+    std::size_t in_available() const noexcept { return in.size() - in_off; }
+
+    void end_reading(const error_code& ec) {
+        if (ec == websocket::error::closed || ec == asio::error::eof) {
+            in_ec = asio::error::eof;
+        } else {
+            in_ec = ec;
+        }
+        readable.wake();
+    }
+
+    void take_message(std::string_view payload) {
+        frame_header h;
+        if (auto ec = encode_header(payload, h, codec)) {
+            // Only in code-point mode (a binary message is not UTF-8): the session closes it.
+            spdlog::debug("websocket {}: cannot frame a message: {}", peer, ec.message());
+            in_ec = asio::error::invalid_argument;
+            readable.wake();
+            return;
+        }
+        if (in_off > 0 && in_off * 2 >= in.size()) {
+            in.erase(0, in_off);
+            in_off = 0;
+        }
+        in.append(h.data(), h.size());
+        in.append(payload);
+        readable.wake();
+    }
+
+    void queue(std::string_view payload) {
+        filling.messages.push_back({filling.bytes.size(), payload.size(), ws_is_text(payload)});
+        filling.bytes.append(payload);
+        out_bytes += payload.size() + codec.header_size;
+    }
+
+    void close_socket() {
+        lingering.cancel();
+        error_code ignored;
+        beast::get_lowest_layer(ws).close(ignored);
+    }
+};
+
+namespace {
+
+using state_ptr = std::shared_ptr<ws_transport::state>;
+
+asio::awaitable<void> read_loop(state_ptr s) {
+    for (;;) {
+        while (s->in_available() >= ws_transport::in_limit && !s->closed) co_await s->room.sleep();
+        if (s->closed) co_return;
+        auto [ec, n] = co_await s->ws.async_read(s->rbuf, use_nothrow);
+        if (ec) {
+            s->end_reading(ec);
+            co_return;
+        }
+        const auto data = s->rbuf.cdata();
+        s->take_message({static_cast<const char*>(data.data()), data.size()});
+        s->rbuf.consume(n);
+        // An idle client that once received a large message does not keep its buffer.
+        if (s->rbuf.capacity() > 16 * 1024) s->rbuf = beast::flat_buffer();
+        if (s->in_ec) co_return;
+    }
+}
+
+// Sends the close frame (bounded by the stream's handshake timeout), then closes the socket.
+asio::awaitable<void> close_ws(state_ptr s, websocket::close_code code) {
+    if (s->ws.is_open()) co_await s->ws.async_close(code, use_nothrow);
+    s->close_socket();
+}
+
+asio::awaitable<void> write_loop(state_ptr s) {
+    const std::size_t header = s->codec.header_size;
+    for (;;) {
+        if (s->closed && !s->shut) co_return;  // close(): dropped, close() sends the frame
+        if (s->filling.messages.empty()) {
+            if (s->shut) break;
+            co_await s->work.sleep();
+            continue;
+        }
+        std::swap(s->filling, s->sending);
+        // One WebSocket message is one write here (Beast has no gathered write of several):
+        // corked, the batch leaves in as few segments as TCP can pack it, not one per message.
+        const bool cork = s->sending.messages.size() > 1;
+        if (cork) s->ws.next_layer().cork();
+        for (const auto& m : s->sending.messages) {
+            if (s->closed && !s->shut) co_return;
+            s->ws.text(m.text);
+            auto [ec, n] = co_await s->ws.async_write(
+                asio::buffer(s->sending.bytes.data() + m.offset, m.size), use_nothrow);
+            if (ec) {
+                s->out_ec = ec;
+                s->writable.wake();
+                s->close_socket();
+                co_return;
+            }
+            s->out_bytes -= m.size + header;
+            s->writable.wake();
+        }
+        if (cork) s->ws.next_layer().uncork();
+        s->sending.clear();
+    }
+    co_await close_ws(s, websocket::close_code::going_away);
+}
+
+// A closing connection gets `linger` to flush and say goodbye; then the socket goes.
+asio::awaitable<void> reaper(state_ptr s) {
+    s->lingering.expires_after(linger);
+    auto [ec] = co_await s->lingering.async_wait(use_nothrow);
+    if (!ec) s->close_socket();
+}
+
+}  // namespace
+
+ws_transport::ws_transport(ws_stream ws, codec_options codec, std::string peer,
+                           std::shared_ptr<std::size_t> live)
+    : s_(std::make_shared<state>(std::move(ws), codec, std::move(peer), std::move(live))) {
+    s_->ws.read_message_max(codec.max_message);
+    s_->ws.auto_fragment(false);  // one message, one frame (browsers reassemble either way)
+    // The server's frames are neither masked nor compressed (unless deflate): Beast's write
+    // buffer is only a staging area then, and an idle client should not pay 4 KiB for it.
+    s_->ws.write_buffer_bytes(512);
+    auto ex = s_->ws.get_executor();
+    asio::co_spawn(ex, read_loop(s_), asio::detached);
+    asio::co_spawn(ex, write_loop(s_), asio::detached);
+}
+
+ws_transport::~ws_transport() { close(); }
+
+std::size_t ws_transport::try_read(std::span<char> buf, error_code& ec) {
+    auto& s = *s_;
+    const std::size_t avail = s.in_available();
+    if (avail == 0) {
+        ec = s.in_ec ? s.in_ec : error_code(asio::error::would_block);
+        return 0;
+    }
+    ec = {};
+    const std::size_t n = std::min(avail, buf.size());
+    std::memcpy(buf.data(), s.in.data() + s.in_off, n);
+    s.in_off += n;
+    if (s.in_off == s.in.size()) {
+        s.in_off = 0;
+        if (s.in.capacity() > 4096) {
+            std::string().swap(s.in);
+        } else {
+            s.in.clear();
+        }
+    }
+    if (s.in_available() < in_limit) s.room.wake();
+    return n;
+}
+
+std::size_t ws_transport::try_write(std::span<const asio::const_buffer> bufs, error_code& ec) {
+    auto& s = *s_;
+    ec = {};
+    if (s.out_ec) {
+        ec = s.out_ec;
+        return 0;
+    }
+    if (s.closed || s.shut) {
+        ec = asio::error::not_connected;
+        return 0;
+    }
+    if (!s.ws.is_open()) {
+        // The peer's close is under way: the read loop reports it (end of stream) in a moment;
+        // what is written meanwhile has nobody to go to.
+        std::size_t total = 0;
+        for (const auto& b : bufs) total += b.size();
+        return total;
+    }
+    if (s.out_bytes >= out_limit) {
+        ec = asio::error::would_block;
+        return 0;
+    }
+    const std::size_t room = out_limit - s.out_bytes;
+    std::size_t taken = 0;
+    for (const auto& b : bufs) {
+        const std::size_t len = std::min(b.size(), room - taken);
+        std::span<const char> in(static_cast<const char*>(b.data()), len);
+        for (;;) {
+            const auto ev = s.out_dec.next(in);
+            if (ev == decode_event::need_more) break;
+            if (ev == decode_event::error) {
+                // The session writes what the codec encoded: a bug, not a peer's fault.
+                spdlog::error("websocket {}: bad outbound frame: {}", s.peer,
+                              s.out_dec.error_message());
+                ec = asio::error::invalid_argument;
+                return taken;
+            }
+            s.queue(s.out_dec.payload());
+        }
+        taken += len;
+        if (taken == room) break;
+    }
+    s.work.wake();
+    return taken;
+}
+
+asio::awaitable<error_code> ws_transport::wait_readable() {
+    auto s = s_;
+    if (s->in_available() == 0 && !s->in_ec && !s->closed) co_await s->readable.sleep();
+    co_return s->closed ? error_code(asio::error::operation_aborted) : error_code();
+}
+
+asio::awaitable<error_code> ws_transport::wait_writable() {
+    auto s = s_;
+    if (s->out_bytes >= out_limit && !s->out_ec && !s->closed) co_await s->writable.sleep();
+    co_return s->closed ? error_code(asio::error::operation_aborted) : error_code();
+}
+
+void ws_transport::shutdown_send() noexcept {
+    s_->shut = true;
+    s_->work.wake();
+}
+
+void ws_transport::close() noexcept {
+    auto& s = *s_;
+    if (s.closed) return;
+    s.closed = true;
+    s.readable.wake();
+    s.writable.wake();
+    s.room.wake();
+    s.work.wake();
+    try {
+        auto ex = s.ws.get_executor();
+        asio::co_spawn(ex, reaper(s_), asio::detached);
+        // After shutdown_send() the write loop flushes and closes with 1001; the peer's own
+        // close needs no answer. Otherwise the server closed this client for a reason: 1008.
+        if (!s.shut && !s.in_ec && s.ws.is_open()) {
+            asio::co_spawn(ex, close_ws(s_, websocket::close_code::policy_error), asio::detached);
+        } else if (!s.shut) {
+            s.close_socket();
+        }
+    } catch (...) {
+        s.close_socket();  // out of memory for a coroutine frame: close without goodbye
+    }
+}
+
+std::string ws_transport::peer_name() const { return s_->peer; }
+
+asio::any_io_executor ws_transport::get_executor() { return s_->ws.get_executor(); }
+
+}  // namespace framecast::io

@@ -1,0 +1,65 @@
+// The WebSocket transport: a Beast websocket::stream (after its handshake) presented to a
+// session as the framecast byte stream, so every mode (time, stdin, --publish, --chat) works
+// over it unchanged, with the same slow-consumer, backpressure and rate rules.
+//
+// Reading: a coroutine reads whole WebSocket messages and turns each into one framecast frame
+// (header + payload) in a bounded buffer; try_read() takes from it. While the buffer holds more
+// than in_limit bytes the coroutine stops reading (TCP then slows the browser down).
+// Writing: try_write() parses the framecast frames the session writes (codec decoder) and
+// queues each payload as one WebSocket message, text when it is valid UTF-8, else binary; a
+// coroutine sends them. The queue is bounded by out_limit: past it try_write() says
+// would_block, and the session's own queue (client_buffer, slow-consumer policy) takes over.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "framecast/codec.hpp"
+#include "framecast/io/transport.hpp"
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/websocket/stream.hpp>
+
+#include "transport/ws_cork.hpp"
+
+namespace framecast::io {
+
+// Over a corked socket: a batch of messages leaves in one write (transport/ws_cork.hpp).
+using ws_stream = boost::beast::websocket::stream<corked_socket>;
+
+class ws_transport final : public transport {
+public:
+    // Converted inbound bytes held before the read loop pauses, and queued outbound message
+    // bytes before try_write() refuses more.
+    static constexpr std::size_t in_limit = 64 * 1024;
+    static constexpr std::size_t out_limit = 64 * 1024;
+
+    // `ws` has completed its handshake; `codec` frames the inbound messages and parses the
+    // outbound frames. `live`, if given, counts the connections whose state still exists
+    // (closing ones flush their last messages and say goodbye after the session is gone).
+    ws_transport(ws_stream ws, codec_options codec, std::string peer,
+                 std::shared_ptr<std::size_t> live = nullptr);
+    ~ws_transport() override;
+
+    std::size_t try_read(std::span<char> buf, error_code& ec) override;
+    std::size_t try_write(std::span<const asio::const_buffer> bufs, error_code& ec) override;
+    asio::awaitable<error_code> wait_readable() override;
+    asio::awaitable<error_code> wait_writable() override;
+    // What was queued is sent, then a close frame 1001 (going away).
+    void shutdown_send() noexcept override;
+    // Closes with 1008 (policy) unless shutdown_send() came first or the peer closed; queued
+    // messages are dropped, the close handshake is bounded by the stream's handshake timeout.
+    void close() noexcept override;
+    std::string peer_name() const override;
+    asio::any_io_executor get_executor() override;
+
+    struct state;
+
+private:
+    std::shared_ptr<state> s_;
+};
+
+// The text/binary rule in one place: a payload that is valid UTF-8 goes as a text message.
+bool ws_is_text(std::string_view payload) noexcept;
+
+}  // namespace framecast::io
