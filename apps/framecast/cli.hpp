@@ -29,6 +29,8 @@ command_runner register_send(CLI::App& app);
 command_runner register_stats(CLI::App& app);
 command_runner register_chat(CLI::App& app);
 command_runner register_bench(CLI::App& app);
+command_runner register_sub(CLI::App& app);
+command_runner register_pub(CLI::App& app);
 
 // "HOST:PORT", "[v6addr]:PORT", or ":PORT"/"PORT" (all interfaces).
 struct endpoint {
