@@ -74,8 +74,10 @@ class Servers:
         self.conf = os.path.join(tmp, "nats.conf")
         with open(self.conf, "w") as f:
             # Raised so it drops nothing (a slow consumer is cut at max_pending bytes or when a
-            # write takes longer than write_deadline), as the framecast server is given a large
-            # --client-buffer.
+            # write takes longer than write_deadline). NATS cannot hold a publisher back, so it
+            # must buffer; framecast holds publishers back while a subscriber's queue is over
+            # half of --client-buffer (--backpressure), so it is given a modest buffer and a
+            # long --backpressure, which also drops nothing.
             f.write("max_pending: 1073741824\nwrite_deadline: \"120s\"\nmax_payload: 1048576\n")
 
     def start(self, system):
@@ -85,8 +87,8 @@ class Servers:
             wait_port(port)
             return p, f"127.0.0.1:{port}"
         p = Proc([self.a.framecast, "serve", "--channels", "--listen", "127.0.0.1:0",
-                  "--client-buffer", "1GiB", "--max-message", "1MiB", "--max-subscriptions", "100000",
-                  "--max-channels", "10000000", "--backpressure", "0", "-q"])
+                  "--client-buffer", "16MiB", "--max-message", "1MiB", "--max-subscriptions", "100000",
+                  "--max-channels", "10000000", "--backpressure", "60", "-q"])
         addr = p.line("listening on", 10).split()[-1]
         return p, addr
 

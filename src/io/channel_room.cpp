@@ -92,6 +92,14 @@ void channel_room::unsubscribe(member& m, channel_seat& seat, std::string_view p
 
 void channel_room::publish(member& m, channel_seat& seat, std::string_view channel) {
     seat.expect_payload = true;
+    // The same channel as the client's last accepted PUB (the common case of a stream of
+    // publishes): checked then, and its frame is shared, so consecutive publishes travel in one
+    // unit.
+    const auto header = opts_.codec.header_size;
+    if (seat.channel_frame && std::string_view(*seat.channel_frame).substr(header) == channel) {
+        seat.drop_payload = false;
+        return;
+    }
     seat.drop_payload = true;
     std::string detail;
     if (auto e = check_name(channel, false, opts_.channels.limits, detail);
@@ -100,12 +108,6 @@ void channel_room::publish(member& m, channel_seat& seat, std::string_view chann
         return;
     }
     seat.drop_payload = false;
-    // Consecutive publishes to one channel share its frame (and so travel in one unit).
-    const auto header = opts_.codec.header_size;
-    if (seat.channel_frame && seat.channel_frame->size() > header &&
-        std::string_view(*seat.channel_frame).substr(header) == channel) {
-        return;
-    }
     seat.channel_frame = std::make_shared<const std::string>(encode_frame(channel, opts_.codec));
 }
 

@@ -23,6 +23,7 @@ bool session::on_channel_frame(std::string_view payload) {
         !flush_batch()) {
         return false;
     }
+    if (batch_.empty()) batch_.reserve(relay_unit_bytes(ctx_.opts) + seat.channel_frame->size());
     seat.batch_frame = seat.channel_frame;
     // The payload as it arrived (the decoder checked its header): no second encode.
     batch_.append_encoded(*seat.channel_frame, decoder_.header_bytes(), payload);
