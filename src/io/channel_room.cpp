@@ -121,7 +121,9 @@ void channel_room::broadcast(const relay_unit& unit, const member* origin) {
     // trie (and the cache), never this list.
     const auto receivers = trie_.match(channel);
     for (const member* r : *receivers) {
-        if (r == origin) continue;  // nobody receives what it published itself
+        // Nobody receives what it published itself, nor anything once it stopped receiving
+        // (an expired --auth client awaiting its close).
+        if (r == origin || !r->receives_) continue;
         const_cast<member*>(r)->deliver(unit);
         counters_.deliveries += unit.messages;
     }
