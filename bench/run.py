@@ -827,7 +827,8 @@ def main(argv=None):
     ap.add_argument("--framecast-connect", help="binary for `connect`/`send` (default: --framecast)")
     ap.add_argument("--out", help="output directory (default: bench-results in the build directory)")
     ap.add_argument("--only", default="throughput,relay,pingpong,fanout,connections,websocket",
-                    help="comma-separated scenarios to run")
+                    help="comma-separated scenarios to run; 'channels' (not in the default set) "
+                    "compares serve --channels with nats-server (bench/channels.py)")
     ap.add_argument("--systems", default="ceiling,framecast-direct,zeromq,tutorial-python,framecast-serve",
                     help="comma-separated systems to run (framecast-serve also selects the relay rows)")
     ap.add_argument("--sizes", help="comma-separated message sizes for throughput")
@@ -939,6 +940,12 @@ def run_all(a, r, meta, sizes, ks, conns):
     if "websocket" in scen and "framecast-serve" in systems:
         log("scenario 5: WebSocket fan-out (framecast --ws, framecast TCP, Node ws) and idle clients")
         websocket_bench(a, r.notes)
+
+    if "channels" in scen:
+        log("channels: serve --channels vs nats-server (bench/channels.py)")
+        import channels  # beside this file
+        channels.run(argparse.Namespace(bin_dir=a.bin_dir, framecast=a.framecast_serve or a.framecast,
+                                        out=a.out, repeat=a.repeat, quick=a.quick, smoke=a.smoke))
 
     meta["seconds"] = round(time.monotonic() - t_start, 1)
     meta["mode"] = "smoke" if a.smoke else "quick" if a.quick else "full"

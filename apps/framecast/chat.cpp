@@ -38,6 +38,7 @@ using namespace asio::experimental::awaitable_operators;
 struct chat_config {
     std::string target;
     std::string name;
+    std::string room;  // --room: a room on a `serve --channels` server
     std::size_t max_name = 64;
     double linger = 0.5;
     double connect_timeout = 10;
@@ -181,30 +182,62 @@ private:
     bool active_ = false;
 };
 
-// What arrives: frames in pairs, the sender's username then the message.
+// What arrives: frames in pairs, the sender's username then the message. In a --room the
+// first frame is the channel "chat.ROOM.NAME" (shown as NAME), or a server notice ("$sys.").
 class pair_reader final : public io::frame_handler {
 public:
-    explicit pair_reader(chat_screen& screen) : screen_(screen) {}
+    pair_reader(chat_screen& screen, std::string room_prefix)
+        : screen_(screen), room_prefix_(std::move(room_prefix)) {}
 
     bool on_frame(std::string_view payload) override {
         if (!have_name_) {
             name_.assign(payload);
             have_name_ = true;
-        } else {
-            have_name_ = false;
+            return true;
+        }
+        have_name_ = false;
+        if (room_prefix_.empty()) {
             screen_.message(name_, payload);
+        } else if (name_.starts_with(room_prefix_)) {
+            screen_.message(std::string_view(name_).substr(room_prefix_.size()), payload);
+        } else if (name_ == "$sys.error") {
+            spdlog::error("the server refused: {}", escape_controls(payload, true));
+            screen_.notice("the server refused: " + escape_controls(payload));
+        } else if (name_ == "$sys.ok") {
+            spdlog::info("in the room ({})", escape_controls(payload, true));
         }
         return true;
     }
 
 private:
     chat_screen& screen_;
+    std::string room_prefix_;
     std::string name_;
     bool have_name_ = false;
 };
 
+// --room: the room's channels. A message is published to chat.ROOM.NAME, the room is joined
+// by subscribing to chat.ROOM.* (docs/channels.md, "Chat rooms").
+std::string room_prefix(const chat_config& cfg) {
+    return cfg.room.empty() ? std::string() : "chat." + cfg.room + ".";
+}
+
+// Empty when `token` can be one token of a channel name; else what is wrong with it.
+std::string check_token(std::string_view what, std::string_view token) {
+    if (token.empty()) return std::string(what) + " must not be empty";
+    for (unsigned char c : token) {
+        if (c <= 0x20 || c == 0x7f || c == '.' || c == '*' || c == '>') {
+            return std::string(what) + " '" + escape_controls(token, true) +
+                   "' cannot name a channel token: no spaces, control characters, '.', '*' or '>'";
+        }
+    }
+    if (token.front() == '$') return std::string(what) + " must not start with '$'";
+    return {};
+}
+
 // Non-interactive input: a thread queues each line and says when input has ended.
 struct input_progress {
+    std::string before;  // framed, queued before each message (--room: the PUB command)
     std::atomic<bool> ended{false};
     std::atomic<std::uint64_t> queued_bytes{0};  // encoded bytes handed to the send queue
 };
@@ -215,6 +248,14 @@ std::string check_line(std::string_view line, const codec_options& opts) {
         return "not sent: the line is " + std::to_string(line.size()) +
                " bytes, more than --max-message " + std::to_string(opts.max_message);
     }
+    return {};
+}
+
+// One message: with --room after its PUB command frame (`before`), nothing queued on error.
+error_code push_message(io::send_queue& queue, const std::string& before, std::string_view line) {
+    std::string frames = before;
+    if (auto ec = append_frame(frames, line, queue.options())) return ec;
+    queue.push_encoded(frames);
     return {};
 }
 
@@ -230,11 +271,11 @@ void read_lines(std::shared_ptr<io::send_queue> queue, std::shared_ptr<input_pro
         if (line.empty()) return true;
         if (line == "/quit") return false;
         queue->wait_for_room();
-        if (auto ec = queue->push(line)) {
+        if (auto ec = push_message(*queue, progress->before, line)) {
             spdlog::error("not sent: {}", ec.message());
             return true;
         }
-        progress->queued_bytes += opts.header_size + line.size();
+        progress->queued_bytes += progress->before.size() + opts.header_size + line.size();
         return true;
     };
     // Sends the splitter's lines until it needs more input; false at "/quit".
@@ -271,7 +312,7 @@ struct session_state {
 
 // Interactive: the terminal, read on the io_context's thread so all output is in one place.
 asio::awaitable<void> type_lines(chat_screen& screen, io::send_queue& queue,
-                                 session_state& state) {
+                                 const std::string& before, session_state& state) {
     asio::posix::stream_descriptor in(co_await asio::this_coro::executor, ::dup(STDIN_FILENO));
     char buf[256];
     for (;;) {
@@ -286,7 +327,9 @@ asio::awaitable<void> type_lines(chat_screen& screen, io::send_queue& queue,
             } else if (auto problem = check_line(*line, queue.options()); !problem.empty()) {
                 screen.notice(problem);
             } else if (!line->empty()) {
-                if (auto e = queue.push(*line)) screen.notice("not sent: " + e.message());
+                if (auto e = push_message(queue, before, *line)) {
+                    screen.notice("not sent: " + e.message());
+                }
             }
             if (!leave) screen.show_prompt();
         }
@@ -330,25 +373,30 @@ asio::awaitable<exit_code> run_chat(const chat_config& cfg, bool interactive, ch
 
     auto queue = std::make_shared<io::send_queue>(opts);
     auto progress = std::make_shared<input_progress>();
-    if (auto ec = queue->push(cfg.name)) {
+    // The tutorial's room: the username first. A --room: subscribe to it.
+    const std::string prefix = room_prefix(cfg);
+    const std::string first = prefix.empty() ? cfg.name : "SUB " + prefix + "*";
+    if (!prefix.empty()) append_frame(progress->before, "PUB " + prefix + cfg.name, opts);
+    if (auto ec = queue->push(first)) {
         spdlog::error("cannot send the username: {}", ec.message());
         co_return exit_code::usage;
     }
-    progress->queued_bytes = opts.header_size + cfg.name.size();
+    progress->queued_bytes = opts.header_size + first.size();
     io::frame_writer writer(ex, queue);
-    spdlog::info("joined {} as {}", target.to_string(), escape_controls(cfg.name));
+    spdlog::info("joined {}{}{} as {}", target.to_string(), prefix.empty() ? "" : " room ",
+                 escape_controls(cfg.room), escape_controls(cfg.name));
 
     session_state state;
     decoder dec(opts, decode_mode::whole);
     std::vector<char> buffer(64 * 1024);
-    pair_reader pairs(screen);
+    pair_reader pairs(screen, prefix);
 
     auto send = [&]() -> asio::awaitable<error_code> { co_return co_await writer.run(socket); };
     std::variant<io::read_result, error_code, std::monostate> outcome;
     if (interactive) {
         screen.show_prompt();
         outcome = co_await (io::read_frames(socket, dec, buffer, pairs) || send() ||
-                            type_lines(screen, *queue, state));
+                            type_lines(screen, *queue, progress->before, state));
     } else {
         std::thread(read_lines, queue, progress).detach();  // may block on stdin forever
         outcome = co_await (io::read_frames(socket, dec, buffer, pairs) || send() ||
@@ -390,6 +438,11 @@ command_runner register_chat(CLI::App& app) {
         ->required();
     cmd->add_option("--max-name", cfg->max_name, "Longest username in bytes (the server's rule)")
         ->default_val(cfg->max_name);
+    cmd->add_option("--room", cfg->room,
+                    "Join room ROOM on a 'serve --channels' server (one server, many rooms): "
+                    "subscribes to chat.ROOM.* and publishes each message to chat.ROOM.NAME "
+                    "(docs/channels.md). ROOM and the name are then channel tokens: no spaces, "
+                    "'.', '*' or '>'");
     add_seconds_option(*cmd, "--linger", cfg->linger,
                        "Not a terminal: after the last input line is sent, keep showing what "
                        "arrives for SECONDS before leaving");
@@ -413,6 +466,9 @@ command_runner register_chat(CLI::App& app) {
                       std::to_string(cfg->max_name);
         } else if (name.size() > cfg->codec.max_message) {
             problem = "--name is longer than --max-message";
+        } else if (!cfg->room.empty()) {
+            problem = check_token("--name", name);
+            if (problem.empty()) problem = check_token("--room", cfg->room);
         }
         if (!problem.empty()) {
             spdlog::error("{}", problem);

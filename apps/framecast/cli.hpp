@@ -29,6 +29,8 @@ command_runner register_send(CLI::App& app);
 command_runner register_stats(CLI::App& app);
 command_runner register_chat(CLI::App& app);
 command_runner register_bench(CLI::App& app);
+command_runner register_sub(CLI::App& app);
+command_runner register_pub(CLI::App& app);
 
 // "HOST:PORT", "[v6addr]:PORT", or ":PORT"/"PORT" (all interfaces); or, where a client
 // connects, a WebSocket URL "ws://HOST[:PORT][/PATH]" (docs/websocket.md).

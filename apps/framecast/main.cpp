@@ -49,6 +49,8 @@ int main(int argc, char** argv) {
     add(framecast::app::register_stats);
     add(framecast::app::register_chat);
     add(framecast::app::register_bench);
+    add(framecast::app::register_sub);
+    add(framecast::app::register_pub);
 
     try {
         app.parse(argc, argv);

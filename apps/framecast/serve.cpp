@@ -100,6 +100,33 @@ bool check_chat(const serve_config& cfg, bool source_given) {
     return true;
 }
 
+// Channels mode: every frame a client receives is half of a (channel, payload) pair.
+bool check_channels(const serve_config& cfg, bool source_given) {
+    const auto& s = cfg.node.server;
+    if (!s.welcome.empty()) {
+        spdlog::error("--channels sends no welcome (a client would read it as a channel name); "
+                      "drop --welcome");
+        return false;
+    }
+    if (source_given && cfg.node.source != io::source_kind::none) {
+        spdlog::error("--channels streams no --source '{}'; clients publish to channels",
+                      cfg.source);
+        return false;
+    }
+    const auto& l = s.channels.limits;
+    if (l.max_name == 0 || l.max_tokens == 0) {
+        spdlog::error("--max-channel-name and --max-tokens must be at least 1");
+        return false;
+    }
+    if (s.codec.max_message < l.max_name + 6) {
+        spdlog::error("--max-message ({}) must hold a command naming the longest channel "
+                      "('UNSUB ' + --max-channel-name {})",
+                      s.codec.max_message, l.max_name);
+        return false;
+    }
+    return true;
+}
+
 // Clamps what the header size cannot announce, and checks what cannot work together.
 bool settle_options(serve_config& cfg, bool source_given) {
     auto& s = cfg.node.server;
@@ -112,6 +139,7 @@ bool settle_options(serve_config& cfg, bool source_given) {
         return false;
     }
     if (s.chat.enabled && !check_chat(cfg, source_given)) return false;
+    if (s.channels.enabled && !check_channels(cfg, source_given)) return false;
     if (s.client_buffer < s.codec.max_message + s.codec.header_size) {
         spdlog::error("--client-buffer ({} bytes) must hold at least one largest message "
                       "(--max-message {} + {} header bytes)",
@@ -307,6 +335,36 @@ void add_auth_options(CLI::App& cmd, serve_config& cfg) {
         ->needs(auth);
 }
 
+void add_channel_options(CLI::App& cmd, serve_config& cfg) {
+    auto& c = cfg.node.server.channels;
+    auto* flag = cmd.add_flag(
+        "--channels", c.enabled,
+        "Named channels (docs/channels.md): a client sends command frames 'SUB pattern', "
+        "'UNSUB pattern' and 'PUB channel' (followed by one payload frame); each delivery is "
+        "two frames, the channel then the payload. Names are dot-separated tokens; in patterns "
+        "'*' matches one token, '>' the rest. Answers and errors arrive on '$sys.ok' and "
+        "'$sys.error'. No welcome, no source; excludes --publish and --chat");
+    flag->excludes(cmd.get_option("--publish"));
+    flag->excludes(cmd.get_option("--chat"));
+    cmd.add_option("--max-channel-name", c.limits.max_name,
+                   "--channels: longest channel name or pattern, in bytes")
+        ->default_val(c.limits.max_name)
+        ->needs(flag);
+    cmd.add_option("--max-tokens", c.limits.max_tokens,
+                   "--channels: most dot-separated tokens in a channel name or pattern")
+        ->default_val(c.limits.max_tokens)
+        ->needs(flag);
+    cmd.add_option("--max-subscriptions", c.limits.max_subscriptions,
+                   "--channels: patterns one client may hold at once")
+        ->default_val(c.limits.max_subscriptions)
+        ->needs(flag);
+    cmd.add_option("--max-channels", c.limits.max_channels,
+                   "--channels: distinct patterns subscribed on this server at once (bounds the "
+                   "subscription trie's memory)")
+        ->default_val(c.limits.max_channels)
+        ->needs(flag);
+}
+
 void add_backplane_options(CLI::App& cmd, serve_config& cfg) {
     auto& b = cfg.backplane;
     cmd.add_option("--backplane", cfg.backplane_url,
@@ -388,6 +446,7 @@ command_runner register_serve(CLI::App& app) {
     add_chat_options(*cmd, *cfg);
     add_tls_options(*cmd, *cfg);
     add_auth_options(*cmd, *cfg);
+    add_channel_options(*cmd, *cfg);
     add_backplane_options(*cmd, *cfg);
     add_metrics_option(*cmd, cfg->metrics);
     add_ws_options(*cmd, *cfg);
@@ -397,8 +456,9 @@ command_runner register_serve(CLI::App& app) {
     return [cfg, source_opt, welcome_opt] {
         const bool source_given = source_opt->count() > 0;
         auto& s = cfg->node.server;
-        if ((s.publish || s.chat.enabled) && !source_given) cfg->node.source = io::source_kind::none;
-        if (s.chat.enabled && welcome_opt->count() == 0) s.welcome.clear();
+        const bool paired = s.chat.enabled || s.channels.enabled;  // frames travel in pairs
+        if ((s.publish || paired) && !source_given) cfg->node.source = io::source_kind::none;
+        if (paired && welcome_opt->count() == 0) s.welcome.clear();
         return run_serve(*cfg, source_given);
     };
 }

@@ -361,7 +361,8 @@ asio::awaitable<error_code> frame_writer::run(tcp::socket& socket, bool half_clo
     }
 }
 
-error_code queue_lines(int fd, send_queue& queue, std::string& what) {
+error_code queue_lines(int fd, send_queue& queue, std::string& what,
+                       std::string_view before_each, std::string_view at_end) {
     std::vector<char> buffer(256 * 1024);
     line_splitter lines(queue.options().max_message);
     std::string batch;  // this read's lines, framed
@@ -380,6 +381,7 @@ error_code queue_lines(int fd, send_queue& queue, std::string& what) {
                 case line_splitter::event::too_long:
                     return fail(errc::message_too_large, lines.too_long_message());
                 case line_splitter::event::line:
+                    batch.append(before_each);
                     if (auto ec = append_frame(batch, lines.line(), queue.options())) {
                         return fail(ec, "cannot send line " + std::to_string(lines.line_number()) +
                                             ": " + ec.message());
@@ -404,6 +406,7 @@ error_code queue_lines(int fd, send_queue& queue, std::string& what) {
     }
     batch.clear();
     if (auto ec = frame_lines([&] { return lines.finish(); })) return ec;
+    batch.append(at_end);
     queue.push_encoded(batch);
     queue.close();
     return {};

@@ -69,6 +69,7 @@ protected:
 private:
     friend class hub;
     friend class chat_room;
+    friend class channel_room;
     std::uint64_t id_ = 0;
     std::size_t index_ = 0;  // in the hub's registry, for O(1) removal
     std::string peer_;

@@ -94,6 +94,13 @@ std::string render_prometheus(const metrics_snapshot& m) {
     w.counter("framecast_chat_names_rejected_total",
               "Chat clients closed for their username (--chat: empty, not UTF-8, too long, in use)",
               c.chat_names_rejected);
+    w.counter("framecast_channel_subscribes_total", "Subscriptions added (--channels)", c.channel_subscribes);
+    w.counter("framecast_channel_unsubscribes_total",
+              "Subscriptions removed (--channels: UNSUB, or the client left)", c.channel_unsubscribes);
+    w.gauge("framecast_channel_subscriptions", "Subscriptions held now (--channels)",
+            static_cast<double>(c.channel_subscribes - c.channel_unsubscribes));
+    w.counter("framecast_channel_errors_total",
+              "Channel commands refused with a $sys.error notice (--channels)", c.channel_errors);
 
     w.family("framecast_client_queue_bytes", "histogram", "Bytes waiting in each client's outbound queue");
     std::array<std::uint64_t, queue_buckets.size()> counts{};

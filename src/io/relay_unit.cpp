@@ -26,6 +26,14 @@ void relay_unit_builder::append_encoded(std::string_view a, std::string_view b,
 }
 
 relay_unit relay_unit_builder::take() noexcept {
+    // A unit reserved large and filled little would hold its reserve in every queue it sits
+    // in, beyond what the byte bounds count: give it back (a copy of a small unit).
+    if (buffer_ && buffer_->capacity() > 2 * buffer_->size() + 4096) {
+        try {
+            buffer_->shrink_to_fit();
+        } catch (...) {  // out of memory: keep the larger buffer
+        }
+    }
     relay_unit unit;
     if (messages_ > 0) unit = {shared_frame(std::move(buffer_)), messages_};
     buffer_.reset();

@@ -7,6 +7,7 @@
 #include <spdlog/spdlog.h>
 
 #include "auth.hpp"
+#include "channel_room.hpp"
 #include "chat_room.hpp"
 #include "expiry.hpp"
 #include "hub.hpp"
@@ -53,6 +54,9 @@ struct server::impl {
           room(owner.opts_.chat.enabled
                    ? std::make_unique<chat_room>(owner.opts_, owner.counters_, clients)
                    : nullptr),
+          channels(owner.opts_.channels.enabled
+                       ? std::make_unique<channel_room>(owner.opts_, owner.counters_, clients)
+                       : nullptr),
           sweep(io, owner.opts_.idle_timeout),
           listeners(io, owner.opts_, owner.counters_, [this] { return clients.size(); },
                     [&owner](std::unique_ptr<transport> t, const identity* who) {
@@ -67,6 +71,7 @@ struct server::impl {
               .counters = owner.counters_,
               .clients = clients,
               .chat = room.get(),
+              .channels = channels.get(),
               .sweep = sweep,
               .publish = [&owner](const relay_unit& u,
                                   const member* m) { owner.publish(u, as_session(m)); },
@@ -98,6 +103,7 @@ struct server::impl {
         std::make_unique<std::array<char, write_batch>>();
     hub clients;
     std::unique_ptr<chat_room> room;
+    std::unique_ptr<channel_room> channels;
     idle_sweep sweep;
     listener listeners;
     asio::steady_timer drain_timer;
@@ -166,7 +172,9 @@ void server::broadcast(std::string_view payload, const session* origin) {
 }
 
 void server::broadcast(const relay_unit& unit, const session* origin) {
-    if (impl_->room) {
+    if (impl_->channels) {
+        impl_->channels->broadcast(unit, as_member(origin));
+    } else if (impl_->room) {
         impl_->room->broadcast(unit, as_member(origin));
     } else {
         impl_->clients.broadcast(unit, as_member(origin));
@@ -174,8 +182,9 @@ void server::broadcast(const relay_unit& unit, const session* origin) {
 }
 
 relay_unit server::relay_unit_of(shared_frame framed) const {
-    // A chat relay is one message in two frames.
-    return adopt_frames(std::move(framed), opts_.codec, opts_.chat.enabled ? 2 : 1);
+    // A chat relay, or a channel delivery, is one message in two frames.
+    const bool pairs = opts_.chat.enabled || opts_.channels.enabled;
+    return adopt_frames(std::move(framed), opts_.codec, pairs ? 2 : 1);
 }
 
 std::uint64_t server::session_id(const session* s) noexcept { return s ? s->id() : 0; }

@@ -89,6 +89,7 @@ void session::close(close_reason why, std::string_view detail) {
     } else if (!text.empty()) {
         spdlog::log(level, "client {} disconnected: {}", peer(), text);
     }
+    if (ctx_.channels) ctx_.channels->leave(*this, channel_seat_);
     transport_->close();
     timer_.cancel();
     if (mid_frame_) ctx_.sweep.unwatch(this);
@@ -122,7 +123,7 @@ void session::check_idle(clock::time_point now) {
 awaitable<void> session::reader() {
     // What this client sends is relayed to the others: while one of them is congested, stop
     // reading (TCP then slows the sender down) instead of queueing more.
-    const bool paced = ctx_.opts.publish || ctx_.chat;
+    const bool paced = ctx_.opts.publish || ctx_.chat || ctx_.channels;
     for (;;) {
         while (paced && ctx_.clients.congested() && !closed_) {
             co_await ctx_.clients.wait_paced();
@@ -171,6 +172,10 @@ bool session::read_turn(bool paced, bool& stop) {
 void session::on_eof() {
     if (decoder_.finish()) {
         close(close_reason::bad_input, decoder_.error_message());
+    } else if (ctx_.channels && !queue_.empty()) {
+        // Channels: the notices answering its last commands still reach it (a publisher
+        // learns what was refused before its connection ends).
+        drain();
     } else {
         close(close_reason::closed_by_peer);
     }
@@ -215,6 +220,7 @@ bool session::on_decode_error() {
 // slow-consumer policy still works in small units.
 bool session::on_message(std::string_view payload) {
     if (ctx_.chat) return on_chat_frame(payload);
+    if (ctx_.channels) return on_channel_frame(payload);
     if (!ctx_.opts.publish || ctx_.shutting_down) {
         spdlog::debug("client {}: ignored a {}-byte message (not publishing)", peer(),
                       payload.size());

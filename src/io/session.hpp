@@ -17,6 +17,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include "channel_room.hpp"
 #include "chat_room.hpp"
 #include "framecast/codec.hpp"
 #include "framecast/io/server.hpp"
@@ -62,6 +63,7 @@ struct session_context {
     server_counters& counters;
     hub& clients;
     chat_room* chat;  // null unless chat mode
+    channel_room* channels;  // null unless channels mode
     idle_sweep& sweep;
     // Where a client's published messages go (the server's ingress: hub or backplane).
     std::function<void(const relay_unit&, const member*)> publish;
@@ -105,6 +107,7 @@ private:
     bool on_message(std::string_view payload);
     bool on_decode_error();
     bool on_chat_frame(std::string_view payload);
+    bool on_channel_frame(std::string_view payload);  // session_channels.cpp
     bool flush_batch();
     void track_mid_frame(bool completed);
     bool awaiting_name() const noexcept { return ctx_.chat && !seat_.joined; }
@@ -120,6 +123,7 @@ private:
     bool draining_ = false;
     // Chat: the seat, and the header bytes of the frame being decoded, as received.
     chat_seat seat_;
+    channel_seat channel_seat_;
 };
 
 }  // namespace framecast::io

@@ -154,8 +154,11 @@ private:
 // Reads `fd` (e.g. 0, stdin) until end of input and queues each line as one frame (split by
 // line_splitter: "\n" or "\r\n" ends a line, a last line without one counts), then closes the
 // queue. A line longer than the largest message is an error (errc::message_too_large). Blocking: run it on a thread of its own. Stops early, closing
-// the queue, when a line cannot be framed; returns that error and sets `what`.
-error_code queue_lines(int fd, send_queue& queue, std::string& what);
+// the queue, when a line cannot be framed; returns that error and sets `what`. `before_each`
+// (frames already encoded, e.g. a channels `PUB` command) is queued before every line's frame,
+// `at_end` after the last line (only when every line was queued).
+error_code queue_lines(int fd, send_queue& queue, std::string& what,
+                       std::string_view before_each = {}, std::string_view at_end = {});
 
 // Completes only when cancelled: a branch of `||` that must not end the group by finishing.
 asio::awaitable<void> wait_forever();

@@ -36,6 +36,9 @@ public:
     // the username frame, then the message's header and payload exactly as received).
     void append_encoded(std::string_view a, std::string_view b = {}, std::string_view c = {});
 
+    // Room for `bytes` in the unit being built (saves the regrowth copies of a unit filled
+    // with many small frames). take() gives back most of a reserve left unused.
+    void reserve(std::size_t bytes) { open().reserve(bytes); }
     // Bytes appended so far.
     std::size_t size() const noexcept { return buffer_ ? buffer_->size() : 0; }
     bool empty() const noexcept { return messages_ == 0; }

@@ -21,6 +21,7 @@
 #include <boost/asio/ip/tcp.hpp>
 
 #include "framecast/codec.hpp"
+#include "framecast/io/channel_limits.hpp"
 #include "framecast/io/frame_queue.hpp"
 #include "framecast/io/relay_unit.hpp"
 #include "framecast/io/transport.hpp"
@@ -76,6 +77,12 @@ struct server_options {
         std::string jwt_alg = "HS256";   // the only algorithm accepted
         bool enabled() const noexcept { return !jwt_key.empty(); }
     } auth;
+    // Channels (docs/channels.md): clients SUB/UNSUB patterns and PUB to channels; every
+    // delivery is a (channel, payload) pair. Excludes publish, chat, a welcome and sources.
+    struct channel_options {
+        bool enabled = false;
+        channel_limits limits;
+    } channels;
 };
 
 // How many bytes of frames travel as one relay unit when messages are relayed in batches (a
@@ -111,6 +118,9 @@ struct server_counters {
     std::uint64_t tls_handshake_failures = 0;  // TLS: connections closed before they were clients
     std::uint64_t auth_refused = 0;   // auth: clients refused (no, bad or expired token)
     std::uint64_t auth_expired = 0;   // auth: clients closed when their token expired
+    std::uint64_t channel_subscribes = 0;    // channels: subscriptions added
+    std::uint64_t channel_unsubscribes = 0;  // channels: removed (UNSUB or the client left)
+    std::uint64_t channel_errors = 0;        // channels: commands refused with a notice
 };
 
 // A connected client, as the server's public interface names it (opaque).

@@ -1,0 +1,190 @@
+// framecast sub HOST:PORT PATTERN...: subscribe to channel patterns on a `serve --channels`
+// server and print each delivery with its channel, until --count deliveries or the server
+// closes. A refused pattern is an error (exit 1), printed with the server's notice.
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <unistd.h>
+
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/write.hpp>
+#include <spdlog/spdlog.h>
+
+#include "channel_client.hpp"
+#include "cli.hpp"
+#include "client_options.hpp"
+#include "framecast/io/json.hpp"
+
+namespace framecast::app {
+namespace {
+
+enum class sub_format { lines, json, framed, raw };
+
+struct sub_config {
+    std::string target;
+    std::vector<std::string> patterns;
+    std::string format_name = "lines";
+    std::uint64_t count = 0;
+    double connect_timeout = 10;
+    codec_flags codec;
+    int verbosity = 0;
+};
+
+// Deliveries as text on stdout, written in big pieces (and whenever the socket goes quiet).
+class printer {
+public:
+    printer(sub_format f, const codec_options& codec) : format_(f), codec_(codec) {}
+
+    void add(std::string_view channel, std::string_view payload) {
+        switch (format_) {
+            case sub_format::lines:
+                out_.append(channel).append(" ").append(payload) += '\n';
+                break;
+            case sub_format::json:
+                out_ += "{\"channel\":\"";
+                io::append_json_string(out_, channel);
+                out_ += count_code_points(payload) ? "\",\"payload\":\"" : "\",\"payload_bytes\":\"";
+                if (count_code_points(payload)) {
+                    io::append_json_string(out_, payload);
+                } else {
+                    out_ += escape_bytes(payload);  // not UTF-8: Python-style \xNN escapes
+                }
+                out_ += "\"}\n";
+                break;
+            case sub_format::framed:
+                append_frame(out_, channel, codec_);
+                append_frame(out_, payload, codec_);
+                break;
+            case sub_format::raw: out_.append(payload); break;
+        }
+        if (out_.size() >= 64 * 1024) flush();
+    }
+    bool flush() {
+        if (!out_.empty() && std::fwrite(out_.data(), 1, out_.size(), stdout) != out_.size()) {
+            failed_ = true;
+        }
+        out_.clear();
+        if (std::fflush(stdout) != 0) failed_ = true;
+        return !failed_;
+    }
+    bool failed() const noexcept { return failed_; }
+
+private:
+    sub_format format_;
+    codec_options codec_;
+    std::string out_;
+    bool failed_ = false;
+};
+
+asio::awaitable<exit_code> run_sub(const sub_config& cfg, sub_format format) {
+    auto ex = co_await asio::this_coro::executor;
+    const endpoint target = parse_endpoint(cfg.target);
+    const std::string name = target.to_string();
+    io::tcp::socket socket(ex);
+    std::string what;
+    const auto failed = co_await io::async_connect(socket, target.host, target.port,
+                                                   to_duration(cfg.connect_timeout), what);
+    if (failed) {
+        spdlog::error("{}", what);
+        co_return exit_code::connect_failed;
+    }
+    const auto codec = cfg.codec.options();
+    std::string commands;
+    for (const auto& p : cfg.patterns) {
+        if (auto ec = append_frame(commands, "SUB " + p, codec)) {
+            spdlog::error("cannot send 'SUB {}': {}", p, ec.message());
+            co_return exit_code_for(ec);
+        }
+    }
+    auto [wec, wn] = co_await asio::async_write(socket, asio::buffer(commands), use_nothrow);
+    if (wec) {
+        spdlog::error("{}: sending the subscriptions failed: {}", name, wec.message());
+        co_return exit_code::failure;
+    }
+
+    printer out(format, codec);
+    std::uint64_t deliveries = 0;
+    std::size_t acked = 0;
+    bool refused = false;
+    pair_reader reader(
+        [&](std::string_view channel, std::string_view payload) {
+            if (channel == sys_ok) {
+                if (++acked == cfg.patterns.size()) {
+                    spdlog::info("subscribed to {} pattern{} on {}", acked, acked == 1 ? "" : "s",
+                                 name);
+                }
+                return true;
+            }
+            if (channel.starts_with("$")) {
+                spdlog::error("{}: {} {}", name, escape_controls(channel, true),
+                              escape_controls(payload, true));
+                if (channel == sys_error) refused = true;
+                return !refused;
+            }
+            out.add(channel, payload);
+            ++deliveries;
+            return !(cfg.count != 0 && deliveries >= cfg.count) && !out.failed();
+        },
+        [&] { out.flush(); });
+    decoder dec(codec, decode_mode::whole);
+    std::vector<char> buffer(256 * 1024);
+    auto r = co_await io::read_frames(socket, dec, buffer, reader);
+    out.flush();
+    if (out.failed()) {
+        spdlog::error("writing to standard output failed");
+        co_return exit_code::failure;
+    }
+    if (refused) co_return exit_code::failure;
+    if (r.ec) {
+        spdlog::error("{}: {}", name, r.message);
+        co_return exit_code_for(r.ec);
+    }
+    if (cfg.count != 0 && deliveries < cfg.count) {
+        spdlog::error("{} closed the connection after {} of {} deliveries", name, deliveries,
+                      cfg.count);
+        co_return exit_code::failure;
+    }
+    co_return exit_code::ok;
+}
+
+}  // namespace
+
+command_runner register_sub(CLI::App& app) {
+    auto cfg = std::make_shared<sub_config>();
+    auto* cmd = app.add_subcommand(
+        "sub",
+        "Subscribe to channel PATTERNs on a 'serve --channels' server and print each delivery "
+        "with its channel (docs/channels.md). Patterns are dot-separated tokens; '*' matches "
+        "one token, '>' all the rest (quote them for the shell).");
+    cmd->add_option("target", cfg->target, "Where to connect: HOST:PORT or [IPv6]:PORT")
+        ->required()
+        ->check(endpoint_validator());
+    cmd->add_option("patterns", cfg->patterns, "Channel patterns, e.g. prices.eu 'news.*' 'log.>'")
+        ->required();
+    cmd->add_option("-o,--output", cfg->format_name,
+                    "lines: 'CHANNEL PAYLOAD' per delivery (a channel has no spaces); json: one "
+                    "object per line with 'channel' and 'payload' keys ('payload_bytes' with "
+                    "\\xNN escapes when the payload is not UTF-8); framed: the two frames as on "
+                    "the wire; raw: the payloads only, back to back")
+        ->check(CLI::IsMember({"lines", "json", "framed", "raw"}))
+        ->capture_default_str();
+    cmd->add_option("-n,--count", cfg->count,
+                    "Exit 0 after N deliveries (non-zero if the server closes before). "
+                    "0: until the server closes");
+    add_seconds_option(*cmd, "--connect-timeout", cfg->connect_timeout,
+                       "Give up connecting after SECONDS");
+    add_codec_options(*cmd, cfg->codec, true);
+    add_verbosity_flags(*cmd, cfg->verbosity);
+    return [cfg] {
+        setup_logging(cfg->verbosity);
+        const auto f = cfg->format_name == "json"     ? sub_format::json
+                       : cfg->format_name == "framed" ? sub_format::framed
+                       : cfg->format_name == "raw"    ? sub_format::raw
+                                                      : sub_format::lines;
+        return run_io([&](asio::io_context&) { return run_sub(*cfg, f); });
+    };
+}
+
+}  // namespace framecast::app

@@ -1,0 +1,158 @@
+#include "channel_room.hpp"
+
+#include <algorithm>
+#include <span>
+
+#include <spdlog/spdlog.h>
+
+namespace framecast::io {
+
+namespace {
+
+// The channel a published unit is for: its first frame. Empty if the unit holds no frame.
+std::string_view channel_of(const relay_unit& unit, decoder& dec) {
+    std::span<const char> in(unit.bytes->data(), unit.bytes->size());
+    if (dec.next(in) != decode_event::frame) return {};
+    return dec.payload();
+}
+
+}  // namespace
+
+channel_room::channel_room(const server_options& opts, server_counters& counters, hub& h)
+    : opts_(opts), counters_(counters), hub_(h) {}
+
+bool channel_room::command(member& m, channel_seat& seat, std::string_view frame) {
+    auto c = parse_command(frame);
+    if (c.error != channel_error::none) {
+        // A bad command frame is one frame: the stream is still in sync, the client stays.
+        fail(m, c.error, c.detail);
+        return !m.closed();
+    }
+    switch (c.what) {
+        case verb::sub: subscribe(m, seat, c.arg, frame); break;
+        case verb::unsub: unsubscribe(m, seat, c.arg, frame); break;
+        case verb::pub: publish(m, seat, c.arg); break;
+        case verb::ping: notify(m, notice_pong, c.arg); break;
+    }
+    return !m.closed();
+}
+
+void channel_room::subscribe(member& m, channel_seat& seat, std::string_view pattern,
+                             std::string_view frame) {
+    const auto& limits = opts_.channels.limits;
+    std::string detail;
+    if (auto e = check_name(pattern, true, limits, detail); e != channel_error::none) {
+        fail(m, e, detail);
+        return;
+    }
+    // At the limit, a pattern already held is still acknowledged (the search runs only there).
+    if (seat.patterns.size() >= limits.max_subscriptions &&
+        std::find(seat.patterns.begin(), seat.patterns.end(), pattern) == seat.patterns.end()) {
+        fail(m, channel_error::too_many_subscriptions,
+             "this client already holds " + std::to_string(seat.patterns.size()) +
+                 " subscriptions (max subscriptions); UNSUB one first");
+        return;
+    }
+    const auto r = trie_.add(pattern, &m, limits.max_channels);
+    if (r == subscription_trie::add_result::too_many_patterns) {
+        fail(m, channel_error::too_many_channels,
+             "the server already holds " + std::to_string(trie_.patterns()) +
+                 " distinct patterns (max channels)");
+        return;
+    }
+    if (r == subscription_trie::add_result::added) {
+        seat.patterns.emplace_back(pattern);
+        ++counters_.channel_subscribes;
+    }
+    // Subscribing twice to one pattern is harmless: acknowledged, still one subscription.
+    notify(m, notice_ok, frame);
+}
+
+void channel_room::unsubscribe(member& m, channel_seat& seat, std::string_view pattern,
+                               std::string_view frame) {
+    // Checked first: the trie reads only well-formed patterns.
+    std::string detail;
+    if (auto e = check_name(pattern, true, opts_.channels.limits, detail);
+        e != channel_error::none) {
+        fail(m, e, detail);
+        return;
+    }
+    if (!trie_.remove(pattern, &m)) {
+        fail(m, channel_error::not_subscribed,
+             "not subscribed to '" + escape_controls(pattern, true) + "'");
+        return;
+    }
+    // From the back: the most recent subscriptions are the likeliest to go first.
+    auto it = std::find(seat.patterns.rbegin(), seat.patterns.rend(), pattern);
+    if (&*it != &seat.patterns.back()) *it = std::move(seat.patterns.back());
+    seat.patterns.pop_back();
+    ++counters_.channel_unsubscribes;
+    notify(m, notice_ok, frame);
+}
+
+void channel_room::publish(member& m, channel_seat& seat, std::string_view channel) {
+    seat.expect_payload = true;
+    // The same channel as the client's last accepted PUB (the common case of a stream of
+    // publishes): checked then, and its frame is shared, so consecutive publishes travel in one
+    // unit.
+    const auto header = opts_.codec.header_size;
+    if (seat.channel_frame && std::string_view(*seat.channel_frame).substr(header) == channel) {
+        seat.drop_payload = false;
+        return;
+    }
+    seat.drop_payload = true;
+    std::string detail;
+    if (auto e = check_name(channel, false, opts_.channels.limits, detail);
+        e != channel_error::none) {
+        fail(m, e, detail + "; its payload frame is dropped");
+        return;
+    }
+    seat.drop_payload = false;
+    seat.channel_frame = std::make_shared<const std::string>(encode_frame(channel, opts_.codec));
+}
+
+void channel_room::broadcast(const relay_unit& unit, const member* origin) {
+    if (!unit) return;
+    decoder dec(opts_.codec, decode_mode::whole);
+    const auto channel = channel_of(unit, dec);
+    if (channel.empty()) return;
+    counters_.messages_broadcast += unit.messages;
+    // Held by this pointer while delivering: a delivery that closes a slow consumer changes the
+    // trie (and the cache), never this list.
+    const auto receivers = trie_.match(channel);
+    for (const member* r : *receivers) {
+        // Nobody receives what it published itself, nor anything once it stopped receiving
+        // (an expired --auth client awaiting its close).
+        if (r == origin || !r->receives_) continue;
+        const_cast<member*>(r)->deliver(unit);
+        counters_.deliveries += unit.messages;
+    }
+}
+
+void channel_room::leave(const member& m, channel_seat& seat) {
+    for (const auto& p : seat.patterns) trie_.remove(p, &m);
+    counters_.channel_unsubscribes += seat.patterns.size();
+    seat.patterns.clear();
+}
+
+// A notice: a (channel, text) pair like every delivery, for this client only.
+void channel_room::notify(member& m, std::string_view channel, std::string_view text) {
+    relay_unit_builder b(opts_.codec);
+    std::string frames = encode_frame(channel, opts_.codec);
+    // The text is cut to what the header and the client's largest message allow.
+    const auto max = std::min<std::uint64_t>(opts_.codec.max_message, 4096);
+    if (append_frame(frames, text.substr(0, max), opts_.codec)) return;
+    b.append_encoded(frames);
+    m.deliver(b.take());
+}
+
+void channel_room::fail(member& m, channel_error e, std::string_view detail) {
+    ++counters_.channel_errors;
+    spdlog::debug("client {}: {}: {}", m.peer(), error_code_text(e), detail);
+    std::string text(error_code_text(e));
+    text += ' ';
+    text += detail;
+    notify(m, notice_error, text);
+}
+
+}  // namespace framecast::io

@@ -1,0 +1,66 @@
+// Channels (`serve --channels`): clients subscribe to patterns and publish to channels, all in
+// the tutorial's frames. The room parses a client's command frames, keeps the subscriptions in
+// a subscription_trie, and delivers each published unit (channel frame + payload frame, built
+// once per publish and shared by every receiver) to the members whose patterns match, through
+// the hub's deliver path (slow consumer, backpressure and byte bounds apply as everywhere).
+// Answers and errors go to the one client as notices on the reserved `$sys.` channels.
+// Reaches clients only through the member interface. docs/channels.md is the specification.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "channel_protocol.hpp"
+#include "framecast/io/server.hpp"
+#include "hub.hpp"
+#include "member.hpp"
+#include "subscription_trie.hpp"
+
+namespace framecast::io {
+
+// A client's part of the room, kept by its session.
+struct channel_seat {
+    std::vector<std::string> patterns;   // held, in subscription order
+    // After `PUB channel`: the next frame is its payload. A refused PUB still takes its
+    // payload frame (and drops it), so the stream stays in sync.
+    bool expect_payload = false;
+    bool drop_payload = false;
+    // The channel frame (header + name) of the last accepted PUB: shared by consecutive
+    // publishes to the same channel, which therefore travel in one unit.
+    shared_frame channel_frame;
+    shared_frame batch_frame;  // the channel of the unit the session is building
+};
+
+class channel_room {
+public:
+    channel_room(const server_options& opts, server_counters& counters, hub& h);
+
+    // A command frame from `m` (not a payload): SUB, UNSUB or PUB. Errors become notices;
+    // false only when `m` was closed meanwhile (e.g. its queue overflowed with notices).
+    bool command(member& m, channel_seat& seat, std::string_view frame);
+    // A published unit entering the room (from this node or the backplane): one or more
+    // (channel frame, payload frame) pairs, all for the channel of the first.
+    void broadcast(const relay_unit& unit, const member* origin);
+    // `m` is closing: drops its subscriptions.
+    void leave(const member& m, channel_seat& seat);
+
+    const subscription_trie& trie() const noexcept { return trie_; }
+
+private:
+    void subscribe(member& m, channel_seat& seat, std::string_view pattern, std::string_view frame);
+    void unsubscribe(member& m, channel_seat& seat, std::string_view pattern,
+                     std::string_view frame);
+    void publish(member& m, channel_seat& seat, std::string_view channel);
+    void notify(member& m, std::string_view channel, std::string_view text);
+    void fail(member& m, channel_error e, std::string_view detail);
+
+    const server_options& opts_;
+    server_counters& counters_;
+    hub& hub_;
+    subscription_trie trie_;
+};
+
+}  // namespace framecast::io

@@ -1,0 +1,33 @@
+// The session's side of channels mode: command frames go to the channel room; the payload
+// frame after a PUB joins this read's unit, which holds consecutive publishes to one channel
+// (one match and one queue entry per receiver for all of them, as --publish batches a read).
+#include "session.hpp"
+
+namespace framecast::io {
+
+bool session::on_channel_frame(std::string_view payload) {
+    auto& seat = channel_seat_;
+    if (!seat.expect_payload) {
+        // A command. A PUB to another channel than the unit being built ends that unit first.
+        const bool ok = ctx_.channels->command(*this, seat, payload);
+        if (!ok) return false;
+        if (!batch_.empty() && seat.expect_payload && seat.batch_frame != seat.channel_frame) {
+            return flush_batch();
+        }
+        return true;
+    }
+    seat.expect_payload = false;
+    if (seat.drop_payload || ctx_.shutting_down) return true;
+    if (!batch_.empty() && batch_.would_exceed(seat.channel_frame->size() + payload.size(),
+                                               relay_unit_bytes(ctx_.opts)) &&
+        !flush_batch()) {
+        return false;
+    }
+    if (batch_.empty()) batch_.reserve(relay_unit_bytes(ctx_.opts) + seat.channel_frame->size());
+    seat.batch_frame = seat.channel_frame;
+    // The payload as it arrived (the decoder checked its header): no second encode.
+    batch_.append_encoded(*seat.channel_frame, decoder_.header_bytes(), payload);
+    return true;
+}
+
+}  // namespace framecast::io

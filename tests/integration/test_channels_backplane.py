@@ -1,0 +1,45 @@
+"""Channels across three nodes through a real redis-server (issue 16): one stream carries every
+publish with its channel inside the entry; each node matches it against its own subscribers."""
+import pytest
+
+from test_backplane import REDIS, redis  # noqa: F401 (the fixture)
+from test_channels import Peer
+
+pytestmark = pytest.mark.skipif(REDIS is None, reason="redis-server not installed")
+
+
+def test_three_nodes_deliver_by_pattern_once_without_echo(procs, redis):  # noqa: F811
+    nodes = [procs.serve("--channels", "--backplane", redis.url("channels"))[1] for _ in range(3)]
+    eu = Peer(nodes[0])
+    eu.sub("prices.eu", "*.eu", "end")            # overlapping: each message once
+    everything = Peer(nodes[1])
+    everything.sub(">")
+    us = Peer(nodes[2])
+    us.sub("prices.us", "end")
+    publisher = Peer(nodes[1])
+    publisher.sub("prices.>", "end")              # its own messages never come back to it
+    other = Peer(nodes[2])
+    other.send("PUB prices.us", "u1", "PUB news.eu", "n1")
+    other.ping()
+    publisher.send("PUB prices.eu", "e1", "PUB prices.us", "u2", "PUB weather.fr", "w1")
+    early = publisher.ping()  # u1 may already have come round
+    # "end" is published last: after it, each subscriber has everything before it (one order).
+    last = Peer(nodes[0])
+    last.send("PUB end", "!")
+    last.ping()
+
+    def until_end(peer):
+        got = []
+        while True:
+            pair = peer.pair()
+            if pair == (b"end", b"!"):
+                return got
+            got.append(pair)
+
+    assert until_end(eu) == [(b"news.eu", b"n1"), (b"prices.eu", b"e1")]
+    assert until_end(us) == [(b"prices.us", b"u1"), (b"prices.us", b"u2")]
+    assert until_end(everything) == [(b"prices.us", b"u1"), (b"news.eu", b"n1"),
+                                     (b"prices.eu", b"e1"), (b"prices.us", b"u2"),
+                                     (b"weather.fr", b"w1")]
+    # The publisher (prices.>) got u1 from the other client, not its own e1 and u2.
+    assert early + until_end(publisher) == [(b"prices.us", b"u1")]
