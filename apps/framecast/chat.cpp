@@ -25,6 +25,7 @@
 #include <spdlog/spdlog.h>
 
 #include "cli.hpp"
+#include "client_security.hpp"
 #include "ws_target.hpp"
 #include "client_options.hpp"
 #include "framecast/io/client.hpp"
@@ -368,7 +369,7 @@ asio::awaitable<exit_code> run_chat(const chat_config& cfg, bool interactive, ch
     if (auto ec = co_await connect_to(socket, target, to_duration(cfg.connect_timeout),
                                              what, opts)) {
         spdlog::error("{}", what);
-        co_return exit_code::connect_failed;
+        co_return connect_exit_code(ec);
     }
 
     auto queue = std::make_shared<io::send_queue>(opts);
@@ -449,6 +450,7 @@ command_runner register_chat(CLI::App& app) {
     add_seconds_option(*cmd, "--connect-timeout", cfg->connect_timeout,
                        "Give up connecting after SECONDS");
     add_codec_options(*cmd, cfg->codec, true);
+    add_security_options(*cmd);
     add_verbosity_flags(*cmd, cfg->verbosity);
 
     return [cfg] {

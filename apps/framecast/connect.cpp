@@ -20,6 +20,7 @@
 #include <spdlog/spdlog.h>
 
 #include "cli.hpp"
+#include "client_security.hpp"
 #include "ws_target.hpp"
 #include "client_options.hpp"
 #include "framecast/io/backoff.hpp"
@@ -244,7 +245,7 @@ private:
         std::string what;
         const auto failed = co_await connect_to(socket, target_, to_duration(cfg_.connect_timeout),
                                                 what, cfg_.codec.options());
-        if (failed) co_return connect_failed(what);
+        if (failed) co_return connect_failed(what, failed);
         spdlog::info("connected to {}", name_);
         const auto res = co_await receive(socket);
         sink_.flush();
@@ -269,10 +270,12 @@ private:
         co_return std::get<0>(std::move(outcome));
     }
 
-    verdict connect_failed(const std::string& what) {
-        if (cfg_.reconnect) return {std::nullopt, what};
+    verdict connect_failed(const std::string& what, error_code ec) {
+        const exit_code code = connect_exit_code(ec);
+        // TLS and auth failures do not heal by retrying.
+        if (cfg_.reconnect && code == exit_code::connect_failed) return {std::nullopt, what};
         spdlog::error("{}", what);
-        return exit_with(exit_code::connect_failed);
+        return exit_with(code);
     }
 
     // Standard output failed: nothing more to do (a closed pipe, e.g. `| head`, is no error).
@@ -375,6 +378,7 @@ command_runner register_connect(CLI::App& app) {
     cmd->add_flag("--line-buffered", cfg->line_buffered,
                   "Write each message to stdout as it arrives (default when stdout is a terminal)");
     add_codec_options(*cmd, cfg->codec, true);
+    add_security_options(*cmd);
     add_verbosity_flags(*cmd, cfg->verbosity);
 
     return [cfg] {

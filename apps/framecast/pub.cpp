@@ -17,6 +17,8 @@
 
 #include "channel_client.hpp"
 #include "cli.hpp"
+#include "client_security.hpp"
+#include "ws_target.hpp"
 #include "client_options.hpp"
 
 namespace framecast::app {
@@ -82,11 +84,11 @@ asio::awaitable<exit_code> run_pub(const pub_config& cfg, io::frame_writer& writ
     const std::string name = target.to_string();
     io::tcp::socket socket(ex);
     std::string what;
-    const auto failed = co_await io::async_connect(socket, target.host, target.port,
-                                                   to_duration(cfg.connect_timeout), what);
+    const error_code failed = co_await connect_to(socket, target, to_duration(cfg.connect_timeout),
+                                                  what, cfg.codec.options());
     if (failed) {
         spdlog::error("{}", what);
-        co_return exit_code::connect_failed;
+        co_return connect_exit_code(failed);
     }
     pub_state st;
     co_await (read_notices(socket, cfg.codec.options(), name, st) ||
@@ -143,6 +145,7 @@ command_runner register_pub(CLI::App& app) {
                        "After the last byte is written, wait up to SECONDS for the server's "
                        "confirmation (exit 7 without it)");
     add_codec_options(*cmd, cfg->codec, true);
+    add_security_options(*cmd);
     add_verbosity_flags(*cmd, cfg->verbosity);
 
     return [cfg] {

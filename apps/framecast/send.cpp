@@ -17,6 +17,7 @@
 #include <spdlog/spdlog.h>
 
 #include "cli.hpp"
+#include "client_security.hpp"
 #include "ws_target.hpp"
 #include "client_options.hpp"
 #include "framecast/io/client.hpp"
@@ -83,10 +84,11 @@ asio::awaitable<exit_code> run_send(const send_config& cfg, io::frame_writer& wr
     const std::string name = target.to_string();
     io::tcp::socket socket(ex);
     std::string what;
-    if (co_await connect_to(socket, target, to_duration(cfg.connect_timeout), what,
-                                   cfg.codec.options())) {
+    const error_code failed = co_await connect_to(socket, target, to_duration(cfg.connect_timeout),
+                                                  what, cfg.codec.options());
+    if (failed) {
         spdlog::error("{}", what);
-        co_return exit_code::connect_failed;
+        co_return connect_exit_code(failed);
     }
     spdlog::debug("connected to {}", name);
 
@@ -125,7 +127,8 @@ command_runner register_send(CLI::App& app) {
                        "Give up connecting after SECONDS");
     add_seconds_option(*cmd, "--close-timeout", cfg->close_timeout,
                        "After the last byte is written, wait up to SECONDS for the peer to close");
-    add_codec_options(*cmd, cfg->codec, true);  // --max-message bounds a stdin line too
+    add_codec_options(*cmd, cfg->codec, true);
+    add_security_options(*cmd);  // --max-message bounds a stdin line too
     add_verbosity_flags(*cmd, cfg->verbosity);
 
     return [cfg] {

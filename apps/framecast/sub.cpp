@@ -14,6 +14,8 @@
 
 #include "channel_client.hpp"
 #include "cli.hpp"
+#include "client_security.hpp"
+#include "ws_target.hpp"
 #include "client_options.hpp"
 #include "framecast/io/json.hpp"
 
@@ -84,11 +86,11 @@ asio::awaitable<exit_code> run_sub(const sub_config& cfg, sub_format format) {
     const std::string name = target.to_string();
     io::tcp::socket socket(ex);
     std::string what;
-    const auto failed = co_await io::async_connect(socket, target.host, target.port,
-                                                   to_duration(cfg.connect_timeout), what);
+    const error_code failed = co_await connect_to(socket, target, to_duration(cfg.connect_timeout),
+                                                  what, cfg.codec.options());
     if (failed) {
         spdlog::error("{}", what);
-        co_return exit_code::connect_failed;
+        co_return connect_exit_code(failed);
     }
     const auto codec = cfg.codec.options();
     std::string commands;
@@ -176,6 +178,7 @@ command_runner register_sub(CLI::App& app) {
     add_seconds_option(*cmd, "--connect-timeout", cfg->connect_timeout,
                        "Give up connecting after SECONDS");
     add_codec_options(*cmd, cfg->codec, true);
+    add_security_options(*cmd);
     add_verbosity_flags(*cmd, cfg->verbosity);
     return [cfg] {
         setup_logging(cfg->verbosity);

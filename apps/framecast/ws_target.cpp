@@ -5,6 +5,17 @@
 #include "framecast/io/endpoint.hpp"
 #include "framecast/io/ws_client.hpp"
 
+#include <algorithm>
+#include <stdexcept>
+
+#include <boost/asio/read.hpp>
+#include <boost/asio/write.hpp>
+
+#include "client_security.hpp"
+#include "framecast/error.hpp"
+#include "framecast/io/tls_client.hpp"
+#include "ws_target.hpp"
+
 namespace framecast::app {
 
 endpoint parse_ws_url(const std::string& text) {
@@ -27,14 +38,95 @@ endpoint parse_ws_url(const std::string& text) {
     }
 }
 
+namespace {
+
+asio::awaitable<error_code> connect_transport(io::tcp::socket& socket, const endpoint& target,
+                                              io::duration timeout, std::string& what,
+                                              const codec_options& codec) {
+    const auto& tls = security_options().tls;
+    if (!target.ws_path.empty()) {
+        if (tls.enabled) {
+            what = "--tls with a ws:// URL: wss:// is not supported by the clients yet";
+            co_return error_code(make_error_code(errc::tls_handshake_failed));
+        }
+        co_return co_await io::async_connect_ws(socket, target.host, target.port, target.ws_path,
+                                                timeout, what, codec);
+    }
+    if (tls.enabled) {
+        co_return co_await io::async_connect_tls(socket, target.host, target.port, tls, timeout,
+                                                 what);
+    }
+    co_return co_await io::async_connect(socket, target.host, target.port, timeout, what);
+}
+
+// Sends the token as one frame and reads the server's answer, exactly one frame (what follows
+// is the stream, for the caller).
+asio::awaitable<error_code> authenticate(io::tcp::socket& socket, const std::string& token,
+                                         const std::string& name, std::string& what,
+                                         const codec_options& codec) {
+    const error_code refused(make_error_code(errc::auth_refused));
+    std::string out;
+    if (auto ec = append_frame(out, token, codec)) {
+        what = "the token cannot be framed: " + ec.message();
+        co_return refused;
+    }
+    auto [wec, wn] = co_await asio::async_write(socket, asio::buffer(out), use_nothrow);
+    if (wec) {
+        what = name + ": sending the token failed: " + wec.message();
+        co_return wec;
+    }
+    codec_options answer_codec = codec;
+    answer_codec.max_message = std::min<std::uint64_t>(codec.max_message, 4096);
+    decoder dec(answer_codec, decode_mode::whole);
+    std::string header(codec.header_size, '\0');
+    auto [hec, hn] = co_await asio::async_read(socket, asio::buffer(header), use_nothrow);
+    std::span<const char> in(header.data(), hn);
+    auto ev = hec ? decode_event::error : dec.next(in);
+    std::string payload;
+    if (ev == decode_event::need_more) {
+        payload.resize(dec.length());
+        auto [pec, pn] = co_await asio::async_read(socket, asio::buffer(payload), use_nothrow);
+        std::span<const char> rest(payload.data(), pn);
+        ev = pec ? decode_event::error : dec.next(rest);
+    }
+    if (ev != decode_event::frame) {
+        what = name + ": no answer to the token (the server closed or sent no frame)";
+        co_return refused;
+    }
+    const std::string_view answer = dec.payload();
+    constexpr std::string_view ok = "framecast: auth ok";
+    constexpr std::string_view no = "framecast: auth refused: ";
+    if (answer == ok) co_return error_code{};
+    if (answer.substr(0, no.size()) == no) {
+        what = name + ": auth refused: " + escape_controls(answer.substr(no.size()));
+    } else {
+        what = name + ": the server did not answer the token (is it `serve --auth jwt`?); its "
+                      "first message was '" + escape_controls(answer.substr(0, 80)) + "'";
+    }
+    co_return refused;
+}
+
+}  // namespace
+
 asio::awaitable<error_code> connect_to(io::tcp::socket& socket, const endpoint& target,
                                            io::duration timeout, std::string& what,
                                            const codec_options& codec) {
-    if (target.ws_path.empty()) {
-        co_return co_await io::async_connect(socket, target.host, target.port, timeout, what);
+    std::string token;
+    try {
+        token = load_token();
+    } catch (const std::runtime_error& e) {
+        what = e.what();
+        co_return error_code(make_error_code(errc::auth_refused));
     }
-    co_return co_await io::async_connect_ws(socket, target.host, target.port, target.ws_path,
-                                            timeout, what, codec);
+    error_code ec = co_await connect_transport(socket, target, timeout, what, codec);
+    if (ec || token.empty()) co_return ec;
+    co_return co_await authenticate(socket, token, target.to_string(), what, codec);
+}
+
+exit_code connect_exit_code(error_code ec) noexcept {
+    const std::error_code e = ec;
+    if (e.category() == codec_category()) return exit_code_for(e);
+    return exit_code::connect_failed;
 }
 
 }  // namespace framecast::app

@@ -27,6 +27,7 @@ enum class exit_code : int {
     address_in_use = 8,     // the listen address is taken
     invalid_utf8 = 9,       // code-point length mode: a payload is not valid UTF-8
     tls_failed = 10,        // TLS: the server's certificate was not verified, or the handshake failed
+    auth_refused = 11,      // the server refused the token (--token)
 };
 
 // X(name, message, exit_code) for every framecast error, in value order (the first is 1; 0 is
@@ -59,7 +60,9 @@ enum class exit_code : int {
     /* TLS: the peer's certificate failed verification (expired, unknown CA, name mismatch). */  \
     X(tls_verify_failed, "TLS certificate verification failed", tls_failed)                      \
     /* TLS: the handshake failed for another reason (protocol version, plaintext peer). */      \
-    X(tls_handshake_failed, "TLS handshake failed", tls_failed)
+    X(tls_handshake_failed, "TLS handshake failed", tls_failed)                                  \
+    /* Auth: the server refused the client's token, or did not answer it. */                    \
+    X(auth_refused, "the server refused the token", auth_refused)
 
 namespace detail {
 // 0-based positions in the map; errc values are these plus one.

@@ -172,7 +172,14 @@ asio::awaitable<auth_result> authenticate(transport& t, const jwt_verifier& v,
         }
     }
     timer.cancel();
-    if (!r.ok && !timed_out) {
+    if (r.ok) {
+        // One frame saying so, before anything of the stream: the client knows where the
+        // answer ends (clients read exactly this frame, then hand the connection on).
+        const std::string ack = encode_frame(accepted_notice, codec);
+        const asio::const_buffer b(ack.data(), ack.size());
+        error_code ec;
+        t.try_write({&b, 1}, ec);
+    } else if (!timed_out) {
         // One frame telling why; the caller closes the connection.
         const std::string notice = encode_frame(refusal_notice(r.error), codec);
         const asio::const_buffer b(notice.data(), notice.size());

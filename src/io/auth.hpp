@@ -58,7 +58,8 @@ asio::awaitable<auth_result> authenticate(transport& t, const jwt_verifier& v,
                                           const codec_options& codec,
                                           std::chrono::steady_clock::duration deadline);
 
-// The text of the refusal notice a client receives.
+// The frame an authenticated client receives first, and the text of a refusal notice.
+inline constexpr std::string_view accepted_notice = "framecast: auth ok";
 std::string refusal_notice(std::string_view reason);
 
 }  // namespace framecast::io

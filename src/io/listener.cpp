@@ -150,6 +150,25 @@ asio::awaitable<void> listener::prepare(tcp::socket socket, std::string peer) {
     } else {
         t = std::make_unique<tcp_transport>(std::move(socket));
     }
+    co_await authenticate_then_admit(std::move(t), std::move(peer));
+}
+
+void listener::accept(std::unique_ptr<transport> t) {
+    if (!auth_) {
+        admit_(std::move(t), nullptr);
+        return;
+    }
+    ++handshakes_;
+    std::string peer = t->peer_name();
+    asio::co_spawn(io_, authenticate_then_admit(std::move(t), std::move(peer)),
+                   [](std::exception_ptr e) {
+                       if (e) std::rethrow_exception(e);
+                   });
+}
+
+// Counted in handshakes_ by the caller; admits `t` once it proved who it is (auth on).
+asio::awaitable<void> listener::authenticate_then_admit(std::unique_ptr<transport> t,
+                                                        std::string peer) {
     std::optional<auth_result> auth;
     if (auth_) {
         auth = co_await authenticate(*t, *auth_, opts_.codec, opts_.tls.handshake_timeout);
@@ -157,11 +176,14 @@ asio::awaitable<void> listener::prepare(tcp::socket socket, std::string peer) {
     --handshakes_;
     if (auth && !auth->ok) {
         ++counters_.auth_refused;
-        spdlog::warn("client {} refused: {}", peer, auth->error);
+        spdlog::warn("client {} refused: {}", peer, escape_controls(auth->error, true));
         t->close();
         co_return;
     }
-    if (closed_) co_return;
+    if (closed_) {
+        t->close();
+        co_return;
+    }
     admit_(std::move(t), auth ? &auth->who : nullptr);
 }
 

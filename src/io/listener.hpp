@@ -42,6 +42,9 @@ public:
     void start();
     // Closes every acceptor; the loops end.
     void close() noexcept;
+    // A connection from another listener (the WebSocket gateway): authenticated first when
+    // auth is on, then admitted.
+    void accept(std::unique_ptr<transport> t);
     // TLS: loads opts.tls's files again for the handshakes that follow; "" or why not.
     std::string reload_tls();
 
@@ -50,6 +53,7 @@ private:
     void on_accepted(asio::ip::tcp::socket socket);
     // TLS handshake and/or authentication, before the connection becomes a client.
     asio::awaitable<void> prepare(asio::ip::tcp::socket socket, std::string peer);
+    asio::awaitable<void> authenticate_then_admit(std::unique_ptr<transport> t, std::string peer);
 
     asio::io_context& io_;
     const server_options& opts_;

@@ -130,6 +130,11 @@ void server::start() {
 
 std::string server::reload_tls() { return impl_->listeners.reload_tls(); }
 
+void server::accept(std::unique_ptr<transport> t) {
+    if (impl_->ctx.shutting_down) return;
+    impl_->listeners.accept(std::move(t));
+}
+
 void server::admit(std::unique_ptr<transport> t) {
     if (impl_->ctx.shutting_down) return;
     ++counters_.clients_accepted;

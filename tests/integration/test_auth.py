@@ -57,6 +57,7 @@ def test_a_valid_token_is_a_client_that_gets_the_stream(procs, secret_file):
     with connect(port) as s:
         s.sendall(frame(token()))
         r = FrameReader(s)
+        assert r.read() == b"framecast: auth ok"  # then the stream, as without auth
         assert r.read() == b"Welcome to the server!"
         assert r.read().startswith(b"The time is ")
     wait_for_log(server, rb"client \S+ connected as alice")
@@ -102,10 +103,10 @@ def test_rs256_and_es256_public_keys_and_no_algorithm_confusion(procs, tmp_path)
     es, es_port = procs.serve("--auth", "jwt", "--jwt-key", ec_pub, "--jwt-alg", "ES256")
     with connect(rs_port) as s:
         s.sendall(frame(token(pem_private(rsa_key), "RS256", sub="bob")))
-        assert FrameReader(s).read() == b"Welcome to the server!"
+        assert FrameReader(s).read() == b"framecast: auth ok"
     with connect(es_port) as s:
         s.sendall(frame(token(pem_private(ec_key), "ES256", sub="carol")))
-        assert FrameReader(s).read() == b"Welcome to the server!"
+        assert FrameReader(s).read() == b"framecast: auth ok"
     # HS256 signed with the RSA *public* key as the secret: the classic confusion attack.
     import hmac, hashlib, base64, json  # noqa: E401 (PyJWT refuses to do this, so by hand)
 
@@ -129,9 +130,9 @@ def test_a_token_that_expires_while_connected_is_told_and_closed(procs, secret_f
     with connect(port) as s:
         s.sendall(frame(token(ttl=2)))
         frames = read_all_frames(s)
-    assert frames[0] == b"Welcome to the server!"
+    assert frames[:2] == [b"framecast: auth ok", b"Welcome to the server!"]
     assert frames[-1] == b"framecast: token expired"
-    assert all(f.startswith(b"The time is ") for f in frames[1:-1])
+    assert all(f.startswith(b"The time is ") for f in frames[2:-1])
     wait_for_log(server, rb"client \S+ disconnected: token expired")
     assert metrics(server)["framecast_auth_expired_total"] == 1
 

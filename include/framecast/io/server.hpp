@@ -151,6 +151,9 @@ public:
     // The same, for a client that proved who it is (auth): named in the log, closed when its
     // token expires.
     void admit(std::unique_ptr<transport> t, const struct identity& who);
+    // A connection accepted elsewhere (the WebSocket gateway): with auth on, its first frame
+    // (message) must be a token, as on the TCP listener; then admit().
+    void accept(std::unique_ptr<transport> t);
 
     // Broadcasts `payload` to every client except `origin` (null: to all). Encodes once. Not
     // for chat mode, where every delivery must be a (username, message) pair.

@@ -1,0 +1,137 @@
+"""The clients over TLS (`connect/send/chat --tls ...`) and with a token (`--token FILE`),
+against `serve --tls-cert ... [--auth jwt]`; certificates made by the test (python3-trustme).
+Each verification failure exits 10 naming the reason."""
+import datetime
+import time
+
+import pytest
+
+from framecast_test import DEADLINE, FrameReader, wait_for_client, wait_for_log
+
+trustme = pytest.importorskip("trustme")
+jwt = pytest.importorskip("jwt")
+
+SECRET = "a-shared-secret-of-at-least-32-bytes!"
+
+
+@pytest.fixture
+def pki(tmp_path):
+    ca = trustme.CA()
+    files = {k: tmp_path / f"{k}.pem" for k in ("ca", "cert", "key", "client", "expired_cert",
+                                                 "expired_key", "other_ca")}
+    ca.cert_pem.write_to_path(str(files["ca"]))
+    server = ca.issue_cert("127.0.0.1", "localhost")
+    server.cert_chain_pems[0].write_to_path(str(files["cert"]))
+    server.private_key_pem.write_to_path(str(files["key"]))
+    ca.issue_cert("alice").private_key_and_cert_chain_pem.write_to_path(str(files["client"]))
+    old = ca.issue_cert("127.0.0.1", not_after=datetime.datetime(2020, 1, 1))
+    old.cert_chain_pems[0].write_to_path(str(files["expired_cert"]))
+    old.private_key_pem.write_to_path(str(files["expired_key"]))
+    trustme.CA().cert_pem.write_to_path(str(files["other_ca"]))
+    return files
+
+
+def serve_tls(procs, files, *args, cert="cert", key="key"):
+    return procs.serve("--tls-cert", files[cert], "--tls-key", files[key], *args)
+
+
+def test_connect_reads_the_time_stream_over_tls(procs, pki):
+    _, port = serve_tls(procs, pki, "--interval", "0.05")
+    c = procs.framecast("connect", f"127.0.0.1:{port}", "--tls", "--tls-ca", pki["ca"],
+                        "--count", "3")
+    assert c.wait() == 0, c.stderr
+    lines = c.stdout.decode().splitlines()
+    assert lines[0] == "Welcome to the server!" and lines[2].startswith("The time is ")
+
+
+@pytest.mark.parametrize("case, extra, cert, reason", [
+    ("unknown CA", ["--tls-ca", "other_ca"], "cert", b"unable to get local issuer certificate"),
+    ("expired", ["--tls-ca", "ca"], "expired_cert", b"certificate has expired"),
+    ("name mismatch", ["--tls-ca", "ca", "--tls-server-name", "other.example"], "cert",
+     b"hostname mismatch"),
+])
+def test_a_server_that_is_not_verified_is_exit_10_with_the_reason(procs, pki, case, extra, cert,
+                                                                   reason):
+    key = "expired_key" if cert == "expired_cert" else "key"
+    _, port = serve_tls(procs, pki, cert=cert, key=key)
+    args = [pki[a] if a in pki else a for a in extra]
+    c = procs.framecast("connect", f"127.0.0.1:{port}", "--tls", *args, "--count", "1")
+    assert c.wait() == 10, (case, c.stderr)
+    assert b"server certificate not verified: " + reason in c.stderr, case
+
+
+def test_insecure_skips_verification_only_when_asked(procs, pki):
+    _, port = serve_tls(procs, pki)
+    c = procs.framecast("connect", f"127.0.0.1:{port}", "--tls", "--tls-insecure", "--count", "1")
+    assert c.wait() == 0, c.stderr
+    assert c.stdout == b"Welcome to the server!\n"
+
+
+def test_tls_to_a_plaintext_server_is_exit_10(procs, pki):
+    server, port = procs.serve("--publish", "--welcome", "")
+    c = procs.framecast("send", f"127.0.0.1:{port}", "--tls", "--tls-ca", pki["ca"], "hello",
+                        "--timeout", "3")
+    assert c.wait() == 10, c.stderr
+
+
+def test_mutual_tls_client_certificate_and_send(procs, pki):
+    server, port = serve_tls(procs, pki, "--tls-client-ca", pki["ca"], "--publish", "--welcome", "")
+    sub = procs.framecast("connect", f"127.0.0.1:{port}", "--tls", "--tls-ca", pki["ca"],
+                          "--tls-cert", pki["client"], "--count", "2")
+    wait_for_log(server, rb"connected \(1 clients\)")
+    s = procs.framecast("send", f"127.0.0.1:{port}", "--tls", "--tls-ca", pki["ca"],
+                        "--tls-cert", pki["client"], "one", "two")
+    assert s.wait() == 0, s.stderr
+    assert sub.wait() == 0, sub.stderr
+    assert sub.stdout == b"one\ntwo\n"
+    # Without a client certificate the server refuses it.
+    bad = procs.framecast("connect", f"127.0.0.1:{port}", "--tls", "--tls-ca", pki["ca"],
+                          "--count", "1", "--timeout", "3")
+    assert bad.wait() != 0
+    wait_for_log(server, rb"client certificate required")
+
+
+def test_token_file_authenticates_connect_and_chat(procs, pki, tmp_path):
+    secret = tmp_path / "secret"
+    secret.write_text(SECRET)
+    token = tmp_path / "token"
+    token.write_text(jwt.encode({"sub": "alice", "exp": int(time.time()) + 600}, SECRET,
+                                algorithm="HS256") + "\n")
+    server, port = serve_tls(procs, pki, "--auth", "jwt", "--jwt-key", secret, "--interval", "0.05")
+    c = procs.framecast("connect", f"127.0.0.1:{port}", "--tls", "--tls-ca", pki["ca"],
+                        "--token", token, "--count", "2")
+    assert c.wait() == 0, c.stderr
+    assert c.stdout.startswith(b"Welcome to the server!\n")
+    wait_for_log(server, rb"connected as alice")
+    # A refused token: the client prints the server's reason and exits non-zero.
+    expired = tmp_path / "expired"
+    expired.write_text(jwt.encode({"sub": "alice", "exp": 1}, SECRET, algorithm="HS256"))
+    c = procs.framecast("connect", f"127.0.0.1:{port}", "--tls", "--tls-ca", pki["ca"],
+                        "--token", expired, "--count", "1")
+    assert c.wait() == 11, c.stderr
+    assert b"auth refused: token expired" in c.stderr
+    assert c.stdout == b""  # nothing of the stream
+    # A token to a server without --auth: told, not silently used as a message.
+    _, plain = procs.serve()
+    c = procs.framecast("connect", f"127.0.0.1:{plain}", "--token", token, "--count", "1")
+    assert c.wait() == 11
+    assert b"did not answer the token" in c.stderr
+
+
+def test_websocket_clients_authenticate_too(procs, tmp_path):
+    secret = tmp_path / "secret"
+    secret.write_text(SECRET)
+    token = tmp_path / "token"
+    token.write_text(jwt.encode({"sub": "bob", "exp": int(time.time()) + 600}, SECRET,
+                                algorithm="HS256"))
+    server, _ = procs.serve("--auth", "jwt", "--jwt-key", secret, "--ws", "127.0.0.1:0",
+                            "--interval", "0.05")
+    ws_port = int(server.wait_for(rb"websocket on ws://127\.0\.0\.1:(\d+)", stream="out").group(1))
+    c = procs.framecast("connect", f"ws://127.0.0.1:{ws_port}/", "--token", token, "--count", "2")
+    assert c.wait() == 0, c.stderr
+    assert c.stdout.startswith(b"Welcome to the server!\n")
+    wait_for_log(server, rb"connected as bob")
+    # A first message that is not a token: the gateway's client is refused like a TCP one.
+    c = procs.framecast("send", f"ws://127.0.0.1:{ws_port}/", "hello")
+    c.wait()
+    wait_for_log(server, rb"refused: not a JWT")
