@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "names.hpp"
+
 namespace framecast::io {
 
 chat_room::chat_room(const server_options& opts, server_counters& counters, hub& h)
@@ -15,9 +17,13 @@ std::string chat_room::check_name(std::string_view name, close_reason& why) cons
         return std::to_string(name.size()) + " bytes, more than " +
                std::to_string(opts_.chat.max_name) + " (max name)";
     }
-    if (opts_.chat.unique_names && names_.contains(std::string(name))) {
+    if (auto problem = name_problem(name); !problem.empty()) {
+        return "username '" + escape_controls(name, true) + "' " + problem;
+    }
+    if (opts_.chat.unique_names && names_.contains(name_skeleton(name))) {
         why = close_reason::name_taken;
-        return "username '" + escape_controls(name, true) + "' is already in use (unique names)";
+        return "username '" + escape_controls(name, true) +
+               "' is already in use, or looks like a name in use (unique names)";
     }
     return {};
 }
@@ -35,12 +41,12 @@ bool chat_room::join(member& m, chat_seat& seat, std::string_view header, std::s
     spdlog::info("{} joined from {}", escape_controls(name, true), m.peer());
     // Replayed before it is a member of the room: a client the replay overflows leaves as a
     // client that never joined.
-    for (const auto& relay : history_) {
-        m.deliver(relay);
+    if (!history_.empty()) {
+        m.deliver(replay());
         if (m.closed()) return false;
     }
     m.name_ = name;
-    if (opts_.chat.unique_names) ++names_[m.name_];
+    if (opts_.chat.unique_names) ++names_[name_skeleton(name)];
     seat.joined = true;
     m.receives_ = true;
     return true;
@@ -58,19 +64,36 @@ void chat_room::broadcast(const relay_unit& relay, const member* origin) {
     hub_.broadcast(relay, origin);
 }
 
+// Whole units are kept (a unit holds the relays of one read): the history may hold a few
+// messages more than asked, never fewer.
 void chat_room::remember(const relay_unit& relay) {
     history_.push_back(relay);
     history_bytes_ += relay.size();
-    while (history_.size() > opts_.chat.history ||
-           (history_bytes_ > opts_.client_buffer / 2 && history_.size() > 1)) {
+    history_messages_ += relay.messages;
+    replay_ = {};
+    while (history_.size() > 1 &&
+           (history_messages_ - history_.front().messages >= opts_.chat.history ||
+            history_bytes_ > opts_.client_buffer / 2)) {
         history_bytes_ -= history_.front().size();
+        history_messages_ -= history_.front().messages;
         history_.pop_front();
     }
 }
 
+const relay_unit& chat_room::replay() {
+    if (replay_) return replay_;
+    auto bytes = std::make_shared<std::string>();
+    bytes->reserve(history_bytes_);
+    for (const auto& r : history_) bytes->append(*r.bytes);
+    replay_ = hub_.budget().track({std::move(bytes), history_messages_});
+    return replay_;
+}
+
 void chat_room::leave(const member& m) {
     if (!opts_.chat.unique_names || m.name().empty()) return;
-    if (auto it = names_.find(m.name()); it != names_.end() && --it->second == 0) names_.erase(it);
+    if (auto it = names_.find(name_skeleton(m.name())); it != names_.end() && --it->second == 0) {
+        names_.erase(it);
+    }
 }
 
 }  // namespace framecast::io

@@ -42,6 +42,7 @@ private:
     // Empty when the name is acceptable; otherwise why not, and the reason to close with.
     std::string check_name(std::string_view name, close_reason& why) const;
     void remember(const relay_unit& relay);
+    const relay_unit& replay();
 
     const server_options& opts_;
     server_counters& counters_;
@@ -49,6 +50,10 @@ private:
     std::unordered_map<std::string, std::size_t> names_;  // in use (unique names only)
     std::deque<relay_unit> history_;
     std::size_t history_bytes_ = 0;
+    std::size_t history_messages_ = 0;
+    // The history as one unit, what every newcomer is sent: built on the first join after the
+    // history changed, then shared by every join (one queue entry each, no copy).
+    relay_unit replay_;
 };
 
 }  // namespace framecast::io
