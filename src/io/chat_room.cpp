@@ -60,8 +60,31 @@ relay_unit chat_room::relay_of(const chat_seat& seat, std::string_view header,
 }
 
 void chat_room::broadcast(const relay_unit& relay, const member* origin) {
-    if (opts_.chat.history > 0) remember(relay);
+    if (opts_.chat.history > 0) {
+        if (relay.messages <= 1) {
+            remember(relay);
+        } else {
+            // A batch (one read's relays): kept per message, so the history holds exactly
+            // the last `history` messages.
+            for (auto& one : split_relays(relay)) remember(one);
+        }
+    }
     hub_.broadcast(relay, origin);
+}
+
+std::vector<relay_unit> chat_room::split_relays(const relay_unit& relay) const {
+    std::vector<relay_unit> out;
+    decoder dec(opts_.codec, decode_mode::whole);
+    std::span<const char> in(relay.bytes->data(), relay.bytes->size());
+    const char* start = in.data();
+    std::size_t frames = 0;
+    while (dec.next(in) == decode_event::frame) {
+        if (++frames % 2 != 0) continue;
+        out.push_back({std::make_shared<const std::string>(start, in.data()), 1});
+        out.back() = hub_.budget().track(out.back());
+        start = in.data();
+    }
+    return out;
 }
 
 // Whole units are kept (a unit holds the relays of one read): the history may hold a few

@@ -10,6 +10,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <vector>
 
 #include "framecast/io/server.hpp"
 #include "hub.hpp"
@@ -43,6 +44,7 @@ private:
     std::string check_name(std::string_view name, close_reason& why) const;
     void remember(const relay_unit& relay);
     const relay_unit& replay();
+    std::vector<relay_unit> split_relays(const relay_unit& relay) const;
 
     const server_options& opts_;
     server_counters& counters_;

@@ -216,16 +216,20 @@ void hub::left_behind(member& m, bool at_once) {
     ++counters_.backpressure_timeouts;
     const auto level = m.warned_lagging_ ? spdlog::level::debug : spdlog::level::warn;
     m.warned_lagging_ = true;
+    const auto ms = std::to_string(opts_.backpressure.count());
+    if (!at_once) {
+        spdlog::log(level,
+                    "client {}: queue over half of the client buffer for {} ms; no longer "
+                    "holding back the sources for it (backpressure)",
+                    m.peer_, ms);
+        return;
+    }
     spdlog::log(level,
-                "client {}: queue over half of the client buffer; {} (backpressure); left to "
-                "the slow-consumer policy",
-                m.peer_,
-                at_once ? "it already held the sources back for " +
-                              std::to_string(opts_.backpressure.count()) + " ms in the last " +
-                              std::to_string(std::chrono::duration_cast<std::chrono::seconds>(
-                                                 hold_window(opts_)).count()) + " s"
-                        : "held the sources back for " +
-                              std::to_string(opts_.backpressure.count()) + " ms");
+                "client {}: queue over half of the client buffer again, after holding back the "
+                "sources for {} ms within {} s; no longer holding them back for it "
+                "(backpressure)",
+                m.peer_, ms,
+                std::chrono::duration_cast<std::chrono::seconds>(hold_window(opts_)).count());
 }
 
 void hub::congestion(int delta) {
