@@ -20,10 +20,16 @@ std::string chat_room::check_name(std::string_view name, close_reason& why) cons
     if (auto problem = name_problem(name); !problem.empty()) {
         return "username '" + escape_controls(name, true) + "' " + problem;
     }
-    if (opts_.chat.unique_names && names_.contains(name_skeleton(name))) {
-        why = close_reason::name_taken;
-        return "username '" + escape_controls(name, true) +
-               "' is already in use, or looks like a name in use (unique names)";
+    if (opts_.chat.unique_names) {
+        if (auto it = names_.find(name_skeleton(name)); it != names_.end()) {
+            why = close_reason::name_taken;
+            if (it->second.name == name) {
+                return "username '" + escape_controls(name, true) +
+                       "' is already in use (unique names)";
+            }
+            return "username '" + escape_controls(name, true) + "' looks like '" +
+                   escape_controls(it->second.name, true) + "', a name in use (unique names)";
+        }
     }
     return {};
 }
@@ -46,7 +52,10 @@ bool chat_room::join(member& m, chat_seat& seat, std::string_view header, std::s
         if (m.closed()) return false;
     }
     m.name_ = name;
-    if (opts_.chat.unique_names) ++names_[name_skeleton(name)];
+    if (opts_.chat.unique_names) {
+        auto& in_use = names_[name_skeleton(name)];
+        if (in_use.count++ == 0) in_use.name = m.name_;
+    }
     seat.joined = true;
     m.receives_ = true;
     return true;
@@ -114,7 +123,7 @@ const relay_unit& chat_room::replay() {
 
 void chat_room::leave(const member& m) {
     if (!opts_.chat.unique_names || m.name().empty()) return;
-    if (auto it = names_.find(name_skeleton(m.name())); it != names_.end() && --it->second == 0) {
+    if (auto it = names_.find(name_skeleton(m.name())); it != names_.end() && --it->second.count == 0) {
         names_.erase(it);
     }
 }

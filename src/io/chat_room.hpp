@@ -49,7 +49,12 @@ private:
     const server_options& opts_;
     server_counters& counters_;
     hub& hub_;
-    std::unordered_map<std::string, std::size_t> names_;  // in use (unique names only)
+    // Names in use (unique names only), by confusable skeleton: how many, and the first.
+    struct name_in_use {
+        std::size_t count = 0;
+        std::string name;
+    };
+    std::unordered_map<std::string, name_in_use> names_;
     std::deque<relay_unit> history_;
     std::size_t history_bytes_ = 0;
     std::size_t history_messages_ = 0;

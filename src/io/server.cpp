@@ -138,10 +138,7 @@ void server::admit(std::unique_ptr<transport> t) {
     std::string peer = t->peer_name();
     auto s = std::make_shared<session>(impl_->ctx, std::move(t), std::move(peer));
     impl_->clients.add(s);
-    std::string more;
-    if (impl_->ctx.connect_log.allow(more)) {
-        spdlog::info("client {} connected ({} clients){}", s->peer(), impl_->clients.size(), more);
-    }
+    spdlog::info("client {} connected ({} clients)", s->peer(), impl_->clients.size());
     s->start();
 }
 

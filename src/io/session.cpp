@@ -93,9 +93,15 @@ void session::close(close_reason why, std::string_view detail) {
     count_close(ctx_.counters, why, decoder_.error());
     const auto level = rule_of(why).level;
     const std::string text = close_text(why, detail);
+    // Info lines (a peer that closed, a read that failed) are not throttled: only warnings a
+    // peer can provoke at will are.
     std::string more;
-    const bool log = ctx_.close_logs[static_cast<std::size_t>(why) % ctx_.close_logs.size()]
-                         .allow(more);
+    const auto kind = static_cast<std::size_t>(why) * (errc_count + 1) +
+                      (decoder_.error().category() == codec_category()
+                           ? static_cast<std::size_t>(decoder_.error().value()) % (errc_count + 1)
+                           : 0);
+    const bool log = level < spdlog::level::warn ||
+                     ctx_.close_logs[kind % ctx_.close_logs.size()].allow(more);
     if (seat_.joined) {
         if (log) {
             spdlog::log(level, "{} left ({}): {}{}", escape_controls(name(), true), peer(), text,

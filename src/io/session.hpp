@@ -81,9 +81,9 @@ struct session_context {
     std::array<char, write_batch>& write_scratch;
     relay_unit welcome;
     bool shutting_down = false;
-    // Per-connection log lines, bounded in volume: "connected" lines, and each close reason's.
-    log_throttle connect_log{1000};
-    std::array<log_throttle, 32> close_logs{};
+    // Per-connection warnings, bounded in volume: one throttle per close reason and, for bad
+    // input, per kind of decode error (so each kind still shows).
+    std::array<log_throttle, 16 * (errc_count + 1)> close_logs{};
     // The decoder of a chat client's first frame: a header announcing more than the name
     // limit fails before the name is buffered.
     codec_options first_frame_codec;

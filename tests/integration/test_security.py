@@ -80,7 +80,7 @@ def test_lookalike_names_are_refused(procs):
     verdicts = attacks.name_verdicts(server, port, attacks.LOOKALIKES + ["Alice", "bob"])
     assert verdicts.pop("bob") is True
     assert not any(verdicts.values()), [n for n, ok in verdicts.items() if ok]
-    wait_for_log(server, rb"looks like a name in use")
+    wait_for_log(server, rb"looks like 'alice', a name in use \(unique names\)")
     wait_for_log(server, rb"contains a format character \(invisible or bidirectional\) "
                          rb"\(U\+202E\)")
     # What the log shows of a name is escaped: no raw separator or bidi control.
