@@ -286,8 +286,10 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--bin", required=True)
     ap.add_argument("--clients", type=int, default=1000)
-    ap.add_argument("--only", default="")
-    ap.add_argument("--extra", nargs="*", default=[], help="more serve options (memory)")
+    ap.add_argument("--only", default="", help="comma-separated: memory,names,flood,"
+                    "backpressure,logs,backplane")
+    ap.add_argument("--extra", default="",
+                    help='more serve options, one string: --extra="--max-per-address 0"')
     args = ap.parse_args()
     ft.BIN = os.path.abspath(args.bin)
     raise_nofile(4 * args.clients + 256)
@@ -298,11 +300,11 @@ def main():
         if want("memory"):
             for mode in ([], ["--publish"]):
                 p, port = procs.serve(*mode, "--idle-timeout", "60", "--source", "none",
-                                      *args.extra)
+                                      *args.extra.split())
                 base = rss_mib(p.p.pid)
                 a = PartialFrames(port, args.clients)
-                peak = peak_rss_mib(p.p.pid)
                 delay = first_frame_delay(port)
+                peak = max(peak_rss_mib(p.p.pid), rss_mib(p.p.pid))
                 print(f"memory {mode or ['default']}: {args.clients} clients x partial 1 MiB "
                       f"frame: RSS {base:.0f} -> {peak:.0f} MiB; sent {a.bytes_sent() / MIB:.0f} "
                       f"MiB; new client first frame after {delay} s", flush=True)
