@@ -476,20 +476,25 @@ private:
     bool accept_sequence(const std::string& id, const std::string& node, std::uint64_t seq) {
         if (seq == 0) return true;  // an entry without a sequence number: nothing to check
         auto& s = last_seq_[node];
-        if (s.last != 0 && seq <= s.last) {
+        if ((s.last != 0 && seq <= s.last) || seq == s.jumped_to) {
             ++duplicates_;
             return false;
         }
-        if (s.last == 0 || seq == s.last + 1 || (s.jumped_to != 0 && seq == s.jumped_to + 1)) {
+        if (seq == s.last + 1 || (s.jumped_to != 0 && seq == s.jumped_to + 1)) {
             s.last = seq;
             s.jumped_to = 0;
             return true;
         }
-        ++jumps_;
-        if (jump_log_.allow(jump_more_)) {
-            spdlog::warn("backplane {}: entry {} of node {} has sequence number {}, expected {}; "
-                         "delivered, not adopted until the node's next entry follows it{}",
-                         describe(), id, io_safe(node), seq, s.last + 1, jump_more_);
+        // The first entry seen from a node (we joined mid-stream) is not adopted either: it
+        // may be forged. Only a jump from a known position is logged and counted.
+        if (s.last != 0) {
+            ++jumps_;
+            if (jump_log_.allow(jump_more_)) {
+                spdlog::warn("backplane {}: entry {} of node {} has sequence number {}, expected "
+                             "{}; delivered, not adopted until the node's next entry follows "
+                             "it{}",
+                             describe(), id, io_safe(node), seq, s.last + 1, jump_more_);
+            }
         }
         s.jumped_to = seq;
         return true;

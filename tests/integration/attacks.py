@@ -357,12 +357,12 @@ def redis_cli(port, *args, password=None):
     return r.stdout.decode(errors="replace").strip()
 
 
-def forge_entries(port, key, node_id):
+def forge_entries(port, key, node_id, password=None):
     """One entry with a huge sequence number for `node_id`, one of garbage bytes."""
     redis_cli(port, "XADD", key, "*", "n", node_id, "s", "99999999999", "c", "0", "f",
-              frame("forged").decode())
+              frame("forged").decode(), password=password)
     redis_cli(port, "XADD", key, "*", "n", "intruder", "s", "1", "c", "0", "f",
-              "garbage \x01\x02 not a frame")
+              "garbage \x01\x02 not a frame", password=password)
 
 
 def backplane_figures(procs):

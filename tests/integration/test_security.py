@@ -191,9 +191,29 @@ def test_forged_and_garbage_backplane_entries_are_rejected(procs, redis):
     assert got[0] == b"forged"  # a well-formed entry is delivered (jump logged)
     assert got[1:] == [f"after-{k}".encode() for k in range(5)]
     wait_for_metric(server, "framecast_backplane_rejected_total", 2)
+    wait_for_log(server, rb"entry \S+ of node \S+ has sequence number 99999999999, expected 2; "
+                         rb"delivered")
     wait_for_metric(server, "framecast_backplane_sequence_jumps_total", lambda v: v >= 1,
                     what=">= 1")
     wait_for_log(server, rb"rejected: not whole frames")
+
+
+@pytest.mark.skipif(REDIS is None, reason="redis-server not installed")
+def test_a_forged_first_entry_of_a_node_does_not_silence_it(procs, redis):
+    """The forged entry comes before anything the node published: it must not be adopted as
+    the node's position either."""
+    url = f"redis://s3cret@127.0.0.1:{redis}/first"
+    server, port = procs.serve("--publish", "--backplane", url, "--welcome", "")
+    node = wait_for_log(server, rb"backplane \S+: node (\S+)").group(1).decode()
+    sub, pub = connect(port), connect(port)
+    for s in (sub, pub):
+        wait_for_client(server, s)
+    attacks.forge_entries(redis, "first", node, password="s3cret")
+    for k in range(5):
+        pub.sendall(frame(f"after-{k}"))
+    reader = FrameReader(sub)
+    got = [reader.read() for _ in range(6)]
+    assert got == [b"forged"] + [f"after-{k}".encode() for k in range(5)]
 
 
 @pytest.mark.skipif(REDIS is None, reason="redis-server not installed")
