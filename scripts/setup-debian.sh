@@ -10,6 +10,7 @@ packages=(
   python3-trustme python3-jwt python3-cryptography    # certificates and tokens made by the tests
   libgtest-dev googletest libbenchmark-dev            # tests and benchmarks
   libhiredis-dev redis-server                         # the Redis backplane and its tests
+  libicu-dev                                          # chat names: ICU's spoof checker
   python3 python3-pytest                              # integration tests with Python peers
   clang-14 libclang-rt-14-dev libfuzzer-14-dev        # fuzzing (libFuzzer)
   libzmq3-dev cppzmq-dev gnuplot-nox                  # framecast bench: the ZeroMQ peers, plots

@@ -3,6 +3,7 @@
 // shutdown. The work is the library's io::node; this file maps the command line onto its
 // options (whose defaults are the ones shown in --help) and its result onto an exit code.
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <csignal>
 #include <cstdio>
@@ -153,6 +154,13 @@ bool settle_options(serve_config& cfg, bool source_given) {
     return true;
 }
 
+// The default memory limit: 1 GiB, or half of the machine's memory when that is less.
+std::size_t default_memory_limit(std::size_t wanted) {
+    const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGE_SIZE);
+    if (pages <= 0 || page <= 0) return wanted;
+    return std::min(wanted, static_cast<std::size_t>(pages) * static_cast<std::size_t>(page) / 2);
+}
+
 exit_code run_serve(serve_config& cfg, bool source_given) {
     setup_logging(cfg.verbosity);
     std::signal(SIGPIPE, SIG_IGN);
@@ -229,6 +237,23 @@ void add_limit_options(CLI::App& cmd, serve_config& cfg) {
                    "Clients connected at once; one more is accepted, logged and closed at once. "
                    "0: no limit beyond file descriptors")
         ->default_val(s.max_clients);
+    cmd.add_option("--max-per-address", s.max_per_address,
+                   "Clients connected at once from one IP address (an IPv6 /64 counts as one); "
+                   "one more is closed at once. 0: no limit")
+        ->default_val(s.max_per_address);
+    add_size_option(cmd, "--memory-limit", s.memory_limit,
+                    "Bytes the whole server may hold for its clients (partial inbound frames, "
+                    "outbound queues, history, pending backplane appends). At it, clients "
+                    "holding partial frames are not read, --slow-consumer is applied to the "
+                    "largest queues first and new connections are refused. Default: 1GiB, or "
+                    "half the machine's memory if less. 0: no limit (see docs/security.md)");
+    add_size_option(cmd, "--min-inbound-rate", s.min_inbound_rate,
+                    "Bytes per second a client in the middle of sending a frame must keep up, "
+                    "measured over --min-inbound-window; a slower one is closed (slowloris). 0: "
+                    "no minimum");
+    add_seconds_option(cmd, "--min-inbound-window", s.min_inbound_window,
+                       "Seconds over which --min-inbound-rate is measured")
+        ->check(CLI::Range(0.1, 3600.0));
     add_size_option(cmd, "--client-buffer", s.client_buffer,
                     "Bytes queued for one client at most; past it --slow-consumer applies");
     cmd.add_option_function<std::string>(
@@ -259,8 +284,12 @@ void add_limit_options(CLI::App& cmd, serve_config& cfg) {
         ->check(CLI::Range(0.0, 1e6));
     cmd.add_option("--max-rate", s.max_rate,
                    "Messages per second one client may send (bursts up to the same number); "
-                   "above it the client is closed as a flood. 0: no limit")
+                   "above it the client is closed as a flood. The default is far above any "
+                   "honest client and stops an empty-frame flood. 0: no limit")
         ->default_val(s.max_rate);
+    add_size_option(cmd, "--max-rate-bytes", s.max_rate_bytes,
+                    "Bytes per second one client may send (bursts up to the same number); above "
+                    "it the client is closed as a flood. 0: no limit");
 }
 
 void add_chat_options(CLI::App& cmd, serve_config& cfg) {
@@ -369,7 +398,8 @@ void add_backplane_options(CLI::App& cmd, serve_config& cfg) {
     auto& b = cfg.backplane;
     cmd.add_option("--backplane", cfg.backplane_url,
                    "Share one stream with other framecast nodes through a broker: "
-                   "redis://HOST[:PORT][/KEY] (a Redis Stream at KEY, default 'framecast'). "
+                   "redis://[[USER:]PASSWORD@]HOST[:PORT][/KEY] (a Redis Stream at KEY, default "
+                   "'framecast'; with a password, AUTH on every connection). "
                    "Every message that enters this node's broadcast is appended there and "
                    "delivered back from it, so all clients on all nodes see one order. "
                    "See docs/backplane.md");
@@ -378,6 +408,11 @@ void add_backplane_options(CLI::App& cmd, serve_config& cfg) {
                    "than this window misses what was trimmed")
         ->default_val(b.retention)
         ->check(CLI::Range(std::uint64_t{1}, std::uint64_t{1} << 40))
+        ->needs("--backplane");
+    add_size_option(cmd, "--backplane-retention-bytes", b.retention_bytes,
+                    "--backplane: bytes the stream keeps (approximately: fewer entries are kept "
+                    "when this node's entries are large). Also set Redis maxmemory "
+                    "(docs/security.md). 0: entries only")
         ->needs("--backplane");
     cmd.add_option("--backplane-pending", b.pending_limit,
                    "--backplane: messages held while the broker is unreachable or slow; beyond "
@@ -453,9 +488,11 @@ command_runner register_serve(CLI::App& app) {
     add_verbosity_flags(*cmd, cfg->verbosity);
     auto* source_opt = cmd->get_option("--source");
     auto* welcome_opt = cmd->get_option("--welcome");
-    return [cfg, source_opt, welcome_opt] {
+    auto* memory_opt = cmd->get_option("--memory-limit");
+    return [cfg, source_opt, welcome_opt, memory_opt] {
         const bool source_given = source_opt->count() > 0;
         auto& s = cfg->node.server;
+        if (memory_opt->count() == 0) s.memory_limit = default_memory_limit(s.memory_limit);
         const bool paired = s.chat.enabled || s.channels.enabled;  // frames travel in pairs
         if ((s.publish || paired) && !source_given) cfg->node.source = io::source_kind::none;
         if (paired && welcome_opt->count() == 0) s.welcome.clear();

@@ -4,6 +4,7 @@
 // nothing of Asio or of the server, so another engine (NATS, ...) can be added beside Redis.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -25,6 +26,10 @@ struct stats {
     std::uint64_t pending = 0;          // waiting to be appended (engine unreachable or busy)
     std::uint64_t dropped = 0;          // not appended: the pending queue was full
     std::uint64_t duplicates = 0;       // entries seen twice (a retried append) and skipped
+    std::uint64_t rejected = 0;         // entries refused: malformed (counted by the reader of
+                                        // the entries, see backplane::reject)
+    std::uint64_t sequence_jumps = 0;   // a node's sequence number skipped ahead (delivered,
+                                        // logged; never used to drop that node's later entries)
     std::uint64_t reconnects = 0;       // connections re-established after a loss
     bool connected = false;             // both directions up
     double lag_seconds = 0;             // age of the newest entry delivered, when delivered
@@ -32,6 +37,8 @@ struct stats {
 
 struct options {
     std::uint64_t retention = 100'000;      // entries the log keeps (approximately; MAXLEN ~)
+    // and their bytes at most (approximately: MAXLEN from the entries' average size)
+    std::uint64_t retention_bytes = 128ull << 20;
     std::size_t pending_limit = 100'000;    // messages held while the engine is unreachable
     std::uint64_t pending_bytes_limit = 256ull << 20;  // and their bytes at most
     double block_seconds = 0.25;            // longest a read waits, so stop() is prompt
@@ -57,12 +64,17 @@ public:
     // Appends what is pending (for at most `drain_seconds`) and stops both directions.
     virtual void stop(double drain_seconds = 2.0) = 0;
     virtual stats snapshot() const = 0;
+    // An entry its reader refused (not whole frames, ...): counted in stats::rejected.
+    virtual void reject() = 0;
+    // Bytes pending append, kept as they change (for the server's memory budget); thread-safe.
+    virtual const std::atomic<std::uint64_t>* pending_bytes_counter() const = 0;
     virtual const std::string& node_id() const = 0;
     virtual std::string describe() const = 0;  // e.g. "redis://127.0.0.1:6379/framecast"
 };
 
-// Makes a backplane from a URL. Supported: redis://HOST:PORT/KEY (a Redis Stream at KEY; PORT
-// defaults to 6379, KEY to "framecast"). Throws std::invalid_argument naming what is wrong.
+// Makes a backplane from a URL. Supported: redis://[USER:PASSWORD@|PASSWORD@]HOST:PORT/KEY (a
+// Redis Stream at KEY; PORT defaults to 6379, KEY to "framecast"; with a password, AUTH on
+// every connection). Throws std::invalid_argument naming what is wrong.
 std::unique_ptr<backplane> make_backplane(const std::string& url, options opts = {});
 
 }  // namespace framecast::backplane

@@ -103,7 +103,10 @@ std::string escape_bytes(std::string_view s);
 
 // Text a peer chose (a username, a chat line), made safe for a terminal or a log line:
 // control characters (C0 and DEL) as \xNN so they cannot move the cursor, clear the screen or
-// forge a line; with `backslash` also '\' (so an escape in the output is always one we made).
+// forge a line, and C1 controls, line and paragraph separators (U+2028/9) and bidirectional
+// controls (U+061C, U+200E/F, U+202A..E, U+2066..9) as \uXXXX so they cannot break a line or
+// reorder what follows; with `backslash` also '\' (so an escape in the output is always one we
+// made).
 // Everything else, UTF-8 included, as is.
 std::string escape_controls(std::string_view s, bool backslash = false);
 

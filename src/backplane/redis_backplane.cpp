@@ -23,7 +23,9 @@
 
 #include "framecast/backplane.hpp"
 #include "framecast/io/backoff.hpp"
+#include "framecast/codec.hpp"
 #include "framecast/io/endpoint.hpp"
+#include "log_throttle.hpp"
 
 namespace framecast::backplane {
 namespace {
@@ -48,6 +50,8 @@ reply_ptr command(redisContext* c, const char* format, Args... args) {
 std::string reply_text(const redisReply* r) { return r && r->str ? std::string(r->str, r->len) : ""; }
 
 struct redis_address {
+    std::string user;      // AUTH user (Redis 6 ACL); empty: the default user
+    std::string password;  // empty: no AUTH
     std::string host;
     int port = 6379;
     std::string key = "framecast";
@@ -63,6 +67,19 @@ redis_address parse_redis_url(const std::string& url) {
     auto slash = rest.find('/');
     std::string hostport = rest.substr(0, slash);
     if (slash != std::string::npos && slash + 1 < rest.size()) a.key = rest.substr(slash + 1);
+    if (auto at = hostport.rfind('@'); at != std::string::npos) {
+        std::string userinfo = hostport.substr(0, at);
+        hostport = hostport.substr(at + 1);
+        if (auto colon = userinfo.find(':'); colon != std::string::npos) {
+            a.user = userinfo.substr(0, colon);
+            a.password = userinfo.substr(colon + 1);
+        } else {
+            a.password = userinfo;
+        }
+        if (a.password.empty()) {
+            throw std::invalid_argument("backplane URL: empty password before '@'");
+        }
+    }
     std::string port;
     if (!hostport.empty() && hostport.front() == '[') {
         auto close = hostport.find(']');
@@ -150,6 +167,7 @@ public:
             return;
         }
         pending_bytes_ += framed->size();
+        pending_bytes_shared_ = pending_bytes_;
         pending_.push_back({std::move(framed), origin_client, next_seq_++});
         cv_.notify_all();
     }
@@ -173,6 +191,8 @@ public:
         s.delivered = delivered_;
         s.dropped = dropped_;
         s.duplicates = duplicates_;
+        s.rejected = rejected_;
+        s.sequence_jumps = jumps_;
         s.reconnects = reconnects_;
         s.connected = reader_up_ && writer_up_;
         s.lag_seconds = lag_ms_ / 1000.0;
@@ -183,9 +203,18 @@ public:
 
     const std::string& node_id() const override { return node_id_; }
 
+    // Never shows the password.
     std::string describe() const override {
-        return "redis://" + io::format_host_port(addr_.host, static_cast<std::uint16_t>(addr_.port)) +
-               "/" + addr_.key;
+        std::string auth;
+        if (!addr_.password.empty()) auth = (addr_.user.empty() ? "" : addr_.user + ":") + "***@";
+        return "redis://" + auth +
+               io::format_host_port(addr_.host, static_cast<std::uint16_t>(addr_.port)) + "/" +
+               addr_.key;
+    }
+
+    void reject() override { ++rejected_; }
+    const std::atomic<std::uint64_t>* pending_bytes_counter() const override {
+        return &pending_bytes_shared_;
     }
 
 private:
@@ -211,6 +240,7 @@ private:
         auto io = std::chrono::duration<double>(opts_.block_seconds + 5.0);
         timeval io_timeout{static_cast<time_t>(io.count()), 0};
         redisSetTimeout(c.get(), io_timeout);
+        if (!addr_.password.empty() && !authenticate(c.get(), role, log)) return nullptr;
         if (log.ever_connected) {
             ++reconnects_;
             spdlog::info("backplane {} ({}): reconnected", describe(), role);
@@ -220,6 +250,21 @@ private:
         log.ever_connected = true;
         log.logged_down = false;
         return c;
+    }
+
+    // AUTH [user] password; false (logged once per outage) when refused.
+    bool authenticate(redisContext* c, const char* role, connection_log& log) {
+        reply_ptr r = addr_.user.empty()
+                          ? command(c, "AUTH %b", addr_.password.data(), addr_.password.size())
+                          : command(c, "AUTH %b %b", addr_.user.data(), addr_.user.size(),
+                                    addr_.password.data(), addr_.password.size());
+        if (r && r->type != REDIS_REPLY_ERROR) return true;
+        if (!log.logged_down) {
+            spdlog::error("backplane {} ({}): authentication failed: {}; retrying with backoff",
+                          describe(), role, r ? reply_text(r.get()) : c->errstr);
+            log.logged_down = true;
+        }
+        return false;
     }
 
     // How long each loop waits before its next connection attempt (one per thread).
@@ -284,6 +329,7 @@ private:
             dropped_ += pending_.size();
             pending_.clear();
             pending_bytes_ = 0;
+            pending_bytes_shared_ = 0;
             return false;
         }
         // Only this thread pops.
@@ -320,11 +366,28 @@ private:
         return !lost;
     }
 
+    // Entries to keep: the retention, or fewer when that many entries of the average size
+    // seen so far (this node's appends) would pass retention_bytes.
+    std::uint64_t retention_entries(const std::vector<pending_message>& batch) {
+        for (const auto& m : batch) {
+            const double size = static_cast<double>(m.framed->size() + 64);  // + fields, ids
+            average_entry_ = average_entry_ == 0 ? size : 0.99 * average_entry_ + 0.01 * size;
+        }
+        std::uint64_t n = opts_.retention;
+        if (opts_.retention_bytes != 0 && average_entry_ > 0) {
+            const auto by_bytes =
+                static_cast<std::uint64_t>(static_cast<double>(opts_.retention_bytes) / average_entry_);
+            n = std::min(n, std::max<std::uint64_t>(by_bytes, 1));
+        }
+        return n;
+    }
+
     bool send_appends(redisContext* c, const std::vector<pending_message>& batch) {
+        const std::uint64_t keep = retention_entries(batch);
         for (const auto& m : batch) {
             if (redisAppendCommand(c, "XADD %b MAXLEN ~ %llu * n %b s %llu c %llu f %b",
                                    addr_.key.data(), addr_.key.size(),
-                                   static_cast<unsigned long long>(opts_.retention),
+                                   static_cast<unsigned long long>(keep),
                                    node_id_.data(), node_id_.size(),
                                    static_cast<unsigned long long>(m.seq),
                                    static_cast<unsigned long long>(m.origin_client),
@@ -343,6 +406,7 @@ private:
             pending_bytes_ -= pending_.front().framed->size();
             pending_.pop_front();
         }
+        pending_bytes_shared_ = pending_bytes_;
     }
 
     void read_loop() {
@@ -400,6 +464,44 @@ private:
         }
     }
 
+    // Per node, the next sequence number is expected. One already seen is a retried append
+    // (skipped). A jump ahead is delivered, logged and counted, but only adopted once the
+    // node's next entry follows it: one forged entry with a huge number must not make every
+    // later entry of that node look like a duplicate.
+    struct node_sequence {
+        std::uint64_t last = 0;
+        std::uint64_t jumped_to = 0;
+    };
+
+    bool accept_sequence(const std::string& id, const std::string& node, std::uint64_t seq) {
+        if (seq == 0) return true;  // an entry without a sequence number: nothing to check
+        auto& s = last_seq_[node];
+        if ((s.last != 0 && seq <= s.last) || seq == s.jumped_to) {
+            ++duplicates_;
+            return false;
+        }
+        if (seq == s.last + 1 || (s.jumped_to != 0 && seq == s.jumped_to + 1)) {
+            s.last = seq;
+            s.jumped_to = 0;
+            return true;
+        }
+        // The first entry seen from a node (we joined mid-stream) is not adopted either: it
+        // may be forged. Only a jump from a known position is logged and counted.
+        if (s.last != 0) {
+            ++jumps_;
+            if (jump_log_.allow(jump_more_)) {
+                spdlog::warn("backplane {}: entry {} of node {} has sequence number {}, expected "
+                             "{}; delivered, not adopted until the node's next entry follows "
+                             "it{}",
+                             describe(), id, io_safe(node), seq, s.last + 1, jump_more_);
+            }
+        }
+        s.jumped_to = seq;
+        return true;
+    }
+
+    static std::string io_safe(const std::string& s) { return framecast::escape_controls(s, true); }
+
     void deliver_entry(const std::string& id, const redisReply* fields) {
         message m;
         std::uint64_t seq = 0;
@@ -420,12 +522,7 @@ private:
             spdlog::warn("backplane {}: entry {} has no payload field; skipped", describe(), id);
             return;
         }
-        auto& last = last_seq_[m.origin_node];
-        if (seq != 0 && seq <= last) {
-            ++duplicates_;
-            return;
-        }
-        last = seq;
+        if (!accept_sequence(id, m.origin_node, seq)) return;
         auto now_ms = static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
             std::chrono::system_clock::now().time_since_epoch()).count());
         auto at = id_millis(id);
@@ -449,7 +546,11 @@ private:
     clock::time_point drain_deadline_{};   // guarded by mu_
     bool positioned_ = false;              // guarded by mu_: the reader knows where to start
 
-    std::unordered_map<std::string, std::uint64_t> last_seq_;  // reader thread only
+    std::unordered_map<std::string, node_sequence> last_seq_;  // reader thread only
+    io::log_throttle jump_log_;                                  // reader thread only
+    std::string jump_more_;
+    double average_entry_ = 0;                                   // writer thread only
+    std::atomic<std::uint64_t> pending_bytes_shared_{0}, rejected_{0}, jumps_{0};
     std::atomic<std::uint64_t> published_{0}, delivered_{0}, dropped_{0}, duplicates_{0},
         reconnects_{0}, lag_ms_{0};
     std::atomic<bool> reader_up_{false}, writer_up_{false};

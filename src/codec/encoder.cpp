@@ -85,18 +85,49 @@ std::string escape_bytes(std::string_view s) {
     return out;
 }
 
+namespace {
+
+// Length of the UTF-8 sequence at `p` (of `n` bytes) when it encodes a code point that can
+// move the cursor, break a line or reorder text: C1 controls, U+061C, U+200E/F, U+2028/9,
+// U+202A..E, U+2066..9; else 0. Sets `cp`.
+std::size_t dangerous_sequence(const unsigned char* p, std::size_t n, unsigned& cp) noexcept {
+    if (n >= 2 && p[0] == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f) {
+        cp = p[1];
+        return 2;
+    }
+    if (n >= 2 && p[0] == 0xd8 && p[1] == 0x9c) {
+        cp = 0x061c;
+        return 2;
+    }
+    if (n >= 3 && p[0] == 0xe2 && (p[1] == 0x80 || p[1] == 0x81)) {
+        cp = 0x2000 + ((p[1] & 0x3fu) << 6) + (p[2] & 0x3fu);
+        const bool bad = cp == 0x200e || cp == 0x200f || cp == 0x2028 || cp == 0x2029 ||
+                         (cp >= 0x202a && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069);
+        return bad ? 3 : 0;
+    }
+    return 0;
+}
+
+}  // namespace
+
 std::string escape_controls(std::string_view s, bool backslash) {
     static constexpr char hex[] = "0123456789abcdef";
     std::string out;
     out.reserve(s.size());
-    for (char ch : s) {
-        auto c = static_cast<unsigned char>(ch);
+    const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+    for (std::size_t i = 0; i < s.size(); ++i) {
+        const unsigned char c = p[i];
+        unsigned cp = 0;
         if (c < 0x20 || c == 0x7f || (backslash && c == '\\')) {
             out += "\\x";
             out += hex[c >> 4];
             out += hex[c & 0xf];
+        } else if (const auto len = dangerous_sequence(p + i, s.size() - i, cp); len != 0) {
+            out += "\\u";
+            for (int shift = 12; shift >= 0; shift -= 4) out += hex[(cp >> shift) & 0xf];
+            i += len - 1;
         } else {
-            out += ch;
+            out += static_cast<char>(c);
         }
     }
     return out;

@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "names.hpp"
+
 namespace framecast::io {
 
 chat_room::chat_room(const server_options& opts, server_counters& counters, hub& h)
@@ -15,9 +17,19 @@ std::string chat_room::check_name(std::string_view name, close_reason& why) cons
         return std::to_string(name.size()) + " bytes, more than " +
                std::to_string(opts_.chat.max_name) + " (max name)";
     }
-    if (opts_.chat.unique_names && names_.contains(std::string(name))) {
-        why = close_reason::name_taken;
-        return "username '" + escape_controls(name, true) + "' is already in use (unique names)";
+    if (auto problem = name_problem(name); !problem.empty()) {
+        return "username '" + escape_controls(name, true) + "' " + problem;
+    }
+    if (opts_.chat.unique_names) {
+        if (auto it = names_.find(name_skeleton(name)); it != names_.end()) {
+            why = close_reason::name_taken;
+            if (it->second.name == name) {
+                return "username '" + escape_controls(name, true) +
+                       "' is already in use (unique names)";
+            }
+            return "username '" + escape_controls(name, true) + "' looks like '" +
+                   escape_controls(it->second.name, true) + "', a name in use (unique names)";
+        }
     }
     return {};
 }
@@ -35,12 +47,15 @@ bool chat_room::join(member& m, chat_seat& seat, std::string_view header, std::s
     spdlog::info("{} joined from {}", escape_controls(name, true), m.peer());
     // Replayed before it is a member of the room: a client the replay overflows leaves as a
     // client that never joined.
-    for (const auto& relay : history_) {
-        m.deliver(relay);
+    if (!history_.empty()) {
+        m.deliver(replay());
         if (m.closed()) return false;
     }
     m.name_ = name;
-    if (opts_.chat.unique_names) ++names_[m.name_];
+    if (opts_.chat.unique_names) {
+        auto& in_use = names_[name_skeleton(name)];
+        if (in_use.count++ == 0) in_use.name = m.name_;
+    }
     seat.joined = true;
     m.receives_ = true;
     return true;
@@ -54,23 +69,63 @@ relay_unit chat_room::relay_of(const chat_seat& seat, std::string_view header,
 }
 
 void chat_room::broadcast(const relay_unit& relay, const member* origin) {
-    if (opts_.chat.history > 0) remember(relay);
+    if (opts_.chat.history > 0) {
+        if (relay.messages <= 1) {
+            remember(relay);
+        } else {
+            // A batch (one read's relays): kept per message, so the history holds exactly
+            // the last `history` messages.
+            for (auto& one : split_relays(relay)) remember(one);
+        }
+    }
     hub_.broadcast(relay, origin);
 }
 
+std::vector<relay_unit> chat_room::split_relays(const relay_unit& relay) const {
+    std::vector<relay_unit> out;
+    decoder dec(opts_.codec, decode_mode::whole);
+    std::span<const char> in(relay.bytes->data(), relay.bytes->size());
+    const char* start = in.data();
+    std::size_t frames = 0;
+    while (dec.next(in) == decode_event::frame) {
+        if (++frames % 2 != 0) continue;
+        out.push_back({std::make_shared<const std::string>(start, in.data()), 1});
+        out.back() = hub_.budget().track(out.back());
+        start = in.data();
+    }
+    return out;
+}
+
+// Whole units are kept (a unit holds the relays of one read): the history may hold a few
+// messages more than asked, never fewer.
 void chat_room::remember(const relay_unit& relay) {
     history_.push_back(relay);
     history_bytes_ += relay.size();
-    while (history_.size() > opts_.chat.history ||
-           (history_bytes_ > opts_.client_buffer / 2 && history_.size() > 1)) {
+    history_messages_ += relay.messages;
+    replay_ = {};
+    while (history_.size() > 1 &&
+           (history_messages_ - history_.front().messages >= opts_.chat.history ||
+            history_bytes_ > opts_.client_buffer / 2)) {
         history_bytes_ -= history_.front().size();
+        history_messages_ -= history_.front().messages;
         history_.pop_front();
     }
 }
 
+const relay_unit& chat_room::replay() {
+    if (replay_) return replay_;
+    auto bytes = std::make_shared<std::string>();
+    bytes->reserve(history_bytes_);
+    for (const auto& r : history_) bytes->append(*r.bytes);
+    replay_ = hub_.budget().track({std::move(bytes), history_messages_});
+    return replay_;
+}
+
 void chat_room::leave(const member& m) {
     if (!opts_.chat.unique_names || m.name().empty()) return;
-    if (auto it = names_.find(m.name()); it != names_.end() && --it->second == 0) names_.erase(it);
+    if (auto it = names_.find(name_skeleton(m.name())); it != names_.end() && --it->second.count == 0) {
+        names_.erase(it);
+    }
 }
 
 }  // namespace framecast::io

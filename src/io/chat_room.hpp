@@ -10,6 +10,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <vector>
 
 #include "framecast/io/server.hpp"
 #include "hub.hpp"
@@ -42,13 +43,24 @@ private:
     // Empty when the name is acceptable; otherwise why not, and the reason to close with.
     std::string check_name(std::string_view name, close_reason& why) const;
     void remember(const relay_unit& relay);
+    const relay_unit& replay();
+    std::vector<relay_unit> split_relays(const relay_unit& relay) const;
 
     const server_options& opts_;
     server_counters& counters_;
     hub& hub_;
-    std::unordered_map<std::string, std::size_t> names_;  // in use (unique names only)
+    // Names in use (unique names only), by confusable skeleton: how many, and the first.
+    struct name_in_use {
+        std::size_t count = 0;
+        std::string name;
+    };
+    std::unordered_map<std::string, name_in_use> names_;
     std::deque<relay_unit> history_;
     std::size_t history_bytes_ = 0;
+    std::size_t history_messages_ = 0;
+    // The history as one unit, what every newcomer is sent: built on the first join after the
+    // history changed, then shared by every join (one queue entry each, no copy).
+    relay_unit replay_;
 };
 
 }  // namespace framecast::io

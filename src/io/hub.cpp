@@ -21,6 +21,9 @@ void member::on_written(std::size_t n) { hub_.written(*this, n); }
 bool member::mark_closed() noexcept {
     if (closed_) return false;
     closed_ = true;
+    // Its frames may be freed now (the memory budget counts them until the last copy goes);
+    // the writer never holds a view into the queue across a suspension.
+    queue_.clear();
     hub_.account(*this);
     hub_.update_congestion(*this);
     return true;
@@ -28,8 +31,9 @@ bool member::mark_closed() noexcept {
 
 // ---------------------------------------------------------------------------------------------
 
-hub::hub(asio::io_context& io, const server_options& opts, server_counters& counters)
-    : opts_(opts), counters_(counters), pace_gate_(io), lag_timer_(io) {}
+hub::hub(asio::io_context& io, const server_options& opts, server_counters& counters,
+         memory_budget& budget)
+    : opts_(opts), counters_(counters), budget_(budget), pace_gate_(io), lag_timer_(io) {}
 
 void hub::add(std::shared_ptr<member> m) {
     m->index_ = members_.size();
@@ -63,6 +67,42 @@ void hub::broadcast(const relay_unit& unit, const member* origin) {
         if (&m == origin || !m.receives_) continue;
         deliver(m, unit);
         counters_.deliveries += unit.messages;
+    }
+    if (budget_.over()) relieve_memory();
+}
+
+void hub::relieve_memory() {
+    // Only while the queues are the larger part of the budget: inbound bytes are handled by
+    // pausing their readers, and closing every subscriber would not free them.
+    std::vector<member*> largest;
+    for (auto& m : members_) {
+        if (!m->closed_ && !m->queue_.empty()) largest.push_back(m.get());
+    }
+    std::sort(largest.begin(), largest.end(), [](const member* a, const member* b) {
+        return a->queue_.bytes() > b->queue_.bytes();
+    });
+    for (member* m : largest) {
+        if (!budget_.over() || budget_.outbound() < budget_.limit() / 2) return;
+        ++counters_.memory_relieved;
+        const std::string why = std::to_string(m->queue_.bytes()) +
+                                " bytes queued, one of the largest queues while the server is at "
+                                "its memory limit (" + std::to_string(budget_.limit()) +
+                                " bytes, memory limit)";
+        if (opts_.slow_consumer == slow_consumer_policy::disconnect) {
+            m->close(close_reason::slow_consumer, why + "; policy disconnect");
+            continue;
+        }
+        const auto r = m->queue_.drop_droppable();
+        counters_.slow_dropped_frames += r.dropped_frames;
+        counters_.slow_dropped_bytes += r.dropped_bytes;
+        if (m->dropped_frames_ == 0) {
+            spdlog::warn("client {}: {}; dropping its queued frames (policy drop-oldest)",
+                         m->peer_, why);
+        }
+        m->dropped_frames_ += r.dropped_frames;
+        m->dropped_bytes_ += r.dropped_bytes;
+        account(*m);
+        update_congestion(*m);
     }
 }
 
@@ -104,11 +144,16 @@ void hub::written(member& m, std::size_t n) {
     }
 }
 
-// queued_total_ follows every queue's size as it changes: O(1) for /healthz.
+// queued_total_ follows every queue's size as it changes: O(1) for /healthz. The memory
+// budget counts the entries (the frames' bytes are counted once, where they are broadcast).
 void hub::account(member& m) noexcept {
     const std::size_t now = m.closed_ ? 0 : m.queue_.bytes();
     queued_total_ = queued_total_ - m.accounted_bytes_ + now;
     m.accounted_bytes_ = now;
+    const std::size_t entries = m.closed_ ? 0 : m.queue_.size();
+    budget_.sub_entries(m.accounted_entries_);
+    budget_.add_entries(entries);
+    m.accounted_entries_ = entries;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -119,25 +164,72 @@ bool backpressure_on(const server_options& o) { return o.backpressure.count() > 
 }  // namespace
 
 // After a member's queue grew or shrank: over half of the client buffer it holds back the
-// sources that can wait (until it is back to a quarter, or for at most `backpressure`, after
-// which it is left to the slow-consumer policy).
+// sources that can wait (until it is back to a quarter, or for at most `backpressure` within a
+// hold window, after which it is left to the slow-consumer policy).
 void hub::update_congestion(member& m) {
     if (!backpressure_on(opts_) || stopped_) return;
     const std::size_t bytes = m.closed_ ? 0 : m.queue_.bytes();
     const std::size_t limit = m.queue_.limit();
+    const auto now = clock::now();
     if (bytes > limit / 2) {
-        if (!m.congested_ && !m.lagging_) {
-            m.congested_ = true;
-            m.congested_since_ = clock::now();
-            congestion(+1);
-        }
+        if (!m.congested_ && !m.lagging_) start_holding(m, now);
     } else if (bytes <= limit / 4) {
         m.lagging_ = false;
         if (m.congested_) {
-            m.congested_ = false;
+            stop_holding(m, now);
             congestion(-1);
         }
     }
+}
+
+namespace {
+// The window over which a client's holds add up: ten times the longest single hold.
+clock::duration hold_window(const server_options& o) { return 10 * o.backpressure; }
+}  // namespace
+
+void hub::start_holding(member& m, clock::time_point now) {
+    if (m.hold_window_start_ == clock::time_point{} ||
+        now - m.hold_window_start_ > hold_window(opts_)) {
+        m.hold_window_start_ = now;
+        m.held_ = {};
+    }
+    if (m.held_ >= opts_.backpressure) {
+        // It has held everyone back for its whole share of this window already.
+        ++counters_.backpressure_repeat;
+        left_behind(m, true);
+        return;
+    }
+    m.congested_ = true;
+    m.congested_since_ = now;
+    congestion(+1);
+    const auto until = now + (opts_.backpressure - m.held_);
+    if (congested_ == 1 || until < lag_timer_.expiry()) arm_lag_timer(until - now);
+}
+
+void hub::stop_holding(member& m, clock::time_point now) {
+    m.congested_ = false;
+    m.held_ += now - m.congested_since_;
+}
+
+void hub::left_behind(member& m, bool at_once) {
+    m.lagging_ = true;
+    ++counters_.backpressure_timeouts;
+    const auto level = m.warned_lagging_ ? spdlog::level::debug : spdlog::level::warn;
+    m.warned_lagging_ = true;
+    const auto ms = std::to_string(opts_.backpressure.count());
+    if (!at_once) {
+        spdlog::log(level,
+                    "client {}: queue over half of the client buffer for {} ms; no longer "
+                    "holding back the sources for it (backpressure)",
+                    m.peer_, ms);
+        return;
+    }
+    spdlog::log(level,
+                "client {}: queue over half of the client buffer again, after holding back the "
+                "sources for {} ms within {} s; no longer holding them back for it "
+                "(backpressure)",
+                m.peer_, ms,
+                std::chrono::duration_cast<std::chrono::seconds>(hold_window(opts_)).count());
 }
 
 void hub::congestion(int delta) {
@@ -146,7 +238,6 @@ void hub::congestion(int delta) {
             // Closed: waiters wait until cancel(). Re-arming cancels nobody (there are no
             // waiters while nothing is congested).
             pace_gate_.expires_at(asio::steady_timer::time_point::max());
-            arm_lag_timer(opts_.backpressure);
         }
     } else if (--congested_ == 0) {
         pace_gate_.cancel();
@@ -161,32 +252,28 @@ void hub::arm_lag_timer(clock::duration after) {
     });
 }
 
-// A member that stayed over half its queue for `backpressure` no longer holds the sources: it
-// is up to the slow-consumer policy whether it catches up, is cut off or misses frames.
+// A member that held the sources for its share (`backpressure` within its hold window) no
+// longer holds them: it is up to the slow-consumer policy whether it catches up, is cut off or
+// misses frames.
 void hub::on_lag_timer() {
     if (stopped_) return;
     const auto now = clock::now();
-    const auto cutoff = now - opts_.backpressure;
     auto earliest = clock::time_point::max();
     for (auto& m : members_) {
         if (!m->congested_) continue;
-        if (m->congested_since_ > cutoff) {
-            earliest = std::min(earliest, m->congested_since_);
+        const auto until = m->congested_since_ + (opts_.backpressure - m->held_);
+        if (until > now) {
+            earliest = std::min(earliest, until);
             continue;
         }
-        m->congested_ = false;
-        m->lagging_ = true;
+        stop_holding(*m, now);
         --congested_;
-        ++counters_.backpressure_timeouts;
-        spdlog::log(pace_waiters_ > 0 ? spdlog::level::warn : spdlog::level::debug,
-                    "client {}: queue over half of the client buffer for {} ms; no longer "
-                    "holding back the sources for it (backpressure)",
-                    m->peer_, opts_.backpressure.count());
+        left_behind(*m, false);
     }
     if (congested_ == 0) {
         pace_gate_.cancel();
     } else {
-        arm_lag_timer(earliest + opts_.backpressure - now);
+        arm_lag_timer(earliest - now);
     }
 }
 

@@ -18,12 +18,14 @@
 
 #include "framecast/io/server.hpp"
 #include "member.hpp"
+#include "memory_budget.hpp"
 
 namespace framecast::io {
 
 class hub {
 public:
-    hub(asio::io_context& io, const server_options& opts, server_counters& counters);
+    hub(asio::io_context& io, const server_options& opts, server_counters& counters,
+        memory_budget& budget);
 
     // Registers `m` under a new id.
     void add(std::shared_ptr<member> m);
@@ -35,6 +37,9 @@ public:
 
     // Queues `unit` for every member that receives broadcasts, except `origin`.
     void broadcast(const relay_unit& unit, const member* origin);
+    // At the memory limit: applies the slow-consumer policy to the largest queues first until
+    // the budget is back under it (or no queue is left to relieve).
+    void relieve_memory();
 
     // Backpressure.
     bool congested() const noexcept { return congested_ > 0; }
@@ -45,6 +50,7 @@ public:
     void stop_pacing();
 
     std::size_t queued_bytes_total() const noexcept { return queued_total_; }
+    memory_budget& budget() noexcept { return budget_; }
 
 private:
     friend class member;
@@ -52,12 +58,16 @@ private:
     void written(member& m, std::size_t n);
     void account(member& m) noexcept;
     void update_congestion(member& m);
+    void start_holding(member& m, std::chrono::steady_clock::time_point now);
+    void stop_holding(member& m, std::chrono::steady_clock::time_point now);
+    void left_behind(member& m, bool at_once);
     void congestion(int delta);
     void arm_lag_timer(std::chrono::steady_clock::duration after);
     void on_lag_timer();
 
     const server_options& opts_;
     server_counters& counters_;
+    memory_budget& budget_;
     std::vector<std::shared_ptr<member>> members_;
     std::unordered_map<std::uint64_t, member*> by_id_;
     std::uint64_t next_id_ = 1;

@@ -19,8 +19,9 @@ namespace framecast::io {
 using asio::ip::tcp;
 
 listener::listener(asio::io_context& io, const server_options& opts, server_counters& counters,
-                   std::function<std::size_t()> clients, admit_fn admit)
-    : io_(io), opts_(opts), counters_(counters), clients_(std::move(clients)),
+                   const memory_budget& budget, std::function<std::size_t()> clients,
+                   admit_fn admit)
+    : io_(io), opts_(opts), counters_(counters), budget_(budget), clients_(std::move(clients)),
       admit_(std::move(admit)) {
     // A certificate or key that does not load is an error before anything listens.
     if (opts_.tls.enabled()) tls_ = make_tls_server_context(opts_.tls);
@@ -102,26 +103,84 @@ asio::awaitable<void> listener::accept_loop(tcp::acceptor& acceptor) {
     }
 }
 
-void listener::on_accepted(tcp::socket socket) {
+namespace {
+
+// What max_per_address counts as one address: an IPv4 address (also when mapped into IPv6),
+// or the /64 prefix of an IPv6 one (what one host or site usually gets).
+std::string address_key(const asio::ip::address& a) {
+    if (a.is_v6()) {
+        auto v6 = a.to_v6();
+        if (v6.is_v4_mapped()) return asio::ip::make_address_v4(asio::ip::v4_mapped, v6).to_string();
+        auto bytes = v6.to_bytes();
+        std::fill(bytes.begin() + 8, bytes.end(), 0);
+        return asio::ip::address_v6(bytes).to_string() + "/64";
+    }
+    return a.to_string();
+}
+
+}  // namespace
+
+std::string listener::refusal(const asio::ip::address& addr, log_throttle*& throttle) {
     const std::size_t connected = clients_() + handshakes_;
     if (opts_.max_clients != 0 && connected >= opts_.max_clients) {
-        error_code ec;
-        auto peer = socket.remote_endpoint(ec);
         ++counters_.clients_rejected;
-        spdlog::warn("client {} rejected: {} clients connected, the limit (max clients)",
-                     ec ? std::string("(unknown peer)") : format_endpoint(peer), connected);
+        throttle = &full_log_;
+        return std::to_string(connected) + " clients connected, the limit (max clients)";
+    }
+    if (budget_.over()) {
+        ++counters_.clients_rejected;
+        ++counters_.memory_refused;
+        throttle = &memory_log_;
+        return "the server holds " + std::to_string(budget_.used()) + " bytes, at its limit of " +
+               std::to_string(budget_.limit()) + " (memory limit)";
+    }
+    if (opts_.max_per_address != 0) {
+        auto it = per_address_->find(address_key(addr));
+        if (it != per_address_->end() && it->second >= opts_.max_per_address) {
+            ++counters_.clients_rejected;
+            ++counters_.per_address_rejected;
+            throttle = &per_address_log_;
+            return std::to_string(it->second) + " clients connected from " + it->first +
+                   ", the limit (max per address)";
+        }
+    }
+    return {};
+}
+
+std::shared_ptr<void> listener::take_slot(const std::string& key) {
+    auto counts = per_address_;
+    ++(*counts)[key];
+    return std::shared_ptr<void>(nullptr, [counts, key](void*) {
+        if (auto it = counts->find(key); it != counts->end() && --it->second == 0) counts->erase(it);
+    });
+}
+
+void listener::on_accepted(tcp::socket socket) {
+    error_code ec;
+    auto peer = socket.remote_endpoint(ec);
+    log_throttle* throttle = nullptr;
+    const std::string why = refusal(peer.address(), throttle);
+    if (!why.empty()) {
+        std::string more;
+        if (throttle->allow(more)) {
+            spdlog::warn("client {} rejected: {}{}",
+                         ec ? std::string("(unknown peer)") : format_endpoint(peer), why, more);
+        }
         socket.close(ec);
         return;
     }
+    std::shared_ptr<void> slot;
+    if (opts_.max_per_address != 0 && !ec) slot = take_slot(address_key(peer.address()));
     if (!tls_ && !auth_) {
-        admit_(std::make_unique<tcp_transport>(std::move(socket)), nullptr);
+        auto t = std::make_unique<tcp_transport>(std::move(socket));
+        t->hold(std::move(slot));
+        admit_(std::move(t), nullptr);
         return;
     }
-    error_code ec;
-    auto peer_ep = socket.remote_endpoint(ec);
-    std::string peer = ec ? std::string("(unknown peer)") : format_endpoint(peer_ep);
+    std::string name = ec ? std::string("(unknown peer)") : format_endpoint(peer);
     ++handshakes_;
-    asio::co_spawn(io_, prepare(std::move(socket), std::move(peer)), [](std::exception_ptr e) {
+    asio::co_spawn(io_, prepare(std::move(socket), std::move(name), std::move(slot)),
+                   [](std::exception_ptr e) {
         if (e) std::rethrow_exception(e);
     });
 }
@@ -130,7 +189,8 @@ void listener::on_accepted(tcp::socket socket) {
 // is: until then it sees nothing, and one that does not finish within the deadline (a
 // plaintext client waiting for a welcome, a slow handshake holding a slot) is closed with the
 // reason in the log.
-asio::awaitable<void> listener::prepare(tcp::socket socket, std::string peer) {
+asio::awaitable<void> listener::prepare(tcp::socket socket, std::string peer,
+                                        std::shared_ptr<void> slot) {
     std::unique_ptr<transport> t;
     if (tls_) {
         auto tls = std::make_unique<tls_transport>(std::move(socket), tls_);
@@ -150,6 +210,7 @@ asio::awaitable<void> listener::prepare(tcp::socket socket, std::string peer) {
     } else {
         t = std::make_unique<tcp_transport>(std::move(socket));
     }
+    t->hold(std::move(slot));  // the per-address slot, from now on with the connection
     co_await authenticate_then_admit(std::move(t), std::move(peer));
 }
 

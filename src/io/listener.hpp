@@ -6,6 +6,8 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "framecast/io/asio.hpp"
@@ -15,6 +17,8 @@
 
 #include "framecast/io/server.hpp"
 #include "framecast/io/transport.hpp"
+#include "log_throttle.hpp"
+#include "memory_budget.hpp"
 
 namespace boost::asio::ssl {
 class context;
@@ -32,7 +36,7 @@ public:
     using admit_fn = std::function<void(std::unique_ptr<transport>, const identity* who)>;
     // `clients` tells how many are connected now (for max_clients).
     listener(asio::io_context& io, const server_options& opts, server_counters& counters,
-             std::function<std::size_t()> clients, admit_fn admit);
+             const memory_budget& budget, std::function<std::size_t()> clients, admit_fn admit);
 
     ~listener();
 
@@ -52,12 +56,18 @@ private:
     asio::awaitable<void> accept_loop(asio::ip::tcp::acceptor& acceptor);
     void on_accepted(asio::ip::tcp::socket socket);
     // TLS handshake and/or authentication, before the connection becomes a client.
-    asio::awaitable<void> prepare(asio::ip::tcp::socket socket, std::string peer);
+    asio::awaitable<void> prepare(asio::ip::tcp::socket socket, std::string peer,
+                                  std::shared_ptr<void> slot);
     asio::awaitable<void> authenticate_then_admit(std::unique_ptr<transport> t, std::string peer);
+    // Why `socket` is turned away (empty: admit it); the log line's throttle to use.
+    std::string refusal(const asio::ip::address& addr, log_throttle*& throttle);
+    // A slot counted against `addr` until the returned token is released.
+    std::shared_ptr<void> take_slot(const std::string& key);
 
     asio::io_context& io_;
     const server_options& opts_;
     server_counters& counters_;
+    const memory_budget& budget_;
     std::function<std::size_t()> clients_;
     admit_fn admit_;
     std::vector<std::unique_ptr<asio::ip::tcp::acceptor>> acceptors_;
@@ -66,6 +76,11 @@ private:
     std::size_t handshakes_ = 0;  // connections in prepare() (count as clients for max_clients)
     bool closed_ = false;
     std::chrono::steady_clock::time_point last_error_log_{};
+    // Connections per address (IPv4, or an IPv6 /64), for max_per_address. Shared with the
+    // slots' release, which may run after the listener is gone.
+    std::shared_ptr<std::unordered_map<std::string, std::size_t>> per_address_ =
+        std::make_shared<std::unordered_map<std::string, std::size_t>>();
+    log_throttle full_log_, per_address_log_, memory_log_;
 };
 
 }  // namespace framecast::io

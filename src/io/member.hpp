@@ -81,9 +81,16 @@ private:
     bool congested_ = false;
     bool lagging_ = false;
     std::chrono::steady_clock::time_point congested_since_{};
+    // Fair backpressure: how long it held the sources within the window that began at
+    // hold_window_start_; once that reaches `backpressure` it no longer holds them until the
+    // window ends (a client cannot cycle its queue to hold everyone back indefinitely).
+    std::chrono::steady_clock::duration held_{};
+    std::chrono::steady_clock::time_point hold_window_start_{};
+    bool warned_lagging_ = false;  // the warning is logged once per client
     // The current drop episode (drop-oldest), logged when the client catches up.
     std::uint64_t dropped_frames_ = 0, dropped_bytes_ = 0;
     std::size_t accounted_bytes_ = 0;  // this queue's share of hub::queued_bytes_total()
+    std::size_t accounted_entries_ = 0;  // and its entries' share of the memory budget
 };
 
 }  // namespace framecast::io

@@ -39,6 +39,7 @@ metrics_snapshot snapshot_metrics(const server& srv) {
     m.counters = srv.counters();
     m.queue_bytes = srv.client_queue_bytes();
     m.policy = srv.options().slow_consumer;
+    m.memory_used = srv.memory_used();
     return m;
 }
 
@@ -90,6 +91,22 @@ std::string render_prometheus(const metrics_snapshot& m) {
               c.auth_refused);
     w.counter("framecast_auth_expired_total",
               "Clients closed when their token expired while connected (--auth)", c.auth_expired);
+    w.counter("framecast_memory_refused_total",
+              "Connections refused at the memory limit (--memory-limit)", c.memory_refused);
+    w.counter("framecast_memory_paused_reads_total",
+              "Clients holding a partial frame not read at the memory limit", c.memory_paused);
+    w.counter("framecast_memory_relieved_queues_total",
+              "Queues the slow-consumer policy was applied to at the memory limit", c.memory_relieved);
+    w.counter("framecast_per_address_rejected_total",
+              "Connections closed at once: over --max-per-address", c.per_address_rejected);
+    w.counter("framecast_backpressure_repeat_total",
+              "Clients left to the slow-consumer policy at once: they had held the sources for "
+              "--backpressure within the hold window",
+              c.backpressure_repeat);
+    w.gauge("framecast_memory_used_bytes",
+            "What the memory budget counts: partial inbound frames, queues, history, pending "
+            "backplane appends",
+            static_cast<double>(m.memory_used));
     w.counter("framecast_chat_joins_total", "Chat usernames accepted (--chat)", c.chat_joins);
     w.counter("framecast_chat_names_rejected_total",
               "Chat clients closed for their username (--chat: empty, not UTF-8, too long, in use)",
@@ -128,6 +145,12 @@ std::string render_prometheus(const metrics_snapshot& m) {
         w.counter("framecast_backplane_dropped_total", "Entries not appended: pending queue full", b.dropped);
         w.counter("framecast_backplane_duplicates_total", "Backplane entries skipped as already delivered", b.duplicates);
         w.counter("framecast_backplane_reconnects_total", "Backplane reconnections", b.reconnects);
+        w.counter("framecast_backplane_rejected_total",
+                  "Backplane entries refused: not whole frames, not one sender's relays, bad name",
+                  b.rejected);
+        w.counter("framecast_backplane_sequence_jumps_total",
+                  "Backplane entries whose node sequence number skipped ahead (delivered)",
+                  b.sequence_jumps);
     }
     return w.out;
 }

@@ -14,6 +14,7 @@
 
 #include "framecast/io/metrics.hpp"
 #include "framecast/io/sources.hpp"
+#include "log_throttle.hpp"
 
 namespace framecast::io {
 
@@ -81,6 +82,7 @@ struct node::impl {
     std::uint64_t own_delivered = 0;
     std::error_code error;
     steady::time_point started = steady::now();
+    log_throttle reject_log;  // the backplane's thread only
 
     impl(node_options o, std::unique_ptr<backplane::backplane> b)
         : opts(std::move(o)), bp(std::move(b)), srv(io, opts.server) {}
@@ -189,10 +191,23 @@ struct node::impl {
             bp->publish(unit.bytes, server::session_id(origin));
             check_echo();  // a full pending queue drops it at once
         });
+        srv.count_external_memory(bp->pending_bytes_counter());
         bp->start([this, own = bp->node_id()](backplane::message m) {
-            // Counted here, on the backplane's thread, with the codec's own decoder: the io
-            // thread only queues the unit.
-            auto unit = srv.relay_unit_of(std::move(m.framed));
+            // Checked and counted here, on the backplane's thread, with the codec's own
+            // decoder: the io thread only queues the unit. Redis is not trusted: an entry
+            // anyone could XADD must not break the clients' framing.
+            std::string problem;
+            auto unit = srv.checked_unit(std::move(m.framed), problem);
+            if (!unit) {
+                bp->reject();
+                std::string more;
+                if (reject_log.allow(more)) {
+                    spdlog::warn("backplane {}: entry from node '{}' rejected: {}{}",
+                                 bp->describe(), escape_controls(m.origin_node, true), problem,
+                                 more);
+                }
+                return;
+            }
             asio::post(io, [this, own, m = std::move(m), unit = std::move(unit)] {
                 const session* origin = nullptr;
                 if (m.origin_node == own) {

@@ -12,6 +12,7 @@
 #include "expiry.hpp"
 #include "hub.hpp"
 #include "listener.hpp"
+#include "names.hpp"
 #include "session.hpp"
 
 namespace framecast::io {
@@ -50,15 +51,18 @@ std::size_t relay_unit_bytes(const server_options& o) noexcept {
 
 struct server::impl {
     impl(server& owner, asio::io_context& io)
-        : io(io), clients(io, owner.opts_, owner.counters_),
+        : io(io), budget(std::make_shared<memory_budget>(owner.opts_.memory_limit)),
+          clients(io, owner.opts_, owner.counters_, *budget),
           room(owner.opts_.chat.enabled
                    ? std::make_unique<chat_room>(owner.opts_, owner.counters_, clients)
                    : nullptr),
           channels(owner.opts_.channels.enabled
                        ? std::make_unique<channel_room>(owner.opts_, owner.counters_, clients)
                        : nullptr),
-          sweep(io, owner.opts_.idle_timeout),
-          listeners(io, owner.opts_, owner.counters_, [this] { return clients.size(); },
+          sweep(io, owner.opts_.idle_timeout,
+                owner.opts_.min_inbound_rate != 0 ? owner.opts_.min_inbound_window
+                                                  : std::chrono::milliseconds(0)),
+          listeners(io, owner.opts_, owner.counters_, *budget, [this] { return clients.size(); },
                     [&owner](std::unique_ptr<transport> t, const identity* who) {
                         if (who) {
                             owner.admit(std::move(t), *who);
@@ -76,6 +80,7 @@ struct server::impl {
               .publish = [&owner](const relay_unit& u,
                                   const member* m) { owner.publish(u, as_session(m)); },
               .remove = [this](member& m) { remove(m); },
+              .budget = *budget,
               .read_buffer = *read_buffer,
               .write_scratch = *write_scratch,
               .welcome = {},
@@ -101,6 +106,8 @@ struct server::impl {
         std::make_unique<std::array<char, read_buffer_size>>();
     std::unique_ptr<std::array<char, write_batch>> write_scratch =
         std::make_unique<std::array<char, write_batch>>();
+    // Shared: tracked frames keep it alive until the last one is freed.
+    std::shared_ptr<memory_budget> budget;
     hub clients;
     std::unique_ptr<chat_room> room;
     std::unique_ptr<channel_room> channels;
@@ -177,12 +184,14 @@ void server::broadcast(std::string_view payload, const session* origin) {
 }
 
 void server::broadcast(const relay_unit& unit, const session* origin) {
+    // Counted once in the memory budget for as long as a queue or the history holds it.
+    const relay_unit tracked = impl_->budget->track(unit);
     if (impl_->channels) {
-        impl_->channels->broadcast(unit, as_member(origin));
+        impl_->channels->broadcast(tracked, as_member(origin));
     } else if (impl_->room) {
-        impl_->room->broadcast(unit, as_member(origin));
+        impl_->room->broadcast(tracked, as_member(origin));
     } else {
-        impl_->clients.broadcast(unit, as_member(origin));
+        impl_->clients.broadcast(tracked, as_member(origin));
     }
 }
 
@@ -190,6 +199,57 @@ relay_unit server::relay_unit_of(shared_frame framed) const {
     // A chat relay, or a channel delivery, is one message in two frames.
     const bool pairs = opts_.chat.enabled || opts_.channels.enabled;
     return adopt_frames(std::move(framed), opts_.codec, pairs ? 2 : 1);
+}
+
+relay_unit server::checked_unit(shared_frame framed, std::string& problem) const {
+    problem.clear();
+    if (!framed || framed->empty()) {
+        problem = "no frames";
+        return {};
+    }
+    decoder dec(opts_.codec, decode_mode::whole);
+    std::span<const char> in(framed->data(), framed->size());
+    std::size_t frames = 0;
+    std::string_view sender;
+    for (;;) {
+        const auto ev = dec.next(in);
+        if (ev == decode_event::error) {
+            problem = "not whole frames: " + dec.error_message();
+            return {};
+        }
+        if (ev == decode_event::need_more) break;
+        if (opts_.chat.enabled && frames % 2 == 0) {
+            // Views into `framed`: each frame lies whole in it, so no copy is made.
+            const std::string_view name = dec.payload();
+            if (frames == 0) {
+                sender = name;
+                auto bad = name.empty() || name.size() > opts_.chat.max_name ||
+                                   !count_code_points(name)
+                               ? std::string("empty, too long or not UTF-8")
+                               : name_problem(name);
+                if (!bad.empty()) {
+                    problem = "username '" + escape_controls(name, true) + "' " + bad;
+                    return {};
+                }
+            } else if (name != sender) {
+                problem = "relays of more than one sender in one entry";
+                return {};
+            }
+        }
+        ++frames;
+    }
+    if (!dec.at_frame_boundary()) {
+        problem = "ends inside a frame";
+        return {};
+    }
+    const bool pairs = opts_.chat.enabled || opts_.channels.enabled;
+    if (pairs && frames % 2 != 0) {
+        problem = std::to_string(frames) + (opts_.chat.enabled ? " frames, not name/message pairs"
+                                                               : " frames, not channel/payload pairs");
+        return {};
+    }
+    const std::size_t per = pairs ? 2 : 1;
+    return {std::move(framed), frames / per};
 }
 
 std::uint64_t server::session_id(const session* s) noexcept { return s ? s->id() : 0; }
@@ -209,6 +269,12 @@ std::vector<std::size_t> server::client_queue_bytes() const {
     out.reserve(impl_->clients.size());
     for (const auto& m : impl_->clients.members()) out.push_back(m->queued_bytes());
     return out;
+}
+
+std::size_t server::memory_used() const noexcept { return impl_->budget->used(); }
+
+void server::count_external_memory(const std::atomic<std::uint64_t>* bytes) noexcept {
+    impl_->budget->set_external(bytes);
 }
 
 std::size_t server::queued_bytes_total() const noexcept {

@@ -1,6 +1,7 @@
 #include "session.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <vector>
 
@@ -35,14 +36,20 @@ std::string truncation_detail(const decoder& d) {
 
 }  // namespace
 
-idle_sweep::idle_sweep(asio::io_context& io, std::chrono::milliseconds timeout)
-    : timer_(io), timeout_(timeout) {}
+idle_sweep::idle_sweep(asio::io_context& io, std::chrono::milliseconds timeout,
+                       std::chrono::milliseconds window)
+    : timer_(io) {
+    using ms = std::chrono::milliseconds;
+    ms shortest{0};
+    for (ms t : {timeout, window}) {
+        if (t.count() > 0 && (shortest.count() == 0 || t < shortest)) shortest = t;
+    }
+    if (shortest.count() > 0) period_ = std::clamp(shortest / 4, ms(20), ms(1000));
+}
 
 void idle_sweep::start() {
-    if (timeout_.count() <= 0) return;
-    const auto period = std::clamp(timeout_ / 4, std::chrono::milliseconds(20),
-                                   std::chrono::milliseconds(1000));
-    auto sweep = [this, period]() -> awaitable<void> {
+    if (period_.count() <= 0) return;
+    auto sweep = [this, period = period_]() -> awaitable<void> {
         for (;;) {
             timer_.expires_after(period);
             auto [ec] = co_await timer_.async_wait(use_nothrow);
@@ -60,7 +67,9 @@ void idle_sweep::start() {
 session::session(session_context& ctx, std::unique_ptr<transport> t, std::string peer)
     : member(ctx.clients, std::move(peer), ctx.chat == nullptr), ctx_(ctx),
       transport_(std::move(t)), timer_(transport_->get_executor()),
-      decoder_(ctx.first_frame_codec, decode_mode::whole), limiter_(ctx.opts.max_rate),
+      decoder_(ctx.first_frame_codec,
+               discards_input() ? decode_mode::streaming : decode_mode::whole),
+      limiter_(ctx.opts.max_rate), byte_limiter_(ctx.opts.max_rate_bytes),
       batch_(ctx.opts.codec) {}
 
 void session::start() {
@@ -70,6 +79,7 @@ void session::start() {
         // in the middle of a frame (otherwise a silent connection holds a slot forever).
         mid_frame_ = true;
         mid_frame_since_ = clock::now();
+        rate_mark_ = mid_frame_since_;
         ctx_.sweep.watch(this);
     }
     auto self = std::static_pointer_cast<session>(shared_from_this());
@@ -83,13 +93,27 @@ void session::close(close_reason why, std::string_view detail) {
     count_close(ctx_.counters, why, decoder_.error());
     const auto level = rule_of(why).level;
     const std::string text = close_text(why, detail);
+    // Info lines (a peer that closed, a read that failed) are not throttled: only warnings a
+    // peer can provoke at will are.
+    std::string more;
+    const auto kind = static_cast<std::size_t>(why) * (errc_count + 1) +
+                      (decoder_.error().category() == codec_category()
+                           ? static_cast<std::size_t>(decoder_.error().value()) % (errc_count + 1)
+                           : 0);
+    const bool log = level < spdlog::level::warn ||
+                     ctx_.close_logs[kind % ctx_.close_logs.size()].allow(more);
     if (seat_.joined) {
-        spdlog::log(level, "{} left ({}): {}", escape_controls(name(), true), peer(), text);
+        if (log) {
+            spdlog::log(level, "{} left ({}): {}{}", escape_controls(name(), true), peer(), text,
+                        more);
+        }
         ctx_.chat->leave(*this);
-    } else if (!text.empty()) {
-        spdlog::log(level, "client {} disconnected: {}", peer(), text);
+    } else if (!text.empty() && log) {
+        spdlog::log(level, "client {} disconnected: {}{}", peer(), text, more);
     }
     if (ctx_.channels) ctx_.channels->leave(*this, channel_seat_);
+    ctx_.budget.sub_inbound(inbound_accounted_);
+    inbound_accounted_ = 0;
     transport_->close();
     timer_.cancel();
     if (mid_frame_) ctx_.sweep.unwatch(this);
@@ -105,8 +129,9 @@ void session::drain() {
 
 void session::check_idle(clock::time_point now) {
     if (closed_ || !mid_frame_) return;
+    if (!check_min_rate(now)) return;
     const auto timeout = ctx_.opts.idle_timeout;
-    if (now - mid_frame_since_ < timeout) return;
+    if (timeout.count() <= 0 || now - mid_frame_since_ < timeout) return;
     const std::string ms = std::to_string(timeout.count());
     if (awaiting_name() && decoder_.at_frame_boundary()) {
         close(close_reason::join_timeout, "no username within " + ms + " ms (idle timeout)");
@@ -115,6 +140,33 @@ void session::check_idle(clock::time_point now) {
     decoder_.finish();
     close(close_reason::idle_timeout, "stuck in the middle of a frame for " + ms + " ms (" +
                                           truncation_detail(decoder_) + ")");
+}
+
+// Slowloris by bytes: inside a frame a client must keep up min_inbound_rate, measured over
+// windows of min_inbound_window (a frame trickled a byte at a time is cut, whatever the idle
+// timeout). False when it was closed.
+bool session::check_min_rate(clock::time_point now) {
+    const auto rate = ctx_.opts.min_inbound_rate;
+    const auto window = ctx_.opts.min_inbound_window;
+    if (rate == 0 || window.count() <= 0 || decoder_.at_frame_boundary()) return true;
+    const auto elapsed = now - rate_mark_;
+    if (elapsed < window) return true;
+    const std::uint64_t got = bytes_read_ - rate_mark_bytes_;
+    const double seconds = std::chrono::duration<double>(elapsed).count();
+    if (static_cast<double>(got) >= static_cast<double>(rate) * seconds) {
+        rate_mark_ = now;
+        rate_mark_bytes_ = bytes_read_;
+        return true;
+    }
+    decoder_.finish();
+    close(close_reason::idle_timeout,
+          std::to_string(got) + " bytes in the last " + std::to_string(std::lround(seconds)) +
+              " s in the middle of a frame, below " + std::to_string(rate) +
+              " bytes per second (min inbound rate" +
+              (held_by_budget() ? "; not read meanwhile: the server is at its memory limit"
+                                : "") +
+              ") (" + truncation_detail(decoder_) + ")");
+    return false;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -127,6 +179,16 @@ awaitable<void> session::reader() {
     for (;;) {
         while (paced && ctx_.clients.congested() && !closed_) {
             co_await ctx_.clients.wait_paced();
+        }
+        if (held_by_budget() && !closed_) {
+            // At the memory limit: a client holding part of a frame is not read until the
+            // budget frees up (polled: it may be cut by the minimum inbound rate meanwhile).
+            ++ctx_.counters.memory_paused;
+            asio::steady_timer pause(transport_->get_executor());
+            while (held_by_budget() && !closed_) {
+                pause.expires_after(std::chrono::milliseconds(100));
+                co_await pause.async_wait(use_nothrow);
+            }
         }
         if (closed_) co_return;
         bool stop = false;
@@ -148,9 +210,14 @@ awaitable<void> session::reader() {
 }
 
 bool session::read_turn(bool paced, bool& stop) {
-    auto& buf = ctx_.read_buffer;
-    for (int i = 0; i < max_reads_per_turn; ++i) {
+    // At the memory limit a client holding nothing reads a little at a time, once per turn,
+    // so many clients together can only push the budget a little past it.
+    const bool tight = ctx_.budget.over();
+    std::span<char> buf(ctx_.read_buffer);
+    if (tight) buf = buf.first(4096);
+    for (int i = 0; i < (tight ? 1 : max_reads_per_turn); ++i) {
         if (paced && ctx_.clients.congested()) return false;  // waits in reader()
+        if (held_by_budget()) return false;                    // waits in reader()
         error_code ec;
         const std::size_t n = transport_->try_read(buf, ec);
         if (ec == asio::error::would_block) return true;
@@ -184,11 +251,15 @@ void session::on_eof() {
 // Decodes what arrived; false when the client was closed.
 bool session::on_bytes(std::span<const char> in) {
     ctx_.counters.bytes_in += in.size();
+    bytes_read_ += in.size();
+    if (!over_rate(in.size())) return false;
     bool completed = false;  // a frame ended in these bytes
     for (;;) {
         const auto ev = decoder_.next(in);
         if (ev == decode_event::need_more) break;
         if (ev == decode_event::error) return on_decode_error();
+        // Streaming (input discarded): pieces of a frame pass by, never buffered.
+        if (ev == decode_event::begin || ev == decode_event::data) continue;
         ++ctx_.counters.messages_in;
         completed = true;
         if (limiter_.rate() != 0 && !limiter_.allow(clock::now())) {
@@ -197,11 +268,33 @@ bool session::on_bytes(std::span<const char> in) {
                                            " messages per second (max rate)");
             return false;
         }
+        if (ev == decode_event::end) {
+            spdlog::debug("client {}: ignored a {}-byte message (not publishing)", peer(),
+                          decoder_.length());
+            continue;
+        }
         if (!on_message(decoder_.payload())) return false;
     }
     if (!flush_batch()) return false;
+    account_inbound();
     track_mid_frame(completed);
     return true;
+}
+
+// max_rate_bytes; false when the client was closed for it.
+bool session::over_rate(std::size_t bytes) {
+    if (byte_limiter_.rate() == 0 || byte_limiter_.allow(clock::now(), bytes)) return true;
+    close(close_reason::flood, "more than " + std::to_string(byte_limiter_.rate()) +
+                                   " bytes per second (max rate bytes)");
+    return false;
+}
+
+// The decoder's buffer (a frame that spans reads) in the memory budget.
+void session::account_inbound() noexcept {
+    const std::size_t now = decoder_.buffered_capacity();
+    ctx_.budget.sub_inbound(inbound_accounted_);
+    ctx_.budget.add_inbound(now);
+    inbound_accounted_ = now;
 }
 
 bool session::on_decode_error() {
@@ -253,8 +346,14 @@ bool session::on_chat_frame(std::string_view payload) {
         return true;
     }
     if (ctx_.shutting_down) return true;
-    ctx_.publish(ctx_.chat->relay_of(seat_, header, payload), this);
-    return !closed_;
+    // The relays of one read travel as one unit, as a publisher's frames do: a client sending
+    // many small messages costs one queue entry per read per client, not one per message.
+    const std::size_t relay = seat_.user_frame->size() + header.size() + payload.size();
+    if (!batch_.empty() && batch_.size() + relay > relay_unit_bytes(ctx_.opts) && !flush_batch()) {
+        return false;
+    }
+    batch_.append_encoded(*seat_.user_frame, header, payload);
+    return true;
 }
 
 
@@ -267,6 +366,8 @@ void session::track_mid_frame(bool completed) {
     } else if (!mid_frame_) {
         mid_frame_ = true;
         mid_frame_since_ = clock::now();
+        rate_mark_ = mid_frame_since_;
+        rate_mark_bytes_ = bytes_read_;
         ctx_.sweep.watch(this);
     } else if (completed) {
         // Still mid-frame, but in a new frame: a steady sender whose reads never end on a

@@ -23,7 +23,9 @@
 #include "framecast/io/server.hpp"
 #include "framecast/io/transport.hpp"
 #include "hub.hpp"
+#include "log_throttle.hpp"
 #include "member.hpp"
+#include "memory_budget.hpp"
 #include "rate_limiter.hpp"
 
 namespace framecast::io {
@@ -44,7 +46,9 @@ class session;
 // visits only these and closes those stuck longer than the idle timeout.
 class idle_sweep {
 public:
-    idle_sweep(asio::io_context& io, std::chrono::milliseconds timeout);
+    // Runs when there is an idle timeout or a minimum inbound rate to check (`window`).
+    idle_sweep(asio::io_context& io, std::chrono::milliseconds timeout,
+               std::chrono::milliseconds window);
     void start();
     void stop() { timer_.cancel(); stopped_ = true; }
     void watch(session* s) { stuck_.insert(s); }
@@ -52,7 +56,7 @@ public:
 
 private:
     asio::steady_timer timer_;
-    std::chrono::milliseconds timeout_;
+    std::chrono::milliseconds period_{0};  // 0: no sweep
     std::unordered_set<session*> stuck_;
     bool stopped_ = false;
 };
@@ -69,6 +73,7 @@ struct session_context {
     std::function<void(const relay_unit&, const member*)> publish;
     // A closed session leaves the registry (posted, so never under a broadcast's loop).
     std::function<void(member&)> remove;
+    memory_budget& budget;
     // One read buffer for all clients: a read is consumed (decoded, copied where it must
     // outlive the call) before the next one starts, and everything runs on one thread. This
     // keeps an idle client down to its transport, decoder and two coroutine frames.
@@ -78,6 +83,9 @@ struct session_context {
     std::array<char, write_batch>& write_scratch;
     relay_unit welcome;
     bool shutting_down = false;
+    // Per-connection warnings, bounded in volume: one throttle per close reason and, for bad
+    // input, per kind of decode error (so each kind still shows).
+    std::array<log_throttle, 16 * (errc_count + 1)> close_logs{};
     // The decoder of a chat client's first frame: a header announcing more than the name
     // limit fails before the name is buffered.
     codec_options first_frame_codec;
@@ -109,7 +117,18 @@ private:
     bool on_chat_frame(std::string_view payload);
     bool on_channel_frame(std::string_view payload);  // session_channels.cpp
     bool flush_batch();
+    bool on_streamed(decode_event ev, std::size_t& ended);
+    bool over_rate(std::size_t bytes);
     void track_mid_frame(bool completed);
+    void account_inbound() noexcept;
+    bool check_min_rate(std::chrono::steady_clock::time_point now);
+    // At the memory limit a client holding a partial frame is not read from.
+    bool held_by_budget() const noexcept {
+        return inbound_accounted_ > 0 && ctx_.budget.over();
+    }
+    // Frames from this client are discarded (no --publish, no chat): decoded in streaming
+    // mode, never buffered.
+    bool discards_input() const noexcept { return !ctx_.opts.publish && !ctx_.chat; }
     bool awaiting_name() const noexcept { return ctx_.chat && !seat_.joined; }
 
     session_context& ctx_;
@@ -117,7 +136,13 @@ private:
     asio::steady_timer timer_;  // the writer sleeps on it; deliveries and drain() cancel it
     decoder decoder_;
     rate_limiter limiter_;
-    relay_unit_builder batch_;  // publishing: this read's messages, one unit
+    rate_limiter byte_limiter_;  // max_rate_bytes, a token per byte
+    relay_unit_builder batch_;  // publishing and chat: this read's messages, one unit
+    std::size_t inbound_accounted_ = 0;  // the decoder's buffer, as the memory budget has it
+    // Minimum inbound rate while mid-frame: bytes read by the start of the current window.
+    std::uint64_t bytes_read_ = 0;
+    std::uint64_t rate_mark_bytes_ = 0;
+    std::chrono::steady_clock::time_point rate_mark_{};
     std::chrono::steady_clock::time_point mid_frame_since_{};
     bool mid_frame_ = false;
     bool draining_ = false;

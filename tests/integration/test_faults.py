@@ -191,7 +191,8 @@ def test_fifty_abusive_clients_at_once_while_five_stream_and_miss_nothing(procs)
         assert c.other > 0
     assert sum(counts) >= 100, counts
     err = server.stderr.decode(errors="replace")
-    bad = len(re.findall(r"disconnected: bad input", err))
+    # Counted in the summary: the log lines themselves are throttled per kind (issue 14).
+    bad = int(re.search(r"(\d+) bad input", err).group(1))
     assert bad >= 50, err[-3000:]
     for kind in ["above the maximum", "malformed frame header", ": sign", ": underscore",
                  "white space between digits", "invalid character"]:

@@ -103,7 +103,8 @@ def test_default_interval_is_three_seconds_and_help_lists_defaults():
     for opt, default in [("--welcome", "Welcome to the server!"), ("--header-size", "10"),
                          ("--max-message", "1048576"), ("--client-buffer", "8388608"),
                          ("--slow-consumer", "disconnect"), ("--idle-timeout", "30"),
-                         ("--drain-timeout", "5"), ("--max-clients", "0"), ("--max-rate", "0")]:
+                         ("--drain-timeout", "5"), ("--max-clients", "10000"), ("--max-rate", "100000"),
+                         ("--max-per-address", "256")]:
         assert re.search(re.escape(opt) + r"[^\n]*=" + re.escape(default), out), (opt, out)
     for opt in ["--listen", "--source", "--publish", "--quiet", "--verbose"]:
         assert opt in out

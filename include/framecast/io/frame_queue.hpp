@@ -88,6 +88,26 @@ public:
         return done;
     }
 
+    // Drops every frame the policy may drop (all but a partly written front one); returns
+    // how many messages and bytes went, as push() reports them.
+    push_result drop_droppable() {
+        push_result r;
+        while (frames_.size() > in_flight()) {
+            const relay_unit& oldest = frames_[in_flight()];
+            r.dropped_frames += oldest.messages;
+            r.dropped_bytes += oldest.bytes->size();
+            bytes_ -= oldest.bytes->size();
+            frames_.erase(in_flight());
+        }
+        return r;
+    }
+    // Forgets everything (a closed client: its frames may be freed at once).
+    void clear() noexcept {
+        while (!frames_.empty()) frames_.pop_front();
+        bytes_ = 0;
+        front_offset_ = 0;
+    }
+
     const shared_frame& operator[](std::size_t i) const { return frames_[i].bytes; }
     bool empty() const noexcept { return frames_.empty(); }
     std::size_t size() const noexcept { return frames_.size(); }

@@ -7,7 +7,9 @@
 namespace framecast::io {
 
 // Appends `s` to `out` as the inside of a JSON string (RFC 8259): '"' and '\' escaped, control
-// characters as \n \r \t \b \f or \u00XX, every other byte (UTF-8 included) as is. The caller
+// characters as \n \r \t \b \f or \u00XX, and the code points a line-oriented reader takes
+// for a line end (U+0085, U+2028, U+2029: Python's splitlines() would cut the record) as
+// \u0085 \u2028 \u2029; every other byte (UTF-8 included) as is. The caller
 // checks that `s` is UTF-8 when the document must be. `Out` is any byte buffer with
 // push_back(char) and append(const char*, const char*) (std::string, fmt::memory_buffer).
 template <class Out>
@@ -17,6 +19,22 @@ void append_json_string(Out& out, std::string_view s) {
     const char* const end = s.data() + s.size();
     for (const char* p = run; p != end; ++p) {
         const auto c = static_cast<unsigned char>(*p);
+        if (c == 0xc2 && end - p >= 2 && static_cast<unsigned char>(p[1]) == 0x85) {
+            out.append(run, p);
+            static constexpr char nel[] = "\\u0085";
+            out.append(nel, nel + 6);
+            run = ++p + 1;
+            continue;
+        }
+        if (c == 0xe2 && end - p >= 3 && static_cast<unsigned char>(p[1]) == 0x80 &&
+            (static_cast<unsigned char>(p[2]) & 0xfe) == 0xa8) {
+            out.append(run, p);
+            const char esc[] = {'\\', 'u', '2', '0', '2', p[2] == '\xa8' ? '8' : '9'};
+            out.append(esc, esc + sizeof esc);
+            p += 2;
+            run = p + 1;
+            continue;
+        }
         if (c >= 0x20 && c != '"' && c != '\\') continue;
         out.append(run, p);
         run = p + 1;

@@ -13,6 +13,7 @@ namespace framecast::io {
 
 struct metrics_snapshot {
     server_counters counters;
+    std::size_t memory_used = 0;  // the memory budget's account
     std::vector<std::size_t> queue_bytes;  // per connected client
     slow_consumer_policy policy = slow_consumer_policy::disconnect;
     double uptime_seconds = 0;

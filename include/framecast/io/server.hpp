@@ -6,6 +6,7 @@
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -34,8 +35,21 @@ struct server_options {
     std::string welcome = "Welcome to the server!";
     // Frames a client sends are broadcast to every other client.
     bool publish = false;
-    // 0: no limit beyond file descriptors.
-    std::size_t max_clients = 0;
+    // Clients connected at once; one more is accepted, logged and closed. 0: no limit beyond
+    // file descriptors. The default leaves room for many honest clients while bounding what
+    // idle sockets can take (see docs/security.md).
+    std::size_t max_clients = 10'000;
+    // Clients connected at once from one IP address (IPv4, or IPv6 /64); 0: no limit.
+    std::size_t max_per_address = 256;
+    // What clients can make the whole process hold (partial inbound frames, outbound queues,
+    // history, pending backplane appends), in bytes; 0: no limit. At it, the clients holding
+    // inbound bytes stop being read, the slow-consumer policy is applied to the largest queues
+    // first, and new connections are refused (see memory_budget.hpp).
+    std::size_t memory_limit = std::size_t{1} << 30;
+    // A client in the middle of a frame must send at least this many bytes per second,
+    // measured over min_inbound_window, or it is closed (slowloris by bytes); 0: no minimum.
+    std::size_t min_inbound_rate = 1024;
+    std::chrono::milliseconds min_inbound_window{std::chrono::seconds(10)};
     std::size_t client_buffer = 8 * 1024 * 1024;
     slow_consumer_policy slow_consumer = slow_consumer_policy::disconnect;
     // A client that stays in the middle of an inbound frame this long is closed; 0: never.
@@ -45,8 +59,12 @@ struct server_options {
     // server stops reading) wait for it to fall back to a quarter, each client for at most
     // this long; after that it is left to the slow-consumer policy. 0: nobody waits.
     std::chrono::milliseconds backpressure{std::chrono::seconds(2)};
-    // Inbound messages per second per client before it counts as a flood; 0: no limit.
-    std::uint32_t max_rate = 0;
+    // Inbound messages per second per client before it counts as a flood; 0: no limit. The
+    // default is far above what an honest client sends and stops an empty-frame flood.
+    std::uint32_t max_rate = 100'000;
+    // Inbound bytes per second per client (frames' payload and headers), bursts up to the
+    // same; 0: no limit.
+    std::uint64_t max_rate_bytes = 256ull << 20;
     // The tutorial series' chat room (see chat_options). Excludes `publish` and a welcome: a
     // chat client reads every frame it receives as half of a (username, message) pair.
     struct chat_options {
@@ -121,6 +139,12 @@ struct server_counters {
     std::uint64_t channel_subscribes = 0;    // channels: subscriptions added
     std::uint64_t channel_unsubscribes = 0;  // channels: removed (UNSUB or the client left)
     std::uint64_t channel_errors = 0;        // channels: commands refused with a notice
+    std::uint64_t memory_refused = 0;     // connections refused at the memory limit
+    std::uint64_t memory_paused = 0;      // reads paused at the memory limit
+    std::uint64_t memory_relieved = 0;    // queues the slow-consumer policy was applied to there
+    std::uint64_t per_address_rejected = 0;  // over max_per_address
+    std::uint64_t backpressure_repeat = 0;   // left to the slow-consumer policy at once (held
+                                             // the sources for `backpressure` recently)
 };
 
 // A connected client, as the server's public interface names it (opaque).
@@ -165,6 +189,10 @@ public:
     void broadcast(const relay_unit& unit, const session* origin = nullptr);
     // Frames encoded elsewhere (a backplane entry), counted with the codec (relay_unit_of).
     relay_unit relay_unit_of(shared_frame framed) const;
+    // The same for bytes nobody here vouches for (a backplane entry): a null unit, and why in
+    // `problem`, unless they are whole frames within max_message and, in chat mode, relays
+    // of one sender (name/message pairs, the same acceptable name in each). Thread-safe.
+    relay_unit checked_unit(shared_frame framed, std::string& problem) const;
 
     // Where client-published and source messages enter, already encoded (a chat relay is the
     // sender's username frame and the message frame in one unit, carried as opaque bytes).
@@ -200,6 +228,10 @@ public:
     std::vector<std::size_t> client_queue_bytes() const;
     // Their sum, kept as queues change: O(1) (for /healthz).
     std::size_t queued_bytes_total() const noexcept;
+    // The memory budget's account: bytes in use (server_options::memory_limit).
+    std::size_t memory_used() const noexcept;
+    // Lets the budget count bytes another thread holds (the backplane's pending appends).
+    void count_external_memory(const std::atomic<std::uint64_t>* bytes) noexcept;
 
 private:
     struct impl;

@@ -7,6 +7,8 @@
 // and a session waits for readiness only when a read finds nothing or a write is refused.
 #pragma once
 
+#include <memory>
+
 #include <cstddef>
 #include <span>
 #include <string>
@@ -41,6 +43,12 @@ public:
     // The peer as people read it, e.g. "127.0.0.1:50312" or "[::1]:50312".
     virtual std::string peer_name() const = 0;
     virtual asio::any_io_executor get_executor() = 0;
+
+    // Something to release when the connection is gone (the listener's per-address slot).
+    void hold(std::shared_ptr<void> token) noexcept { token_ = std::move(token); }
+
+private:
+    std::shared_ptr<void> token_;
 };
 
 }  // namespace framecast::io

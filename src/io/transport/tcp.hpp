@@ -1,6 +1,7 @@
 // The TCP transport: an asio::ip::tcp::socket in non-blocking mode with Nagle off.
 #pragma once
 
+#include <memory>
 #include <string>
 
 #include "framecast/io/transport.hpp"
@@ -22,6 +23,7 @@ public:
     asio::any_io_executor get_executor() override { return socket_.get_executor(); }
 
 private:
+    void enable_keepalive() noexcept;
     asio::ip::tcp::socket socket_;
 };
 
