@@ -96,9 +96,38 @@ void add_verbosity_flags(CLI::App& cmd, int& verbosity) {
 
 CLI::Option* add_size_option(CLI::App& cmd, const std::string& name, std::uint64_t& value,
                              const std::string& help) {
+    // AsSizeValue would turn "-5" into 2^64 - 5: refuse a sign before it runs (a transform
+    // added later runs first).
+    CLI::Validator non_negative(
+        [](std::string& s) -> std::string {
+            auto first = s.find_first_not_of(" \t");
+            if (first != std::string::npos && s[first] == '-') {
+                return "'" + s + "': a size cannot be negative";
+            }
+            return {};
+        },
+        "");
     return cmd.add_option(name, value, help)
         ->transform(CLI::AsSizeValue(false))
+        ->transform(non_negative)
         ->default_val(value);
+}
+
+CLI::Validator number_validator() {
+    return CLI::Validator(
+        [](std::string& s) -> std::string {
+            std::size_t used = 0;
+            try {
+                (void)std::stod(s, &used);
+            } catch (const std::exception&) {
+                used = 0;
+            }
+            if (used == 0 || s.find_first_not_of(" \t", used) != std::string::npos) {
+                return "'" + s + "' is not a number";
+            }
+            return {};
+        },
+        "");
 }
 
 }  // namespace framecast::app

@@ -64,4 +64,8 @@ void add_verbosity_flags(CLI::App& cmd, int& verbosity);
 CLI::Option* add_size_option(CLI::App& cmd, const std::string& name, std::uint64_t& value,
                              const std::string& help);
 
+// Fails with "'abc' is not a number" (CLI11's Range says "not in range" for any text). Add it
+// with ->transform() so it runs before the option's other checks.
+CLI::Validator number_validator();
+
 }  // namespace framecast::app

@@ -43,6 +43,7 @@ std::chrono::milliseconds to_ms(double seconds) {
 CLI::Option* add_seconds_option(CLI::App& cmd, const std::string& name,
                                 std::chrono::milliseconds& field, const std::string& help) {
     return cmd.add_option_function<double>(name, [&field](double s) { field = to_ms(s); }, help)
+        ->transform(number_validator())
         ->default_str(fmt::format("{}", static_cast<double>(field.count()) / 1000.0));
 }
 
