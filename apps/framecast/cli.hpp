@@ -54,6 +54,9 @@ std::string flag_hint(std::error_code ec);
 enum class log_format { text, json };
 // Chosen once by main from the global --log-format option, before any command runs.
 void set_log_format(log_format format);
+// True when logs go to a terminal in text format: plain lines (no time, no level for news),
+// as a person reads them; false for --log-format json and for files, pipes and journals.
+bool plain_terminal_logs();
 // stderr logging, one line per event with time and level (text), or one JSON object per line
 // ({"time":…,"level":…,"msg":…}) for log collectors. verbosity: -1 quiet, 0 info, 1 debug.
 void setup_logging(int verbosity);

@@ -131,17 +131,12 @@ asio::awaitable<void> drain(io::tcp::socket& socket, const codec_options& opts, 
     if (!reset) st.peer_closed = true;
 }
 
-// A plain streaming server (no --publish) takes what clients send and drops it: it is known by
-// its first message.
-void warn_if_streaming_server(const std::string& name, const send_state& st) {
-    if (st.frames_in == 0) return;
-    const bool streaming = st.first_in.rfind("Welcome to", 0) == 0 ||
-                           st.first_in.rfind("The time is", 0) == 0;
-    if (streaming) {
-        spdlog::warn("{} sent '{}': it looks like a streaming server, which discards what "
-                     "clients send (framecast serve takes messages with --publish)",
-                     name, escape_controls(st.first_in));
-    }
+// A plain streaming server (framecast serve without --publish, the tutorial's server.py) reads
+// what clients send and drops it. It is known by what it sends first: the tutorial's welcome
+// (which servers of data, --publish included, no longer send by default) or a time message.
+bool streaming_server(const send_state& st) {
+    return st.frames_in > 0 && (st.first_in == "Welcome to the server!" ||
+                                st.first_in.rfind("The time is ", 0) == 0);
 }
 
 asio::awaitable<exit_code> run_send(const send_config& cfg, io::frame_writer& writer) {
@@ -159,7 +154,12 @@ asio::awaitable<exit_code> run_send(const send_config& cfg, io::frame_writer& wr
 
     send_state st;
     co_await (drain(socket, cfg.codec.options(), st) || write_then_close(writer, socket, cfg, st));
-    warn_if_streaming_server(name, st);
+    if (streaming_server(st) && !st.write_error) {
+        spdlog::error("{} sent '{}': it is a streaming server, which discards what clients send "
+                      "(framecast serve takes messages with --publish or --chat)",
+                      name, escape_controls(st.first_in));
+        co_return exit_code::failure;
+    }
     if (st.premature || st.write_error == asio::error::broken_pipe ||
         st.write_error == asio::error::connection_reset) {
         spdlog::error("{} closed the connection{} before send was done ({} bytes written): it did "
@@ -201,6 +201,7 @@ command_runner register_send(CLI::App& app) {
                     "Messages to send, one frame each; none (and no --file): standard input");
     cmd->add_option("-f,--file", cfg->input.files,
                     "Send the whole file as one message (binary or multi-line); repeatable")
+        ->allow_extra_args(false)
         ->check(CLI::ExistingFile);
     cmd->add_option("-i,--input", cfg->input.format,
                     "How standard input is read: 'lines' (each line one message), 'raw' (all of "
@@ -234,6 +235,18 @@ command_runner register_send(CLI::App& app) {
         setup_logging(cfg->verbosity);
         if (!cfg->rate.empty()) cfg->input.rate = parse_rate(cfg->rate);
         auto queue = std::make_shared<io::send_queue>(cfg->codec.options(), 4 << 20);
+        // Arguments are checked before connecting: a usage problem, not the peer's.
+        const auto opts = cfg->codec.options();
+        for (std::size_t i = 0; i < cfg->input.messages.size(); ++i) {
+            const auto& m = cfg->input.messages[i];
+            std::string scratch;
+            auto ec = m.size() > opts.max_message ? make_error_code(errc::message_too_large)
+                                                  : append_frame(scratch, m, opts);
+            if (ec) {
+                spdlog::error("cannot send message {}: {}{}", i + 1, ec.message(), flag_hint(ec));
+                return exit_code_for(ec);
+            }
+        }
 
         // The input is read on a thread of its own: stdin may be a file, a pipe or a terminal.
         struct reader_state {
