@@ -2,6 +2,9 @@
 timestamps, one `listening on`, a chat client that says why the server closed it (exit 1),
 and a long typed line redrawn whole."""
 import fcntl
+import os
+import shlex
+import subprocess
 import re
 import struct
 import termios
@@ -92,3 +95,26 @@ def test_a_long_typed_line_is_redrawn_over_all_its_rows(procs):
         assert b"\r\x1b[3A\x1b[Jbob > hi\r\nalice > " + typed.encode() in term.raw[mark:], term.raw[mark:]
     finally:
         term.close()
+
+
+# --- shell completion ---------------------------------------------------------------------
+
+COMPLETION = os.path.join(os.path.dirname(__file__), "..", "..", "packaging", "completion",
+                          "framecast.bash")
+
+
+def complete(*words):
+    """What bash offers after `framecast WORDS...` (the last word being completed)."""
+    script = (f"source {COMPLETION}; COMP_WORDS=({' '.join(shlex.quote(w) for w in words)}); "
+              f"COMP_CWORD={len(words) - 1}; _framecast; printf '%s\\n' \"${{COMPREPLY[@]}}\"")
+    r = subprocess.run(["bash", "-c", script], capture_output=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    return r.stdout.decode().split()
+
+
+def test_bash_completion_offers_commands_and_each_commands_options():
+    assert {"serve", "connect", "send", "chat", "stats", "help"} <= set(complete(BIN, ""))
+    assert sorted(complete(BIN, "se")) == ["send", "serve"]
+    assert "--wait-for" in complete(BIN, "serve", "--wa")
+    assert complete(BIN, "send", "--ra") == ["--rate"]
+    assert complete(BIN, "connect", "-o", "js") == ["json"]
