@@ -3,7 +3,7 @@
 _framecast() {
     local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD-1]}
     local prog=${COMP_WORDS[0]} cmds sub="" i
-    cmds=$("$prog" help 2>/dev/null | awk '/^Commands:/ {f=1; next} f && /^  [a-z]/ {print $1}')
+    cmds=$("$prog" help 2>/dev/null | awk '/^Commands:/ {f=1; next} f && /^  [a-z]/ {printf "%s ", $1}')
     for ((i = 1; i < COMP_CWORD; i++)); do
         case " $cmds " in *" ${COMP_WORDS[i]} "*) sub=${COMP_WORDS[i]}; break ;; esac
     done
