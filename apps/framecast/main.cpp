@@ -1,6 +1,7 @@
 // framecast: one executable, one subcommand per job.
 #include <algorithm>
 #include <csignal>
+#include <cstdlib>
 #include <exception>
 #include <iostream>
 
@@ -135,6 +136,9 @@ int main(int argc, char** argv) {
         std::cerr << "framecast: unknown command '" << help_topic << "'\n\n" << command_list(app);
         return static_cast<int>(exit_code::usage);
     }
+    // The docs' examples are checked against the real parser (tests/integration/
+    // test_docs_examples.py): parse, then stop before running anything.
+    if (std::getenv("FRAMECAST_CHECK_ARGS") != nullptr) return 0;
     framecast::app::set_log_format(format == "json" ? framecast::app::log_format::json
                                                     : framecast::app::log_format::text);
     try {
