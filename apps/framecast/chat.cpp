@@ -88,11 +88,11 @@ public:
         write_all(STDOUT_FILENO, clear_typed() + std::string(text) + "\n" + prompt_ + escape_controls(line_));
     }
 
-    // A line of our own in the conversation (the end of the history): on a terminal as a
-    // notice, otherwise on stdout among the messages, so a script sees it where it is.
+    // A line of our own in the conversation (the end of the history): on a terminal among
+    // the messages; otherwise logged on stderr, so stdout stays "name > message" lines only.
     void marker(std::string_view text) {
         if (interactive_) return notice(text);
-        write_all(STDOUT_FILENO, std::string(text) + "\n");
+        spdlog::info("{}", text);
     }
 
     void show_prompt() { write_all(STDOUT_FILENO, prompt_); }

@@ -273,14 +273,27 @@ def test_chat_marks_the_end_of_the_history(procs):
     server.wait_for(rb"bob joined")
     late = procs.framecast("chat", f"127.0.0.1:{port}", "--name", "late", "--linger", "5",
                            stdin=subprocess.PIPE)
-    late.wait_for(rb"--- 2 earlier messages \(history\)", stream="out")
+    late.wait_for(rb"--- 2 earlier messages \(history\)")  # stderr: stdout stays pairs only
     bob.sendall(frame("three"))
     late.wait_for(rb"bob > three\n", stream="out")
     late.p.stdin.close()
     assert late.wait() == 0
-    assert late.stdout.splitlines() == [b"bob > one", b"bob > two",
-                                        b"--- 2 earlier messages (history); new messages follow ---",
-                                        b"bob > three"]
+    assert late.stdout.splitlines() == [b"bob > one", b"bob > two", b"bob > three"]
+
+
+def test_chat_on_a_terminal_marks_the_history_among_the_messages(procs):
+    from test_chat import Terminal
+    server, port = procs.serve("--chat", "--history", "5")
+    bob = connect(port)
+    bob.sendall(frame("bob") + frame("one"))
+    server.wait_for(rb"bob joined")
+    term = Terminal([BIN, "chat", f"127.0.0.1:{port}", "--name", "late"])
+    try:
+        term.wait_screen(lambda s: "--- 1 earlier message (history); new messages follow ---" in s.rows)
+        assert term.screen.rows.index("bob > one") < term.screen.rows.index(
+            "--- 1 earlier message (history); new messages follow ---")
+    finally:
+        term.close()
 
 
 def test_short_flags_mean_one_thing():
