@@ -47,12 +47,16 @@ def test_the_docs_have_examples():
 @pytest.mark.parametrize("doc, line, args", COMMANDS, ids=[f"{d}:{l[:50]}" for d, l, _ in COMMANDS])
 def test_documented_command_parses(doc, line, args, tmp_path):
     env = dict(os.environ, FRAMECAST_CHECK_ARGS="1")
-    # Files the examples name may not exist here: stand-ins with the same names.
+    # Files the examples name (--config, --file, --tls-cert, --jwt-key, ...) may not exist here:
+    # empty stand-ins with the same names, in a scratch directory the command runs in.
+    FILE_LIKE = re.compile(r"^[\w./-]+\.(pem|key|crt|secret|toml|bin|jpg|pdf|txt|frames)$")
     for i, a in enumerate(args):
-        if i > 0 and args[i - 1] in ("--config", "--file", "-f"):
-            (tmp_path / os.path.basename(a)).write_text("")
-            args = args[:i] + [str(tmp_path / os.path.basename(a))] + args[i + 1:]
-    r = subprocess.run([BIN, *args], env=env, capture_output=True, timeout=DEADLINE)
+        if i > 0 and (args[i - 1] in ("--config", "--file", "-f") or FILE_LIKE.match(a)):
+            stand_in = tmp_path / a.lstrip("/")
+            stand_in.parent.mkdir(parents=True, exist_ok=True)
+            stand_in.write_text("")
+            args = args[:i] + [str(stand_in)] + args[i + 1:]
+    r = subprocess.run([BIN, *args], env=env, capture_output=True, timeout=DEADLINE, cwd=tmp_path)
     assert r.returncode == 0, f"{doc}: {line}\n{r.stderr.decode()}"
 
 
