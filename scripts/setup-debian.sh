@@ -8,6 +8,7 @@ packages=(
   libboost1.81-dev libcli11-dev libspdlog-dev libfmt-dev   # I/O and HTTP (Asio, Beast), CLI, logs
   libssl-dev openssl libjwt-dev                       # TLS, JWT authentication
   python3-trustme python3-jwt python3-cryptography    # certificates and tokens made by the tests
+  libtomlplusplus-dev                                 # the --config file (real TOML)
   libgtest-dev googletest libbenchmark-dev            # tests and benchmarks
   libhiredis-dev redis-server                         # the Redis backplane and its tests
   libicu-dev                                          # chat names: ICU's spoof checker

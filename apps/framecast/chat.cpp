@@ -13,6 +13,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/ioctl.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -72,7 +73,7 @@ public:
         : interactive_(interactive), prompt_(std::move(prompt)) {}
 
     void message(std::string_view name, std::string_view text) {
-        std::string out = interactive_ ? "\r\x1b[K" : "";
+        std::string out = interactive_ ? clear_typed() : "";
         out += escape_controls(name);
         out += " > ";
         out += escape_controls(text);
@@ -85,14 +86,21 @@ public:
     // say the same on stderr otherwise.
     void notice(std::string_view text) {
         if (!interactive_) return;
-        write_all(STDOUT_FILENO, "\r\x1b[K" + std::string(text) + "\n" + prompt_ + escape_controls(line_));
+        write_all(STDOUT_FILENO, clear_typed() + std::string(text) + "\n" + prompt_ + escape_controls(line_));
+    }
+
+    // A line of our own in the conversation (the end of the history): on a terminal among
+    // the messages; otherwise logged on stderr, so stdout stays "name > message" lines only.
+    void marker(std::string_view text) {
+        if (interactive_) return notice(text);
+        spdlog::info("{}", text);
     }
 
     void show_prompt() { write_all(STDOUT_FILENO, prompt_); }
 
     // Clears the prompt row for good (leaving).
     void finish() {
-        if (interactive_ && !finished_) write_all(STDOUT_FILENO, "\r\x1b[K");
+        if (interactive_ && !finished_) write_all(STDOUT_FILENO, clear_typed());
         finished_ = true;
     }
 
@@ -143,7 +151,30 @@ public:
     }
 
 private:
-    void redraw() { write_all(STDOUT_FILENO, "\r\x1b[K" + prompt_ + escape_controls(line_)); }
+    void redraw() { write_all(STDOUT_FILENO, clear_typed() + prompt_ + escape_controls(line_)); }
+
+    // Moves to the start of the prompt and clears from there: the prompt and the typed line may
+    // wrap over several rows (the cursor is on the last; a full row keeps it at its end).
+    std::string clear_typed() const {
+        const std::size_t cols = terminal_columns();
+        const std::size_t width = display_width(prompt_) + display_width(escape_controls(line_));
+        const std::size_t up = width == 0 ? 0 : (width - 1) / cols;
+        if (up == 0) return "\r\x1b[K";
+        return "\r\x1b[" + std::to_string(up) + "A\x1b[J";
+    }
+
+    static std::size_t terminal_columns() {
+        winsize ws{};
+        if (::ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0) return ws.ws_col;
+        return 80;
+    }
+
+    // Code points: one column each (wide characters are rare in names and chat lines).
+    static std::size_t display_width(std::string_view s) {
+        std::size_t n = 0;
+        for (unsigned char c : s) n += (c & 0xc0) != 0x80;
+        return n;
+    }
 
     bool interactive_;
     std::string prompt_;
@@ -185,19 +216,23 @@ private:
 
 // What arrives: frames in pairs, the sender's username then the message. In a --room the
 // first frame is the channel "chat.ROOM.NAME" (shown as NAME), or a server notice ("$sys.").
+// What arrives within a moment of joining is taken as the server's --history replay: a marker
+// line says where it ends.
 class pair_reader final : public io::frame_handler {
 public:
-    pair_reader(chat_screen& screen, std::string room_prefix)
-        : screen_(screen), room_prefix_(std::move(room_prefix)) {}
+    pair_reader(chat_screen& screen, std::string room_prefix, std::size_t max_name)
+        : screen_(screen), room_prefix_(std::move(room_prefix)), max_name_(max_name) {}
 
     bool on_frame(std::string_view payload) override {
         if (!have_name_) {
             name_.assign(payload);
             have_name_ = true;
+            if (room_prefix_.empty()) check_pairing(payload);
             return true;
         }
         have_name_ = false;
         if (room_prefix_.empty()) {
+            ++pairs_;
             screen_.message(name_, payload);
         } else if (name_.starts_with(room_prefix_)) {
             screen_.message(std::string_view(name_).substr(room_prefix_.size()), payload);
@@ -210,11 +245,36 @@ public:
         return true;
     }
 
+    // A moment after joining: what arrived until now was the server's --history replay (it
+    // comes at once on joining); say where it ends.
+    void join_settled() {
+        if (pairs_ == 0) return;
+        screen_.marker("--- " + std::to_string(pairs_) + " earlier message" +
+                       (pairs_ == 1 ? "" : "s") + " (history); new messages follow ---");
+    }
+
 private:
+    // A streaming server's messages are not pairs: say so once, where it can be seen.
+    void check_pairing(std::string_view name) {
+        if (warned_) return;
+        const bool streaming = name == "Welcome to the server!" || name.rfind("The time is ", 0) == 0;
+        if (!streaming && name.size() <= max_name_) return;
+        warned_ = true;
+        const std::string text =
+            "warning: the server sent '" + escape_controls(name.substr(0, 60)) +
+            "' where a username belongs: it does not look like a chat room (framecast serve "
+            "--chat); messages will be shown paired wrongly";
+        spdlog::warn("{}", text);
+        screen_.notice(text);
+    }
+
     chat_screen& screen_;
     std::string room_prefix_;
+    std::size_t max_name_;
     std::string name_;
     bool have_name_ = false;
+    bool warned_ = false;
+    std::uint64_t pairs_ = 0;
 };
 
 // --room: the room's channels. A message is published to chat.ROOM.NAME, the room is joined
@@ -318,6 +378,9 @@ asio::awaitable<void> type_lines(chat_screen& screen, io::send_queue& queue,
     char buf[256];
     for (;;) {
         auto [ec, n] = co_await in.async_read_some(asio::buffer(buf), use_nothrow);
+        // Cancelled: the connection ended first, which is not the user leaving (the caller
+        // reports it; setting `leaving` here made a server's close look like a clean exit 0).
+        if (ec == asio::error::operation_aborted) co_return;
         if (ec) break;  // the terminal went away
         bool leave = false;
         for (std::size_t i = 0; i < n && !leave; ++i) {
@@ -350,10 +413,12 @@ asio::awaitable<void> finish_input(const input_progress& progress, io::frame_wri
     for (;;) {
         if (progress.ended && writer.bytes_written() >= progress.queued_bytes) break;
         timer.expires_after(std::chrono::milliseconds(10));
-        co_await timer.async_wait(use_nothrow);
+        auto [ec] = co_await timer.async_wait(use_nothrow);
+        if (ec) co_return;  // cancelled: the connection ended first, not our input
     }
     timer.expires_after(to_duration(linger));
-    co_await timer.async_wait(use_nothrow);
+    auto [ec] = co_await timer.async_wait(use_nothrow);
+    if (ec) co_return;
     state.leaving = true;
     queue.close();
     co_await io::wait_forever();
@@ -384,13 +449,22 @@ asio::awaitable<exit_code> run_chat(const chat_config& cfg, bool interactive, ch
     }
     progress->queued_bytes = opts.header_size + first.size();
     io::frame_writer writer(ex, queue);
-    spdlog::info("joined {}{}{} as {}", target.to_string(), prefix.empty() ? "" : " room ",
-                 escape_controls(cfg.room), escape_controls(cfg.name));
 
     session_state state;
     decoder dec(opts, decode_mode::whole);
     std::vector<char> buffer(64 * 1024);
-    pair_reader pairs(screen, prefix);
+    pair_reader pairs(screen, prefix, cfg.max_name);
+    // The protocol has no "welcome": a server that refuses the name closes at once, so the
+    // name counts as accepted once the connection has stayed open a moment.
+    bool joined = false;
+    asio::steady_timer join_timer(ex, std::chrono::milliseconds(250));
+    join_timer.async_wait([&, name = target.to_string()](error_code ec) {
+        if (ec) return;  // cancelled: run_chat is over
+        joined = true;
+        pairs.join_settled();
+        spdlog::info("joined {}{}{} as {}", name, prefix.empty() ? "" : " room ",
+                     escape_controls(cfg.room), escape_controls(cfg.name));
+    });
 
     auto send = [&]() -> asio::awaitable<error_code> { co_return co_await writer.run(socket); };
     std::variant<io::read_result, error_code, std::monostate> outcome;
@@ -403,6 +477,7 @@ asio::awaitable<exit_code> run_chat(const chat_config& cfg, bool interactive, ch
         outcome = co_await (io::read_frames(socket, dec, buffer, pairs) || send() ||
                             finish_input(*progress, writer, *queue, cfg.linger, state));
     }
+    join_timer.cancel();
     screen.finish();
 
     if (auto* sent = std::get_if<error_code>(&outcome)) {
@@ -412,10 +487,23 @@ asio::awaitable<exit_code> run_chat(const chat_config& cfg, bool interactive, ch
     }
     if (auto* res = std::get_if<io::read_result>(&outcome)) {
         if (res->ec) {
+            if (!joined && res->ec == asio::error::connection_reset) {
+                spdlog::error("{}: connection reset by the server right after the username "
+                              "'{}': it refused the name, its log says why",
+                              target.to_string(), escape_controls(cfg.name));
+                co_return exit_code::failure;
+            }
             spdlog::error("{}: {}", target.to_string(), res->message);
             co_return exit_code_for(res->ec);
         }
         if (state.leaving) co_return exit_code::ok;
+        if (!joined) {
+            spdlog::error("{}: connection closed by the server right after the username '{}': "
+                          "it refused the name (taken, with --unique-names; too long; ...), "
+                          "its log says why",
+                          target.to_string(), escape_controls(cfg.name));
+            co_return exit_code::failure;
+        }
         spdlog::error("{}: connection closed by the server", target.to_string());
         co_return exit_code::failure;
     }
@@ -434,7 +522,7 @@ command_runner register_chat(CLI::App& app) {
     cmd->add_option("target", cfg->target, "Where the room is: HOST:PORT or [IPv6]:PORT")
         ->required()
         ->check(endpoint_validator());
-    cmd->add_option("-n,--name", cfg->name,
+    cmd->add_option("--name", cfg->name,
                     "Username: non-empty, valid UTF-8, at most --max-name bytes")
         ->required();
     cmd->add_option("--max-name", cfg->max_name, "Longest username in bytes (the server's rule)")

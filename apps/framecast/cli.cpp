@@ -2,6 +2,8 @@
 
 #include <stdexcept>
 
+#include <unistd.h>
+
 #include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/sinks/stdout_sinks.h>
@@ -28,7 +30,26 @@ public:
     }
 };
 
+// %L: "error: " / "warning: " before a problem, nothing before news: the plain terminal style.
+class level_prefix_flag final : public spdlog::custom_flag_formatter {
+public:
+    void format(const spdlog::details::log_msg& msg, const std::tm&,
+                spdlog::memory_buf_t& dest) override {
+        std::string_view p = msg.level >= spdlog::level::err    ? "error: "
+                             : msg.level == spdlog::level::warn ? "warning: "
+                                                                : "";
+        dest.append(p.data(), p.data() + p.size());
+    }
+    std::unique_ptr<custom_flag_formatter> clone() const override {
+        return std::make_unique<level_prefix_flag>();
+    }
+};
+
 }  // namespace
+
+bool plain_terminal_logs() {
+    return chosen_format == log_format::text && ::isatty(STDERR_FILENO) != 0;
+}
 
 void set_log_format(log_format format) { chosen_format = format; }
 
@@ -78,6 +99,11 @@ void setup_logging(int verbosity) {
         formatter->add_flag<json_message_flag>('j').set_pattern(
             R"({"time":"%Y-%m-%dT%H:%M:%S.%fZ","level":"%l","msg":"%j"})");
         spdlog::set_formatter(std::move(formatter));
+    } else if (plain_terminal_logs()) {
+        // A person is reading: one plain line per event, as nc and redis-cli write them.
+        auto formatter = std::make_unique<spdlog::pattern_formatter>();
+        formatter->add_flag<level_prefix_flag>('L').set_pattern("%^%L%$%v");
+        spdlog::set_formatter(std::move(formatter));
     } else {
         spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
     }
@@ -96,9 +122,38 @@ void add_verbosity_flags(CLI::App& cmd, int& verbosity) {
 
 CLI::Option* add_size_option(CLI::App& cmd, const std::string& name, std::uint64_t& value,
                              const std::string& help) {
+    // AsSizeValue would turn "-5" into 2^64 - 5: refuse a sign before it runs (a transform
+    // added later runs first).
+    CLI::Validator non_negative(
+        [](std::string& s) -> std::string {
+            auto first = s.find_first_not_of(" \t");
+            if (first != std::string::npos && s[first] == '-') {
+                return "'" + s + "': a size cannot be negative";
+            }
+            return {};
+        },
+        "");
     return cmd.add_option(name, value, help)
         ->transform(CLI::AsSizeValue(false))
+        ->transform(non_negative)
         ->default_val(value);
+}
+
+CLI::Validator number_validator() {
+    return CLI::Validator(
+        [](std::string& s) -> std::string {
+            std::size_t used = 0;
+            try {
+                (void)std::stod(s, &used);
+            } catch (const std::exception&) {
+                used = 0;
+            }
+            if (used == 0 || s.find_first_not_of(" \t", used) != std::string::npos) {
+                return "'" + s + "' is not a number";
+            }
+            return {};
+        },
+        "");
 }
 
 }  // namespace framecast::app

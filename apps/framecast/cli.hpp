@@ -54,6 +54,9 @@ std::string flag_hint(std::error_code ec);
 enum class log_format { text, json };
 // Chosen once by main from the global --log-format option, before any command runs.
 void set_log_format(log_format format);
+// True when logs go to a terminal in text format: plain lines (no time, no level for news),
+// as a person reads them; false for --log-format json and for files, pipes and journals.
+bool plain_terminal_logs();
 // stderr logging, one line per event with time and level (text), or one JSON object per line
 // ({"time":…,"level":…,"msg":…}) for log collectors. verbosity: -1 quiet, 0 info, 1 debug.
 void setup_logging(int verbosity);
@@ -63,5 +66,9 @@ void add_verbosity_flags(CLI::App& cmd, int& verbosity);
 // Parses sizes such as "16", "64KiB", "8MiB", "1GB" (CLI11's AsSizeValue, 1 KiB = 1024).
 CLI::Option* add_size_option(CLI::App& cmd, const std::string& name, std::uint64_t& value,
                              const std::string& help);
+
+// Fails with "'abc' is not a number" (CLI11's Range says "not in range" for any text). Add it
+// with ->transform() so it runs before the option's other checks.
+CLI::Validator number_validator();
 
 }  // namespace framecast::app

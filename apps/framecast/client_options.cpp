@@ -18,8 +18,9 @@ void add_codec_options(CLI::App& cmd, codec_flags& flags, bool with_max) {
         ->default_val(flags.header_size);
     if (with_max) {
         add_size_option(cmd, "--max-message", flags.max_message,
-                        "Largest payload accepted (e.g. 64KiB, 1GB); a header announcing more "
-                        "fails before anything is buffered");
+                        "Largest payload sent or accepted (e.g. 64KiB, 1GB; the server's default "
+                        "too): a longer message is refused before it is sent, a header announcing "
+                        "more fails before anything is buffered");
     }
     cmd.add_option("--length-unit", flags.unit,
                    "What header lengths count: bytes, or code-points (UTF-8 characters, for "
@@ -32,6 +33,7 @@ CLI::Option* add_seconds_option(CLI::App& cmd, const std::string& name, double& 
                                 const std::string& help) {
     return cmd.add_option(name, value, help)
         ->check(CLI::Range(0.0, 1e7))
+        ->transform(number_validator())
         ->default_val(value);
 }
 

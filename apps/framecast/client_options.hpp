@@ -20,7 +20,9 @@ namespace framecast::app {
 
 struct codec_flags {
     std::size_t header_size = default_header_size;
-    std::uint64_t max_message = default_max_message;
+    // The server's default too (io::server_options): a client must not send what the server
+    // refuses, nor accept more than it would send.
+    std::uint64_t max_message = 1024 * 1024;
     std::string unit = "bytes";  // or "code-points"
 
     codec_options options() const {

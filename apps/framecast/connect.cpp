@@ -26,13 +26,12 @@
 #include "framecast/io/backoff.hpp"
 #include "framecast/io/client.hpp"
 #include "framecast/io/json.hpp"
+#include "output.hpp"
 
 namespace framecast::app {
 namespace {
 
 using namespace asio::experimental::awaitable_operators;
-
-enum class output_format { lines, raw, framed, json };
 
 struct connect_config {
     std::string target;
@@ -49,148 +48,6 @@ struct connect_config {
     bool line_buffered = false;
     codec_flags codec;
     int verbosity = 0;
-};
-
-void append_base64(std::string& out, std::string_view s) {
-    static constexpr char abc[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    const auto* p = reinterpret_cast<const unsigned char*>(s.data());
-    std::size_t i = 0;
-    for (; i + 3 <= s.size(); i += 3) {
-        unsigned v = (p[i] << 16) | (p[i + 1] << 8) | p[i + 2];
-        out += abc[v >> 18];
-        out += abc[(v >> 12) & 63];
-        out += abc[(v >> 6) & 63];
-        out += abc[v & 63];
-    }
-    if (std::size_t left = s.size() - i; left > 0) {
-        unsigned v = p[i] << 16;
-        if (left == 2) v |= p[i + 1] << 8;
-        out += abc[v >> 18];
-        out += abc[(v >> 12) & 63];
-        out += left == 2 ? abc[(v >> 6) & 63] : '=';
-        out += '=';
-    }
-}
-
-// Writes all of `data` to a file descriptor, waiting out EAGAIN on a non-blocking one.
-bool write_all(int fd, const char* data, std::size_t size, error_code& ec) {
-    while (size > 0) {
-        ssize_t n = ::write(fd, data, size);
-        if (n >= 0) {
-            data += n;
-            size -= static_cast<std::size_t>(n);
-            continue;
-        }
-        if (errno == EINTR) continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK) {
-            pollfd pfd{fd, POLLOUT, 0};
-            ::poll(&pfd, 1, -1);
-            continue;
-        }
-        ec.assign(errno, boost::system::system_category());
-        return false;
-    }
-    return true;
-}
-
-// Formats what arrives into one output buffer and writes it to stdout in big pieces: when the
-// buffer is full, and when the socket goes quiet (so a slow stream still shows up at once).
-class output_sink final : public io::frame_handler {
-public:
-    output_sink(output_format format, std::uint64_t count, bool flush_each)
-        : format_(format), count_(count), flush_each_(flush_each) {
-        out_.reserve(flush_at + 64 * 1024);
-    }
-
-    std::uint64_t messages() const noexcept { return seq_; }
-    const error_code& output_error() const noexcept { return output_error_; }
-    bool count_reached() const noexcept { return count_ != 0 && seq_ >= count_; }
-
-    void on_read(std::size_t) override { stamp_valid_ = false; }
-
-    bool on_frame(std::string_view payload) override {
-        if (format_ == output_format::json) {
-            append_json(payload);
-        } else {
-            out_.append(payload);
-            out_ += '\n';
-        }
-        return message_done();
-    }
-
-    bool on_begin(std::uint64_t, std::string_view header) override {
-        if (format_ == output_format::framed) out_.append(header);
-        return true;
-    }
-
-    bool on_data(std::string_view piece) override {
-        if (piece.size() >= flush_at) {  // a big piece of a big message: no copy
-            flush();
-            write(piece);
-        } else {
-            out_.append(piece);
-            if (out_.size() >= flush_at) flush();
-        }
-        return !output_error_;
-    }
-
-    bool on_end() override { return message_done(); }
-
-    void on_idle() override { flush(); }
-
-    void flush() {
-        if (!out_.empty()) write(out_);
-        out_.clear();
-    }
-
-private:
-    static constexpr std::size_t flush_at = 256 * 1024;
-
-    bool message_done() {
-        ++seq_;
-        if (flush_each_ || out_.size() >= flush_at) flush();
-        return !output_error_ && !count_reached();
-    }
-
-    void write(std::string_view bytes) {
-        if (output_error_) return;
-        write_all(STDOUT_FILENO, bytes.data(), bytes.size(), output_error_);
-    }
-
-    void append_json(std::string_view payload) {
-        if (!stamp_valid_) {
-            auto now = std::chrono::system_clock::now();
-            auto us = std::chrono::duration_cast<std::chrono::microseconds>(now.time_since_epoch())
-                          .count();
-            std::time_t secs = static_cast<std::time_t>(us / 1'000'000);
-            std::tm tm{};
-            gmtime_r(&secs, &tm);
-            char text[40];
-            std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%S", &tm);
-            stamp_ = fmt::format("{}.{:06}Z", text, us % 1'000'000);
-            stamp_valid_ = true;
-        }
-        fmt::format_to(std::back_inserter(out_), R"({{"seq":{},"length":{},"time":"{}",)", seq_ + 1,
-                       payload.size(), stamp_);
-        if (count_code_points(payload)) {
-            out_ += R"("text":")";
-            io::append_json_string(out_, payload);
-        } else {
-            out_ += R"("base64":")";
-            append_base64(out_, payload);
-        }
-        out_ += "\"}\n";
-    }
-
-    output_format format_;
-    std::uint64_t count_;
-    bool flush_each_;
-    std::uint64_t seq_ = 0;
-    std::string out_;
-    std::string stamp_;
-    bool stamp_valid_ = false;
-    error_code output_error_;
 };
 
 double seconds(io::duration d) { return std::chrono::duration<double>(d).count(); }
@@ -308,6 +165,13 @@ private:
         if (cfg_.reconnect && retryable) return {std::nullopt, name_ + ": " + res.message};
         if (code == exit_code::timed_out) {
             spdlog::error("{}: {} (--timeout)", name_, res.message);
+        } else if (code == exit_code::malformed_header && cfg_.codec.unit == "bytes" &&
+                   (res.ec == errc::header_non_ascii || sink_.saw_non_ascii())) {
+            // UTF-8 bytes where a header belongs: the peer's header counted characters (Python's
+            // len(str), as the tutorial's server.py does), so the payload ran into it.
+            spdlog::error("{}: {}; if the peer counts characters rather than bytes (Python's "
+                          "len(str) on non-ASCII text), use --length-unit code-points",
+                          name_, res.message);
         } else {
             spdlog::error("{}: {}", name_, res.message);
         }
@@ -383,10 +247,7 @@ command_runner register_connect(CLI::App& app) {
 
     return [cfg] {
         setup_logging(cfg->verbosity);
-        cfg->format = cfg->format_name == "raw"      ? output_format::raw
-                      : cfg->format_name == "framed" ? output_format::framed
-                      : cfg->format_name == "json"   ? output_format::json
-                                                     : output_format::lines;
+        cfg->format = output_format_of(cfg->format_name);
         const bool flush_each = cfg->line_buffered || ::isatty(STDOUT_FILENO);
         output_sink sink(cfg->format, cfg->count, flush_each);
 

@@ -1,13 +1,50 @@
 // framecast: one executable, one subcommand per job.
+#include <algorithm>
 #include <csignal>
+#include <cstdlib>
 #include <exception>
 #include <iostream>
 
 #include <CLI/CLI.hpp>
 
 #include "cli.hpp"
+#include "config_file.hpp"
 
 using framecast::app::exit_code;
+
+namespace {
+
+// "  serve     Stream framed messages ..." for every subcommand: what `framecast`, an unknown
+// command and `framecast help` show.
+std::string command_list(const CLI::App& app) {
+    std::string out = "Commands:\n";
+    for (const auto* sub : app.get_subcommands({})) {
+        // The description's first clause, to fit one line.
+        auto text = sub->get_description();
+        for (const char* stop : {". ", ": ", "; ", "\n"}) {
+            if (auto at = text.find(stop); at != std::string::npos) text.resize(at);
+        }
+        out += "  " + sub->get_name() + std::string(10 - std::min<std::size_t>(9, sub->get_name().size()), ' ') + text + "\n";
+    }
+    out += "\nRun 'framecast help COMMAND' (or 'framecast COMMAND --help') for a command's options.\n";
+    return out;
+}
+
+// The first word on the command line that is not an option or an option's value: the command
+// the user meant (global options taking a value: --config, --log-format).
+std::string first_word(int argc, char** argv) {
+    for (int i = 1; i < argc; ++i) {
+        std::string a = argv[i];
+        if (a == "--config" || a == "--log-format") {
+            ++i;
+            continue;
+        }
+        if (!a.empty() && a[0] != '-') return a;
+    }
+    return {};
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
     // A closed pipe (`framecast connect ... | head`) is an error return from write(), handled
@@ -24,14 +61,19 @@ int main(int argc, char** argv) {
         "11 auth refused (--token).",
         "framecast"};  // a fixed name, not argv[0], in usage lines and the man page
     app.set_version_flag("--version", "framecast " FRAMECAST_VERSION " (" FRAMECAST_BUILD_INFO ")");
-    app.require_subcommand(1);
+    app.require_subcommand(0, 1);  // none: main prints the list of commands
     app.fallthrough();  // global options may follow the subcommand: `framecast serve --config F`
 
     // Every option can also come from a TOML file, the command line winning. A subcommand's
     // options go in its section ([serve], [connect], ...). Unknown keys are errors; this must be
     // set before the subcommands exist, as they copy it.
-    app.set_config("--config", "", "Read options from this TOML file (command line wins)")
-        ->check(CLI::ExistingFile);
+    auto* config = app.set_config("--config", "",
+                                  "Read options from this TOML file: a table per command "
+                                  "([serve], [connect], ...), keys named like the long options "
+                                  "(command line wins)")
+                       ->check(CLI::ExistingFile);
+    auto toml = std::make_shared<framecast::app::toml_config>(app, *config);
+    app.config_formatter(toml);
     app.allow_config_extras(CLI::config_extras_mode::error);
     std::string format = "text";
     app.add_option("--log-format", format, "Log lines on stderr as text or as JSON objects")
@@ -52,20 +94,52 @@ int main(int argc, char** argv) {
     add(framecast::app::register_bench);
     add(framecast::app::register_sub);
     add(framecast::app::register_pub);
+    std::string help_topic;
+    auto* help = app.add_subcommand("help", "Show the commands, or one command's options");
+    help->add_option("command", help_topic, "The command to explain");
+
+    const std::string word = first_word(argc, argv);
+    const auto subs = app.get_subcommands({});
+    const bool known = word.empty() || std::any_of(subs.begin(), subs.end(), [&](const CLI::App* c) {
+                           return c->get_name() == word;
+                       });
+    if (!known) {
+        std::cerr << "framecast: unknown command '" << word << "'\n\n" << command_list(app);
+        return static_cast<int>(exit_code::usage);
+    }
 
     try {
         app.parse(argc, argv);
     } catch (const CLI::ConfigError& e) {
-        // CLI11 says "INI was not able to parse serve.bogus"; name the key plainly.
-        std::string what = e.what();
-        const std::string prefix = "INI was not able to parse ";
-        if (what.rfind(prefix, 0) == 0) what = "unknown key '" + what.substr(prefix.size()) + "'";
-        std::cerr << "framecast: config file: " << what << '\n';
+        std::cerr << "framecast: config file: " << e.what() << '\n';
         return static_cast<int>(exit_code::usage);
     } catch (const CLI::ParseError& e) {
+        // A bad value from the config file: say which line it came from.
+        if (auto where = toml->where(e.what()); !where.empty() && e.get_exit_code() != 0) {
+            std::cerr << "framecast: " << where << ": " << e.what() << '\n';
+            return static_cast<int>(exit_code::usage);
+        }
         int rc = app.exit(e);
         return rc == 0 ? 0 : static_cast<int>(exit_code::usage);
     }
+    if (help->parsed() || app.get_subcommands().empty()) {
+        if (help_topic.empty()) {
+            (help->parsed() ? std::cout : std::cerr) << app.get_description() << "\n\n"
+                                                      << command_list(app);
+            return static_cast<int>(help->parsed() ? exit_code::ok : exit_code::usage);
+        }
+        for (const auto* sub : app.get_subcommands({})) {
+            if (sub->get_name() == help_topic && sub != help) {
+                std::cout << sub->help("framecast");
+                return 0;
+            }
+        }
+        std::cerr << "framecast: unknown command '" << help_topic << "'\n\n" << command_list(app);
+        return static_cast<int>(exit_code::usage);
+    }
+    // The docs' examples are checked against the real parser (tests/integration/
+    // test_docs_examples.py): parse, then stop before running anything.
+    if (std::getenv("FRAMECAST_CHECK_ARGS") != nullptr) return 0;
     framecast::app::set_log_format(format == "json" ? framecast::app::log_format::json
                                                     : framecast::app::log_format::text);
     try {

@@ -17,6 +17,7 @@
 #include "cli.hpp"
 #include "framecast/backplane.hpp"
 #include "framecast/io/node.hpp"
+#include "print.hpp"
 
 namespace framecast::app {
 
@@ -33,6 +34,8 @@ struct serve_config {
     std::string backplane_url;
     std::string source = "time";  // as written, for messages
     std::string auth_mode;        // --auth: "jwt" or empty
+    bool print = false;
+    std::string output = "lines";
     int verbosity = 0;
 };
 
@@ -44,6 +47,7 @@ std::chrono::milliseconds to_ms(double seconds) {
 CLI::Option* add_seconds_option(CLI::App& cmd, const std::string& name,
                                 std::chrono::milliseconds& field, const std::string& help) {
     return cmd.add_option_function<double>(name, [&field](double s) { field = to_ms(s); }, help)
+        ->transform(number_validator())
         ->default_str(fmt::format("{}", static_cast<double>(field.count()) / 1000.0));
 }
 
@@ -171,10 +175,15 @@ exit_code run_serve(serve_config& cfg, bool source_given) {
     if (!cfg.metrics.empty()) cfg.node.metrics = to_listen_address(cfg.metrics);
     if (!cfg.ws.empty()) cfg.node.ws = to_listen_address(cfg.ws);
     cfg.node.version = FRAMECAST_VERSION;
-    cfg.node.announce = [](std::string_view line) {
-        std::printf("%.*s\n", static_cast<int>(line.size()), line.data());
-        std::fflush(stdout);
+    // With --print stdout is the data: "listening on ..." goes to stderr. When stdout and the
+    // plain log are the same terminal, the log line says it already: no second copy.
+    const bool shown_by_log = cfg.verbosity >= 0 && plain_terminal_logs() &&
+                              (cfg.print || ::isatty(STDOUT_FILENO) != 0);
+    if (!shown_by_log) cfg.node.announce = [out = cfg.print ? stderr : stdout](std::string_view line) {
+        std::fprintf(out, "%.*s\n", static_cast<int>(line.size()), line.data());
+        std::fflush(out);
     };
+    if (cfg.print) cfg.node.sink = make_printer(cfg.output, cfg.node.server.codec);
     std::unique_ptr<backplane::backplane> bp;
     if (!cfg.backplane_url.empty()) {
         try {
@@ -215,10 +224,15 @@ void add_stream_options(CLI::App& cmd, serve_config& cfg) {
            "'stdin-framed' (the input is framed already, e.g. from framecast connect), "
            "or 'none'. Default: time, or none with --publish or --chat")
         ->check(CLI::IsMember({"time", "stdin", "stdin-framed", "none"}));
+    cmd.add_option("--wait-for", n.wait_for,
+                   "Start the source (stdin or the clock) only once N clients are connected, so "
+                   "that a short input is not streamed to nobody. 0: at once")
+        ->default_val(n.wait_for);
     add_seconds_option(cmd, "--interval", n.interval, "Seconds between time messages")
         ->check(CLI::Range(0.001, 86400.0));
     cmd.add_option("--welcome", n.server.welcome,
-                   "First message each client receives; an empty string sends none")
+                   "First message each client receives; an empty string sends none. Default: "
+                   "'Welcome to the server!' with --source time, none with any other source")
         ->default_val(n.server.welcome);
     cmd.add_flag("--publish", n.server.publish,
                  "Frames a client sends are broadcast to every other client (pub/sub); "
@@ -430,6 +444,23 @@ void add_backplane_options(CLI::App& cmd, serve_config& cfg) {
         ->needs("--backplane");
 }
 
+void add_print_options(CLI::App& cmd, serve_config& cfg) {
+    auto* print = cmd.add_flag(
+        "--print", cfg.print,
+        "Print what clients send on stdout instead of relaying it (like nc -l, but framed): "
+        "no source, no welcome by default; a blocked stdout holds the server back");
+    print->excludes(cmd.get_option("--publish"))
+        ->excludes(cmd.get_option("--chat"))
+        ->excludes(cmd.get_option("--backplane"));
+    cmd.add_option("-o,--output", cfg.output,
+                   "--print: lines (each payload and a newline), raw (payloads only), framed (the "
+                   "frames as received), json (one object per line {seq, length, time, "
+                   "text|base64})")
+        ->check(CLI::IsMember({"lines", "raw", "framed", "json"}, CLI::ignore_case))
+        ->default_val(cfg.output)
+        ->needs(print);
+}
+
 void add_metrics_option(CLI::App& cmd, std::string& address) {
     cmd.add_option("--metrics", address,
                    "Serve Prometheus metrics at http://HOST:PORT/metrics and a health check at "
@@ -483,6 +514,7 @@ command_runner register_serve(CLI::App& app) {
     add_auth_options(*cmd, *cfg);
     add_channel_options(*cmd, *cfg);
     add_backplane_options(*cmd, *cfg);
+    add_print_options(*cmd, *cfg);
     add_metrics_option(*cmd, cfg->metrics);
     add_ws_options(*cmd, *cfg);
     add_verbosity_flags(*cmd, cfg->verbosity);
@@ -493,9 +525,14 @@ command_runner register_serve(CLI::App& app) {
         const bool source_given = source_opt->count() > 0;
         auto& s = cfg->node.server;
         if (memory_opt->count() == 0) s.memory_limit = default_memory_limit(s.memory_limit);
+        if (cfg->print) s.publish = true;  // client frames go to the ingress, i.e. the printer
         const bool paired = s.chat.enabled || s.channels.enabled;  // frames travel in pairs
         if ((s.publish || paired) && !source_given) cfg->node.source = io::source_kind::none;
-        if (paired && welcome_opt->count() == 0) s.welcome.clear();
+        // The welcome belongs to the time stream: a data stream's subscribers would take it for
+        // data (the first line of stdin, say), and a chat client for a username.
+        if ((cfg->node.source != io::source_kind::time || paired) && welcome_opt->count() == 0) {
+            s.welcome.clear();
+        }
         return run_serve(*cfg, source_given);
     };
 }

@@ -225,7 +225,8 @@ command_runner register_stats(CLI::App& app) {
             "HOST:PORT|URL"));
     cmd->add_option("--interval", cfg->interval, "Seconds between refreshes")
         ->default_val(cfg->interval)
-        ->check(CLI::Range(0.05, 3600.0));
+        ->check(CLI::Range(0.05, 3600.0))
+        ->transform(number_validator());
     cmd->add_option("--count", cfg->count, "Refreshes before exiting; 0: until interrupted")
         ->default_val(cfg->count);
     return [cfg] { return run_stats(*cfg); };

@@ -251,6 +251,23 @@ struct node::impl {
         }
     }
 
+    // Starts the source once `wait_for` clients are connected (polled: a client's arrival has no
+    // hook here, and 10 ms is nothing beside a person or a script starting its subscribers).
+    asio::awaitable<void> start_source_when_subscribed() {
+        spdlog::info("waiting for {} client{} before starting the source", opts.wait_for,
+                     opts.wait_for == 1 ? "" : "s");
+        asio::steady_timer timer(io);
+        while (srv.client_count() < opts.wait_for) {
+            if (stop_asked.is_set()) co_return;
+            timer.expires_after(std::chrono::milliseconds(10));
+            co_await timer.async_wait(use_nothrow);
+        }
+        if (stop_asked.is_set()) co_return;
+        spdlog::info("{} client{} connected: starting the source", srv.client_count(),
+                     srv.client_count() == 1 ? "" : "s");
+        start_source();
+    }
+
     // End of input counts as the first signal: a signal now closes at once.
     void on_input_end(error_code ec, const std::string& message) {
         if (ec) {
@@ -376,13 +393,21 @@ struct node::impl {
         if (opts.ws) {
             if (auto ec = open_ws()) return {ec};
         }
-        if (bp) bridge_backplane();
+        if (bp) {
+            bridge_backplane();
+        } else if (opts.sink) {
+            srv.set_ingress([this](const relay_unit& unit, const session*) { opts.sink(unit); });
+        }
         srv.start();
         for (const auto& ep : bound) {
             announce("listening on " + format_endpoint(ep));
             spdlog::info("listening on {}", format_endpoint(ep));
         }
-        start_source();
+        if (opts.wait_for > 0 && opts.source != source_kind::none) {
+            asio::co_spawn(io, start_source_when_subscribed(), asio::detached);
+        } else {
+            start_source();
+        }
         asio::co_spawn(io, lifecycle(), asio::detached);
         io.run();
         if (bp) bp->stop(0);  // the round trip was awaited above; what is still pending is reported

@@ -312,7 +312,8 @@ go()  # once the test has read connect's peak RSS
 c.sendall(frame("after"))
 c.close()
 """, stdin=subprocess.PIPE)
-    p = subprocess.Popen([BIN, "connect", f"127.0.0.1:{port}", "--output", "raw"],
+    p = subprocess.Popen([BIN, "connect", f"127.0.0.1:{port}", "--output", "raw",
+                          "--max-message", "1GB"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     received, ok, peak_kib = 0, True, None
     pattern = bytes(range(256))

@@ -22,6 +22,8 @@ grep -q "^DynamicUser=yes" /usr/lib/systemd/system/framecast.service
 test -f /etc/framecast/framecast.toml
 test -f /usr/share/man/man1/framecast.1 || test -f /usr/share/man/man1/framecast.1.gz
 /usr/bin/framecast --config /etc/framecast/framecast.toml serve --help >/dev/null
+test -f /usr/share/bash-completion/completions/framecast
+test -f /usr/share/zsh/vendor-completions/_framecast
 test -f /usr/include/framecast/codec.hpp
 test -f /usr/include/framecast/error.hpp
 # Only the codec ships as a library: no headers of the io and backplane parts.

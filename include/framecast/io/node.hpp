@@ -45,6 +45,9 @@ struct node_options {
     std::vector<listen_address> listen;
     static constexpr std::uint16_t default_port = 1243;
     source_kind source = source_kind::time;
+    // The source (clock or standard input) starts only once this many clients are connected,
+    // so a short input is not streamed to nobody; 0: at once.
+    std::size_t wait_for = 0;
     // Between two time messages.
     std::chrono::milliseconds interval{std::chrono::seconds(3)};
     // At shutdown, for the backplane round trip and then for the clients' queues together.
@@ -64,6 +67,9 @@ struct node_options {
     // SIGINT / SIGTERM: the first drains, the second closes at once.
     bool handle_signals = true;
     int stdin_fd = 0;
+    // When set, what clients send is handed here (on the io thread, a relay unit per read)
+    // instead of being broadcast: `serve --print`. Needs server.publish; not with a backplane.
+    std::function<void(const relay_unit&)> sink;
     // Called with each line worth showing to an operator on stdout ("listening on HOST:PORT",
     // "metrics on http://HOST:PORT/metrics"), once it is true; null: not shown.
     std::function<void(std::string_view)> announce;
