@@ -15,6 +15,7 @@ packages=(
   python3 python3-pytest                              # integration tests with Python peers
   clang-14 libclang-rt-14-dev libfuzzer-14-dev        # fuzzing (libFuzzer)
   libzmq3-dev cppzmq-dev gnuplot-nox                  # framecast bench: the ZeroMQ peers, plots
+  nats-server                                         # framecast bench --only channels: the NATS peer
   python3-websockets python3-wsproto                  # WebSocket gateway tests: independent peers
   chromium                                            # the live page's browser test (puppeteer-core, npm)
 )

@@ -128,7 +128,9 @@ private:
     }
     // Frames from this client are discarded (no --publish, no chat): decoded in streaming
     // mode, never buffered.
-    bool discards_input() const noexcept { return !ctx_.opts.publish && !ctx_.chat; }
+    bool discards_input() const noexcept {
+        return !ctx_.opts.publish && !ctx_.chat && !ctx_.channels;
+    }
     bool awaiting_name() const noexcept { return ctx_.chat && !seat_.joined; }
 
     session_context& ctx_;

@@ -19,8 +19,9 @@ def test_partial_frames_are_not_buffered_when_input_is_discarded(procs):
     """1,000 clients each hold a partial 1 MiB frame: in the default mode their input is
     discarded, so nothing is buffered, and a new client is served at once."""
     attacks.raise_nofile(2 * 1000 + 256)
+    # A welcome (not sent by default without the time source) to tell when a client is served.
     server, port = procs.serve("--memory-limit", "64MiB", "--max-per-address", "0",
-                               "--source", "none")
+                               "--source", "none", "--welcome", "Welcome to the server!")
     base = attacks.rss_mib(server.p.pid)
     a = attacks.PartialFrames(port, 1000)
     try:
@@ -39,7 +40,8 @@ def test_partial_frames_stay_within_the_memory_limit(procs):
     (plus a small constant), and serves new clients again once the holders are cut."""
     attacks.raise_nofile(2 * 1000 + 256)
     server, port = procs.serve("--publish", "--memory-limit", "32MiB", "--max-per-address", "0",
-                               "--idle-timeout", "3", "--metrics", "127.0.0.1:0")
+                               "--idle-timeout", "3", "--metrics", "127.0.0.1:0",
+                               "--welcome", "Welcome to the server!")
     base = attacks.rss_mib(server.p.pid)
     a = attacks.PartialFrames(port, 1000)
     try:
@@ -136,7 +138,7 @@ def test_per_connection_warnings_are_bounded(procs):
 
 
 def test_max_per_address(procs):
-    server, port = procs.serve("--max-per-address", "2", "--source", "none")
+    server, port = procs.serve("--max-per-address", "2", "--source", "none", "--welcome", "Welcome to the server!")
     keep = [connect(port), connect(port)]
     for s in keep:
         FrameReader(s).read()
@@ -167,7 +169,7 @@ def redis(tmp_path):
 @pytest.mark.skipif(REDIS is None, reason="redis-server not installed")
 def test_forged_and_garbage_backplane_entries_are_rejected(procs, redis):
     url = f"redis://s3cret@127.0.0.1:{redis}/forge"
-    server, port = procs.serve("--publish", "--backplane", url, "--metrics", "127.0.0.1:0")
+    server, port = procs.serve("--publish", "--backplane", url, "--metrics", "127.0.0.1:0", "--welcome", "Welcome to the server!")
     node = wait_for_log(server, rb"backplane \S+: node (\S+)").group(1).decode()
     assert b"s3cret" not in server.stderr  # the password is never logged
     other, _ = procs.serve("--publish", "--backplane", url)

@@ -70,8 +70,9 @@ def test_insecure_skips_verification_only_when_asked(procs, pki):
 def test_tls_to_a_plaintext_server_is_exit_10(procs, pki):
     server, port = procs.serve("--publish", "--welcome", "")
     c = procs.framecast("send", f"127.0.0.1:{port}", "--tls", "--tls-ca", pki["ca"], "hello",
-                        "--timeout", "3")
+                        "--connect-timeout", "3")
     assert c.wait() == 10, c.stderr
+    assert b"plaintext server" in c.stderr
 
 
 def test_mutual_tls_client_certificate_and_send(procs, pki):

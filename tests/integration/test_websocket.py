@@ -29,7 +29,8 @@ def wait_for_ws_client(server, n):
 # --- the mapping ----------------------------------------------------------------------------
 
 def test_a_browser_and_a_tcp_client_see_the_same_messages_in_the_same_order(procs):
-    server, port, wsport = serve_ws(procs, "--source", "stdin", stdin=subprocess.PIPE)
+    server, port, wsport = serve_ws(procs, "--source", "stdin", "--welcome", "Welcome to the server!",
+                                    stdin=subprocess.PIPE)
     tcp = connect(port)
     reader = FrameReader(tcp)
     wait_for_client(server, tcp)

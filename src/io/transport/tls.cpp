@@ -246,7 +246,10 @@ asio::awaitable<error_code> tls_transport::handshake(std::chrono::steady_clock::
             const int reason = ERR_GET_REASON(err);
             const bool server = SSL_is_server(ssl_) == 1;
             if (ec == asio::error::eof) {
-                why = "closed during the TLS handshake";
+                why = server ? "closed during the TLS handshake"
+                             : "the server closed the connection during the TLS handshake (a "
+                               "plaintext server?)";
+                if (!server) ec = error_code(make_error_code(errc::tls_handshake_failed));
             } else if (reason == SSL_R_WRONG_VERSION_NUMBER || reason == SSL_R_HTTP_REQUEST ||
                        reason == SSL_R_UNKNOWN_PROTOCOL || reason == SSL_R_PACKET_LENGTH_TOO_LONG ||
                        reason == SSL_R_RECORD_LENGTH_MISMATCH) {
