@@ -13,6 +13,7 @@
 #include <boost/beast/websocket/stream.hpp>
 #include <spdlog/spdlog.h>
 
+#include "bridge_pair.hpp"
 #include "framecast/io/endpoint.hpp"
 #include "transport/ws.hpp"
 
@@ -128,22 +129,9 @@ asio::awaitable<error_code> async_connect_ws(tcp::socket& socket, std::string ho
         what = "websocket handshake with " + name + " failed: " + hec.message();
         co_return hec;
     }
-    int fds[2];
-    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) {
-        error_code ec(errno, boost::system::system_category());
-        what = "cannot make the websocket bridge: " + ec.message();
-        co_return ec;
-    }
-    error_code ec;
-    socket.assign(tcp::v4(), fds[0], ec);
     local_socket local(ex);
-    if (!ec) local.assign(asio::local::stream_protocol(), fds[1], ec);
-    if (ec) {
-        ::close(fds[0]);
-        ::close(fds[1]);
-        what = "cannot make the websocket bridge: " + ec.message();
-        co_return ec;
-    }
+    const error_code bec = make_bridge_pair(socket, local, "websocket", what);
+    if (bec) co_return bec;
     auto b = std::make_shared<bridge>(std::move(ws), std::move(local), codec);
     asio::co_spawn(ex, downstream(b), asio::detached);
     asio::co_spawn(ex, upstream(b), asio::detached);
