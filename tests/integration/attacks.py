@@ -191,10 +191,11 @@ def percentiles(xs):
             "p99": round(xs[min(len(xs) - 1, int(len(xs) * 0.99))], 1)}
 
 
-def backpressure_cycle(port, seconds, warmup=3.0):
+def backpressure_cycle(port, seconds, warmup=3.0, until=None):
     """Issue 14's cycle: a publisher sends 256 KiB frames non-stop; a second client (4 KiB
     receive buffer) sleeps 1.8 s, reads 0.25 s, repeats; an honest publisher's messages are
-    timed at a third, reading client. Returns the honest latency percentiles after `warmup`."""
+    timed at a third, reading client. Runs for `seconds`, or until `until()` (checked about
+    twice a second) returns true. Returns the honest latency percentiles after `warmup`."""
     stop = threading.Event()
     big = connect(port)
     big_frame = frame(b"b" * (256 * 1024))
@@ -241,18 +242,28 @@ def backpressure_cycle(port, seconds, warmup=3.0):
     reader = FrameReader(sink, bufsize=1 << 20)
     lat = []
     start = time.monotonic()
+    checked = start
+    honest_ok = True
     k = 0
     while time.monotonic() - start < seconds:
+        if until is not None and time.monotonic() - checked > 0.5:
+            checked = time.monotonic()
+            if until():
+                break
+        if not honest_ok:  # the sink was cut off (a slow consumer itself): the attack goes on
+            time.sleep(0.1)
+            continue
         k += 1
         tag = f"honest-{k}-".encode()
         t0 = time.monotonic()
-        honest.sendall(frame(tag))
         try:
+            honest.sendall(frame(tag))
             while True:
                 if reader.read(timeout=10) == tag:
                     break
         except (OSError, EOFError, ValueError):
-            break
+            honest_ok = False
+            continue
         if time.monotonic() - start > warmup:
             lat.append((time.monotonic() - t0) * 1000)
         time.sleep(0.02)
