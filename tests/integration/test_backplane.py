@@ -1,8 +1,6 @@
 """framecast serve --backplane: several nodes share one stream through a real redis-server
 (started here on a free loopback port, in a temp dir, with an fsync'd append-only file)."""
-import os
 import re
-import shutil
 import socket
 import subprocess
 import threading
@@ -10,41 +8,11 @@ import time
 
 import pytest
 
-from framecast_test import free_port
-from framecast_test import (DEADLINE, FrameReader, connect, frame, metrics_url, scrape,
+from redis_server import REDIS, Redis
+from framecast_test import (DEADLINE, FrameReader, connect, frame, free_port, metrics_url, scrape,
                             wait_for_log, wait_for_metric, wait_until)
 
-REDIS = shutil.which("redis-server")
 pytestmark = pytest.mark.skipif(REDIS is None, reason="redis-server not installed")
-
-
-class Redis:
-    def __init__(self, tmp_path):
-        self.dir, self.port, self.p = tmp_path, free_port(), None
-
-    def start(self):
-        self.p = subprocess.Popen(
-            [REDIS, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
-             "--appendonly", "yes", "--appendfsync", "always", "--save", "", "--protected-mode", "no"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + DEADLINE
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
-                    s.sendall(b"PING\r\n")
-                    if s.recv(16).startswith(b"+PONG"):
-                        return
-            except OSError:
-                time.sleep(0.05)  # poll interval while redis-server starts (bounded above)
-        raise AssertionError("redis-server did not start")
-
-    def stop(self):
-        if self.p and self.p.poll() is None:
-            self.p.terminate()
-            self.p.wait(timeout=DEADLINE)
-
-    def url(self, key="framecast"):
-        return f"redis://127.0.0.1:{self.port}/{key}"
 
 
 @pytest.fixture
@@ -52,9 +20,7 @@ def redis(tmp_path):
     r = Redis(tmp_path)
     r.start()
     yield r
-    if r.p and r.p.poll() is None:
-        r.p.kill()
-        r.p.wait()
+    r.kill()
 
 
 def join(port, name):
