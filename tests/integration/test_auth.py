@@ -143,3 +143,17 @@ def test_a_short_secret_is_refused_at_start(procs, tmp_path):
     p = procs.framecast("serve", "--listen", "127.0.0.1:0", "--auth", "jwt", "--jwt-key", short)
     assert p.wait() == 2
     assert b"shorter than 32 bytes" in p.stderr
+
+
+def test_the_documented_python_client_is_let_in(procs, secret_file):
+    """docs/tls.md's Python example, run as written (its port replaced by the server's)."""
+    import os
+    doc = open(os.path.join(os.path.dirname(__file__), "..", "..", "docs", "tls.md"), encoding="utf-8").read()
+    example = re.search(r"```python\n(.*?)```", doc, re.S).group(1)
+    assert '("127.0.0.1", 1234)' in example
+    server, port = procs.serve("--auth", "jwt", "--jwt-key", secret_file)
+    ns = {"secret": SECRET}
+    exec(example.replace('("127.0.0.1", 1234)', f'("127.0.0.1", {port})'), ns)
+    with ns["s"] as s:
+        assert FrameReader(s).read() == b"framecast: auth ok"
+    wait_for_log(server, rb"client \S+ connected as alice")
