@@ -172,7 +172,14 @@ void hub::update_congestion(member& m) {
     const std::size_t limit = m.queue_.limit();
     const auto now = clock::now();
     if (bytes > limit / 2) {
-        if (!m.congested_ && !m.lagging_) start_holding(m, now);
+        if (!m.congested_ && !m.lagging_) {
+            start_holding(m, now);
+        } else if (m.congested_ && !m.blames_all_ && bytes > limit / 4 * 3) {
+            // Holding the publishers it blamed did not stop the growth: hold everyone.
+            release_blame(m);
+            m.blames_all_ = true;
+            ++holding_all_;
+        }
     } else if (bytes <= limit / 4) {
         m.lagging_ = false;
         if (m.congested_) {
@@ -202,6 +209,7 @@ void hub::start_holding(member& m, clock::time_point now) {
     m.congested_ = true;
     m.congested_since_ = now;
     congestion(+1);
+    blame(m);
     const auto until = now + (opts_.backpressure - m.held_);
     if (congested_ == 1 || until < lag_timer_.expiry()) arm_lag_timer(until - now);
 }
@@ -209,6 +217,56 @@ void hub::start_holding(member& m, clock::time_point now) {
 void hub::stop_holding(member& m, clock::time_point now) {
     m.congested_ = false;
     m.held_ += now - m.congested_since_;
+    release_blame(m);
+}
+
+// Who fills a congested member's queue: the origins holding at least half of a fair share of
+// its bytes (1 / (2 x the number of origins in it)). A flooder is held back, a publisher that
+// sends a little now and then is not. What cannot be told apart (origin 0: the sources, the
+// backplane, which carries every node's publishers) holds everyone, as does a queue with more
+// origins than are worth sorting out.
+void hub::blame(member& m) {
+    constexpr std::size_t max_origins = 64;
+    std::vector<std::pair<std::uint64_t, std::size_t>> share;
+    for (std::size_t i = 0; i < m.queue_.size(); ++i) {
+        const relay_unit& u = m.queue_.unit(i);
+        auto it = std::find_if(share.begin(), share.end(),
+                               [&](const auto& s) { return s.first == u.origin; });
+        if (it != share.end()) {
+            it->second += u.size();
+        } else if (share.size() < max_origins) {
+            share.emplace_back(u.origin, u.size());
+        } else {
+            share.clear();
+            break;
+        }
+    }
+    const std::size_t total = m.queue_.bytes();
+    for (const auto& [origin, bytes] : share) {
+        if (bytes * 2 * share.size() < total) continue;
+        if (origin == 0) {
+            m.blamed_.clear();
+            break;
+        }
+        m.blamed_.push_back(origin);
+    }
+    if (m.blamed_.empty()) {
+        m.blames_all_ = true;
+        ++holding_all_;
+    }
+    for (auto origin : m.blamed_) ++held_[origin];
+}
+
+// A member no longer congested: those it held may go on (waiters check holds() again).
+void hub::release_blame(member& m) {
+    for (auto origin : m.blamed_) {
+        auto it = held_.find(origin);
+        if (it != held_.end() && --it->second == 0) held_.erase(it);
+    }
+    m.blamed_.clear();
+    if (m.blames_all_) --holding_all_;
+    m.blames_all_ = false;
+    if (pace_waiters_ > 0) pace_gate_.cancel();
 }
 
 void hub::left_behind(member& m, bool at_once) {
@@ -278,7 +336,7 @@ void hub::on_lag_timer() {
 }
 
 void hub::when_ready(std::function<void()> fn) {
-    if (congested_ == 0) {
+    if (!holds(0)) {
         asio::post(pace_gate_.get_executor(), std::move(fn));
         return;
     }
@@ -300,6 +358,8 @@ asio::awaitable<void> hub::wait_paced() {
 void hub::stop_pacing() {
     stopped_ = true;
     congested_ = 0;
+    held_.clear();
+    holding_all_ = 0;
     pace_gate_.cancel();
     lag_timer_.cancel();
 }

@@ -41,10 +41,15 @@ public:
     // the budget is back under it (or no queue is left to relieve).
     void relieve_memory();
 
-    // Backpressure.
-    bool congested() const noexcept { return congested_ > 0; }
+    // Backpressure: whether `publisher` (a client's id; 0: the sources) is held back now,
+    // because its traffic fills the queue of a member over half full (see blame()).
+    bool holds(std::uint64_t publisher) const noexcept {
+        if (congested_ == 0) return false;
+        return holding_all_ > 0 || held_.count(publisher) > 0;
+    }
+    // Runs `fn` (posted) once the sources are not held; it may be run early: check again.
     void when_ready(std::function<void()> fn);
-    // A publishing client's reader: waits until nobody is congested.
+    // A publishing client's reader: waits until the holds change; it checks holds() again.
     asio::awaitable<void> wait_paced();
     // Shutdown: nothing new is published, let nobody wait any more.
     void stop_pacing();
@@ -60,6 +65,8 @@ private:
     void update_congestion(member& m);
     void start_holding(member& m, std::chrono::steady_clock::time_point now);
     void stop_holding(member& m, std::chrono::steady_clock::time_point now);
+    void blame(member& m);
+    void release_blame(member& m);
     void left_behind(member& m, bool at_once);
     void congestion(int delta);
     void arm_lag_timer(std::chrono::steady_clock::duration after);
@@ -76,6 +83,10 @@ private:
     // never expires and is cancelled when congested_ drops to 0; lag_timer_ bounds each
     // member's hold on them.
     std::size_t congested_ = 0;
+    // The publishers the congested members hold back (by how many of them), and how many
+    // congested members hold everyone (their queue fills with what cannot be told apart).
+    std::unordered_map<std::uint64_t, std::size_t> held_;
+    std::size_t holding_all_ = 0;
     std::size_t pace_waiters_ = 0;
     bool stopped_ = false;
     asio::steady_timer pace_gate_;

@@ -9,6 +9,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "close_reason.hpp"
 #include "framecast/io/frame_queue.hpp"
@@ -87,6 +88,9 @@ private:
     std::chrono::steady_clock::duration held_{};
     std::chrono::steady_clock::time_point hold_window_start_{};
     bool warned_lagging_ = false;  // the warning is logged once per client
+    // While congested: the publishers whose traffic fills its queue (hub::blame).
+    std::vector<std::uint64_t> blamed_;
+    bool blames_all_ = false;
     // The current drop episode (drop-oldest), logged when the client catches up.
     std::uint64_t dropped_frames_ = 0, dropped_bytes_ = 0;
     std::size_t accounted_bytes_ = 0;  // this queue's share of hub::queued_bytes_total()

@@ -185,7 +185,8 @@ void server::broadcast(std::string_view payload, const session* origin) {
 
 void server::broadcast(const relay_unit& unit, const session* origin) {
     // Counted once in the memory budget for as long as a queue or the history holds it.
-    const relay_unit tracked = impl_->budget->track(unit);
+    relay_unit tracked = impl_->budget->track(unit);
+    if (origin) tracked.origin = origin->id();
     if (impl_->channels) {
         impl_->channels->broadcast(tracked, as_member(origin));
     } else if (impl_->room) {
@@ -258,7 +259,7 @@ const session* server::find_session(std::uint64_t id) const noexcept {
     return as_session(impl_->clients.find(id));
 }
 
-bool server::congested() const noexcept { return impl_->clients.congested(); }
+bool server::congested() const noexcept { return impl_->clients.holds(0); }
 
 void server::when_ready(std::function<void()> fn) { impl_->clients.when_ready(std::move(fn)); }
 

@@ -173,11 +173,11 @@ bool session::check_min_rate(clock::time_point now) {
 // Reading
 
 awaitable<void> session::reader() {
-    // What this client sends is relayed to the others: while one of them is congested, stop
-    // reading (TCP then slows the sender down) instead of queueing more.
+    // What this client sends is relayed to the others: while its traffic fills one of their
+    // queues, stop reading (TCP then slows the sender down) instead of queueing more.
     const bool paced = ctx_.opts.publish || ctx_.chat || ctx_.channels;
     for (;;) {
-        while (paced && ctx_.clients.congested() && !closed_) {
+        while (paced && ctx_.clients.holds(id()) && !closed_) {
             co_await ctx_.clients.wait_paced();
         }
         if (held_by_budget() && !closed_) {
@@ -216,7 +216,7 @@ bool session::read_turn(bool paced, bool& stop) {
     std::span<char> buf(ctx_.read_buffer);
     if (tight) buf = buf.first(4096);
     for (int i = 0; i < (tight ? 1 : max_reads_per_turn); ++i) {
-        if (paced && ctx_.clients.congested()) return false;  // waits in reader()
+        if (paced && ctx_.clients.holds(id())) return false;  // waits in reader()
         if (held_by_budget()) return false;                    // waits in reader()
         error_code ec;
         const std::size_t n = transport_->try_read(buf, ec);

@@ -1,14 +1,15 @@
 """Issue 14, "safe to expose": each attack against the real binary, on loopback (the attacks
 themselves are in attacks.py, which also prints before/after figures)."""
-import os
 import shutil
 import socket
 import subprocess
+import threading
 import time
 
 import pytest
 
 import attacks
+import framecast_test as ft
 from framecast_test import (DEADLINE, FrameReader, connect, frame, metrics, wait_for_client,
                             wait_for_log, wait_for_metric, wait_until)
 
@@ -148,6 +149,52 @@ def test_backpressure_cannot_be_cycled(procs):
     assert m["framecast_backpressure_timeouts_total"] >= 1
     # Warned once per client, not once per episode.
     assert server.stderr.count(b"left to the slow-consumer policy") <= 2
+
+
+def test_only_the_publisher_that_fills_the_queue_is_held(procs):
+    """Fair backpressure: while a stalled subscriber's queue is over half full of a flooder's
+    frames, the flooder is not read, but an honest publisher still is: its message reaches a
+    reader during the hold (a 60 s hold; when every publisher was held, it came after)."""
+    server, port = procs.serve("--publish", "--backpressure", "60", "--metrics", "127.0.0.1:0")
+    stalled = ft.small_rcvbuf_socket(port)
+    flooder, honest, reader = connect(port), connect(port), connect(port)
+    for s in (stalled, flooder, honest, reader):
+        wait_for_client(server, s)
+    seen, stop = [], threading.Event()
+
+    def read_all():
+        r = FrameReader(reader, bufsize=1 << 20)
+        while not stop.is_set():
+            try:
+                payload = r.read(timeout=0.5)
+            except (socket.timeout, TimeoutError):
+                continue
+            except (OSError, EOFError):
+                return
+            if payload.startswith(b"honest"):
+                seen.append(payload)
+
+    def flood():
+        big = frame(b"f" * (256 * 1024))
+        try:
+            while not stop.is_set():
+                flooder.sendall(big)
+        except OSError:
+            pass
+
+    threads = [threading.Thread(target=f, daemon=True) for f in (read_all, flood)]
+    for t in threads:
+        t.start()
+    try:
+        wait_until(lambda: metrics(server)["framecast_backpressure_waits_total"] >= 1,
+                   "the flooder to be held back")
+        honest.sendall(frame("honest-1"))
+        wait_until(lambda: seen, "the honest publisher's message during the hold")
+        assert metrics(server)["framecast_backpressure_timeouts_total"] == 0  # still holding
+    finally:
+        stop.set()
+        for s in (stalled, flooder, honest, reader):
+            s.close()
 
 
 def test_per_connection_warnings_are_bounded(procs):

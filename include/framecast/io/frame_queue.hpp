@@ -109,6 +109,7 @@ public:
     }
 
     const shared_frame& operator[](std::size_t i) const { return frames_[i].bytes; }
+    const relay_unit& unit(std::size_t i) const { return frames_[i]; }
     bool empty() const noexcept { return frames_.empty(); }
     std::size_t size() const noexcept { return frames_.size(); }
     std::size_t bytes() const noexcept { return bytes_; }

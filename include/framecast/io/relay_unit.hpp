@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -19,6 +20,9 @@ using shared_frame = std::shared_ptr<const std::string>;
 struct relay_unit {
     shared_frame bytes;
     std::size_t messages = 0;
+    // Who published it: the id of the client it came from; 0 when that cannot be told (a
+    // source, the backplane, a notice). Backpressure holds back the publishers that fill a queue.
+    std::uint64_t origin = 0;
 
     explicit operator bool() const noexcept { return bytes != nullptr; }
     std::size_t size() const noexcept { return bytes ? bytes->size() : 0; }

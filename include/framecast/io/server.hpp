@@ -215,8 +215,10 @@ public:
     // Closes every client now.
     void close_all(const std::string& reason);
 
-    // Backpressure (server_options::backpressure): true while some client's queue is over
-    // half of client_buffer and has not been for longer than `backpressure`.
+    // Backpressure (server_options::backpressure): true while the sources are held back: some
+    // client's queue is over half of client_buffer (for no longer than `backpressure`) and
+    // what fills it came from the sources, or from publishers that cannot be told apart (the
+    // backplane). Publishing clients are held only while their own traffic fills a queue.
     bool congested() const noexcept;
     // Runs `fn` on the server's thread once congested() is false (posted, never inline).
     void when_ready(std::function<void()> fn);
