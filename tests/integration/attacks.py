@@ -188,14 +188,15 @@ def percentiles(xs):
         return {"n": 0, "p50": None, "p99": None}
     xs = sorted(xs)
     return {"n": len(xs), "p50": round(statistics.median(xs), 1),
-            "p99": round(xs[min(len(xs) - 1, int(len(xs) * 0.99))], 1)}
+            "p99": round(xs[min(len(xs) - 1, int(len(xs) * 0.99))], 1), "max": round(xs[-1], 1)}
 
 
-def backpressure_cycle(port, seconds, warmup=3.0, until=None):
+def backpressure_cycle(port, seconds, warmup=3.0, until=None, stalled=False):
     """Issue 14's cycle: a publisher sends 256 KiB frames non-stop; a second client (4 KiB
     receive buffer) sleeps 1.8 s, reads 0.25 s, repeats; an honest publisher's messages are
     timed at a third, reading client. Runs for `seconds`, or until `until()` (checked about
-    twice a second) returns true. Returns the honest latency percentiles after `warmup`."""
+    twice a second) returns true. Returns the honest latency percentiles after `warmup`.
+    `stalled`: the second client never reads at all (one hold, then the slow-consumer policy)."""
     stop = threading.Event()
     big = connect(port)
     big_frame = frame(b"b" * (256 * 1024))
@@ -211,6 +212,8 @@ def backpressure_cycle(port, seconds, warmup=3.0, until=None):
 
     def cycle():
         cycler.settimeout(0.05)
+        if stalled:
+            return
         try:
             while not stop.is_set():
                 time.sleep(1.8)
@@ -298,7 +301,7 @@ def main():
     ap.add_argument("--bin", required=True)
     ap.add_argument("--clients", type=int, default=1000)
     ap.add_argument("--only", default="", help="comma-separated: memory,names,flood,"
-                    "backpressure,logs,backplane")
+                    "backpressure,flood-hold,logs,backplane")
     ap.add_argument("--extra", default="",
                     help='more serve options, one string: --extra="--max-per-address 0"')
     args = ap.parse_args()
@@ -338,6 +341,12 @@ def main():
             p, port = procs.serve("--publish")
             r = backpressure_cycle(port, 12)
             print(f"backpressure cycle: honest publisher latency after 3 s {r}", flush=True)
+            p.kill()
+        if want("flood-hold"):
+            p, port = procs.serve("--publish", *args.extra.split())
+            r = backpressure_cycle(port, 6, warmup=0, stalled=True)
+            print(f"flood hold (a 256 KiB-frame flooder, a subscriber that never reads): honest "
+                  f"publisher latency {r}", flush=True)
             p.kill()
         if want("logs"):
             p, port = procs.serve()
