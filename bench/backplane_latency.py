@@ -55,7 +55,7 @@ class Reader:
 def start_node(binary, extra, chat=False):
     p = subprocess.Popen([binary, "serve", "--listen", "127.0.0.1:0", "--chat" if chat else "--publish",
                           "--welcome", "",
-                          "--client-buffer", "256MiB", "-q", *extra],
+                          "--client-buffer", "256MiB", "-q", "--max-rate", "0", "--max-rate-bytes", "0", "--max-per-address", "0", "--memory-limit", "0", *extra],
                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     line = p.stdout.readline().decode()
     return p, int(re.search(r":(\d+)$", line.strip()).group(1))

@@ -47,7 +47,7 @@ def main():
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
     server = subprocess.Popen([args.bin, "serve", "--listen", "127.0.0.1:0", "--source", "stdin",
-                               "--welcome", "", "--quiet"],
+                               "--welcome", "", "--quiet", "--max-rate", "0", "--max-rate-bytes", "0", "--max-per-address", "0", "--memory-limit", "0"],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     line = server.stdout.readline().decode()
     port = int(line.rsplit(":", 1)[1])

@@ -186,10 +186,17 @@ class Runner:
 
     def serve_extras(self):
         """Options beyond the CLI contract, passed only when this serve has them: a drain
-        timeout as long as a run, so the end of input does not cut off queued deliveries."""
+        timeout as long as a run, so the end of input does not cut off queued deliveries; and
+        the exposure limits off (docs/security.md): a benchmark publishes millions of messages
+        a second from one client and opens up to 1,000 connections from 127.0.0.1, which the
+        defaults rightly treat as a flood."""
         extras = []
-        if "--drain-timeout" in self.help.get("serve", ""):
+        help_text = self.help.get("serve", "")
+        if "--drain-timeout" in help_text:
             extras += ["--drain-timeout", str(int(self.a.run_timeout))]
+        for opt in ("--max-rate", "--max-rate-bytes", "--max-per-address", "--memory-limit"):
+            if opt + " " in help_text or opt + "=" in help_text:
+                extras += [opt, "0"]
         return extras
 
     def start(self, args, name, **kw):
@@ -546,7 +553,7 @@ class Runner:
         if not self.fc_serve:
             raise Skip("needs framecast serve")
         srv = self.start([self.serve_bin, "serve", "--listen", "127.0.0.1:0", "--publish",
-                          "--welcome", ""], "conns-serve")
+                          "--welcome", ""] + self.serve_extras(), "conns-serve")
         host, port = srv.wait_line(r"listening on (\S+):(\d+)", 10).groups()
         time.sleep(0.2)
         before = rss_kib(srv.p.pid)

@@ -115,7 +115,7 @@ def main():
     args = ap.parse_args()
 
     server = subprocess.Popen([args.bin, "serve", "--listen", "127.0.0.1:0", "--publish",
-                               "--welcome", "", "--quiet"],
+                               "--welcome", "", "--quiet", "--max-rate", "0", "--max-rate-bytes", "0", "--max-per-address", "0", "--memory-limit", "0"],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     line = server.stdout.readline().decode()
     port = int(line.rsplit(":", 1)[1])

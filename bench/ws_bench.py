@@ -74,7 +74,8 @@ def start_server(system, args):
         env = dict(os.environ, NODE_PATH=os.path.join(args.work, "node_modules"))
     else:
         cmd = [args.bin, "serve", "--listen", "127.0.0.1:0", "--source", "stdin", "--welcome", "",
-               "--quiet", "--client-buffer", "64MiB", "--backpressure", "30"]
+               "--quiet", "--client-buffer", "64MiB", "--backpressure", "30",
+               "--max-rate", "0", "--max-rate-bytes", "0", "--max-per-address", "0", "--memory-limit", "0"]
         if system == "framecast-ws":
             cmd += ["--ws", "127.0.0.1:0"]
         env = None
