@@ -401,6 +401,13 @@ void add_channel_options(CLI::App& cmd, serve_config& cfg) {
                    "--channels: patterns one client may hold at once")
         ->default_val(c.limits.max_subscriptions)
         ->needs(flag);
+    cmd.add_option("--channel-metrics", c.metrics_channels,
+                   "--channels: per-channel counters in the metrics (messages published, "
+                   "deliveries) for at most N channels, the first ones published to; the others "
+                   "add up under channel=\"_other\". 0: none (bounded cardinality: each channel "
+                   "is a time series in your Prometheus)")
+        ->default_val(c.metrics_channels)
+        ->needs(flag);
     cmd.add_option("--max-channels", c.limits.max_channels,
                    "--channels: distinct patterns subscribed on this server at once (bounds the "
                    "subscription trie's memory)")

@@ -120,13 +120,34 @@ void channel_room::broadcast(const relay_unit& unit, const member* origin) {
     // Held by this pointer while delivering: a delivery that closes a slow consumer changes the
     // trie (and the cache), never this list.
     const auto receivers = trie_.match(channel);
+    std::uint64_t delivered = 0;
     for (const member* r : *receivers) {
         // Nobody receives what it published itself, nor anything once it stopped receiving
         // (an expired --auth client awaiting its close).
         if (r == origin || !r->receives_) continue;
         const_cast<member*>(r)->deliver(unit);
-        counters_.deliveries += unit.messages;
+        delivered += unit.messages;
     }
+    counters_.deliveries += delivered;
+    if (opts_.channels.metrics_channels > 0) {
+        auto& c = counts_of(channel);
+        c.published += unit.messages;
+        c.deliveries += delivered;
+    }
+}
+
+channel_room::counts& channel_room::counts_of(std::string_view channel) {
+    if (auto it = per_channel_.find(channel); it != per_channel_.end()) return it->second;
+    if (per_channel_.size() >= opts_.channels.metrics_channels) return other_;
+    return per_channel_.emplace(std::string(channel), counts{}).first->second;
+}
+
+std::vector<channel_metric> channel_room::metrics() const {
+    std::vector<channel_metric> out;
+    if (opts_.channels.metrics_channels == 0) return out;
+    for (const auto& [name, c] : per_channel_) out.push_back({name, c.published, c.deliveries});
+    out.push_back({"_other", other_.published, other_.deliveries});
+    return out;
 }
 
 void channel_room::leave(const member& m, channel_seat& seat) {

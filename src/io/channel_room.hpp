@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstddef>
+#include <map>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -48,6 +49,8 @@ public:
     void leave(const member& m, channel_seat& seat);
 
     const subscription_trie& trie() const noexcept { return trie_; }
+    // Per-channel counters (server_options::channel_options::metrics_channels).
+    std::vector<channel_metric> metrics() const;
 
 private:
     void subscribe(member& m, channel_seat& seat, std::string_view pattern, std::string_view frame);
@@ -61,6 +64,13 @@ private:
     server_counters& counters_;
     hub& hub_;
     subscription_trie trie_;
+    // Per-channel counters: bounded to metrics_channels entries, then "_other".
+    struct counts {
+        std::uint64_t published = 0, deliveries = 0;
+    };
+    counts& counts_of(std::string_view channel);
+    std::map<std::string, counts, std::less<>> per_channel_;
+    counts other_;
 };
 
 }  // namespace framecast::io

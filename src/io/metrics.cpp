@@ -32,6 +32,23 @@ struct writer {
     }
 };
 
+// A label value in the text format: backslash, double quote and line feed escaped.
+std::string label_value(std::string_view v) {
+    std::string out;
+    out.reserve(v.size());
+    for (char ch : v) {
+        if (ch == '\\' || ch == '"') {
+            out += '\\';
+            out += ch;
+        } else if (ch == '\n') {
+            out += "\\n";
+        } else {
+            out += ch;
+        }
+    }
+    return out;
+}
+
 }  // namespace
 
 metrics_snapshot snapshot_metrics(const server& srv) {
@@ -40,6 +57,7 @@ metrics_snapshot snapshot_metrics(const server& srv) {
     m.queue_bytes = srv.client_queue_bytes();
     m.policy = srv.options().slow_consumer;
     m.memory_used = srv.memory_used();
+    m.channels = srv.channel_metrics();
     return m;
 }
 
@@ -118,6 +136,21 @@ std::string render_prometheus(const metrics_snapshot& m) {
             static_cast<double>(c.channel_subscribes - c.channel_unsubscribes));
     w.counter("framecast_channel_errors_total",
               "Channel commands refused with a $sys.error notice (--channels)", c.channel_errors);
+    if (!m.channels.empty()) {
+        w.family("framecast_channel_messages_total", "counter",
+                 "Messages published to a channel (--channel-metrics: the first N channels, "
+                 "the rest under channel=\"_other\")");
+        for (const auto& ch : m.channels) {
+            w.sample("framecast_channel_messages_total", static_cast<double>(ch.published),
+                     "channel=\"" + label_value(ch.channel) + "\"");
+        }
+        w.family("framecast_channel_deliveries_total", "counter",
+                 "Messages queued to a channel's subscribers (--channel-metrics)");
+        for (const auto& ch : m.channels) {
+            w.sample("framecast_channel_deliveries_total", static_cast<double>(ch.deliveries),
+                     "channel=\"" + label_value(ch.channel) + "\"");
+        }
+    }
 
     w.family("framecast_client_queue_bytes", "histogram", "Bytes waiting in each client's outbound queue");
     std::array<std::uint64_t, queue_buckets.size()> counts{};

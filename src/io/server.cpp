@@ -274,6 +274,10 @@ std::vector<std::size_t> server::client_queue_bytes() const {
 
 std::size_t server::memory_used() const noexcept { return impl_->budget->used(); }
 
+std::vector<channel_metric> server::channel_metrics() const {
+    return impl_->channels ? impl_->channels->metrics() : std::vector<channel_metric>{};
+}
+
 void server::count_external_memory(const std::atomic<std::uint64_t>* bytes) noexcept {
     impl_->budget->set_external(bytes);
 }

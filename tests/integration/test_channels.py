@@ -203,3 +203,26 @@ def test_chat_rooms_on_one_channels_server(channels, procs):
     assert b"alice >" not in alice.stdout
     bad = procs.framecast("chat", target, "--name", "a.b", "--room", "r1")
     assert bad.wait() == 2 and b"--name 'a.b' cannot name a channel token" in bad.stderr
+
+
+def test_per_channel_metrics_are_opt_in_and_bounded(procs):
+    from framecast_test import metrics
+    server, port = procs.serve("--channels", "--channel-metrics", "2", "--metrics", "127.0.0.1:0")
+    a, b, c = Peer(port), Peer(port), Peer(port)
+    a.sub(">")
+    b.sub("prices.*")
+    c.send("PUB prices.eu", "1", "PUB prices.eu", "2", 'PUB we"ird', "3", "PUB news", "4",
+           "PUB prices.us", "5")
+    c.ping()
+    assert len(a.ping()) == 5
+    m = metrics(server)
+    # The first two channels published to have their own series; the rest add up in _other.
+    assert m['framecast_channel_messages_total{channel="prices.eu"}'] == 2
+    assert m['framecast_channel_deliveries_total{channel="prices.eu"}'] == 4  # a and b
+    assert m['framecast_channel_messages_total{channel="we\\"ird"}'] == 1  # escaped label
+    assert m['framecast_channel_messages_total{channel="_other"}'] == 2  # news, prices.us
+    assert m['framecast_channel_deliveries_total{channel="_other"}'] == 3
+    assert not any('channel="prices.us"' in k for k in m)
+    # Off by default: no per-channel series at all.
+    plain, _ = procs.serve("--channels", "--metrics", "127.0.0.1:0")
+    assert not any(k.startswith("framecast_channel_messages_total") for k in metrics(plain))

@@ -19,6 +19,7 @@ struct metrics_snapshot {
     double uptime_seconds = 0;
     std::string version;
     std::optional<backplane::stats> backplane;  // when a backplane is configured
+    std::vector<channel_metric> channels;        // serve --channels --channel-metrics N
 };
 
 // Takes the snapshot; call on the server's thread.

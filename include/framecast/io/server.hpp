@@ -100,6 +100,9 @@ struct server_options {
     struct channel_options {
         bool enabled = false;
         channel_limits limits;
+        // Per-channel counters in the metrics for at most this many channels (the first ones
+        // published to); the others add up under channel="_other". 0: none (the default).
+        std::size_t metrics_channels = 0;
     } channels;
 };
 
@@ -145,6 +148,13 @@ struct server_counters {
     std::uint64_t per_address_rejected = 0;  // over max_per_address
     std::uint64_t backpressure_repeat = 0;   // left to the slow-consumer policy at once (held
                                              // the sources for `backpressure` recently)
+};
+
+// Per-channel counters (server_options::channel_options::metrics_channels).
+struct channel_metric {
+    std::string channel;           // "_other": every channel past the limit
+    std::uint64_t published = 0;   // messages published to it
+    std::uint64_t deliveries = 0;  // messages queued to its subscribers
 };
 
 // A connected client, as the server's public interface names it (opaque).
@@ -232,6 +242,8 @@ public:
     std::size_t queued_bytes_total() const noexcept;
     // The memory budget's account: bytes in use (server_options::memory_limit).
     std::size_t memory_used() const noexcept;
+    // Channels with per-channel metrics: their counters (empty otherwise).
+    std::vector<channel_metric> channel_metrics() const;
     // Lets the budget count bytes another thread holds (the backplane's pending appends).
     void count_external_memory(const std::atomic<std::uint64_t>* bytes) noexcept;
 
