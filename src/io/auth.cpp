@@ -108,8 +108,14 @@ auth_result jwt_verifier::verify(std::string_view token, std::chrono::system_clo
         r.who.subject = sub;
         r.who.expires = std::chrono::system_clock::time_point(std::chrono::seconds(exp));
         if (char* grants = jwt_get_grants_json(verified.get(), "framecast")) {
-            r.who.grants = grants;
+            const std::string json = grants;
             free(grants);
+            try {
+                r.who.grants = parse_permissions(json);
+            } catch (const std::invalid_argument& e) {
+                r.ok = false;
+                r.error = std::string("bad permissions: ") + e.what();
+            }
         }
     }
     return r;

@@ -19,6 +19,7 @@
 #include "framecast/codec.hpp"
 #include "framecast/io/server.hpp"
 #include "framecast/io/transport.hpp"
+#include "permissions.hpp"
 
 namespace framecast::io {
 
@@ -26,7 +27,8 @@ namespace framecast::io {
 struct identity {
     std::string subject;                         // the token's "sub"
     std::chrono::system_clock::time_point expires{};  // the token's "exp"
-    std::string grants;  // the token's "framecast" claim as JSON ("" if none): permissions
+    // The token's "framecast" claim: what it may publish and subscribe to (null: anything).
+    std::shared_ptr<const permissions> grants;
 };
 
 struct auth_result {

@@ -33,6 +33,7 @@ std::string_view error_code_text(channel_error e) noexcept {
         case channel_error::too_many_subscriptions: return "too-many-subscriptions";
         case channel_error::too_many_channels: return "too-many-channels";
         case channel_error::not_subscribed: return "not-subscribed";
+        case channel_error::permission_denied: return "permission-denied";
     }
     return "unknown";
 }

@@ -30,6 +30,7 @@ enum class channel_error {
     too_many_subscriptions,  // the client already holds max_subscriptions patterns
     too_many_channels,    // the server already holds max_channels distinct patterns
     not_subscribed,       // UNSUB of a pattern this client does not hold
+    permission_denied,    // the client's token does not allow this SUB / PUB (--auth)
 };
 std::string_view error_code_text(channel_error e) noexcept;  // e.g. "bad-pattern"
 

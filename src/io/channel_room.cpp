@@ -45,6 +45,12 @@ void channel_room::subscribe(member& m, channel_seat& seat, std::string_view pat
         fail(m, e, detail);
         return;
     }
+    if (const auto* g = m.grants(); g && !g->may_subscribe(pattern)) {
+        fail(m, channel_error::permission_denied,
+             "SUB " + std::string(pattern) + ": not allowed by the client's token (subscribe "
+             "permissions)");
+        return;
+    }
     // At the limit, a pattern already held is still acknowledged (the search runs only there).
     if (seat.patterns.size() >= limits.max_subscriptions &&
         std::find(seat.patterns.begin(), seat.patterns.end(), pattern) == seat.patterns.end()) {
@@ -107,6 +113,12 @@ void channel_room::publish(member& m, channel_seat& seat, std::string_view chann
         fail(m, e, detail + "; its payload frame is dropped");
         return;
     }
+    if (const auto* g = m.grants(); g && !g->may_publish(channel)) {
+        fail(m, channel_error::permission_denied,
+             "PUB " + std::string(channel) + ": not allowed by the client's token (publish "
+             "permissions); its payload frame is dropped");
+        return;
+    }
     seat.drop_payload = false;
     seat.channel_frame = std::make_shared<const std::string>(encode_frame(channel, opts_.codec));
 }
@@ -125,6 +137,10 @@ void channel_room::broadcast(const relay_unit& unit, const member* origin) {
         // Nobody receives what it published itself, nor anything once it stopped receiving
         // (an expired --auth client awaiting its close).
         if (r == origin || !r->receives_) continue;
+        // A subscription that overlaps a deny of its token: the denied channels are filtered.
+        if (r->grants_ && r->grants_->filters_deliveries() && !r->grants_->may_receive(channel)) {
+            continue;
+        }
         const_cast<member*>(r)->deliver(unit);
         delivered += unit.messages;
     }

@@ -40,6 +40,14 @@ bool chat_room::join(member& m, chat_seat& seat, std::string_view header, std::s
         m.close(why, problem);
         return false;
     }
+    // With --auth the username is the token's subject: nobody claims another's name.
+    if (!m.subject().empty() && name != m.subject()) {
+        m.close(close_reason::bad_username,
+                "username '" + escape_controls(name, true) + "' is not the token's subject '" +
+                    escape_controls(m.subject(), true) + "' (with --auth, a chat name is the "
+                    "token's sub)");
+        return false;
+    }
     auto frame = std::make_shared<std::string>(header);
     frame->append(name);
     seat.user_frame = std::move(frame);

@@ -14,6 +14,7 @@
 #include "close_reason.hpp"
 #include "framecast/io/frame_queue.hpp"
 #include "framecast/io/relay_unit.hpp"
+#include "permissions.hpp"
 
 namespace framecast::io {
 
@@ -45,10 +46,14 @@ public:
     // Auth: who the client proved to be, and when that proof expires (epoch: never).
     const std::string& subject() const noexcept { return subject_; }
     std::chrono::system_clock::time_point expires() const noexcept { return expires_; }
-    void set_identity(std::string subject, std::chrono::system_clock::time_point expires) {
+    void set_identity(std::string subject, std::chrono::system_clock::time_point expires,
+                      std::shared_ptr<const permissions> grants = {}) {
         subject_ = std::move(subject);
         expires_ = expires;
+        grants_ = std::move(grants);
     }
+    // What its token lets it publish and subscribe to (--channels); null: anything.
+    const permissions* grants() const noexcept { return grants_.get(); }
     bool told_expiry = false;  // the expiry notice is queued; the next sweep closes it
     // No more broadcasts reach it (what is queued is still written): the expiry notice is the
     // last thing an expired client receives.
@@ -77,6 +82,7 @@ private:
     std::string name_;
     std::string subject_;
     std::chrono::system_clock::time_point expires_{};
+    std::shared_ptr<const permissions> grants_;
     bool receives_;          // broadcasts reach it (chat: only once joined)
     // Backpressure: over half of the queue and holding the sources back, or left behind.
     bool congested_ = false;

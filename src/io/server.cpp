@@ -159,7 +159,7 @@ void server::admit(std::unique_ptr<transport> t, const identity& who) {
     ++counters_.clients_current;
     std::string peer = t->peer_name();
     auto s = std::make_shared<session>(impl_->ctx, std::move(t), std::move(peer));
-    s->set_identity(who.subject, who.expires);
+    s->set_identity(who.subject, who.expires, who.grants);
     impl_->clients.add(s);
     spdlog::info("client {} connected as {} ({} clients)", s->peer(),
                  escape_controls(who.subject, true), impl_->clients.size());

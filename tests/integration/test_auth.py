@@ -157,3 +157,60 @@ def test_the_documented_python_client_is_let_in(procs, secret_file):
     with ns["s"] as s:
         assert FrameReader(s).read() == b"framecast: auth ok"
     wait_for_log(server, rb"client \S+ connected as alice")
+
+
+def channel_pair(reader):
+    return reader.read(), reader.read()
+
+
+def test_permissions_allow_and_deny_per_pattern(procs, secret_file):
+    """The token's "framecast" claim: deny wins; a refused SUB/PUB is a notice, the connection
+    stays; a subscription overlapping a deny does not receive the denied channels."""
+    server, port = procs.serve("--channels", "--auth", "jwt", "--jwt-key", secret_file)
+    grants = {"publish": {"allow": ["prices.>"], "deny": ["prices.secret"]},
+              "subscribe": {"allow": ["prices.*", "news.>"], "deny": ["news.internal.>"]}}
+    limited, admin = connect(port), connect(port)
+    limited.sendall(frame(token(sub="limited", framecast=grants)))
+    admin.sendall(frame(token(sub="admin")))
+    lr, ar = FrameReader(limited), FrameReader(admin)
+    assert lr.read() == b"framecast: auth ok" and ar.read() == b"framecast: auth ok"
+    admin.sendall(frame("SUB prices.>") + frame("PING zero"))
+    assert channel_pair(ar) == (b"$sys.ok", b"SUB prices.>")
+    assert channel_pair(ar) == (b"$sys.pong", b"zero")
+    limited.sendall(b"".join(frame(f) for f in [
+        "SUB prices.>", "SUB news.internal.hr", "SUB news.>", "PUB news.eu", "dropped",
+        "PUB prices.secret", "dropped too", "PUB prices.eu", "101", "PING one"]))
+    assert channel_pair(lr) == (b"$sys.error", b"permission-denied SUB prices.>: not allowed by "
+                                b"the client's token (subscribe permissions)")
+    assert channel_pair(lr)[1].startswith(b"permission-denied SUB news.internal.hr")
+    assert channel_pair(lr) == (b"$sys.ok", b"SUB news.>")
+    assert channel_pair(lr)[1].startswith(b"permission-denied PUB news.eu")
+    assert channel_pair(lr)[1].startswith(b"permission-denied PUB prices.secret")
+    assert channel_pair(lr) == (b"$sys.pong", b"one")
+    assert channel_pair(ar) == (b"prices.eu", b"101")  # limited's permitted publish got through
+    admin.sendall(b"".join(frame(f) for f in [
+        "PUB news.internal.hr", "hidden", "PUB news.eu", "shown", "PING two"]))
+    assert channel_pair(ar) == (b"$sys.pong", b"two")
+    assert channel_pair(lr) == (b"news.eu", b"shown")  # news.internal.hr was filtered out
+    limited.sendall(frame("PING three"))
+    assert channel_pair(lr) == (b"$sys.pong", b"three")
+
+
+def test_a_malformed_permissions_claim_is_refused(procs, secret_file):
+    server, port = procs.serve("--channels", "--auth", "jwt", "--jwt-key", secret_file)
+    with connect(port) as s:
+        s.sendall(frame(token(framecast={"publish": {"allow": "prices.>"}})))
+        assert read_all_frames(s) == [REFUSED + b"bad permissions: framecast.publish.allow is "
+                                      b"not an array of patterns"]
+
+
+def test_with_auth_a_chat_name_is_the_token_subject(procs, secret_file):
+    server, port = procs.serve("--chat", "--auth", "jwt", "--jwt-key", secret_file)
+    with connect(port) as s:
+        s.sendall(frame(token(sub="mallory")) + frame("alice"))
+        assert read_all_frames(s) == [b"framecast: auth ok"]
+    wait_for_log(server, rb"username 'alice' is not the token's subject 'mallory'")
+    with connect(port) as s:
+        s.sendall(frame(token(sub="alice")) + frame("alice"))
+        assert FrameReader(s).read() == b"framecast: auth ok"
+        wait_for_log(server, rb"alice joined from")
