@@ -11,9 +11,6 @@ namespace framecast::io {
 
 namespace {
 
-// The longest token read; a longer announced length is refused before it is buffered.
-constexpr std::size_t max_token_bytes = 8 * 1024;
-
 struct jwt_deleter {
     void operator()(jwt_t* j) const noexcept { jwt_free(j); }
 };

@@ -23,6 +23,9 @@
 
 namespace framecast::io {
 
+// The longest token accepted (a first frame announcing more is refused before it is buffered).
+inline constexpr std::size_t max_token_bytes = 8 * 1024;
+
 // Who a client is, once authenticated.
 struct identity {
     std::string subject;                         // the token's "sub"

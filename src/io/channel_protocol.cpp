@@ -34,6 +34,7 @@ std::string_view error_code_text(channel_error e) noexcept {
         case channel_error::too_many_channels: return "too-many-channels";
         case channel_error::not_subscribed: return "not-subscribed";
         case channel_error::permission_denied: return "permission-denied";
+        case channel_error::auth_refused: return "auth-refused";
     }
     return "unknown";
 }
@@ -48,6 +49,8 @@ command parse_command(std::string_view frame) {
         c.what = verb::unsub;
     } else if (word == "PUB") {
         c.what = verb::pub;
+    } else if (word == "AUTH") {
+        c.what = verb::auth;  // a fresh token (--auth): checked by the room
     } else if (word == "PING") {
         // Answered in order with `$sys.pong` and the same text: a client knows every frame it
         // sent before has been handled.
@@ -56,9 +59,9 @@ command parse_command(std::string_view frame) {
         return c;
     } else {
         c.error = channel_error::bad_command;
-        c.detail = frame.empty() ? "empty command frame (expected SUB, UNSUB, PUB or PING)"
+        c.detail = frame.empty() ? "empty command frame (expected SUB, UNSUB, PUB, PING or AUTH)"
                                  : "unknown command " + quoted(word.substr(0, 32)) +
-                                       " (expected SUB, UNSUB, PUB or PING, upper case)";
+                                       " (expected SUB, UNSUB, PUB, PING or AUTH, upper case)";
         return c;
     }
     if (space == std::string_view::npos || space + 1 == frame.size()) {

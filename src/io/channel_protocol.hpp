@@ -31,10 +31,11 @@ enum class channel_error {
     too_many_channels,    // the server already holds max_channels distinct patterns
     not_subscribed,       // UNSUB of a pattern this client does not hold
     permission_denied,    // the client's token does not allow this SUB / PUB (--auth)
+    auth_refused,         // AUTH: the new token is not valid (the old one still holds)
 };
 std::string_view error_code_text(channel_error e) noexcept;  // e.g. "bad-pattern"
 
-enum class verb { sub, unsub, pub, ping };
+enum class verb { sub, unsub, pub, ping, auth };
 
 struct command {
     verb what = verb::sub;

@@ -19,7 +19,37 @@ std::string_view channel_of(const relay_unit& unit, decoder& dec) {
 }  // namespace
 
 channel_room::channel_room(const server_options& opts, server_counters& counters, hub& h)
-    : opts_(opts), counters_(counters), hub_(h) {}
+    : opts_(opts), counters_(counters), hub_(h) {
+    if (opts_.auth.enabled()) auth_ = std::make_unique<jwt_verifier>(opts_.auth);
+}
+
+channel_room::~channel_room() = default;
+
+// AUTH token: a fresh token for the same subject replaces the client's expiry and permissions
+// (new permissions apply to later commands; subscriptions held stay). Refused: the old token
+// still holds, and expires as it would have.
+void channel_room::refresh(member& m, std::string_view token) {
+    if (!auth_) {
+        fail(m, channel_error::bad_command, "AUTH: this server does not use --auth");
+        return;
+    }
+    auto r = token.size() > max_token_bytes ? auth_result{} : auth_->verify(token);
+    if (token.size() > max_token_bytes) {
+        r.error = "token of " + std::to_string(token.size()) + " bytes, more than " +
+                  std::to_string(max_token_bytes);
+    }
+    if (r.ok && r.who.subject != m.subject()) {
+        r.ok = false;
+        r.error = "the token's subject '" + escape_controls(r.who.subject, true) +
+                  "' is not this client's '" + escape_controls(m.subject(), true) + "'";
+    }
+    if (!r.ok) {
+        fail(m, channel_error::auth_refused, "AUTH: " + r.error);
+        return;
+    }
+    m.set_identity(std::move(r.who.subject), r.who.expires, std::move(r.who.grants));
+    notify(m, notice_ok, "AUTH");
+}
 
 bool channel_room::command(member& m, channel_seat& seat, std::string_view frame) {
     auto c = parse_command(frame);
@@ -33,6 +63,7 @@ bool channel_room::command(member& m, channel_seat& seat, std::string_view frame
         case verb::unsub: unsubscribe(m, seat, c.arg, frame); break;
         case verb::pub: publish(m, seat, c.arg); break;
         case verb::ping: notify(m, notice_pong, c.arg); break;
+        case verb::auth: refresh(m, c.arg); break;
     }
     return !m.closed();
 }

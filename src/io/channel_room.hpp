@@ -14,6 +14,7 @@
 #include <string_view>
 #include <vector>
 
+#include "auth.hpp"
 #include "channel_protocol.hpp"
 #include "framecast/io/server.hpp"
 #include "hub.hpp"
@@ -38,6 +39,7 @@ struct channel_seat {
 class channel_room {
 public:
     channel_room(const server_options& opts, server_counters& counters, hub& h);
+    ~channel_room();
 
     // A command frame from `m` (not a payload): SUB, UNSUB or PUB. Errors become notices;
     // false only when `m` was closed meanwhile (e.g. its queue overflowed with notices).
@@ -58,12 +60,14 @@ private:
                      std::string_view frame);
     void publish(member& m, channel_seat& seat, std::string_view channel);
     void notify(member& m, std::string_view channel, std::string_view text);
+    void refresh(member& m, std::string_view token);
     void fail(member& m, channel_error e, std::string_view detail);
 
     const server_options& opts_;
     server_counters& counters_;
     hub& hub_;
     subscription_trie trie_;
+    std::unique_ptr<jwt_verifier> auth_;  // AUTH refreshes (--auth)
     // Per-channel counters: bounded to metrics_channels entries, then "_other".
     struct counts {
         std::uint64_t published = 0, deliveries = 0;

@@ -214,3 +214,27 @@ def test_with_auth_a_chat_name_is_the_token_subject(procs, secret_file):
         s.sendall(frame(token(sub="alice")) + frame("alice"))
         assert FrameReader(s).read() == b"framecast: auth ok"
         wait_for_log(server, rb"alice joined from")
+
+
+def test_a_token_is_refreshed_without_reconnecting(procs, secret_file):
+    """Channels mode: `AUTH <fresh token>` for the same subject replaces the expiry; a client
+    that refreshed outlives its first token, one that did not is told and closed."""
+    server, port = procs.serve("--channels", "--auth", "jwt", "--jwt-key", secret_file)
+    short = token(sub="alice", ttl=2)
+    refreshed, other = connect(port), connect(port)
+    refreshed.sendall(frame(short))
+    other.sendall(frame(short))
+    rr = FrameReader(refreshed)
+    assert rr.read() == b"framecast: auth ok"
+    refreshed.sendall(frame("AUTH " + token(sub="mallory")) + frame("AUTH not-a-token") +
+                      frame("AUTH " + token(sub="alice", ttl=600)))
+    assert channel_pair(rr) == (b"$sys.error", b"auth-refused AUTH: the token's subject "
+                                b"'mallory' is not this client's 'alice'")
+    assert channel_pair(rr)[1].startswith(b"auth-refused AUTH: ")
+    assert channel_pair(rr) == (b"$sys.ok", b"AUTH")
+    # The other client, with the same first token and no refresh, is told and closed: by then
+    # the first token has expired for both.
+    assert read_all_frames(other)[-1] == b"framecast: token expired"
+    refreshed.sendall(frame("PING still here"))
+    assert channel_pair(rr) == (b"$sys.pong", b"still here")
+    refreshed.close()
