@@ -834,8 +834,9 @@ def main(argv=None):
     ap.add_argument("--framecast-connect", help="binary for `connect`/`send` (default: --framecast)")
     ap.add_argument("--out", help="output directory (default: bench-results in the build directory)")
     ap.add_argument("--only", default="throughput,relay,pingpong,fanout,connections,websocket",
-                    help="comma-separated scenarios to run; 'channels' (not in the default set) "
-                    "compares serve --channels with nats-server (bench/channels.py)")
+                    help="comma-separated scenarios to run; not in the default set: 'channels' "
+                    "compares serve --channels with nats-server (bench/channels.py), 'tls' "
+                    "serve --tls-cert with plain and stunnel4 (bench/tls_bench.py)")
     ap.add_argument("--systems", default="ceiling,framecast-direct,zeromq,tutorial-python,framecast-serve",
                     help="comma-separated systems to run (framecast-serve also selects the relay rows)")
     ap.add_argument("--sizes", help="comma-separated message sizes for throughput")
@@ -947,6 +948,12 @@ def run_all(a, r, meta, sizes, ks, conns):
     if "websocket" in scen and "framecast-serve" in systems:
         log("scenario 5: WebSocket fan-out (framecast --ws, framecast TCP, Node ws) and idle clients")
         websocket_bench(a, r.notes)
+
+    if "tls" in scen:
+        log("tls: serve --tls-cert vs plain and vs stunnel4, handshakes/s (bench/tls_bench.py)")
+        import tls_bench  # beside this file
+        tls_bench.run(argparse.Namespace(bin=os.path.abspath(a.framecast_serve or a.framecast),
+                                         repeat=a.repeat, quick=a.quick or a.smoke))
 
     if "channels" in scen:
         log("channels: serve --channels vs nats-server (bench/channels.py)")

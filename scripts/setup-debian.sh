@@ -16,6 +16,7 @@ packages=(
   clang-14 libclang-rt-14-dev libfuzzer-14-dev        # fuzzing (libFuzzer)
   libzmq3-dev cppzmq-dev gnuplot-nox                  # framecast bench: the ZeroMQ peers, plots
   nats-server                                         # framecast bench --only channels: the NATS peer
+  stunnel4                                            # framecast bench --only tls: the stunnel peer
   python3-websockets python3-wsproto                  # WebSocket gateway tests: independent peers
   chromium                                            # the live page's browser test (puppeteer-core, npm)
 )
