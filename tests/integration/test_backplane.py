@@ -73,8 +73,9 @@ def test_three_chat_nodes_share_one_room_in_one_order(procs, redis):
 # Sends `count` sequence-numbered messages at a pace, then half-closes and reads until the server
 # closes: that is, until the server has read every message (and discards what it relays back).
 PUBLISHER = r'''
-import socket, sys, time
+import os, socket, sys, time
 port, start, count, pause = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+gate = sys.argv[5] if len(sys.argv) > 5 else None  # halfway, wait until this file exists
 s = socket.create_connection(("127.0.0.1", port))
 out = bytearray()
 for i in range(start, start + count):
@@ -82,6 +83,10 @@ for i in range(start, start + count):
     out += f"{len(p):<10}".encode() + p
     if len(out) > 32768:
         s.sendall(out); out.clear(); time.sleep(pause)  # the publishing pace (not synchronisation)
+    if gate and i == start + count // 2:
+        s.sendall(out); out.clear()
+        while not os.path.exists(gate):
+            time.sleep(0.01)  # the test opens the gate (an event: a file)
 s.sendall(out)
 s.shutdown(socket.SHUT_WR)
 s.settimeout(60)
@@ -164,7 +169,7 @@ def publish_marker(nodes):
     s.close()
 
 
-def run_publish_scenario(procs, redis, total, disruption=None, pause=0.002):
+def run_publish_scenario(procs, redis, total, disruption=None, pause=0.002, gate=None):
     """Returns the nodes and the /metrics text of each, taken once every collector has all
     `total` messages (before the end marker, which would count as one more message)."""
     args = ["--publish", "--welcome", "", "--backplane", redis.url("pub"),
@@ -174,8 +179,9 @@ def run_publish_scenario(procs, redis, total, disruption=None, pause=0.002):
     for p, _ in nodes:  # each node's collectors admitted: they get whatever is published next
         wait_for_log(p, rb"connected \(2 clients\)")
     half = total // 2
-    pubs = [procs.python(PUBLISHER, nodes[0][1], 0, half, pause),
-            procs.python(PUBLISHER, nodes[1][1], half, total - half, pause)]
+    gated = [str(gate)] if gate else []
+    pubs = [procs.python(PUBLISHER, nodes[0][1], 0, half, pause, *gated),
+            procs.python(PUBLISHER, nodes[1][1], half, total - half, pause, *gated)]
     if disruption:
         disruption(nodes, collectors)
     for p in pubs:
@@ -205,23 +211,27 @@ def test_ten_thousand_messages_across_nodes_none_missing_or_duplicated(procs, re
     assert 1 <= entries <= 10000, text
 
 
-def test_redis_restart_mid_stream_loses_nothing(procs, redis):
+def test_redis_restart_mid_stream_loses_nothing(procs, redis, tmp_path):
+    gate = tmp_path / "go-on"
+
     def restart(nodes, collectors):
-        # Mid-stream: messages flow through Redis to every collector ...
-        wait_until(lambda: min(len(c.seqs) for c in collectors) >= 1000,
-                   lambda: f"1000 messages at every collector before stopping Redis "
+        # Mid-stream: each publisher sent half of its messages and waits at the gate; they
+        # flowed through Redis to every collector ...
+        wait_until(lambda: min(len(c.seqs) for c in collectors) >= 2 * 2501,
+                   lambda: f"the first halves at every collector before stopping Redis "
                            f"(have {[len(c.seqs) for c in collectors]})")
         redis.stop()
-        # ... then every node has noticed Redis is gone, and the publishing nodes hold what
-        # their publishers go on sending.
+        # ... then every node has noticed Redis is gone; the publishers go on, and the
+        # publishing nodes hold what they send.
         for p, _ in nodes:
             wait_for_metric(p, "framecast_backplane_up", 0)
+        gate.touch()
         for p, _ in nodes[:2]:
             wait_for_metric(p, "framecast_backplane_pending", lambda v: v > 0, what="> 0")
         redis.start()
-    # The publishers send for about 5 s (300 messages every 0.3 s each); Redis goes away once
-    # 1000 have arrived everywhere and comes back once the nodes hold messages for it.
-    nodes, _ = run_publish_scenario(procs, redis, 10_000, disruption=restart, pause=0.3)
+    # Events, not a pace: Redis goes away between the halves and comes back once the nodes
+    # hold messages for it (on a loaded machine a timed pace could end before Redis was gone).
+    nodes, _ = run_publish_scenario(procs, redis, 10_000, disruption=restart, gate=gate)
     wait_for_metric(nodes[0][0], "framecast_backplane_up", 1)
     text = metrics_of(nodes[0][0])
     assert re.search(r"^framecast_backplane_up 1$", text, re.M), text
