@@ -11,7 +11,6 @@ on PATH; loopback only.
   bench/backplane_latency.py --bin build/default/bin/framecast
 """
 import argparse
-import os
 import re
 import shutil
 import socket
@@ -21,13 +20,9 @@ import tempfile
 import threading
 import time
 
+from loopback import free_port  # beside this file
+
 H = 10
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def frame(p):

@@ -22,6 +22,8 @@ import sys
 import tempfile
 import time
 
+from loopback import free_port, wait_port  # beside this file
+
 MiB = 1 << 20
 
 
@@ -102,27 +104,6 @@ class Servers:
                   "--max-rate", "0", "--max-rate-bytes", "0", "--max-per-address", "0", "--memory-limit", "0"])
         addr = p.line("listening on", 10).split()[-1]
         return p, addr
-
-
-def free_port():
-    import socket
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def wait_port(port):
-    import socket
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.05)  # poll while the server starts (bounded)
-    raise RuntimeError(f"nothing listening on {port}")
 
 
 def proto(system):

@@ -15,12 +15,13 @@ import argparse
 import os
 import platform
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+
+from loopback import free_port, wait_port  # beside this file
 
 MIB = 1 << 20
 LAB = ["--max-rate", "0", "--max-rate-bytes", "0", "--max-per-address", "0", "--memory-limit", "0"]
@@ -28,23 +29,6 @@ LAB = ["--max-rate", "0", "--max-rate-bytes", "0", "--max-per-address", "0", "--
 
 def log(msg):
     print(f"[tls] {msg}", file=sys.stderr, flush=True)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port, timeout=10):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.02)  # poll while a server starts (bounded)
-    raise RuntimeError(f"nothing listening on {port}")
 
 
 def frames_file(path, size, count):
