@@ -116,7 +116,8 @@ std::string render_prometheus(const metrics_snapshot& m) {
     for (errc e : all_errc) {
         // A configuration error and the client's TLS errors: never a peer's bytes to a server.
         if (e == errc::invalid_header_size || e == errc::tls_verify_failed ||
-            e == errc::tls_handshake_failed || e == errc::auth_refused) {
+            e == errc::tls_handshake_failed || e == errc::auth_refused ||
+            e == errc::resume_gap) {
             continue;
         }
         w.sample("framecast_decode_errors_total", c.decode_errors_by_kind[static_cast<std::size_t>(e)],
