@@ -118,6 +118,9 @@ def test_protocol_answers_and_backlog_in_pieces(procs):
         extra = None
     assert extra is None
     wait_until(lambda: metrics(url)["framecast_resume_refused_total"] == 2, "refusals counted")
+    st = procs.framecast("stats", url, "--count", "1")
+    assert st.wait() == 0
+    assert b"resume      offset 30002  history 30002 msgs" in st.stdout
 
 
 def test_outside_the_window_is_a_reported_gap(procs):
