@@ -167,8 +167,8 @@ private:
     asio::awaitable<void> answer_deadline() {
         asio::steady_timer timer(ex_, to_duration(cfg_.connect_timeout));
         co_await timer.async_wait(use_nothrow);
-        if (!resume_->answered()) co_return;
-        co_await io::wait_forever();
+        // No early co_return here (GCC 12 miscompiles them in small coroutines).
+        if (resume_->answered()) co_await io::wait_forever();
     }
 
     verdict connect_failed(const std::string& what, error_code ec) {
