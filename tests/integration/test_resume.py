@@ -7,6 +7,7 @@ import socket
 
 from fault_proxy import FaultProxy
 from framecast_test import (BIN, FrameReader, connect, frame, metrics, metrics_url,
+                            small_rcvbuf_socket,
                             wait_for_log, wait_until)
 
 
@@ -229,3 +230,36 @@ def test_usage_errors_and_a_server_without_resume(procs):
     assert c.wait() == 1
     assert b"no answer to the resume request" in c.stderr
     assert c.stdout == b""  # the welcome was not taken for a message
+
+
+def test_history_moving_past_a_slow_replay_is_a_reported_gap(procs):
+    """A client that stops reading mid-replay while the history moves on: the next position
+    frame jumps, and the server counts the gap (never a silent one)."""
+    server, port = procs.serve("--publish", "--resume", "--resume-window", "20000",
+                               "--metrics", "127.0.0.1:0")
+    url = metrics_url(server)
+    pub = publisher(port)
+    body = "x" * 990
+    publish_units(pub, url, [f"{i:09} {body}" for i in range(20000)], 5000)
+    s, _, answer = resume_request(port, "probe")
+    s.close()
+    epoch = answer[2]
+    slow = small_rcvbuf_socket(port)
+    slow.sendall(frame(f"@resume slow {epoch} 0"))
+    # It stops reading: the replay stalls with most of the backlog still in the history.
+    wait_until(lambda: metrics(url)["framecast_resume_max_lag"] > 10000, "a stalled replay")
+    publish_units(pub, url, [f"{i:09} {body}" for i in range(20000, 45000)], 5000)
+    r = FrameReader(slow)
+    while not r.read().startswith(b"@resumed"):
+        pass
+    expected, jumps = 1, []
+    while expected <= 45000:
+        first, count = (int(x) for x in r.read().split(b" "))
+        if first != expected:
+            jumps.append((expected, first))
+        for i in range(count):
+            assert int(r.read()[:9]) == first + i - 1
+        expected = first + count
+    assert len(jumps) == 1 and jumps[0][1] > jumps[0][0]
+    assert metrics(url)["framecast_resume_gaps_total"] >= 1
+    assert b"left the history before they were replayed" in server.stderr
