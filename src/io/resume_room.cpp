@@ -119,7 +119,7 @@ std::size_t resume_room::replay_queue() const noexcept {
 
 void resume_room::pump(member& m, resume_seat& seat) {
     const std::size_t piece_bytes = std::max<std::size_t>(relay_unit_bytes(opts_), 16 * 1024);
-    while (seat.replaying && !m.closed() && m.queued_bytes() < replay_queue()) {
+    while (seat.replaying && !m.closed() && !m.told_expiry && m.queued_bytes() < replay_queue()) {
         std::string body;
         std::uint64_t first = 0;
         const std::size_t count = log_.read(seat.cursor, piece_bytes, body, first);
@@ -150,7 +150,8 @@ void resume_room::broadcast(const relay_unit& unit) {
     if (members_.empty() || !unit) return;
     std::vector<member*> live;
     for (auto& [m, seat] : members_) {
-        if (seat->live && !m->closed()) live.push_back(m);
+        // An expired client's notice is the last thing it receives (as with the hub).
+        if (seat->live && !m->closed() && !m->told_expiry) live.push_back(m);
     }
     if (live.empty()) return;
     // One copy with the position in front, shared by every live resuming client.
