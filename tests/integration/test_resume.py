@@ -188,14 +188,17 @@ def test_connect_offset_file_gap_and_epoch(procs, tmp_path):
     assert event["event"] == "epoch" and event["old"] == epoch and event["new"] != epoch
 
 
-def test_reconnecting_client_through_cuts_misses_nothing(procs):
+def test_reconnecting_clients_through_cuts_miss_nothing(procs):
+    """10 resuming clients behind a proxy that cuts every connection (RST, then a clean close,
+    alternately) while a publisher sends: each ends with every message exactly once, in order."""
     server, port = procs.serve("--publish", "--resume")
     proxy = FaultProxy(port)
     try:
-        n = 3000
-        c = procs.framecast("connect", f"127.0.0.1:{proxy.port}", "--resume", "--reconnect",
-                            "-o", "json", "-n", str(n), "--line-buffered")
-        wait_for_log(server, rb"resumes at 1 \(new\)")
+        n, k = 3000, 10
+        clients = [procs.framecast("connect", f"127.0.0.1:{proxy.port}", "--resume",
+                                   "--reconnect", "-o", "json", "-n", str(n), "--line-buffered")
+                   for _ in range(k)]
+        wait_until(lambda: server.stderr.count(b"resumes at 1 (new)") == k, "all resuming")
         pub = publisher(port)
         sent = 0
         for round_ in range(6):
@@ -203,19 +206,21 @@ def test_reconnecting_client_through_cuts_misses_nothing(procs):
             publish(pub, batch)
             sent += len(batch)
             if sent == n:
-                break  # the last batch: the client ends with it
-            # Cut mid-stream, alternately with RST and a clean close, once the client got some.
+                break  # the last batch: the clients end with it
+            # Cut mid-stream once the slowest client got some of this batch.
             target = sent - n // 12
-            wait_until(lambda: c.stdout.count(b"\n") >= target, f"{target} messages out")
+            wait_until(lambda: min(c.stdout.count(b"\n") for c in clients) >= target,
+                       f"{target} messages out at every client")
             assert proxy.cut(rst=round_ % 2 == 0) >= 1
-            wait_until(lambda: proxy.connections() >= 1 or c.p.poll() is not None,
-                       "the client reconnected")
-        assert c.wait() == 0
-        lines = json_lines(c)
-        assert [m["offset"] for m in lines] == list(range(1, n + 1))
-        assert [m["text"] for m in lines] == [f"p{i}" for i in range(1, n + 1)]
-        assert proxy.accepted >= 6
-        assert b"messages lost" not in c.stderr and b"connection lost" in c.stderr
+            wait_until(lambda: proxy.connections() >= sum(c.p.poll() is None for c in clients),
+                       "the clients reconnected")
+        for c in clients:
+            assert c.wait() == 0, c.stderr[-2000:]
+            lines = json_lines(c)
+            assert [m["offset"] for m in lines] == list(range(1, n + 1))
+            assert [m["text"] for m in lines] == [f"p{i}" for i in range(1, n + 1)]
+            assert b"messages lost" not in c.stderr and b"reconnecting" in c.stderr
+        assert proxy.accepted >= 5 * k
     finally:
         proxy.close()
 
