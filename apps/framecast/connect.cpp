@@ -14,6 +14,7 @@
 
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <fmt/format.h>
@@ -27,6 +28,7 @@
 #include "framecast/io/client.hpp"
 #include "framecast/io/json.hpp"
 #include "output.hpp"
+#include "resume_client.hpp"
 
 namespace framecast::app {
 namespace {
@@ -46,6 +48,10 @@ struct connect_config {
     bool reconnect = false;
     double reconnect_max = 30;
     bool line_buffered = false;
+    // Resume (docs/resume.md).
+    bool resume = false;
+    bool no_gap = false;
+    std::string offset_file;
     codec_flags codec;
     int verbosity = 0;
 };
@@ -77,10 +83,11 @@ verdict exit_with(exit_code code) { return {code, {}}; }
 class connect_loop {
 public:
     connect_loop(const connect_config& cfg, output_sink& sink, io::frame_writer* writer,
-                 asio::any_io_executor ex)
+                 resume_reader* resume, asio::any_io_executor ex)
         : cfg_(cfg),
           sink_(sink),
           writer_(writer),
+          resume_(resume),
           ex_(std::move(ex)),
           target_(parse_endpoint(cfg.target)),
           name_(target_.to_string()),
@@ -104,9 +111,25 @@ private:
                                                 what, cfg_.codec.options());
         if (failed) co_return connect_failed(what, failed);
         spdlog::info("connected to {}", name_);
+        if (resume_) {
+            const auto ec = co_await send_request(socket);
+            if (ec) co_return broken({ec, "cannot send the resume request: " + ec.message()});
+        }
         const auto res = co_await receive(socket);
         sink_.flush();
         if (auto v = output_failed()) co_return *v;
+        if (resume_) {
+            resume_->save();
+            if (resume_->failure()) {
+                spdlog::error("{}", resume_->failure_text());
+                co_return exit_with(*resume_->failure());
+            }
+            if (res.ec == asio::error::timed_out && !resume_->answered()) {
+                spdlog::error("{}: no answer to the resume request within {}s: is it running "
+                              "'serve --resume'?", name_, cfg_.connect_timeout);
+                co_return exit_with(exit_code::failure);
+            }
+        }
         if (res.stopped) co_return exit_with(exit_code::ok);
         if (res.bytes > 0) delays_.reset();
         co_return res.ec ? broken(res) : closed_by_peer();
@@ -121,10 +144,31 @@ private:
         // One connection: keep the gathering buffer of a large frame for the next one.
         dec.retain_capacity(dec.options().max_message);
         const io::read_options read_opts{to_duration(cfg_.timeout)};
+        if (resume_) {
+            auto outcome = co_await (io::read_frames(socket, dec, buffer_, *resume_, read_opts) ||
+                                     answer_deadline());
+            if (outcome.index() == 0) co_return std::get<0>(std::move(outcome));
+            co_return io::read_result{.ec = asio::error::timed_out, .message = "no resume answer"};
+        }
         if (!writer_) co_return co_await io::read_frames(socket, dec, buffer_, sink_, read_opts);
         auto outcome = co_await (io::read_frames(socket, dec, buffer_, sink_, read_opts) ||
                                  send_while_connected(*writer_, socket, cfg_.half_close));
         co_return std::get<0>(std::move(outcome));
+    }
+
+    // Resume: the request is the connection's first frame.
+    asio::awaitable<error_code> send_request(io::tcp::socket& socket) {
+        const std::string frame = encode_frame(resume_->request(), cfg_.codec.options());
+        auto [ec, n] = co_await asio::async_write(socket, asio::buffer(frame), use_nothrow);
+        co_return ec;
+    }
+
+    // Resume: a server that does not answer the request (not running --resume) ends the wait.
+    asio::awaitable<void> answer_deadline() {
+        asio::steady_timer timer(ex_, to_duration(cfg_.connect_timeout));
+        co_await timer.async_wait(use_nothrow);
+        // No early co_return here (GCC 12 miscompiles them in small coroutines).
+        if (resume_->answered()) co_await io::wait_forever();
     }
 
     verdict connect_failed(const std::string& what, error_code ec) {
@@ -189,6 +233,7 @@ private:
     const connect_config& cfg_;
     output_sink& sink_;
     io::frame_writer* writer_;
+    resume_reader* resume_;
     asio::any_io_executor ex_;
     const endpoint target_;
     const std::string name_;
@@ -197,8 +242,8 @@ private:
 };
 
 asio::awaitable<exit_code> run_connect(const connect_config& cfg, output_sink& sink,
-                                       io::frame_writer* writer) {
-    connect_loop loop(cfg, sink, writer, co_await asio::this_coro::executor);
+                                       io::frame_writer* writer, resume_reader* resume) {
+    connect_loop loop(cfg, sink, writer, resume, co_await asio::this_coro::executor);
     co_return co_await loop.run();
 }
 
@@ -239,6 +284,21 @@ command_runner register_connect(CLI::App& app) {
                   "jitter (malformed input and --timeout still end the program)");
     add_seconds_option(*cmd, "--reconnect-max", cfg->reconnect_max,
                        "Longest delay between reconnection attempts");
+    auto* resume = cmd->add_flag(
+        "--resume", cfg->resume,
+        "Ask a 'serve --resume' server for what was missed (docs/resume.md): on every "
+        "connection send the last offset received; get the backlog, then the live stream, "
+        "nothing missed or repeated. A loss (outside the server's window, a server restart) is "
+        "reported on stderr and, with -o json, as an event. Output: lines or json (each "
+        "message with its offset). Use with --reconnect");
+    resume->excludes(cmd->get_option("--send"));
+    cmd->add_option("--offset-file", cfg->offset_file,
+                    "--resume: keep the position in FILE ('EPOCH LAST'), read at start and "
+                    "written after the output is flushed, so a restarted client resumes too")
+        ->needs(resume);
+    cmd->add_flag("--no-gap", cfg->no_gap,
+                  "--resume: exit with code 12 at the first loss instead of going on")
+        ->needs(resume);
     cmd->add_flag("--line-buffered", cfg->line_buffered,
                   "Write each message to stdout as it arrives (default when stdout is a terminal)");
     add_codec_options(*cmd, cfg->codec, true);
@@ -250,13 +310,28 @@ command_runner register_connect(CLI::App& app) {
         cfg->format = output_format_of(cfg->format_name);
         const bool flush_each = cfg->line_buffered || ::isatty(STDOUT_FILENO);
         output_sink sink(cfg->format, cfg->count, flush_each);
+        resume_position position;
+        std::unique_ptr<resume_reader> resume;
+        if (cfg->resume) {
+            if (cfg->format != output_format::lines && cfg->format != output_format::json) {
+                spdlog::error("--resume prints -o lines or -o json (each message with its offset)");
+                return exit_code::usage;
+            }
+            std::string error;
+            if (!cfg->offset_file.empty() && !load_offset_file(cfg->offset_file, position, error)) {
+                spdlog::error("{}", error);
+                return exit_code::usage;
+            }
+            resume = std::make_unique<resume_reader>(sink, position, cfg->no_gap,
+                                                     cfg->offset_file, cfg->target);
+        }
 
         std::shared_ptr<io::send_queue> queue;
         if (cfg->send) queue = std::make_shared<io::send_queue>(cfg->codec.options());
 
         return run_io(
             [&](asio::io_context& io) -> asio::awaitable<exit_code> {
-                if (!queue) co_return co_await run_connect(*cfg, sink, nullptr);
+                if (!queue) co_return co_await run_connect(*cfg, sink, nullptr, resume.get());
                 io::frame_writer writer(io.get_executor(), queue);
                 // stdin may block forever: the thread is detached and owns what it touches.
                 std::thread([queue] {
@@ -265,9 +340,12 @@ command_runner register_connect(CLI::App& app) {
                         spdlog::error("{}{}", what, flag_hint(ec));
                     }
                 }).detach();
-                co_return co_await run_connect(*cfg, sink, &writer);
+                co_return co_await run_connect(*cfg, sink, &writer, nullptr);
             },
-            [&sink] { sink.flush(); });
+            [&sink, &resume] {
+                sink.flush();
+                if (resume) resume->save();
+            });
     };
 }
 

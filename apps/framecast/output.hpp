@@ -118,6 +118,16 @@ public:
 
     void on_idle() override { flush(); }
 
+    // Resume: the offset of the next message (0: none), shown in -o json as "offset".
+    void set_offset(std::uint64_t offset) noexcept { offset_ = offset; }
+    // Resume: an event (a JSON object) in the -o json output, in order with the messages.
+    void event(std::string_view json_object) {
+        if (format_ != output_format::json) return;
+        out_.append(json_object);
+        out_ += '\n';
+        flush();
+    }
+
     void flush() {
         if (!out_.empty()) write(out_);
         out_.clear();
@@ -152,6 +162,7 @@ private:
         }
         fmt::format_to(std::back_inserter(out_), R"({{"seq":{},"length":{},"time":"{}",)", seq_ + 1,
                        payload.size(), stamp_);
+        if (offset_ != 0) fmt::format_to(std::back_inserter(out_), R"("offset":{},)", offset_);
         if (count_code_points(payload)) {
             out_ += R"("text":")";
             io::append_json_string(out_, payload);
@@ -166,6 +177,7 @@ private:
     std::uint64_t count_;
     bool flush_each_;
     std::uint64_t seq_ = 0;
+    std::uint64_t offset_ = 0;
     std::string out_;
     std::string stamp_;
     bool stamp_valid_ = false;

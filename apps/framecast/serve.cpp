@@ -415,6 +415,30 @@ void add_channel_options(CLI::App& cmd, serve_config& cfg) {
         ->needs(flag);
 }
 
+void add_resume_options(CLI::App& cmd, serve_config& cfg) {
+    auto& r = cfg.node.server.resume;
+    auto* flag = cmd.add_flag(
+        "--resume", r.enabled,
+        "Resumable stream (docs/resume.md): every message gets an offset and the last ones are "
+        "kept; a client whose first frame is '@resume NONCE [EPOCH LAST]' (framecast connect "
+        "--resume) gets what it missed, then the live stream, each piece after a position "
+        "frame. Other clients see the stream as always. Excludes --chat, --channels and "
+        "--backplane (for now)");
+    flag->excludes(cmd.get_option("--chat"));
+    flag->excludes(cmd.get_option("--channels"));
+    flag->excludes(cmd.get_option("--backplane"));
+    cmd.add_option("--resume-window", r.history_messages,
+                   "--resume: messages kept for resuming clients, at least (unless "
+                   "--resume-bytes is reached first)")
+        ->default_val(r.history_messages)
+        ->check(CLI::Range(std::size_t{1}, std::size_t{100'000'000}))
+        ->needs(flag);
+    add_size_option(cmd, "--resume-bytes", r.history_bytes,
+                    "--resume: bytes of messages kept at most, counted under --memory-limit "
+                    "(default 64MiB)")
+        ->needs(flag);
+}
+
 void add_backplane_options(CLI::App& cmd, serve_config& cfg) {
     auto& b = cfg.backplane;
     cmd.add_option("--backplane", cfg.backplane_url,
@@ -521,6 +545,7 @@ command_runner register_serve(CLI::App& app) {
     add_auth_options(*cmd, *cfg);
     add_channel_options(*cmd, *cfg);
     add_backplane_options(*cmd, *cfg);
+    add_resume_options(*cmd, *cfg);
     add_print_options(*cmd, *cfg);
     add_metrics_option(*cmd, cfg->metrics);
     add_ws_options(*cmd, *cfg);

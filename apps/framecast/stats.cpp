@@ -170,6 +170,16 @@ std::string render_screen(const endpoint& ep, const std::map<std::string, double
                       get(cur, "framecast_backplane_dropped_total"));
         screen += line;
     }
+    if (cur.count("framecast_resume_next_offset")) {
+        std::snprintf(line, sizeof line,
+                      "resume      offset %.0f  history %.0f msgs  %.0f clients  lag %.0f msgs  "
+                      "%.0f gaps\n",
+                      get(cur, "framecast_resume_next_offset") - 1,
+                      get(cur, "framecast_resume_history_messages"),
+                      get(cur, "framecast_resume_clients"), get(cur, "framecast_resume_max_lag"),
+                      get(cur, "framecast_resume_gaps_total"));
+        screen += line;
+    }
     return screen;
 }
 

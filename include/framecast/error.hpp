@@ -28,6 +28,7 @@ enum class exit_code : int {
     invalid_utf8 = 9,       // code-point length mode: a payload is not valid UTF-8
     tls_failed = 10,        // TLS: the server's certificate was not verified, or the handshake failed
     auth_refused = 11,      // the server refused the token (--token)
+    gap = 12,               // resume --no-gap: messages were lost (outside the window, new epoch)
 };
 
 // X(name, message, exit_code) for every framecast error, in value order (the first is 1; 0 is
@@ -62,7 +63,9 @@ enum class exit_code : int {
     /* TLS: the handshake failed for another reason (protocol version, plaintext peer). */      \
     X(tls_handshake_failed, "TLS handshake failed", tls_failed)                                  \
     /* Auth: the server refused the client's token, or did not answer it. */                    \
-    X(auth_refused, "the server refused the token", auth_refused)
+    X(auth_refused, "the server refused the token", auth_refused)                                \
+    /* Resume: messages were lost (outside the server's window, or a new epoch); --no-gap. */   \
+    X(resume_gap, "messages were lost (outside the resume window, or a new epoch)", gap)
 
 namespace detail {
 // 0-based positions in the map; errc values are these plus one.

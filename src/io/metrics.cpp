@@ -49,6 +49,28 @@ std::string label_value(std::string_view v) {
     return out;
 }
 
+void render_resume(writer& w, const server::resume_state& r, const server_counters& c) {
+    w.gauge("framecast_resume_next_offset", "The offset the next broadcast message gets (--resume)",
+            static_cast<double>(r.next_offset));
+    w.gauge("framecast_resume_history_messages", "Messages held for resuming clients",
+            static_cast<double>(r.history_messages));
+    w.gauge("framecast_resume_history_bytes", "Bytes of messages held for resuming clients",
+            static_cast<double>(r.history_bytes));
+    w.gauge("framecast_resume_clients", "Resuming clients connected (replaying or live)",
+            static_cast<double>(r.clients));
+    w.gauge("framecast_resume_max_lag",
+            "Messages the furthest-behind replaying client has still to receive",
+            static_cast<double>(r.max_lag));
+    w.counter("framecast_resume_requests_total", "Resume requests answered", c.resume_requests);
+    w.counter("framecast_resume_gaps_total",
+              "Resuming clients told that messages were lost (outside the window, new epoch)",
+              c.resume_gaps);
+    w.counter("framecast_resume_replayed_total", "Messages replayed from the history",
+              c.resume_replayed);
+    w.counter("framecast_resume_refused_total", "Malformed resume requests refused",
+              c.resume_refused);
+}
+
 }  // namespace
 
 metrics_snapshot snapshot_metrics(const server& srv) {
@@ -58,6 +80,7 @@ metrics_snapshot snapshot_metrics(const server& srv) {
     m.policy = srv.options().slow_consumer;
     m.memory_used = srv.memory_used();
     m.channels = srv.channel_metrics();
+    if (srv.options().resume.enabled) m.resume = srv.resume_status();
     return m;
 }
 
@@ -93,7 +116,8 @@ std::string render_prometheus(const metrics_snapshot& m) {
     for (errc e : all_errc) {
         // A configuration error and the client's TLS errors: never a peer's bytes to a server.
         if (e == errc::invalid_header_size || e == errc::tls_verify_failed ||
-            e == errc::tls_handshake_failed || e == errc::auth_refused) {
+            e == errc::tls_handshake_failed || e == errc::auth_refused ||
+            e == errc::resume_gap) {
             continue;
         }
         w.sample("framecast_decode_errors_total", c.decode_errors_by_kind[static_cast<std::size_t>(e)],
@@ -168,6 +192,7 @@ std::string render_prometheus(const metrics_snapshot& m) {
     w.sample("framecast_client_queue_bytes_sum", sum);
     w.sample("framecast_client_queue_bytes_count", m.queue_bytes.size());
 
+    if (m.resume) render_resume(w, *m.resume, c);
     if (m.backplane) {
         const auto& b = *m.backplane;
         w.gauge("framecast_backplane_up", "1 when the backplane is connected both ways", b.connected ? 1 : 0);

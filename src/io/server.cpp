@@ -12,6 +12,7 @@
 #include "expiry.hpp"
 #include "hub.hpp"
 #include "listener.hpp"
+#include "resume_room.hpp"
 #include "names.hpp"
 #include "session.hpp"
 
@@ -59,6 +60,9 @@ struct server::impl {
           channels(owner.opts_.channels.enabled
                        ? std::make_unique<channel_room>(owner.opts_, owner.counters_, clients)
                        : nullptr),
+          resume(owner.opts_.resume.enabled
+                     ? std::make_unique<resume_room>(owner.opts_, owner.counters_, clients)
+                     : nullptr),
           sweep(io, owner.opts_.idle_timeout,
                 owner.opts_.min_inbound_rate != 0 ? owner.opts_.min_inbound_window
                                                   : std::chrono::milliseconds(0)),
@@ -76,6 +80,7 @@ struct server::impl {
               .clients = clients,
               .chat = room.get(),
               .channels = channels.get(),
+              .resume = resume.get(),
               .sweep = sweep,
               .publish = [&owner](const relay_unit& u,
                                   const member* m) { owner.publish(u, as_session(m)); },
@@ -111,6 +116,7 @@ struct server::impl {
     hub clients;
     std::unique_ptr<chat_room> room;
     std::unique_ptr<channel_room> channels;
+    std::unique_ptr<resume_room> resume;
     idle_sweep sweep;
     listener listeners;
     asio::steady_timer drain_timer;
@@ -192,6 +198,8 @@ void server::broadcast(const relay_unit& unit, const session* origin) {
     } else if (impl_->room) {
         impl_->room->broadcast(tracked, as_member(origin));
     } else {
+        // Resume: offsets and history first; resuming clients get it from there.
+        if (impl_->resume) impl_->resume->broadcast(tracked);
         impl_->clients.broadcast(tracked, as_member(origin));
     }
 }
@@ -270,6 +278,20 @@ std::vector<std::size_t> server::client_queue_bytes() const {
     out.reserve(impl_->clients.size());
     for (const auto& m : impl_->clients.members()) out.push_back(m->queued_bytes());
     return out;
+}
+
+server::resume_state server::resume_status() const {
+    resume_state st;
+    if (!impl_->resume) return st;
+    const auto& r = *impl_->resume;
+    st.epoch = r.epoch();
+    st.next_offset = r.log().next();
+    st.oldest_offset = r.log().oldest();
+    st.history_messages = r.log().messages();
+    st.history_bytes = r.log().bytes();
+    st.clients = r.clients();
+    st.max_lag = r.max_lag();
+    return st;
 }
 
 std::size_t server::memory_used() const noexcept { return impl_->budget->used(); }

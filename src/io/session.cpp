@@ -70,7 +70,7 @@ session::session(session_context& ctx, std::unique_ptr<transport> t, std::string
       decoder_(ctx.first_frame_codec,
                discards_input() ? decode_mode::streaming : decode_mode::whole),
       limiter_(ctx.opts.max_rate), byte_limiter_(ctx.opts.max_rate_bytes),
-      batch_(ctx.opts.codec) {}
+      batch_(ctx.opts.codec), first_frame_open_(ctx.resume != nullptr) {}
 
 void session::start() {
     if (ctx_.welcome) deliver(ctx_.welcome);
@@ -112,6 +112,7 @@ void session::close(close_reason why, std::string_view detail) {
         spdlog::log(level, "client {} disconnected: {}{}", peer(), text, more);
     }
     if (ctx_.channels) ctx_.channels->leave(*this, channel_seat_);
+    if (ctx_.resume) ctx_.resume->leave(*this, resume_seat_);
     ctx_.budget.sub_inbound(inbound_accounted_);
     inbound_accounted_ = 0;
     transport_->close();
@@ -258,6 +259,10 @@ bool session::on_bytes(std::span<const char> in) {
         const auto ev = decoder_.next(in);
         if (ev == decode_event::need_more) break;
         if (ev == decode_event::error) return on_decode_error();
+        if (first_frame_open_ && resume_first_frame(ev)) {
+            if (closed_) return false;
+            continue;
+        }
         // Streaming (input discarded): pieces of a frame pass by, never buffered.
         if (ev == decode_event::begin || ev == decode_event::data) continue;
         ++ctx_.counters.messages_in;
@@ -381,6 +386,8 @@ void session::track_mid_frame(bool completed) {
 
 awaitable<void> session::writer() {
     while (!closed_) {
+        // Resume: the backlog is queued a piece at a time as the queue drains.
+        if (resume_seat_.replaying && !draining_) ctx_.resume->pump(*this, resume_seat_);
         if (queue_.empty()) {
             if (draining_) {
                 finish_drain();

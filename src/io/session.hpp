@@ -27,6 +27,7 @@
 #include "member.hpp"
 #include "memory_budget.hpp"
 #include "rate_limiter.hpp"
+#include "resume_room.hpp"
 
 namespace framecast::io {
 
@@ -68,6 +69,7 @@ struct session_context {
     hub& clients;
     chat_room* chat;  // null unless chat mode
     channel_room* channels;  // null unless channels mode
+    resume_room* resume;     // null unless --resume
     idle_sweep& sweep;
     // Where a client's published messages go (the server's ingress: hub or backplane).
     std::function<void(const relay_unit&, const member*)> publish;
@@ -116,6 +118,9 @@ private:
     bool on_decode_error();
     bool on_chat_frame(std::string_view payload);
     bool on_channel_frame(std::string_view payload);  // session_channels.cpp
+    // Resume (session_resume.cpp): watches the first frame for a request; true when `ev`
+    // was taken by it (the caller goes on to the next event), false to handle it as usual.
+    bool resume_first_frame(decode_event ev);
     bool flush_batch();
     bool on_streamed(decode_event ev, std::size_t& ended);
     bool over_rate(std::size_t bytes);
@@ -151,6 +156,12 @@ private:
     // Chat: the seat, and the header bytes of the frame being decoded, as received.
     chat_seat seat_;
     channel_seat channel_seat_;
+    // Resume: the first frame is still to be checked for a request (captured here when input
+    // is streamed, at most a request's length), and the client's place once it asked.
+    bool first_frame_open_ = false;
+    bool first_frame_capture_ = false;
+    std::string first_frame_;
+    resume_seat resume_seat_;
 };
 
 }  // namespace framecast::io

@@ -19,6 +19,7 @@ const std::map<int, std::string> documented_exit_codes{
     {0, "ok"}, {1, "failure"}, {2, "usage"}, {3, "connect failed"}, {4, "malformed header"},
     {5, "message too large"}, {6, "truncated"}, {7, "timed out"}, {8, "address in use"},
     {9, "invalid UTF-8"}, {10, "TLS failed"}, {11, "auth refused"},
+    {12, "gap"},
 };
 
 // What each error must exit with: the decisions of the issue, not read from the table.
@@ -28,6 +29,7 @@ const std::map<std::string, int> expected_exit_by_name{
     {"message_too_large", 5},     {"length_does_not_fit", 5},  {"invalid_utf8", 9},
     {"truncated_frame", 6},       {"invalid_header_size", 2},
     {"tls_verify_failed", 10},    {"tls_handshake_failed", 10}, {"auth_refused", 11},
+    {"resume_gap", 12},
 };
 
 }  // namespace
@@ -45,6 +47,7 @@ TEST(ErrorTable, ExitCodeEnumHasTheDocumentedNumbers) {
     EXPECT_EQ(static_cast<int>(exit_code::invalid_utf8), 9);
     EXPECT_EQ(static_cast<int>(exit_code::tls_failed), 10);
     EXPECT_EQ(static_cast<int>(exit_code::auth_refused), 11);
+    EXPECT_EQ(static_cast<int>(exit_code::gap), 12);
 }
 
 TEST(ErrorTable, ValuesAreOneToCountInOrder) {

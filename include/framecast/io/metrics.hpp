@@ -20,6 +20,7 @@ struct metrics_snapshot {
     std::string version;
     std::optional<backplane::stats> backplane;  // when a backplane is configured
     std::vector<channel_metric> channels;        // serve --channels --channel-metrics N
+    std::optional<server::resume_state> resume;  // serve --resume
 };
 
 // Takes the snapshot; call on the server's thread.

@@ -104,6 +104,17 @@ struct server_options {
         // published to); the others add up under channel="_other". 0: none (the default).
         std::size_t metrics_channels = 0;
     } channels;
+    // Resume (docs/resume.md): every broadcast message gets an offset; the recent ones are
+    // kept (by count and bytes, under memory_limit) and a client whose first frame is
+    // "@resume ..." gets the backlog from its last offset, then the live stream, each piece
+    // with its position. Clients that do not ask see what they always saw. Excludes chat and
+    // channels (for now).
+    struct resume_options {
+        bool enabled = false;
+        std::size_t history_messages = 100'000;  // the resume window, at least
+        std::size_t history_bytes = 64u << 20;   // ... unless this many bytes are held first
+        std::string epoch;  // empty: random at start (the history dies with the process)
+    } resume;
 };
 
 // How many bytes of frames travel as one relay unit when messages are relayed in batches (a
@@ -148,6 +159,10 @@ struct server_counters {
     std::uint64_t per_address_rejected = 0;  // over max_per_address
     std::uint64_t backpressure_repeat = 0;   // left to the slow-consumer policy at once (held
                                              // the sources for `backpressure` recently)
+    std::uint64_t resume_requests = 0;   // resume: requests answered
+    std::uint64_t resume_refused = 0;    // resume: malformed requests refused
+    std::uint64_t resume_gaps = 0;       // resume: clients told messages were lost (window, epoch)
+    std::uint64_t resume_replayed = 0;   // resume: messages replayed from the history
 };
 
 // Per-channel counters (server_options::channel_options::metrics_channels).
@@ -244,6 +259,18 @@ public:
     std::size_t memory_used() const noexcept;
     // Channels with per-channel metrics: their counters (empty otherwise).
     std::vector<channel_metric> channel_metrics() const;
+    // Resume: the stream's epoch, the next offset, what the history holds, and the resuming
+    // clients (empty/zero without --resume).
+    struct resume_state {
+        std::string epoch;
+        std::uint64_t next_offset = 0;
+        std::uint64_t oldest_offset = 0;
+        std::size_t history_messages = 0;
+        std::size_t history_bytes = 0;
+        std::size_t clients = 0;
+        std::uint64_t max_lag = 0;  // messages the furthest-behind replaying client still lacks
+    };
+    resume_state resume_status() const;
     // Lets the budget count bytes another thread holds (the backplane's pending appends).
     void count_external_memory(const std::atomic<std::uint64_t>* bytes) noexcept;
 

@@ -1,0 +1,174 @@
+#!/usr/bin/env python3
+"""Resume benchmark (issue 19, docs/resume.md): `framecast serve --publish --resume`.
+
+  memory   a 100,000-message backlog of 100 B payloads replayed to one resuming client: the
+           server's RSS growth during the replay (target: under 16 MiB), beside what the
+           history itself costs (RSS growth while it was filled: the same-run baseline)
+  latency  a 10,000-message backlog replayed R times: request sent -> last message received,
+           p50 / p99 (target: p99 under 50 ms), beside a plain client receiving the same
+           10,000 messages live (publish -> last received), the same-run baseline
+
+Run: bench/resume_replay.py [--bin build/default/bin/framecast] [--repeat R]"""
+import argparse
+import os
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from procfs import rss_kib  # noqa: E402
+
+H = 10
+
+
+def frame(p):
+    return f"{len(p):<{H}}".encode() + p
+
+
+class Reader:
+    def __init__(self, sock):
+        self.s, self.buf, self.pos = sock, bytearray(), 0
+
+    def read(self):
+        while True:
+            if len(self.buf) - self.pos >= H:
+                n = int(self.buf[self.pos:self.pos + H])
+                if len(self.buf) - self.pos >= H + n:
+                    p = bytes(self.buf[self.pos + H:self.pos + H + n])
+                    self.pos += H + n
+                    if self.pos > 1 << 20:
+                        del self.buf[:self.pos]
+                        self.pos = 0
+                    return p
+            chunk = self.s.recv(1 << 20)
+            if not chunk:
+                raise EOFError
+            self.buf += chunk
+
+
+def start(bin_, *args):
+    p = subprocess.Popen([bin_, "serve", "--listen", "127.0.0.1:0", *args],
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    m = re.search(r":(\d+)$", p.stdout.readline().strip())
+    return p, int(m.group(1))
+
+
+def resume(port, rest):
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(frame(("@resume " + rest).encode()))
+    r = Reader(s)
+    while True:
+        a = r.read()
+        if a.startswith(b"@resumed"):
+            return s, r, a.decode().split()
+
+
+def read_messages(r, n):
+    got = 0
+    while got < n:
+        _, count = r.read().split()
+        for _ in range(int(count)):
+            r.read()
+        got += int(count)
+
+
+def fill(port, n, size):
+    pub = socket.create_connection(("127.0.0.1", port))
+    body = b"".join(frame(b"%0*d" % (size, i)) for i in range(n))
+    pub.sendall(body)
+    return pub
+
+
+def wait_offset(port, n):
+    # A fresh resuming client tells the newest offset in its answer.
+    while True:
+        s, _, a = resume(port, "probe")
+        s.close()
+        if int(a[3]) > n:
+            return a[2]
+        time.sleep(0.01)
+
+
+def memory(bin_):
+    server, port = start(bin_, "--publish", "--resume")
+    try:
+        time.sleep(0.2)
+        idle = rss_kib(server.pid)
+        pub = fill(port, 100_000, 100)
+        epoch = wait_offset(port, 100_000)
+        held = rss_kib(server.pid)
+        s, r, _ = resume(port, f"m {epoch} 0")
+        peak, done = held, threading.Event()
+
+        def sample():
+            nonlocal peak
+            while not done.is_set():
+                peak = max(peak, rss_kib(server.pid))
+                time.sleep(0.002)
+        t = threading.Thread(target=sample)
+        t.start()
+        t0 = time.monotonic()
+        read_messages(r, 100_000)
+        took = time.monotonic() - t0
+        done.set()
+        t.join()
+        s.close()
+        pub.close()
+        print(f"memory: 100,000 x 100 B backlog; history costs {(held - idle) / 1024:.1f} MiB RSS "
+              f"(baseline); replay raised RSS by {(peak - held) / 1024:.2f} MiB "
+              f"(target < 16 MiB; ratio to the history {(peak - held) / max(held - idle, 1):.3f}); "
+              f"replayed in {took * 1000:.0f} ms")
+    finally:
+        server.kill()
+        server.wait()
+
+
+def latency(bin_, repeat):
+    server, port = start(bin_, "--publish", "--resume")
+    try:
+        # Baseline: a plain client receiving 10,000 live messages (publish -> last received).
+        plain = socket.create_connection(("127.0.0.1", port))
+        time.sleep(0.2)
+        pr = Reader(plain)
+        t0 = time.monotonic()
+        pub = fill(port, 10_000, 100)
+        for _ in range(10_000):
+            pr.read()
+        live = time.monotonic() - t0
+        plain.close()
+        epoch = wait_offset(port, 10_000)
+        times = []
+        for i in range(repeat):
+            t0 = time.monotonic()
+            s, r, _ = resume(port, f"l{i} {epoch} 0")
+            read_messages(r, 10_000)
+            times.append(time.monotonic() - t0)
+            s.close()
+        pub.close()
+        times.sort()
+        p50 = statistics.median(times) * 1000
+        p99 = times[min(len(times) - 1, int(len(times) * 0.99))] * 1000
+        print(f"latency: 10,000-message backlog replayed {repeat} times: p50 {p50:.1f} ms, "
+              f"p99 {p99:.1f} ms (target p99 < 50 ms); the same 10,000 received live by a plain "
+              f"client: {live * 1000:.1f} ms (baseline; p99 / baseline {p99 / (live * 1000):.2f})")
+    finally:
+        server.kill()
+        server.wait()
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    here = os.path.dirname(os.path.abspath(__file__))
+    ap.add_argument("--bin", default=os.path.join(here, "..", "build", "default", "bin", "framecast"))
+    ap.add_argument("--repeat", type=int, default=100)
+    a = ap.parse_args()
+    memory(a.bin)
+    latency(a.bin, a.repeat)
+
+
+if __name__ == "__main__":
+    main()

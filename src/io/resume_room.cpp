@@ -1,0 +1,183 @@
+#include "resume_room.hpp"
+
+#include <algorithm>
+#include <charconv>
+#include <random>
+#include <vector>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "names.hpp"
+
+namespace framecast::io {
+
+namespace {
+
+constexpr std::string_view request_verb = "@resume ";
+
+// A random epoch: a server without a backplane loses its history when it stops, so every
+// start is a new epoch (64 bits: two starts never share one).
+std::string random_epoch() {
+    std::random_device rd;
+    const std::uint64_t v = (static_cast<std::uint64_t>(rd()) << 32) ^ rd();
+    return fmt::format("{:016x}", v);
+}
+
+// Nonces and epochs: 1 to 64 characters of [A-Za-z0-9_-].
+bool is_token(std::string_view s) noexcept {
+    return !s.empty() && s.size() <= 64 && std::all_of(s.begin(), s.end(), [](char c) {
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+               c == '_' || c == '-';
+    });
+}
+
+bool parse_u64(std::string_view s, std::uint64_t& v) noexcept {
+    if (s.empty() || s.size() > 20) return false;
+    auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+    return ec == std::errc() && end == s.data() + s.size();
+}
+
+std::vector<std::string_view> words(std::string_view s) {
+    std::vector<std::string_view> out;
+    while (!s.empty() && out.size() < 8) {
+        const auto sp = s.find(' ');
+        out.push_back(s.substr(0, sp));
+        if (sp == std::string_view::npos) break;
+        s.remove_prefix(sp + 1);
+    }
+    return out;
+}
+
+}  // namespace
+
+resume_room::resume_room(const server_options& opts, server_counters& counters, hub& h)
+    : opts_(opts), counters_(counters), hub_(h),
+      epoch_(opts.resume.epoch.empty() ? random_epoch() : opts.resume.epoch),
+      log_({opts.resume.history_messages, opts.resume.history_bytes}, opts.codec, &h.budget()) {
+    spdlog::info("resume: epoch {}, window {} messages / {} bytes", epoch_,
+                 opts.resume.history_messages, opts.resume.history_bytes);
+}
+
+bool resume_room::is_request(std::string_view payload) noexcept {
+    return payload.starts_with(request_verb);
+}
+
+void resume_room::refuse(member& m, std::string_view why) {
+    ++counters_.resume_refused;
+    spdlog::warn("client {}: resume request refused: {}", m.peer(), why);
+    m.deliver(make_unit("@resume-error " + std::string(why), opts_.codec));
+    m.stop_receiving();
+    m.drain();
+}
+
+void resume_room::request(member& m, resume_seat& seat, std::string_view payload) {
+    if (members_.contains(&m)) return refuse(m, "a second resume request");
+    const auto w = words(payload.substr(request_verb.size()));
+    if ((w.size() != 1 && w.size() != 3) || !is_token(w[0])) {
+        return refuse(m, "expected '@resume NONCE' or '@resume NONCE EPOCH LAST' (NONCE, EPOCH: "
+                         "1-64 of [A-Za-z0-9_-]; LAST: a decimal offset)");
+    }
+    std::uint64_t last = 0;
+    if (w.size() == 3 && (!is_token(w[1]) || !parse_u64(w[2], last))) {
+        return refuse(m, "bad EPOCH or LAST in '" + escape_controls(payload, true) + "'");
+    }
+    std::string status;
+    std::uint64_t start = log_.next();
+    if (w.size() == 1) {
+        status = "new";
+    } else if (w[1] != epoch_) {
+        // The history that position belongs to is gone (a restart): all that is held follows.
+        start = log_.oldest();
+        status = "epoch";
+        ++counters_.resume_gaps;
+    } else if (last >= log_.next()) {
+        return refuse(m, fmt::format("offset {} is ahead of the stream (the newest is {})", last,
+                                     log_.next() - 1));
+    } else if (last + 1 < log_.oldest()) {
+        start = log_.oldest();
+        status = fmt::format("gap {}", start - (last + 1));
+        ++counters_.resume_gaps;
+    } else {
+        start = last + 1;
+        status = "ok";
+    }
+    ++counters_.resume_requests;
+    spdlog::info("client {} resumes at {} ({}), the newest is {}", m.peer(), start, status,
+                 log_.next() - 1);
+    // From now on it receives only through this room, each piece with its position.
+    m.stop_receiving();
+    seat = {.replaying = true, .live = false, .cursor = start};
+    members_.emplace(&m, &seat);
+    m.deliver(make_unit(fmt::format("@resumed {} {} {} {}", w[0], epoch_, start, status),
+                        opts_.codec));
+}
+
+std::size_t resume_room::replay_queue() const noexcept {
+    return std::max<std::size_t>(std::min<std::size_t>(256 * 1024, opts_.client_buffer / 4), 1);
+}
+
+void resume_room::pump(member& m, resume_seat& seat) {
+    const std::size_t piece_bytes = std::max<std::size_t>(relay_unit_bytes(opts_), 16 * 1024);
+    while (seat.replaying && !m.closed() && !m.told_expiry && m.queued_bytes() < replay_queue()) {
+        std::string body;
+        std::uint64_t first = 0;
+        const std::size_t count = log_.read(seat.cursor, piece_bytes, body, first);
+        if (count == 0) {
+            // Caught up: the next broadcast reaches it live, nothing can fall in between.
+            seat.replaying = false;
+            seat.live = true;
+            return;
+        }
+        if (first > seat.cursor) {
+            // The history moved past it while it replayed (a slow replay of a full window).
+            ++counters_.resume_gaps;
+            spdlog::warn("client {}: {} messages left the history before they were replayed",
+                         m.peer(), first - seat.cursor);
+        }
+        auto bytes = std::make_shared<std::string>();
+        bytes->reserve(body.size() + opts_.codec.header_size + 24);
+        append_frame(*bytes, fmt::format("{} {}", first, count), opts_.codec);
+        bytes->append(body);
+        seat.cursor = first + count;
+        counters_.resume_replayed += count;
+        m.deliver(hub_.budget().track({shared_frame(std::move(bytes)), count}));
+    }
+}
+
+void resume_room::broadcast(const relay_unit& unit) {
+    const std::uint64_t first = log_.append(unit);
+    if (members_.empty() || !unit) return;
+    std::vector<member*> live;
+    for (auto& [m, seat] : members_) {
+        // An expired client's notice is the last thing it receives (as with the hub).
+        if (seat->live && !m->closed() && !m->told_expiry) live.push_back(m);
+    }
+    if (live.empty()) return;
+    // One copy with the position in front, shared by every live resuming client.
+    auto bytes = std::make_shared<std::string>();
+    bytes->reserve(unit.size() + opts_.codec.header_size + 24);
+    append_frame(*bytes, fmt::format("{} {}", first, unit.messages), opts_.codec);
+    bytes->append(*unit.bytes);
+    const relay_unit positioned = hub_.budget().track({shared_frame(std::move(bytes)), unit.messages});
+    // Collected first: a delivery may close a slow client, which leaves this room.
+    for (member* m : live) {
+        m->deliver(positioned);
+        counters_.deliveries += unit.messages;
+    }
+}
+
+void resume_room::leave(member& m, resume_seat& seat) {
+    members_.erase(&m);
+    seat = {};
+}
+
+std::uint64_t resume_room::max_lag() const noexcept {
+    std::uint64_t lag = 0;
+    for (const auto& [m, seat] : members_) {
+        if (seat->replaying) lag = std::max(lag, log_.next() - seat->cursor);
+    }
+    return lag;
+}
+
+}  // namespace framecast::io

@@ -1,0 +1,67 @@
+// Resume (`serve --resume`, docs/resume.md): keeps the stream's history with offsets, answers
+// a client's opt-in first frame "@resume ...", replays the backlog to it in bounded pieces as
+// its queue drains, then delivers it the live stream, every piece prefixed by a position
+// frame ("FIRST COUNT"). Clients that never ask see exactly what they saw before.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+#include "framecast/io/server.hpp"
+#include "hub.hpp"
+#include "member.hpp"
+#include "resume_log.hpp"
+
+namespace framecast::io {
+
+// A client's place in the resumed stream, kept by its session.
+struct resume_seat {
+    bool replaying = false;  // the writer pulls the backlog from `cursor` as the queue drains
+    bool live = false;       // caught up: receives each broadcast with its position
+    std::uint64_t cursor = 0;  // the next offset to send while replaying
+};
+
+class resume_room {
+public:
+    resume_room(const server_options& opts, server_counters& counters, hub& h);
+
+    // Whether a client's first frame is a resume request (starts with "@resume ").
+    static bool is_request(std::string_view payload) noexcept;
+    // Answers the request: the "@resumed" frame, then the replay (see pump()). A malformed
+    // request is answered "@resume-error why" and the client closed once that is written.
+    void request(member& m, resume_seat& seat, std::string_view payload);
+    // A unit entering the hub: kept in the history, and delivered with its position to every
+    // caught-up resuming client (the hub delivers it, as it is, to the others).
+    void broadcast(const relay_unit& unit);
+    // The writer's turn for a replaying client: queues pieces of the backlog while its queue
+    // is below replay_queue(); once nothing is left, the client is live. Single-threaded, so
+    // no broadcast can fall between the last piece and going live.
+    void pump(member& m, resume_seat& seat);
+    // `m` is closing.
+    void leave(member& m, resume_seat& seat);
+
+    const std::string& epoch() const noexcept { return epoch_; }
+    const resume_log& log() const noexcept { return log_; }
+    // Resuming clients now (replaying or live), and how far behind the head the slowest
+    // replaying one is (messages).
+    std::size_t clients() const noexcept { return members_.size(); }
+    std::uint64_t max_lag() const noexcept;
+
+private:
+    std::size_t replay_queue() const noexcept;
+    shared_frame position_frame(std::uint64_t first, std::size_t count) const;
+    void refuse(member& m, std::string_view why);
+
+    const server_options& opts_;
+    server_counters& counters_;
+    hub& hub_;
+    std::string epoch_;
+    resume_log log_;
+    // Every resuming client (replaying or live), with its seat, for lag and live delivery.
+    std::unordered_map<member*, resume_seat*> members_;
+};
+
+}  // namespace framecast::io
