@@ -146,7 +146,9 @@ struct node::impl {
         ws_page_info page{s.chat.enabled ? "chat" : s.publish ? "publish" : "stream",
                           s.codec.max_message, s.chat.enabled ? s.chat.max_name : 0, opts.version};
         ws.emplace(io, opts.ws_opts, s.codec, std::move(page),
-                   [this](std::unique_ptr<transport> t) { srv.accept(std::move(t)); },
+                   [this](std::unique_ptr<transport> t, const asio::ip::address& from) {
+                       srv.accept(std::move(t), &from);
+                   },
                    [this] { return s_has_room(); });
         tcp::endpoint ep;
         try {
