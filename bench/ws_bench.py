@@ -137,8 +137,8 @@ def fanout(system, k, args):
         p.wait()
 
 
-def idle(args):
-    p, port = start_server("framecast-ws", args)
+def idle(args, system="framecast-ws"):
+    p, port = start_server(system, args)
     try:
         time.sleep(0.3)
         base = rss_kib(p.pid)
@@ -147,7 +147,8 @@ def idle(args):
         grown = rss_kib(p.pid) - base
         for s in socks:
             s.close()
-        return {"clients": args.idle, "rss_kib": grown, "per_client_bytes": grown * 1024 / args.idle}
+        return {"system": system, "clients": args.idle, "rss_kib": grown,
+                "per_client_bytes": grown * 1024 / args.idle}
     finally:
         p.kill()
         p.wait()
@@ -208,9 +209,10 @@ def main():
                     f"(per CPU s {ws['per_cpu_s'] / by['node-ws']['per_cpu_s']:.2f}x)"
         print(line)
     if args.idle:
-        r = idle(args)
-        print(f"idle: {r['clients']} WebSocket clients, server RSS +{r['rss_kib']} KiB = "
-              f"{r['per_client_bytes']:.0f} bytes per client")
+        for system in ["framecast-ws"] + (["framecast-ws-before"] if args.before else []):
+            r = idle(args, system)
+            print(f"idle {system}: {r['clients']} WebSocket clients, server RSS +{r['rss_kib']} KiB = "
+                  f"{r['per_client_bytes']:.0f} bytes per client")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <vector>
 
 #include <boost/asio/co_spawn.hpp>
@@ -40,6 +41,28 @@ struct sleeper {
     }
 };
 
+// A flat_buffer as Beast sees it while reading: Beast prepares min(1536, max_size() - size())
+// bytes before it waits for the socket, so an idle client would hold 1.5 KiB for a message that
+// may never come. Reporting a max_size() that doubles with what was read keeps that first
+// allocation at 128 bytes; a larger message is read in steps of 128, 256, ... 1536 bytes (as
+// before). read_message_max, not this, bounds a message.
+struct growing_buffer {
+    beast::flat_buffer& b;
+    using const_buffers_type = beast::flat_buffer::const_buffers_type;
+    using mutable_buffers_type = beast::flat_buffer::mutable_buffers_type;
+    std::size_t size() const noexcept { return b.size(); }
+    std::size_t max_size() const noexcept {
+        return std::min(b.max_size(), b.size() + std::max<std::size_t>(128, b.size()));
+    }
+    std::size_t capacity() const noexcept { return b.capacity(); }
+    const_buffers_type data() const noexcept { return b.data(); }
+    const_buffers_type cdata() const noexcept { return b.cdata(); }
+    mutable_buffers_type data() noexcept { return b.data(); }
+    mutable_buffers_type prepare(std::size_t n) { return b.prepare(n); }
+    void commit(std::size_t n) noexcept { b.commit(n); }
+    void consume(std::size_t n) noexcept { b.consume(n); }
+};
+
 // Closing frames wait this long at most for the queue to flush and the close handshake.
 constexpr auto linger = std::chrono::seconds(5);
 
@@ -48,8 +71,8 @@ constexpr auto linger = std::chrono::seconds(5);
 struct ws_transport::state {
     state(ws_stream w, codec_options c, std::string p, std::shared_ptr<std::size_t> l)
         : ws(std::move(w)), codec(c), peer(std::move(p)), live(std::move(l)),
-          out_dec(c, decode_mode::whole), readable(ws.get_executor()), room(ws.get_executor()),
-          writable(ws.get_executor()), lingering(ws.get_executor()) {
+          out_dec(c, decode_mode::whole), readable(ws.get_executor()),
+          writable(ws.get_executor()) {
         if (live) ++*live;
     }
     ~state() {
@@ -66,6 +89,7 @@ struct ws_transport::state {
     std::size_t in_off = 0;
     error_code in_ec;  // why reading ended (eof: the peer closed); set once
     beast::flat_buffer rbuf;
+    growing_buffer rbuf_view{rbuf};  // what Beast reads into (see growing_buffer)
 
     // Outbound: the session's frames are parsed and each payload is framed straight into the
     // corked socket's buffer (bounded by out_limit, see try_write()).
@@ -73,9 +97,10 @@ struct ws_transport::state {
     error_code out_ec;
 
     sleeper readable;  // the session's wait_readable()
-    sleeper room;      // the read loop, while `in` is full
+    bool reading = false;  // an async_read is under way
     sleeper writable;  // the session's wait_writable()
-    asio::steady_timer lingering;  // bounds a closing connection's goodbye
+    // Bounds a closing connection's goodbye; made at close() (an idle client needs no timer).
+    std::unique_ptr<asio::steady_timer> lingering;
 
     bool shut = false;    // shutdown_send(): flush, then close 1001
     bool closed = false;  // close(): the session is done with us
@@ -112,7 +137,7 @@ struct ws_transport::state {
     std::size_t out_pending() const noexcept { return ws.next_layer().pending(); }
 
     void close_socket() {
-        lingering.cancel();
+        if (lingering) lingering->cancel();
         error_code ignored;
         beast::get_lowest_layer(ws).close(ignored);
     }
@@ -122,23 +147,31 @@ namespace {
 
 using state_ptr = std::shared_ptr<ws_transport::state>;
 
-asio::awaitable<void> read_loop(state_ptr s) {
-    for (;;) {
-        while (s->in_available() >= ws_transport::in_limit && !s->closed) co_await s->room.sleep();
-        if (s->closed) co_return;
-        auto [ec, n] = co_await s->ws.async_read(s->rbuf, use_nothrow);
+}  // namespace
+
+// Reads the next message unless one is being read, the converted bytes are full (try_read()
+// calls again once they are not) or reading is over. A completion handler, not a coroutine:
+// an idle client waiting for a message holds a 16-byte handler, not coroutine frames.
+void ws_read_next(const state_ptr& s) {
+    if (s->reading || s->closed || s->in_ec) return;
+    if (s->in_available() >= ws_transport::in_limit) return;
+    s->reading = true;
+    s->ws.async_read(s->rbuf_view, [s](error_code ec, std::size_t n) {
+        s->reading = false;
         if (ec) {
             s->end_reading(ec);
-            co_return;
+            return;
         }
         const auto data = s->rbuf.cdata();
         s->take_message({static_cast<const char*>(data.data()), data.size()});
         s->rbuf.consume(n);
         // An idle client that once received a large message does not keep its buffer.
         if (s->rbuf.capacity() > 16 * 1024) s->rbuf = beast::flat_buffer();
-        if (s->in_ec) co_return;
-    }
+        ws_read_next(s);
+    });
 }
+
+namespace {
 
 // Sends the close frame (bounded by the stream's handshake timeout), then closes the socket.
 asio::awaitable<void> close_ws(state_ptr s, websocket::close_code code) {
@@ -148,8 +181,9 @@ asio::awaitable<void> close_ws(state_ptr s, websocket::close_code code) {
 
 // A closing connection gets `linger` to flush and say goodbye; then the socket goes.
 asio::awaitable<void> reaper(state_ptr s) {
-    s->lingering.expires_after(linger);
-    auto [ec] = co_await s->lingering.async_wait(use_nothrow);
+    if (!s->lingering) s->lingering = std::make_unique<asio::steady_timer>(s->ws.get_executor());
+    s->lingering->expires_after(linger);
+    auto [ec] = co_await s->lingering->async_wait(use_nothrow);
     if (!ec) s->close_socket();
 }
 
@@ -167,7 +201,7 @@ ws_transport::ws_transport(ws_stream ws, codec_options codec, std::string peer,
             if (s->out_pending() < out_limit || s->out_ec) s->writable.wake();
         }
     });
-    asio::co_spawn(s_->ws.get_executor(), read_loop(s_), asio::detached);
+    ws_read_next(s_);
 }
 
 ws_transport::~ws_transport() { close(); }
@@ -191,7 +225,7 @@ std::size_t ws_transport::try_read(std::span<char> buf, error_code& ec) {
             s.in.clear();
         }
     }
-    if (s.in_available() < in_limit) s.room.wake();
+    if (s.in_available() < in_limit) ws_read_next(s_);
     return n;
 }
 
@@ -303,7 +337,6 @@ void ws_transport::close() noexcept {
     s.closed = true;
     s.readable.wake();
     s.writable.wake();
-    s.room.wake();
     try {
         auto ex = s.ws.get_executor();
         asio::co_spawn(ex, reaper(s_), asio::detached);
