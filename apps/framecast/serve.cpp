@@ -500,6 +500,11 @@ void add_ws_options(CLI::App& cmd, serve_config& cfg) {
                        "long is closed. 0: no keepalive")
         ->check(CLI::Range(0.0, 86400.0))
         ->needs(ws);
+    cmd.add_flag("--ws-tls", w.wss,
+                 "--ws: TLS on the WebSocket listener too (wss:// and https:// for the page), "
+                 "with --tls-cert/--tls-key's certificate. Prints 'websocket on wss://HOST:PORT/'")
+        ->needs(ws)
+        ->needs("--tls-cert");
     cmd.add_option("--ws-trust-proxy", w.trusted_proxies,
                    "--ws: IP address of a reverse proxy in front of the WebSocket listener "
                    "(repeatable, or comma-separated). A connection from it is the client named "

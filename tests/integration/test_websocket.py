@@ -269,7 +269,7 @@ def test_the_page_and_its_library_are_served(procs):
 def test_help_explains_the_websocket_options():
     out = subprocess.run([BIN, "serve", "--help"], capture_output=True, timeout=DEADLINE).stdout
     for flag in (b"--ws ", b"--ws-origin", b"--ws-deflate", b"--ws-ping", b"--ws-handshake-timeout",
-                 b"--ws-trust-proxy"):
+                 b"--ws-trust-proxy", b"--ws-tls"):
         assert flag in out, flag
 
 

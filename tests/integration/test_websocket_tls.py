@@ -3,11 +3,13 @@ over TLS made as `--tls` makes it, so the --tls-* options apply. The server is a
 peer: python3-websockets over Python's ssl, with certificates made by the test (python3-trustme)."""
 import asyncio
 import ssl
+import subprocess
 import threading
+import urllib.request
 
 import pytest
 
-from framecast_test import DEADLINE
+from framecast_test import BIN, DEADLINE, wait_for_log
 
 trustme = pytest.importorskip("trustme")
 websockets = pytest.importorskip("websockets")
@@ -129,3 +131,69 @@ def test_tls_options_without_tls_or_wss_are_refused(procs, pki):
     c = procs.framecast("connect", "127.0.0.1:9", "--tls-ca", files["ca"], "--count", "1")
     assert c.wait() != 0
     assert b"need --tls (or a wss:// URL)" in c.stderr
+
+
+# --- serve --ws --ws-tls: wss:// on the gateway with the server's certificate ----------------
+
+@pytest.fixture
+def wss_serve(procs, pki, tmp_path):
+    ca, files = pki
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    cert.cert_chain_pems[0].write_to_path(str(tmp_path / "cert.pem"))
+    cert.private_key_pem.write_to_path(str(tmp_path / "key.pem"))
+
+    def start(*args):
+        server, port = procs.serve("--ws", "127.0.0.1:0", "--ws-tls", "--tls-cert",
+                                   tmp_path / "cert.pem", "--tls-key", tmp_path / "key.pem", *args)
+        m = server.wait_for(rb"websocket on wss://127\.0\.0\.1:(\d+)/", stream="out")
+        return server, port, int(m.group(1))
+    return start
+
+
+def client_ssl(files):
+    ctx = ssl.create_default_context(cafile=str(files["ca"]))
+    return ctx
+
+
+def test_python_websockets_reads_the_stream_over_wss(pki, wss_serve):
+    _, files = pki
+    server, _, wsport = wss_serve("--interval", "0.05")
+
+    async def main():
+        async with websockets.connect(f"wss://127.0.0.1:{wsport}/", ssl=client_ssl(files),
+                                      open_timeout=DEADLINE) as ws:
+            first = await asyncio.wait_for(ws.recv(), DEADLINE)
+            second = await asyncio.wait_for(ws.recv(), DEADLINE)
+            return first, second
+    first, second = asyncio.run(main())
+    assert first == "Welcome to the server!"
+    assert second.startswith("The time is ")
+
+
+def test_framecast_connect_wss_to_serve_ws_tls_and_a_plaintext_client_is_refused(procs, pki, wss_serve):
+    _, files = pki
+    server, _, wsport = wss_serve("--interval", "0.05")
+    # Plain ws:// to the wss port: the TLS handshake fails, logged; the server goes on.
+    plain = procs.framecast("connect", f"ws://127.0.0.1:{wsport}/", "--count", "1", "--timeout", "3")
+    assert plain.wait() != 0
+    wait_for_log(server, rb"websocket 127\.0\.0\.1:\d+: TLS handshake failed")
+    c = procs.framecast("connect", f"wss://127.0.0.1:{wsport}/", "--tls-ca", files["ca"],
+                        "--count", "2")
+    assert c.wait() == 0, c.stderr
+    lines = c.stdout.decode().splitlines()
+    assert lines[0] == "Welcome to the server!" and lines[1].startswith("The time is ")
+
+
+def test_the_page_is_served_over_https(pki, wss_serve):
+    _, files = pki
+    _, _, wsport = wss_serve()
+    body = urllib.request.urlopen(f"https://127.0.0.1:{wsport}/framecast.js",
+                                  context=client_ssl(files), timeout=DEADLINE).read()
+    assert b"Framecast" in body
+
+
+def test_ws_tls_needs_a_certificate():
+    out = subprocess.run([BIN, "serve", "--ws", "127.0.0.1:0", "--ws-tls"], capture_output=True,
+                         timeout=DEADLINE)
+    assert out.returncode != 0
+    assert b"--ws-tls requires --tls-cert" in out.stderr

@@ -20,6 +20,10 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 
+namespace boost::asio::ssl {
+class context;
+}
+
 namespace framecast::io {
 
 struct ws_options {
@@ -44,6 +48,10 @@ struct ws_options {
     // appended) in logs, per-address limits and metrics. From anyone else the header is
     // ignored. Empty: never believed.
     std::vector<std::string> trusted_proxies;
+    // wss:// (--ws-tls): the node makes `tls` from the server's --tls-cert/--tls-key.
+    bool wss = false;
+    // TLS on the listener; null: ws://.
+    std::shared_ptr<asio::ssl::context> tls;
 };
 
 // The client a request comes from: `peer` itself, or, when `peer` is one of `trusted` and the

@@ -22,7 +22,9 @@
 #include <boost/beast/websocket/stream.hpp>
 #include <spdlog/spdlog.h>
 
+#include "bridge_pair.hpp"
 #include "framecast/io/endpoint.hpp"
+#include "transport/tls.hpp"
 #include "framecast/io/json.hpp"
 #include "transport/ws.hpp"
 #include "ws/assets.hpp"
@@ -228,9 +230,11 @@ std::optional<unsigned> status_for(const error_code& ec) {
     return std::nullopt;
 }
 
-asio::awaitable<void> serve_connection(std::shared_ptr<ws_gateway::state> self, tcp::socket sock) {
+// `known`: the peer when `sock` is a TLS bridge's end (wss://), not the network connection.
+asio::awaitable<void> serve_connection(std::shared_ptr<ws_gateway::state> self, tcp::socket sock,
+                                       std::optional<tcp::endpoint> known = std::nullopt) {
     error_code ignored;
-    const auto remote = sock.remote_endpoint(ignored);
+    const auto remote = known ? *known : sock.remote_endpoint(ignored);
     const std::string peer = ignored ? std::string("(unknown peer)") : format_endpoint(remote);
     beast::tcp_stream stream(std::move(sock));
     auto entry = self->pending.insert(self->pending.end(), &stream.socket());
@@ -301,6 +305,30 @@ asio::awaitable<void> serve_connection(std::shared_ptr<ws_gateway::state> self, 
     stream.socket().close(ignored);
 }
 
+// wss://: the TLS handshake (bounded by the handshake timeout), then the HTTP/WebSocket
+// connection is served over a local pair whose other end a TLS bridge feeds.
+asio::awaitable<void> serve_tls(std::shared_ptr<ws_gateway::state> self, tcp::socket sock) {
+    error_code ec;
+    const auto remote = sock.remote_endpoint(ec);
+    if (ec) co_return;
+    auto t = std::make_unique<tls_transport>(std::move(sock), self->opts.tls);
+    std::string why;
+    const error_code hec = co_await t->handshake(self->opts.handshake_timeout, why);
+    if (hec || self->stopped) {
+        spdlog::info("websocket {}: TLS handshake failed: {}", format_endpoint(remote), why);
+        co_return;
+    }
+    tcp::socket mine(self->io);
+    asio::local::stream_protocol::socket theirs(self->io);
+    std::string what;
+    if (make_bridge_pair(mine, theirs, "wss", what)) {
+        spdlog::warn("websocket {}: {}", format_endpoint(remote), what);
+        co_return;
+    }
+    start_tls_bridge(std::move(t), std::move(theirs));
+    co_await serve_connection(self, std::move(mine), remote);
+}
+
 asio::awaitable<void> accept_loop(std::shared_ptr<ws_gateway::state> self) {
     asio::steady_timer backoff(self->io);
     while (!self->stopped) {
@@ -320,7 +348,11 @@ asio::awaitable<void> accept_loop(std::shared_ptr<ws_gateway::state> self) {
             continue;
         }
         sock.set_option(tcp::no_delay(true), ec);
-        asio::co_spawn(self->io, serve_connection(self, std::move(sock)), asio::detached);
+        if (self->opts.tls) {
+            asio::co_spawn(self->io, serve_tls(self, std::move(sock)), asio::detached);
+        } else {
+            asio::co_spawn(self->io, serve_connection(self, std::move(sock)), asio::detached);
+        }
     }
 }
 
