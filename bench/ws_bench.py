@@ -73,10 +73,11 @@ def start_server(system, args):
         cmd = ["node", os.path.join(HERE, "ws", "broadcast.js")]
         env = dict(os.environ, NODE_PATH=os.path.join(args.work, "node_modules"))
     else:
-        cmd = [args.bin, "serve", "--listen", "127.0.0.1:0", "--source", "stdin", "--welcome", "",
+        binary = args.before if system == "framecast-ws-before" else args.bin
+        cmd = [binary, "serve", "--listen", "127.0.0.1:0", "--source", "stdin", "--welcome", "",
                "--quiet", "--client-buffer", "64MiB", "--backpressure", "30",
                "--max-rate", "0", "--max-rate-bytes", "0", "--max-per-address", "0", "--memory-limit", "0"]
-        if system == "framecast-ws":
+        if system.startswith("framecast-ws"):
             cmd += ["--ws", "127.0.0.1:0"]
         env = None
     p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
@@ -136,8 +137,8 @@ def fanout(system, k, args):
         p.wait()
 
 
-def idle(args):
-    p, port = start_server("framecast-ws", args)
+def idle(args, system="framecast-ws"):
+    p, port = start_server(system, args)
     try:
         time.sleep(0.3)
         base = rss_kib(p.pid)
@@ -146,7 +147,8 @@ def idle(args):
         grown = rss_kib(p.pid) - base
         for s in socks:
             s.close()
-        return {"clients": args.idle, "rss_kib": grown, "per_client_bytes": grown * 1024 / args.idle}
+        return {"system": system, "clients": args.idle, "rss_kib": grown,
+                "per_client_bytes": grown * 1024 / args.idle}
     finally:
         p.kill()
         p.wait()
@@ -177,11 +179,14 @@ def main():
     ap.add_argument("--size", type=int, default=100)
     ap.add_argument("--idle", type=int, default=10000, help="idle WebSocket clients (0: skip)")
     ap.add_argument("--timeout", type=float, default=120)
+    ap.add_argument("--before", help="another framecast binary, measured as framecast-ws-before in "
+                    "the same run (a change's before and after, each against the same TCP figure)")
     args = ap.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
-    systems = ["framecast-ws", "framecast-tcp"] + (["node-ws"] if node_ready(args) else [])
+    systems = ["framecast-ws", "framecast-tcp"] + (["framecast-ws-before"] if args.before else []) + \
+        (["node-ws"] if node_ready(args) else [])
     rows = []
     for k in [int(x) for x in args.k.split(",")]:
         for system in systems:
@@ -195,14 +200,19 @@ def main():
         ws = by["framecast-ws"]
         line = f"K={k}: framecast-ws / framecast-tcp = {ws['per_s'] / by['framecast-tcp']['per_s']:.2f}x " \
                f"(per CPU s {ws['per_cpu_s'] / by['framecast-tcp']['per_cpu_s']:.2f}x)"
+        if "framecast-ws-before" in by:
+            b = by["framecast-ws-before"]
+            line += f"; before / framecast-tcp = {b['per_s'] / by['framecast-tcp']['per_s']:.2f}x " \
+                    f"(per CPU s {b['per_cpu_s'] / by['framecast-tcp']['per_cpu_s']:.2f}x)"
         if "node-ws" in by:
             line += f"; framecast-ws / node-ws = {ws['per_s'] / by['node-ws']['per_s']:.2f}x " \
                     f"(per CPU s {ws['per_cpu_s'] / by['node-ws']['per_cpu_s']:.2f}x)"
         print(line)
     if args.idle:
-        r = idle(args)
-        print(f"idle: {r['clients']} WebSocket clients, server RSS +{r['rss_kib']} KiB = "
-              f"{r['per_client_bytes']:.0f} bytes per client")
+        for system in ["framecast-ws"] + (["framecast-ws-before"] if args.before else []):
+            r = idle(args, system)
+            print(f"idle {system}: {r['clients']} WebSocket clients, server RSS +{r['rss_kib']} KiB = "
+                  f"{r['per_client_bytes']:.0f} bytes per client")
 
 
 if __name__ == "__main__":

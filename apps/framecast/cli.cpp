@@ -55,15 +55,11 @@ void set_log_format(log_format format) { chosen_format = format; }
 
 std::string endpoint::to_string() const {
     auto hp = io::format_host_port(host, port);
-    return ws_path.empty() ? hp : "ws://" + hp + ws_path;
+    return ws_path.empty() ? hp : (wss ? "wss://" : "ws://") + hp + ws_path;
 }
 
 endpoint parse_endpoint(const std::string& text) {
-    if (text.starts_with("wss://")) {
-        throw CLI::ValidationError("'" + text + "': wss:// is not supported yet; put a TLS proxy "
-                                   "in front (docs/websocket.md)");
-    }
-    if (text.starts_with("ws://")) return parse_ws_url(text);
+    if (text.starts_with("ws://") || text.starts_with("wss://")) return parse_ws_url(text);
     try {
         auto hp = io::parse_host_port(text);
         return {std::move(hp.host), hp.port, {}};

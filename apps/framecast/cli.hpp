@@ -38,11 +38,13 @@ struct endpoint {
     std::string host;
     std::uint16_t port = 0;
     std::string ws_path;  // set for a ws:// URL: the client uses the WebSocket transport
+    bool wss = false;     // a wss:// URL: WebSocket over TLS
     std::string to_string() const;
 };
 // Throws CLI::ValidationError naming what is wrong.
 endpoint parse_endpoint(const std::string& text);
-// "ws://HOST[:PORT][/PATH]" (port 80 by default) as an endpoint with ws_path (ws_target.cpp).
+// "ws://HOST[:PORT][/PATH]" (port 80 by default) or "wss://..." (443) as an endpoint with
+// ws_path (ws_target.cpp).
 endpoint parse_ws_url(const std::string& text);
 // A CLI11 validator for the same syntax.
 CLI::Validator endpoint_validator();

@@ -14,30 +14,27 @@ client_security& security_options() {
 
 void add_security_options(CLI::App& cmd) {
     auto& s = security_options();
-    auto* tls = cmd.add_flag("--tls", s.tls.enabled,
+    cmd.add_flag("--tls", s.tls.enabled,
                              "Connect with TLS, verifying the server's certificate chain and name "
                              "(exit 10 with the reason when it fails: expired, unknown CA, name "
-                             "mismatch)");
+                             "mismatch). A wss:// URL means TLS without it. The --tls-* options "
+                             "need --tls or a wss:// URL");
     cmd.add_option("--tls-ca", s.tls.ca_file,
                    "--tls: trust the CAs in this PEM file instead of the system's")
-        ->check(CLI::ExistingFile)
-        ->needs(tls);
+        ->check(CLI::ExistingFile);
     auto* cert = cmd.add_option("--tls-cert", s.tls.cert_file,
                                 "--tls: present this client certificate (PEM chain; the key too, "
                                 "unless --tls-key) to a server that requires one (mutual TLS)")
-                     ->check(CLI::ExistingFile)
-                     ->needs(tls);
+                     ->check(CLI::ExistingFile);
     cmd.add_option("--tls-key", s.tls.key_file, "--tls-cert's private key (PEM)")
         ->check(CLI::ExistingFile)
         ->needs(cert);
     cmd.add_option("--tls-server-name", s.tls.server_name,
                    "--tls: the name to expect in the certificate (and send as SNI) instead of "
-                   "the host connected to")
-        ->needs(tls);
+                   "the host connected to");
     cmd.add_flag("--tls-insecure", s.tls.insecure,
                  "--tls: do not verify the server's certificate at all (anyone on the path can "
-                 "read and change the stream; for tests only)")
-        ->needs(tls);
+                 "read and change the stream; for tests only)");
     cmd.add_option("--token", s.token_file,
                    "Authenticate to a server run with --auth jwt: send the JWT in this file as "
                    "the first frame and wait for its answer (exit 11 with the server's reason "

@@ -11,6 +11,7 @@
 #include <optional>
 #include <stdexcept>
 
+#include <boost/asio/ip/address.hpp>
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
@@ -522,6 +523,23 @@ void add_ws_options(CLI::App& cmd, serve_config& cfg) {
                        "--ws: seconds without traffic before a ping; a client silent twice as "
                        "long is closed. 0: no keepalive")
         ->check(CLI::Range(0.0, 86400.0))
+        ->needs(ws);
+    cmd.add_flag("--ws-tls", w.wss,
+                 "--ws: TLS on the WebSocket listener too (wss:// and https:// for the page), "
+                 "with --tls-cert/--tls-key's certificate. Prints 'websocket on wss://HOST:PORT/'")
+        ->needs(ws)
+        ->needs("--tls-cert");
+    cmd.add_option("--ws-trust-proxy", w.trusted_proxies,
+                   "--ws: IP address of a reverse proxy in front of the WebSocket listener "
+                   "(repeatable, or comma-separated). A connection from it is the client named "
+                   "by the last X-Forwarded-For entry in logs, --max-per-address and metrics; "
+                   "from anyone else X-Forwarded-For is ignored. Default: never believed")
+        ->delimiter(',')
+        ->check([](const std::string& a) {
+            boost::system::error_code ec;
+            boost::asio::ip::make_address(a, ec);
+            return ec ? "not an IP address: '" + a + "'" : std::string();
+        })
         ->needs(ws);
     add_seconds_option(cmd, "--ws-handshake-timeout", w.handshake_timeout,
                        "--ws: seconds from a connection's first byte to the end of its WebSocket "

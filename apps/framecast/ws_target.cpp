@@ -19,20 +19,21 @@
 namespace framecast::app {
 
 endpoint parse_ws_url(const std::string& text) {
-    std::string_view rest = std::string_view(text).substr(5);  // after "ws://"
+    const bool wss = text.starts_with("wss://");
+    std::string_view rest = std::string_view(text).substr(wss ? 6 : 5);  // after "ws(s)://"
     const auto slash = rest.find('/');
     std::string path = slash == std::string_view::npos ? "/" : std::string(rest.substr(slash));
     std::string authority(rest.substr(0, slash));
     if (authority.empty()) throw CLI::ValidationError("'" + text + "': the URL names no host");
-    // No port: 80, as for http.
+    // No port: 80 (443 for wss), as for http(s).
     const bool bracketed = authority.front() == '[';
     const auto colon = authority.rfind(':');
     const bool has_port = bracketed ? authority.back() != ']' : colon != std::string::npos;
-    if (!has_port) authority += ":80";
+    if (!has_port) authority += wss ? ":443" : ":80";
     try {
         auto hp = io::parse_host_port(authority);
         if (hp.host.empty()) throw std::invalid_argument("'" + text + "': the URL names no host");
-        return {std::move(hp.host), hp.port, std::move(path)};
+        return {std::move(hp.host), hp.port, std::move(path), wss};
     } catch (const std::invalid_argument& e) {
         throw CLI::ValidationError(e.what());
     }
@@ -44,13 +45,23 @@ asio::awaitable<error_code> connect_transport(io::tcp::socket& socket, const end
                                               io::duration timeout, std::string& what,
                                               const codec_options& codec) {
     const auto& tls = security_options().tls;
+    const bool tls_options = !tls.ca_file.empty() || !tls.cert_file.empty() ||
+                             !tls.server_name.empty() || tls.insecure;
+    if (tls_options && !tls.enabled && !target.wss) {
+        what = "--tls-ca, --tls-cert, --tls-server-name and --tls-insecure need --tls (or a "
+               "wss:// URL)";
+        co_return error_code(make_error_code(errc::tls_handshake_failed));
+    }
     if (!target.ws_path.empty()) {
-        if (tls.enabled) {
-            what = "--tls with a ws:// URL: wss:// is not supported by the clients yet";
+        if (tls.enabled && !target.wss) {
+            what = "--tls with a ws:// URL: for WebSocket over TLS write wss://";
             co_return error_code(make_error_code(errc::tls_handshake_failed));
         }
+        // wss://: the --tls-* options apply (CA, client certificate, server name, insecure).
+        io::tls_client_options wss = tls;
+        wss.enabled = target.wss;
         co_return co_await io::async_connect_ws(socket, target.host, target.port, target.ws_path,
-                                                timeout, what, codec);
+                                                timeout, what, codec, wss);
     }
     if (tls.enabled) {
         co_return co_await io::async_connect_tls(socket, target.host, target.port, tls, timeout,

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <memory>
 #include <string>
 
 #include "framecast/io/asio.hpp"
@@ -35,5 +36,12 @@ inline error_code make_bridge_pair(asio::ip::tcp::socket& client,
     }
     return ec;
 }
+
+class tls_transport;
+
+// Moves bytes between a TLS connection whose handshake is done and `local` (the other end of a
+// pair from make_bridge_pair), both ways, until either side ends (tls_client.cpp): the TLS
+// client's bridge, and the WebSocket gateway's wss:// (the gateway serves the pair's end).
+void start_tls_bridge(std::unique_ptr<tls_transport> t, asio::local::stream_protocol::socket local);
 
 }  // namespace framecast::io

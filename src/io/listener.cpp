@@ -214,7 +214,24 @@ asio::awaitable<void> listener::prepare(tcp::socket socket, std::string peer,
     co_await authenticate_then_admit(std::move(t), std::move(peer));
 }
 
-void listener::accept(std::unique_ptr<transport> t) {
+void listener::accept(std::unique_ptr<transport> t, const asio::ip::address* from) {
+    if (from && opts_.max_per_address != 0) {
+        const std::string key = address_key(*from);
+        auto it = per_address_->find(key);
+        if (it != per_address_->end() && it->second >= opts_.max_per_address) {
+            ++counters_.clients_rejected;
+            ++counters_.per_address_rejected;
+            std::string more;
+            if (per_address_log_.allow(more)) {
+                spdlog::warn("client {} rejected: {} clients connected from {}, the limit (max "
+                             "per address){}",
+                             t->peer_name(), it->second, key, more);
+            }
+            t->close();
+            return;
+        }
+        t->hold(take_slot(key));
+    }
     if (!auth_) {
         admit_(std::move(t), nullptr);
         return;

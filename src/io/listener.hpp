@@ -47,8 +47,9 @@ public:
     // Closes every acceptor; the loops end.
     void close() noexcept;
     // A connection from another listener (the WebSocket gateway): authenticated first when
-    // auth is on, then admitted.
-    void accept(std::unique_ptr<transport> t);
+    // auth is on, then admitted. `from`: its address for max_per_address (over the limit the
+    // connection is closed at once, as a TCP one would be).
+    void accept(std::unique_ptr<transport> t, const asio::ip::address* from = nullptr);
     // TLS: loads opts.tls's files again for the handshakes that follow; "" or why not.
     std::string reload_tls();
 

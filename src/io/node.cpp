@@ -15,6 +15,7 @@
 #include "framecast/io/metrics.hpp"
 #include "framecast/io/sources.hpp"
 #include "log_throttle.hpp"
+#include "transport/tls.hpp"
 
 namespace framecast::io {
 
@@ -145,8 +146,19 @@ struct node::impl {
         const auto& s = opts.server;
         ws_page_info page{s.chat.enabled ? "chat" : s.publish ? "publish" : "stream",
                           s.codec.max_message, s.chat.enabled ? s.chat.max_name : 0, opts.version};
-        ws.emplace(io, opts.ws_opts, s.codec, std::move(page),
-                   [this](std::unique_ptr<transport> t) { srv.accept(std::move(t)); },
+        ws_options wo = opts.ws_opts;
+        if (wo.wss) {
+            try {
+                wo.tls = make_tls_server_context(s.tls);
+            } catch (const std::exception& e) {
+                spdlog::error("cannot serve wss://: {}", e.what());
+                return make_error_code(std::errc::invalid_argument);
+            }
+        }
+        ws.emplace(io, std::move(wo), s.codec, std::move(page),
+                   [this](std::unique_ptr<transport> t, const asio::ip::address& from) {
+                       srv.accept(std::move(t), &from);
+                   },
                    [this] { return s_has_room(); });
         tcp::endpoint ep;
         try {
@@ -160,8 +172,10 @@ struct node::impl {
         }
         ws->start();
         auto shown = format_endpoint(ep);
-        announce("websocket on ws://" + shown + "/");
-        spdlog::info("websocket on ws://{}/ (live page at http://{}/)", shown, shown);
+        const bool tls = opts.ws_opts.wss;
+        announce(std::string(tls ? "websocket on wss://" : "websocket on ws://") + shown + "/");
+        spdlog::info("websocket on {}://{}/ (live page at {}://{}/)", tls ? "wss" : "ws", shown,
+                     tls ? "https" : "http", shown);
         return {};
     }
     bool s_has_room() const {

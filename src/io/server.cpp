@@ -143,9 +143,9 @@ void server::start() {
 
 std::string server::reload_tls() { return impl_->listeners.reload_tls(); }
 
-void server::accept(std::unique_ptr<transport> t) {
+void server::accept(std::unique_ptr<transport> t, const asio::ip::address* from) {
     if (impl_->ctx.shutting_down) return;
-    impl_->listeners.accept(std::move(t));
+    impl_->listeners.accept(std::move(t), from);
 }
 
 void server::admit(std::unique_ptr<transport> t) {

@@ -153,10 +153,15 @@ asio::awaitable<error_code> async_connect_tls(tcp::socket& socket, std::string h
     local_socket local(ex);
     const error_code bec = make_bridge_pair(socket, local, "TLS", what);
     if (bec) co_return bec;
+    start_tls_bridge(std::move(t), std::move(local));
+    co_return error_code{};
+}
+
+void start_tls_bridge(std::unique_ptr<tls_transport> t, local_socket local) {
+    auto ex = t->get_executor();
     auto b = std::make_shared<bridge>(std::move(t), std::move(local));
     asio::co_spawn(ex, downstream(b), asio::detached);
     asio::co_spawn(ex, upstream(b), asio::detached);
-    co_return error_code{};
 }
 
 }  // namespace framecast::io

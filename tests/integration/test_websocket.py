@@ -268,5 +268,60 @@ def test_the_page_and_its_library_are_served(procs):
 
 def test_help_explains_the_websocket_options():
     out = subprocess.run([BIN, "serve", "--help"], capture_output=True, timeout=DEADLINE).stdout
-    for flag in (b"--ws ", b"--ws-origin", b"--ws-deflate", b"--ws-ping", b"--ws-handshake-timeout"):
+    for flag in (b"--ws ", b"--ws-origin", b"--ws-deflate", b"--ws-ping", b"--ws-handshake-timeout",
+                 b"--ws-trust-proxy", b"--ws-tls"):
         assert flag in out, flag
+
+
+# --- addresses: --max-per-address and a trusted proxy's X-Forwarded-For ----------------------
+
+def test_max_per_address_counts_websocket_clients_with_tcp_ones(procs):
+    server, port, wsport = serve_ws(procs, "--max-per-address", "1")
+    tcp = connect(port)
+    wait_for_client(server, tcp)
+    ws = WsPeer(wsport)
+    assert ws.expect_close() == 1008, "over the limit: closed at once, for policy"
+    wait_for_log(server, rb"client 127\.0\.0\.1:\d+ rejected: 1 clients connected from "
+                         rb"127\.0\.0\.1, the limit \(max per address\)")
+    tcp.close()
+    wait_for_log(server, rb"client 127\.0\.0\.1:\d+ disconnected")
+    again = WsPeer(wsport)
+    assert again.recv() == "Welcome to the server!", "the slot is released with the client"
+
+
+def test_x_forwarded_for_is_believed_from_a_trusted_proxy_only(procs):
+    server, port, wsport = serve_ws(procs, "--ws-trust-proxy", "192.0.2.1,127.0.0.1",
+                                    "--max-per-address", "1")
+    # The last entry is the proxy's own: the one before it was written by the client.
+    a = WsPeer(wsport, headers=[("X-Forwarded-For", "198.51.100.9, 203.0.113.7")])
+    assert a.recv() == "Welcome to the server!"
+    wait_for_log(server, rb"client 203\.0\.113\.7 via 127\.0\.0\.1:\d+ connected \(1 clients\)")
+    # Another client behind the same proxy has a slot of its own...
+    b = WsPeer(wsport, headers=[("X-Forwarded-For", "203.0.113.8")])
+    assert b.recv() == "Welcome to the server!"
+    wait_for_log(server, rb"client 203\.0\.113\.8 via 127\.0\.0\.1:\d+ connected \(2 clients\)")
+    # ...while a second connection of the first one is over its limit.
+    c = WsPeer(wsport, headers=[("X-Forwarded-For", "203.0.113.7")])
+    assert c.expect_close() == 1008
+    wait_for_log(server, rb"client 203\.0\.113\.7 via 127\.0\.0\.1:\d+ rejected: 1 clients "
+                         rb"connected from 203\.0\.113\.7")
+    # A trusted proxy that says something unaccountable is refused, not believed halfway.
+    bad = WsPeer(wsport, headers=[("X-Forwarded-For", "203.0.113.9, unknown")])
+    assert bad.status == 400
+
+
+def test_x_forwarded_for_from_anyone_else_is_ignored(procs):
+    server, port, wsport = serve_ws(procs, "--ws-trust-proxy", "192.0.2.1", "--max-per-address", "1")
+    a = WsPeer(wsport, headers=[("X-Forwarded-For", "203.0.113.7")])
+    assert a.recv() == "Welcome to the server!"
+    wait_for_log(server, rb"client 127\.0\.0\.1:\d+ connected \(1 clients\)")
+    # Claiming to be someone else does not buy a second slot.
+    b = WsPeer(wsport, headers=[("X-Forwarded-For", "203.0.113.8")])
+    assert b.expect_close() == 1008
+
+
+def test_a_trusted_proxy_must_be_an_ip_address():
+    out = subprocess.run([BIN, "serve", "--ws", "127.0.0.1:0", "--ws-trust-proxy", "proxy.example"],
+                         capture_output=True, timeout=DEADLINE)
+    assert out.returncode != 0
+    assert b"not an IP address: 'proxy.example'" in out.stderr

@@ -37,11 +37,11 @@ def raw_frame(opcode, payload, fin=True, mask=True):
 
 
 class WsPeer:
-    def __init__(self, port, path="/", origin=None, host="127.0.0.1", trickle=False):
+    def __init__(self, port, path="/", origin=None, host="127.0.0.1", trickle=False, headers=()):
         self.sock = socket.create_connection((host, port), timeout=DEADLINE)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.ws = WSConnection(ConnectionType.CLIENT)
-        headers = [("Origin", origin)] if origin else []
+        headers = ([("Origin", origin)] if origin else []) + list(headers)
         self.pending = []   # events received, not yet handed out
         self.parts = []     # a message arriving in fragments
         self.pings = []     # payloads of pings the server sent (answered automatically)

@@ -26,6 +26,7 @@
 #include "framecast/io/frame_queue.hpp"
 #include "framecast/io/relay_unit.hpp"
 #include "framecast/io/transport.hpp"
+#include <boost/asio/ip/address.hpp>
 
 namespace framecast::io {
 
@@ -201,8 +202,9 @@ public:
     // token expires.
     void admit(std::unique_ptr<transport> t, const struct identity& who);
     // A connection accepted elsewhere (the WebSocket gateway): with auth on, its first frame
-    // (message) must be a token, as on the TCP listener; then admit().
-    void accept(std::unique_ptr<transport> t);
+    // (message) must be a token, as on the TCP listener; then admit(). `from`, if given, is
+    // the client's address, counted against max_per_address (over it: closed at once).
+    void accept(std::unique_ptr<transport> t, const asio::ip::address* from = nullptr);
 
     // Broadcasts `payload` to every client except `origin` (null: to all). Encodes once. Not
     // for chat mode, where every delivery must be a (username, message) pair.

@@ -10,6 +10,7 @@
 
 #include "framecast/codec.hpp"
 #include "framecast/io/client.hpp"
+#include "framecast/io/tls_client.hpp"
 
 namespace framecast::io {
 
@@ -18,10 +19,13 @@ namespace framecast::io {
 // `what` to a sentence naming the step ("websocket handshake with 127.0.0.1:8080 failed: ...").
 // The bridge closes the WebSocket (1000) when the client shuts its sending side or closes, and
 // shuts the client's receiving side (end of stream) when the server closes; a close code other
-// than 1000/1001 is logged with its reason.
+// than 1000/1001 is logged with its reason. With `tls.enabled` (wss://) the WebSocket runs
+// over a TLS connection made as async_connect_tls() makes one (verification, errors and
+// sentences as there): the TLS client's bridge carries the WebSocket bridge's bytes.
 asio::awaitable<error_code> async_connect_ws(tcp::socket& socket, std::string host,
                                              std::uint16_t port, std::string path,
                                              duration timeout, std::string& what,
-                                             codec_options codec);
+                                             codec_options codec,
+                                             const tls_client_options& tls = {});
 
 }  // namespace framecast::io

@@ -8,7 +8,9 @@
 #include <cstddef>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "framecast/codec.hpp"
@@ -17,6 +19,10 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+
+namespace boost::asio::ssl {
+class context;
+}
 
 namespace framecast::io {
 
@@ -37,7 +43,23 @@ struct ws_options {
     std::chrono::milliseconds ping_interval{std::chrono::seconds(20)};
     // Connections still in their HTTP phase at once; one more is closed on accept.
     std::size_t max_pending = 256;
+    // Reverse proxies (IP addresses) whose X-Forwarded-For is believed: a connection from one
+    // of them is the client named by the header's last entry (the address the proxy itself
+    // appended) in logs, per-address limits and metrics. From anyone else the header is
+    // ignored. Empty: never believed.
+    std::vector<std::string> trusted_proxies;
+    // wss:// (--ws-tls): the node makes `tls` from the server's --tls-cert/--tls-key.
+    bool wss = false;
+    // TLS on the listener; null: ws://.
+    std::shared_ptr<asio::ssl::context> tls;
 };
+
+// The client a request comes from: `peer` itself, or, when `peer` is one of `trusted` and the
+// request carries X-Forwarded-For, the header's last entry; nullopt when that entry is not an
+// IP address (the request is refused: a trusted proxy sent something we cannot account for).
+std::optional<asio::ip::address> ws_client_address(const asio::ip::address& peer,
+                                                   const std::vector<asio::ip::address>& trusted,
+                                                   std::string_view forwarded_for);
 
 // What the live page is told at /config.json.
 struct ws_page_info {
@@ -49,10 +71,13 @@ struct ws_page_info {
 
 class ws_gateway {
 public:
-    using admit_fn = std::function<void(std::unique_ptr<transport>)>;
+    // `from`: the client's address (the X-Forwarded-For one behind a trusted proxy), for the
+    // per-address limit.
+    using admit_fn = std::function<void(std::unique_ptr<transport>, const asio::ip::address& from)>;
     // Whether the server has room for one more client (max_clients); asked before upgrading.
     using room_fn = std::function<bool()>;
 
+    // Throws std::invalid_argument when a trusted proxy is not an IP address.
     ws_gateway(asio::io_context& io, ws_options opts, codec_options codec, ws_page_info page,
                admit_fn admit, room_fn has_room);
     ~ws_gateway();

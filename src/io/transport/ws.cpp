@@ -1,7 +1,9 @@
 #include "transport/ws.hpp"
 
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
+#include <memory>
 #include <vector>
 
 #include <boost/asio/co_spawn.hpp>
@@ -39,6 +41,28 @@ struct sleeper {
     }
 };
 
+// A flat_buffer as Beast sees it while reading: Beast prepares min(1536, max_size() - size())
+// bytes before it waits for the socket, so an idle client would hold 1.5 KiB for a message that
+// may never come. Reporting a max_size() that doubles with what was read keeps that first
+// allocation at 128 bytes; a larger message is read in steps of 128, 256, ... 1536 bytes (as
+// before). read_message_max, not this, bounds a message.
+struct growing_buffer {
+    beast::flat_buffer& b;
+    using const_buffers_type = beast::flat_buffer::const_buffers_type;
+    using mutable_buffers_type = beast::flat_buffer::mutable_buffers_type;
+    std::size_t size() const noexcept { return b.size(); }
+    std::size_t max_size() const noexcept {
+        return std::min(b.max_size(), b.size() + std::max<std::size_t>(128, b.size()));
+    }
+    std::size_t capacity() const noexcept { return b.capacity(); }
+    const_buffers_type data() const noexcept { return b.data(); }
+    const_buffers_type cdata() const noexcept { return b.cdata(); }
+    mutable_buffers_type data() noexcept { return b.data(); }
+    mutable_buffers_type prepare(std::size_t n) { return b.prepare(n); }
+    void commit(std::size_t n) noexcept { b.commit(n); }
+    void consume(std::size_t n) noexcept { b.consume(n); }
+};
+
 // Closing frames wait this long at most for the queue to flush and the close handshake.
 constexpr auto linger = std::chrono::seconds(5);
 
@@ -47,8 +71,8 @@ constexpr auto linger = std::chrono::seconds(5);
 struct ws_transport::state {
     state(ws_stream w, codec_options c, std::string p, std::shared_ptr<std::size_t> l)
         : ws(std::move(w)), codec(c), peer(std::move(p)), live(std::move(l)),
-          out_dec(c, decode_mode::whole), readable(ws.get_executor()), room(ws.get_executor()),
-          writable(ws.get_executor()), work(ws.get_executor()), lingering(ws.get_executor()) {
+          out_dec(c, decode_mode::whole), readable(ws.get_executor()),
+          writable(ws.get_executor()) {
         if (live) ++*live;
     }
     ~state() {
@@ -65,32 +89,18 @@ struct ws_transport::state {
     std::size_t in_off = 0;
     error_code in_ec;  // why reading ended (eof: the peer closed); set once
     beast::flat_buffer rbuf;
+    growing_buffer rbuf_view{rbuf};  // what Beast reads into (see growing_buffer)
 
-    // Outbound: messages parsed from the session's frames. try_write() fills one batch while
-    // the write loop sends the other (their bytes must stay put during a send).
-    struct message {
-        std::size_t offset, size;
-        bool text;
-    };
-    struct batch {
-        std::string bytes;
-        std::vector<message> messages;
-        void clear() {
-            bytes.clear();
-            messages.clear();
-            if (bytes.capacity() > 2 * out_limit) std::string().swap(bytes);
-        }
-    };
+    // Outbound: the session's frames are parsed and each payload is framed straight into the
+    // corked socket's buffer (bounded by out_limit, see try_write()).
     decoder out_dec;
-    batch filling, sending;
-    std::size_t out_bytes = 0;  // queued in both batches
     error_code out_ec;
 
     sleeper readable;  // the session's wait_readable()
-    sleeper room;      // the read loop, while `in` is full
+    bool reading = false;  // an async_read is under way
     sleeper writable;  // the session's wait_writable()
-    sleeper work;      // the write loop, while nothing is queued
-    asio::steady_timer lingering;  // bounds a closing connection's goodbye
+    // Bounds a closing connection's goodbye; made at close() (an idle client needs no timer).
+    std::unique_ptr<asio::steady_timer> lingering;
 
     bool shut = false;    // shutdown_send(): flush, then close 1001
     bool closed = false;  // close(): the session is done with us
@@ -124,14 +134,10 @@ struct ws_transport::state {
         readable.wake();
     }
 
-    void queue(std::string_view payload) {
-        filling.messages.push_back({filling.bytes.size(), payload.size(), ws_is_text(payload)});
-        filling.bytes.append(payload);
-        out_bytes += payload.size() + codec.header_size;
-    }
+    std::size_t out_pending() const noexcept { return ws.next_layer().pending(); }
 
     void close_socket() {
-        lingering.cancel();
+        if (lingering) lingering->cancel();
         error_code ignored;
         beast::get_lowest_layer(ws).close(ignored);
     }
@@ -141,23 +147,31 @@ namespace {
 
 using state_ptr = std::shared_ptr<ws_transport::state>;
 
-asio::awaitable<void> read_loop(state_ptr s) {
-    for (;;) {
-        while (s->in_available() >= ws_transport::in_limit && !s->closed) co_await s->room.sleep();
-        if (s->closed) co_return;
-        auto [ec, n] = co_await s->ws.async_read(s->rbuf, use_nothrow);
+}  // namespace
+
+// Reads the next message unless one is being read, the converted bytes are full (try_read()
+// calls again once they are not) or reading is over. A completion handler, not a coroutine:
+// an idle client waiting for a message holds a 16-byte handler, not coroutine frames.
+void ws_read_next(const state_ptr& s) {
+    if (s->reading || s->closed || s->in_ec) return;
+    if (s->in_available() >= ws_transport::in_limit) return;
+    s->reading = true;
+    s->ws.async_read(s->rbuf_view, [s](error_code ec, std::size_t n) {
+        s->reading = false;
         if (ec) {
             s->end_reading(ec);
-            co_return;
+            return;
         }
         const auto data = s->rbuf.cdata();
         s->take_message({static_cast<const char*>(data.data()), data.size()});
         s->rbuf.consume(n);
         // An idle client that once received a large message does not keep its buffer.
         if (s->rbuf.capacity() > 16 * 1024) s->rbuf = beast::flat_buffer();
-        if (s->in_ec) co_return;
-    }
+        ws_read_next(s);
+    });
 }
+
+namespace {
 
 // Sends the close frame (bounded by the stream's handshake timeout), then closes the socket.
 asio::awaitable<void> close_ws(state_ptr s, websocket::close_code code) {
@@ -165,44 +179,11 @@ asio::awaitable<void> close_ws(state_ptr s, websocket::close_code code) {
     s->close_socket();
 }
 
-asio::awaitable<void> write_loop(state_ptr s) {
-    const std::size_t header = s->codec.header_size;
-    for (;;) {
-        if (s->closed && !s->shut) co_return;  // close(): dropped, close() sends the frame
-        if (s->filling.messages.empty()) {
-            if (s->shut) break;
-            co_await s->work.sleep();
-            continue;
-        }
-        std::swap(s->filling, s->sending);
-        // One WebSocket message is one write here (Beast has no gathered write of several):
-        // corked, the batch leaves in as few segments as TCP can pack it, not one per message.
-        const bool cork = s->sending.messages.size() > 1;
-        if (cork) s->ws.next_layer().cork();
-        for (const auto& m : s->sending.messages) {
-            if (s->closed && !s->shut) co_return;
-            s->ws.text(m.text);
-            auto [ec, n] = co_await s->ws.async_write(
-                asio::buffer(s->sending.bytes.data() + m.offset, m.size), use_nothrow);
-            if (ec) {
-                s->out_ec = ec;
-                s->writable.wake();
-                s->close_socket();
-                co_return;
-            }
-            s->out_bytes -= m.size + header;
-            s->writable.wake();
-        }
-        if (cork) s->ws.next_layer().uncork();
-        s->sending.clear();
-    }
-    co_await close_ws(s, websocket::close_code::going_away);
-}
-
 // A closing connection gets `linger` to flush and say goodbye; then the socket goes.
 asio::awaitable<void> reaper(state_ptr s) {
-    s->lingering.expires_after(linger);
-    auto [ec] = co_await s->lingering.async_wait(use_nothrow);
+    if (!s->lingering) s->lingering = std::make_unique<asio::steady_timer>(s->ws.get_executor());
+    s->lingering->expires_after(linger);
+    auto [ec] = co_await s->lingering->async_wait(use_nothrow);
     if (!ec) s->close_socket();
 }
 
@@ -212,13 +193,15 @@ ws_transport::ws_transport(ws_stream ws, codec_options codec, std::string peer,
                            std::shared_ptr<std::size_t> live)
     : s_(std::make_shared<state>(std::move(ws), codec, std::move(peer), std::move(live))) {
     s_->ws.read_message_max(codec.max_message);
-    s_->ws.auto_fragment(false);  // one message, one frame (browsers reassemble either way)
-    // The server's frames are neither masked nor compressed (unless deflate): Beast's write
-    // buffer is only a staging area then, and an idle client should not pay 4 KiB for it.
+    // Beast writes only control frames (pong, close): data frames are framed here.
     s_->ws.write_buffer_bytes(512);
-    auto ex = s_->ws.get_executor();
-    asio::co_spawn(ex, read_loop(s_), asio::detached);
-    asio::co_spawn(ex, write_loop(s_), asio::detached);
+    s_->ws.next_layer().on_progress([w = std::weak_ptr<state>(s_)] {
+        if (auto s = w.lock()) {
+            if (s->ws.next_layer().error()) s->out_ec = s->ws.next_layer().error();
+            if (s->out_pending() < out_limit || s->out_ec) s->writable.wake();
+        }
+    });
+    ws_read_next(s_);
 }
 
 ws_transport::~ws_transport() { close(); }
@@ -242,13 +225,36 @@ std::size_t ws_transport::try_read(std::span<char> buf, error_code& ec) {
             s.in.clear();
         }
     }
-    if (s.in_available() < in_limit) s.room.wake();
+    if (s.in_available() < in_limit) ws_read_next(s_);
     return n;
+}
+
+// One server frame (FIN, unmasked, RFC 6455 5.2) in front of `payload`, appended to `out`.
+void ws_append_frame(std::string& out, std::string_view payload, bool text) {
+    char h[10];
+    std::size_t n = 2;
+    h[0] = static_cast<char>(0x80 | (text ? 0x1 : 0x2));
+    const std::uint64_t len = payload.size();
+    if (len < 126) {
+        h[1] = static_cast<char>(len);
+    } else if (len <= 0xffff) {
+        h[1] = 126;
+        h[2] = static_cast<char>(len >> 8);
+        h[3] = static_cast<char>(len);
+        n = 4;
+    } else {
+        h[1] = 127;
+        for (int i = 0; i < 8; ++i) h[2 + i] = static_cast<char>(len >> (56 - 8 * i));
+        n = 10;
+    }
+    out.append(h, n);
+    out.append(payload);
 }
 
 std::size_t ws_transport::try_write(std::span<const asio::const_buffer> bufs, error_code& ec) {
     auto& s = *s_;
     ec = {};
+    if (!s.out_ec && s.ws.next_layer().error()) s.out_ec = s.ws.next_layer().error();
     if (s.out_ec) {
         ec = s.out_ec;
         return 0;
@@ -264,11 +270,15 @@ std::size_t ws_transport::try_write(std::span<const asio::const_buffer> bufs, er
         for (const auto& b : bufs) total += b.size();
         return total;
     }
-    if (s.out_bytes >= out_limit) {
+    const std::size_t pending = s.out_pending();
+    if (pending >= out_limit) {
         ec = asio::error::would_block;
         return 0;
     }
-    const std::size_t room = out_limit - s.out_bytes;
+    // A WebSocket header (2-10 bytes) is never longer than the framecast header it replaces,
+    // so taking `room` framecast bytes adds at most `room` bytes to the socket's buffer.
+    const std::size_t room = out_limit - pending;
+    std::string& out = s.ws.next_layer().gather();
     std::size_t taken = 0;
     for (const auto& b : bufs) {
         const std::size_t len = std::min(b.size(), room - taken);
@@ -281,14 +291,16 @@ std::size_t ws_transport::try_write(std::span<const asio::const_buffer> bufs, er
                 spdlog::error("websocket {}: bad outbound frame: {}", s.peer,
                               s.out_dec.error_message());
                 ec = asio::error::invalid_argument;
+                s.ws.next_layer().send();
                 return taken;
             }
-            s.queue(s.out_dec.payload());
+            const auto payload = s.out_dec.payload();
+            ws_append_frame(out, payload, ws_is_text(payload));
         }
         taken += len;
         if (taken == room) break;
     }
-    s.work.wake();
+    s.ws.next_layer().send();
     return taken;
 }
 
@@ -300,13 +312,23 @@ asio::awaitable<error_code> ws_transport::wait_readable() {
 
 asio::awaitable<error_code> ws_transport::wait_writable() {
     auto s = s_;
-    if (s->out_bytes >= out_limit && !s->out_ec && !s->closed) co_await s->writable.sleep();
+    if (s->out_pending() >= out_limit && !s->out_ec && !s->closed) co_await s->writable.sleep();
     co_return s->closed ? error_code(asio::error::operation_aborted) : error_code();
 }
 
 void ws_transport::shutdown_send() noexcept {
-    s_->shut = true;
-    s_->work.wake();
+    auto& s = *s_;
+    if (s.shut || s.closed) return;
+    s.shut = true;
+    // What was written is already in the socket's buffer, ahead of the close frame.
+    try {
+        if (s.ws.is_open()) {
+            asio::co_spawn(s.ws.get_executor(), close_ws(s_, websocket::close_code::going_away),
+                           asio::detached);
+        }
+    } catch (...) {
+        s.close_socket();
+    }
 }
 
 void ws_transport::close() noexcept {
@@ -315,8 +337,6 @@ void ws_transport::close() noexcept {
     s.closed = true;
     s.readable.wake();
     s.writable.wake();
-    s.room.wake();
-    s.work.wake();
     try {
         auto ex = s.ws.get_executor();
         asio::co_spawn(ex, reaper(s_), asio::detached);

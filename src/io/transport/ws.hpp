@@ -6,8 +6,11 @@
 // (header + payload) in a bounded buffer; try_read() takes from it. While the buffer holds more
 // than in_limit bytes the coroutine stops reading (TCP then slows the browser down).
 // Writing: try_write() parses the framecast frames the session writes (codec decoder) and
-// queues each payload as one WebSocket message, text when it is valid UTF-8, else binary; a
-// coroutine sends them. The queue is bounded by out_limit: past it try_write() says
+// frames each payload as one WebSocket message, text when it is valid UTF-8, else binary,
+// straight into the corked socket's send buffer (server frames are unmasked: a 2-10 byte
+// header; Beast only writes the control frames). Per message that is a header and a copy, as
+// a TCP client's small frames cost; Beast's per-message write operation cost 3x the TCP
+// fan-out (docs/bench.md). Bounded by out_limit unsent bytes: past it try_write() says
 // would_block, and the session's own queue (client_buffer, slow-consumer policy) takes over.
 #pragma once
 
@@ -29,8 +32,8 @@ using ws_stream = boost::beast::websocket::stream<corked_socket>;
 
 class ws_transport final : public transport {
 public:
-    // Converted inbound bytes held before the read loop pauses, and queued outbound message
-    // bytes before try_write() refuses more.
+    // Converted inbound bytes held before the read loop pauses, and unsent outbound bytes
+    // before try_write() refuses more.
     static constexpr std::size_t in_limit = 64 * 1024;
     static constexpr std::size_t out_limit = 64 * 1024;
 
@@ -45,10 +48,10 @@ public:
     std::size_t try_write(std::span<const asio::const_buffer> bufs, error_code& ec) override;
     asio::awaitable<error_code> wait_readable() override;
     asio::awaitable<error_code> wait_writable() override;
-    // What was queued is sent, then a close frame 1001 (going away).
+    // What was written is sent, then a close frame 1001 (going away).
     void shutdown_send() noexcept override;
-    // Closes with 1008 (policy) unless shutdown_send() came first or the peer closed; queued
-    // messages are dropped, the close handshake is bounded by the stream's handshake timeout.
+    // Closes with 1008 (policy) unless shutdown_send() came first or the peer closed, after the
+    // bytes already written; the close handshake is bounded by the stream's handshake timeout.
     void close() noexcept override;
     std::string peer_name() const override;
     asio::any_io_executor get_executor() override;
@@ -61,5 +64,7 @@ private:
 
 // The text/binary rule in one place: a payload that is valid UTF-8 goes as a text message.
 bool ws_is_text(std::string_view payload) noexcept;
+// Appends one unmasked final frame (text or binary) carrying `payload` to `out`.
+void ws_append_frame(std::string& out, std::string_view payload, bool text);
 
 }  // namespace framecast::io

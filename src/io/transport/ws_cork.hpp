@@ -5,11 +5,18 @@
 // around a batch) writes are appended to a buffer and complete at once; uncork() sends it in one
 // write. Uncorked, every write starts a send at once (control frames are never held back).
 // Bounded: past `limit` buffered bytes a write waits for the send in flight to finish.
+//
+// The server's data frames do not go through Beast at all (ws_transport frames them itself:
+// server frames are unmasked, so framing is a 2-10 byte header): append() adds whole frames to
+// the same ordered buffer Beast's control frames go to, and on_progress tells the transport
+// when sent bytes made room.
 #pragma once
 
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "framecast/io/asio.hpp"
 #include <boost/asio/any_completion_handler.hpp>
@@ -51,6 +58,25 @@ public:
             token, buffers);
     }
 
+    // Whole frames, sent after everything written before (starts a send unless corked).
+    void append(std::string_view frames) {
+        if (s_->error) return;
+        s_->buffer.append(frames);
+        if (!s_->corked) shared::flush(s_);
+    }
+    // The buffer itself, to frame into without a copy; send() afterwards.
+    std::string& gather() noexcept { return s_->buffer; }
+    void send() {
+        if (!s_->corked) shared::flush(s_);
+    }
+    // Bytes accepted and not yet taken by the kernel.
+    std::size_t pending() const noexcept {
+        return s_->buffer.size() + s_->in_flight.size() + s_->parked_bytes.size();
+    }
+    error_code error() const noexcept { return s_->error; }
+    // Called after each completed send (room was made, or the socket failed).
+    void on_progress(std::function<void()> fn) { s_->progress = std::move(fn); }
+
     void cork() noexcept { s_->corked = true; }
     // Sends what was gathered (nothing to wait for: a later write or teardown waits if needed).
     void uncork() {
@@ -84,6 +110,7 @@ private:
         write_handler parked;  // a write waiting for room (Beast writes one at a time)
         std::string parked_bytes;
         asio::any_completion_handler<void(error_code)> flushed;
+        std::function<void()> progress;
 
         template <class Buffers>
         void write(const Buffers& bufs, write_handler handler) {
@@ -125,8 +152,11 @@ private:
                               [s](error_code ec, std::size_t) {
                                   s->sending = false;
                                   s->in_flight.clear();
+                                  // An idle client does not keep a burst's buffer.
+                                  if (s->in_flight.capacity() > limit) std::string().swap(s->in_flight);
                                   if (ec) s->error = ec;
                                   s->on_sent();
+                                  if (s->progress) s->progress();
                               });
         }
 

@@ -107,11 +107,18 @@ asio::awaitable<void> upstream(std::shared_ptr<bridge> b) {
 asio::awaitable<error_code> async_connect_ws(tcp::socket& socket, std::string host,
                                              std::uint16_t port, std::string path,
                                              duration timeout, std::string& what,
-                                             codec_options codec) {
+                                             codec_options codec, const tls_client_options& tls) {
     auto ex = co_await asio::this_coro::executor;
     const auto started = std::chrono::steady_clock::now();
     tcp::socket raw(ex);
-    if (auto ec = co_await async_connect(raw, host, port, timeout, what)) co_return ec;
+    if (tls.enabled) {
+        // `raw` becomes the TLS bridge's end: plaintext to us, TLS to the server.
+        auto ec = co_await async_connect_tls(raw, host, port, tls, timeout, what);
+        if (ec) co_return ec;
+    } else {
+        auto ec = co_await async_connect(raw, host, port, timeout, what);
+        if (ec) co_return ec;
+    }
     const std::string name = format_host_port(host.empty() ? "localhost" : host, port);
     client_stream ws(std::move(raw));
     websocket::stream_base::timeout t;

@@ -22,7 +22,9 @@
 #include <boost/beast/websocket/stream.hpp>
 #include <spdlog/spdlog.h>
 
+#include "bridge_pair.hpp"
 #include "framecast/io/endpoint.hpp"
+#include "transport/tls.hpp"
 #include "framecast/io/json.hpp"
 #include "transport/ws.hpp"
 #include "ws/assets.hpp"
@@ -39,19 +41,68 @@ struct ws_gateway::state {
     state(asio::io_context& io_, ws_options o, codec_options c, ws_page_info p, admit_fn a,
           room_fn r)
         : io(io_), opts(std::move(o)), codec(c), page(std::move(p)), admit(std::move(a)),
-          has_room(std::move(r)), acceptor(io_) {}
+          has_room(std::move(r)), acceptor(io_) {
+        for (const auto& a : opts.trusted_proxies) {
+            error_code ec;
+            auto addr = asio::ip::make_address(a, ec);
+            if (ec) throw std::invalid_argument("--ws-trust-proxy: '" + a + "' is not an IP address");
+            proxies.push_back(addr);
+        }
+    }
     asio::io_context& io;
     ws_options opts;
     codec_options codec;
     ws_page_info page;
     admit_fn admit;
     room_fn has_room;
+    std::vector<asio::ip::address> proxies;  // opts.trusted_proxies, parsed
     tcp::acceptor acceptor;
     // Sockets still in their HTTP phase, so stop() can close them and max_pending holds.
     std::list<tcp::socket*> pending;
     std::shared_ptr<std::size_t> live = std::make_shared<std::size_t>(0);
     bool stopped = false;
 };
+
+namespace {
+
+// An IPv4 address mapped into IPv6 (a dual-stack listener) is the IPv4 address.
+asio::ip::address unmapped(const asio::ip::address& a) {
+    if (a.is_v6() && a.to_v6().is_v4_mapped()) {
+        return asio::ip::make_address_v4(asio::ip::v4_mapped, a.to_v6());
+    }
+    return a;
+}
+
+std::string_view trim(std::string_view s) {
+    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+    while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+    return s;
+}
+
+}  // namespace
+
+std::optional<asio::ip::address> ws_client_address(const asio::ip::address& peer,
+                                                   const std::vector<asio::ip::address>& trusted,
+                                                   std::string_view forwarded_for) {
+    const auto me = unmapped(peer);
+    const bool proxy = std::any_of(trusted.begin(), trusted.end(),
+                                   [&](const auto& t) { return unmapped(t) == me; });
+    if (!proxy || trim(forwarded_for).empty()) return me;
+    // The last entry is the one the proxy added: the address it accepted the connection from.
+    // Entries before it were written by the client (or other proxies) and prove nothing.
+    std::string_view last = forwarded_for;
+    if (auto comma = last.rfind(','); comma != std::string_view::npos) last = last.substr(comma + 1);
+    last = trim(last);
+    if (last.size() > 2 && last.front() == '[' && last.find(']') != std::string_view::npos) {
+        last = last.substr(1, last.find(']') - 1);  // "[v6]:port"
+    } else if (std::count(last.begin(), last.end(), ':') == 1) {
+        last = last.substr(0, last.find(':'));  // "v4:port"
+    }
+    error_code ec;
+    auto addr = asio::ip::make_address(std::string(last), ec);
+    if (ec) return std::nullopt;
+    return unmapped(addr);
+}
 
 namespace {
 
@@ -156,7 +207,7 @@ void configure(ws_stream& ws, const ws_gateway::state& s) {
 
 // Upgrades: false when the handshake failed (logged).
 asio::awaitable<void> upgrade(std::shared_ptr<ws_gateway::state> self, tcp::socket sock,
-                              request req, std::string peer) {
+                              request req, std::string peer, asio::ip::address from) {
     ws_stream ws(std::move(sock));
     configure(ws, *self);
     auto entry = self->pending.insert(self->pending.end(), &beast::get_lowest_layer(ws));
@@ -166,7 +217,7 @@ asio::awaitable<void> upgrade(std::shared_ptr<ws_gateway::state> self, tcp::sock
         spdlog::debug("websocket {}: handshake failed: {}", peer, ec.message());
         co_return;
     }
-    self->admit(std::make_unique<ws_transport>(std::move(ws), self->codec, peer, self->live));
+    self->admit(std::make_unique<ws_transport>(std::move(ws), self->codec, peer, self->live), from);
 }
 
 std::optional<unsigned> status_for(const error_code& ec) {
@@ -179,9 +230,11 @@ std::optional<unsigned> status_for(const error_code& ec) {
     return std::nullopt;
 }
 
-asio::awaitable<void> serve_connection(std::shared_ptr<ws_gateway::state> self, tcp::socket sock) {
+// `known`: the peer when `sock` is a TLS bridge's end (wss://), not the network connection.
+asio::awaitable<void> serve_connection(std::shared_ptr<ws_gateway::state> self, tcp::socket sock,
+                                       std::optional<tcp::endpoint> known = std::nullopt) {
     error_code ignored;
-    const auto remote = sock.remote_endpoint(ignored);
+    const auto remote = known ? *known : sock.remote_endpoint(ignored);
     const std::string peer = ignored ? std::string("(unknown peer)") : format_endpoint(remote);
     beast::tcp_stream stream(std::move(sock));
     auto entry = self->pending.insert(self->pending.end(), &stream.socket());
@@ -215,15 +268,33 @@ asio::awaitable<void> serve_connection(std::shared_ptr<ws_gateway::state> self, 
         }
         auto req = parser.release();
         if (websocket::is_upgrade(req)) {
+            // Several X-Forwarded-For lines: the last one is the nearest proxy's.
+            std::string_view xff;
+            for (auto [it, end] = req.equal_range("X-Forwarded-For"); it != end; ++it) xff = it->value();
+            auto from = ws_client_address(remote.address(), self->proxies, xff);
+            if (!from) {
+                spdlog::warn("websocket {}: refused: X-Forwarded-For '{}' from a trusted proxy "
+                             "does not end with an IP address",
+                             peer, std::string(xff.substr(0, 200)));
+                auto res = text_response(400, "bad X-Forwarded-For\n", false);
+                co_await http::async_write(stream, res, use_nothrow);
+                break;
+            }
+            // Behind a trusted proxy the client is who the proxy says: logs name both.
+            std::string client = peer;
+            if (*from != unmapped(remote.address())) {
+                client = format_endpoint(tcp::endpoint(*from, 0));
+                client = client.substr(0, client.rfind(':')) + " via " + peer;
+            }
             if (auto why = refusal(*self, req)) {
-                spdlog::info("websocket {}: refused: {}", peer, why->second.substr(0, why->second.size() - 1));
+                spdlog::info("websocket {}: refused: {}", client, why->second.substr(0, why->second.size() - 1));
                 auto res = text_response(why->first, why->second, false);
                 co_await http::async_write(stream, res, use_nothrow);
                 break;
             }
             guard.now();
             // The deadline still runs for the handshake: the stream's own handshake timeout.
-            co_await upgrade(self, stream.release_socket(), std::move(req), peer);
+            co_await upgrade(self, stream.release_socket(), std::move(req), client, *from);
             co_return;
         }
         auto res = answer(*self, req);
@@ -232,6 +303,30 @@ asio::awaitable<void> serve_connection(std::shared_ptr<ws_gateway::state> self, 
     }
     stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
     stream.socket().close(ignored);
+}
+
+// wss://: the TLS handshake (bounded by the handshake timeout), then the HTTP/WebSocket
+// connection is served over a local pair whose other end a TLS bridge feeds.
+asio::awaitable<void> serve_tls(std::shared_ptr<ws_gateway::state> self, tcp::socket sock) {
+    error_code ec;
+    const auto remote = sock.remote_endpoint(ec);
+    if (ec) co_return;
+    auto t = std::make_unique<tls_transport>(std::move(sock), self->opts.tls);
+    std::string why;
+    const error_code hec = co_await t->handshake(self->opts.handshake_timeout, why);
+    if (hec || self->stopped) {
+        spdlog::info("websocket {}: TLS handshake failed: {}", format_endpoint(remote), why);
+        co_return;
+    }
+    tcp::socket mine(self->io);
+    asio::local::stream_protocol::socket theirs(self->io);
+    std::string what;
+    if (make_bridge_pair(mine, theirs, "wss", what)) {
+        spdlog::warn("websocket {}: {}", format_endpoint(remote), what);
+        co_return;
+    }
+    start_tls_bridge(std::move(t), std::move(theirs));
+    co_await serve_connection(self, std::move(mine), remote);
 }
 
 asio::awaitable<void> accept_loop(std::shared_ptr<ws_gateway::state> self) {
@@ -253,7 +348,11 @@ asio::awaitable<void> accept_loop(std::shared_ptr<ws_gateway::state> self) {
             continue;
         }
         sock.set_option(tcp::no_delay(true), ec);
-        asio::co_spawn(self->io, serve_connection(self, std::move(sock)), asio::detached);
+        if (self->opts.tls) {
+            asio::co_spawn(self->io, serve_tls(self, std::move(sock)), asio::detached);
+        } else {
+            asio::co_spawn(self->io, serve_connection(self, std::move(sock)), asio::detached);
+        }
     }
 }
 
