@@ -7,8 +7,8 @@
 // Bounded: past `limit` buffered bytes a write waits for the send in flight to finish.
 //
 // The server's data frames do not go through Beast at all (ws_transport frames them itself:
-// server frames are unmasked, so framing is a 2-10 byte header): append() adds whole frames to
-// the same ordered buffer Beast's control frames go to, and on_progress tells the transport
+// server frames are unmasked, so framing is a 2-10 byte header): it frames into gather(), the
+// same ordered buffer Beast's control frames go to, and on_progress tells the transport
 // when sent bytes made room.
 #pragma once
 
@@ -58,12 +58,6 @@ public:
             token, buffers);
     }
 
-    // Whole frames, sent after everything written before (starts a send unless corked).
-    void append(std::string_view frames) {
-        if (s_->error) return;
-        s_->buffer.append(frames);
-        if (!s_->corked) shared::flush(s_);
-    }
     // The buffer itself, to frame into without a copy; send() afterwards.
     std::string& gather() noexcept { return s_->buffer; }
     void send() {
