@@ -92,8 +92,9 @@ def test_relay_example_as_documented(procs):
 # connect and still be running when the document ends; a comment `# prints "X"` is checked.
 # Not run: `framecast bench` (minutes; parsed above) and the relay pipeline (run above).
 
-ADDRESS = re.compile(r"(ws://)?(?:127\.0\.0\.1|0\.0\.0\.0|localhost|host|upstream|example\.org|"
-                     r"chat\.example\.org|\[::1\]|10\.0\.0\.5)?:(\d+)")
+ADDRESS = re.compile(r"(wss?://)?(?:127\.0\.0\.1|0\.0\.0\.0|localhost|host|upstream|example\.org|"
+                     r"chat\.example\.org|stream\.example\.com|\[::1\]|10\.0\.0\.5)?"
+                     r"(?::(\d+)|(?<=[a-z])(?=/))")  # a port, or none after a URL's host
 SETUP = ("openssl", "head")
 # A peer written from the tutorial, for the examples aimed at one: prints what each client sent.
 TUTORIAL_SINK = """
@@ -180,8 +181,9 @@ class DocRun:
         """Starts a documented server line on port 0; registers its logical ports."""
         text = line
         roles = []
-        for opt, role in (("--listen", "listening on 127.0.0.1:"), ("--ws", "websocket on ws://127.0.0.1:"),
-                          ("--metrics", "metrics on http://127.0.0.1:")):
+        for opt, role in (("--listen", rb"listening on 127\.0\.0\.1:"),
+                          ("--ws", rb"websocket on wss?://127\.0\.0\.1:"),
+                          ("--metrics", rb"metrics on http://127\.0\.0\.1:")):
             value = option(words, opt)
             if value is not None:
                 text = text.replace(f"{opt} {value}", f"{opt} 127.0.0.1:0", 1)
@@ -196,7 +198,7 @@ class DocRun:
         p = self.bash(text)
         ports = {}
         for port, role in roles:
-            ports[port] = (p, int(p.wait_for(re.escape(role.encode()) + rb"(\d+)").group(1)))  # its log
+            ports[port] = (p, int(p.wait_for(role + rb"(\d+)").group(1)))  # its log
         if register:
             self.servers.update(ports)
         self.all_servers.append((line, p))
@@ -215,6 +217,8 @@ class DocRun:
                     "sub": ["--channels"], "pub": ["--channels"], "stats": []}[verb]
             args = mode + (["--length-unit", unit] if unit else [])
             opt = "--metrics" if verb == "stats" else "--ws" if ws else "--listen"
+            if ws == "wss://":
+                args += ["--ws-tls", "--tls-cert", "server.pem", "--tls-key", "server.key"]
             line = f"framecast serve {' '.join(args)} {opt} :{port}"
             self.defaults[key] = self.serve(line, shlex.split(line), register=False)[port]
         return self.defaults[key]
@@ -222,8 +226,10 @@ class DocRun:
     def client(self, line, verb, words):
         text = line
         for m in ADDRESS.finditer(line):
-            port = int(m.group(2))
-            target = self.servers.get(port) or self.default_server(verb, words, port, bool(m.group(1)))
+            if not m.group(0):
+                continue
+            port = int(m.group(2) or (443 if m.group(1) == "wss://" else 80))
+            target = self.servers.get(port) or self.default_server(verb, words, port, m.group(1))
             text = text.replace(m.group(0), f"{m.group(1) or ''}127.0.0.1:{target[1]}", 1)
         p = self.bash(text)
         self.lines_run.append(line)
@@ -266,9 +272,16 @@ class DocRun:
 
 
 def make_files(workdir):
-    """Files the examples name that no documented line makes."""
+    """Files the examples name that no documented line makes (a document's own setup lines,
+    run after this, may make them again: tls.md makes its CA and server certificate)."""
     for name in ("photo.jpg", "report.pdf", "notes.txt"):
         (workdir / name).write_bytes(bytes(range(256)) + name.encode())
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    ca.cert_pem.write_to_path(str(workdir / "ca.pem"))
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    cert.private_key_pem.write_to_path(str(workdir / "server.key"))
+    cert.cert_chain_pems[0].write_to_path(str(workdir / "server.pem"))
     run = lambda cmd: subprocess.run(["bash", "-c", cmd], cwd=workdir, check=True,
                                      capture_output=True, timeout=DEADLINE)
     run("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 "
