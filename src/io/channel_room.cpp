@@ -33,10 +33,12 @@ void channel_room::refresh(member& m, std::string_view token) {
         fail(m, channel_error::bad_command, "AUTH: this server does not use --auth");
         return;
     }
-    auto r = token.size() > max_token_bytes ? auth_result{} : auth_->verify(token);
+    auth_result r;
     if (token.size() > max_token_bytes) {
         r.error = "token of " + std::to_string(token.size()) + " bytes, more than " +
                   std::to_string(max_token_bytes);
+    } else {
+        r = auth_->verify(token);
     }
     if (r.ok && r.who.subject != m.subject()) {
         r.ok = false;

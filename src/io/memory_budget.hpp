@@ -50,7 +50,7 @@ public:
         shared_frame tracked(unit.bytes.get(), [self, keep = unit.bytes, n](const std::string*) {
             self->frames_ -= n;
         });
-        return {std::move(tracked), unit.messages};
+        return {std::move(tracked), unit.messages, unit.origin};
     }
 
     // Bytes held on another thread (the backplane's pending appends), read when checking.

@@ -159,7 +159,9 @@ void resume_room::broadcast(const relay_unit& unit) {
     bytes->reserve(unit.size() + opts_.codec.header_size + 24);
     append_frame(*bytes, fmt::format("{} {}", first, unit.messages), opts_.codec);
     bytes->append(*unit.bytes);
-    const relay_unit positioned = hub_.budget().track({shared_frame(std::move(bytes)), unit.messages});
+    // Its publisher stays its origin: backpressure holds the one whose traffic fills a queue.
+    const relay_unit positioned =
+        hub_.budget().track({shared_frame(std::move(bytes)), unit.messages, unit.origin});
     // Collected first: a delivery may close a slow client, which leaves this room.
     for (member* m : live) {
         m->deliver(positioned);
