@@ -72,17 +72,21 @@ std::string flag_hint(std::error_code ec) {
     return ec == make_error_code(errc::message_too_large) ? " (--max-message)" : "";
 }
 
-CLI::Validator endpoint_validator() {
+CLI::Validator validator_from(std::function<void(const std::string&)> parse, std::string syntax) {
     return CLI::Validator(
-        [](std::string& s) -> std::string {
+        [parse = std::move(parse)](std::string& s) -> std::string {
             try {
-                parse_endpoint(s);
+                parse(s);
             } catch (const CLI::ValidationError& e) {
                 return e.what();
             }
             return {};
         },
-        "HOST:PORT");
+        std::move(syntax));
+}
+
+CLI::Validator endpoint_validator() {
+    return validator_from([](const std::string& s) { parse_endpoint(s); }, "HOST:PORT");
 }
 
 void setup_logging(int verbosity) {

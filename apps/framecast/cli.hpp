@@ -48,6 +48,9 @@ endpoint parse_endpoint(const std::string& text);
 endpoint parse_ws_url(const std::string& text);
 // A CLI11 validator for the same syntax.
 CLI::Validator endpoint_validator();
+// A CLI11 validator from a parser that throws CLI::ValidationError naming what is wrong;
+// `syntax` is what --help shows (e.g. "N/s").
+CLI::Validator validator_from(std::function<void(const std::string&)> parse, std::string syntax);
 
 // The option behind a library error, for the messages the CLI prints (library messages name
 // concepts, not flags): " (--max-message)" after a message over the largest size, else "".

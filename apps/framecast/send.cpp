@@ -212,16 +212,7 @@ command_runner register_send(CLI::App& app) {
         ->default_val(cfg->input.format);
     cmd->add_option("--rate", cfg->rate,
                     "Send at most N messages per second, evenly spaced (N/s, e.g. 100/s)")
-        ->check(CLI::Validator(
-            [](std::string& s) -> std::string {
-                try {
-                    parse_rate(s);
-                } catch (const CLI::ValidationError& e) {
-                    return e.what();
-                }
-                return {};
-            },
-            "N/s"));
+        ->check(validator_from([](const std::string& s) { parse_rate(s); }, "N/s"));
     add_seconds_option(*cmd, "--connect-timeout", cfg->connect_timeout,
                        "Give up connecting after SECONDS");
     add_seconds_option(*cmd, "--settle", cfg->settle,

@@ -223,16 +223,8 @@ command_runner register_stats(CLI::App& app) {
                     "HOST:PORT of the server's --metrics endpoint, or its URL "
                     "(http://HOST:PORT/metrics)")
         ->required()
-        ->check(CLI::Validator(
-            [](std::string& s) -> std::string {
-                try {
-                    parse_metrics_url(s);
-                } catch (const CLI::ValidationError& e) {
-                    return e.what();
-                }
-                return {};
-            },
-            "HOST:PORT|URL"));
+        ->check(validator_from([](const std::string& s) { parse_metrics_url(s); },
+                               "HOST:PORT|URL"));
     cmd->add_option("--interval", cfg->interval, "Seconds between refreshes")
         ->default_val(cfg->interval)
         ->check(CLI::Range(0.05, 3600.0))
