@@ -227,6 +227,8 @@ private:
 
     decode_event fail(errc e, std::string message);
     decode_event on_header_complete(const char* header);
+    bool parse_canonical_header(const unsigned char* p, std::size_t h) noexcept;
+    decode_event start_payload() noexcept;
     decode_event take_payload(std::span<const char>& in);
     // Whole mode: makes buffer_ hold at least `n` bytes, keeping the first fill_.
     void reserve_buffer(std::size_t n);

@@ -46,6 +46,19 @@ decode_event decoder::next(std::span<const char>& in) {
     }
     if (state_ == state::header) {
         const std::size_t h = opts_.header_size;
+        // Fast path: a canonical header and its whole payload lie in the caller's bytes (small
+        // frames read in bulk). The frame is a view into them, nothing is copied but the header.
+        if (header_fill_ == 0 && mode_ == decode_mode::whole && opts_.unit == length_unit::bytes &&
+            in.size() >= h && parse_canonical_header(reinterpret_cast<const unsigned char*>(in.data()), h) &&
+            in.size() - h >= length_) {
+            std::memcpy(header_bytes_.data(), in.data(), h);
+            header_bytes_size_ = h;
+            const auto n = static_cast<std::size_t>(length_);
+            payload_ = {in.data() + h, n};
+            in = in.subspan(h + n);
+            received_units_ = received_bytes_ = length_;
+            return decode_event::frame;
+        }
         const char* header;
         if (header_fill_ == 0 && in.size() >= h) {
             header = in.data();  // fast path: the whole header is in this read
@@ -65,11 +78,28 @@ decode_event decoder::next(std::span<const char>& in) {
     return take_payload(in);
 }
 
+// The header as every encoder writes it — digits from the first byte, then spaces — read
+// without the general parse's checks: at most 19 digits cannot overflow 64 bits. Returns false
+// for any other shape (leading spaces, tabs, errors), which the general parse then handles.
+bool decoder::parse_canonical_header(const unsigned char* p, std::size_t h) noexcept {
+    if (h > 19) return false;
+    std::uint64_t value = 0;
+    std::size_t i = 0;
+    for (unsigned d; i < h && (d = p[i] - unsigned{'0'}) < 10; ++i) value = value * 10 + d;
+    if (i == 0 || value > opts_.max_message) return false;
+    for (std::size_t j = i; j < h; ++j) {
+        if (p[j] != ' ') return false;
+    }
+    length_ = value;
+    return true;
+}
+
 decode_event decoder::on_header_complete(const char* header) {
     const std::size_t h = opts_.header_size;
     std::memcpy(header_bytes_.data(), header, h);
     header_bytes_size_ = h;
     const auto* p = reinterpret_cast<const unsigned char*>(header);
+    if (parse_canonical_header(p, h)) return start_payload();
     std::size_t i = 0;
     while (i < h && is_space(p[i])) ++i;
     const std::size_t first_digit = i;
@@ -114,6 +144,10 @@ decode_event decoder::on_header_complete(const char* header) {
                         ", above the maximum of " + std::to_string(opts_.max_message));
     }
     length_ = value;
+    return start_payload();
+}
+
+decode_event decoder::start_payload() noexcept {
     received_units_ = 0;
     received_bytes_ = 0;
     utf8_ = {};

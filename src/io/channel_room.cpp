@@ -154,6 +154,7 @@ void channel_room::publish(member& m, channel_seat& seat, std::string_view chann
     }
     seat.drop_payload = false;
     seat.channel_frame = std::make_shared<const std::string>(encode_frame(channel, opts_.codec));
+    seat.heard_generation = 0;
 }
 
 void channel_room::broadcast(const relay_unit& unit, const member* origin) {
@@ -182,6 +183,25 @@ void channel_room::broadcast(const relay_unit& unit, const member* origin) {
         auto& c = counts_of(channel);
         c.published += unit.messages;
         c.deliveries += delivered;
+    }
+}
+
+bool channel_room::unheard(const member& m, channel_seat& seat) {
+    const auto generation = trie_.generation() + 1;  // + 1: 0 means "not known"
+    if (seat.heard_generation != generation) {
+        const auto channel = std::string_view(*seat.channel_frame).substr(opts_.codec.header_size);
+        const auto receivers = trie_.match(channel);
+        seat.heard = std::any_of(receivers->begin(), receivers->end(),
+                                 [&m](const member* r) { return r != &m; });
+        seat.heard_generation = generation;
+    }
+    return !seat.heard;
+}
+
+void channel_room::count_unheard(const channel_seat& seat, std::uint64_t n) {
+    counters_.messages_broadcast += n;
+    if (opts_.channels.metrics_channels > 0) {
+        counts_of(std::string_view(*seat.channel_frame).substr(opts_.codec.header_size)).published += n;
     }
 }
 

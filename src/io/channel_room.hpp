@@ -34,6 +34,10 @@ struct channel_seat {
     // publishes to the same channel, which therefore travel in one unit.
     shared_frame channel_frame;
     shared_frame batch_frame;  // the channel of the unit the session is building
+    // Whether anyone but the publisher receives channel_frame's channel, as of the trie's
+    // generation `heard_generation` (0: not known).
+    bool heard = true;
+    std::uint64_t heard_generation = 0;
 };
 
 class channel_room {
@@ -47,6 +51,12 @@ public:
     // A published unit entering the room (from this node or the backplane): one or more
     // (channel frame, payload frame) pairs, all for the channel of the first.
     void broadcast(const relay_unit& unit, const member* origin);
+    // True when the payload of `m`'s current PUB would reach nobody on this node: no other
+    // member's pattern matches its channel. Cached in the seat until the subscriptions change,
+    // so a stream of publishes nobody hears costs no unit, no match and no copy each.
+    bool unheard(const member& m, channel_seat& seat);
+    // Counts `n` publishes to the seat's channel that reached nobody (as broadcast would).
+    void count_unheard(const channel_seat& seat, std::uint64_t n);
     // `m` is closing: drops its subscriptions.
     void leave(const member& m, channel_seat& seat);
 

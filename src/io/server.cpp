@@ -84,6 +84,7 @@ struct server::impl {
               .sweep = sweep,
               .publish = [&owner](const relay_unit& u,
                                   const member* m) { owner.publish(u, as_session(m)); },
+              .publishes_stay_local = [&owner] { return !owner.ingress_; },
               .remove = [this](member& m) { remove(m); },
               .budget = *budget,
               .read_buffer = *read_buffer,

@@ -73,6 +73,9 @@ struct session_context {
     idle_sweep& sweep;
     // Where a client's published messages go (the server's ingress: hub or backplane).
     std::function<void(const relay_unit&, const member*)> publish;
+    // True while published messages stay on this node (no backplane ingress): only then may a
+    // publish that no local member receives be dropped before it becomes a unit.
+    std::function<bool()> publishes_stay_local;
     // A closed session leaves the registry (posted, so never under a broadcast's loop).
     std::function<void(member&)> remove;
     memory_budget& budget;

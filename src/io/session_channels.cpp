@@ -18,6 +18,13 @@ bool session::on_channel_frame(std::string_view payload) {
     }
     seat.expect_payload = false;
     if (seat.drop_payload || ctx_.shutting_down) return true;
+    // Heard by nobody here and going nowhere else: counted, never built into a unit. The
+    // subscriptions cannot change before this read's unit is flushed (one thread, and this
+    // client's own subscriptions do not receive its publishes), so nothing is lost.
+    if (batch_.empty() && ctx_.channels->unheard(*this, seat) && ctx_.publishes_stay_local()) {
+        ctx_.channels->count_unheard(seat, 1);
+        return true;
+    }
     if (!batch_.empty() && batch_.would_exceed(seat.channel_frame->size() + payload.size(),
                                                relay_unit_bytes(ctx_.opts)) &&
         !flush_batch()) {

@@ -129,6 +129,7 @@ bool subscription_trie::remove(std::string_view pattern, subscriber s) {
 // A new or removed subscription changes the result for exactly the channels its pattern
 // matches: only those cached entries go (bounded by the cache's size).
 void subscription_trie::invalidate(std::string_view pattern) {
+    ++generation_;
     if (cache_.empty()) return;
     if (!has_wildcards(pattern)) {
         if (auto it = cache_.find(pattern); it != cache_.end()) cache_.erase(it);

@@ -43,6 +43,9 @@ public:
     std::size_t patterns() const noexcept { return patterns_; }
     std::size_t subscriptions() const noexcept { return subscriptions_; }
     std::size_t cached() const noexcept { return cache_.size(); }
+    // Changes whenever a subscription is added or removed: a result derived from match()
+    // (e.g. "nobody receives this channel") holds while the generation is the same.
+    std::uint64_t generation() const noexcept { return generation_; }
 
 private:
     struct node;
@@ -60,6 +63,7 @@ private:
     std::size_t cache_limit_;
     std::size_t patterns_ = 0;
     std::size_t subscriptions_ = 0;
+    std::uint64_t generation_ = 0;
 };
 
 }  // namespace framecast::io

@@ -226,3 +226,32 @@ def test_per_channel_metrics_are_opt_in_and_bounded(procs):
     # Off by default: no per-channel series at all.
     plain, _ = procs.serve("--channels", "--metrics", "127.0.0.1:0")
     assert not any(k.startswith("framecast_channel_messages_total") for k in metrics(plain))
+
+
+def test_publishes_nobody_hears_are_counted_and_the_next_subscriber_gets_the_rest(procs):
+    """A publish no other member receives is dropped before it becomes a unit (the server
+    remembers "nobody hears this channel" until the subscriptions change): it must still be
+    counted, and a subscriber that arrives between two publishes to the same channel must get
+    every later one."""
+    from framecast_test import metrics
+    server, port = procs.serve("--channels", "--channel-metrics", "4", "--metrics", "127.0.0.1:0")
+    b, c = Peer(port), Peer(port)
+    c.sub("quiet.x")  # its own subscription does not make its publishes heard
+    c.send("PUB quiet.x", "1", "PUB quiet.x", "2")
+    assert c.ping() == []
+    b.sub("quiet.*")
+    c.send("PUB quiet.x", "3")
+    c.ping()
+    assert b.ping() == [(b"quiet.x", b"3")]
+    b.send("UNSUB quiet.*")
+    assert b.pair() == (b"$sys.ok", b"UNSUB quiet.*")
+    c.send("PUB quiet.x", "4")
+    c.ping()
+    b.sub(">")
+    c.send("PUB quiet.x", "5", "PUB other", "6")
+    c.ping()
+    assert b.ping() == [(b"quiet.x", b"5"), (b"other", b"6")]
+    m = metrics(server)
+    assert m['framecast_channel_messages_total{channel="quiet.x"}'] == 5
+    assert m['framecast_channel_deliveries_total{channel="quiet.x"}'] == 2
+    assert m["framecast_messages_broadcast_total"] == 6
