@@ -307,6 +307,32 @@ def test_stdin_framed_relays_a_stream(procs):
     assert server.wait() == 0
 
 
+@pytest.mark.parametrize("stdin_kind", ["pipe", "file"])
+def test_stdin_framed_large_frames_in_place_and_a_truncated_one(procs, tmp_path, stdin_kind):
+    """Frames larger than the source's read size are read straight into the decoder (from a
+    pipe in pieces, from a file in one read): every byte must still arrive in order, around
+    small frames, and a stream that ends inside a large frame must say so."""
+    big = os.urandom(700_000)
+    msgs = [b"a", big, b"", b"b" * 300_000, b"c"]
+    data = b"".join(frame(m) for m in msgs) + frame(big)[:400_010]
+    if stdin_kind == "file":
+        path = tmp_path / "frames"
+        path.write_bytes(data)
+        stdin = open(path, "rb")
+    else:
+        stdin = subprocess.PIPE
+    server, port = procs.serve("--source", "stdin-framed", "--welcome", "", "--wait-for", "1",
+                               stdin=stdin)
+    r = FrameReader(connect(port))
+    if stdin_kind == "pipe":
+        server.p.stdin.write(data)
+        server.p.stdin.close()
+    assert read_all(r) == msgs
+    assert server.wait() != 0
+    assert b"standard input: connection closed after 400000 of 700000 payload bytes" in \
+        server.stderr, server.stderr
+
+
 def test_stdin_framed_rejects_malformed_input(procs):
     server, port = procs.serve("--source", "stdin-framed", stdin=subprocess.PIPE)
     server.p.stdin.write(frame(b"ok") + b"nonsense!!rest")
