@@ -690,7 +690,25 @@ def targets(results):
     zp = find(results, "zeromq", "pingpong")
     dp = find(results, "framecast-direct", "pingpong")
     line("ping-pong p99 framecast-direct / ZeroMQ", ratio(dp, zp, "p99_us"), 1, higher=False)
+    out.extend(ceiling_warnings(results))
     return "\n".join(out)
+
+
+# A ceiling beaten by more than this is not a ceiling: the run's noise is a few per cent.
+CEILING_NOISE = 1.10
+
+
+def ceiling_warnings(results):
+    """A warning for each throughput row that beats the ceiling of its size by more than noise."""
+    out = []
+    for r in results:
+        if r["scenario"] != "throughput" or r["system"] == "ceiling":
+            continue
+        c = find(results, "ceiling", "throughput", r["size"])
+        if c and c.get("msgs_per_s") and r.get("msgs_per_s", 0) > CEILING_NOISE * c["msgs_per_s"]:
+            out.append(f"  warning: {r['system']} at {r['size']} B beats the ceiling "
+                       f"({r['msgs_per_s'] / c['msgs_per_s']:.2f}x): the ceiling is not one here")
+    return out
 
 
 def write_files(out, results, notes, meta):

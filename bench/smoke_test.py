@@ -23,7 +23,21 @@ def fail(msg):
     sys.exit(1)
 
 
+def check_ceiling_warnings():
+    """run.py warns when a throughput row beats the ceiling of its size by more than noise."""
+    sys.path.insert(0, HERE)
+    import run
+    rows = [{"system": "ceiling", "scenario": "throughput", "size": 100, "msgs_per_s": 100.0},
+            {"system": "framecast-direct", "scenario": "throughput", "size": 100, "msgs_per_s": 105.0},
+            {"system": "ceiling", "scenario": "throughput", "size": 65536, "msgs_per_s": 100.0},
+            {"system": "zeromq", "scenario": "throughput", "size": 65536, "msgs_per_s": 150.0}]
+    warnings = run.ceiling_warnings(rows)
+    if len(warnings) != 1 or "zeromq at 65536 B beats the ceiling (1.50x)" not in warnings[0]:
+        fail(f"ceiling warnings: {warnings}")
+
+
 def main():
+    check_ceiling_warnings()
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin-dir", required=True)
     ap.add_argument("--framecast", default="")

@@ -59,6 +59,8 @@ public:
         return done;
     }
     bool at_boundary() const { return !in_payload_ && fill_ == 0; }
+    // Payload bytes of the current frame still to come (0 between frames).
+    std::uint64_t payload_left() const { return in_payload_ ? need_ : 0; }
 
 private:
     static std::uint64_t parse(const char* h) {
