@@ -137,9 +137,11 @@ private:
 
     // Reads (and with --send writes) until the connection ends.
     asio::awaitable<io::read_result> receive(io::tcp::socket& socket) {
-        const auto mode = cfg_.format == output_format::raw || cfg_.format == output_format::framed
-                              ? decode_mode::streaming
-                              : decode_mode::whole;
+        // Raw and framed output stream a large payload through; a resuming reader counts
+        // whole messages (their offsets), so it takes them whole in every format.
+        const bool streaming = !resume_ && (cfg_.format == output_format::raw ||
+                                            cfg_.format == output_format::framed);
+        const auto mode = streaming ? decode_mode::streaming : decode_mode::whole;
         decoder dec(cfg_.codec.options(), mode);
         // One connection: keep the gathering buffer of a large frame for the next one.
         dec.retain_capacity(dec.options().max_message);
@@ -289,8 +291,8 @@ command_runner register_connect(CLI::App& app) {
         "Ask a 'serve --resume' server for what was missed (docs/resume.md): on every "
         "connection send the last offset received; get the backlog, then the live stream, "
         "nothing missed or repeated. A loss (outside the server's window, a server restart) is "
-        "reported on stderr and, with -o json, as an event. Output: lines or json (each "
-        "message with its offset). Use with --reconnect");
+        "reported on stderr and, with -o json, as an event. Every -o format works; -o json "
+        "shows each message's offset. Use with --reconnect");
     resume->excludes(cmd->get_option("--send"));
     cmd->add_option("--offset-file", cfg->offset_file,
                     "--resume: keep the position in FILE ('EPOCH LAST'), read at start and "
@@ -313,10 +315,7 @@ command_runner register_connect(CLI::App& app) {
         resume_position position;
         std::unique_ptr<resume_reader> resume;
         if (cfg->resume) {
-            if (cfg->format != output_format::lines && cfg->format != output_format::json) {
-                spdlog::error("--resume prints -o lines or -o json (each message with its offset)");
-                return exit_code::usage;
-            }
+            sink.frame_with(cfg->codec.options());
             std::string error;
             if (!cfg->offset_file.empty() && !load_offset_file(cfg->offset_file, position, error)) {
                 spdlog::error("{}", error);

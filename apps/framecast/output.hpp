@@ -89,11 +89,17 @@ public:
             non_ascii_ = std::any_of(payload.begin(), payload.end(),
                                      [](char c) { return (static_cast<unsigned char>(c) & 0x80) != 0; });
         }
+        // Whole messages come here in -o lines and json, and from a resuming reader in every
+        // format (raw and framed otherwise stream through on_begin/on_data/on_end).
         if (format_ == output_format::json) {
             append_json(payload);
-        } else {
+        } else if (format_ == output_format::lines) {
             out_.append(payload);
             out_ += '\n';
+        } else if (format_ == output_format::raw) {
+            out_.append(payload);
+        } else if (append_frame(out_, payload, codec_)) {
+            out_.append(payload);  // not reached: it came in a frame of this codec, so fits one
         }
         return message_done();
     }
@@ -118,6 +124,8 @@ public:
 
     void on_idle() override { flush(); }
 
+    // -o framed, whole messages: the codec their frames are written with.
+    void frame_with(const codec_options& codec) { codec_ = codec; }
     // Resume: the offset of the next message (0: none), shown in -o json as "offset".
     void set_offset(std::uint64_t offset) noexcept { offset_ = offset; }
     // Resume: an event (a JSON object) in the -o json output, in order with the messages.
@@ -178,6 +186,7 @@ private:
     bool flush_each_;
     std::uint64_t seq_ = 0;
     std::uint64_t offset_ = 0;
+    codec_options codec_;
     std::string out_;
     std::string stamp_;
     bool stamp_valid_ = false;

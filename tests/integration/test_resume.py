@@ -4,8 +4,12 @@ in pieces and then the live stream, nothing missed or repeated across reconnecti
 fault-injecting proxy; losses (outside the window, a new epoch) are reported."""
 import json
 import socket
+import subprocess
+
+import pytest
 
 from fault_proxy import FaultProxy
+from ws_peer import ws_url
 from framecast_test import (BIN, FrameReader, connect, frame, metrics, metrics_url,
                             small_rcvbuf_socket,
                             wait_for_log, wait_until)
@@ -268,3 +272,62 @@ def test_history_moving_past_a_slow_replay_is_a_reported_gap(procs):
     assert len(jumps) == 1 and jumps[0][1] > jumps[0][0]
     assert metrics(url)["framecast_resume_gaps_total"] >= 1
     assert b"left the history before they were replayed" in server.stderr
+
+
+def test_connect_resume_in_every_output_format_over_tls_and_websocket(procs, tmp_path):
+    """`connect --resume` writes -o raw and -o framed too (the offset is kept in --offset-file),
+    and resumes through a TLS listener and the WebSocket gateway: each run gets exactly what was
+    published while it was away."""
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    ca_file, cert_file, key_file = tmp_path / "ca.pem", tmp_path / "c.pem", tmp_path / "c.key"
+    ca.cert_pem.write_to_path(str(ca_file))
+    cert.cert_chain_pems[0].write_to_path(str(cert_file))
+    cert.private_key_pem.write_to_path(str(key_file))
+    pos = tmp_path / "pos.txt"
+    plain, port = procs.serve("--publish", "--resume", "--ws", "127.0.0.1:0")
+    _, ws_port = ws_url(plain)
+    pub = publisher(port)
+
+    def run(target, *args):
+        c = procs.framecast("connect", target, "--resume", "--offset-file", pos, *args)
+        assert c.wait() == 0, c.stderr
+        return c.stdout
+
+    c = procs.framecast("connect", f"127.0.0.1:{port}", "--resume", "--offset-file", pos,
+                        "-n", "1", "-o", "framed")
+    wait_for_log(plain, rb"resumes at 1 \(new\)")
+    publish(pub, ["m1"])
+    assert c.wait() == 0 and c.stdout == frame("m1")
+    publish(pub, ["m2", "", "m4"])
+    assert run(f"127.0.0.1:{port}", "-n", "3", "-o", "framed") == frame("m2") + frame("") + frame("m4")
+    publish(pub, ["m5", "m6"])
+    assert run(f"ws://127.0.0.1:{ws_port}/", "-n", "2", "-o", "raw") == b"m5m6"
+    assert pos.read_text().split()[1] == "6"
+    publish(pub, ["m7"])
+    out = run(f"ws://127.0.0.1:{ws_port}/", "-n", "1", "-o", "json")
+    assert [(m["offset"], m["text"]) for m in json_lines_of(out)] == [(7, "m7")]
+
+    # The same over TLS: a server with a certificate, its own history (a new position file).
+    pos.unlink()
+    tls, tls_port = procs.serve("--publish", "--resume", "--tls-cert", cert_file, "--tls-key",
+                                key_file, "--metrics", "127.0.0.1:0")
+    url = metrics_url(tls)
+    target = f"127.0.0.1:{tls_port}"
+    c = procs.framecast("connect", target, "--tls", "--tls-ca", ca_file, "--resume",
+                        "--offset-file", pos, "-n", "1")
+    wait_for_log(tls, rb"resumes at 1 \(new\)")
+    feed = procs.framecast("send", target, "--tls", "--tls-ca", ca_file, stdin=subprocess.PIPE)
+    feed.p.stdin.write(b"t1\n")
+    feed.p.stdin.flush()
+    assert c.wait() == 0 and c.stdout == b"t1\n"
+    feed.p.stdin.write(b"t2\nt3\n")
+    feed.p.stdin.close()
+    assert feed.wait() == 0
+    wait_until(lambda: metrics(url)["framecast_resume_next_offset"] == 4, "offset 4")
+    assert run(target, "--tls", "--tls-ca", ca_file, "-n", "2", "-o", "lines") == b"t2\nt3\n"
+
+
+def json_lines_of(out):
+    return [json.loads(line) for line in out.decode().splitlines() if line]
