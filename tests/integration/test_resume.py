@@ -230,8 +230,8 @@ def test_reconnecting_clients_through_cuts_miss_nothing(procs):
 
 
 def test_usage_errors_and_a_server_without_resume(procs):
-    bad = procs.framecast("connect", "127.0.0.1:9", "--resume", "-o", "raw")
-    assert bad.wait() == 2 and b"--resume prints -o lines or -o json" in bad.stderr
+    bad = procs.framecast("connect", "127.0.0.1:9", "--resume", "--send")
+    assert bad.wait() == 2 and b"--send excludes --resume" in bad.stderr
     bad = procs.framecast("serve", "--resume", "--chat")
     assert bad.wait() == 2
     server, port = procs.serve()  # the tutorial's clock: no --resume
