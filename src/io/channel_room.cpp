@@ -53,7 +53,20 @@ void channel_room::refresh(member& m, std::string_view token) {
     notify(m, notice_ok, "AUTH");
 }
 
+// `PUB <channel>` for the seat's last accepted channel, written as the parser's canonical form.
+bool channel_room::repeats_last_pub(const channel_seat& seat, std::string_view frame) const {
+    if (!seat.channel_frame || seat.drop_payload) return false;
+    const auto channel = std::string_view(*seat.channel_frame).substr(opts_.codec.header_size);
+    return frame.size() == 4 + channel.size() && frame.starts_with("PUB ") &&
+           frame.substr(4) == channel;
+}
+
 bool channel_room::command(member& m, channel_seat& seat, std::string_view frame) {
+    // A stream of publishes to one channel: checked at the first PUB, nothing to parse again.
+    if (repeats_last_pub(seat, frame)) {
+        seat.expect_payload = true;
+        return true;
+    }
     auto c = parse_command(frame);
     if (c.error != channel_error::none) {
         // A bad command frame is one frame: the stream is still in sync, the client stays.
@@ -65,7 +78,11 @@ bool channel_room::command(member& m, channel_seat& seat, std::string_view frame
         case verb::unsub: unsubscribe(m, seat, c.arg, frame); break;
         case verb::pub: publish(m, seat, c.arg); break;
         case verb::ping: notify(m, notice_pong, c.arg); break;
-        case verb::auth: refresh(m, c.arg); break;
+        case verb::auth:
+            refresh(m, c.arg);
+            // New permissions: the next PUB is checked again, even to the same channel.
+            seat.channel_frame.reset();
+            break;
     }
     return !m.closed();
 }

@@ -69,6 +69,7 @@ private:
     void unsubscribe(member& m, channel_seat& seat, std::string_view pattern,
                      std::string_view frame);
     void publish(member& m, channel_seat& seat, std::string_view channel);
+    bool repeats_last_pub(const channel_seat& seat, std::string_view frame) const;
     void notify(member& m, std::string_view channel, std::string_view text);
     void refresh(member& m, std::string_view token);
     void fail(member& m, channel_error e, std::string_view detail);

@@ -238,3 +238,26 @@ def test_a_token_is_refreshed_without_reconnecting(procs, secret_file):
     refreshed.sendall(frame("PING still here"))
     assert channel_pair(rr) == (b"$sys.pong", b"still here")
     refreshed.close()
+
+
+def test_a_refresh_that_narrows_permissions_applies_to_the_next_publish(procs, secret_file):
+    """A stream of PUBs to one channel is checked once, at the first; an AUTH refresh with
+    narrower permissions must apply from the next PUB on, even to that same channel."""
+    server, port = procs.serve("--channels", "--auth", "jwt", "--jwt-key", secret_file)
+    pub, sub = connect(port), connect(port)
+    pub.sendall(frame(token(sub="pub", framecast={"publish": {"allow": ["prices.>"]}})))
+    sub.sendall(frame(token(sub="sub")) + frame("SUB prices.>"))
+    pr, sr = FrameReader(pub), FrameReader(sub)
+    assert pr.read() == b"framecast: auth ok" and sr.read() == b"framecast: auth ok"
+    assert channel_pair(sr) == (b"$sys.ok", b"SUB prices.>")
+    narrower = token(sub="pub", framecast={"publish": {"allow": ["news.>"]}})
+    pub.sendall(b"".join(frame(f) for f in [
+        "PUB prices.eu", "1", "PUB prices.eu", "2", "AUTH " + narrower, "PUB prices.eu", "3",
+        "PUB news.eu", "4", "PING done"]))
+    assert channel_pair(pr) == (b"$sys.ok", b"AUTH")
+    assert channel_pair(pr)[1].startswith(b"permission-denied PUB prices.eu")
+    assert channel_pair(pr) == (b"$sys.pong", b"done")
+    assert [channel_pair(sr) for _ in range(2)] == [(b"prices.eu", b"1"), (b"prices.eu", b"2")]
+    sub.sendall(frame("SUB news.>") + frame("PING sync"))
+    assert channel_pair(sr) == (b"$sys.ok", b"SUB news.>")
+    assert channel_pair(sr) == (b"$sys.pong", b"sync")  # "3" never came
