@@ -53,6 +53,8 @@ public:
     // Closes with 1008 (policy) unless shutdown_send() came first or the peer closed, after the
     // bytes already written; the close handshake is bounded by the stream's handshake timeout.
     void close() noexcept override;
+    // The reason text of the close frame close() sends (1008), e.g. "flood: more than ...".
+    void set_close_reason(std::string_view why) noexcept override;
     std::string peer_name() const override;
     asio::any_io_executor get_executor() override;
 
