@@ -188,7 +188,7 @@ def main():
     systems = ["framecast-ws", "framecast-tcp"] + (["framecast-ws-before"] if args.before else []) + \
         (["node-ws"] if node_ready(args) else [])
     rows = []
-    for k in [int(x) for x in args.k.split(",")]:
+    for k in [int(x) for x in args.k.split(",") if x.strip()]:  # --k "": idle only
         for system in systems:
             r = fanout(system, k, args)
             rows.append(r)
