@@ -107,10 +107,12 @@ def fanout(system, k, args):
             sel.register(s, selectors.EVENT_READ)
         line = b"x" * args.size + b"\n"
         cpu0 = cpu_seconds(p.pid)
+        pcpu0 = time.process_time()
         t0 = time.monotonic()
         p.stdin.write(line * args.count)
         p.stdin.flush()
         done = 0
+        recvs = 0  # the subscribers' recv() calls: what the peer pays for, per system
         deadline = t0 + args.timeout
         while done < k:
             if time.monotonic() > deadline:
@@ -122,6 +124,7 @@ def fanout(system, k, args):
                 except BlockingIOError:
                     continue
                 got[s.fileno()] += n
+                recvs += 1
                 if got[s.fileno()] >= want:
                     sel.unregister(s)
                     done += 1
@@ -131,6 +134,7 @@ def fanout(system, k, args):
             s.close()
         deliveries = k * args.count
         return {"system": system, "k": k, "count": args.count, "wall": wall, "cpu": cpu,
+                "recvs": recvs, "peer_cpu": time.process_time() - pcpu0,
                 "per_s": deliveries / wall, "per_cpu_s": deliveries / cpu if cpu > 0 else float("inf")}
     finally:
         p.kill()
@@ -188,12 +192,13 @@ def main():
     systems = ["framecast-ws", "framecast-tcp"] + (["framecast-ws-before"] if args.before else []) + \
         (["node-ws"] if node_ready(args) else [])
     rows = []
-    for k in [int(x) for x in args.k.split(",")]:
+    for k in [int(x) for x in args.k.split(",") if x.strip()]:  # --k "": idle only
         for system in systems:
             r = fanout(system, k, args)
             rows.append(r)
             print(f"fanout {system:14} K={k:<5} {r['per_s']:>12,.0f} deliveries/s  "
-                  f"{r['per_cpu_s']:>12,.0f} per server CPU s  (wall {r['wall']:.2f} s, cpu {r['cpu']:.2f} s)",
+                  f"{r['per_cpu_s']:>12,.0f} per server CPU s  (wall {r['wall']:.2f} s, cpu {r['cpu']:.2f} s; "
+                  f"subscribers: {r['recvs']} recv calls, {r['peer_cpu']:.2f} s CPU)",
                   flush=True)
     for k in sorted({r["k"] for r in rows}):
         by = {r["system"]: r for r in rows if r["k"] == k}

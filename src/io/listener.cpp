@@ -227,6 +227,7 @@ void listener::accept(std::unique_ptr<transport> t, const asio::ip::address* fro
                              "per address){}",
                              t->peer_name(), it->second, key, more);
             }
+            t->set_close_reason("too many connections from this address (max per address)");
             t->close();
             return;
         }
@@ -255,10 +256,12 @@ asio::awaitable<void> listener::authenticate_then_admit(std::unique_ptr<transpor
     if (auth && !auth->ok) {
         ++counters_.auth_refused;
         spdlog::warn("client {} refused: {}", peer, escape_controls(auth->error, true));
+        t->set_close_reason("authentication failed");
         t->close();
         co_return;
     }
     if (closed_) {
+        t->set_close_reason("server stopping");
         t->close();
         co_return;
     }

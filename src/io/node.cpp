@@ -349,11 +349,26 @@ struct node::impl {
         for (;;) {
             auto [ec, sig] = co_await reload_signals.async_wait(use_nothrow);
             if (ec) co_return;
-            if (auto why = srv.reload_tls(); !why.empty()) {
-                spdlog::error("SIGHUP: TLS not reloaded, keeping the previous certificate: {}", why);
-            } else {
-                spdlog::info("SIGHUP: TLS certificate reloaded; new connections use it");
+            if (opts.server.tls.enabled()) {
+                if (auto why = srv.reload_tls(); !why.empty()) {
+                    spdlog::error("SIGHUP: TLS not reloaded, keeping the previous certificate: {}",
+                                  why);
+                } else {
+                    spdlog::info("SIGHUP: TLS certificate reloaded; new connections use it");
+                }
             }
+            if (ws && opts.ws_opts.wss) reload_wss();
+        }
+    }
+
+    // The wss:// listener's certificate, from the same files as the TCP listener's.
+    void reload_wss() {
+        try {
+            ws->reload_tls(make_tls_server_context(opts.server.tls));
+            spdlog::info("SIGHUP: wss:// certificate reloaded; new WebSocket connections use it");
+        } catch (const std::exception& e) {
+            spdlog::error("SIGHUP: wss:// certificate not reloaded, keeping the previous one: {}",
+                          e.what());
         }
     }
 
@@ -396,7 +411,7 @@ struct node::impl {
             signals.add(SIGINT);
             signals.add(SIGTERM);
             asio::co_spawn(io, watch_signals(), asio::detached);
-            if (opts.server.tls.enabled()) {
+            if (opts.server.tls.enabled() || opts.ws_opts.wss) {
                 reload_signals.add(SIGHUP);
                 asio::co_spawn(io, watch_reload(), asio::detached);
             }

@@ -115,6 +115,7 @@ void session::close(close_reason why, std::string_view detail) {
     if (ctx_.resume) ctx_.resume->leave(*this, resume_seat_);
     ctx_.budget.sub_inbound(inbound_accounted_);
     inbound_accounted_ = 0;
+    transport_->set_close_reason(text);
     transport_->close();
     timer_.cancel();
     if (mid_frame_) ctx_.sweep.unwatch(this);

@@ -139,7 +139,17 @@ def test_a_message_over_max_message_is_closed_with_1009(procs):
     ws = WsPeer(wsport)
     ws.send("x" * 100)  # exactly the limit: fine
     ws.send("x" * 101)
-    assert ws.expect_close() == 1009
+    assert ws.expect_close_reason() == (1009, "message over 100 bytes (max message)")
+    wait_for_log(server, rb"disconnected: read failed: The WebSocket message exceeded")
+
+
+def test_a_huge_message_is_refused_after_the_limit_not_buffered(procs):
+    server, port, wsport = serve_ws(procs, "--publish", "--welcome", "", "--max-message", "100")
+    ws = WsPeer(wsport)
+    # Announces 1 GiB, sends a little of it: closed at byte 101, nothing waits for the rest.
+    header = bytes([0x82, 0x80 | 127]) + (1 << 30).to_bytes(8, "big") + b"\0\0\0\0"
+    ws.send_raw(header + b"y" * 4096)
+    assert ws.expect_close_reason() == (1009, "message over 100 bytes (max message)")
 
 
 def test_invalid_utf8_in_a_text_frame_is_closed_with_1007(procs):
@@ -280,7 +290,9 @@ def test_max_per_address_counts_websocket_clients_with_tcp_ones(procs):
     tcp = connect(port)
     wait_for_client(server, tcp)
     ws = WsPeer(wsport)
-    assert ws.expect_close() == 1008, "over the limit: closed at once, for policy"
+    assert ws.expect_close_reason() == (
+        1008, "too many connections from this address (max per address)"), \
+        "over the limit: closed at once, for policy, saying why"
     wait_for_log(server, rb"client 127\.0\.0\.1:\d+ rejected: 1 clients connected from "
                          rb"127\.0\.0\.1, the limit \(max per address\)")
     tcp.close()
@@ -325,3 +337,35 @@ def test_a_trusted_proxy_must_be_an_ip_address():
                          capture_output=True, timeout=DEADLINE)
     assert out.returncode != 0
     assert b"not an IP address: 'proxy.example'" in out.stderr
+
+
+def test_a_policy_close_says_why_in_its_reason(procs):
+    server, port, wsport = serve_ws(procs, "--publish", "--welcome", "", "--max-rate", "2")
+    ws = WsPeer(wsport)
+    for i in range(20):
+        ws.send(f"m{i}")
+    code, reason = ws.expect_close_reason()
+    assert code == 1008
+    assert reason.startswith("flood: more than 2 messages"), reason
+
+
+def test_a_frame_sent_right_behind_the_upgrade_request_is_not_lost(procs):
+    """A client may pipeline its first frame with the request, before it has read the 101."""
+    server, port, wsport = serve_ws(procs, "--publish", "--welcome", "")
+    tcp = connect(port)
+    reader = FrameReader(tcp)
+    wait_for_client(server, tcp)
+    request = (f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{wsport}\r\nUpgrade: websocket\r\n"
+               "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+               "Sec-WebSocket-Version: 13\r\n\r\n").encode()
+    s = socket.create_connection(("127.0.0.1", wsport), timeout=DEADLINE)
+    s.sendall(request + raw_frame(0x1, b"early bird") + raw_frame(0x2, b"\x00second"))
+    assert reader.read() == b"early bird"
+    assert reader.read() == b"\x00second"
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = s.recv(4096)
+        assert chunk, "the server closed the connection"
+        head += chunk
+    assert head.startswith(b"HTTP/1.1 101 ")
+    s.close()

@@ -2,6 +2,7 @@
 over TLS made as `--tls` makes it, so the --tls-* options apply. The server is an independent
 peer: python3-websockets over Python's ssl, with certificates made by the test (python3-trustme)."""
 import asyncio
+import signal
 import ssl
 import subprocess
 import threading
@@ -190,6 +191,41 @@ def test_the_page_is_served_over_https(pki, wss_serve):
     body = urllib.request.urlopen(f"https://127.0.0.1:{wsport}/framecast.js",
                                   context=client_ssl(files), timeout=DEADLINE).read()
     assert b"Framecast" in body
+
+
+def test_sighup_reloads_the_wss_certificate_for_new_connections_only(procs, pki, wss_serve, tmp_path):
+    _, files = pki
+    server, _, wsport = wss_serve("--interval", "0.05")
+
+    async def first_two(ctx):
+        async with websockets.connect(f"wss://127.0.0.1:{wsport}/", ssl=ctx,
+                                      open_timeout=DEADLINE) as ws:
+            return [await asyncio.wait_for(ws.recv(), DEADLINE) for _ in range(2)]
+
+    async def main():
+        old = await websockets.connect(f"wss://127.0.0.1:{wsport}/", ssl=client_ssl(files),
+                                       open_timeout=DEADLINE)
+        assert await asyncio.wait_for(old.recv(), DEADLINE) == "Welcome to the server!"
+        # A new CA and certificate in the same files, then SIGHUP.
+        ca2 = trustme.CA()
+        cert2 = ca2.issue_cert("127.0.0.1")
+        cert2.cert_chain_pems[0].write_to_path(str(tmp_path / "cert.pem"))
+        cert2.private_key_pem.write_to_path(str(tmp_path / "key.pem"))
+        ca2.cert_pem.write_to_path(str(tmp_path / "ca2.pem"))
+        server.signal(signal.SIGHUP)
+        wait_for_log(server, rb"SIGHUP: wss:// certificate reloaded")
+        got = await first_two(ssl.create_default_context(cafile=str(tmp_path / "ca2.pem")))
+        assert got[0] == "Welcome to the server!" and got[1].startswith("The time is ")
+        with pytest.raises(ssl.SSLCertVerificationError):
+            await first_two(client_ssl(files))
+        # The connection made before the reload still streams.
+        assert (await asyncio.wait_for(old.recv(), DEADLINE)).startswith("The time is ")
+        await old.close()
+    asyncio.run(main())
+    # A broken key: the reload is refused, the listener keeps its certificate.
+    (tmp_path / "key.pem").write_text("not a key")
+    server.signal(signal.SIGHUP)
+    wait_for_log(server, rb"SIGHUP: wss:// certificate not reloaded, keeping the previous one")
 
 
 def test_ws_tls_needs_a_certificate():

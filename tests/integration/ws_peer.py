@@ -111,11 +111,15 @@ class WsPeer:
 
     def expect_close(self, timeout=DEADLINE):
         """Reads until the server's close frame; returns its code."""
+        return self.expect_close_reason(timeout)[0]
+
+    def expect_close_reason(self, timeout=DEADLINE):
+        """Reads until the server's close frame; returns (code, reason text)."""
         try:
             while True:
                 self.recv(timeout)
         except Closed as c:
-            return c.code
+            return c.code, c.reason
 
     def next_event(self, timeout=DEADLINE):
         return self._next(timeout)

@@ -12,6 +12,7 @@
 #include <cstddef>
 #include <span>
 #include <string>
+#include <string_view>
 
 #include "framecast/io/asio.hpp"
 #include <boost/asio/any_io_executor.hpp>
@@ -40,6 +41,9 @@ public:
     virtual void shutdown_send() noexcept = 0;
     // Closes now; pending waits complete with operation_aborted.
     virtual void close() noexcept = 0;
+    // Why the next close() happens, for a transport that can tell the peer (WebSocket: the
+    // close frame's reason text). Byte streams have no place for it: the default ignores it.
+    virtual void set_close_reason(std::string_view /*why*/) noexcept {}
     // The peer as people read it, e.g. "127.0.0.1:50312" or "[::1]:50312".
     virtual std::string peer_name() const = 0;
     virtual asio::any_io_executor get_executor() = 0;

@@ -87,6 +87,9 @@ public:
     // Binds and listens (port 0 picks one); throws framecast::system_error.
     asio::ip::tcp::endpoint listen(const asio::ip::tcp::endpoint& ep);
     void start();
+    // wss://: new connections use `tls` (SIGHUP's reloaded certificate); connections already
+    // made keep the context they were made with.
+    void reload_tls(std::shared_ptr<asio::ssl::context> tls);
     // Closes the listener and the connections not yet upgraded; idempotent. Upgraded ones
     // belong to the server.
     void stop();

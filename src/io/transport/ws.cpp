@@ -104,6 +104,8 @@ struct ws_transport::state {
 
     bool shut = false;    // shutdown_send(): flush, then close 1001
     bool closed = false;  // close(): the session is done with us
+    bool closing = false;  // our close frame is on its way (close_ws under way)
+    std::string close_why;  // set_close_reason(): the close frame's reason text
 
     std::size_t in_available() const noexcept { return in.size() - in_off; }
 
@@ -149,35 +151,85 @@ using state_ptr = std::shared_ptr<ws_transport::state>;
 
 }  // namespace
 
-// Reads the next message unless one is being read, the converted bytes are full (try_read()
-// calls again once they are not) or reading is over. A completion handler, not a coroutine:
-// an idle client waiting for a message holds a 16-byte handler, not coroutine frames.
+namespace {
+
+// A close frame's reason: at most 123 bytes (RFC 6455 5.5), cut at a character boundary, and
+// valid UTF-8 (a peer fails the connection otherwise): other bytes become '?'.
+websocket::close_reason reason_for(websocket::close_code code, std::string_view why) {
+    std::string r(why.substr(0, 123));
+    if (why.size() > 123) {
+        while (!r.empty() && (static_cast<unsigned char>(r.back()) & 0xC0) == 0x80) r.pop_back();
+        if (!r.empty() && static_cast<unsigned char>(r.back()) >= 0xC0) r.pop_back();
+    }
+    if (!ws_is_text(r)) {
+        for (auto& c : r) {
+            if (static_cast<unsigned char>(c) >= 0x80) c = '?';
+        }
+    }
+    return websocket::close_reason(code, r);
+}
+
+// Sends the close frame (bounded by the stream's handshake timeout), then closes the socket.
+asio::awaitable<void> close_ws(state_ptr s, websocket::close_reason why) {
+    if (s->ws.is_open()) co_await s->ws.async_close(why, use_nothrow);
+    s->close_socket();
+}
+
+void start_close(const state_ptr& s, websocket::close_code code) {
+    s->closing = true;
+    asio::co_spawn(s->ws.get_executor(), close_ws(s, reason_for(code, s->close_why)),
+                   asio::detached);
+}
+
+// A message over --max-message: 1009 with the limit in the reason (Beast's own check sends
+// no reason text, so the bound is kept here: at most max_message + 1 bytes are ever held).
+void too_big(const state_ptr& s) {
+    s->rbuf = beast::flat_buffer();
+    s->close_why = "message over " + std::to_string(s->codec.max_message) +
+                   " bytes (max message)";
+    s->in_ec = websocket::error::message_too_big;
+    s->readable.wake();
+    try {
+        start_close(s, websocket::close_code::too_big);
+    } catch (...) {
+        s->close_socket();
+    }
+}
+
+}  // namespace
+
+// Reads the next part of a message unless a read is under way, the converted bytes are full
+// (try_read() calls again once they are not) or reading is over. A completion handler, not a
+// coroutine: an idle client waiting for a message holds a 16-byte handler, not coroutine frames.
 void ws_read_next(const state_ptr& s) {
-    if (s->reading || s->closed || s->in_ec) return;
+    if (s->reading || s->closed || s->closing || s->in_ec) return;
     if (s->in_available() >= ws_transport::in_limit) return;
     s->reading = true;
-    s->ws.async_read(s->rbuf_view, [s](error_code ec, std::size_t n) {
+    // One byte over the limit is enough to know: never more than max_message + 1 are held.
+    const std::size_t max = s->codec.max_message;
+    const std::size_t want = max + 1 - std::min(max, s->rbuf.size());
+    s->ws.async_read_some(s->rbuf_view, want, [s](error_code ec, std::size_t) {
         s->reading = false;
         if (ec) {
             s->end_reading(ec);
             return;
         }
-        const auto data = s->rbuf.cdata();
-        s->take_message({static_cast<const char*>(data.data()), data.size()});
-        s->rbuf.consume(n);
-        // An idle client that once received a large message does not keep its buffer.
-        if (s->rbuf.capacity() > 16 * 1024) s->rbuf = beast::flat_buffer();
+        if (s->rbuf.size() > s->codec.max_message) {
+            too_big(s);
+            return;
+        }
+        if (s->ws.is_message_done()) {
+            const auto data = s->rbuf.cdata();
+            s->take_message({static_cast<const char*>(data.data()), data.size()});
+            s->rbuf.consume(s->rbuf.size());
+            // An idle client that once received a large message does not keep its buffer.
+            if (s->rbuf.capacity() > 16 * 1024) s->rbuf = beast::flat_buffer();
+        }
         ws_read_next(s);
     });
 }
 
 namespace {
-
-// Sends the close frame (bounded by the stream's handshake timeout), then closes the socket.
-asio::awaitable<void> close_ws(state_ptr s, websocket::close_code code) {
-    if (s->ws.is_open()) co_await s->ws.async_close(code, use_nothrow);
-    s->close_socket();
-}
 
 // A closing connection gets `linger` to flush and say goodbye; then the socket goes.
 asio::awaitable<void> reaper(state_ptr s) {
@@ -192,7 +244,8 @@ asio::awaitable<void> reaper(state_ptr s) {
 ws_transport::ws_transport(ws_stream ws, codec_options codec, std::string peer,
                            std::shared_ptr<std::size_t> live)
     : s_(std::make_shared<state>(std::move(ws), codec, std::move(peer), std::move(live))) {
-    s_->ws.read_message_max(codec.max_message);
+    // No limit in Beast: ws_read_next() bounds a message itself, to say why in the 1009 frame.
+    s_->ws.read_message_max(0);
     // Beast writes only control frames (pong, close): data frames are framed here.
     s_->ws.write_buffer_bytes(512);
     s_->ws.next_layer().on_progress([w = std::weak_ptr<state>(s_)] {
@@ -322,9 +375,9 @@ void ws_transport::shutdown_send() noexcept {
     s.shut = true;
     // What was written is already in the socket's buffer, ahead of the close frame.
     try {
-        if (s.ws.is_open()) {
-            asio::co_spawn(s.ws.get_executor(), close_ws(s_, websocket::close_code::going_away),
-                           asio::detached);
+        if (s.ws.is_open() && !s.closing) {
+            if (s.close_why.empty()) s.close_why = "server going away";
+            start_close(s_, websocket::close_code::going_away);
         }
     } catch (...) {
         s.close_socket();
@@ -342,13 +395,23 @@ void ws_transport::close() noexcept {
         asio::co_spawn(ex, reaper(s_), asio::detached);
         // After shutdown_send() the write loop flushes and closes with 1001; the peer's own
         // close needs no answer. Otherwise the server closed this client for a reason: 1008.
-        if (!s.shut && !s.in_ec && s.ws.is_open()) {
-            asio::co_spawn(ex, close_ws(s_, websocket::close_code::policy_error), asio::detached);
+        if (s.closing) {
+            // Our close frame is on its way (1009, 1001): the reaper bounds its handshake.
+        } else if (!s.shut && !s.in_ec && s.ws.is_open()) {
+            start_close(s_, websocket::close_code::policy_error);
         } else if (!s.shut) {
             s.close_socket();
         }
     } catch (...) {
         s.close_socket();  // out of memory for a coroutine frame: close without goodbye
+    }
+}
+
+void ws_transport::set_close_reason(std::string_view why) noexcept {
+    try {
+        if (!s_->closing) s_->close_why.assign(why);
+    } catch (...) {
+        // Out of memory: the close goes without its reason.
     }
 }
 

@@ -2,9 +2,10 @@
 // session as the framecast byte stream, so every mode (time, stdin, --publish, --chat) works
 // over it unchanged, with the same slow-consumer, backpressure and rate rules.
 //
-// Reading: a coroutine reads whole WebSocket messages and turns each into one framecast frame
+// Reading: a read loop (completion handlers) reads each WebSocket message, at most max_message
+// + 1 bytes of it (over: close 1009 with the reason), and turns it into one framecast frame
 // (header + payload) in a bounded buffer; try_read() takes from it. While the buffer holds more
-// than in_limit bytes the coroutine stops reading (TCP then slows the browser down).
+// than in_limit bytes the loop stops reading (TCP then slows the browser down).
 // Writing: try_write() parses the framecast frames the session writes (codec decoder) and
 // frames each payload as one WebSocket message, text when it is valid UTF-8, else binary,
 // straight into the corked socket's send buffer (server frames are unmasked: a 2-10 byte
@@ -53,6 +54,8 @@ public:
     // Closes with 1008 (policy) unless shutdown_send() came first or the peer closed, after the
     // bytes already written; the close handshake is bounded by the stream's handshake timeout.
     void close() noexcept override;
+    // The reason text of the close frame close() sends (1008), e.g. "flood: more than ...".
+    void set_close_reason(std::string_view why) noexcept override;
     std::string peer_name() const override;
     asio::any_io_executor get_executor() override;
 

@@ -20,6 +20,8 @@
 
 #include "framecast/io/asio.hpp"
 #include <boost/asio/any_completion_handler.hpp>
+#include <boost/asio/append.hpp>
+#include <boost/asio/associated_executor.hpp>
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/buffer.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -46,8 +48,24 @@ public:
 
     template <class MutableBufferSequence, class ReadToken>
     auto async_read_some(const MutableBufferSequence& buffers, ReadToken&& token) {
-        return s_->socket.async_read_some(buffers, std::forward<ReadToken>(token));
+        return asio::async_initiate<ReadToken, void(error_code, std::size_t)>(
+            [s = s_](auto handler, const MutableBufferSequence& bufs) {
+                if (s->replay.empty()) {
+                    s->socket.async_read_some(bufs, std::move(handler));
+                    return;
+                }
+                const std::size_t n = asio::buffer_copy(bufs, asio::buffer(s->replay));
+                s->replay.erase(0, n);
+                if (s->replay.empty()) std::string().swap(s->replay);
+                auto ex = asio::get_associated_executor(handler, s->socket.get_executor());
+                asio::post(ex, asio::append(std::move(handler), error_code{}, n));
+            },
+            token, buffers);
     }
+
+    // Bytes read from the socket before this layer existed (a client's first frames, sent
+    // right behind its upgrade request): reads return them first.
+    void replay(std::string bytes) { s_->replay = std::move(bytes); }
 
     template <class ConstBufferSequence, class WriteToken>
     auto async_write_some(const ConstBufferSequence& buffers, WriteToken&& token) {
@@ -96,6 +114,7 @@ private:
     struct shared {
         explicit shared(next_layer_type s) : socket(std::move(s)) {}
         next_layer_type socket;
+        std::string replay;   // read before the handshake, not yet taken (see replay())
         std::string buffer;   // gathered, not yet handed to the socket
         std::string in_flight;  // being written
         bool sending = false;

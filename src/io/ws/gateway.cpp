@@ -11,6 +11,7 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/ip/v6_only.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/beast/core/buffers_to_string.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/empty_body.hpp>
@@ -207,9 +208,12 @@ void configure(ws_stream& ws, const ws_gateway::state& s) {
 
 // Upgrades: false when the handshake failed (logged).
 asio::awaitable<void> upgrade(std::shared_ptr<ws_gateway::state> self, tcp::socket sock,
-                              request req, std::string peer, asio::ip::address from) {
+                              request req, std::string early, std::string peer,
+                              asio::ip::address from) {
     ws_stream ws(std::move(sock));
     configure(ws, *self);
+    // What the client sent behind its request (its first frames) was read with the request.
+    if (!early.empty()) ws.next_layer().replay(std::move(early));
     auto entry = self->pending.insert(self->pending.end(), &beast::get_lowest_layer(ws));
     auto [ec] = co_await ws.async_accept(req, use_nothrow);
     self->pending.erase(entry);
@@ -294,7 +298,9 @@ asio::awaitable<void> serve_connection(std::shared_ptr<ws_gateway::state> self, 
             }
             guard.now();
             // The deadline still runs for the handshake: the stream's own handshake timeout.
-            co_await upgrade(self, stream.release_socket(), std::move(req), client, *from);
+            std::string early = beast::buffers_to_string(buffer.data());
+            co_await upgrade(self, stream.release_socket(), std::move(req), std::move(early),
+                             client, *from);
             co_return;
         }
         auto res = answer(*self, req);
@@ -376,6 +382,10 @@ tcp::endpoint ws_gateway::listen(const tcp::endpoint& ep) {
     a.bind(ep);
     a.listen(asio::socket_base::max_listen_connections);
     return a.local_endpoint();
+}
+
+void ws_gateway::reload_tls(std::shared_ptr<asio::ssl::context> tls) {
+    state_->opts.tls = std::move(tls);
 }
 
 void ws_gateway::start() { asio::co_spawn(state_->io, accept_loop(state_), asio::detached); }
