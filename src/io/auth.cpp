@@ -122,6 +122,16 @@ std::string refusal_notice(std::string_view reason) {
     return "framecast: auth refused: " + std::string(reason);
 }
 
+std::string auth_notice_frames(const server_options& o, std::string_view code,
+                               std::string_view text) {
+    if (o.channels.enabled) {
+        return encode_frame("$sys.error", o.codec) +
+               encode_frame(std::string(code) + " " + std::string(text), o.codec);
+    }
+    const std::string notice = encode_frame("framecast: " + std::string(text), o.codec);
+    return o.chat.enabled ? encode_frame("framecast", o.codec) + notice : notice;
+}
+
 asio::awaitable<auth_result> authenticate(transport& t, const jwt_verifier& v,
                                           const codec_options& codec,
                                           std::chrono::steady_clock::duration deadline) {

@@ -67,4 +67,9 @@ asio::awaitable<auth_result> authenticate(transport& t, const jwt_verifier& v,
 inline constexpr std::string_view accepted_notice = "framecast: auth ok";
 std::string refusal_notice(std::string_view reason);
 
+// An auth notice (a refusal, an expiry) framed the way the mode's clients read: one frame
+// ("framecast: <text>"); in chat mode the pair ("framecast", that frame); in channels mode the
+// pair ("$sys.error", "<code> <text>"), like every other error there.
+std::string auth_notice_frames(const server_options& o, std::string_view code, std::string_view text);
+
 }  // namespace framecast::io

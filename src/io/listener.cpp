@@ -12,6 +12,7 @@
 
 #include "transport/tcp.hpp"
 #include "auth.hpp"
+#include "cert_auth.hpp"
 #include "transport/tls.hpp"
 
 namespace framecast::io {
@@ -26,6 +27,7 @@ listener::listener(asio::io_context& io, const server_options& opts, server_coun
     // A certificate or key that does not load is an error before anything listens.
     if (opts_.tls.enabled()) tls_ = make_tls_server_context(opts_.tls);
     if (opts_.auth.enabled()) auth_ = std::make_unique<jwt_verifier>(opts_.auth);
+    if (opts_.auth.cert) certs_ = std::make_unique<cert_authority>(opts_.auth);
 }
 
 listener::~listener() = default;
@@ -206,6 +208,11 @@ asio::awaitable<void> listener::prepare(tcp::socket socket, std::string peer,
         if (!tls->peer_subject().empty()) {
             spdlog::debug("client {}: TLS certificate {}", peer, tls->peer_subject());
         }
+        if (certs_) {
+            tls->hold(std::move(slot));
+            admit_certificate(std::move(tls), peer);
+            co_return;
+        }
         t = std::move(tls);
     } else {
         t = std::make_unique<tcp_transport>(std::move(socket));
@@ -214,7 +221,37 @@ asio::awaitable<void> listener::prepare(tcp::socket socket, std::string peer,
     co_await authenticate_then_admit(std::move(t), std::move(peer));
 }
 
+void listener::admit_certificate(std::unique_ptr<tls_transport> t, const std::string& peer) {
+    --handshakes_;
+    auto r = certs_->identify(t->peer_certificate());
+    if (!r.ok) {
+        ++counters_.auth_refused;
+        spdlog::warn("client {} refused: {}", peer, r.error);
+        // Told in the mode's shape (it sent nothing to be answered), then closed.
+        const std::string notice = auth_notice_frames(opts_, "auth-refused", "auth refused: " + r.error);
+        const asio::const_buffer b(notice.data(), notice.size());
+        error_code ec;
+        t->try_write({&b, 1}, ec);
+        t->shutdown_send();
+        t->close();
+        return;
+    }
+    if (closed_) {
+        t->close();
+        return;
+    }
+    admit_(std::move(t), &r.who);
+}
+
 void listener::accept(std::unique_ptr<transport> t, const asio::ip::address* from) {
+    if (certs_) {
+        // The gateway's connections carry no verified certificate here: never admit one
+        // unidentified (serve refuses --auth cert with --ws; this is the library's guard).
+        spdlog::warn("client {} refused: --auth cert does not cover WebSocket clients",
+                     t->peer_name());
+        t->close();
+        return;
+    }
     if (from && opts_.max_per_address != 0) {
         const std::string key = address_key(*from);
         auto it = per_address_->find(key);

@@ -306,6 +306,8 @@ std::string tls_transport::peer_subject() const {
     return buf;
 }
 
+X509* tls_transport::peer_certificate() const { return SSL_get0_peer_certificate(ssl_); }
+
 void tls_transport::shutdown_send() noexcept {
     ERR_clear_error();
     SSL_shutdown(ssl_);  // close_notify, into out_

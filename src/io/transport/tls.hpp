@@ -25,6 +25,7 @@
 
 typedef struct ssl_st SSL;
 typedef struct bio_st BIO;
+typedef struct x509_st X509;
 
 namespace framecast::io {
 
@@ -53,6 +54,8 @@ public:
                                           std::string& why);
     // The verified client certificate's subject (mutual TLS), or "" without one.
     std::string peer_subject() const;
+    // The verified client certificate (owned by the connection), or null without one.
+    X509* peer_certificate() const;
     // Ciphertext is still waiting to be sent (after try_write or shutdown_send took plaintext
     // while the socket was full); send_pending() sends what the socket takes now.
     bool output_pending() const noexcept { return !out_.empty(); }
