@@ -40,8 +40,8 @@ void token_expiry::sweep() {
         if (!notice) {
             // In the mode's shape: chat and channels clients read pairs.
             relay_unit_builder b(opts_.codec);
-            b.append_encoded(auth_notice_frames(
-                opts_, "auth-expired", opts_.auth.cert ? "certificate expired" : "token expired"));
+            const char* what = opts_.auth.cert ? "certificate expired" : "token expired";
+            b.append_encoded(auth_notice_frames(opts_, "auth-expired", what, what));
             notice = b.take();
         }
         m->told_expiry = true;

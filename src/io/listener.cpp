@@ -228,7 +228,8 @@ void listener::admit_certificate(std::unique_ptr<tls_transport> t, const std::st
         ++counters_.auth_refused;
         spdlog::warn("client {} refused: {}", peer, r.error);
         // Told in the mode's shape (it sent nothing to be answered), then closed.
-        const std::string notice = auth_notice_frames(opts_, "auth-refused", "auth refused: " + r.error);
+        const std::string notice =
+            auth_notice_frames(opts_, "auth-refused", "auth refused: " + r.error, r.error);
         const asio::const_buffer b(notice.data(), notice.size());
         error_code ec;
         t->try_write({&b, 1}, ec);
@@ -286,7 +287,7 @@ asio::awaitable<void> listener::authenticate_then_admit(std::unique_ptr<transpor
                                                         std::string peer) {
     std::optional<auth_result> auth;
     if (auth_) {
-        auth = co_await authenticate(*t, *auth_, opts_.codec, opts_.tls.handshake_timeout);
+        auth = co_await authenticate(*t, *auth_, opts_, opts_.tls.handshake_timeout);
     }
     --handshakes_;
     if (auth && !auth->ok) {

@@ -95,7 +95,7 @@ def test_without_a_default_an_identity_not_listed_is_refused(procs, pki, tmp_pat
                          config=PERMISSIONS)
     with tls_client(port, pki["ca"], pki["client"]("carol.example.org", common_name="carol")) as s:
         r = FrameReader(s)
-        assert pair(r) == (b"$sys.error", b"auth-refused auth refused: certificate identity "
+        assert pair(r) == (b"$sys.error", b"auth-refused certificate identity "
                            b"'carol.example.org' is not in the permissions table (and it has no "
                            b"\"*\" entry)")
         assert read_until_closed(s) == b""
