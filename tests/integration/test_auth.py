@@ -146,9 +146,9 @@ def test_a_short_secret_is_refused_at_start(procs, tmp_path):
 
 
 def test_the_documented_python_client_is_let_in(procs, secret_file):
-    """docs/tls.md's Python example, run as written (its port replaced by the server's)."""
+    """docs/security.md's Python example, run as written (its port replaced by the server's)."""
     import os
-    doc = open(os.path.join(os.path.dirname(__file__), "..", "..", "docs", "tls.md"), encoding="utf-8").read()
+    doc = open(os.path.join(os.path.dirname(__file__), "..", "..", "docs", "security.md"), encoding="utf-8").read()
     example = re.search(r"```python\n(.*?)```", doc, re.S).group(1)
     assert '("127.0.0.1", 1234)' in example
     server, port = procs.serve("--auth", "jwt", "--jwt-key", secret_file)
