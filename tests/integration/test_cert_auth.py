@@ -30,7 +30,8 @@ def pki(tmp_path):
     """A CA, the server's certificate, and clients' key+certificate files made on demand."""
     ca = trustme.CA()
     server = ca.issue_cert("127.0.0.1")
-    files = {"ca": tmp_path / "ca.pem", "cert": tmp_path / "server.pem", "key": tmp_path / "server.key"}
+    files = {"ca": tmp_path / "ca.pem", "cert": tmp_path / "server.pem", "key": tmp_path / "server.key",
+             "ca_obj": ca}
     ca.cert_pem.write_to_path(str(files["ca"]))
     server.cert_chain_pems[0].write_to_path(str(files["cert"]))
     server.private_key_pem.write_to_path(str(files["key"]))
@@ -169,3 +170,23 @@ def test_what_auth_cert_needs_is_a_usage_error(procs, pki, tmp_path, args, confi
     assert p.wait() == 2
     import re
     assert re.search(error, p.stderr), p.stderr
+
+
+def test_the_identity_rule_first_email_dns_or_uri_name_else_the_cn(procs, pki, tmp_path):
+    """An IP subjectAltName is skipped for the DNS name after it; a certificate without such a
+    name is its CN (made with the openssl CLI: trustme always writes subjectAltNames)."""
+    import subprocess
+    server, port = serve(procs, pki, tmp_path, config="")
+    with tls_client(port, pki["ca"], pki["client"]("10.0.0.1", "frank.example.org", common_name="f")) as s:
+        assert FrameReader(s).read() == b"Welcome to the server!"
+    wait_for_log(server, rb"client \S+ connected as frank\.example\.org \(")
+    ca_key = tmp_path / "ca.key"
+    pki["ca_obj"].private_key_pem.write_to_path(str(ca_key))
+    run = lambda cmd: subprocess.run(["bash", "-c", cmd], cwd=tmp_path, check=True,
+                                     capture_output=True, timeout=30)
+    run("openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /O=x/CN=erin "
+        "-keyout erin.key -out erin.csr && openssl x509 -req -in erin.csr -CA ca.pem "
+        "-CAkey ca.key -CAcreateserial -days 1 -out erin.pem && cat erin.key >> erin.pem")
+    with tls_client(port, pki["ca"], tmp_path / "erin.pem") as s:
+        assert FrameReader(s).read() == b"Welcome to the server!"
+    wait_for_log(server, rb"client \S+ connected as erin \(")
