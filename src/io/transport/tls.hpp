@@ -38,6 +38,8 @@ class tls_transport final : public transport {
 public:
     // Plaintext taken per try_write; the ciphertext of it is what may wait, unsent, per client.
     static constexpr std::size_t max_plaintext_per_write = 64 * 1024;
+    // The most plaintext in one TLS record: buffers smaller than this are gathered up to it.
+    static constexpr std::size_t record_bytes = 16 * 1024;
 
     // The server's side of a connection.
     tls_transport(asio::ip::tcp::socket socket, std::shared_ptr<asio::ssl::context> ctx);
