@@ -349,7 +349,8 @@ void add_tls_options(CLI::App& cmd, serve_config& cfg) {
     key->needs(cert);
     cmd.add_option("--tls-client-ca", t.client_ca,
                    "Mutual TLS: every client must present a certificate signed by a CA in this "
-                   "PEM file, or it is closed during the handshake")
+                   "PEM file, or it is closed during the handshake (with --auth cert the "
+                   "certificate is also the client's identity)")
         ->check(CLI::ExistingFile)
         ->needs(cert);
     add_seconds_option(cmd, "--tls-handshake-timeout", t.handshake_timeout,
