@@ -1,5 +1,6 @@
 #include "listener.hpp"
 
+#include <array>
 #include <optional>
 
 #include "framecast/io/endpoint.hpp"
@@ -120,6 +121,37 @@ std::string address_key(const asio::ip::address& a) {
     return a.to_string();
 }
 
+// A refused client has been told why (and our side shut down): what it sent meanwhile (a
+// chat name, a command) is read and dropped for a moment before the close, since closing with
+// unread input resets the connection and the reset may destroy the notice before it is read.
+// At most 64 KiB or 1 s.
+asio::awaitable<void> linger_close(std::unique_ptr<transport> t) {
+    asio::steady_timer timer(t->get_executor());
+    timer.expires_after(std::chrono::seconds(1));
+    timer.async_wait([&t](error_code ec) {
+        if (!ec) t->close();
+    });
+    std::array<char, 4096> buf;
+    for (std::size_t dropped = 0; dropped < 64 * 1024;) {
+        error_code ec;
+        dropped += t->try_read(buf, ec);
+        if (ec == asio::error::would_block) {
+            const error_code wec = co_await t->wait_readable();
+            if (wec) break;
+        } else if (ec) {
+            break;
+        }
+    }
+    timer.cancel();
+    t->close();
+}
+
+void close_told(asio::io_context& io, std::unique_ptr<transport> t) {
+    asio::co_spawn(io, linger_close(std::move(t)), [](std::exception_ptr e) {
+        if (e) std::rethrow_exception(e);
+    });
+}
+
 }  // namespace
 
 std::string listener::refusal(const asio::ip::address& addr, log_throttle*& throttle) {
@@ -234,7 +266,7 @@ void listener::admit_certificate(std::unique_ptr<tls_transport> t, const std::st
         error_code ec;
         t->try_write({&b, 1}, ec);
         t->shutdown_send();
-        t->close();
+        close_told(io_, std::move(t));
         return;
     }
     if (closed_) {
@@ -293,7 +325,7 @@ asio::awaitable<void> listener::authenticate_then_admit(std::unique_ptr<transpor
     if (auth && !auth->ok) {
         ++counters_.auth_refused;
         spdlog::warn("client {} refused: {}", peer, escape_controls(auth->error, true));
-        t->close();
+        close_told(io_, std::move(t));
         co_return;
     }
     if (closed_) {

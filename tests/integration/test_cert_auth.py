@@ -190,3 +190,16 @@ def test_the_identity_rule_first_email_dns_or_uri_name_else_the_cn(procs, pki, t
     with tls_client(port, pki["ca"], tmp_path / "erin.pem") as s:
         assert FrameReader(s).read() == b"Welcome to the server!"
     wait_for_log(server, rb"client \S+ connected as erin \(")
+
+
+def test_a_refused_client_that_already_talked_still_reads_why(procs, pki, tmp_path):
+    """A chat client sends its name at once; refused (not in the table), it still reads the
+    notice (the server drops its input before closing, rather than resetting the connection)."""
+    server, port = serve(procs, pki, tmp_path, "--chat", config=PERMISSIONS)
+    with tls_client(port, pki["ca"], pki["client"]("carol.example.org")) as s:
+        s.sendall(frame("carol.example.org"))
+        wait_for_log(server, rb"client \S+ refused: certificate identity")
+        s.sendall(frame("hello") * 100)  # to a closed socket, this would bring a reset
+        assert pair(FrameReader(s)) == (b"framecast", b"framecast: auth refused: certificate "
+                                        b"identity 'carol.example.org' is not in the permissions "
+                                        b"table (and it has no \"*\" entry)")
