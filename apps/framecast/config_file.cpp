@@ -6,6 +6,8 @@
 #include <fmt/format.h>
 #include <toml++/toml.h>
 
+#include "framecast/io/server.hpp"
+
 namespace framecast::app {
 namespace {
 
@@ -36,6 +38,28 @@ bool to_inputs(const toml::node& v, std::vector<std::string>& out) {
         return false;  // dates, times, inline tables: no option takes one
     }
     return true;
+}
+
+// [permissions."IDENTITY"] tables: each one's JSON, checked by the same rules as a token's
+// claim. Throws CLI::ConfigError "FILE:LINE: what is wrong".
+std::map<std::string, std::string> read_permissions(const toml::table& t, const std::string& file) {
+    std::map<std::string, std::string> out;
+    for (const auto& [key, value] : t) {
+        const std::string who(key.str());
+        const std::string where = fmt::format("{}:{}", file, key.source().begin.line);
+        const std::string what = "permissions.\"" + who + "\"";
+        if (!value.is_table()) {
+            throw CLI::ConfigError(fmt::format(
+                "{}: {} must be a table (publish.allow = [...], subscribe.deny = [...])", where, what));
+        }
+        std::ostringstream json;
+        json << toml::json_formatter{*value.as_table()};
+        if (auto e = io::permissions_error(json.str(), what); !e.empty()) {
+            throw CLI::ConfigError(fmt::format("{}: {}", where, e));
+        }
+        out.emplace(who, json.str());
+    }
+    return out;
 }
 
 }  // namespace
@@ -92,6 +116,10 @@ std::vector<CLI::ConfigItem> toml_config::from_config(std::istream& in) const {
             continue;
         }
         const std::string section(key.str());
+        if (section == "permissions") {  // not options: serve --auth cert reads it
+            permissions_ = read_permissions(*value.as_table(), file);
+            continue;
+        }
         const CLI::App* sub = nullptr;
         for (const auto* s : app_.get_subcommands({})) {
             if (s->get_name() == section && section != "help") sub = s;

@@ -5,6 +5,7 @@
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include <CLI/CLI.hpp>
@@ -26,6 +27,10 @@ public:
     // "": to point a CLI11 validation error at the line it came from.
     std::string where(const std::string& error_text) const;
 
+    // The [permissions] table (serve --auth cert): identity → its entry as JSON of a token's
+    // "framecast" claim's shape; none without the table. Checked while reading (FILE:LINE).
+    const std::optional<std::map<std::string, std::string>>& permissions() const { return permissions_; }
+
 private:
     std::string file_name() const;
 
@@ -33,6 +38,7 @@ private:
     const CLI::Option& config_option_;
     // "--key" (with its table's subcommand) → "FILE:LINE"; mutable: filled while reading.
     mutable std::map<std::string, std::string> lines_;
+    mutable std::optional<std::map<std::string, std::string>> permissions_;
 };
 
 }  // namespace framecast::app

@@ -16,6 +16,7 @@
 #include <spdlog/spdlog.h>
 
 #include "cli.hpp"
+#include "config_file.hpp"
 #include "framecast/backplane.hpp"
 #include "framecast/io/node.hpp"
 #include "print.hpp"
@@ -34,7 +35,7 @@ struct serve_config {
     std::string ws;
     std::string backplane_url;
     std::string source = "time";  // as written, for messages
-    std::string auth_mode;        // --auth: "jwt" or empty
+    std::string auth_mode;        // --auth: "jwt", "cert" or empty
     bool print = false;
     std::string output = "lines";
     int verbosity = 0;
@@ -166,11 +167,13 @@ std::size_t default_memory_limit(std::size_t wanted) {
     return std::min(wanted, static_cast<std::size_t>(pages) * static_cast<std::size_t>(page) / 2);
 }
 
-exit_code run_serve(serve_config& cfg, bool source_given) {
+bool check_auth(serve_config& cfg, const toml_config* config);
+
+exit_code run_serve(serve_config& cfg, bool source_given, const toml_config* config) {
     setup_logging(cfg.verbosity);
     std::signal(SIGPIPE, SIG_IGN);
     raise_fd_limit();
-    if (!settle_options(cfg, source_given)) return exit_code::usage;
+    if (!settle_options(cfg, source_given) || !check_auth(cfg, config)) return exit_code::usage;
 
     for (const auto& l : cfg.listen) cfg.node.listen.push_back(to_listen_address(l));
     if (!cfg.metrics.empty()) cfg.node.metrics = to_listen_address(cfg.metrics);
@@ -346,7 +349,8 @@ void add_tls_options(CLI::App& cmd, serve_config& cfg) {
     key->needs(cert);
     cmd.add_option("--tls-client-ca", t.client_ca,
                    "Mutual TLS: every client must present a certificate signed by a CA in this "
-                   "PEM file, or it is closed during the handshake")
+                   "PEM file, or it is closed during the handshake (with --auth cert the "
+                   "certificate is also the client's identity)")
         ->check(CLI::ExistingFile)
         ->needs(cert);
     add_seconds_option(cmd, "--tls-handshake-timeout", t.handshake_timeout,
@@ -359,24 +363,64 @@ void add_tls_options(CLI::App& cmd, serve_config& cfg) {
 void add_auth_options(CLI::App& cmd, serve_config& cfg) {
     auto& a = cfg.node.server.auth;
     auto* auth = cmd.add_option("--auth", cfg.auth_mode,
-                                "Require authentication: 'jwt': a client's first frame is a JSON "
+                                "Require authentication. 'jwt': a client's first frame is a JSON "
                                 "Web Token (with 'sub' and 'exp'), verified with --jwt-key; a "
                                 "client without a valid one gets one frame saying why and is "
                                 "closed, having seen nothing; one whose token expires is told "
-                                "and closed. See docs/tls.md")
-                     ->check(CLI::IsMember({"jwt"}));
+                                "and closed. 'cert': a client is who its TLS client certificate "
+                                "says (needs --tls-client-ca): its first email, DNS or URI "
+                                "subjectAltName, else its subject CN; no token is sent; its "
+                                "permissions come from the [permissions] table of --config; it "
+                                "is closed when the certificate expires. See docs/security.md")
+                     ->check(CLI::IsMember({"jwt", "cert"}));
     auto* key = cmd.add_option("--jwt-key", a.jwt_key,
                                "--auth jwt: HS256: a file holding the shared secret (at least 32 "
                                "bytes; one trailing newline ignored); RS256/ES256: a PEM public key")
                     ->check(CLI::ExistingFile)
                     ->needs(auth);
-    auth->needs(key);
     cmd.add_option("--jwt-alg", a.jwt_alg,
                    "--auth jwt: the one algorithm accepted (tokens naming another, 'none' "
                    "included, are refused)")
         ->default_val(a.jwt_alg)
         ->check(CLI::IsMember({"HS256", "RS256", "ES256"}))
-        ->needs(auth);
+        ->needs(key);
+}
+
+// --auth: what each mode needs, and the certificate identities' permissions table.
+bool check_auth(serve_config& cfg, const toml_config* config) {
+    auto& s = cfg.node.server;
+    const auto* table = config ? &config->permissions() : nullptr;
+    const bool has_table = table && table->has_value();
+    if (cfg.auth_mode == "jwt" && s.auth.jwt_key.empty()) {
+        spdlog::error("--auth jwt needs --jwt-key FILE (the secret or public key tokens are "
+                      "verified with)");
+        return false;
+    }
+    if (cfg.auth_mode != "cert") {
+        if (has_table) {
+            spdlog::error("the config file's [permissions] table is for certificate identities: "
+                          "it needs --auth cert (with --auth jwt, permissions are in the token)");
+            return false;
+        }
+        return true;
+    }
+    if (!s.auth.jwt_key.empty()) {
+        spdlog::error("--jwt-key is for --auth jwt; --auth cert takes no token");
+        return false;
+    }
+    if (s.tls.client_ca.empty()) {
+        spdlog::error("--auth cert needs mutual TLS: --tls-cert, --tls-key and --tls-client-ca "
+                      "(the CA that signs the clients' certificates)");
+        return false;
+    }
+    if (!cfg.ws.empty()) {
+        spdlog::error("--auth cert does not cover the WebSocket listener yet: drop --ws, or "
+                      "use --auth jwt");
+        return false;
+    }
+    s.auth.cert = true;
+    if (has_table) s.auth.cert_permissions = **table;
+    return true;
 }
 
 void add_channel_options(CLI::App& cmd, serve_config& cfg) {
@@ -571,7 +615,8 @@ command_runner register_serve(CLI::App& app) {
     auto* source_opt = cmd->get_option("--source");
     auto* welcome_opt = cmd->get_option("--welcome");
     auto* memory_opt = cmd->get_option("--memory-limit");
-    return [cfg, source_opt, welcome_opt, memory_opt] {
+    auto config = std::dynamic_pointer_cast<toml_config>(cmd->get_config_formatter());
+    return [cfg, source_opt, welcome_opt, memory_opt, config] {
         const bool source_given = source_opt->count() > 0;
         auto& s = cfg->node.server;
         if (memory_opt->count() == 0) s.memory_limit = default_memory_limit(s.memory_limit);
@@ -583,7 +628,7 @@ command_runner register_serve(CLI::App& app) {
         if ((cfg->node.source != io::source_kind::time || paired) && welcome_opt->count() == 0) {
             s.welcome.clear();
         }
-        return run_serve(*cfg, source_given);
+        return run_serve(*cfg, source_given, config.get());
     };
 }
 

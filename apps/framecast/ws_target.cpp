@@ -70,22 +70,9 @@ asio::awaitable<error_code> connect_transport(io::tcp::socket& socket, const end
     co_return co_await io::async_connect(socket, target.host, target.port, timeout, what);
 }
 
-// Sends the token as one frame and reads the server's answer, exactly one frame (what follows
-// is the stream, for the caller).
-asio::awaitable<error_code> authenticate(io::tcp::socket& socket, const std::string& token,
-                                         const std::string& name, std::string& what,
-                                         const codec_options& codec) {
-    const error_code refused(make_error_code(errc::auth_refused));
-    std::string out;
-    if (auto ec = append_frame(out, token, codec)) {
-        what = "the token cannot be framed: " + ec.message();
-        co_return refused;
-    }
-    auto [wec, wn] = co_await asio::async_write(socket, asio::buffer(out), use_nothrow);
-    if (wec) {
-        what = name + ": sending the token failed: " + wec.message();
-        co_return wec;
-    }
+// Reads one frame of the server's answer to a token (at most 4 KiB) into `out`.
+asio::awaitable<bool> read_answer(io::tcp::socket& socket, const codec_options& codec,
+                                  std::string& out) {
     codec_options answer_codec = codec;
     answer_codec.max_message = std::min<std::uint64_t>(codec.max_message, 4096);
     decoder dec(answer_codec, decode_mode::whole);
@@ -100,14 +87,49 @@ asio::awaitable<error_code> authenticate(io::tcp::socket& socket, const std::str
         std::span<const char> rest(payload.data(), pn);
         ev = pec ? decode_event::error : dec.next(rest);
     }
-    if (ev != decode_event::frame) {
+    const bool got = ev == decode_event::frame;
+    if (got) out = std::string(dec.payload());
+    co_return got;
+}
+
+// Sends the token as one frame and reads the server's answer, exactly one frame (or the pair a
+// channels server answers with); what follows is the stream, for the caller.
+asio::awaitable<error_code> authenticate(io::tcp::socket& socket, const std::string& token,
+                                         const std::string& name, std::string& what,
+                                         const codec_options& codec) {
+    const error_code refused(make_error_code(errc::auth_refused));
+    std::string out;
+    if (auto ec = append_frame(out, token, codec)) {
+        what = "the token cannot be framed: " + ec.message();
+        co_return refused;
+    }
+    auto [wec, wn] = co_await asio::async_write(socket, asio::buffer(out), use_nothrow);
+    if (wec) {
+        what = name + ": sending the token failed: " + wec.message();
+        co_return wec;
+    }
+    std::string answer;
+    const bool got = co_await read_answer(socket, codec, answer);
+    if (!got) {
         what = name + ": no answer to the token (the server closed or sent no frame)";
         co_return refused;
     }
-    const std::string_view answer = dec.payload();
     constexpr std::string_view ok = "framecast: auth ok";
     constexpr std::string_view no = "framecast: auth refused: ";
     if (answer == ok) co_return error_code{};
+    // A channels server answers as to an AUTH command: "$sys.ok" "AUTH", or "$sys.error"
+    // "auth-refused <reason>".
+    if (answer == "$sys.ok" || answer == "$sys.error") {
+        const bool accepted = answer == "$sys.ok";
+        const bool second = co_await read_answer(socket, codec, answer);
+        constexpr std::string_view code = "auth-refused ";
+        if (second && accepted && answer == "AUTH") co_return error_code{};
+        if (second && !accepted && answer.substr(0, code.size()) == code) {
+            what = name + ": auth refused: " + escape_controls(answer.substr(code.size()));
+            co_return refused;
+        }
+        answer = "$sys... " + answer;
+    }
     if (answer.substr(0, no.size()) == no) {
         what = name + ": auth refused: " + escape_controls(answer.substr(no.size()));
     } else {

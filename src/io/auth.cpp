@@ -122,9 +122,20 @@ std::string refusal_notice(std::string_view reason) {
     return "framecast: auth refused: " + std::string(reason);
 }
 
+std::string auth_notice_frames(const server_options& o, std::string_view code,
+                               std::string_view text, std::string_view detail) {
+    if (o.channels.enabled) {
+        return encode_frame("$sys.error", o.codec) +
+               encode_frame(std::string(code) + " " + std::string(detail), o.codec);
+    }
+    const std::string notice = encode_frame("framecast: " + std::string(text), o.codec);
+    return o.chat.enabled ? encode_frame("framecast", o.codec) + notice : notice;
+}
+
 asio::awaitable<auth_result> authenticate(transport& t, const jwt_verifier& v,
-                                          const codec_options& codec,
+                                          const server_options& o,
                                           std::chrono::steady_clock::duration deadline) {
+    const codec_options& codec = o.codec;
     codec_options token_codec = codec;
     token_codec.max_message = std::min<std::uint64_t>(codec.max_message, max_token_bytes);
     decoder dec(token_codec, decode_mode::whole);
@@ -178,13 +189,18 @@ asio::awaitable<auth_result> authenticate(transport& t, const jwt_verifier& v,
     if (r.ok) {
         // One frame saying so, before anything of the stream: the client knows where the
         // answer ends (clients read exactly this frame, then hand the connection on).
-        const std::string ack = encode_frame(accepted_notice, codec);
+        // Channels mode: answered as an AUTH command is, a pair like everything there.
+        const std::string ack = o.channels.enabled
+                                    ? encode_frame("$sys.ok", codec) + encode_frame("AUTH", codec)
+                                    : encode_frame(accepted_notice, codec);
         const asio::const_buffer b(ack.data(), ack.size());
         error_code ec;
         t.try_write({&b, 1}, ec);
     } else if (!timed_out) {
         // One frame telling why; the caller closes the connection.
-        const std::string notice = encode_frame(refusal_notice(r.error), codec);
+        const std::string notice =
+            o.channels.enabled ? auth_notice_frames(o, "auth-refused", {}, r.error)
+                               : encode_frame(refusal_notice(r.error), codec);
         const asio::const_buffer b(notice.data(), notice.size());
         error_code ec;
         t.try_write({&b, 1}, ec);

@@ -57,14 +57,21 @@ private:
 
 // Reads exactly one frame from `t` (never a byte more: what follows belongs to the session),
 // within `deadline` and at most `max_len` bytes of payload, and verifies it as a token. On
-// failure tells the client why in one frame ("framecast: auth refused: <reason>") before the
-// caller closes it.
+// failure tells the client why in one frame ("framecast: auth refused: <reason>"; channels
+// mode: the pair "$sys.error", "auth-refused <reason>") before the caller closes it. Accepted:
+// the frame "framecast: auth ok" (channels mode: the pair "$sys.ok", "AUTH").
 asio::awaitable<auth_result> authenticate(transport& t, const jwt_verifier& v,
-                                          const codec_options& codec,
+                                          const server_options& o,
                                           std::chrono::steady_clock::duration deadline);
 
 // The frame an authenticated client receives first, and the text of a refusal notice.
 inline constexpr std::string_view accepted_notice = "framecast: auth ok";
 std::string refusal_notice(std::string_view reason);
+
+// An auth notice (a refusal, an expiry) framed the way the mode's clients read: one frame
+// "framecast: <text>"; in chat mode the pair ("framecast", that frame); in channels mode the
+// pair ("$sys.error", "<code> <detail>"), like every other error there.
+std::string auth_notice_frames(const server_options& o, std::string_view code,
+                               std::string_view text, std::string_view detail);
 
 }  // namespace framecast::io

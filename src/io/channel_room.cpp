@@ -30,7 +30,10 @@ channel_room::~channel_room() = default;
 // still holds, and expires as it would have.
 void channel_room::refresh(member& m, std::string_view token) {
     if (!auth_) {
-        fail(m, channel_error::bad_command, "AUTH: this server does not use --auth");
+        fail(m, channel_error::bad_command,
+             opts_.auth.cert ? "AUTH: this server takes identities from TLS client certificates "
+                               "(--auth cert): reconnect with a renewed certificate"
+                             : "AUTH: this server does not use --auth");
         return;
     }
     auth_result r;
@@ -97,8 +100,8 @@ void channel_room::subscribe(member& m, channel_seat& seat, std::string_view pat
     }
     if (const auto* g = m.grants(); g && !g->may_subscribe(pattern)) {
         fail(m, channel_error::permission_denied,
-             "SUB " + std::string(pattern) + ": not allowed by the client's token (subscribe "
-             "permissions)");
+             "SUB " + std::string(pattern) + ": not allowed by the client's " + grantor() +
+                 " (subscribe permissions)");
         return;
     }
     // At the limit, a pattern already held is still acknowledged (the search runs only there).
@@ -165,8 +168,8 @@ void channel_room::publish(member& m, channel_seat& seat, std::string_view chann
     }
     if (const auto* g = m.grants(); g && !g->may_publish(channel)) {
         fail(m, channel_error::permission_denied,
-             "PUB " + std::string(channel) + ": not allowed by the client's token (publish "
-             "permissions); its payload frame is dropped");
+             "PUB " + std::string(channel) + ": not allowed by the client's " + grantor() +
+                 " (publish permissions); its payload frame is dropped");
         return;
     }
     seat.drop_payload = false;

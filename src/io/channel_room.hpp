@@ -78,6 +78,10 @@ private:
     server_counters& counters_;
     hub& hub_;
     subscription_trie trie_;
+    // Where a client's permissions come from, for refusal notices.
+    const char* grantor() const noexcept {
+        return opts_.auth.cert ? "certificate identity (the [permissions] table)" : "token";
+    }
     std::unique_ptr<jwt_verifier> auth_;  // AUTH refreshes (--auth)
     // Per-channel counters: bounded to metrics_channels entries, then "_other".
     struct counts {

@@ -40,12 +40,15 @@ bool chat_room::join(member& m, chat_seat& seat, std::string_view header, std::s
         m.close(why, problem);
         return false;
     }
-    // With --auth the username is the token's subject: nobody claims another's name.
+    // With --auth the username is the token's subject (or the certificate's identity):
+    // nobody claims another's name.
     if (!m.subject().empty() && name != m.subject()) {
+        const bool cert = opts_.auth.cert;
         m.close(close_reason::bad_username,
-                "username '" + escape_controls(name, true) + "' is not the token's subject '" +
-                    escape_controls(m.subject(), true) + "' (with --auth, a chat name is the "
-                    "token's sub)");
+                "username '" + escape_controls(name, true) + "' is not the " +
+                    (cert ? "certificate's identity '" : "token's subject '") +
+                    escape_controls(m.subject(), true) + "' (with --auth, a chat name is the " +
+                    (cert ? "client certificate's identity)" : "token's sub)"));
         return false;
     }
     auto frame = std::make_shared<std::string>(header);

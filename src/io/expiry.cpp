@@ -3,6 +3,7 @@
 #include <boost/asio/co_spawn.hpp>
 
 #include "framecast/io/relay_unit.hpp"
+#include "auth.hpp"
 
 namespace framecast::io {
 
@@ -37,9 +38,10 @@ void token_expiry::sweep() {
             continue;
         }
         if (!notice) {
+            // In the mode's shape: chat and channels clients read pairs.
             relay_unit_builder b(opts_.codec);
-            if (opts_.chat.enabled) b.append("framecast");  // chat clients read pairs
-            b.append("framecast: token expired");
+            const char* what = opts_.auth.cert ? "certificate expired" : "token expired";
+            b.append_encoded(auth_notice_frames(opts_, "auth-expired", what, what));
             notice = b.take();
         }
         m->told_expiry = true;

@@ -1,5 +1,5 @@
-// Auth: clients whose token expires while they are connected are told ("framecast: token
-// expired", as one frame, or as a (name, message) pair in chat mode) and closed at the next
+// Auth: clients whose token (or certificate, --auth cert) expires while they are connected are
+// told ("framecast: token expired", in the mode's shape: auth_notice_frames) and closed at the next
 // sweep, within half a second. One timer for the server, started by the first authenticated
 // client; the sweep looks at every client's expiry (a comparison each, four times a second).
 #pragma once

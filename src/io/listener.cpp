@@ -1,5 +1,6 @@
 #include "listener.hpp"
 
+#include <array>
 #include <optional>
 
 #include "framecast/io/endpoint.hpp"
@@ -12,6 +13,7 @@
 
 #include "transport/tcp.hpp"
 #include "auth.hpp"
+#include "cert_auth.hpp"
 #include "transport/tls.hpp"
 
 namespace framecast::io {
@@ -26,6 +28,7 @@ listener::listener(asio::io_context& io, const server_options& opts, server_coun
     // A certificate or key that does not load is an error before anything listens.
     if (opts_.tls.enabled()) tls_ = make_tls_server_context(opts_.tls);
     if (opts_.auth.enabled()) auth_ = std::make_unique<jwt_verifier>(opts_.auth);
+    if (opts_.auth.cert) certs_ = std::make_unique<cert_authority>(opts_.auth);
 }
 
 listener::~listener() = default;
@@ -118,6 +121,37 @@ std::string address_key(const asio::ip::address& a) {
     return a.to_string();
 }
 
+// A refused client has been told why (and our side shut down): what it sent meanwhile (a
+// chat name, a command) is read and dropped for a moment before the close, since closing with
+// unread input resets the connection and the reset may destroy the notice before it is read.
+// At most 64 KiB or 1 s.
+asio::awaitable<void> linger_close(std::unique_ptr<transport> t) {
+    asio::steady_timer timer(t->get_executor());
+    timer.expires_after(std::chrono::seconds(1));
+    timer.async_wait([&t](error_code ec) {
+        if (!ec) t->close();
+    });
+    std::array<char, 4096> buf;
+    for (std::size_t dropped = 0; dropped < 64 * 1024;) {
+        error_code ec;
+        dropped += t->try_read(buf, ec);
+        if (ec == asio::error::would_block) {
+            const error_code wec = co_await t->wait_readable();
+            if (wec) break;
+        } else if (ec) {
+            break;
+        }
+    }
+    timer.cancel();
+    t->close();
+}
+
+void close_told(asio::io_context& io, std::unique_ptr<transport> t) {
+    asio::co_spawn(io, linger_close(std::move(t)), [](std::exception_ptr e) {
+        if (e) std::rethrow_exception(e);
+    });
+}
+
 }  // namespace
 
 std::string listener::refusal(const asio::ip::address& addr, log_throttle*& throttle) {
@@ -206,6 +240,11 @@ asio::awaitable<void> listener::prepare(tcp::socket socket, std::string peer,
         if (!tls->peer_subject().empty()) {
             spdlog::debug("client {}: TLS certificate {}", peer, tls->peer_subject());
         }
+        if (certs_) {
+            tls->hold(std::move(slot));
+            admit_certificate(std::move(tls), peer);
+            co_return;
+        }
         t = std::move(tls);
     } else {
         t = std::make_unique<tcp_transport>(std::move(socket));
@@ -214,7 +253,38 @@ asio::awaitable<void> listener::prepare(tcp::socket socket, std::string peer,
     co_await authenticate_then_admit(std::move(t), std::move(peer));
 }
 
+void listener::admit_certificate(std::unique_ptr<tls_transport> t, const std::string& peer) {
+    --handshakes_;
+    auto r = certs_->identify(t->peer_certificate());
+    if (!r.ok) {
+        ++counters_.auth_refused;
+        spdlog::warn("client {} refused: {}", peer, r.error);
+        // Told in the mode's shape (it sent nothing to be answered), then closed.
+        const std::string notice =
+            auth_notice_frames(opts_, "auth-refused", "auth refused: " + r.error, r.error);
+        const asio::const_buffer b(notice.data(), notice.size());
+        error_code ec;
+        t->try_write({&b, 1}, ec);
+        t->shutdown_send();
+        close_told(io_, std::move(t));
+        return;
+    }
+    if (closed_) {
+        t->close();
+        return;
+    }
+    admit_(std::move(t), &r.who);
+}
+
 void listener::accept(std::unique_ptr<transport> t, const asio::ip::address* from) {
+    if (certs_) {
+        // The gateway's connections carry no verified certificate here: never admit one
+        // unidentified (serve refuses --auth cert with --ws; this is the library's guard).
+        spdlog::warn("client {} refused: --auth cert does not cover WebSocket clients",
+                     t->peer_name());
+        t->close();
+        return;
+    }
     if (from && opts_.max_per_address != 0) {
         const std::string key = address_key(*from);
         auto it = per_address_->find(key);
@@ -250,14 +320,14 @@ asio::awaitable<void> listener::authenticate_then_admit(std::unique_ptr<transpor
                                                         std::string peer) {
     std::optional<auth_result> auth;
     if (auth_) {
-        auth = co_await authenticate(*t, *auth_, opts_.codec, opts_.tls.handshake_timeout);
+        auth = co_await authenticate(*t, *auth_, opts_, opts_.tls.handshake_timeout);
     }
     --handshakes_;
     if (auth && !auth->ok) {
         ++counters_.auth_refused;
         spdlog::warn("client {} refused: {}", peer, escape_controls(auth->error, true));
         t->set_close_reason("authentication failed");
-        t->close();
+        close_told(io_, std::move(t));
         co_return;
     }
     if (closed_) {

@@ -28,6 +28,7 @@ namespace framecast::io {
 
 class tls_transport;
 class jwt_verifier;
+class cert_authority;
 struct identity;
 
 class listener {
@@ -60,6 +61,8 @@ private:
     asio::awaitable<void> prepare(asio::ip::tcp::socket socket, std::string peer,
                                   std::shared_ptr<void> slot);
     asio::awaitable<void> authenticate_then_admit(std::unique_ptr<transport> t, std::string peer);
+    // --auth cert: admits `t` as its certificate's identity, or tells it why not and closes it.
+    void admit_certificate(std::unique_ptr<tls_transport> t, const std::string& peer);
     // Why `socket` is turned away (empty: admit it); the log line's throttle to use.
     std::string refusal(const asio::ip::address& addr, log_throttle*& throttle);
     // A slot counted against `addr` until the returned token is released.
@@ -73,7 +76,8 @@ private:
     admit_fn admit_;
     std::vector<std::unique_ptr<asio::ip::tcp::acceptor>> acceptors_;
     std::shared_ptr<asio::ssl::context> tls_;  // null: plain TCP
-    std::unique_ptr<jwt_verifier> auth_;       // null: no authentication
+    std::unique_ptr<jwt_verifier> auth_;       // null: no token authentication
+    std::unique_ptr<cert_authority> certs_;    // null: no certificate identities
     std::size_t handshakes_ = 0;  // connections in prepare() (count as clients for max_clients)
     bool closed_ = false;
     std::chrono::steady_clock::time_point last_error_log_{};

@@ -5,6 +5,7 @@
 #include <boost/json.hpp>
 
 #include "channel_protocol.hpp"
+#include "framecast/io/server.hpp"
 
 namespace framecast::io {
 namespace {
@@ -98,24 +99,36 @@ bool permissions::may_receive(std::string_view channel) const {
     return !any_matches(subscribe.deny, channel);
 }
 
-std::shared_ptr<const permissions> parse_permissions(std::string_view json) {
+std::shared_ptr<const permissions> parse_permissions(std::string_view json, std::string_view what) {
+    const std::string name(what);
+    // A token's claim is named as such; a configuration's entry by its key.
+    const std::string whole = what == "framecast" ? "the framecast claim" : name;
     boost::system::error_code ec;
     const auto v = boost::json::parse(json, ec);
-    if (ec) throw std::invalid_argument("the framecast claim is not JSON: " + ec.message());
+    if (ec) throw std::invalid_argument(whole + " is not JSON: " + ec.message());
     const auto* obj = v.if_object();
-    if (!obj) throw std::invalid_argument("the framecast claim is not an object");
+    if (!obj) throw std::invalid_argument(whole + " is not an object");
     auto p = std::make_shared<permissions>();
     for (const auto& [key, value] : *obj) {
         if (key == "publish") {
-            p->publish = parse_list(value, "framecast.publish");
+            p->publish = parse_list(value, name + ".publish");
         } else if (key == "subscribe") {
-            p->subscribe = parse_list(value, "framecast.subscribe");
+            p->subscribe = parse_list(value, name + ".subscribe");
         } else {
-            throw std::invalid_argument("the framecast claim has an unknown key '" +
-                                        std::string(key) + "' (publish, subscribe)");
+            throw std::invalid_argument(whole + " has an unknown key '" + std::string(key) +
+                                        "' (publish, subscribe)");
         }
     }
     return p;
+}
+
+std::string permissions_error(std::string_view json, std::string_view what) {
+    try {
+        parse_permissions(json, what);
+    } catch (const std::invalid_argument& e) {
+        return e.what();
+    }
+    return {};
 }
 
 }  // namespace framecast::io

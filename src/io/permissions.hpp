@@ -38,7 +38,8 @@ struct permissions {
 bool pattern_covers(std::string_view outer, std::string_view inner) noexcept;
 
 // Parses the claim's JSON. Throws std::invalid_argument naming what is wrong (a list that is
-// not an array of valid patterns, an unknown key).
-std::shared_ptr<const permissions> parse_permissions(std::string_view json);
+// not an array of valid patterns, an unknown key); `what` names the object in messages.
+std::shared_ptr<const permissions> parse_permissions(std::string_view json,
+                                                     std::string_view what = "framecast");
 
 }  // namespace framecast::io

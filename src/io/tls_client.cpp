@@ -68,13 +68,24 @@ struct bridge {
     local_socket local;
 };
 
-// TLS → the client's socket.
+// TLS → the client's socket. Reads every record already here (up to 64 KiB) before one
+// write to the client's socket: a record is at most 16 KiB, often much less.
 asio::awaitable<void> downstream(std::shared_ptr<bridge> b) {
     std::array<char, 64 * 1024> buf;
     for (;;) {
         error_code ec;
-        const std::size_t n = b->tls->try_read(buf, ec);
+        std::size_t filled = 0;
+        while (filled < buf.size()) {
+            filled += b->tls->try_read({buf.data() + filled, buf.size() - filled}, ec);
+            if (ec) break;
+        }
+        if (filled > 0) {
+            auto [wec, wn] = co_await asio::async_write(b->local, asio::buffer(buf.data(), filled),
+                                                        use_nothrow);
+            if (wec) break;
+        }
         if (ec == asio::error::would_block) {
+            if (filled > 0) continue;  // written; read again before waiting
             auto wec = co_await b->tls->wait_readable();
             if (wec) break;
             continue;
@@ -83,8 +94,6 @@ asio::awaitable<void> downstream(std::shared_ptr<bridge> b) {
             if (ec != asio::error::eof) spdlog::debug("TLS read: {}", ec.message());
             break;
         }
-        auto [wec, wn] = co_await asio::async_write(b->local, asio::buffer(buf.data(), n), use_nothrow);
-        if (wec) break;
     }
     error_code ignored;
     b->local.shutdown(local_socket::shutdown_send, ignored);

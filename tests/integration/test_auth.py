@@ -146,9 +146,9 @@ def test_a_short_secret_is_refused_at_start(procs, tmp_path):
 
 
 def test_the_documented_python_client_is_let_in(procs, secret_file):
-    """docs/tls.md's Python example, run as written (its port replaced by the server's)."""
+    """docs/security.md's Python example, run as written (its port replaced by the server's)."""
     import os
-    doc = open(os.path.join(os.path.dirname(__file__), "..", "..", "docs", "tls.md"), encoding="utf-8").read()
+    doc = open(os.path.join(os.path.dirname(__file__), "..", "..", "docs", "security.md"), encoding="utf-8").read()
     example = re.search(r"```python\n(.*?)```", doc, re.S).group(1)
     assert '("127.0.0.1", 1234)' in example
     server, port = procs.serve("--auth", "jwt", "--jwt-key", secret_file)
@@ -173,7 +173,8 @@ def test_permissions_allow_and_deny_per_pattern(procs, secret_file):
     limited.sendall(frame(token(sub="limited", framecast=grants)))
     admin.sendall(frame(token(sub="admin")))
     lr, ar = FrameReader(limited), FrameReader(admin)
-    assert lr.read() == b"framecast: auth ok" and ar.read() == b"framecast: auth ok"
+    # In channels mode the token is answered as an AUTH command is: a $sys pair.
+    assert channel_pair(lr) == channel_pair(ar) == (b"$sys.ok", b"AUTH")
     admin.sendall(frame("SUB prices.>") + frame("PING zero"))
     assert channel_pair(ar) == (b"$sys.ok", b"SUB prices.>")
     assert channel_pair(ar) == (b"$sys.pong", b"zero")
@@ -200,8 +201,8 @@ def test_a_malformed_permissions_claim_is_refused(procs, secret_file):
     server, port = procs.serve("--channels", "--auth", "jwt", "--jwt-key", secret_file)
     with connect(port) as s:
         s.sendall(frame(token(framecast={"publish": {"allow": "prices.>"}})))
-        assert read_all_frames(s) == [REFUSED + b"bad permissions: framecast.publish.allow is "
-                                      b"not an array of patterns"]
+        assert read_all_frames(s) == [b"$sys.error", b"auth-refused bad permissions: framecast."
+                                      b"publish.allow is not an array of patterns"]
 
 
 def test_with_auth_a_chat_name_is_the_token_subject(procs, secret_file):
@@ -225,7 +226,7 @@ def test_a_token_is_refreshed_without_reconnecting(procs, secret_file):
     refreshed.sendall(frame(short))
     other.sendall(frame(short))
     rr = FrameReader(refreshed)
-    assert rr.read() == b"framecast: auth ok"
+    assert channel_pair(rr) == (b"$sys.ok", b"AUTH")
     refreshed.sendall(frame("AUTH " + token(sub="mallory")) + frame("AUTH not-a-token") +
                       frame("AUTH " + token(sub="alice", ttl=600)))
     assert channel_pair(rr) == (b"$sys.error", b"auth-refused AUTH: the token's subject "
@@ -234,7 +235,8 @@ def test_a_token_is_refreshed_without_reconnecting(procs, secret_file):
     assert channel_pair(rr) == (b"$sys.ok", b"AUTH")
     # The other client, with the same first token and no refresh, is told and closed: by then
     # the first token has expired for both.
-    assert read_all_frames(other)[-1] == b"framecast: token expired"
+    # In channels mode the notice is a $sys.error pair, like every other error there.
+    assert read_all_frames(other)[-2:] == [b"$sys.error", b"auth-expired token expired"]
     refreshed.sendall(frame("PING still here"))
     assert channel_pair(rr) == (b"$sys.pong", b"still here")
     refreshed.close()
@@ -248,7 +250,7 @@ def test_a_refresh_that_narrows_permissions_applies_to_the_next_publish(procs, s
     pub.sendall(frame(token(sub="pub", framecast={"publish": {"allow": ["prices.>"]}})))
     sub.sendall(frame(token(sub="sub")) + frame("SUB prices.>"))
     pr, sr = FrameReader(pub), FrameReader(sub)
-    assert pr.read() == b"framecast: auth ok" and sr.read() == b"framecast: auth ok"
+    assert channel_pair(pr) == channel_pair(sr) == (b"$sys.ok", b"AUTH")
     assert channel_pair(sr) == (b"$sys.ok", b"SUB prices.>")
     narrower = token(sub="pub", framecast={"publish": {"allow": ["news.>"]}})
     pub.sendall(b"".join(frame(f) for f in [
@@ -261,3 +263,24 @@ def test_a_refresh_that_narrows_permissions_applies_to_the_next_publish(procs, s
     sub.sendall(frame("SUB news.>") + frame("PING sync"))
     assert channel_pair(sr) == (b"$sys.ok", b"SUB news.>")
     assert channel_pair(sr) == (b"$sys.pong", b"sync")  # "3" never came
+
+
+def test_channels_clients_get_the_token_answer_as_sys_pairs(procs, secret_file, tmp_path):
+    """A channels client reads pairs from its first frame on: the token's answer and its
+    refusal are $sys pairs, and `framecast sub --token` understands both."""
+    server, port = procs.serve("--channels", "--auth", "jwt", "--jwt-key", secret_file)
+    with connect(port) as s:
+        s.sendall(frame(token(ttl=-10)))
+        assert read_all_frames(s) == [b"$sys.error", b"auth-refused token expired"]
+    good, bad = tmp_path / "good", tmp_path / "bad"
+    good.write_text(token())
+    bad.write_text(token(ttl=-10))
+    c = procs.framecast("sub", f"127.0.0.1:{port}", "news.>", "--token", bad)
+    assert c.wait() == 11
+    assert b"auth refused: token expired" in c.stderr
+    c = procs.framecast("sub", f"127.0.0.1:{port}", "news.>", "--token", good, "--count", "1")
+    wait_for_log(c, rb"subscribed to 1 pattern")
+    p = procs.framecast("pub", f"127.0.0.1:{port}", "news.eu", "hello", "--token", good)
+    assert p.wait() == 0
+    assert c.wait() == 0
+    assert b"hello" in c.stdout

@@ -273,7 +273,7 @@ class DocRun:
 
 def make_files(workdir):
     """Files the examples name that no documented line makes (a document's own setup lines,
-    run after this, may make them again: tls.md makes its CA and server certificate)."""
+    run after this, may make them again: security.md makes its CA and server certificate)."""
     for name in ("photo.jpg", "report.pdf", "notes.txt"):
         (workdir / name).write_bytes(bytes(range(256)) + name.encode())
     trustme = pytest.importorskip("trustme")
@@ -296,6 +296,11 @@ def test_documented_examples_run(doc, procs, tmp_path):
     if not any(stages(line) for line in lines):
         pytest.skip("no framecast example")
     make_files(tmp_path)
+    # A TOML block whose first line names its file (`# permissions.toml`) is that file.
+    for block in re.findall(r"```toml\n(.*?)```", open(DOCS[[os.path.basename(d) for d in DOCS].index(doc)],
+                                                       encoding="utf-8").read(), re.S):
+        if m := re.match(r"# ([\w.-]+\.toml)\n", block):
+            (tmp_path / m.group(1)).write_text(block)
     for line in lines:  # the document's own setup: certificates, secrets
         if not stages(line) and line.split()[0] in SETUP:
             subprocess.run(["bash", "-c", line], cwd=tmp_path, check=True, capture_output=True,

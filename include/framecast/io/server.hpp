@@ -11,7 +11,9 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -88,13 +90,21 @@ struct server_options {
         std::chrono::milliseconds handshake_timeout{std::chrono::seconds(10)};
         bool enabled() const noexcept { return !cert.empty(); }
     } tls;
-    // Authentication: a client's first frame is a JWT (see docs/tls.md); a client without a
-    // valid one is told why in one frame and closed, and never sees a message. Off unless
-    // `jwt_key` is set.
+    // Authentication (docs/security.md). JWT: a client's first frame is a token; a client
+    // without a valid one is told why in one frame and closed, and never sees a message. Off
+    // unless `jwt_key` is set. Certificates (`cert`, needs tls.client_ca): the identity is the
+    // verified client certificate's; no token is sent.
     struct auth_options {
         std::string jwt_key;             // HS256: a file with the shared secret; RS256/ES256: PEM public key
         std::string jwt_alg = "HS256";   // the only algorithm accepted
-        bool enabled() const noexcept { return !jwt_key.empty(); }
+        bool enabled() const noexcept { return !jwt_key.empty(); }  // JWT authentication
+        // Identities from TLS client certificates: the first email, DNS or URI
+        // subjectAltName, else the subject's CN.
+        bool cert = false;
+        // cert: permissions per identity, each as JSON of a token's "framecast" claim's shape;
+        // the identity "*" is the default for those not listed. None: every verified
+        // certificate may do anything; a table without "*": identities not listed are refused.
+        std::optional<std::map<std::string, std::string>> cert_permissions;
     } auth;
     // Channels (docs/channels.md): clients SUB/UNSUB patterns and PUB to channels; every
     // delivery is a (channel, payload) pair. Excludes publish, chat, a welcome and sources.
@@ -117,6 +127,10 @@ struct server_options {
         std::string epoch;  // empty: random at start (the history dies with the process)
     } resume;
 };
+
+// "" or what is wrong with `json` as permissions of the "framecast" claim's shape, naming the
+// keys from `what` (e.g. `permissions."alice"`): for checking a configuration before it runs.
+std::string permissions_error(std::string_view json, std::string_view what);
 
 // How many bytes of frames travel as one relay unit when messages are relayed in batches (a
 // publisher's read, lines of stdin): 64 KiB, at most an eighth of client_buffer so the

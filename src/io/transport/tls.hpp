@@ -25,6 +25,7 @@
 
 typedef struct ssl_st SSL;
 typedef struct bio_st BIO;
+typedef struct x509_st X509;
 
 namespace framecast::io {
 
@@ -37,6 +38,8 @@ class tls_transport final : public transport {
 public:
     // Plaintext taken per try_write; the ciphertext of it is what may wait, unsent, per client.
     static constexpr std::size_t max_plaintext_per_write = 64 * 1024;
+    // The most plaintext in one TLS record: buffers smaller than this are gathered up to it.
+    static constexpr std::size_t record_bytes = 16 * 1024;
 
     // The server's side of a connection.
     tls_transport(asio::ip::tcp::socket socket, std::shared_ptr<asio::ssl::context> ctx);
@@ -53,6 +56,8 @@ public:
                                           std::string& why);
     // The verified client certificate's subject (mutual TLS), or "" without one.
     std::string peer_subject() const;
+    // The verified client certificate (owned by the connection), or null without one.
+    X509* peer_certificate() const;
     // Ciphertext is still waiting to be sent (after try_write or shutdown_send took plaintext
     // while the socket was full); send_pending() sends what the socket takes now.
     bool output_pending() const noexcept { return !out_.empty(); }
