@@ -158,14 +158,24 @@ TEST(RedisBackplane, RedisRestartLosesNothingAndDuplicatesNothing) {
     EXPECT_FALSE(a.bp->snapshot().connected);
     redis.start();
     publisher.join();
-    for (auto* n : {&a, &b}) ASSERT_TRUE(n->wait_for(1 + total, 30s)) << n->snapshot().size();
+    // What each node's backplane saw, for any failure below (the test has failed under heavy
+    // parallel load, never alone: these numbers say which way).
+    auto state = [](node& n) {
+        const auto s = n.bp->snapshot();
+        return "received " + std::to_string(n.snapshot().size()) + ", connected " +
+               std::to_string(s.connected) + ", reconnects " + std::to_string(s.reconnects) +
+               ", pending " + std::to_string(s.pending) + ", dropped " + std::to_string(s.dropped) +
+               ", duplicates skipped " + std::to_string(s.duplicates) + ", sequence jumps " +
+               std::to_string(s.sequence_jumps);
+    };
+    for (auto* n : {&a, &b}) ASSERT_TRUE(n->wait_for(1 + total, 30s)) << state(*n);
     ASSERT_NO_FATAL_FAILURE(settle({&a, &b}));
     for (auto* n : {&a, &b}) {
         auto got = n->snapshot();
-        ASSERT_EQ(got.size(), 1u + total);
+        ASSERT_EQ(got.size(), 1u + total) << state(*n);
         std::vector<int> seen(total, 0);
         for (std::size_t i = 1; i < got.size(); ++i) ++seen.at(std::stoul(got[i]));
-        for (int i = 0; i < total; ++i) ASSERT_EQ(seen[i], 1) << "message " << i;
+        for (int i = 0; i < total; ++i) ASSERT_EQ(seen[i], 1) << "message " << i << "; " << state(*n);
         auto s = n->bp->snapshot();
         EXPECT_GE(s.reconnects, 1u);
         EXPECT_TRUE(s.connected);
