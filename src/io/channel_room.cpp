@@ -59,7 +59,7 @@ void channel_room::refresh(member& m, std::string_view token) {
 // `PUB <channel>` for the seat's last accepted channel, written as the parser's canonical form.
 bool channel_room::repeats_last_pub(const channel_seat& seat, std::string_view frame) const {
     if (!seat.channel_frame || seat.drop_payload) return false;
-    const auto channel = std::string_view(*seat.channel_frame).substr(opts_.codec.header_size);
+    const auto channel = seat_channel(seat);
     return frame.size() == 4 + channel.size() && frame.starts_with("PUB ") &&
            frame.substr(4) == channel;
 }
@@ -154,8 +154,7 @@ void channel_room::publish(member& m, channel_seat& seat, std::string_view chann
     // The same channel as the client's last accepted PUB (the common case of a stream of
     // publishes): checked then, and its frame is shared, so consecutive publishes travel in one
     // unit.
-    const auto header = opts_.codec.header_size;
-    if (seat.channel_frame && std::string_view(*seat.channel_frame).substr(header) == channel) {
+    if (seat.channel_frame && seat_channel(seat) == channel) {
         seat.drop_payload = false;
         return;
     }
@@ -209,8 +208,7 @@ void channel_room::broadcast(const relay_unit& unit, const member* origin) {
 bool channel_room::unheard(const member& m, channel_seat& seat) {
     const auto generation = trie_.generation() + 1;  // + 1: 0 means "not known"
     if (seat.heard_generation != generation) {
-        const auto channel = std::string_view(*seat.channel_frame).substr(opts_.codec.header_size);
-        const auto receivers = trie_.match(channel);
+        const auto receivers = trie_.match(seat_channel(seat));
         seat.heard = std::any_of(receivers->begin(), receivers->end(),
                                  [&m](const member* r) { return r != &m; });
         seat.heard_generation = generation;
@@ -221,7 +219,7 @@ bool channel_room::unheard(const member& m, channel_seat& seat) {
 void channel_room::count_unheard(const channel_seat& seat, std::uint64_t n) {
     counters_.messages_broadcast += n;
     if (opts_.channels.metrics_channels > 0) {
-        counts_of(std::string_view(*seat.channel_frame).substr(opts_.codec.header_size)).published += n;
+        counts_of(seat_channel(seat)).published += n;
     }
 }
 

@@ -70,6 +70,11 @@ private:
                      std::string_view frame);
     void publish(member& m, channel_seat& seat, std::string_view channel);
     bool repeats_last_pub(const channel_seat& seat, std::string_view frame) const;
+    // The channel of the seat's last accepted PUB (its frame without the header); the seat
+    // must have one.
+    std::string_view seat_channel(const channel_seat& seat) const noexcept {
+        return std::string_view(*seat.channel_frame).substr(opts_.codec.header_size);
+    }
     void notify(member& m, std::string_view channel, std::string_view text);
     void refresh(member& m, std::string_view token);
     void fail(member& m, channel_error e, std::string_view detail);
