@@ -24,12 +24,15 @@ struct stats {
     std::uint64_t published = 0;        // appended to the log
     std::uint64_t delivered = 0;        // entries handed to deliver()
     std::uint64_t pending = 0;          // waiting to be appended (engine unreachable or busy)
-    std::uint64_t dropped = 0;          // not appended: the pending queue was full
+    std::uint64_t dropped = 0;          // not appended: the pending queue was full, Redis
+                                        // refused it for good, or the drain deadline passed
     std::uint64_t duplicates = 0;       // entries seen twice (a retried append) and skipped
     std::uint64_t rejected = 0;         // entries refused: malformed (counted by the reader of
                                         // the entries, see backplane::reject)
     std::uint64_t sequence_jumps = 0;   // a node's sequence number skipped ahead (delivered,
                                         // logged; never used to drop that node's later entries)
+    std::uint64_t retried = 0;          // appends Redis answered "not yet" (LOADING after a
+                                        // restart, BUSY): kept pending and sent again
     std::uint64_t reconnects = 0;       // connections re-established after a loss
     bool connected = false;             // both directions up
     double lag_seconds = 0;             // age of the newest entry delivered, when delivered

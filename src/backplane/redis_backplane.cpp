@@ -49,6 +49,16 @@ reply_ptr command(redisContext* c, const char* format, Args... args) {
 
 std::string reply_text(const redisReply* r) { return r && r->str ? std::string(r->str, r->len) : ""; }
 
+// An error Redis gives while it cannot serve yet: loading its data after a restart, running a
+// long script, a replica cut off from its primary. The command may succeed later, so it is kept
+// and retried, not dropped. (BUSYKEY, BUSYGROUP: the error code is the first word.)
+bool is_not_ready(const redisReply* r) {
+    if (r == nullptr || r->type != REDIS_REPLY_ERROR || r->str == nullptr) return false;
+    const std::string_view text(r->str, r->len);
+    const std::string_view code = text.substr(0, text.find(' '));
+    return code == "LOADING" || code == "BUSY" || code == "TRYAGAIN" || code == "MASTERDOWN";
+}
+
 struct redis_address {
     std::string user;      // AUTH user (Redis 6 ACL); empty: the default user
     std::string password;  // empty: no AUTH
@@ -193,6 +203,7 @@ public:
         s.duplicates = duplicates_;
         s.rejected = rejected_;
         s.sequence_jumps = jumps_;
+        s.retried = retried_;
         s.reconnects = reconnects_;
         s.connected = reader_up_ && writer_up_;
         s.lag_seconds = lag_ms_ / 1000.0;
@@ -222,6 +233,7 @@ private:
     struct connection_log {
         bool ever_connected = false;
         bool logged_down = false;  // "cannot connect" said once per outage, not per attempt
+        bool logged_not_ready = false;  // "Redis is not ready" said once until it is
     };
 
     // Connects, or returns null after logging why. `role` names the thread in logs.
@@ -305,10 +317,18 @@ private:
                 delays.reset();
             }
             if (batch.empty()) continue;
-            if (!append(c.get(), batch)) {
+            switch (append(c.get(), batch, log)) {
+            case append_result::done:
+                delays.reset();
+                break;
+            case append_result::not_ready:
+                wait_to_retry(delays);  // connected, but Redis asked us to come back later
+                break;
+            case append_result::lost:
                 spdlog::warn("backplane {}: lost Redis while appending: {}", describe(), c->errstr);
                 c.reset();
                 writer_up_ = false;
+                break;
             }
         }
     }
@@ -339,12 +359,19 @@ private:
         return true;
     }
 
+    enum class append_result { done, not_ready, lost };
+
     // Appends `batch` in one round trip (XADDs pipelined, then their replies) and pops what
-    // Redis answered. False when the connection was lost (the rest stays pending).
-    bool append(redisContext* c, const std::vector<pending_message>& batch) {
-        if (!send_appends(c, batch)) return false;
+    // Redis answered. An append refused as "not yet" (is_not_ready: Redis loading its data
+    // after a restart) stays pending, at the front, and is retried after a backoff step; one
+    // refused for good (a wrong key type, say) is dropped, logged and counted. The connection
+    // lost: the unanswered rest stays pending.
+    append_result append(redisContext* c, const std::vector<pending_message>& batch,
+                         connection_log& log) {
+        if (!send_appends(c, batch)) return append_result::lost;
         std::size_t answered = 0, appended = 0, refused = 0;
-        bool lost = false;
+        std::vector<bool> retry(batch.size(), false);
+        bool lost = false, not_ready = false;
         for (; answered < batch.size(); ++answered) {
             void* raw = nullptr;
             if (redisGetReply(c, &raw) != REDIS_OK || raw == nullptr) {
@@ -352,7 +379,14 @@ private:
                 break;
             }
             reply_ptr r(static_cast<redisReply*>(raw));
-            if (r->type == REDIS_REPLY_ERROR) {
+            if (is_not_ready(r.get())) {
+                retry[answered] = not_ready = true;
+                if (!log.logged_not_ready) {
+                    spdlog::warn("backplane {}: Redis is not ready: {}; appends wait and are "
+                                 "retried with backoff", describe(), reply_text(r.get()));
+                    log.logged_not_ready = true;
+                }
+            } else if (r->type == REDIS_REPLY_ERROR) {
                 spdlog::error("backplane {}: Redis refused an append: {}; message dropped",
                               describe(), reply_text(r.get()));
                 ++refused;
@@ -362,8 +396,15 @@ private:
         }
         published_ += appended;
         dropped_ += refused;
-        pop_answered(answered);
-        return !lost;
+        const std::size_t kept = pop_answered(answered, retry);
+        retried_ += kept;
+        if (lost) return append_result::lost;
+        if (not_ready) return append_result::not_ready;
+        if (log.logged_not_ready) {
+            spdlog::info("backplane {}: Redis is ready again; appending", describe());
+            log.logged_not_ready = false;
+        }
+        return append_result::done;
     }
 
     // Entries to keep: the retention, or fewer when that many entries of the average size
@@ -398,15 +439,55 @@ private:
         return true;
     }
 
-    // The answered ones are done; the rest are retried after a reconnect (an append may have
-    // landed without its reply: readers skip a (node, seq) they have seen).
-    void pop_answered(std::size_t answered) {
+    // The answered ones are done, except those marked in `retry` (Redis said "not yet"): they
+    // stay at the front, in order, with the unanswered rest (retried after a reconnect: an
+    // append may have landed without its reply, and readers skip a (node, seq) they have seen).
+    // Returns how many were kept for retry.
+    std::size_t pop_answered(std::size_t answered, const std::vector<bool>& retry) {
         std::lock_guard lock(mu_);
+        std::vector<pending_message> kept;
         for (std::size_t i = 0; i < answered; ++i) {
-            pending_bytes_ -= pending_.front().framed->size();
+            if (retry[i]) {
+                kept.push_back(std::move(pending_.front()));
+            } else {
+                pending_bytes_ -= pending_.front().framed->size();
+            }
             pending_.pop_front();
         }
+        pending_.insert(pending_.begin(), std::make_move_iterator(kept.begin()),
+                        std::make_move_iterator(kept.end()));
         pending_bytes_shared_ = pending_bytes_;
+        return kept.size();
+    }
+
+    // Finds where this node starts reading: after the stream's newest entry. False (after a
+    // backoff step; `c` reset when the connection was lost) when Redis could not say.
+    bool position_at_end(context_ptr& c, connection_log& log, io::backoff& delays,
+                         std::string& last_id) {
+        auto r = command(c.get(), "XREVRANGE %b + - COUNT 1", addr_.key.data(), addr_.key.size());
+        if (r && r->type == REDIS_REPLY_ARRAY) {
+            last_id = r->elements > 0 ? reply_text(r->element[0]->element[0]) : "0-0";
+            std::lock_guard lock(mu_);
+            positioned_ = true;
+            cv_.notify_all();
+            return true;
+        }
+        if (is_not_ready(r.get())) {
+            if (!log.logged_not_ready) {
+                spdlog::warn("backplane {}: Redis is not ready: {}; reading starts once it is",
+                             describe(), reply_text(r.get()));
+                log.logged_not_ready = true;
+            }
+        } else {
+            spdlog::warn("backplane {}: cannot read the stream's end: {}", describe(),
+                         r ? reply_text(r.get()) : c->errstr);
+            if (!r) {
+                c.reset();
+                reader_up_ = false;
+            }
+        }
+        wait_to_retry(delays);
+        return false;
     }
 
     void read_loop() {
@@ -424,21 +505,8 @@ private:
                     continue;
                 }
                 delays.reset();
-                if (last_id.empty()) {
-                    auto r = command(c.get(), "XREVRANGE %b + - COUNT 1", addr_.key.data(),
-                                     addr_.key.size());
-                    if (!r || r->type != REDIS_REPLY_ARRAY) {
-                        spdlog::warn("backplane {}: cannot read the stream's end: {}", describe(),
-                                     r ? reply_text(r.get()) : c->errstr);
-                        c.reset();
-                        continue;
-                    }
-                    last_id = r->elements > 0 ? reply_text(r->element[0]->element[0]) : "0-0";
-                    std::lock_guard lock(mu_);
-                    positioned_ = true;
-                    cv_.notify_all();
-                }
             }
+            if (last_id.empty() && !position_at_end(c, log, delays, last_id)) continue;
             auto r = command(c.get(), "XREAD COUNT 1024 BLOCK %d STREAMS %b %s", block_ms,
                              addr_.key.data(), addr_.key.size(), last_id.c_str());
             if (!r) {
@@ -448,12 +516,23 @@ private:
                 reader_up_ = false;
                 continue;
             }
+            if (is_not_ready(r.get())) {
+                if (!log.logged_not_ready) {
+                    spdlog::warn("backplane {}: Redis is not ready: {}; reading resumes after {} "
+                                 "once it is", describe(), reply_text(r.get()), last_id);
+                    log.logged_not_ready = true;
+                }
+                wait_to_retry(delays);
+                continue;
+            }
             if (r->type == REDIS_REPLY_ERROR) {
                 spdlog::error("backplane {}: Redis refused a read: {}", describe(), reply_text(r.get()));
                 c.reset();
                 wait_to_retry(delays);
                 continue;
             }
+            log.logged_not_ready = false;
+            delays.reset();
             if (r->type != REDIS_REPLY_ARRAY || r->elements == 0) continue;  // BLOCK timed out
             const redisReply* entries = r->element[0]->element[1];
             for (std::size_t i = 0; i < entries->elements; ++i) {
@@ -550,7 +629,7 @@ private:
     io::log_throttle jump_log_;                                  // reader thread only
     std::string jump_more_;
     double average_entry_ = 0;                                   // writer thread only
-    std::atomic<std::uint64_t> pending_bytes_shared_{0}, rejected_{0}, jumps_{0};
+    std::atomic<std::uint64_t> pending_bytes_shared_{0}, rejected_{0}, jumps_{0}, retried_{0};
     std::atomic<std::uint64_t> published_{0}, delivered_{0}, dropped_{0}, duplicates_{0},
         reconnects_{0}, lag_ms_{0};
     std::atomic<bool> reader_up_{false}, writer_up_{false};

@@ -203,6 +203,9 @@ std::string render_prometheus(const metrics_snapshot& m) {
         w.counter("framecast_backplane_dropped_total", "Entries not appended: pending queue full", b.dropped);
         w.counter("framecast_backplane_duplicates_total", "Backplane entries skipped as already delivered", b.duplicates);
         w.counter("framecast_backplane_reconnects_total", "Backplane reconnections", b.reconnects);
+        w.counter("framecast_backplane_retried_total",
+                  "Appends the backplane answered 'not yet' (Redis loading after a restart, busy): kept and sent again",
+                  b.retried);
         w.counter("framecast_backplane_rejected_total",
                   "Backplane entries refused: not whole frames, not one sender's relays, bad name",
                   b.rejected);

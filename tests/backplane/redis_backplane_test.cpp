@@ -184,6 +184,36 @@ TEST(RedisBackplane, RedisRestartLosesNothingAndDuplicatesNothing) {
     EXPECT_EQ(b.snapshot(), a.snapshot());
 }
 
+// A restarted Redis answers LOADING until it has read its append-only file back (the failure
+// CI saw under load: every append of that moment was dropped). What a node publishes meanwhile
+// is kept and sent again: none dropped, each delivered once, in publish order.
+TEST(RedisBackplane, AppendsWaitWhileRedisLoadsItsData) {
+    test::redis_server redis;
+    backplane::options opts;
+    opts.max_backoff_seconds = 0.2;
+    node a(redis.url("loading"), opts);
+    warm_up({&a});
+    // Data that takes a while to load: 20,000 keys, each held 50 us (key-load-delay); Redis
+    // answers clients (LOADING) every 1,024 commands it reads back.
+    constexpr int during = 100;
+    redis.fill(20000);
+    redis.stop();
+    redis.start({"--key-load-delay", "50"}, /*until_loaded=*/false);
+    for (int i = 0; i < during; ++i) a.bp->publish(msg("d" + std::to_string(i)), 0);
+    ASSERT_TRUE(a.wait_for(1 + during, 30s))
+        << "received " << a.snapshot().size() << ", dropped " << a.bp->snapshot().dropped;
+    ASSERT_NO_FATAL_FAILURE(settle({&a}));
+    const auto s = a.bp->snapshot();
+    EXPECT_GT(s.retried, 0u) << "Redis never answered LOADING: the test did not test it";
+    EXPECT_EQ(s.dropped, 0u);
+    std::vector<std::string> published_during;
+    for (const auto& m : a.snapshot()) {
+        if (m[0] == 'd') published_during.push_back(m);
+    }
+    ASSERT_EQ(published_during.size(), std::size_t{during});
+    for (int i = 0; i < during; ++i) EXPECT_EQ(published_during[i], "d" + std::to_string(i));
+}
+
 TEST(RedisBackplane, PendingQueueIsBoundedWhileRedisIsAway) {
     test::redis_server redis;
     std::string url = redis.url("bounded");

@@ -14,6 +14,7 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <vector>
 
 namespace framecast::test {
 
@@ -49,13 +50,20 @@ public:
         return "redis://127.0.0.1:" + std::to_string(port_) + "/" + key;
     }
 
-    void start() {
+    // Starts redis-server (with `extra` arguments) and returns once it answers PING: with PONG,
+    // or, unless `until_loaded`, with LOADING too (it is then still reading its data back).
+    void start(const std::vector<std::string>& extra = {}, bool until_loaded = true) {
+        std::vector<std::string> args = {"redis-server", "--port", std::to_string(port_),
+                                         "--bind", "127.0.0.1", "--dir", dir_,
+                                         "--appendonly", "yes", "--appendfsync", "always",
+                                         "--save", "", "--logfile", "redis.log"};
+        args.insert(args.end(), extra.begin(), extra.end());
+        std::vector<char*> argv;
+        for (auto& a : args) argv.push_back(a.data());
+        argv.push_back(nullptr);
         pid_ = ::fork();
         if (pid_ == 0) {
-            std::string port = std::to_string(port_);
-            ::execlp("redis-server", "redis-server", "--port", port.c_str(), "--bind", "127.0.0.1",
-                     "--dir", dir_.c_str(), "--appendonly", "yes", "--appendfsync", "always",
-                     "--save", "", "--logfile", "redis.log", static_cast<char*>(nullptr));
+            ::execvp("redis-server", argv.data());
             ::_exit(127);
         }
         auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
@@ -65,7 +73,9 @@ public:
             bool up = false;
             if (c && !c->err) {
                 auto* r = static_cast<redisReply*>(redisCommand(c, "PING"));
-                up = r && r->type == REDIS_REPLY_STATUS;
+                up = r && (r->type == REDIS_REPLY_STATUS ||
+                           (!until_loaded && r->type == REDIS_REPLY_ERROR &&
+                            std::string(r->str, r->len).rfind("LOADING", 0) == 0));
                 if (r) freeReplyObject(r);
             }
             if (c) redisFree(c);
@@ -73,6 +83,20 @@ public:
             std::this_thread::sleep_for(std::chrono::milliseconds(50));  // poll interval, bounded above
         }
         throw std::runtime_error("redis-server did not start on port " + std::to_string(port_));
+    }
+
+    // Writes `keys` filler keys (one script, so one round trip): data for a restart to load.
+    void fill(int keys) {
+        timeval tv{5, 0};
+        redisContext* c = redisConnectWithTimeout("127.0.0.1", port_, tv);
+        if (!c || c->err) throw std::runtime_error("cannot connect to redis-server to fill it");
+        auto* r = static_cast<redisReply*>(redisCommand(
+            c, "EVAL %s 0 %d", "for i=1,tonumber(ARGV[1]) do redis.call('SET','filler:'..i,'x') end",
+            keys));
+        const bool ok = r && r->type != REDIS_REPLY_ERROR;
+        if (r) freeReplyObject(r);
+        redisFree(c);
+        if (!ok) throw std::runtime_error("redis-server refused the filler script");
     }
 
     // SIGTERM: Redis writes its append-only file and exits.
