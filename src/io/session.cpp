@@ -425,6 +425,8 @@ awaitable<void> session::writer() {
 // offered (full): wait for it to be writable.
 bool session::write_queued(error_code& ec) {
     std::array<asio::const_buffer, max_gather> bufs;
+    std::array<const shared_frame*, max_gather> owners;
+    const bool by_unit = transport_->frames_units();
     std::size_t nb = 0, total = 0, used = 0;
     char* scratch = ctx_.write_scratch.data();
     for (std::size_t i = 0; i < queue_.size() && nb < max_gather && total < write_batch; ++i) {
@@ -432,7 +434,10 @@ bool session::write_queued(error_code& ec) {
         const std::size_t skip = i == 0 ? queue_.front_offset() : 0;
         const char* p = frame.data() + skip;
         const std::size_t len = frame.size() - skip;
-        if (len < copy_below) {
+        if (by_unit) {
+            owners[nb] = &queue_[i];
+            bufs[nb++] = asio::const_buffer(p, len);
+        } else if (len < copy_below) {
             if (used + len > write_batch) break;
             std::memcpy(scratch + used, p, len);
             if (nb > 0 && static_cast<const char*>(bufs[nb - 1].data()) + bufs[nb - 1].size() ==
@@ -447,7 +452,8 @@ bool session::write_queued(error_code& ec) {
         }
         total += len;
     }
-    const std::size_t written = transport_->try_write({bufs.data(), nb}, ec);
+    const std::size_t written = by_unit ? transport_->try_write_units({bufs.data(), nb}, {owners.data(), nb}, ec)
+                                        : transport_->try_write({bufs.data(), nb}, ec);
     if (ec == asio::error::would_block) {
         ec = {};
         return true;

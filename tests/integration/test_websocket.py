@@ -56,6 +56,30 @@ def test_a_browser_and_a_tcp_client_see_the_same_messages_in_the_same_order(proc
     assert server.wait() == 0
 
 
+def test_a_burst_reaches_every_websocket_client_whole_and_in_order(procs):
+    """A burst of many relay units, framed once for all WebSocket clients, and a few messages
+    over a unit's bound, framed per client a part at a time between them: one client reads as
+    it comes, one only after the other has read everything (its queue holds the rest), and both
+    get every message, whole, in order."""
+    server, port, wsport = serve_ws(procs, "--source", "stdin", "--welcome", "",
+                                    "--client-buffer", "32MiB", stdin=subprocess.PIPE)
+    eager, lagging = WsPeer(wsport), WsPeer(wsport)
+    wait_for_ws_client(server, 2)
+    lines = []
+    for i in range(3000):
+        # Some over a unit's bound (64 KiB): framed per client, a part at a time.
+        size = 100_000 if i % 500 == 7 else i * 7 % 3001
+        body = (b"%d:" % i) + bytes([97 + i % 26]) * size
+        lines.append(body if i % 5 else body + b"\xff")  # every fifth one is binary
+    server.p.stdin.write(b"".join(line + b"\n" for line in lines))
+    server.p.stdin.flush()
+    for peer in (eager, lagging):
+        for i, line in enumerate(lines):
+            got = peer.recv()
+            want = line if i % 5 == 0 else line.decode()
+            assert got == want, f"message {i}"
+
+
 def test_published_fragmented_message_reaches_tcp_subscribers_as_one_frame(procs):
     server, port, wsport = serve_ws(procs, "--publish", "--welcome", "")
     tcp = connect(port)

@@ -21,6 +21,9 @@
 
 namespace framecast::io {
 
+// One or more whole encoded frames, immutable, shared by every queue (see relay_unit.hpp).
+using shared_frame = std::shared_ptr<const std::string>;
+
 class transport {
 public:
     virtual ~transport() = default;
@@ -31,6 +34,16 @@ public:
     // Non-blocking gathered write of up to `bufs` (at most 64 buffers); returns the bytes
     // taken, possibly fewer than offered. Full: asio::error::would_block. Never waits.
     virtual std::size_t try_write(std::span<const asio::const_buffer> bufs, error_code& ec) = 0;
+    // A transport that re-frames what it sends (WebSocket) can frame a relay unit once for
+    // every client it goes to. It says so here; the session then passes whole units by
+    // reference (not copied into its scratch buffer) to try_write_units(), where owners[i] is
+    // the unit bufs[i] is part of (null: bytes of no unit). Same contract as try_write().
+    virtual bool frames_units() const noexcept { return false; }
+    virtual std::size_t try_write_units(std::span<const asio::const_buffer> bufs,
+                                        std::span<const shared_frame* const> /*owners*/,
+                                        error_code& ec) {
+        return try_write(bufs, ec);
+    }
     // Completes when a read may find bytes (or end of stream), or with an error; after
     // close(), with operation_aborted. A transport reporting readiness by edge completes only
     // for bytes arriving after the wait started: read until would_block first.

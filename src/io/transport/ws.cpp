@@ -1,4 +1,5 @@
 #include "transport/ws.hpp"
+#include "transport/ws_frames_cache.hpp"
 
 #include <algorithm>
 #include <cstdint>
@@ -137,6 +138,8 @@ struct ws_transport::state {
     }
 
     std::size_t out_pending() const noexcept { return ws.next_layer().pending(); }
+    bool may_write(error_code& ec, bool& discard);
+    bool frame_into(std::string& out, std::span<const char> in, error_code& ec);
 
     void close_socket() {
         if (lingering) lingering->cancel();
@@ -304,54 +307,131 @@ void ws_append_frame(std::string& out, std::string_view payload, bool text) {
     out.append(payload);
 }
 
-std::size_t ws_transport::try_write(std::span<const asio::const_buffer> bufs, error_code& ec) {
-    auto& s = *s_;
+std::shared_ptr<const std::string> ws_frames_cache::get(const std::shared_ptr<const std::string>& unit,
+                                                        const codec_options& codec) {
+    if (unit->size() > max_unit) return nullptr;
+    for (auto& e : entries_) {
+        if (e.address == unit.get() && e.header_size == codec.header_size && e.unit == codec.unit &&
+            !e.owner.owner_before(unit) && !unit.owner_before(e.owner) && !e.owner.expired()) {
+            return e.framed;
+        }
+    }
+    auto framed = std::make_shared<std::string>();
+    decoder dec(codec, decode_mode::whole);
+    std::span<const char> in(unit->data(), unit->size());
+    for (;;) {
+        const auto ev = dec.next(in);
+        if (ev == decode_event::need_more) break;
+        if (ev == decode_event::error) return nullptr;
+        const auto payload = dec.payload();
+        ws_append_frame(*framed, payload, ws_is_text(payload));
+    }
+    if (!dec.at_frame_boundary()) return nullptr;  // not whole frames
+    entry& e = entries_[next_];
+    next_ = (next_ + 1) % entries;
+    e.owner = unit;
+    e.address = unit.get();
+    e.header_size = codec.header_size;
+    e.unit = codec.unit;
+    e.framed = std::move(framed);
+    return e.framed;
+}
+
+ws_frames_cache& ws_frames_cache::local() {
+    thread_local ws_frames_cache cache;
+    return cache;
+}
+
+// Whether try_write() may take bytes now: false with `ec` set (an error, or would_block when
+// out_limit bytes wait to be sent), or with `discard` set when the peer's close is under way
+// (what is written meanwhile has nobody to go to: it is taken and dropped).
+bool ws_transport::state::may_write(error_code& ec, bool& discard) {
     ec = {};
-    if (!s.out_ec && s.ws.next_layer().error()) s.out_ec = s.ws.next_layer().error();
-    if (s.out_ec) {
-        ec = s.out_ec;
-        return 0;
+    discard = false;
+    if (!out_ec && ws.next_layer().error()) out_ec = ws.next_layer().error();
+    if (out_ec) {
+        ec = out_ec;
+        return false;
     }
-    if (s.closed || s.shut) {
+    if (closed || shut) {
         ec = asio::error::not_connected;
-        return 0;
+        return false;
     }
-    if (!s.ws.is_open()) {
-        // The peer's close is under way: the read loop reports it (end of stream) in a moment;
-        // what is written meanwhile has nobody to go to.
-        std::size_t total = 0;
-        for (const auto& b : bufs) total += b.size();
-        return total;
+    if (!ws.is_open()) {
+        // The read loop reports the peer's close (end of stream) in a moment.
+        discard = true;
+        return false;
     }
-    const std::size_t pending = s.out_pending();
-    if (pending >= out_limit) {
+    if (out_pending() >= out_limit) {
         ec = asio::error::would_block;
-        return 0;
+        return false;
     }
-    // A WebSocket header (2-10 bytes) is never longer than the framecast header it replaces,
-    // so taking `room` framecast bytes adds at most `room` bytes to the socket's buffer.
-    const std::size_t room = out_limit - pending;
-    std::string& out = s.ws.next_layer().gather();
+    return true;
+}
+
+// Frames whatever whole framecast frames `in` completes into `out` (one WebSocket message
+// per frame). False on a frame the codec cannot parse (logged; the session wrote it: a bug).
+bool ws_transport::state::frame_into(std::string& out, std::span<const char> in, error_code& ec) {
+    for (;;) {
+        const auto ev = out_dec.next(in);
+        if (ev == decode_event::need_more) return true;
+        if (ev == decode_event::error) {
+            spdlog::error("websocket {}: bad outbound frame: {}", peer, out_dec.error_message());
+            ec = asio::error::invalid_argument;
+            return false;
+        }
+        const auto payload = out_dec.payload();
+        ws_append_frame(out, payload, ws_is_text(payload));
+    }
+}
+
+namespace {
+
+std::size_t total_size(std::span<const asio::const_buffer> bufs) {
+    std::size_t total = 0;
+    for (const auto& b : bufs) total += b.size();
+    return total;
+}
+
+}  // namespace
+
+std::size_t ws_transport::try_write(std::span<const asio::const_buffer> bufs, error_code& ec) {
+    return try_write_units(bufs, {}, ec);
+}
+
+// A WebSocket header (2-10 bytes) is never longer than the framecast header it replaces, so
+// taking `room` framecast bytes adds at most `room` bytes to the socket's buffer. A whole unit
+// (owners[i] set, the buffer is all of it, no frame of ours half parsed) is framed once for
+// all clients (ws_frames_cache) and taken whole while there is any room; anything else is
+// parsed and framed here, up to the room.
+std::size_t ws_transport::try_write_units(std::span<const asio::const_buffer> bufs,
+                                          std::span<const shared_frame* const> owners,
+                                          error_code& ec) {
+    auto& s = *s_;
+    bool discard = false;
+    if (!s.may_write(ec, discard)) return discard ? total_size(bufs) : 0;
+    const std::size_t room = out_limit - s.out_pending();
+    auto& cache = ws_frames_cache::local();
     std::size_t taken = 0;
-    for (const auto& b : bufs) {
-        const std::size_t len = std::min(b.size(), room - taken);
-        std::span<const char> in(static_cast<const char*>(b.data()), len);
-        for (;;) {
-            const auto ev = s.out_dec.next(in);
-            if (ev == decode_event::need_more) break;
-            if (ev == decode_event::error) {
-                // The session writes what the codec encoded: a bug, not a peer's fault.
-                spdlog::error("websocket {}: bad outbound frame: {}", s.peer,
-                              s.out_dec.error_message());
-                ec = asio::error::invalid_argument;
-                s.ws.next_layer().send();
-                return taken;
+    for (std::size_t i = 0; i < bufs.size() && taken < room; ++i) {
+        const auto& b = bufs[i];
+        const shared_frame* owner = i < owners.size() ? owners[i] : nullptr;
+        if (owner != nullptr && b.size() == (*owner)->size() && b.data() == (*owner)->data() &&
+            s.out_dec.at_frame_boundary()) {
+            // Whole, even past `room`: a unit is at most max_unit bytes, so the socket's buffer
+            // holds at most out_limit + max_unit unsent bytes.
+            if (auto framed = cache.get(*owner, s.codec)) {
+                s.ws.next_layer().share(std::move(framed));
+                taken += b.size();
+                continue;
             }
-            const auto payload = s.out_dec.payload();
-            ws_append_frame(out, payload, ws_is_text(payload));
+        }
+        const std::size_t len = std::min(b.size(), room - taken);
+        if (!s.frame_into(s.ws.next_layer().gather(), {static_cast<const char*>(b.data()), len}, ec)) {
+            s.ws.next_layer().send();
+            return taken;
         }
         taken += len;
-        if (taken == room) break;
     }
     s.ws.next_layer().send();
     return taken;

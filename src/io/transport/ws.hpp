@@ -9,10 +9,12 @@
 // Writing: try_write() parses the framecast frames the session writes (codec decoder) and
 // frames each payload as one WebSocket message, text when it is valid UTF-8, else binary,
 // straight into the corked socket's send buffer (server frames are unmasked: a 2-10 byte
-// header; Beast only writes the control frames). Per message that is a header and a copy, as
-// a TCP client's small frames cost; Beast's per-message write operation cost 3x the TCP
-// fan-out (docs/bench.md). Bounded by out_limit unsent bytes: past it try_write() says
-// would_block, and the session's own queue (client_buffer, slow-consumer policy) takes over.
+// header; Beast only writes the control frames). A relay unit is framed once for all the
+// WebSocket clients it goes to (transport/ws_frames_cache.hpp), so a client costs a copy, as a
+// TCP client does; Beast's per-message write operation cost 3x the TCP fan-out
+// (docs/bench.md). Bounded by out_limit unsent bytes (plus at most one whole unit of
+// ws_frames_cache::max_unit): past it try_write() says would_block, and the session's own
+// queue (client_buffer, slow-consumer policy) takes over.
 #pragma once
 
 #include <chrono>
@@ -47,6 +49,11 @@ public:
 
     std::size_t try_read(std::span<char> buf, error_code& ec) override;
     std::size_t try_write(std::span<const asio::const_buffer> bufs, error_code& ec) override;
+    // Whole units are framed once for every WebSocket client (transport/ws_frames_cache.hpp).
+    bool frames_units() const noexcept override { return true; }
+    std::size_t try_write_units(std::span<const asio::const_buffer> bufs,
+                                std::span<const shared_frame* const> owners,
+                                error_code& ec) override;
     asio::awaitable<error_code> wait_readable() override;
     asio::awaitable<error_code> wait_writable() override;
     // What was written is sent, then a close frame 1001 (going away).

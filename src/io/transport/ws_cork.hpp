@@ -1,15 +1,16 @@
 // The layer under a server's Beast websocket::stream: a TCP socket whose writes are gathered.
 // Beast writes each WebSocket message (and each ping, pong, close) with its own write; at
 // fan-out that is one system call and one loopback segment per message per client, where a TCP
-// client gets a whole batch in one. Between cork() and uncork() (ws_transport's write loop,
-// around a batch) writes are appended to a buffer and complete at once; uncork() sends it in one
-// write. Uncorked, every write starts a send at once (control frames are never held back).
+// client gets a whole batch in one. Between cork() and uncork() writes are queued and complete
+// at once; uncork() sends them in one write. Uncorked, every write starts a send at once (control frames are never held back).
 // Bounded: past `limit` buffered bytes a write waits for the send in flight to finish.
 //
 // The server's data frames do not go through Beast at all (ws_transport frames them itself:
-// server frames are unmasked, so framing is a 2-10 byte header): it frames into gather(), the
-// same ordered buffer Beast's control frames go to, and on_progress tells the transport
-// when sent bytes made room.
+// server frames are unmasked, so framing is a 2-10 byte header): it frames into gather(), or
+// hands over a relay unit's frames made once for every client (share()), in the same ordered
+// queue Beast's control frames go to; on_progress tells the transport when sent bytes made
+// room. The queue is a list of segments sent with one gathered write: shared ones are
+// referenced, not copied, so fan-out costs each client a reference, as a TCP client's does.
 #pragma once
 
 #include <cstddef>
@@ -17,6 +18,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "framecast/io/asio.hpp"
 #include <boost/asio/any_completion_handler.hpp>
@@ -76,14 +78,18 @@ public:
             token, buffers);
     }
 
-    // The buffer itself, to frame into without a copy; send() afterwards.
-    std::string& gather() noexcept { return s_->buffer; }
+    // The end of the queue, to frame into without a copy; send() afterwards.
+    std::string& gather() { return s_->tail(); }
+    // Queues `bytes` as they are (shared with other clients, not copied); send() afterwards.
+    void share(std::shared_ptr<const std::string> bytes) { s_->share(std::move(bytes)); }
     void send() {
         if (!s_->corked) shared::flush(s_);
     }
     // Bytes accepted and not yet taken by the kernel.
     std::size_t pending() const noexcept {
-        return s_->buffer.size() + s_->in_flight.size() + s_->parked_bytes.size();
+        const auto& q = s_->queue;
+        const std::size_t tail = !q.empty() && q.back().owned ? q.back().owned->size() - s_->tail_counted : 0;
+        return s_->queued + tail + s_->in_flight_bytes + s_->parked_bytes.size();
     }
     error_code error() const noexcept { return s_->error; }
     // Called after each completed send (room was made, or the socket failed).
@@ -100,7 +106,7 @@ public:
     template <class Fn>
     void after_flush(Fn fn) {
         s_->corked = false;
-        if (s_->buffer.empty() && !s_->sending) {
+        if (s_->queue.empty() && !s_->sending) {
             asio::post(s_->socket.get_executor(), [fn = std::move(fn), ec = s_->error]() mutable { fn(ec); });
             return;
         }
@@ -111,12 +117,21 @@ public:
 private:
     using write_handler = asio::any_completion_handler<void(error_code, std::size_t)>;
 
+    // Bytes to send, in order: owned (gathered here) or shared (a relay unit's frames).
+    struct segment {
+        std::shared_ptr<const std::string> bytes;
+        std::string* owned = nullptr;  // bytes, writable while this is the queue's last segment
+    };
+
     struct shared {
         explicit shared(next_layer_type s) : socket(std::move(s)) {}
         next_layer_type socket;
         std::string replay;   // read before the handshake, not yet taken (see replay())
-        std::string buffer;   // gathered, not yet handed to the socket
-        std::string in_flight;  // being written
+        std::vector<segment> queue;     // not yet handed to the socket
+        std::size_t queued = 0;         // bytes in queue, but for the open owned tail's growth
+        std::vector<segment> in_flight;  // being written
+        std::vector<asio::const_buffer> in_flight_bufs;
+        std::size_t in_flight_bytes = 0;
         bool sending = false;
         bool corked = false;
         error_code error;
@@ -124,6 +139,34 @@ private:
         std::string parked_bytes;
         asio::any_completion_handler<void(error_code)> flushed;
         std::function<void()> progress;
+        std::size_t tail_counted = 0;   // of the owned tail's size, what `queued` includes
+
+        // The owned segment at the end of the queue (a new one after a shared segment).
+        std::string& tail() {
+            if (queue.empty() || queue.back().owned == nullptr) {
+                auto bytes = std::make_shared<std::string>();
+                std::string* raw = bytes.get();
+                queue.push_back({std::move(bytes), raw});
+                tail_counted = 0;
+            }
+            return *queue.back().owned;
+        }
+        // Counts what was framed into the tail since it was last counted.
+        void count_tail() {
+            if (queue.empty() || queue.back().owned == nullptr) return;
+            queued += queue.back().owned->size() - tail_counted;
+            tail_counted = queue.back().owned->size();
+        }
+        void share(std::shared_ptr<const std::string> bytes) {
+            count_tail();
+            if (bytes->empty()) return;
+            queued += bytes->size();
+            queue.push_back({std::move(bytes), nullptr});
+        }
+        std::size_t queued_bytes() {
+            count_tail();
+            return queued;
+        }
 
         template <class Buffers>
         void write(const Buffers& bufs, write_handler handler) {
@@ -138,14 +181,15 @@ private:
             for (auto it = asio::buffer_sequence_begin(bufs); it != asio::buffer_sequence_end(bufs); ++it) {
                 bytes.append(static_cast<const char*>((*it).data()), (*it).size());
             }
-            if (buffer.size() + bytes.size() > limit && (sending || !buffer.empty())) {
+            if (queued_bytes() + bytes.size() > limit && (sending || !queue.empty())) {
                 parked = std::move(handler);
                 parked_bytes = std::move(bytes);
                 flush(self());
                 return;
             }
             const std::size_t n = bytes.size();
-            buffer += bytes;
+            tail() += bytes;
+            count_tail();
             if (!corked) flush(self());
             asio::post(ex, [h = std::move(handler), n]() mutable { std::move(h)(error_code{}, n); });
         }
@@ -155,18 +199,31 @@ private:
 
         static void flush(const std::shared_ptr<shared>& s) {
             if (s->sending || s->error) return;
-            if (s->buffer.empty()) {
+            s->count_tail();
+            if (s->queue.empty()) {
                 s->finish_flush();
                 return;
             }
             s->sending = true;
-            std::swap(s->buffer, s->in_flight);
-            asio::async_write(s->socket, asio::buffer(s->in_flight),
+            std::swap(s->queue, s->in_flight);
+            s->in_flight_bytes = s->queued;
+            s->queued = 0;
+            s->tail_counted = 0;
+            s->in_flight_bufs.clear();
+            for (const auto& seg : s->in_flight) {
+                if (!seg.bytes->empty()) s->in_flight_bufs.push_back(asio::buffer(*seg.bytes));
+            }
+            asio::async_write(s->socket, s->in_flight_bufs,
                               [s](error_code ec, std::size_t) {
                                   s->sending = false;
                                   s->in_flight.clear();
-                                  // An idle client does not keep a burst's buffer.
-                                  if (s->in_flight.capacity() > limit) std::string().swap(s->in_flight);
+                                  s->in_flight_bufs.clear();
+                                  s->in_flight_bytes = 0;
+                                  // An idle client does not keep a burst's list.
+                                  if (s->in_flight.capacity() > 64) {
+                                      std::vector<segment>().swap(s->in_flight);
+                                      std::vector<asio::const_buffer>().swap(s->in_flight_bufs);
+                                  }
                                   if (ec) s->error = ec;
                                   s->on_sent();
                                   if (s->progress) s->progress();
@@ -179,22 +236,27 @@ private:
                 auto h = std::move(parked);
                 parked = nullptr;
                 const std::size_t n = parked_bytes.size();
-                if (!error) buffer += parked_bytes;
+                if (!error) {
+                    tail() += parked_bytes;
+                    count_tail();
+                }
                 parked_bytes.clear();
                 auto ec = error;
                 asio::post(socket.get_executor(),
                            [h = std::move(h), ec, n]() mutable { std::move(h)(ec, ec ? 0 : n); });
             }
             if (error) {
-                buffer.clear();
+                queue.clear();
+                queued = 0;
+                tail_counted = 0;
                 finish_flush();
                 return;
             }
-            if (!buffer.empty() && (!corked || buffer.size() >= limit)) {
+            if (!queue.empty() && (!corked || queued_bytes() >= limit)) {
                 flush(me);
                 return;
             }
-            if (buffer.empty()) finish_flush();
+            if (queue.empty()) finish_flush();
         }
 
         void finish_flush() {
