@@ -60,7 +60,8 @@ public:
     void stop_receiving() noexcept { receives_ = false; }
 
 protected:
-    // The writer sleeps while the queue is empty; a delivery wakes it.
+    // The writer stops while the queue is empty (an idle client holds no writer, no timer);
+    // a delivery starts it again.
     virtual void wake_writer() = 0;
     // The writer wrote `n` bytes from the front of the queue: counts, backpressure, accounting.
     void on_written(std::size_t n);
@@ -70,7 +71,7 @@ protected:
     hub& hub_;
     frame_queue queue_;
     bool closed_ = false;
-    bool writer_waiting_ = false;
+    bool writer_waiting_ = false;  // the writer stopped on an empty queue: wake_writer() restarts it
 
 private:
     friend class hub;

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <new>
 #include <vector>
 
 #include <boost/asio/co_spawn.hpp>
@@ -66,7 +67,7 @@ void idle_sweep::start() {
 
 session::session(session_context& ctx, std::unique_ptr<transport> t, std::string peer)
     : member(ctx.clients, std::move(peer), ctx.chat == nullptr), ctx_(ctx),
-      transport_(std::move(t)), timer_(transport_->get_executor()),
+      transport_(std::move(t)),
       decoder_(ctx.first_frame_codec,
                discards_input() ? decode_mode::streaming : decode_mode::whole),
       limiter_(ctx.opts.max_rate), byte_limiter_(ctx.opts.max_rate_bytes),
@@ -82,10 +83,49 @@ void session::start() {
         rate_mark_ = mid_frame_since_;
         ctx_.sweep.watch(this);
     }
+    spawn_reader();
+    spawn_writer();
+}
+
+void session::spawn_reader() {
     auto self = std::static_pointer_cast<session>(shared_from_this());
-    auto ex = transport_->get_executor();
-    asio::co_spawn(ex, [self] { return self->reader(); }, rethrow);
-    asio::co_spawn(ex, [self] { return self->writer(); }, rethrow);
+    asio::co_spawn(transport_->get_executor(), [self] { return self->reader(); }, rethrow);
+}
+
+// The transport is readable again (or failed): the reader goes on.
+void session::resume_reading(error_code ec) {
+    if (closed_) return;
+    if (ec) {
+        close(close_reason::wait_failed, ec.message());
+        return;
+    }
+    try {
+        spawn_reader();
+    } catch (const std::bad_alloc&) {
+        close(close_reason::read_failed, "out of memory");
+    }
+}
+
+void session::spawn_writer() {
+    auto self = std::static_pointer_cast<session>(shared_from_this());
+    asio::co_spawn(transport_->get_executor(), [self] { return self->writer(); }, rethrow);
+}
+
+// Restarts the writer stopped on an empty queue (a delivery, or drain()). Posted: co_spawn
+// would run the writer at once, inside the hub's broadcast that called this.
+void session::wake_writer() {
+    if (!writer_waiting_ || closed_) return;
+    writer_waiting_ = false;
+    try {
+        asio::post(transport_->get_executor(),
+                   [self = std::static_pointer_cast<session>(shared_from_this())] {
+                       self->spawn_writer();
+                   });
+    } catch (const std::bad_alloc&) {
+        // No memory for its frame: the next delivery tries again.
+        writer_waiting_ = true;
+        spdlog::error("client {}: out of memory starting its writer", peer());
+    }
 }
 
 void session::close(close_reason why, std::string_view detail) {
@@ -117,7 +157,6 @@ void session::close(close_reason why, std::string_view detail) {
     inbound_accounted_ = 0;
     transport_->set_close_reason(text);
     transport_->close();
-    timer_.cancel();
     if (mid_frame_) ctx_.sweep.unwatch(this);
     --ctx_.counters.clients_current;
     asio::post(transport_->get_executor(),
@@ -126,7 +165,7 @@ void session::close(close_reason why, std::string_view detail) {
 
 void session::drain() {
     draining_ = true;
-    if (writer_waiting_) timer_.cancel();
+    wake_writer();
 }
 
 void session::check_idle(clock::time_point now) {
@@ -198,13 +237,16 @@ awaitable<void> session::reader() {
         if (stop || closed_) co_return;
         if (empty) {
             // Only once the transport is empty: readiness may be reported by edge, so a wait
-            // started with bytes already pending might never complete.
-            auto ec = co_await transport_->wait_readable();
-            if (closed_) co_return;
-            if (ec) {
-                close(close_reason::wait_failed, ec.message());
-                co_return;
-            }
+            // started with bytes already pending might never complete. The reader stops and
+            // is started again on readiness: an idle client holds no coroutine. (The hub
+            // keeps the session alive; the wait holds it weakly, so a transport keeping the
+            // wait's handler makes no cycle.)
+            transport_->on_readable(
+                [w = std::weak_ptr<session>(std::static_pointer_cast<session>(shared_from_this()))](
+                    error_code ec) {
+                    if (auto self = w.lock()) self->resume_reading(ec);
+                });
+            co_return;
         } else {
             co_await asio::post(transport_->get_executor(), asio::use_awaitable);
         }
@@ -394,11 +436,9 @@ awaitable<void> session::writer() {
                 finish_drain();
                 co_return;
             }
+            // Stop: an idle client holds no coroutine frame and no timer (wake_writer()).
             writer_waiting_ = true;
-            timer_.expires_at(asio::steady_timer::time_point::max());
-            co_await timer_.async_wait(use_nothrow);
-            writer_waiting_ = false;
-            continue;
+            co_return;
         }
         error_code ec;
         const bool blocked = write_queued(ec);

@@ -108,7 +108,10 @@ public:
     void check_idle(std::chrono::steady_clock::time_point now);
 
 private:
-    void wake_writer() override { timer_.cancel(); }
+    void wake_writer() override;
+    void spawn_writer();
+    void spawn_reader();
+    void resume_reading(error_code ec);
     asio::awaitable<void> reader();
     asio::awaitable<void> writer();
     // Reads up to max_reads_per_turn times; true when the transport has nothing more now.
@@ -143,7 +146,6 @@ private:
 
     session_context& ctx_;
     std::unique_ptr<transport> transport_;
-    asio::steady_timer timer_;  // the writer sleeps on it; deliveries and drain() cancel it
     decoder decoder_;
     rate_limiter limiter_;
     rate_limiter byte_limiter_;  // max_rate_bytes, a token per byte

@@ -10,12 +10,15 @@
 #include <memory>
 
 #include <cstddef>
+#include <exception>
+#include <functional>
 #include <span>
 #include <string>
 #include <string_view>
 
 #include "framecast/io/asio.hpp"
 #include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/co_spawn.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/buffer.hpp>
 
@@ -48,6 +51,16 @@ public:
     // close(), with operation_aborted. A transport reporting readiness by edge completes only
     // for bytes arriving after the wait started: read until would_block first.
     virtual asio::awaitable<error_code> wait_readable() = 0;
+    // Calls `fn(ec)` once, when wait_readable() would complete: a session waiting for input
+    // then holds no coroutine (most of an idle client's cost). The default runs
+    // wait_readable() in a coroutine of its own; TCP and WebSocket wait without one.
+    virtual void on_readable(std::function<void(error_code)> fn) {
+        asio::co_spawn(
+            get_executor(), wait_readable(),
+            [fn = std::move(fn)](std::exception_ptr e, error_code ec) mutable {
+                fn(e ? error_code(asio::error::operation_aborted) : ec);
+            });
+    }
     // Completes when a write may take bytes again.
     virtual asio::awaitable<error_code> wait_writable() = 0;
     // Sends end of stream after what was written (TCP: FIN); reading stays possible.

@@ -49,6 +49,10 @@ asio::awaitable<error_code> tcp_transport::wait_readable() {
     co_return ec;
 }
 
+void tcp_transport::on_readable(std::function<void(error_code)> fn) {
+    socket_.async_wait(tcp::socket::wait_read, std::move(fn));
+}
+
 asio::awaitable<error_code> tcp_transport::wait_writable() {
     auto [ec] = co_await socket_.async_wait(tcp::socket::wait_write, use_nothrow);
     co_return ec;

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <new>
 #include <vector>
 
 #include <boost/asio/co_spawn.hpp>
@@ -26,19 +27,22 @@ bool ws_is_text(std::string_view payload) noexcept {
 
 namespace {
 
-// A coroutine that sleeps until woken: the timer never fires on its own, wake() cancels it.
+// A wait until woken: the timer never fires on its own, wake() cancels it. sleep() is the
+// timer's own operation, awaited by the caller (no coroutine frame of its own: an idle client
+// waits in every session).
 struct sleeper {
     explicit sleeper(const asio::any_io_executor& ex) : timer(ex) {}
     asio::steady_timer timer;
     bool waiting = false;
-    asio::awaitable<void> sleep() {
+    auto sleep() {
         waiting = true;
         timer.expires_at(steady::time_point::max());
-        co_await timer.async_wait(use_nothrow);
-        waiting = false;
+        return timer.async_wait(use_nothrow);
     }
     void wake() {
-        if (waiting) timer.cancel();
+        if (!waiting) return;
+        waiting = false;
+        timer.cancel();
     }
 };
 
@@ -97,7 +101,8 @@ struct ws_transport::state {
     decoder out_dec;
     error_code out_ec;
 
-    sleeper readable;  // the session's wait_readable()
+    sleeper readable;  // wait_readable()
+    std::function<void(error_code)> readable_fn;  // on_readable()
     bool reading = false;  // an async_read is under way
     sleeper writable;  // the session's wait_writable()
     // Bounds a closing connection's goodbye; made at close() (an idle client needs no timer).
@@ -110,13 +115,30 @@ struct ws_transport::state {
 
     std::size_t in_available() const noexcept { return in.size() - in_off; }
 
+    // A read may find bytes, or the end: whoever waits is told. Posted, never called here:
+    // this runs inside the read loop's handler (take_message), and the session's reader
+    // would read, and start the next Beast read, before that handler is done with rbuf.
+    void notify_readable() {
+        readable.wake();
+        if (readable_fn) {
+            auto fn = std::move(readable_fn);
+            readable_fn = nullptr;
+            const error_code ec = closed ? error_code(asio::error::operation_aborted) : error_code();
+            try {
+                asio::post(ws.get_executor(), [fn = std::move(fn), ec] { fn(ec); });
+            } catch (const std::bad_alloc&) {
+                spdlog::error("websocket {}: out of memory waking its reader", peer);
+            }
+        }
+    }
+
     void end_reading(const error_code& ec) {
         if (ec == websocket::error::closed || ec == asio::error::eof) {
             in_ec = asio::error::eof;
         } else {
             in_ec = ec;
         }
-        readable.wake();
+        notify_readable();
     }
 
     void take_message(std::string_view payload) {
@@ -125,7 +147,7 @@ struct ws_transport::state {
             // Only in code-point mode (a binary message is not UTF-8): the session closes it.
             spdlog::debug("websocket {}: cannot frame a message: {}", peer, ec.message());
             in_ec = asio::error::invalid_argument;
-            readable.wake();
+            notify_readable();
             return;
         }
         if (in_off > 0 && in_off * 2 >= in.size()) {
@@ -134,7 +156,7 @@ struct ws_transport::state {
         }
         in.append(h.data(), h.size());
         in.append(payload);
-        readable.wake();
+        notify_readable();
     }
 
     std::size_t out_pending() const noexcept { return ws.next_layer().pending(); }
@@ -191,7 +213,7 @@ void too_big(const state_ptr& s) {
     s->close_why = "message over " + std::to_string(s->codec.max_message) +
                    " bytes (max message)";
     s->in_ec = websocket::error::message_too_big;
-    s->readable.wake();
+    s->notify_readable();
     try {
         start_close(s, websocket::close_code::too_big);
     } catch (...) {
@@ -439,13 +461,25 @@ std::size_t ws_transport::try_write_units(std::span<const asio::const_buffer> bu
 
 asio::awaitable<error_code> ws_transport::wait_readable() {
     auto s = s_;
-    if (s->in_available() == 0 && !s->in_ec && !s->closed) co_await s->readable.sleep();
+    if (s->in_available() == 0 && !s->in_ec && !s->closed) {
+        auto [woken] = co_await s->readable.sleep();  // cancelled by wake(): not an error
+        (void)woken;
+    }
     co_return s->closed ? error_code(asio::error::operation_aborted) : error_code();
+}
+
+void ws_transport::on_readable(std::function<void(error_code)> fn) {
+    auto& s = *s_;
+    s.readable_fn = std::move(fn);
+    if (s.in_available() > 0 || s.in_ec || s.closed) s.notify_readable();
 }
 
 asio::awaitable<error_code> ws_transport::wait_writable() {
     auto s = s_;
-    if (s->out_pending() >= out_limit && !s->out_ec && !s->closed) co_await s->writable.sleep();
+    if (s->out_pending() >= out_limit && !s->out_ec && !s->closed) {
+        auto [woken] = co_await s->writable.sleep();  // cancelled by wake(): not an error
+        (void)woken;
+    }
     co_return s->closed ? error_code(asio::error::operation_aborted) : error_code();
 }
 
@@ -468,7 +502,7 @@ void ws_transport::close() noexcept {
     auto& s = *s_;
     if (s.closed) return;
     s.closed = true;
-    s.readable.wake();
+    s.notify_readable();
     s.writable.wake();
     try {
         auto ex = s.ws.get_executor();

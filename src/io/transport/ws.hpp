@@ -55,6 +55,7 @@ public:
                                 std::span<const shared_frame* const> owners,
                                 error_code& ec) override;
     asio::awaitable<error_code> wait_readable() override;
+    void on_readable(std::function<void(error_code)> fn) override;
     asio::awaitable<error_code> wait_writable() override;
     // What was written is sent, then a close frame 1001 (going away).
     void shutdown_send() noexcept override;
