@@ -62,7 +62,8 @@ private:
                                   std::shared_ptr<void> slot);
     asio::awaitable<void> authenticate_then_admit(std::unique_ptr<transport> t, std::string peer);
     // --auth cert: admits `t` as its certificate's identity, or tells it why not and closes it.
-    void admit_certificate(std::unique_ptr<tls_transport> t, const std::string& peer);
+    // Over TCP or wss:// alike: `t`'s peer_certificate().
+    void admit_certificate(std::unique_ptr<transport> t, const std::string& peer);
     // Why `socket` is turned away (empty: admit it); the log line's throttle to use.
     std::string refusal(const asio::ip::address& addr, log_throttle*& throttle);
     // A slot counted against `addr` until the returned token is released.
