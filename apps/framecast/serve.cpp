@@ -422,6 +422,18 @@ bool check_auth(serve_config& cfg, const toml_config* config) {
     }
     s.auth.cert = true;
     if (has_table) s.auth.cert_permissions = **table;
+    if (config && config->given()) {
+        // SIGHUP: the table again. Losing it would let every certificate do everything: that
+        // takes a restart, not a reload.
+        cfg.node.read_permissions = [file = config->file_name(), has_table] {
+            auto t = read_permissions_file(file);
+            if (has_table && !t) {
+                throw std::runtime_error(file + " has no [permissions] table any more (to let "
+                                                "every certificate do everything, restart)");
+            }
+            return t;
+        };
+    }
     return true;
 }
 

@@ -43,6 +43,19 @@ std::string listener::reload_tls() {
     return {};
 }
 
+std::string listener::reload_permissions(std::optional<std::map<std::string, std::string>> table) {
+    if (!certs_) return "--auth cert is not on";
+    auto opts = opts_.auth;
+    opts.cert_permissions = std::move(table);
+    try {
+        // Admitted clients hold their own grants (shared), so the old table may go.
+        certs_ = std::make_unique<cert_authority>(opts);
+    } catch (const std::exception& e) {
+        return e.what();
+    }
+    return {};
+}
+
 tcp::endpoint listener::listen(const tcp::endpoint& ep) {
     auto a = std::make_unique<tcp::acceptor>(io_);
     a->open(ep.protocol());

@@ -5,6 +5,8 @@
 
 #include <chrono>
 #include <functional>
+#include <map>
+#include <optional>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -53,6 +55,9 @@ public:
     void accept(std::unique_ptr<transport> t, const asio::ip::address* from = nullptr);
     // TLS: loads opts.tls's files again for the handshakes that follow; "" or why not.
     std::string reload_tls();
+    // --auth cert: a new permissions table for the connections that follow; "" or why not
+    // (the old one stays).
+    std::string reload_permissions(std::optional<std::map<std::string, std::string>> table);
 
 private:
     asio::awaitable<void> accept_loop(asio::ip::tcp::acceptor& acceptor);
