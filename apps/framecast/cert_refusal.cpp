@@ -32,7 +32,9 @@ exit_code cert_refusal_watch::report(const std::string& name) const {
 
 bool cert_refusal_watch::release() {
     watching_ = false;
-    for (auto& f : held_) {
+    const std::vector<held> frames = std::move(held_);  // handed on once, even if one stops
+    held_.clear();
+    for (const auto& f : frames) {
         if (!streaming_) {
             if (!inner_.on_frame(f.payload)) return false;
         } else if (!inner_.on_begin(f.length, f.header) ||
@@ -40,7 +42,6 @@ bool cert_refusal_watch::release() {
             return false;
         }
     }
-    held_.clear();
     return true;
 }
 

@@ -41,13 +41,19 @@ def test_a_refused_certificate_is_exit_11_with_the_reason(procs, pki, tmp_path, 
     wait_for_log(server, rb"client \S+ refused: certificate identity 'carol\.example\.org'")
 
 
-def test_an_admitted_certificate_is_not_mistaken_for_a_refusal(procs, pki, tmp_path):
-    """The first message passes through: alice (in the table) reads the stream."""
+@pytest.mark.parametrize("output, expected", [
+    ("lines", b"Welcome to the server!\n"),
+    ("framed", b"22        Welcome to the server!"),  # streaming mode: held, then handed on
+])
+def test_an_admitted_certificate_is_not_mistaken_for_a_refusal(procs, pki, tmp_path, output,
+                                                               expected):
+    """The first message passes through, once: alice (in the table) reads the stream."""
     server, port = serve(procs, pki, tmp_path, config=PERMISSIONS)
     alice = pki["client"]("alice@example.com")
-    c = procs.framecast("connect", f"127.0.0.1:{port}", "--count", "1", *tls(pki, alice))
+    c = procs.framecast("connect", f"127.0.0.1:{port}", "--count", "1", "-o", output,
+                        *tls(pki, alice))
     assert c.wait() == 0, c.stderr
-    assert c.stdout == b"Welcome to the server!\n"
+    assert c.stdout == expected
 
 
 def test_over_wss_too(procs, pki, tmp_path):
