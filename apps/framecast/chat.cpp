@@ -27,6 +27,7 @@
 
 #include "cli.hpp"
 #include "client_security.hpp"
+#include "cert_refusal.hpp"
 #include "ws_target.hpp"
 #include "client_options.hpp"
 #include "framecast/io/client.hpp"
@@ -453,7 +454,8 @@ asio::awaitable<exit_code> run_chat(const chat_config& cfg, bool interactive, ch
     session_state state;
     decoder dec(opts, decode_mode::whole);
     std::vector<char> buffer(64 * 1024);
-    pair_reader pairs(screen, prefix, cfg.max_name);
+    pair_reader chat_pairs(screen, prefix, cfg.max_name);
+    cert_refusal_watch pairs(chat_pairs);
     // The protocol has no "welcome": a server that refuses the name closes at once, so the
     // name counts as accepted once the connection has stayed open a moment.
     bool joined = false;
@@ -461,7 +463,7 @@ asio::awaitable<exit_code> run_chat(const chat_config& cfg, bool interactive, ch
     join_timer.async_wait([&, name = target.to_string()](error_code ec) {
         if (ec) return;  // cancelled: run_chat is over
         joined = true;
-        pairs.join_settled();
+        chat_pairs.join_settled();
         spdlog::info("joined {}{}{} as {}", name, prefix.empty() ? "" : " room ",
                      escape_controls(cfg.room), escape_controls(cfg.name));
     });
@@ -486,6 +488,7 @@ asio::awaitable<exit_code> run_chat(const chat_config& cfg, bool interactive, ch
         co_return exit_code::failure;
     }
     if (auto* res = std::get_if<io::read_result>(&outcome)) {
+        if (!pairs.refused().empty()) co_return pairs.report(target.to_string());
         if (res->ec) {
             if (!joined && res->ec == asio::error::connection_reset) {
                 spdlog::error("{}: connection reset by the server right after the username "

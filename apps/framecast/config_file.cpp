@@ -140,6 +140,25 @@ std::vector<CLI::ConfigItem> toml_config::from_config(std::istream& in) const {
     return items;
 }
 
+std::optional<std::map<std::string, std::string>> read_permissions_file(const std::string& file) {
+    toml::table root;
+    try {
+        root = toml::parse_file(file);
+    } catch (const toml::parse_error& e) {
+        // A file that cannot be opened is a parse error without a line.
+        if (e.source().begin.line == 0) throw CLI::ConfigError(fmt::format("{}: {}", file, e.description()));
+        throw CLI::ConfigError(fmt::format("{}:{}:{}: {}", file, e.source().begin.line,
+                                           e.source().begin.column, e.description()));
+    }
+    const auto* table = root.get("permissions");
+    if (table == nullptr) return std::nullopt;
+    if (!table->is_table()) {
+        throw CLI::ConfigError(fmt::format("{}:{}: permissions must be a table",
+                                           file, table->source().begin.line));
+    }
+    return read_permissions(*table->as_table(), file);
+}
+
 std::string toml_config::where(const std::string& error_text) const {
     // The longest flag named ("--max-message", not "--max").
     std::string best, line;

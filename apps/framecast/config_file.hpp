@@ -31,8 +31,11 @@ public:
     // "framecast" claim's shape; none without the table. Checked while reading (FILE:LINE).
     const std::optional<std::map<std::string, std::string>>& permissions() const { return permissions_; }
 
-private:
+    // The --config file's name ("config file" when none was given).
     std::string file_name() const;
+    bool given() const { return !config_option_.results().empty(); }
+
+private:
 
     const CLI::App& app_;
     const CLI::Option& config_option_;
@@ -40,5 +43,9 @@ private:
     mutable std::map<std::string, std::string> lines_;
     mutable std::optional<std::map<std::string, std::string>> permissions_;
 };
+
+// Reads `file`'s [permissions] table again (SIGHUP, serve --auth cert): none without one.
+// Throws CLI::ConfigError "FILE:LINE: what is wrong" (or that the file cannot be read).
+std::optional<std::map<std::string, std::string>> read_permissions_file(const std::string& file);
 
 }  // namespace framecast::app

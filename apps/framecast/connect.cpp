@@ -22,6 +22,7 @@
 
 #include "cli.hpp"
 #include "client_security.hpp"
+#include "cert_refusal.hpp"
 #include "ws_target.hpp"
 #include "client_options.hpp"
 #include "framecast/io/backoff.hpp"
@@ -117,6 +118,11 @@ private:
         }
         const auto res = co_await receive(socket);
         sink_.flush();
+        // --auth cert refused our certificate: retrying will not change its mind.
+        if (!refused_.empty()) {
+            spdlog::error("{}: auth refused: {}", name_, escape_controls(refused_));
+            co_return exit_with(exit_code::auth_refused);
+        }
         if (auto v = output_failed()) co_return *v;
         if (resume_) {
             resume_->save();
@@ -147,14 +153,24 @@ private:
         dec.retain_capacity(dec.options().max_message);
         const io::read_options read_opts{to_duration(cfg_.timeout)};
         if (resume_) {
-            auto outcome = co_await (io::read_frames(socket, dec, buffer_, *resume_, read_opts) ||
+            cert_refusal_watch watch(*resume_);
+            auto outcome = co_await (io::read_frames(socket, dec, buffer_, watch, read_opts) ||
                                      answer_deadline());
+            refused_ = watch.refused();
             if (outcome.index() == 0) co_return std::get<0>(std::move(outcome));
             co_return io::read_result{.ec = asio::error::timed_out, .message = "no resume answer"};
         }
-        if (!writer_) co_return co_await io::read_frames(socket, dec, buffer_, sink_, read_opts);
-        auto outcome = co_await (io::read_frames(socket, dec, buffer_, sink_, read_opts) ||
+        cert_refusal_watch watch(sink_);
+        if (!writer_) {
+            auto r = co_await io::read_frames(socket, dec, buffer_, watch, read_opts);
+            watch.finish();
+            refused_ = watch.refused();
+            co_return r;
+        }
+        auto outcome = co_await (io::read_frames(socket, dec, buffer_, watch, read_opts) ||
                                  send_while_connected(*writer_, socket, cfg_.half_close));
+        watch.finish();
+        refused_ = watch.refused();
         co_return std::get<0>(std::move(outcome));
     }
 
@@ -239,6 +255,7 @@ private:
     asio::any_io_executor ex_;
     const endpoint target_;
     const std::string name_;
+    std::string refused_;  // --auth cert: why the server refused our certificate (this connection)
     std::vector<char> buffer_;
     io::backoff delays_;
 };

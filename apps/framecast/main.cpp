@@ -58,7 +58,8 @@ int main(int argc, char** argv) {
         "Exit codes: 0 ok, 1 failure, 2 usage, 3 connect failed, 4 malformed header,\n"
         "5 message too large, 6 closed mid-message, 7 timed out, 8 address in use,\n"
         "9 invalid UTF-8, 10 TLS failed (certificate not verified, handshake failed),\n"
-        "11 auth refused (--token), 12 messages lost (connect --resume --no-gap).",
+        "11 auth refused (--token, or --tls-cert under serve --auth cert),\n"
+        "12 messages lost (connect --resume --no-gap).",
         "framecast"};  // a fixed name, not argv[0], in usage lines and the man page
     app.set_version_flag("--version", "framecast " FRAMECAST_VERSION " (" FRAMECAST_BUILD_INFO ")");
     app.require_subcommand(0, 1);  // none: main prints the list of commands

@@ -18,6 +18,7 @@
 #include "channel_client.hpp"
 #include "cli.hpp"
 #include "client_security.hpp"
+#include "cert_refusal.hpp"
 #include "ws_target.hpp"
 #include "client_options.hpp"
 
@@ -44,6 +45,7 @@ struct pub_state {
     bool read_ended = false;  // the server closed (or the connection failed) before the pong
     std::uint64_t errors = 0;
     io::read_result read;
+    std::string refused;  // --auth cert: the server's reason for refusing our certificate
 };
 
 asio::awaitable<void> write_then_wait(io::frame_writer& writer, io::tcp::socket& socket,
@@ -72,7 +74,9 @@ asio::awaitable<void> read_notices(io::tcp::socket& socket, const codec_options&
     });
     decoder dec(codec, decode_mode::whole);
     std::vector<char> buffer(64 * 1024);
-    st.read = co_await io::read_frames(socket, dec, buffer, reader);
+    cert_refusal_watch watch(reader);
+    st.read = co_await io::read_frames(socket, dec, buffer, watch);
+    st.refused = watch.refused();
     if (st.pong) co_return;
     st.read_ended = true;
     if (!st.write_done) co_await io::wait_forever();  // let the writer finish or fail first
@@ -93,6 +97,10 @@ asio::awaitable<exit_code> run_pub(const pub_config& cfg, io::frame_writer& writ
     pub_state st;
     co_await (read_notices(socket, cfg.codec.options(), name, st) ||
               write_then_wait(writer, socket, to_duration(cfg.close_timeout), st));
+    if (!st.refused.empty()) {
+        spdlog::error("{}: auth refused: {}", name, escape_controls(st.refused));
+        co_return exit_code::auth_refused;
+    }
     if (st.pong && st.errors == 0) {
         spdlog::debug("{}: everything published", name);
         co_return exit_code::ok;

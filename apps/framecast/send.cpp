@@ -21,6 +21,7 @@
 
 #include "cli.hpp"
 #include "client_security.hpp"
+#include "cert_refusal.hpp"
 #include "ws_target.hpp"
 #include "client_options.hpp"
 #include "framecast/io/client.hpp"
@@ -53,6 +54,7 @@ struct send_state {
     bool lingered = false;
     std::uint64_t frames_in = 0;  // what the peer sent us (a --publish server sends none)
     std::string first_in;         // the first of them, cut short, for the mismatch warning
+    std::string refused;          // --auth cert: the server's reason for refusing our certificate
 };
 
 // Waits until the peer's kernel has acknowledged every byte we wrote (Linux SIOCOUTQ), at most
@@ -116,7 +118,12 @@ asio::awaitable<void> drain(io::tcp::socket& socket, const codec_options& opts, 
     std::vector<char> buffer(64 * 1024);
     decoder dec(opts, decode_mode::whole);
     peer_frames frames(st);
-    auto res = co_await io::read_frames(socket, dec, buffer, frames);
+    cert_refusal_watch watch(frames);
+    auto res = co_await io::read_frames(socket, dec, buffer, watch);
+    if (!watch.refused().empty()) {
+        st.refused = watch.refused();
+        co_return;
+    }
     error_code end = res.ec;
     if (end == asio::error::operation_aborted) co_return;
     if (end && exit_code_for(end) != exit_code::failure && exit_code_for(end) != exit_code::truncated) {
@@ -156,6 +163,10 @@ asio::awaitable<exit_code> run_send(const send_config& cfg, io::frame_writer& wr
 
     send_state st;
     co_await (drain(socket, cfg.codec.options(), st) || write_then_close(writer, socket, cfg, st));
+    if (!st.refused.empty()) {
+        spdlog::error("{}: auth refused: {}", name, escape_controls(st.refused));
+        co_return exit_code::auth_refused;
+    }
     if (streaming_server(st) && !st.write_error) {
         spdlog::error("{} sent '{}': it is a streaming server, which discards what clients send "
                       "(framecast serve takes messages with --publish or --chat)",

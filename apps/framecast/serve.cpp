@@ -370,8 +370,10 @@ void add_auth_options(CLI::App& cmd, serve_config& cfg) {
                                 "and closed. 'cert': a client is who its TLS client certificate "
                                 "says (needs --tls-client-ca): its first email, DNS or URI "
                                 "subjectAltName, else its subject CN; no token is sent; its "
-                                "permissions come from the [permissions] table of --config; it "
-                                "is closed when the certificate expires. See docs/security.md")
+                                "permissions come from the [permissions] table of --config "
+                                "(SIGHUP reads it again, for new connections); it is closed "
+                                "when the certificate expires. Covers wss:// (--ws --ws-tls) "
+                                "too, not plain ws://. See docs/security.md")
                      ->check(CLI::IsMember({"jwt", "cert"}));
     auto* key = cmd.add_option("--jwt-key", a.jwt_key,
                                "--auth jwt: HS256: a file holding the shared secret (at least 32 "
@@ -413,13 +415,25 @@ bool check_auth(serve_config& cfg, const toml_config* config) {
                       "(the CA that signs the clients' certificates)");
         return false;
     }
-    if (!cfg.ws.empty()) {
-        spdlog::error("--auth cert does not cover the WebSocket listener yet: drop --ws, or "
-                      "use --auth jwt");
+    if (!cfg.ws.empty() && !cfg.node.ws_opts.wss) {
+        spdlog::error("--auth cert with --ws needs --ws-tls: over plain ws:// no client "
+                      "certificate can be presented, so no WebSocket client could be admitted");
         return false;
     }
     s.auth.cert = true;
     if (has_table) s.auth.cert_permissions = **table;
+    if (config && config->given()) {
+        // SIGHUP: the table again. Losing it would let every certificate do everything: that
+        // takes a restart, not a reload.
+        cfg.node.read_permissions = [file = config->file_name(), has_table] {
+            auto t = read_permissions_file(file);
+            if (has_table && !t) {
+                throw std::runtime_error(file + " has no [permissions] table any more (to let "
+                                                "every certificate do everything, restart)");
+            }
+            return t;
+        };
+    }
     return true;
 }
 

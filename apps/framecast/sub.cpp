@@ -15,6 +15,7 @@
 #include "channel_client.hpp"
 #include "cli.hpp"
 #include "client_security.hpp"
+#include "cert_refusal.hpp"
 #include "ws_target.hpp"
 #include "client_options.hpp"
 #include "framecast/io/json.hpp"
@@ -132,8 +133,10 @@ asio::awaitable<exit_code> run_sub(const sub_config& cfg, sub_format format) {
         [&] { out.flush(); });
     decoder dec(codec, decode_mode::whole);
     std::vector<char> buffer(256 * 1024);
-    auto r = co_await io::read_frames(socket, dec, buffer, reader);
+    cert_refusal_watch watch(reader);
+    auto r = co_await io::read_frames(socket, dec, buffer, watch);
     out.flush();
+    if (!watch.refused().empty()) co_return watch.report(name);
     if (out.failed()) {
         spdlog::error("writing to standard output failed");
         co_return exit_code::failure;

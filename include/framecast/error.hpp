@@ -27,7 +27,7 @@ enum class exit_code : int {
     address_in_use = 8,     // the listen address is taken
     invalid_utf8 = 9,       // code-point length mode: a payload is not valid UTF-8
     tls_failed = 10,        // TLS: the server's certificate was not verified, or the handshake failed
-    auth_refused = 11,      // the server refused the token (--token)
+    auth_refused = 11,      // the server refused the token (--token) or the client certificate
     gap = 12,               // resume --no-gap: messages were lost (outside the window, new epoch)
 };
 

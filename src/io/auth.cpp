@@ -204,6 +204,7 @@ asio::awaitable<auth_result> authenticate(transport& t, const jwt_verifier& v,
         const asio::const_buffer b(notice.data(), notice.size());
         error_code ec;
         t.try_write({&b, 1}, ec);
+        t.set_close_reason("authentication failed");  // WebSocket: 1008 after the notice
         t.shutdown_send();
     }
     co_return r;

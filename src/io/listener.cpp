@@ -43,6 +43,19 @@ std::string listener::reload_tls() {
     return {};
 }
 
+std::string listener::reload_permissions(std::optional<std::map<std::string, std::string>> table) {
+    if (!certs_) return "--auth cert is not on";
+    auto opts = opts_.auth;
+    opts.cert_permissions = std::move(table);
+    try {
+        // Admitted clients hold their own grants (shared), so the old table may go.
+        certs_ = std::make_unique<cert_authority>(opts);
+    } catch (const std::exception& e) {
+        return e.what();
+    }
+    return {};
+}
+
 tcp::endpoint listener::listen(const tcp::endpoint& ep) {
     auto a = std::make_unique<tcp::acceptor>(io_);
     a->open(ep.protocol());
@@ -241,6 +254,7 @@ asio::awaitable<void> listener::prepare(tcp::socket socket, std::string peer,
             spdlog::debug("client {}: TLS certificate {}", peer, tls->peer_subject());
         }
         if (certs_) {
+            --handshakes_;
             tls->hold(std::move(slot));
             admit_certificate(std::move(tls), peer);
             co_return;
@@ -253,8 +267,7 @@ asio::awaitable<void> listener::prepare(tcp::socket socket, std::string peer,
     co_await authenticate_then_admit(std::move(t), std::move(peer));
 }
 
-void listener::admit_certificate(std::unique_ptr<tls_transport> t, const std::string& peer) {
-    --handshakes_;
+void listener::admit_certificate(std::unique_ptr<transport> t, const std::string& peer) {
     auto r = certs_->identify(t->peer_certificate());
     if (!r.ok) {
         ++counters_.auth_refused;
@@ -265,6 +278,7 @@ void listener::admit_certificate(std::unique_ptr<tls_transport> t, const std::st
         const asio::const_buffer b(notice.data(), notice.size());
         error_code ec;
         t->try_write({&b, 1}, ec);
+        t->set_close_reason("authentication failed");  // WebSocket: 1008 after the notice
         t->shutdown_send();
         close_told(io_, std::move(t));
         return;
@@ -277,14 +291,6 @@ void listener::admit_certificate(std::unique_ptr<tls_transport> t, const std::st
 }
 
 void listener::accept(std::unique_ptr<transport> t, const asio::ip::address* from) {
-    if (certs_) {
-        // The gateway's connections carry no verified certificate here: never admit one
-        // unidentified (serve refuses --auth cert with --ws; this is the library's guard).
-        spdlog::warn("client {} refused: --auth cert does not cover WebSocket clients",
-                     t->peer_name());
-        t->close();
-        return;
-    }
     if (from && opts_.max_per_address != 0) {
         const std::string key = address_key(*from);
         auto it = per_address_->find(key);
@@ -302,6 +308,12 @@ void listener::accept(std::unique_ptr<transport> t, const asio::ip::address* fro
             return;
         }
         t->hold(take_slot(key));
+    }
+    if (certs_) {
+        // wss://: the certificate the gateway's TLS handshake verified (none over ws://: refused).
+        const std::string peer = t->peer_name();
+        admit_certificate(std::move(t), peer);
+        return;
     }
     if (!auth_) {
         admit_(std::move(t), nullptr);

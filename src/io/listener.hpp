@@ -5,6 +5,8 @@
 
 #include <chrono>
 #include <functional>
+#include <map>
+#include <optional>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -53,6 +55,9 @@ public:
     void accept(std::unique_ptr<transport> t, const asio::ip::address* from = nullptr);
     // TLS: loads opts.tls's files again for the handshakes that follow; "" or why not.
     std::string reload_tls();
+    // --auth cert: a new permissions table for the connections that follow; "" or why not
+    // (the old one stays).
+    std::string reload_permissions(std::optional<std::map<std::string, std::string>> table);
 
 private:
     asio::awaitable<void> accept_loop(asio::ip::tcp::acceptor& acceptor);
@@ -62,7 +67,8 @@ private:
                                   std::shared_ptr<void> slot);
     asio::awaitable<void> authenticate_then_admit(std::unique_ptr<transport> t, std::string peer);
     // --auth cert: admits `t` as its certificate's identity, or tells it why not and closes it.
-    void admit_certificate(std::unique_ptr<tls_transport> t, const std::string& peer);
+    // Over TCP or wss:// alike: `t`'s peer_certificate().
+    void admit_certificate(std::unique_ptr<transport> t, const std::string& peer);
     // Why `socket` is turned away (empty: admit it); the log line's throttle to use.
     std::string refusal(const asio::ip::address& addr, log_throttle*& throttle);
     // A slot counted against `addr` until the returned token is released.

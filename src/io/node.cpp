@@ -358,6 +358,27 @@ struct node::impl {
                 }
             }
             if (ws && opts.ws_opts.wss) reload_wss();
+            if (opts.server.auth.cert && opts.read_permissions) reload_permissions();
+        }
+    }
+
+    // --auth cert: the [permissions] table, for the connections that follow (the connected
+    // clients keep what they were admitted with).
+    void reload_permissions() {
+        std::string why;
+        std::size_t entries = 0;
+        try {
+            auto table = opts.read_permissions();
+            entries = table ? table->size() : 0;
+            why = srv.reload_permissions(std::move(table));
+        } catch (const std::exception& e) {
+            why = e.what();
+        }
+        if (!why.empty()) {
+            spdlog::error("SIGHUP: [permissions] not reloaded, keeping the previous table: {}", why);
+        } else {
+            spdlog::info("SIGHUP: [permissions] reloaded ({} entries); new connections use it",
+                         entries);
         }
     }
 

@@ -144,6 +144,10 @@ void server::start() {
 
 std::string server::reload_tls() { return impl_->listeners.reload_tls(); }
 
+std::string server::reload_permissions(std::optional<std::map<std::string, std::string>> table) {
+    return impl_->listeners.reload_permissions(std::move(table));
+}
+
 void server::accept(std::unique_ptr<transport> t, const asio::ip::address* from) {
     if (impl_->ctx.shutting_down) return;
     impl_->listeners.accept(std::move(t), from);

@@ -284,3 +284,23 @@ def test_channels_clients_get_the_token_answer_as_sys_pairs(procs, secret_file, 
     assert p.wait() == 0
     assert c.wait() == 0
     assert b"hello" in c.stdout
+
+
+def test_a_refused_token_over_websocket_is_the_notice_then_close_1008(procs, secret_file):
+    """As over TCP, the notice (the first message), then the close 1008 'authentication
+    failed' (a refusal, not the server going away)."""
+    import asyncio
+    websockets = pytest.importorskip("websockets")
+    server, _ = procs.serve("--auth", "jwt", "--jwt-key", secret_file, "--ws", "127.0.0.1:0")
+    wsport = int(server.wait_for(rb"websocket on ws://127\.0\.0\.1:(\d+)/", stream="out").group(1))
+
+    async def main():
+        got = []
+        async with websockets.connect(f"ws://127.0.0.1:{wsport}/", open_timeout=10) as ws:
+            await ws.send("not a token")
+            with pytest.raises(websockets.exceptions.ConnectionClosedError):
+                while True:
+                    got.append(await asyncio.wait_for(ws.recv(), 10))
+            return got, ws.close_code, ws.close_reason
+    assert asyncio.run(main()) == (["framecast: auth refused: not a JWT"], 1008,
+                                   "authentication failed")

@@ -203,3 +203,39 @@ def test_a_refused_client_that_already_talked_still_reads_why(procs, pki, tmp_pa
         assert pair(FrameReader(s)) == (b"framecast", b"framecast: auth refused: certificate "
                                         b"identity 'carol.example.org' is not in the permissions "
                                         b"table (and it has no \"*\" entry)")
+
+
+def test_sighup_reloads_the_permissions_table_for_new_connections(procs, pki, tmp_path):
+    """SIGHUP reads [permissions] again: a new connection gets the new entry, one connected
+    before keeps what it was admitted with; a bad file (or one without the table) is logged
+    with the file and the problem and the table in force stays."""
+    import signal
+    denied = '[permissions."alice@example.com"]\npublish.allow = ["news.>"]\n'
+    server, port = serve(procs, pki, tmp_path, "--channels", config=denied)
+    alice_cert = pki["client"]("alice@example.com")
+    config = tmp_path / "framecast.toml"
+
+    def publish(s):
+        s.sendall(frame("PUB prices.eu") + frame("101") + frame("PING p"))
+        return pair(FrameReader(s))
+
+    old = tls_client(port, pki["ca"], alice_cert)
+    assert publish(old)[1].startswith(b"permission-denied PUB prices.eu: ")
+    config.write_text('[permissions."alice@example.com"]\npublish.allow = ["prices.>"]\n')
+    server.signal(signal.SIGHUP)
+    wait_for_log(server, rb"SIGHUP: \[permissions\] reloaded \(1 entries\); new connections use it")
+    with tls_client(port, pki["ca"], alice_cert) as new:
+        assert publish(new) == (b"$sys.pong", b"p")
+    assert publish(old)[1].startswith(b"permission-denied PUB prices.eu: ")
+    old.close()
+    for bad, why in [('[permissions."alice@example.com"]\npublish.allow = "prices.>"\n',
+                      rb"framecast\.toml:1: permissions\.\"alice@example\.com\"\.publish\.allow "
+                      rb"is not an array of patterns"),
+                     ("[permissions\n", rb"framecast\.toml:1:\d+: "),
+                     ("", rb"framecast\.toml has no \[permissions\] table any more")]:
+        config.write_text(bad)
+        server.signal(signal.SIGHUP)
+        wait_for_log(server, rb"SIGHUP: \[permissions\] not reloaded, keeping the previous "
+                     rb"table: \S*" + why)
+        with tls_client(port, pki["ca"], alice_cert) as new:
+            assert publish(new) == (b"$sys.pong", b"p")

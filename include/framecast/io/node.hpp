@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -73,6 +74,10 @@ struct node_options {
     // Called with each line worth showing to an operator on stdout ("listening on HOST:PORT",
     // "metrics on http://HOST:PORT/metrics"), once it is true; null: not shown.
     std::function<void(std::string_view)> announce;
+    // SIGHUP with --auth cert: reads the [permissions] table again (none: no table), for the
+    // connections that follow; throws std::exception naming the file and what is wrong (the
+    // old table stays). Null: the table is not reloaded.
+    std::function<std::optional<std::map<std::string, std::string>>()> read_permissions;
 };
 
 struct node_result {

@@ -209,6 +209,10 @@ public:
     // them, the clients already connected keep theirs. On failure (a file missing, a key that
     // does not match) keeps the old ones and returns the reason.
     std::string reload_tls();
+    // --auth cert: the [permissions] table `table` (none: every verified certificate may do
+    // everything) for the connections that follow; the clients already connected keep the
+    // permissions they were admitted with. A bad entry keeps the old table and returns why.
+    std::string reload_permissions(std::optional<std::map<std::string, std::string>> table);
     // Serves a client over `t` (what the listener does with each TCP connection; also the way
     // in for other transports and for tests). Ignored while shutting down.
     void admit(std::unique_ptr<transport> t);

@@ -22,6 +22,8 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/buffer.hpp>
 
+typedef struct x509_st X509;
+
 namespace framecast::io {
 
 // One or more whole encoded frames, immutable, shared by every queue (see relay_unit.hpp).
@@ -74,11 +76,18 @@ public:
     virtual std::string peer_name() const = 0;
     virtual asio::any_io_executor get_executor() = 0;
 
+    // The client certificate the connection's TLS handshake verified (mutual TLS), or null.
+    // A transport layered over a TLS connection it does not own (wss://: WebSocket over the
+    // gateway's TLS bridge) is given it with set_peer_certificate().
+    virtual X509* peer_certificate() const { return cert_.get(); }
+    void set_peer_certificate(std::shared_ptr<X509> cert) noexcept { cert_ = std::move(cert); }
+
     // Something to release when the connection is gone (the listener's per-address slot).
     void hold(std::shared_ptr<void> token) noexcept { token_ = std::move(token); }
 
 private:
     std::shared_ptr<void> token_;
+    std::shared_ptr<X509> cert_;
 };
 
 }  // namespace framecast::io

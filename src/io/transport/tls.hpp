@@ -57,7 +57,7 @@ public:
     // The verified client certificate's subject (mutual TLS), or "" without one.
     std::string peer_subject() const;
     // The verified client certificate (owned by the connection), or null without one.
-    X509* peer_certificate() const;
+    X509* peer_certificate() const override;
     // Ciphertext is still waiting to be sent (after try_write or shutdown_send took plaintext
     // while the socket was full); send_pending() sends what the socket takes now.
     bool output_pending() const noexcept { return !out_.empty(); }

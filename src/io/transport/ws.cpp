@@ -490,8 +490,14 @@ void ws_transport::shutdown_send() noexcept {
     // What was written is already in the socket's buffer, ahead of the close frame.
     try {
         if (s.ws.is_open() && !s.closing) {
-            if (s.close_why.empty()) s.close_why = "server going away";
-            start_close(s_, websocket::close_code::going_away);
+            // A reason given first (a refused authentication) is the server closing this
+            // client for a reason, after its last words: 1008 with the reason.
+            auto code = websocket::close_code::policy_error;
+            if (s.close_why.empty()) {
+                s.close_why = "server going away";
+                code = websocket::close_code::going_away;
+            }
+            start_close(s_, code);
         }
     } catch (...) {
         s.close_socket();

@@ -21,6 +21,7 @@
 #include <boost/beast/http/write.hpp>
 #include <boost/beast/websocket/rfc6455.hpp>
 #include <boost/beast/websocket/stream.hpp>
+#include <openssl/x509.h>
 #include <spdlog/spdlog.h>
 
 #include "bridge_pair.hpp"
@@ -209,7 +210,7 @@ void configure(ws_stream& ws, const ws_gateway::state& s) {
 // Upgrades: false when the handshake failed (logged).
 asio::awaitable<void> upgrade(std::shared_ptr<ws_gateway::state> self, tcp::socket sock,
                               request req, std::string early, std::string peer,
-                              asio::ip::address from) {
+                              asio::ip::address from, std::shared_ptr<X509> cert) {
     ws_stream ws(std::move(sock));
     configure(ws, *self);
     // What the client sent behind its request (its first frames) was read with the request.
@@ -221,7 +222,9 @@ asio::awaitable<void> upgrade(std::shared_ptr<ws_gateway::state> self, tcp::sock
         spdlog::debug("websocket {}: handshake failed: {}", peer, ec.message());
         co_return;
     }
-    self->admit(std::make_unique<ws_transport>(std::move(ws), self->codec, peer, self->live), from);
+    auto t = std::make_unique<ws_transport>(std::move(ws), self->codec, peer, self->live);
+    t->set_peer_certificate(std::move(cert));
+    self->admit(std::move(t), from);
 }
 
 std::optional<unsigned> status_for(const error_code& ec) {
@@ -234,9 +237,11 @@ std::optional<unsigned> status_for(const error_code& ec) {
     return std::nullopt;
 }
 
-// `known`: the peer when `sock` is a TLS bridge's end (wss://), not the network connection.
+// `known`: the peer when `sock` is a TLS bridge's end (wss://), not the network connection;
+// `cert`: then the client certificate its handshake verified (for serve --auth cert).
 asio::awaitable<void> serve_connection(std::shared_ptr<ws_gateway::state> self, tcp::socket sock,
-                                       std::optional<tcp::endpoint> known = std::nullopt) {
+                                       std::optional<tcp::endpoint> known = std::nullopt,
+                                       std::shared_ptr<X509> cert = nullptr) {
     error_code ignored;
     const auto remote = known ? *known : sock.remote_endpoint(ignored);
     const std::string peer = ignored ? std::string("(unknown peer)") : format_endpoint(remote);
@@ -300,7 +305,7 @@ asio::awaitable<void> serve_connection(std::shared_ptr<ws_gateway::state> self, 
             // The deadline still runs for the handshake: the stream's own handshake timeout.
             std::string early = beast::buffers_to_string(buffer.data());
             co_await upgrade(self, stream.release_socket(), std::move(req), std::move(early),
-                             client, *from);
+                             client, *from, std::move(cert));
             co_return;
         }
         auto res = answer(*self, req);
@@ -331,8 +336,11 @@ asio::awaitable<void> serve_tls(std::shared_ptr<ws_gateway::state> self, tcp::so
         spdlog::warn("websocket {}: {}", format_endpoint(remote), what);
         co_return;
     }
+    // The certificate outlives the TLS connection's object, which the bridge owns.
+    std::shared_ptr<X509> cert;
+    if (X509* c = t->peer_certificate(); c && X509_up_ref(c) == 1) cert.reset(c, X509_free);
     start_tls_bridge(std::move(t), std::move(theirs));
-    co_await serve_connection(self, std::move(mine), remote);
+    co_await serve_connection(self, std::move(mine), remote, std::move(cert));
 }
 
 asio::awaitable<void> accept_loop(std::shared_ptr<ws_gateway::state> self) {
