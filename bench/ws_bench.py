@@ -5,6 +5,8 @@ fan-out: one source line of --size bytes (100) sent to K subscribers, N lines, f
   framecast-ws   framecast serve --source stdin --ws  (WebSocket clients)
   framecast-tcp  framecast serve --source stdin       (TCP clients of the tutorial's protocol)
   node-ws        npm `ws` broadcasting each stdin line (bench/ws/broadcast.js)
+  nats-ws        nats-server's WebSocket listener: K subscribers of one subject, a TCP
+                 publisher of the same lines (bench/nats_ws_peer.py; skipped without nats-server)
   Reported: deliveries/s (K*N / wall time from the first line written until every subscriber
   has every byte) and deliveries per server CPU second (what the server spends; less sensitive
   to a shared machine). The subscribers are one Python epoll loop counting bytes (no parsing), the
@@ -29,6 +31,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from procfs import rss_kib  # noqa: E402
+import nats_ws_peer  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -94,13 +97,23 @@ def start_server(system, args):
 
 
 def fanout(system, k, args):
-    p, port = start_server(system, args)
+    if system == "nats-ws":
+        p, port, wsport = nats_ws_peer.start()
+    else:
+        p, port = start_server(system, args)
     try:
-        socks = open_clients(port, k, system != "framecast-tcp")
-        # Every subscriber is admitted before the first line (the server logs nothing: --quiet).
-        time.sleep(0.5)
-        per_msg = args.size + (10 if system == "framecast-tcp" else (2 if args.size < 126 else 4))
-        want = per_msg * args.count
+        if system == "nats-ws":
+            # Each subscriber has had its PONG: its SUB is in place.
+            socks = nats_ws_peer.subscribe(wsport, k)
+            want = nats_ws_peer.want_bytes(args.count, args.size)
+            counters = {s.fileno(): nats_ws_peer.FramePayloadCounter() for s in socks}
+        else:
+            socks = open_clients(port, k, system != "framecast-tcp")
+            # Every subscriber is admitted before the first line (the server logs nothing: --quiet).
+            time.sleep(0.5)
+            per_msg = args.size + (10 if system == "framecast-tcp" else (2 if args.size < 126 else 4))
+            want = per_msg * args.count
+            counters = None
         got = {s.fileno(): 0 for s in socks}
         sel = selectors.DefaultSelector()
         for s in socks:
@@ -109,8 +122,11 @@ def fanout(system, k, args):
         cpu0 = cpu_seconds(p.pid)
         pcpu0 = time.process_time()
         t0 = time.monotonic()
-        p.stdin.write(line * args.count)
-        p.stdin.flush()
+        if system == "nats-ws":
+            publisher = nats_ws_peer.publish(port, args.count, args.size)
+        else:
+            p.stdin.write(line * args.count)
+            p.stdin.flush()
         done = 0
         recvs = 0  # the subscribers' recv() calls: what the peer pays for, per system
         deadline = t0 + args.timeout
@@ -120,10 +136,15 @@ def fanout(system, k, args):
             for key, _ in sel.select(1.0):
                 s = key.fileobj
                 try:
-                    n = len(s.recv(1 << 20))
+                    data = s.recv(1 << 20)
                 except BlockingIOError:
                     continue
-                got[s.fileno()] += n
+                if counters is not None:  # nats-ws: the frames' payload, not their headers
+                    c = counters[s.fileno()]
+                    c.feed(data)
+                    got[s.fileno()] = c.payload
+                else:
+                    got[s.fileno()] += len(data)
                 recvs += 1
                 if got[s.fileno()] >= want:
                     sel.unregister(s)
@@ -132,6 +153,8 @@ def fanout(system, k, args):
         cpu = cpu_seconds(p.pid) - cpu0
         for s in socks:
             s.close()
+        if system == "nats-ws":
+            publisher.close()
         deliveries = k * args.count
         return {"system": system, "k": k, "count": args.count, "wall": wall, "cpu": cpu,
                 "recvs": recvs, "peer_cpu": time.process_time() - pcpu0,
@@ -191,6 +214,10 @@ def main():
 
     systems = ["framecast-ws", "framecast-tcp"] + (["framecast-ws-before"] if args.before else []) + \
         (["node-ws"] if node_ready(args) else [])
+    if shutil.which("nats-server"):
+        systems.append("nats-ws")
+    else:
+        print("note: nats-server not installed: nats-ws skipped", file=sys.stderr)
     rows = []
     for k in [int(x) for x in args.k.split(",") if x.strip()]:  # --k "": idle only
         for system in systems:
@@ -209,9 +236,10 @@ def main():
             b = by["framecast-ws-before"]
             line += f"; before / framecast-tcp = {b['per_s'] / by['framecast-tcp']['per_s']:.2f}x " \
                     f"(per CPU s {b['per_cpu_s'] / by['framecast-tcp']['per_cpu_s']:.2f}x)"
-        if "node-ws" in by:
-            line += f"; framecast-ws / node-ws = {ws['per_s'] / by['node-ws']['per_s']:.2f}x " \
-                    f"(per CPU s {ws['per_cpu_s'] / by['node-ws']['per_cpu_s']:.2f}x)"
+        for peer in ("node-ws", "nats-ws"):
+            if peer in by:
+                line += f"; framecast-ws / {peer} = {ws['per_s'] / by[peer]['per_s']:.2f}x " \
+                        f"(per CPU s {ws['per_cpu_s'] / by[peer]['per_cpu_s']:.2f}x)"
         print(line)
     if args.idle:
         for system in ["framecast-ws"] + (["framecast-ws-before"] if args.before else []):
