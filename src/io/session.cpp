@@ -111,6 +111,26 @@ void session::spawn_writer() {
     asio::co_spawn(transport_->get_executor(), [self] { return self->writer(); }, rethrow);
 }
 
+// A woken writer's first turn, without a coroutine: most wakes (a tick, a chat line) write
+// everything in one call and stop again. The coroutine is started only when there is more to
+// do: the transport is full, a batch left more queued, a drain or a resume replay.
+void session::write_now() {
+    if (closed_) return;
+    if (!draining_ && !resume_seat_.replaying && !queue_.empty()) {
+        error_code ec;
+        write_queued(ec);
+        if (ec) {
+            close(close_reason::write_failed, ec.message());
+            return;
+        }
+        if (queue_.empty()) {
+            writer_waiting_ = true;
+            return;
+        }
+    }
+    spawn_writer();
+}
+
 // Restarts the writer stopped on an empty queue (a delivery, or drain()). Posted: co_spawn
 // would run the writer at once, inside the hub's broadcast that called this.
 void session::wake_writer() {
@@ -119,7 +139,7 @@ void session::wake_writer() {
     try {
         asio::post(transport_->get_executor(),
                    [self = std::static_pointer_cast<session>(shared_from_this())] {
-                       self->spawn_writer();
+                       self->write_now();
                    });
     } catch (const std::bad_alloc&) {
         // No memory for its frame: the next delivery tries again.

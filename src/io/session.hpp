@@ -110,6 +110,7 @@ public:
 private:
     void wake_writer() override;
     void spawn_writer();
+    void write_now();
     void spawn_reader();
     void resume_reading(error_code ec);
     asio::awaitable<void> reader();
