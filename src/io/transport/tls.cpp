@@ -5,6 +5,7 @@
 #include <cstring>
 #include <stdexcept>
 
+#include <boost/asio/post.hpp>
 #include <boost/asio/ssl/error.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <openssl/bio.h>
@@ -237,6 +238,14 @@ std::size_t tls_transport::try_write(std::span<const asio::const_buffer> bufs, e
     error_code fec;
     if (!flush(fec) && fec != asio::error::would_block) ec = fec;
     return taken;
+}
+
+void tls_transport::on_readable(std::function<void(error_code)> fn) {
+    if (SSL_pending(ssl_) > 0) {
+        asio::post(socket_.get_executor(), [fn = std::move(fn)] { fn(error_code{}); });
+        return;
+    }
+    socket_.async_wait(tcp::socket::wait_read, std::move(fn));
 }
 
 asio::awaitable<error_code> tls_transport::wait_readable() {

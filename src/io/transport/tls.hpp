@@ -66,6 +66,8 @@ public:
     std::size_t try_read(std::span<char> buf, error_code& ec) override;
     std::size_t try_write(std::span<const asio::const_buffer> bufs, error_code& ec) override;
     asio::awaitable<error_code> wait_readable() override;
+    // As wait_readable(), without a coroutine (a waiting session holds none).
+    void on_readable(std::function<void(error_code)> fn) override;
     asio::awaitable<error_code> wait_writable() override;
     void shutdown_send() noexcept override;
     void close() noexcept override;
