@@ -4,13 +4,13 @@ publisher of the same N lines of --size bytes. What nats-server sends a subscrib
 protocol (`MSG fan 1 100\\r\\n` + payload + `\\r\\n`) inside WebSocket frames it may batch, so a
 subscriber counts frame payload bytes (headers parsed) until it has N whole MSGs' worth.
 The subscribers are the same kind of Python epoll loop as ws_bench.py's."""
-import base64
 import os
-import selectors
 import socket
 import subprocess
 import tempfile
 import time
+
+import ws_handshake
 
 
 def _free_port():
@@ -94,17 +94,7 @@ def subscribe(wsport, k):
     socks = []
     for _ in range(k):
         s = socket.create_connection(("127.0.0.1", wsport))
-        key = base64.b64encode(os.urandom(16)).decode()
-        s.sendall((f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{wsport}\r\nUpgrade: websocket\r\n"
-                   f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
-        buf = b""
-        while b"\r\n\r\n" not in buf:
-            chunk = s.recv(4096)
-            if not chunk:
-                raise RuntimeError("nats-server refused the WebSocket handshake")
-            buf += chunk
-        if not buf.startswith(b"HTTP/1.1 101"):
-            raise RuntimeError(buf[:200])
+        buf = ws_handshake.handshake(s, wsport, "nats-server")
         s.sendall(_client_frame(b'CONNECT {"verbose":false,"pedantic":false}\r\nSUB fan 1\r\nPING\r\n'))
         while b"PONG" not in buf:
             chunk = s.recv(4096)

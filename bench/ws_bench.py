@@ -19,7 +19,6 @@ Needs node and npm for node-ws (installs `ws` from bench/ws/package-lock.json in
 --work, default build/bench-ws); skipped with a note when they are missing.
 """
 import argparse
-import base64
 import os
 import resource
 import selectors
@@ -32,6 +31,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from procfs import rss_kib  # noqa: E402
 import nats_ws_peer  # noqa: E402
+import ws_handshake  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -42,28 +42,13 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def upgrade_request(port):
-    key = base64.b64encode(os.urandom(16)).decode()
-    return (f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode()
-
-
 def open_clients(port, k, ws):
     """K connected subscribers (WebSocket: handshake done, the 101 response read)."""
     socks = []
     for _ in range(k):
         s = socket.create_connection(("127.0.0.1", port))
         if ws:
-            s.sendall(upgrade_request(port))
-            buf = b""
-            while b"\r\n\r\n" not in buf:
-                chunk = s.recv(4096)
-                if not chunk:
-                    raise RuntimeError("handshake refused")
-                buf += chunk
-            if not buf.startswith(b"HTTP/1.1 101"):
-                raise RuntimeError(buf[:200])
-            extra = buf.split(b"\r\n\r\n", 1)[1]
+            extra = ws_handshake.handshake(s, port)
             if extra:
                 raise RuntimeError("bytes after the handshake before any message")
         s.setblocking(False)
