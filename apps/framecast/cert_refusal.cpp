@@ -25,9 +25,13 @@ cert_refusal_watch::cert_refusal_watch(io::frame_handler& inner)
     watching_ = !sec.tls.cert_file.empty() && !token;
 }
 
-exit_code cert_refusal_watch::report(const std::string& name) const {
-    spdlog::error("{}: auth refused: {}", name, escape_controls(reason_));
+exit_code report_cert_refusal(const std::string& name, std::string_view reason) {
+    spdlog::error("{}: auth refused: {}", name, escape_controls(reason));
     return exit_code::auth_refused;
+}
+
+exit_code cert_refusal_watch::report(const std::string& name) const {
+    return report_cert_refusal(name, reason_);
 }
 
 bool cert_refusal_watch::release() {

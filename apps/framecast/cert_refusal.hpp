@@ -17,6 +17,10 @@
 
 namespace framecast::app {
 
+// Logs "<name>: auth refused: <reason>" (the reason's control characters escaped) and
+// returns exit code 11: what every client says when the server refused its certificate.
+exit_code report_cert_refusal(const std::string& name, std::string_view reason);
+
 class cert_refusal_watch final : public io::frame_handler {
 public:
     // `inner`: the command's handler. Watches only when the client presented a certificate
@@ -30,7 +34,7 @@ public:
     void finish() {
         if (reason_.empty()) release();
     }
-    // Logs "<name>: auth refused: <reason>" and returns exit code 11.
+    // Logs "<name>: auth refused: <reason>" and returns exit code 11 (report_cert_refusal).
     exit_code report(const std::string& name) const;
 
     void on_read(std::size_t bytes) override { inner_.on_read(bytes); }

@@ -120,8 +120,7 @@ private:
         sink_.flush();
         // --auth cert refused our certificate: retrying will not change its mind.
         if (!refused_.empty()) {
-            spdlog::error("{}: auth refused: {}", name_, escape_controls(refused_));
-            co_return exit_with(exit_code::auth_refused);
+            co_return exit_with(report_cert_refusal(name_, refused_));
         }
         if (auto v = output_failed()) co_return *v;
         if (resume_) {

@@ -98,8 +98,7 @@ asio::awaitable<exit_code> run_pub(const pub_config& cfg, io::frame_writer& writ
     co_await (read_notices(socket, cfg.codec.options(), name, st) ||
               write_then_wait(writer, socket, to_duration(cfg.close_timeout), st));
     if (!st.refused.empty()) {
-        spdlog::error("{}: auth refused: {}", name, escape_controls(st.refused));
-        co_return exit_code::auth_refused;
+        co_return report_cert_refusal(name, st.refused);
     }
     if (st.pong && st.errors == 0) {
         spdlog::debug("{}: everything published", name);

@@ -164,8 +164,7 @@ asio::awaitable<exit_code> run_send(const send_config& cfg, io::frame_writer& wr
     send_state st;
     co_await (drain(socket, cfg.codec.options(), st) || write_then_close(writer, socket, cfg, st));
     if (!st.refused.empty()) {
-        spdlog::error("{}: auth refused: {}", name, escape_controls(st.refused));
-        co_return exit_code::auth_refused;
+        co_return report_cert_refusal(name, st.refused);
     }
     if (streaming_server(st) && !st.write_error) {
         spdlog::error("{} sent '{}': it is a streaming server, which discards what clients send "

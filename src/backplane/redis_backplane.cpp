@@ -18,6 +18,7 @@
 #include <random>
 #include <vector>
 #include <stdexcept>
+#include <string_view>
 #include <thread>
 #include <unordered_map>
 
@@ -279,6 +280,13 @@ private:
         return false;
     }
 
+    // "Redis is not ready" (is_not_ready), once until it is: what waits meanwhile is `then`.
+    void say_not_ready(connection_log& log, const redisReply* r, std::string_view then) {
+        if (log.logged_not_ready) return;
+        spdlog::warn("backplane {}: Redis is not ready: {}; {}", describe(), reply_text(r), then);
+        log.logged_not_ready = true;
+    }
+
     // How long each loop waits before its next connection attempt (one per thread).
     io::backoff make_backoff() const {
         return io::backoff({.min = std::chrono::milliseconds(100),
@@ -381,11 +389,7 @@ private:
             reply_ptr r(static_cast<redisReply*>(raw));
             if (is_not_ready(r.get())) {
                 retry[answered] = not_ready = true;
-                if (!log.logged_not_ready) {
-                    spdlog::warn("backplane {}: Redis is not ready: {}; appends wait and are "
-                                 "retried with backoff", describe(), reply_text(r.get()));
-                    log.logged_not_ready = true;
-                }
+                say_not_ready(log, r.get(), "appends wait and are retried with backoff");
             } else if (r->type == REDIS_REPLY_ERROR) {
                 spdlog::error("backplane {}: Redis refused an append: {}; message dropped",
                               describe(), reply_text(r.get()));
@@ -473,11 +477,7 @@ private:
             return true;
         }
         if (is_not_ready(r.get())) {
-            if (!log.logged_not_ready) {
-                spdlog::warn("backplane {}: Redis is not ready: {}; reading starts once it is",
-                             describe(), reply_text(r.get()));
-                log.logged_not_ready = true;
-            }
+            say_not_ready(log, r.get(), "reading starts once it is");
         } else {
             spdlog::warn("backplane {}: cannot read the stream's end: {}", describe(),
                          r ? reply_text(r.get()) : c->errstr);
@@ -517,11 +517,7 @@ private:
                 continue;
             }
             if (is_not_ready(r.get())) {
-                if (!log.logged_not_ready) {
-                    spdlog::warn("backplane {}: Redis is not ready: {}; reading resumes after {} "
-                                 "once it is", describe(), reply_text(r.get()), last_id);
-                    log.logged_not_ready = true;
-                }
+                say_not_ready(log, r.get(), "reading resumes after " + last_id + " once it is");
                 wait_to_retry(delays);
                 continue;
             }

@@ -329,26 +329,37 @@ void ws_append_frame(std::string& out, std::string_view payload, bool text) {
     out.append(payload);
 }
 
+namespace {
+
+// Each whole framecast frame `dec` completes from `in` becomes one WebSocket message in `out`
+// (text when its payload is UTF-8, else binary); a frame cut short waits in `dec`. False on a
+// frame the codec cannot parse.
+bool ws_frame_messages(decoder& dec, std::span<const char> in, std::string& out) {
+    for (;;) {
+        const auto ev = dec.next(in);
+        if (ev == decode_event::need_more) return true;
+        if (ev == decode_event::error) return false;
+        const auto payload = dec.payload();
+        ws_append_frame(out, payload, ws_is_text(payload));
+    }
+}
+
+}  // namespace
+
 std::shared_ptr<const std::string> ws_frames_cache::get(const std::shared_ptr<const std::string>& unit,
                                                         const codec_options& codec) {
     if (unit->size() > max_unit) return nullptr;
     for (auto& e : entries_) {
         if (e.address == unit.get() && e.header_size == codec.header_size && e.unit == codec.unit &&
-            !e.owner.owner_before(unit) && !unit.owner_before(e.owner) && !e.owner.expired()) {
+            !e.owner.owner_before(unit) && !unit.owner_before(e.owner)) {
             return e.framed;
         }
     }
     auto framed = std::make_shared<std::string>();
     decoder dec(codec, decode_mode::whole);
-    std::span<const char> in(unit->data(), unit->size());
-    for (;;) {
-        const auto ev = dec.next(in);
-        if (ev == decode_event::need_more) break;
-        if (ev == decode_event::error) return nullptr;
-        const auto payload = dec.payload();
-        ws_append_frame(*framed, payload, ws_is_text(payload));
+    if (!ws_frame_messages(dec, {unit->data(), unit->size()}, *framed) || !dec.at_frame_boundary()) {
+        return nullptr;  // not whole frames
     }
-    if (!dec.at_frame_boundary()) return nullptr;  // not whole frames
     entry& e = entries_[next_];
     next_ = (next_ + 1) % entries;
     e.owner = unit;
@@ -394,17 +405,10 @@ bool ws_transport::state::may_write(error_code& ec, bool& discard) {
 // Frames whatever whole framecast frames `in` completes into `out` (one WebSocket message
 // per frame). False on a frame the codec cannot parse (logged; the session wrote it: a bug).
 bool ws_transport::state::frame_into(std::string& out, std::span<const char> in, error_code& ec) {
-    for (;;) {
-        const auto ev = out_dec.next(in);
-        if (ev == decode_event::need_more) return true;
-        if (ev == decode_event::error) {
-            spdlog::error("websocket {}: bad outbound frame: {}", peer, out_dec.error_message());
-            ec = asio::error::invalid_argument;
-            return false;
-        }
-        const auto payload = out_dec.payload();
-        ws_append_frame(out, payload, ws_is_text(payload));
-    }
+    if (ws_frame_messages(out_dec, in, out)) return true;
+    spdlog::error("websocket {}: bad outbound frame: {}", peer, out_dec.error_message());
+    ec = asio::error::invalid_argument;
+    return false;
 }
 
 namespace {
