@@ -123,7 +123,7 @@ void session::write_now() {
             close(close_reason::write_failed, ec.message());
             return;
         }
-        if (queue_.empty()) {
+        if (queue_.empty() && !transport_->output_pending()) {
             writer_waiting_ = true;
             return;
         }
@@ -452,7 +452,33 @@ awaitable<void> session::writer() {
         // Resume: the backlog is queued a piece at a time as the queue drains.
         if (resume_seat_.replaying && !draining_) ctx_.resume->pump(*this, resume_seat_);
         if (queue_.empty()) {
+            // TLS may hold ciphertext of what it took while the socket was full: nothing else
+            // would send it (the writer starts again only for a new delivery).
+            if (transport_->output_pending()) {
+                error_code ec;
+                transport_->try_write({}, ec);
+                if (ec && ec != asio::error::would_block) {
+                    close(close_reason::write_failed, ec.message());
+                    co_return;
+                }
+                if (transport_->output_pending()) {
+                    auto wec = co_await transport_->wait_writable();
+                    if (closed_) co_return;
+                    if (wec) {
+                        close(close_reason::wait_failed, wec.message());
+                        co_return;
+                    }
+                }
+                continue;
+            }
             if (draining_) {
+                // End of stream after everything; its own bytes (TLS close_notify) may wait
+                // for the socket too, so the close comes once they are sent.
+                if (!send_shut_) {
+                    send_shut_ = true;
+                    transport_->shutdown_send();
+                    continue;
+                }
                 finish_drain();
                 co_return;
             }
@@ -523,10 +549,9 @@ bool session::write_queued(error_code& ec) {
     return written < total;
 }
 
-// Everything queued is written: send end of stream after it, discard unread input (closing
-// with unread input would send RST, which can destroy data still in flight to the peer), close.
+// Everything queued and the end of stream are sent: discard unread input (closing with unread
+// input would send RST, which can destroy data still in flight to the peer), close.
 void session::finish_drain() {
-    transport_->shutdown_send();
     auto& buf = ctx_.read_buffer;
     for (int i = 0; i < 64; ++i) {
         error_code ec;

@@ -159,6 +159,7 @@ private:
     std::chrono::steady_clock::time_point mid_frame_since_{};
     bool mid_frame_ = false;
     bool draining_ = false;
+    bool send_shut_ = false;  // draining: shutdown_send() is done, its bytes may still wait
     // Chat: the seat, and the header bytes of the frame being decoded, as received.
     chat_seat seat_;
     channel_seat channel_seat_;

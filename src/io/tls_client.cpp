@@ -99,6 +99,25 @@ asio::awaitable<void> downstream(std::shared_ptr<bridge> b) {
     b->local.shutdown(local_socket::shutdown_send, ignored);
 }
 
+// Sends the ciphertext the TLS transport holds (it takes all the plaintext it is given and keeps
+// what the socket refuses); false when the connection failed.
+// One co_return at the end: GCC 12 miscompiles early returns in small coroutines.
+asio::awaitable<bool> send_held(bridge& b) {
+    bool ok = true;
+    while (ok && b.tls->output_pending()) {
+        error_code ec;
+        b.tls->send_pending(ec);
+        if (!ec) break;
+        if (ec != asio::error::would_block) {
+            ok = false;
+        } else {
+            const error_code waited = co_await b.tls->wait_writable();
+            ok = !waited;
+        }
+    }
+    co_return ok;
+}
+
 // The client's socket → TLS; its end of stream becomes close_notify.
 asio::awaitable<void> upstream(std::shared_ptr<bridge> b) {
     std::vector<char> buf(64 * 1024);
@@ -111,23 +130,18 @@ asio::awaitable<void> upstream(std::shared_ptr<bridge> b) {
             const asio::const_buffer out(buf.data() + done, n - done);
             done += b->tls->try_write({&out, 1}, wec);
             if (wec == asio::error::would_block) {
-                // Named first: GCC 12 miscompiles `if (co_await ...)` in a coroutine.
                 const error_code waited = co_await b->tls->wait_writable();
                 if (waited) co_return;
             } else if (wec) {
                 co_return;
             }
         }
+        // Before the next read: the last message must not wait for more input to be sent.
+        const bool sent = co_await send_held(*b);
+        if (!sent) co_return;
     }
     b->tls->shutdown_send();
-    while (b->tls->output_pending()) {
-        error_code ec;
-        b->tls->send_pending(ec);
-        if (!ec) break;
-        if (ec != asio::error::would_block) co_return;
-        auto wec = co_await b->tls->wait_writable();
-        if (wec) co_return;
-    }
+    co_await send_held(*b);
 }
 
 }  // namespace

@@ -172,6 +172,48 @@ TEST_F(server_test, slow_consumer_drops_oldest_frames_and_catches_up) {
     EXPECT_EQ(srv->queued_bytes_total(), 0u);
 }
 
+// A transport that takes everything and keeps what the socket refuses (TLS) must still send
+// the last of it with nothing more queued: the writer stopping on an empty queue left a TLS
+// subscriber's last bytes waiting for the next delivery.
+TEST_F(server_test, bytes_held_inside_the_transport_are_sent_without_another_delivery) {
+    make(options());
+    auto sub = connect("mem:tls-like");
+    sub->hold_output = true;
+    sub->set_write_capacity(100);
+    settle();
+    srv->broadcast(std::string(1000, 'x'));
+    settle();
+    ASSERT_EQ(sub->written.size(), 100u);
+    ASSERT_EQ(sub->held.size(), 910u);
+    sub->set_write_capacity(1 << 20);  // the socket drains; nothing else happens
+    ASSERT_TRUE(run_until([&] { return sub->written.size() == 1010; }, 1000ms))
+        << sub->written.size() << " written, " << sub->held.size() << " still held";
+    EXPECT_TRUE(sub->held.empty());
+    EXPECT_FALSE(sub->closed);
+}
+
+// Draining (shutdown): the end of stream goes after the held bytes, and the close only after
+// both; closing at once lost the held tail (and TLS's close_notify).
+TEST_F(server_test, a_drain_sends_held_bytes_then_the_end_of_stream_then_closes) {
+    make(options());
+    auto sub = connect("mem:tls-like");
+    sub->hold_output = true;
+    sub->set_write_capacity(100);
+    settle();
+    srv->broadcast(std::string(1000, 'x'));
+    settle();
+    bool done = false;
+    srv->shutdown(5000ms, [&] { done = true; });
+    settle();
+    EXPECT_FALSE(sub->closed) << "closed with " << sub->held.size() << " bytes held";
+    EXPECT_FALSE(sub->send_shut);
+    sub->set_write_capacity(1 << 20);
+    ASSERT_TRUE(run_until([&] { return sub->closed; }, 2000ms));
+    EXPECT_EQ(sub->written.size(), 1010u);
+    EXPECT_TRUE(sub->send_shut);
+    EXPECT_TRUE(run_until([&] { return done; }, 1000ms));
+}
+
 TEST_F(server_test, a_congested_client_holds_a_publisher_back_until_the_backpressure_time) {
     auto o = options();
     o.publish = true;

@@ -65,6 +65,11 @@ public:
     }
     // Completes when a write may take bytes again.
     virtual asio::awaitable<error_code> wait_writable() = 0;
+    // Bytes a write took are still inside the transport, not yet in the socket (TLS: the
+    // ciphertext of plaintext it took while the socket was full; after shutdown_send(), its
+    // close_notify). A writer with nothing more queued keeps going until this is false:
+    // wait_writable(), then try_write({}) sends them (returns 0; would_block if some is left).
+    virtual bool output_pending() const noexcept { return false; }
     // Sends end of stream after what was written (TCP: FIN); reading stays possible.
     virtual void shutdown_send() noexcept = 0;
     // Closes now; pending waits complete with operation_aborted.

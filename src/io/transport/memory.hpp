@@ -1,6 +1,9 @@
 // An in-memory transport for unit tests: the test holds the pipe, feeds bytes (feed, feed_eof),
 // reads what the session wrote (`written`), and can make the "socket" full
-// (set_write_capacity) to play a slow consumer. On the io_context's thread; no sockets.
+// (set_write_capacity) to play a slow consumer. With `hold_output` it plays TLS: a write takes
+// everything offered and what the "socket" cannot take waits inside the transport
+// (output_pending) until capacity is granted and a write sends it. On the io_context's thread;
+// no sockets.
 #pragma once
 
 #include <algorithm>
@@ -40,6 +43,9 @@ public:
         std::size_t read_chunk = std::numeric_limits<std::size_t>::max();  // most per read
         bool send_shut = false;
         bool closed = false;
+        bool hold_output = false;  // take everything; keep what capacity refuses in `held`
+        std::string held;          // taken, not yet in `written` (hold_output)
+        bool shut_after_held = false;  // shutdown_send() came while bytes were held
         asio::steady_timer readable, writable;  // cancelled when the condition may have changed
     };
 
@@ -68,6 +74,7 @@ public:
             ec = asio::error::broken_pipe;
             return 0;
         }
+        if (pipe_->hold_output) return hold_write(bufs, ec);
         std::size_t n = 0;
         for (const auto& b : bufs) {
             std::size_t take = std::min(b.size(), pipe_->write_capacity - n);
@@ -96,7 +103,12 @@ public:
         co_return pipe_->closed ? error_code(asio::error::operation_aborted) : error_code{};
     }
 
-    void shutdown_send() noexcept override { pipe_->send_shut = true; }
+    bool output_pending() const noexcept override { return !pipe_->held.empty(); }
+
+    void shutdown_send() noexcept override {
+        if (pipe_->held.empty()) pipe_->send_shut = true;
+        else pipe_->shut_after_held = true;
+    }
     void close() noexcept override {
         pipe_->closed = true;
         pipe_->readable.cancel();
@@ -106,6 +118,30 @@ public:
     asio::any_io_executor get_executor() override { return pipe_->readable.get_executor(); }
 
 private:
+    // hold_output: send what is held (as capacity allows), then take all of `bufs` behind it.
+    std::size_t hold_write(std::span<const asio::const_buffer> bufs, error_code& ec) {
+        send_held();
+        if (!pipe_->held.empty()) {
+            ec = asio::error::would_block;
+            return 0;
+        }
+        std::size_t n = 0;
+        for (const auto& b : bufs) {
+            pipe_->held.append(static_cast<const char*>(b.data()), b.size());
+            n += b.size();
+        }
+        send_held();
+        if (n == 0 && !pipe_->held.empty()) ec = asio::error::would_block;
+        return n;
+    }
+    void send_held() {
+        const std::size_t k = std::min(pipe_->held.size(), pipe_->write_capacity);
+        pipe_->written.append(pipe_->held, 0, k);
+        pipe_->held.erase(0, k);
+        pipe_->write_capacity -= k;
+        if (pipe_->held.empty() && pipe_->shut_after_held) pipe_->send_shut = true;
+    }
+
     std::shared_ptr<pipe> pipe_;
     std::string name_;
 };

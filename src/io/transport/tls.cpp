@@ -174,6 +174,11 @@ bool tls_transport::flush(error_code& ec) {
     }
     out_.clear();
     out_sent_ = 0;
+    if (shut_pending_) {
+        shut_pending_ = false;
+        error_code ignored;
+        socket_.shutdown(tcp::socket::shutdown_send, ignored);
+    }
     // An idle client keeps no ciphertext buffer: a large write's buffer is given back.
     if (out_.capacity() > 2 * max_plaintext_per_write) out_.shrink_to_fit();
     return true;
@@ -346,8 +351,10 @@ X509* tls_transport::peer_certificate() const { return SSL_get0_peer_certificate
 void tls_transport::shutdown_send() noexcept {
     ERR_clear_error();
     SSL_shutdown(ssl_);  // close_notify, into out_
+    // The FIN goes after the ciphertext: now, or from the flush that sends the last of it.
+    shut_pending_ = true;
     error_code ec;
-    if (flush(ec)) socket_.shutdown(tcp::socket::shutdown_send, ec);
+    flush(ec);
 }
 
 void tls_transport::close() noexcept {

@@ -60,7 +60,7 @@ public:
     X509* peer_certificate() const override;
     // Ciphertext is still waiting to be sent (after try_write or shutdown_send took plaintext
     // while the socket was full); send_pending() sends what the socket takes now.
-    bool output_pending() const noexcept { return !out_.empty(); }
+    bool output_pending() const noexcept override { return !out_.empty(); }
     bool send_pending(error_code& ec) { return flush(ec); }
 
     std::size_t try_read(std::span<char> buf, error_code& ec) override;
@@ -85,6 +85,7 @@ private:
     SSL* ssl_ = nullptr;
     std::string out_;  // ciphertext OpenSSL wrote (through our BIO), not yet sent
     std::size_t out_sent_ = 0;
+    bool shut_pending_ = false;  // shutdown_send() found the socket full: FIN after out_
 };
 
 }  // namespace framecast::io
