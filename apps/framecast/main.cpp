@@ -9,6 +9,7 @@
 
 #include "cli.hpp"
 #include "config_file.hpp"
+#include "malloc_policy.hpp"
 
 using framecast::app::exit_code;
 
@@ -47,6 +48,7 @@ std::string first_word(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+    framecast::app::keep_freed_memory_for_reuse();
     // A closed pipe (`framecast connect ... | head`) is an error return from write(), handled
     // where the write happens, not a signal that kills the process. Asio sends with
     // MSG_NOSIGNAL already; this covers stdout.
