@@ -9,6 +9,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <optional>
 #include <span>
 #include <memory>
@@ -170,7 +171,15 @@ class decoder {
 public:
     explicit decoder(codec_options opts = {}, decode_mode mode = decode_mode::whole);
 
-    decode_event next(std::span<const char>& in);
+    // Inline: a small frame whose header and payload lie whole in `in` (frames read in bulk)
+    // costs a few dozen instructions and no call; anything else goes to next_general().
+    decode_event next(std::span<const char>& in) {
+        if (state_ == state::header && header_fill_ == 0 && fast_whole_ && !release_buffer_ &&
+            !pending_end_ && try_whole_frame(in)) {
+            return decode_event::frame;
+        }
+        return next_general(in);
+    }
 
     // Reading a large frame's payload straight into the decoder (whole mode, length in
     // bytes): after next() returned need_more in the middle of a payload, payload_space() is
@@ -225,9 +234,63 @@ public:
 private:
     enum class state { header, payload, failed };
 
+    decode_event next_general(std::span<const char>& in);
     decode_event fail(errc e, std::string message);
     decode_event on_header_complete(const char* header);
-    bool parse_canonical_header(const unsigned char* p, std::size_t h) noexcept;
+
+    // Whole mode, length in bytes, between frames: takes a frame whose canonical header and
+    // whole payload are in `in` as a view into it (nothing copied but the header). False,
+    // with `in` untouched, for anything else.
+    bool try_whole_frame(std::span<const char>& in) noexcept {
+        const std::size_t h = opts_.header_size;
+        if (in.size() < h || !parse_canonical_header(reinterpret_cast<const unsigned char*>(in.data()), h) ||
+            in.size() - h < length_) {
+            return false;
+        }
+        // A fixed-size copy when the bytes are there: a few moves instead of a memcpy call.
+        if (in.size() >= max_header_size) {
+            std::memcpy(header_bytes_.data(), in.data(), max_header_size);
+        } else {
+            std::memcpy(header_bytes_.data(), in.data(), h);
+        }
+        header_bytes_size_ = h;
+        const auto n = static_cast<std::size_t>(length_);
+        payload_ = {in.data() + h, n};
+        in = in.subspan(h + n);
+        received_units_ = received_bytes_ = length_;
+        return true;
+    }
+
+    // The header as every encoder writes it — digits from the first byte, then spaces — read
+    // without the general parse's checks: at most 19 digits cannot overflow 64 bits. False for
+    // any other shape (leading spaces, tabs, errors), which the general parse then handles.
+    bool parse_canonical_header(const unsigned char* p, std::size_t h) noexcept {
+        if (h > 19) return false;
+        std::uint64_t value = 0;
+        std::size_t i = 0;
+        for (unsigned d; i < h && (d = p[i] - unsigned{'0'}) < 10; ++i) value = value * 10 + d;
+        if (i == 0 || value > opts_.max_message || !all_spaces(p + i, h - i)) return false;
+        length_ = value;
+        return true;
+    }
+    // Whether the n bytes at p are all ' ', a word at a time (overlapping words: n <= 19).
+    static bool all_spaces(const unsigned char* p, std::size_t n) noexcept {
+        constexpr std::uint64_t spaces8 = 0x2020202020202020ull;
+        constexpr std::uint32_t spaces4 = 0x20202020u;
+        auto load8 = [](const unsigned char* q) { std::uint64_t w; std::memcpy(&w, q, 8); return w; };
+        auto load4 = [](const unsigned char* q) { std::uint32_t w; std::memcpy(&w, q, 4); return w; };
+        if (n >= 8) {
+            for (std::size_t j = 0; j + 8 < n; j += 8) {
+                if (load8(p + j) != spaces8) return false;
+            }
+            return load8(p + n - 8) == spaces8;
+        }
+        if (n >= 4) return load4(p) == spaces4 && load4(p + n - 4) == spaces4;
+        for (std::size_t j = 0; j < n; ++j) {
+            if (p[j] != ' ') return false;
+        }
+        return true;
+    }
     decode_event start_payload() noexcept;
     decode_event take_payload(std::span<const char>& in);
     // Whole mode: makes buffer_ hold at least `n` bytes, keeping the first fill_.
@@ -239,6 +302,7 @@ private:
 
     codec_options opts_;
     decode_mode mode_;
+    bool fast_whole_ = false;  // whole mode, length in bytes: try_whole_frame() applies
     state state_ = state::header;
     std::array<char, max_header_size> header_{};  // a header that spans reads, gathered
     std::size_t header_fill_ = 0;

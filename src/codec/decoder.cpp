@@ -17,7 +17,8 @@ bool is_digit(unsigned char c) noexcept { return c >= '0' && c <= '9'; }
 
 }  // namespace
 
-decoder::decoder(codec_options opts, decode_mode mode) : opts_(opts), mode_(mode) {
+decoder::decoder(codec_options opts, decode_mode mode)
+    : opts_(opts), mode_(mode), fast_whole_(mode == decode_mode::whole && opts.unit == length_unit::bytes) {
     if (opts_.header_size < min_header_size || opts_.header_size > max_header_size) {
         fail(errc::invalid_header_size,
              "header size " + std::to_string(opts_.header_size) + " is outside 1..20");
@@ -32,7 +33,7 @@ decode_event decoder::fail(errc e, std::string message) {
     return decode_event::error;
 }
 
-decode_event decoder::next(std::span<const char>& in) {
+decode_event decoder::next_general(std::span<const char>& in) {
     if (state_ == state::failed) return decode_event::error;
     if (release_buffer_) {  // the last frame was a view into buffer_: it may go now
         buffer_.reset();
@@ -46,19 +47,8 @@ decode_event decoder::next(std::span<const char>& in) {
     }
     if (state_ == state::header) {
         const std::size_t h = opts_.header_size;
-        // Fast path: a canonical header and its whole payload lie in the caller's bytes (small
-        // frames read in bulk). The frame is a view into them, nothing is copied but the header.
-        if (header_fill_ == 0 && mode_ == decode_mode::whole && opts_.unit == length_unit::bytes &&
-            in.size() >= h && parse_canonical_header(reinterpret_cast<const unsigned char*>(in.data()), h) &&
-            in.size() - h >= length_) {
-            std::memcpy(header_bytes_.data(), in.data(), h);
-            header_bytes_size_ = h;
-            const auto n = static_cast<std::size_t>(length_);
-            payload_ = {in.data() + h, n};
-            in = in.subspan(h + n);
-            received_units_ = received_bytes_ = length_;
-            return decode_event::frame;
-        }
+        // The fast path again (next() tries it inline, but not after a large frame or an end).
+        if (header_fill_ == 0 && fast_whole_ && try_whole_frame(in)) return decode_event::frame;
         const char* header;
         if (header_fill_ == 0 && in.size() >= h) {
             header = in.data();  // fast path: the whole header is in this read
@@ -76,22 +66,6 @@ decode_event decoder::next(std::span<const char>& in) {
         if (auto ev = on_header_complete(header); ev != decode_event::need_more) return ev;
     }
     return take_payload(in);
-}
-
-// The header as every encoder writes it — digits from the first byte, then spaces — read
-// without the general parse's checks: at most 19 digits cannot overflow 64 bits. Returns false
-// for any other shape (leading spaces, tabs, errors), which the general parse then handles.
-bool decoder::parse_canonical_header(const unsigned char* p, std::size_t h) noexcept {
-    if (h > 19) return false;
-    std::uint64_t value = 0;
-    std::size_t i = 0;
-    for (unsigned d; i < h && (d = p[i] - unsigned{'0'}) < 10; ++i) value = value * 10 + d;
-    if (i == 0 || value > opts_.max_message) return false;
-    for (std::size_t j = i; j < h; ++j) {
-        if (p[j] != ' ') return false;
-    }
-    length_ = value;
-    return true;
 }
 
 decode_event decoder::on_header_complete(const char* header) {

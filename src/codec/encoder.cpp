@@ -1,4 +1,5 @@
 #include <charconv>
+#include <cstring>
 #include <stdexcept>
 
 #include "framecast/codec.hpp"
@@ -30,8 +31,43 @@ std::error_code encode_header(std::string_view payload, frame_header& out,
     return encode_header(length, out, opts.header_size);
 }
 
+namespace {
+
+// Frames up to this size are built on the stack and appended with one call: a batch of small
+// messages costs one string append (capacity check, copy) per message, not two plus a reserve.
+constexpr std::size_t small_frame_payload = 256;
+
+constexpr char two_digits[] =
+    "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+    "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+    "8081828384858687888990919293949596979899";
+
+}  // namespace
+
 std::error_code append_frame(std::string& out, std::string_view payload,
                              const codec_options& opts) {
+    const std::size_t hs = opts.header_size;
+    if (opts.unit == length_unit::bytes && payload.size() <= small_frame_payload &&
+        hs >= min_header_size && hs <= max_header_size) {
+        char frame[max_header_size + small_frame_payload];
+        std::memset(frame, ' ', max_header_size);  // constant size: a few stores
+        // At most 3 digits (<= 256): written in place, two at a time from a table.
+        const std::size_t v = payload.size();
+        const std::size_t digits = v >= 100 ? 3 : v >= 10 ? 2 : 1;
+        if (digits > hs) return errc::length_does_not_fit;
+        if (digits == 3) {
+            frame[0] = static_cast<char>('0' + v / 100);
+            std::memcpy(frame + 1, two_digits + 2 * (v % 100), 2);
+        } else if (digits == 2) {
+            std::memcpy(frame, two_digits + 2 * v, 2);
+        } else {
+            frame[0] = static_cast<char>('0' + v);
+        }
+        // An empty view's data() may be null: memcpy(dst, nullptr, 0) is undefined.
+        if (!payload.empty()) std::memcpy(frame + hs, payload.data(), payload.size());
+        out.append(frame, hs + payload.size());
+        return {};
+    }
     frame_header h;
     if (auto ec = encode_header(payload, h, opts)) return ec;
     out.reserve(out.size() + h.size() + payload.size());

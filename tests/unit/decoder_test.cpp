@@ -475,3 +475,35 @@ TEST(Decoder, EmptyDefaultSpanIsFine) {
     ASSERT_EQ(dec.next(in), decode_event::frame);
     EXPECT_EQ(dec.payload(), "after");
 }
+
+// The inline fast path reads canonical headers a word at a time: every header size, every
+// digit count, and a stray byte at every trailing position must decode exactly as the general
+// parse does (a stray byte: an error naming the header, never a frame).
+TEST(Decoder, CanonicalHeaderFastPathAtEveryHeaderSizeAndDigitCount) {
+    for (std::size_t h = min_header_size; h <= max_header_size; ++h) {
+        for (std::size_t len : {0u, 1u, 9u, 10u, 99u, 100u, 255u, 256u, 1000u, 12345u}) {
+            codec_options o;
+            o.header_size = h;
+            o.max_message = 1 << 20;
+            frame_header fh;
+            if (encode_header(len, fh, h)) continue;  // does not fit this header
+            std::string stream = std::string(fh.view()) + std::string(len, 'p') + "tail";
+            decoder d(o);
+            std::span<const char> in(stream.data(), stream.size());
+            ASSERT_EQ(d.next(in), decode_event::frame) << "h=" << h << " len=" << len;
+            EXPECT_EQ(d.payload().size(), len);
+            EXPECT_EQ(d.header_bytes(), fh.view());
+            EXPECT_EQ(in.size(), 4u);
+            // A stray byte after the digits, at each position: never a frame.
+            const std::size_t digits = fh.view().find(' ');
+            for (std::size_t at = digits == std::string_view::npos ? h : digits; at < h; ++at) {
+                std::string bad = stream;
+                bad[at] = 'x';
+                decoder bd(o);
+                std::span<const char> bin(bad.data(), bad.size());
+                EXPECT_EQ(bd.next(bin), decode_event::error) << "h=" << h << " len=" << len << " at=" << at;
+                EXPECT_NE(bd.error_message().find("malformed frame header"), std::string::npos);
+            }
+        }
+    }
+}

@@ -55,3 +55,25 @@ TEST(Encoder, CountCodePoints) {
     EXPECT_EQ(count_code_points("\xe2\x82"), std::nullopt);  // cut short
     EXPECT_EQ(count_code_points("\xc1\xbf"), std::nullopt);  // overlong
 }
+
+// append_frame builds small frames on the stack with its own digit writer: every payload size
+// around its limits and every header size must give exactly what encode_header gives.
+TEST(Encoder, AppendFrameFastPathMatchesEncodeHeaderForEverySizeAndHeader) {
+    for (std::size_t h = min_header_size; h <= max_header_size; ++h) {
+        for (std::size_t n = 0; n <= 300; ++n) {
+            const std::string payload(n, static_cast<char>('a' + n % 26));
+            codec_options o;
+            o.header_size = h;
+            frame_header ref;
+            const auto ref_ec = encode_header(n, ref, h);
+            std::string out = "prefix";
+            const auto ec = append_frame(out, payload, o);
+            ASSERT_EQ(ec, ref_ec) << "h=" << h << " n=" << n;
+            if (ref_ec) {
+                EXPECT_EQ(out, "prefix") << "h=" << h << " n=" << n;
+            } else {
+                EXPECT_EQ(out, "prefix" + std::string(ref.view()) + payload) << "h=" << h << " n=" << n;
+            }
+        }
+    }
+}
