@@ -116,22 +116,33 @@ def test_send_reconnect_through_cuts_delivers_each_line_once(procs):
         n = 3000
         lines = "".join(f"line {i}\n" for i in range(1, n + 1)).encode()
         sender = procs.framecast("send", f"127.0.0.1:{proxy.port}", "--reconnect",
-                                 "--rate", "2500/s", "--reconnect-max", "0.2",
+                                 "--rate", "1500/s", "--reconnect-max", "0.2",
                                  stdin=subprocess.PIPE)
         sender.p.stdin.write(lines)
         sender.p.stdin.close()
         for k, mark in enumerate(range(300, n - 300, 400)):
             wait_until(lambda: sub.count() >= mark, f"{mark} lines at the subscriber")
             wait_until(lambda: proxy.connections() >= 1, "the sender connected")
+            if k % 3 == 2:
+                # (Once the sender has the answer on this connection: not the answer lost.)
+                wait_until(lambda: sender.stderr.rfind(b"publishing as") >
+                           sender.stderr.rfind(b"reconnecting"),
+                           "the answer on the sender's current connection")
+                # Acknowledgements lost before the cut: the server has lines the sender still
+                # holds; the answer on the next connection says so, and they are not sent again.
+                # (Duplicates from a half-open old connection: the raw-protocol test.)
+                proxy.replies_lost.set()
+                wait_until(lambda: sub.count() >= mark + 100, "lines past the lost acks")
             assert proxy.cut(rst=k % 2 == 0) >= 1
+            proxy.replies_lost.clear()
         assert sender.wait() == 0, sender.stderr[-2000:]
         wait_until(lambda: sub.count() >= n, f"{n} lines")
         assert sub.payloads() == [f"line {i}".encode() for i in range(1, n + 1)]
         assert b"reconnecting" in sender.stderr
-        assert proxy.accepted >= 7
+        assert proxy.accepted >= 6  # each cut above cut a connection of its own
         m = metrics(url)
         assert m["framecast_publish_accepted_total"] == n
-        assert m["framecast_publish_requests_total"] >= 7
+        assert m["framecast_publish_requests_total"] >= 6
     finally:
         proxy.close()
 
@@ -190,16 +201,22 @@ def test_resend_buffer_is_bounded(procs):
     nonce = words[1]
     conn.sendall(frame(f"@published {nonce} 0"))
     got = [0]
-    acking = threading.Event()
+    acked = [None]  # None: not acknowledging yet
+    lock = threading.Lock()
     failed = []
+
+    def ack(n):
+        with lock:
+            acked[0] = n  # before the ack goes: what it lets through is read after this
+            conn.sendall(frame(f"@ack {nonce} {n}"))
 
     def read_all():
         try:
             while got[0] < total:
                 assert r.read() == line[:-1].encode()
                 got[0] += 1
-                if acking.is_set() and (got[0] % 1000 == 0 or got[0] == total):
-                    conn.sendall(frame(f"@ack {nonce} {got[0]}"))
+                if acked[0] is not None and (got[0] - acked[0] >= 1000 or got[0] == total):
+                    ack(got[0])
         except Exception as e:  # reported by the main thread
             failed.append(e)
 
@@ -211,10 +228,9 @@ def test_resend_buffer_is_bounded(procs):
     assert 256 * 1024 <= held < 256 * 1024 + 64 * 1024 + 300 * 1024, held
     assert feeder.is_alive()
     wait_until(lambda: got[0] * 109 >= held, "every held byte at the server")
-    conn.sendall(frame(f"@ack {nonce} {got[0]}"))
-    acking.set()
+    ack(got[0])  # from now on the reader acknowledges every 1,000 messages
     reader.join(timeout=30)
-    assert not failed and got[0] == total, failed
+    assert not failed and got[0] == total, (failed, got[0], sender.stderr[-3000:])
     assert sender.wait() == 0, sender.stderr[-2000:]
     conn.close()
     listener.close()
