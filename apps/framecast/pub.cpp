@@ -2,6 +2,7 @@
 // to CHANNEL on a `serve --channels` server. Honest about the outcome: after the last message
 // it sends PING and exits 0 only once the server's `$sys.pong` says everything before it was
 // handled, with no `$sys.error` notice (a refused channel, a limit).
+#include <algorithm>
 #include <atomic>
 #include <memory>
 #include <string>
@@ -21,6 +22,7 @@
 #include "cert_refusal.hpp"
 #include "ws_target.hpp"
 #include "client_options.hpp"
+#include "publish_client.hpp"
 
 namespace framecast::app {
 namespace {
@@ -35,6 +37,8 @@ struct pub_config {
     double close_timeout = 5;
     codec_flags codec;
     int verbosity = 0;
+    bool reconnect = false;  // publish acks (docs/resume.md#publishing)
+    publish_options publish;
 };
 
 struct pub_state {
@@ -152,19 +156,25 @@ command_runner register_pub(CLI::App& app) {
                        "After the last byte is written, wait up to SECONDS for the server's "
                        "confirmation (exit 7 without it)");
     add_codec_options(*cmd, cfg->codec, true);
+    add_publish_options(*cmd, cfg->reconnect, cfg->publish);
     add_security_options(*cmd);
     add_verbosity_flags(*cmd, cfg->verbosity);
 
     return [cfg] {
         setup_logging(cfg->verbosity);
         const auto codec = cfg->codec.options();
-        auto queue = std::make_shared<io::send_queue>(codec, 4 << 20);
+        // --reconnect: what waits in the queue adds to what the resend buffer holds.
+        const std::size_t pending = cfg->reconnect
+            ? std::clamp<std::uint64_t>(cfg->publish.max_unacked / 4, 64 << 10, 4 << 20)
+            : 4 << 20;
+        auto queue = std::make_shared<io::send_queue>(codec, pending);
         std::string pub_frame, ping_frame;
         if (auto ec = append_frame(pub_frame, "PUB " + cfg->channel, codec)) {
             spdlog::error("cannot send 'PUB {}': {}", cfg->channel, ec.message());
             return exit_code_for(ec);
         }
-        append_frame(ping_frame, "PING", codec);
+        // With --reconnect the last acknowledgement confirms everything: no final PING.
+        if (!cfg->reconnect) append_frame(ping_frame, "PING", codec);
         for (std::size_t i = 0; i < cfg->messages.size(); ++i) {
             queue->push_encoded(pub_frame);
             if (auto ec = queue->push(cfg->messages[i])) {
@@ -191,6 +201,14 @@ command_runner register_pub(CLI::App& app) {
             queue->close();
         }
         auto code = run_io([&](asio::io_context& io) -> asio::awaitable<exit_code> {
+            if (cfg->reconnect) {
+                cfg->publish.target = cfg->target;
+                cfg->publish.connect_timeout = cfg->connect_timeout;
+                cfg->publish.codec = codec;
+                cfg->publish.frames_per_message = 2;  // PUB channel, payload
+                cfg->publish.channels = true;
+                co_return co_await run_reliable_publish(cfg->publish, queue);
+            }
             io::frame_writer writer(io.get_executor(), queue);
             co_return co_await run_pub(*cfg, writer);
         });

@@ -1,6 +1,7 @@
 // framecast send HOST:PORT [MESSAGE...]: send each argument (or file, or stdin line) as one frame,
 // then close cleanly so that nothing sent is lost, and say so (exit 0) only when the peer took
 // everything: a server that refuses a message closes the connection before our close.
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <memory>
@@ -25,6 +26,7 @@
 #include "ws_target.hpp"
 #include "client_options.hpp"
 #include "framecast/io/client.hpp"
+#include "publish_client.hpp"
 #include "send_input.hpp"
 
 namespace framecast::app {
@@ -42,6 +44,8 @@ struct send_config {
     double settle = 0.2;
     codec_flags codec;
     int verbosity = 0;
+    bool reconnect = false;  // publish acks (docs/resume.md#publishing)
+    publish_options publish;
 };
 
 // The state both halves of a send share.
@@ -232,13 +236,18 @@ command_runner register_send(CLI::App& app) {
     add_seconds_option(*cmd, "--close-timeout", cfg->close_timeout,
                        "After our close, wait up to SECONDS for the peer to close");
     add_codec_options(*cmd, cfg->codec, true);  // --max-message bounds every message
+    add_publish_options(*cmd, cfg->reconnect, cfg->publish);
     add_security_options(*cmd);
     add_verbosity_flags(*cmd, cfg->verbosity);
 
     return [cfg] {
         setup_logging(cfg->verbosity);
         if (!cfg->rate.empty()) cfg->input.rate = parse_rate(cfg->rate);
-        auto queue = std::make_shared<io::send_queue>(cfg->codec.options(), 4 << 20);
+        // --reconnect: what waits in the queue adds to what the resend buffer holds.
+        const std::size_t pending = cfg->reconnect
+            ? std::clamp<std::uint64_t>(cfg->publish.max_unacked / 4, 64 << 10, 4 << 20)
+            : 4 << 20;
+        auto queue = std::make_shared<io::send_queue>(cfg->codec.options(), pending);
         // Arguments are checked before connecting: a usage problem, not the peer's.
         const auto opts = cfg->codec.options();
         for (std::size_t i = 0; i < cfg->input.messages.size(); ++i) {
@@ -265,6 +274,12 @@ command_runner register_send(CLI::App& app) {
         });
 
         auto code = run_io([&](asio::io_context& io) -> asio::awaitable<exit_code> {
+            if (cfg->reconnect) {
+                cfg->publish.target = cfg->target;
+                cfg->publish.connect_timeout = cfg->connect_timeout;
+                cfg->publish.codec = cfg->codec.options();
+                co_return co_await run_reliable_publish(cfg->publish, queue);
+            }
             io::frame_writer writer(io.get_executor(), queue);
             co_return co_await run_send(*cfg, writer);
         });

@@ -147,6 +147,10 @@ bool settle_options(serve_config& cfg, bool source_given) {
     }
     if (s.chat.enabled && !check_chat(cfg, source_given)) return false;
     if (s.channels.enabled && !check_channels(cfg, source_given)) return false;
+    if (s.publish_acks.enabled && !s.publish && !s.channels.enabled) {
+        spdlog::error("--publish-acks needs clients that publish: add --publish or --channels");
+        return false;
+    }
     if (s.client_buffer < s.codec.max_message + s.codec.header_size) {
         spdlog::error("--client-buffer ({} bytes) must hold at least one largest message "
                       "(--max-message {} + {} header bytes)",
@@ -498,6 +502,30 @@ void add_resume_options(CLI::App& cmd, serve_config& cfg) {
         ->needs(flag);
 }
 
+void add_publish_ack_options(CLI::App& cmd, serve_config& cfg) {
+    auto& p = cfg.node.server.publish_acks;
+    auto* flag = cmd.add_flag(
+        "--publish-acks", p.enabled,
+        "Publishing that survives reconnects (docs/resume.md#publishing): a publisher whose "
+        "first frame is '@publish NONCE PUBLISHER [FIRST]' (framecast send/pub --reconnect) "
+        "gets its messages numbered and acknowledged ('@ack NONCE SEQ'), and a message it "
+        "resends after a reconnection is dropped if it was accepted before. Other clients "
+        "are unaffected. With --publish or --channels");
+    flag->excludes(cmd.get_option("--chat"));
+    cmd.add_option("--max-publishers", p.max_publishers,
+                   "--publish-acks: publishers remembered at once; when full, the longest idle "
+                   "one is forgotten (a request is refused only when all are connected)")
+        ->default_val(p.max_publishers)
+        ->check(CLI::Range(std::size_t{1}, std::size_t{10'000'000}))
+        ->needs(flag);
+    add_seconds_option(cmd, "--publisher-expiry", p.expiry,
+                       "--publish-acks: forget a publisher this many seconds after its last "
+                       "connection ended (a publisher away longer may see a message it had not "
+                       "had acknowledged published twice)")
+        ->check(CLI::Range(0.0, 1e7))
+        ->needs(flag);
+}
+
 void add_backplane_options(CLI::App& cmd, serve_config& cfg) {
     auto& b = cfg.backplane;
     cmd.add_option("--backplane", cfg.backplane_url,
@@ -622,6 +650,7 @@ command_runner register_serve(CLI::App& app) {
     add_channel_options(*cmd, *cfg);
     add_backplane_options(*cmd, *cfg);
     add_resume_options(*cmd, *cfg);
+    add_publish_ack_options(*cmd, *cfg);
     add_print_options(*cmd, *cfg);
     add_metrics_option(*cmd, cfg->metrics);
     add_ws_options(*cmd, *cfg);

@@ -180,6 +180,14 @@ std::string render_screen(const endpoint& ep, const std::map<std::string, double
                       get(cur, "framecast_resume_gaps_total"));
         screen += line;
     }
+    if (cur.count("framecast_publish_publishers")) {
+        std::snprintf(line, sizeof line,
+                      "publishers  %8.0f remembered  %10.0f accepted  %8.0f duplicates dropped\n",
+                      get(cur, "framecast_publish_publishers"),
+                      get(cur, "framecast_publish_accepted_total"),
+                      get(cur, "framecast_publish_duplicates_total"));
+        screen += line;
+    }
     return screen;
 }
 

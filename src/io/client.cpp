@@ -305,6 +305,24 @@ void send_queue::close() {
     wake_locked();
 }
 
+send_queue::take_result send_queue::take(std::string& out, std::function<void()> wake) {
+    std::lock_guard lock(mutex_);
+    if (!pending_.empty()) {
+        out.append(pending_);
+        pending_.clear();
+        room_.notify_all();
+        return take_result::data;
+    }
+    if (closed_) return take_result::closed;
+    wake_ = std::move(wake);
+    return take_result::empty;
+}
+
+void send_queue::clear_wake() {
+    std::lock_guard lock(mutex_);
+    wake_ = nullptr;
+}
+
 frame_writer::frame_writer(asio::any_io_executor ex, std::shared_ptr<send_queue> queue)
     : ex_(std::move(ex)),
       queue_(std::move(queue)),

@@ -71,6 +71,29 @@ void render_resume(writer& w, const server::resume_state& r, const server_counte
               c.resume_refused);
 }
 
+void render_publish(writer& w, const server::publish_state& p, const server_counters& c) {
+    w.gauge("framecast_publish_publishers",
+            "Publishers remembered for deduplication (--publish-acks)",
+            static_cast<double>(p.publishers));
+    w.counter("framecast_publish_requests_total", "Publish requests answered ('@published')",
+              c.publish_requests);
+    w.counter("framecast_publish_refused_total",
+              "Publish requests refused (malformed, or the table full of connected publishers)",
+              c.publish_refused);
+    w.counter("framecast_publish_accepted_total", "Numbered messages accepted from publishers",
+              c.publish_accepted);
+    w.counter("framecast_publish_duplicates_total",
+              "Numbered messages dropped: accepted before (resent after a reconnection)",
+              c.publish_duplicates);
+    w.counter("framecast_publish_acks_total", "Acknowledgements sent ('@ack')", c.publish_acks);
+    w.counter("framecast_publish_evicted_total",
+              "Idle publishers forgotten early to make room (--max-publishers)",
+              static_cast<double>(p.evicted));
+    w.counter("framecast_publish_expired_total",
+              "Publishers forgotten after --publisher-expiry without a connection",
+              static_cast<double>(p.expired));
+}
+
 }  // namespace
 
 metrics_snapshot snapshot_metrics(const server& srv) {
@@ -81,6 +104,7 @@ metrics_snapshot snapshot_metrics(const server& srv) {
     m.memory_used = srv.memory_used();
     m.channels = srv.channel_metrics();
     if (srv.options().resume.enabled) m.resume = srv.resume_status();
+    if (srv.options().publish_acks.enabled) m.publish = srv.publish_status();
     return m;
 }
 
@@ -193,6 +217,7 @@ std::string render_prometheus(const metrics_snapshot& m) {
     w.sample("framecast_client_queue_bytes_count", m.queue_bytes.size());
 
     if (m.resume) render_resume(w, *m.resume, c);
+    if (m.publish) render_publish(w, *m.publish, c);
     if (m.backplane) {
         const auto& b = *m.backplane;
         w.gauge("framecast_backplane_up", "1 when the backplane is connected both ways", b.connected ? 1 : 0);

@@ -12,6 +12,7 @@
 #include "expiry.hpp"
 #include "hub.hpp"
 #include "listener.hpp"
+#include "publisher_table.hpp"
 #include "resume_room.hpp"
 #include "names.hpp"
 #include "session.hpp"
@@ -63,6 +64,12 @@ struct server::impl {
           resume(owner.opts_.resume.enabled
                      ? std::make_unique<resume_room>(owner.opts_, owner.counters_, clients)
                      : nullptr),
+          // Not in chat: a chat client's first frame is its username.
+          publishers(owner.opts_.publish_acks.enabled && !owner.opts_.chat.enabled
+                         ? std::make_unique<publisher_table>(publisher_limits{
+                               owner.opts_.publish_acks.max_publishers,
+                               owner.opts_.publish_acks.expiry})
+                         : nullptr),
           sweep(io, owner.opts_.idle_timeout,
                 owner.opts_.min_inbound_rate != 0 ? owner.opts_.min_inbound_window
                                                   : std::chrono::milliseconds(0)),
@@ -81,6 +88,7 @@ struct server::impl {
               .chat = room.get(),
               .channels = channels.get(),
               .resume = resume.get(),
+              .publishers = publishers.get(),
               .sweep = sweep,
               .publish = [&owner](const relay_unit& u,
                                   const member* m) { owner.publish(u, as_session(m)); },
@@ -118,6 +126,7 @@ struct server::impl {
     std::unique_ptr<chat_room> room;
     std::unique_ptr<channel_room> channels;
     std::unique_ptr<resume_room> resume;
+    std::unique_ptr<publisher_table> publishers;
     idle_sweep sweep;
     listener listeners;
     asio::steady_timer drain_timer;
@@ -296,6 +305,16 @@ server::resume_state server::resume_status() const {
     st.history_bytes = r.log().bytes();
     st.clients = r.clients();
     st.max_lag = r.max_lag();
+    return st;
+}
+
+server::publish_state server::publish_status() const {
+    publish_state st;
+    if (const auto* t = impl_->publishers.get()) {
+        st.publishers = t->size();
+        st.evicted = t->evicted();
+        st.expired = t->expired();
+    }
     return st;
 }
 

@@ -71,7 +71,8 @@ session::session(session_context& ctx, std::unique_ptr<transport> t, std::string
       decoder_(ctx.first_frame_codec,
                discards_input() ? decode_mode::streaming : decode_mode::whole),
       limiter_(ctx.opts.max_rate), byte_limiter_(ctx.opts.max_rate_bytes),
-      batch_(ctx.opts.codec), first_frame_open_(ctx.resume != nullptr) {}
+      batch_(ctx.opts.codec),
+      first_frame_open_(ctx.resume != nullptr || ctx.publishers != nullptr) {}
 
 void session::start() {
     if (ctx_.welcome) deliver(ctx_.welcome);
@@ -173,6 +174,7 @@ void session::close(close_reason why, std::string_view detail) {
     }
     if (ctx_.channels) ctx_.channels->leave(*this, channel_seat_);
     if (ctx_.resume) ctx_.resume->leave(*this, resume_seat_);
+    publish_leave();
     ctx_.budget.sub_inbound(inbound_accounted_);
     inbound_accounted_ = 0;
     transport_->set_close_reason(text);
@@ -344,6 +346,7 @@ bool session::on_bytes(std::span<const char> in) {
         if (!on_message(decoder_.payload())) return false;
     }
     if (!flush_batch()) return false;
+    publish_ack();
     account_inbound();
     track_mid_frame(completed);
     return true;
@@ -387,6 +390,7 @@ bool session::on_message(std::string_view payload) {
                       payload.size());
         return true;
     }
+    if (!publish_accepts()) return true;  // publish acks: a repeat, dropped
     if (!batch_.empty() && batch_.would_exceed(payload.size(), relay_unit_bytes(ctx_.opts)) &&
         !flush_batch()) {
         return false;

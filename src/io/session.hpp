@@ -26,6 +26,7 @@
 #include "log_throttle.hpp"
 #include "member.hpp"
 #include "memory_budget.hpp"
+#include "publisher_table.hpp"
 #include "rate_limiter.hpp"
 #include "resume_room.hpp"
 
@@ -70,6 +71,7 @@ struct session_context {
     chat_room* chat;  // null unless chat mode
     channel_room* channels;  // null unless channels mode
     resume_room* resume;     // null unless --resume
+    publisher_table* publishers;  // null unless --publish-acks
     idle_sweep& sweep;
     // Where a client's published messages go (the server's ingress: hub or backplane).
     std::function<void(const relay_unit&, const member*)> publish;
@@ -128,6 +130,12 @@ private:
     // Resume (session_resume.cpp): watches the first frame for a request; true when `ev`
     // was taken by it (the caller goes on to the next event), false to handle it as usual.
     bool resume_first_frame(decode_event ev);
+    // Publish acks (session_publish.cpp): the "@publish" request, each numbered message
+    // (false: a duplicate, dropped), the coalesced ack after a read, leaving the table.
+    void publish_request(std::string_view payload);
+    bool publish_accepts();
+    void publish_ack();
+    void publish_leave();
     bool flush_batch();
     bool on_streamed(decode_event ev, std::size_t& ended);
     bool over_rate(std::size_t bytes);
@@ -169,6 +177,13 @@ private:
     bool first_frame_capture_ = false;
     std::string first_frame_;
     resume_seat resume_seat_;
+    // Publish acks: this connection's publisher (null: it did not ask), its nonce, the number
+    // of its next message, and the last number acknowledged to it.
+    publisher_table::entry* publisher_ = nullptr;
+    std::string publish_nonce_;
+    std::uint64_t publish_next_ = 0;
+    std::uint64_t publish_acked_ = 0;
+    bool publish_refused_ = false;
 };
 
 }  // namespace framecast::io

@@ -17,7 +17,9 @@ bool session::on_channel_frame(std::string_view payload) {
         return true;
     }
     seat.expect_payload = false;
-    if (seat.drop_payload || ctx_.shutting_down) return true;
+    if (ctx_.shutting_down) return true;
+    // Publish acks: a payload is a numbered message, refused (dropped) or not.
+    if (!publish_accepts() || seat.drop_payload) return true;
     // Heard by nobody here and going nowhere else: counted, never built into a unit. The
     // subscriptions cannot change before this read's unit is flushed (one thread, and this
     // client's own subscriptions do not receive its publishes), so nothing is lost.

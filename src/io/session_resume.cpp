@@ -24,11 +24,18 @@ bool session::resume_first_frame(decode_event ev) {
     first_frame_open_ = false;
     const std::string_view payload =
         ev == decode_event::frame ? decoder_.payload() : std::string_view(first_frame_);
-    const bool request = (ev == decode_event::frame || first_frame_capture_) &&
-                         payload.size() <= max_request && resume_room::is_request(payload);
-    if (!request) return false;  // an ordinary first frame: handled as it always was
+    const bool whole = (ev == decode_event::frame || first_frame_capture_) &&
+                       payload.size() <= max_request;
+    const bool resume = whole && ctx_.resume && resume_room::is_request(payload);
+    // Publish acks (session_publish.cpp) share this first-frame check.
+    const bool publish = whole && ctx_.publishers && publisher_table::is_request(payload);
+    if (!resume && !publish) return false;  // an ordinary first frame: handled as it always was
     ++ctx_.counters.messages_in;
-    ctx_.resume->request(*this, resume_seat_, payload);
+    if (publish) {
+        publish_request(payload);
+    } else {
+        ctx_.resume->request(*this, resume_seat_, payload);
+    }
     first_frame_.clear();
     first_frame_.shrink_to_fit();
     return true;

@@ -18,6 +18,9 @@ class FaultProxy:
         self.pairs = []
         self.accepted = 0
         self.closed = False
+        # While set, what the target sends is dropped instead of forwarded (acknowledgements
+        # lost in flight, as before a connection breaks).
+        self.replies_lost = threading.Event()
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self):
@@ -49,6 +52,8 @@ class FaultProxy:
                 data = src.recv(65536)
                 if not data:
                     break
+                if src is pair[1] and self.replies_lost.is_set():
+                    continue
                 dst.sendall(data)
         except OSError:
             pass

@@ -213,8 +213,11 @@ class DocRun:
             self.peers.append(p)
             self.defaults[key] = (p, int(p.wait_for(rb"listening on 127.0.0.1:(\d+)").group(1)))
         if key not in self.defaults:
-            mode = {"connect": ["--interval", "0.01"], "send": ["--print"], "chat": ["--chat"],
-                    "sub": ["--channels"], "pub": ["--channels"], "stats": []}[verb]
+            # --publish-acks: `send/pub --reconnect` examples need it; other clients never
+            # notice it.
+            mode = {"connect": ["--interval", "0.01"], "send": ["--print", "--publish-acks"],
+                    "chat": ["--chat"], "sub": ["--channels"],
+                    "pub": ["--channels", "--publish-acks"], "stats": []}[verb]
             args = mode + (["--length-unit", unit] if unit else [])
             opt = "--metrics" if verb == "stats" else "--ws" if ws else "--listen"
             if ws == "wss://":

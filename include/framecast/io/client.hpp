@@ -110,6 +110,15 @@ public:
 
     const codec_options& options() const noexcept { return opts_; }
 
+    // For a writer of its own (framecast send --reconnect keeps what it took until the server
+    // acknowledges it): appends everything queued to `out`. When nothing is queued: `closed`
+    // once close() was called, else `empty`, and `wake` will be called once (on a pushing
+    // thread, under the queue's lock: post, do not block) when something arrives.
+    enum class take_result { data, empty, closed };
+    take_result take(std::string& out, std::function<void()> wake);
+    // The `wake` of the last take() will not be called (its owner is going away).
+    void clear_wake();
+
 private:
     friend class frame_writer;
     void wake_locked();

@@ -21,6 +21,7 @@ struct metrics_snapshot {
     std::optional<backplane::stats> backplane;  // when a backplane is configured
     std::vector<channel_metric> channels;        // serve --channels --channel-metrics N
     std::optional<server::resume_state> resume;  // serve --resume
+    std::optional<server::publish_state> publish;  // serve --publish-acks
 };
 
 // Takes the snapshot; call on the server's thread.

@@ -126,6 +126,17 @@ struct server_options {
         std::size_t history_bytes = 64u << 20;   // ... unless this many bytes are held first
         std::string epoch;  // empty: random at start (the history dies with the process)
     } resume;
+    // Publishing that survives reconnects (docs/resume.md, "Publishing"): a publishing client
+    // whose first frame is "@publish NONCE PUBLISHER [FIRST]" is answered "@published NONCE
+    // LAST"; its later messages are numbered LAST+1, LAST+2, ..., acknowledged ("@ack NONCE
+    // SEQ", cumulative, coalesced per read) and dropped when their number was accepted before
+    // (a resend after a reconnection). Needs publish or channels; excludes chat.
+    struct publish_ack_options {
+        bool enabled = false;
+        std::size_t max_publishers = 10'000;  // remembered at once (the idle ones make room)
+        // A publisher with no connection is forgotten after this long.
+        std::chrono::milliseconds expiry{std::chrono::minutes(10)};
+    } publish_acks;
 };
 
 // "" or what is wrong with `json` as permissions of the "framecast" claim's shape, naming the
@@ -178,6 +189,11 @@ struct server_counters {
     std::uint64_t resume_refused = 0;    // resume: malformed requests refused
     std::uint64_t resume_gaps = 0;       // resume: clients told messages were lost (window, epoch)
     std::uint64_t resume_replayed = 0;   // resume: messages replayed from the history
+    std::uint64_t publish_requests = 0;    // publish acks: "@publish" requests answered
+    std::uint64_t publish_refused = 0;     // publish acks: requests refused (malformed, full)
+    std::uint64_t publish_accepted = 0;    // publish acks: numbered messages accepted
+    std::uint64_t publish_duplicates = 0;  // publish acks: numbered messages dropped as repeats
+    std::uint64_t publish_acks = 0;        // publish acks: "@ack" frames sent
 };
 
 // Per-channel counters (server_options::channel_options::metrics_channels).
@@ -291,6 +307,13 @@ public:
         std::uint64_t max_lag = 0;  // messages the furthest-behind replaying client still lacks
     };
     resume_state resume_status() const;
+    // Publish acks: the publishers remembered now, and those forgotten (zero without them).
+    struct publish_state {
+        std::size_t publishers = 0;
+        std::uint64_t evicted = 0;  // to make room in a full table, before their expiry
+        std::uint64_t expired = 0;  // idle longer than the expiry
+    };
+    publish_state publish_status() const;
     // Lets the budget count bytes another thread holds (the backplane's pending appends).
     void count_external_memory(const std::atomic<std::uint64_t>* bytes) noexcept;
 
