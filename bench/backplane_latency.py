@@ -6,7 +6,9 @@ Latency: one publisher sends a 100-byte message stamped with time.perf_counter_n
 the publisher sends `--burst` messages as fast as it can; msgs/s = burst / (time until the
 subscriber has all of them). With --chat the node is a chat room instead: every message is one
 backplane entry (a --publish node sends a publisher's whole read as one). Needs redis-server
-on PATH; loopback only.
+on PATH; loopback only. With --resume a third node runs `--resume --backplane` (the stream
+numbers the messages: one Lua script per append, docs/resume.md "Several nodes") and its
+line is compared with the plain backplane's.
 
   bench/backplane_latency.py --bin build/default/bin/framecast
 """
@@ -103,6 +105,8 @@ def main():
     ap.add_argument("--gap", type=float, default=0.001)
     ap.add_argument("--burst", type=int, default=100_000)
     ap.add_argument("--chat", action="store_true", help="a chat room: one backplane entry per message")
+    ap.add_argument("--resume", action="store_true",
+                    help="also --resume --backplane (offsets from the stream); not with --chat")
     a = ap.parse_args()
     redis = shutil.which("redis-server")
     if not redis:
@@ -113,8 +117,12 @@ def main():
                                "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL)
         time.sleep(0.5)
         results = {}
-        for name, extra in [("single node", []),
-                            ("backplane", ["--backplane", f"redis://127.0.0.1:{rport}/bench"])]:
+        runs = [("single node", []),
+                ("backplane", ["--backplane", f"redis://127.0.0.1:{rport}/bench"])]
+        if a.resume:
+            runs.append(("bp --resume", ["--resume", "--backplane",
+                                         f"redis://127.0.0.1:{rport}/bench-resume"]))
+        for name, extra in runs:
             p, port = start_node(a.bin, extra, a.chat)
             try:
                 results[name] = measure(port, a.count, a.gap, a.burst, a.chat)
@@ -128,6 +136,10 @@ def main():
     s, b = results["single node"], results["backplane"]
     print(f"ratio backplane/single: p50 x{b[0] / s[0]:.1f}, p99 x{b[1] / s[1]:.1f}, "
           f"throughput x{b[2] / s[2]:.2f}")
+    if "bp --resume" in results:
+        r = results["bp --resume"]
+        print(f"ratio backplane --resume/backplane: p50 x{r[0] / b[0]:.2f}, p99 x{r[1] / b[1]:.2f}, "
+              f"throughput x{r[2] / b[2]:.2f}")
 
 
 if __name__ == "__main__":

@@ -194,6 +194,12 @@ exit_code run_serve(serve_config& cfg, bool source_given, const toml_config* con
     if (cfg.print) cfg.node.sink = make_printer(cfg.output, cfg.node.server.codec);
     std::unique_ptr<backplane::backplane> bp;
     if (!cfg.backplane_url.empty()) {
+        // --resume: the shared log numbers the messages, and a node starts with its recent
+        // entries as history (docs/resume.md, "Several nodes").
+        const auto& r = cfg.node.server.resume;
+        cfg.backplane.offsets = r.enabled;
+        cfg.backplane.history_messages = r.history_messages;
+        cfg.backplane.history_bytes = r.history_bytes;
         try {
             bp = backplane::make_backplane(cfg.backplane_url, cfg.backplane);
         } catch (const std::invalid_argument& e) {
@@ -485,11 +491,12 @@ void add_resume_options(CLI::App& cmd, serve_config& cfg) {
         "Resumable stream (docs/resume.md): every message gets an offset and the last ones are "
         "kept; a client whose first frame is '@resume NONCE [EPOCH LAST]' (framecast connect "
         "--resume) gets what it missed, then the live stream, each piece after a position "
-        "frame. Other clients see the stream as always. Excludes --chat, --channels and "
-        "--backplane (for now)");
+        "frame. Other clients see the stream as always. With --backplane the offsets come from "
+        "the shared Redis stream (the same on every node: a client may resume on any node; "
+        "the stream must be written by --resume nodes only) and a node starts with the "
+        "stream's recent entries as history. Excludes --chat and --channels (for now)");
     flag->excludes(cmd.get_option("--chat"));
     flag->excludes(cmd.get_option("--channels"));
-    flag->excludes(cmd.get_option("--backplane"));
     cmd.add_option("--resume-window", r.history_messages,
                    "--resume: messages kept for resuming clients, at least (unless "
                    "--resume-bytes is reached first)")

@@ -18,6 +18,16 @@ struct message {
     std::string origin_node;                    // the node that published it
     std::uint64_t origin_client = 0;            // that node's client id (0: none), so the origin
                                                 // can skip the sender where the mode wants that
+    // With options::offsets (serve --resume): what this is, and where it stands in the log.
+    enum class kind {
+        live,     // a new entry: broadcast it
+        history,  // an entry of the log's past, read at start: keep it for resuming clients
+        epoch,    // no entry: the log's epoch is `epoch` (known at last, or changed because
+                  // the log's history was lost), and `offset` is where its next entry starts
+    };
+    kind what = kind::live;
+    std::uint64_t offset = 0;  // the log's offset of the entry's first message (0: no offsets)
+    std::string epoch;         // kind::epoch only
 };
 
 struct stats {
@@ -34,6 +44,9 @@ struct stats {
     std::uint64_t retried = 0;          // appends Redis answered "not yet" (LOADING after a
                                         // restart, BUSY): kept pending and sent again
     std::uint64_t reconnects = 0;       // connections re-established after a loss
+    std::uint64_t epoch_changes = 0;    // options::offsets: the log's history was lost (a
+                                        // deleted stream, a Redis without persistence)
+    std::uint64_t history_loaded = 0;   // options::offsets: entries read at start (kind::history)
     bool connected = false;             // both directions up
     double lag_seconds = 0;             // age of the newest entry delivered, when delivered
 };
@@ -47,6 +60,13 @@ struct options {
     double block_seconds = 0.25;            // longest a read waits, so stop() is prompt
     double max_backoff_seconds = 5.0;       // reconnect delay ceiling (io::backoff)
     double start_timeout_seconds = 3.0;     // how long start() waits for the engine
+    // serve --resume: the log numbers messages (offsets, the same on every node) and names its
+    // history (an epoch that changes when the history is lost); entries arrive with them, and
+    // start() first delivers the log's most recent entries (kind::history), up to this many
+    // messages' worth of entries or bytes, for resuming clients.
+    bool offsets = false;
+    std::uint64_t history_messages = 100'000;
+    std::uint64_t history_bytes = 64ull << 20;
 };
 
 class backplane {
@@ -59,11 +79,15 @@ public:
     // Starts reading from the log's current end, and appending. Returns once the reading
     // position is known (so what is published afterwards reaches this node), or after
     // options::start_timeout_seconds if the engine is unreachable (it keeps trying).
+    // With options::offsets, throws std::runtime_error when the log cannot be numbered (a
+    // Redis stream written without offsets): say so and stop rather than serve wrong offsets.
     virtual void start(deliver_fn deliver) = 0;
     // Queues `framed` for appending; never blocks. Held while the engine is unreachable, up to
     // options::pending_limit messages and pending_bytes_limit bytes, beyond which it is dropped
     // (logged, counted).
-    virtual void publish(std::shared_ptr<const std::string> framed, std::uint64_t origin_client) = 0;
+    // `messages`: how many messages `framed` holds (with options::offsets, the offsets it takes).
+    virtual void publish(std::shared_ptr<const std::string> framed, std::uint64_t origin_client,
+                         std::size_t messages = 1) = 0;
     // Appends what is pending (for at most `drain_seconds`) and stops both directions.
     virtual void stop(double drain_seconds = 2.0) = 0;
     virtual stats snapshot() const = 0;

@@ -27,6 +27,7 @@
 #include "framecast/codec.hpp"
 #include "framecast/io/endpoint.hpp"
 #include "log_throttle.hpp"
+#include "redis_offsets.hpp"
 
 namespace framecast::backplane {
 namespace {
@@ -133,16 +134,56 @@ std::uint64_t id_millis(const std::string& id) {
     return std::strtoull(id.c_str(), nullptr, 10);
 }
 
+// The number after the dash of a stream ID: with offsets ("0-N"), the offset N.
+std::uint64_t id_sequence(const std::string& id) {
+    const auto dash = id.find('-');
+    return dash == std::string::npos ? 0 : std::strtoull(id.c_str() + dash + 1, nullptr, 10);
+}
+
+std::uint64_t now_millis() {
+    return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+        std::chrono::system_clock::now().time_since_epoch()).count());
+}
+
+// An epoch as clients will see it: 1-64 of [A-Za-z0-9_-] (docs/resume.md). Redis is not
+// trusted: a group name that is not one is refused.
+bool is_epoch_token(const std::string& s) {
+    return !s.empty() && s.size() <= 64 && std::all_of(s.begin(), s.end(), [](char c) {
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+               c == '_' || c == '-';
+    });
+}
+
+// A candidate epoch, fresh for every use: a node that makes the stream again (after it was
+// deleted) must not bring back the epoch it had proposed before.
+std::string random_epoch() {
+    thread_local std::mt19937_64 engine{(static_cast<std::uint64_t>(std::random_device{}()) << 32) ^
+                                        std::random_device{}()};
+    char out[20];
+    std::snprintf(out, sizeof out, "%016llx", static_cast<unsigned long long>(engine()));
+    return out;
+}
+
 struct pending_message {
     std::shared_ptr<const std::string> framed;
     std::uint64_t origin_client = 0;
     std::uint64_t seq = 0;
+    std::size_t messages = 1;
+};
+
+// An entry as read, before it is delivered.
+struct parsed_entry {
+    message m;
+    std::uint64_t seq = 0;
+    std::string epoch;         // "e" (offsets)
+    std::uint64_t millis = 0;  // "t" (offsets), else the ID's time
 };
 
 class redis_backplane final : public backplane {
 public:
     redis_backplane(redis_address addr, options opts)
-        : addr_(std::move(addr)), opts_(opts), node_id_(make_node_id()) {
+        : addr_(std::move(addr)), opts_(opts), node_id_(make_node_id()),
+          seen_key_(redis_offsets::seen_key(addr_.key)) {
         // spdlog creates its registry on first use; make that happen here, before our threads
         // exist, not in whichever of them logs first (a race ThreadSanitizer reports, since the
         // guard of that static lives in uninstrumented libspdlog).
@@ -160,13 +201,20 @@ public:
         // keeps trying in the background.
         std::unique_lock lock(mu_);
         if (!cv_.wait_for(lock, std::chrono::duration<double>(opts_.start_timeout_seconds),
-                          [this] { return positioned_; })) {
+                          [this] { return positioned_ || !fatal_.empty(); })) {
             spdlog::warn("backplane {}: not reachable yet; serving local clients meanwhile",
                          describe());
         }
+        if (!fatal_.empty()) {
+            const std::string why = describe() + ": " + fatal_;
+            lock.unlock();
+            stop(0);
+            throw std::runtime_error(why);
+        }
     }
 
-    void publish(std::shared_ptr<const std::string> framed, std::uint64_t origin_client) override {
+    void publish(std::shared_ptr<const std::string> framed, std::uint64_t origin_client,
+                 std::size_t messages) override {
         std::lock_guard lock(mu_);
         if (pending_.size() >= opts_.pending_limit ||
             (!pending_.empty() && pending_bytes_ + framed->size() > opts_.pending_bytes_limit)) {
@@ -179,7 +227,8 @@ public:
         }
         pending_bytes_ += framed->size();
         pending_bytes_shared_ = pending_bytes_;
-        pending_.push_back({std::move(framed), origin_client, next_seq_++});
+        pending_.push_back({std::move(framed), origin_client, next_seq_++,
+                            std::max<std::size_t>(messages, 1)});
         cv_.notify_all();
     }
 
@@ -206,6 +255,8 @@ public:
         s.sequence_jumps = jumps_;
         s.retried = retried_;
         s.reconnects = reconnects_;
+        s.epoch_changes = epoch_changes_;
+        s.history_loaded = history_loaded_;
         s.connected = reader_up_ && writer_up_;
         s.lag_seconds = lag_ms_ / 1000.0;
         std::lock_guard lock(mu_);
@@ -254,6 +305,7 @@ private:
         timeval io_timeout{static_cast<time_t>(io.count()), 0};
         redisSetTimeout(c.get(), io_timeout);
         if (!addr_.password.empty() && !authenticate(c.get(), role, log)) return nullptr;
+        if (opts_.offsets && !load_script(c.get(), role, log)) return nullptr;
         if (log.ever_connected) {
             ++reconnects_;
             spdlog::info("backplane {} ({}): reconnected", describe(), role);
@@ -275,6 +327,23 @@ private:
         if (!log.logged_down) {
             spdlog::error("backplane {} ({}): authentication failed: {}; retrying with backoff",
                           describe(), role, r ? reply_text(r.get()) : c->errstr);
+            log.logged_down = true;
+        }
+        return false;
+    }
+
+    // SCRIPT LOAD of the offsets' scripts on every connection (a restarted Redis has none).
+    bool load_script(redisContext* c, const char* role, connection_log& log) {
+        const bool append = std::string_view(role) == "append";
+        const char* body = append ? redis_offsets::append_script : redis_offsets::init_script;
+        reply_ptr r = command(c, "SCRIPT LOAD %s", body);
+        if (r && r->type == REDIS_REPLY_STRING) {
+            (append ? append_sha_ : init_sha_) = reply_text(r.get());
+            return true;
+        }
+        if (!log.logged_down) {
+            spdlog::error("backplane {} ({}): cannot load the offsets script: {}; retrying with "
+                          "backoff", describe(), role, r ? reply_text(r.get()) : c->errstr);
             log.logged_down = true;
         }
         return false;
@@ -387,6 +456,10 @@ private:
                 break;
             }
             reply_ptr r(static_cast<redisReply*>(raw));
+            if (r->type == REDIS_REPLY_ERROR && reply_text(r.get()).starts_with("NOSCRIPT")) {
+                lost = true;  // flushed scripts: reconnect, which loads it again
+                break;
+            }
             if (is_not_ready(r.get())) {
                 retry[answered] = not_ready = true;
                 say_not_ready(log, r.get(), "appends wait and are retried with backoff");
@@ -395,6 +468,7 @@ private:
                               describe(), reply_text(r.get()));
                 ++refused;
             } else {
+                if (reply_text(r.get()) == "dup") ++duplicates_;  // a retry that had landed
                 ++appended;
             }
         }
@@ -429,6 +503,7 @@ private:
 
     bool send_appends(redisContext* c, const std::vector<pending_message>& batch) {
         const std::uint64_t keep = retention_entries(batch);
+        if (opts_.offsets) return send_numbered_appends(c, batch, keep);
         for (const auto& m : batch) {
             if (redisAppendCommand(c, "XADD %b MAXLEN ~ %llu * n %b s %llu c %llu f %b",
                                    addr_.key.data(), addr_.key.size(),
@@ -437,6 +512,27 @@ private:
                                    static_cast<unsigned long long>(m.seq),
                                    static_cast<unsigned long long>(m.origin_client),
                                    m.framed->data(), m.framed->size()) != REDIS_OK) {
+                return false;
+            }
+        }
+        return true;
+    }
+
+    // With offsets: the append script (redis_offsets.hpp) numbers each entry.
+    bool send_numbered_appends(redisContext* c, const std::vector<pending_message>& batch,
+                               std::uint64_t keep) {
+        const auto t = static_cast<unsigned long long>(now_millis());
+        const std::string candidate = random_epoch();
+        for (const auto& m : batch) {
+            const auto seq = static_cast<unsigned long long>(m.seq);
+            if (redisAppendCommand(
+                    c, "EVALSHA %s 2 %b %b %llu %s %llu %b %llu n %b s %llu c %llu t %llu f %b",
+                    append_sha_.c_str(), addr_.key.data(), addr_.key.size(), seen_key_.data(),
+                    seen_key_.size(), static_cast<unsigned long long>(keep),
+                    candidate.c_str(), static_cast<unsigned long long>(m.messages),
+                    node_id_.data(), node_id_.size(), seq, node_id_.data(), node_id_.size(), seq,
+                    static_cast<unsigned long long>(m.origin_client), t, m.framed->data(),
+                    m.framed->size()) != REDIS_OK) {
                 return false;
             }
         }
@@ -495,8 +591,12 @@ private:
         connection_log log;
         auto delays = make_backoff();
         std::string last_id;  // empty until the starting position is known
+        // Offsets: the log's epoch is checked on every (re)connection and whenever a read
+        // waited in vain (a deleted stream sends nothing), and on an entry of another epoch.
+        bool epoch_checked = false;
+        std::string suspect;  // an entry of another epoch while the epoch had not changed
         const int block_ms = std::max(1, static_cast<int>(opts_.block_seconds * 1000));
-        while (!stopping_) {
+        while (!stopping_ && !given_up_) {
             if (!c) {
                 c = connect("read", log);
                 reader_up_ = c != nullptr;
@@ -506,7 +606,12 @@ private:
                 }
                 delays.reset();
             }
-            if (last_id.empty() && !position_at_end(c, log, delays, last_id)) continue;
+            if (opts_.offsets) {
+                if (!epoch_checked && !check_epoch(c, log, delays, last_id)) continue;
+                epoch_checked = true;
+            } else if (last_id.empty() && !position_at_end(c, log, delays, last_id)) {
+                continue;
+            }
             auto r = command(c.get(), "XREAD COUNT 1024 BLOCK %d STREAMS %b %s", block_ms,
                              addr_.key.data(), addr_.key.size(), last_id.c_str());
             if (!r) {
@@ -514,6 +619,7 @@ private:
                              "back", describe(), c->errstr, last_id);
                 c.reset();
                 reader_up_ = false;
+                epoch_checked = false;
                 continue;
             }
             if (is_not_ready(r.get())) {
@@ -524,17 +630,40 @@ private:
             if (r->type == REDIS_REPLY_ERROR) {
                 spdlog::error("backplane {}: Redis refused a read: {}", describe(), reply_text(r.get()));
                 c.reset();
+                epoch_checked = false;
                 wait_to_retry(delays);
                 continue;
             }
             log.logged_not_ready = false;
             delays.reset();
-            if (r->type != REDIS_REPLY_ARRAY || r->elements == 0) continue;  // BLOCK timed out
+            if (r->type != REDIS_REPLY_ARRAY || r->elements == 0) {  // BLOCK timed out
+                epoch_checked = false;
+                continue;
+            }
             const redisReply* entries = r->element[0]->element[1];
             for (std::size_t i = 0; i < entries->elements; ++i) {
                 const redisReply* entry = entries->element[i];
-                last_id = reply_text(entry->element[0]);
-                deliver_entry(last_id, entry->element[1]);
+                const std::string id = reply_text(entry->element[0]);
+                parsed_entry e;
+                if (!parse_entry(id, entry->element[1], e)) {
+                    last_id = id;
+                    continue;
+                }
+                if (opts_.offsets && e.epoch != epoch_ && id != suspect) {
+                    // The stream was deleted and made again (or the entry is forged): check
+                    // the epoch before going on; this entry is read again either way.
+                    suspect = id;
+                    epoch_checked = false;
+                    break;
+                }
+                last_id = id;
+                if (opts_.offsets && e.epoch != epoch_) {
+                    ++rejected_;
+                    spdlog::warn("backplane {}: entry {} claims epoch '{}', the stream's is {}; "
+                                 "skipped", describe(), id, io_safe(e.epoch), epoch_);
+                    continue;
+                }
+                deliver_entry(id, std::move(e), message::kind::live);
             }
         }
     }
@@ -577,33 +706,162 @@ private:
 
     static std::string io_safe(const std::string& s) { return framecast::escape_controls(s, true); }
 
-    void deliver_entry(const std::string& id, const redisReply* fields) {
-        message m;
-        std::uint64_t seq = 0;
+    // False (logged) when the entry cannot be delivered: no payload, or (offsets) an ID that
+    // is not an offset.
+    bool parse_entry(const std::string& id, const redisReply* fields, parsed_entry& e) {
+        if (fields == nullptr || fields->type != REDIS_REPLY_ARRAY) return false;
         for (std::size_t k = 0; k + 1 < fields->elements; k += 2) {
             std::string name = reply_text(fields->element[k]);
             const redisReply* v = fields->element[k + 1];
             if (name == "f") {
-                m.framed = std::make_shared<const std::string>(v->str, v->len);
+                e.m.framed = std::make_shared<const std::string>(v->str, v->len);
             } else if (name == "n") {
-                m.origin_node = reply_text(v);
+                e.m.origin_node = reply_text(v);
             } else if (name == "s") {
-                seq = std::strtoull(reply_text(v).c_str(), nullptr, 10);
+                e.seq = std::strtoull(reply_text(v).c_str(), nullptr, 10);
             } else if (name == "c") {
-                m.origin_client = std::strtoull(reply_text(v).c_str(), nullptr, 10);
+                e.m.origin_client = std::strtoull(reply_text(v).c_str(), nullptr, 10);
+            } else if (name == "e") {
+                e.epoch = reply_text(v);
+            } else if (name == "t") {
+                e.millis = std::strtoull(reply_text(v).c_str(), nullptr, 10);
             }
         }
-        if (!m.framed) {
+        if (!e.m.framed) {
             spdlog::warn("backplane {}: entry {} has no payload field; skipped", describe(), id);
-            return;
+            return false;
         }
-        if (!accept_sequence(id, m.origin_node, seq)) return;
-        auto now_ms = static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
-            std::chrono::system_clock::now().time_since_epoch()).count());
-        auto at = id_millis(id);
-        lag_ms_ = now_ms > at ? now_ms - at : 0;
-        ++delivered_;
-        deliver_(std::move(m));
+        if (!opts_.offsets) {
+            e.millis = id_millis(id);
+            return true;
+        }
+        e.m.offset = id_sequence(id);
+        if (id_millis(id) != 0 || e.m.offset == 0) {
+            ++rejected_;
+            spdlog::warn("backplane {}: entry {} is not numbered by serve --resume; skipped",
+                         describe(), id);
+            return false;
+        }
+        return true;
+    }
+
+    void deliver_entry(const std::string& id, parsed_entry e, message::kind what) {
+        if (!accept_sequence(id, e.m.origin_node, e.seq)) return;
+        const auto now_ms = now_millis();
+        lag_ms_ = now_ms > e.millis ? now_ms - e.millis : 0;
+        e.m.what = what;
+        if (what == message::kind::live) ++delivered_;
+        deliver_(std::move(e.m));
+    }
+
+    // Offsets: runs the init script (redis_offsets.hpp), which makes the stream and its epoch
+    // when there is none. The first time, delivers the epoch and the log's recent entries
+    // (load_history) and starts reading after them; when the epoch changed since (the stream
+    // was deleted: its history is lost), says so and reads the new stream from its start.
+    // False (after a backoff step; `c` reset when the connection was lost) when Redis could
+    // not say; at start, a key that cannot be numbered is fatal (start() throws).
+    bool check_epoch(context_ptr& c, connection_log& log, io::backoff& delays,
+                     std::string& last_id) {
+        auto r = command(c.get(), "EVALSHA %s 2 %b %b %s", init_sha_.c_str(), addr_.key.data(),
+                         addr_.key.size(), seen_key_.data(), seen_key_.size(),
+                         random_epoch().c_str());
+        std::string problem;
+        if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2) {
+            const std::string epoch = reply_text(r->element[0]);
+            const std::string last = reply_text(r->element[1]);
+            if (epoch == epoch_) return true;
+            if (!is_epoch_token(epoch)) {
+                problem = "the stream's epoch group names '" + io_safe(epoch) +
+                          "', not 1-64 of [A-Za-z0-9_-]";
+            } else if (epoch_.empty()) {
+                if (load_history(c.get(), epoch, last)) {
+                    last_id = last;
+                    std::lock_guard lock(mu_);
+                    positioned_ = true;
+                    cv_.notify_all();
+                    return true;
+                }
+                problem = std::string("cannot read the stream's recent entries: ") +
+                          (c->err ? c->errstr : "an unexpected reply");
+            } else {
+                ++epoch_changes_;
+                spdlog::warn("backplane {}: the stream's history was lost (deleted, or Redis "
+                             "restarted without persistence): epoch {} is now {}",
+                             describe(), epoch_, epoch);
+                epoch_ = epoch;
+                last_id = "0-0";
+                message m;
+                m.what = message::kind::epoch;
+                m.epoch = epoch;
+                m.offset = 1;
+                deliver_(std::move(m));
+                return true;
+            }
+        } else if (r && r->type == REDIS_REPLY_ERROR && reply_text(r.get()).starts_with("FCREFUSE")) {
+            problem = reply_text(r.get()).substr(9);
+            if (!positioned_once()) {
+                std::lock_guard lock(mu_);
+                fatal_ = problem;
+                given_up_ = true;  // start() says why and stops
+                cv_.notify_all();
+                return false;
+            }
+        } else if (is_not_ready(r.get())) {
+            say_not_ready(log, r.get(), "reading starts once it is");
+        } else {
+            problem = r ? reply_text(r.get()) : c->errstr;
+            if (!r || reply_text(r.get()).starts_with("NOSCRIPT")) c.reset();
+            if (!r) reader_up_ = false;
+        }
+        if (!problem.empty() && refuse_log_.allow(refuse_more_)) {
+            spdlog::error("backplane {}: cannot number the stream: {}; retrying with backoff{}",
+                          describe(), problem, refuse_more_);
+        }
+        wait_to_retry(delays);
+        return false;
+    }
+
+    bool positioned_once() {
+        std::lock_guard lock(mu_);
+        return positioned_;
+    }
+
+    // Offsets, at start: the stream's most recent entries up to `last` (up to
+    // history_messages entries, or history_bytes), read newest first in bounded pieces, then
+    // delivered oldest first as kind::history after the kind::epoch notice, so this node can
+    // serve resumes from before it started (a restarted node sees no false gap).
+    bool load_history(redisContext* c, const std::string& epoch, const std::string& last) {
+        std::vector<std::pair<std::string, parsed_entry>> tail;
+        std::uint64_t bytes = 0;
+        std::string end = last;
+        while (last != "0-0" && tail.size() < opts_.history_messages &&
+               bytes < opts_.history_bytes) {
+            auto r = command(c, "XREVRANGE %b %s - COUNT %d", addr_.key.data(), addr_.key.size(),
+                             end.c_str(), 128);
+            if (!r || r->type != REDIS_REPLY_ARRAY) return false;
+            if (r->elements == 0) break;
+            for (std::size_t i = 0; i < r->elements; ++i) {
+                const redisReply* entry = r->element[i];
+                end = "(" + reply_text(entry->element[0]);
+                parsed_entry e;
+                if (!parse_entry(end.substr(1), entry->element[1], e) || e.epoch != epoch) continue;
+                bytes += e.m.framed->size();
+                tail.emplace_back(end.substr(1), std::move(e));
+            }
+        }
+        epoch_ = epoch;
+        message notice;
+        notice.what = message::kind::epoch;
+        notice.epoch = epoch;
+        notice.offset = tail.empty() ? id_sequence(last) + 1 : tail.back().second.m.offset;
+        deliver_(std::move(notice));
+        for (auto it = tail.rbegin(); it != tail.rend(); ++it) {
+            ++history_loaded_;
+            deliver_entry(it->first, std::move(it->second), message::kind::history);
+        }
+        spdlog::info("backplane {}: epoch {}, {} recent entries read for resuming clients, next "
+                     "offset after {}", describe(), epoch, tail.size(), last);
+        return true;
     }
 
     const redis_address addr_;
@@ -618,14 +876,22 @@ private:
     std::uint64_t pending_bytes_ = 0;      // guarded by mu_
     std::uint64_t next_seq_ = 1;           // guarded by mu_
     std::atomic<bool> stopping_{false};
+    std::atomic<bool> given_up_{false};    // the reader stopped: fatal_ says why
     clock::time_point drain_deadline_{};   // guarded by mu_
     bool positioned_ = false;              // guarded by mu_: the reader knows where to start
+    std::string fatal_;                    // guarded by mu_: offsets impossible (start() throws)
 
+    const std::string seen_key_;         // offsets: last sequence number per node
+    std::string append_sha_;             // writer thread only
+    std::string init_sha_, epoch_;       // reader thread only
+    io::log_throttle refuse_log_;        // reader thread only
+    std::string refuse_more_;
     std::unordered_map<std::string, node_sequence> last_seq_;  // reader thread only
     io::log_throttle jump_log_;                                  // reader thread only
     std::string jump_more_;
     double average_entry_ = 0;                                   // writer thread only
-    std::atomic<std::uint64_t> pending_bytes_shared_{0}, rejected_{0}, jumps_{0}, retried_{0};
+    std::atomic<std::uint64_t> pending_bytes_shared_{0}, rejected_{0}, jumps_{0}, retried_{0},
+        epoch_changes_{0}, history_loaded_{0};
     std::atomic<std::uint64_t> published_{0}, delivered_{0}, dropped_{0}, duplicates_{0},
         reconnects_{0}, lag_ms_{0};
     std::atomic<bool> reader_up_{false}, writer_up_{false};

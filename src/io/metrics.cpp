@@ -237,6 +237,14 @@ std::string render_prometheus(const metrics_snapshot& m) {
         w.counter("framecast_backplane_sequence_jumps_total",
                   "Backplane entries whose node sequence number skipped ahead (delivered)",
                   b.sequence_jumps);
+        if (m.resume) {  // --resume --backplane: the stream numbers the messages
+            w.counter("framecast_backplane_epoch_changes_total",
+                      "Times the backplane stream's history was lost (deleted, or Redis emptied): a new epoch",
+                      b.epoch_changes);
+            w.counter("framecast_backplane_history_loaded_total",
+                      "Backplane entries read at start as history for resuming clients",
+                      b.history_loaded);
+        }
     }
     return w.out;
 }

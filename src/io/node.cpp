@@ -96,8 +96,8 @@ struct node::impl {
     void publish_text(std::string_view payload) { srv.publish(payload); }
     void broadcast_text(std::string_view payload) { srv.broadcast(payload); }
     void publish_unit(const relay_unit& unit) { srv.publish(unit); }
-    void broadcast_unit(const relay_unit& unit, const session* origin) {
-        srv.broadcast(unit, origin);
+    void broadcast_unit(const relay_unit& unit, const session* origin, std::uint64_t offset = 0) {
+        srv.broadcast(unit, origin, offset);
     }
 
     // --- start ---------------------------------------------------------------------------
@@ -198,15 +198,33 @@ struct node::impl {
 
     // Every message that would enter this node's broadcast goes to the shared log instead, and
     // comes back (from any node) through deliver, in the log's order.
-    void bridge_backplane() {
+    // A shared log that cannot be numbered for --resume is an error at start (logged).
+    std::error_code bridge_backplane() {
         spdlog::info("backplane {}: node {}", bp->describe(), bp->node_id());
         srv.set_ingress([this](const relay_unit& unit, const session* origin) {
             ++own_published;
-            bp->publish(unit.bytes, server::session_id(origin));
+            bp->publish(unit.bytes, server::session_id(origin), unit.messages);
             check_echo();  // a full pending queue drops it at once
         });
         srv.count_external_memory(bp->pending_bytes_counter());
+        try {
+            start_backplane();
+        } catch (const std::runtime_error& e) {
+            spdlog::error("--resume --backplane: {}", e.what());
+            return make_error_code(std::errc::invalid_argument);
+        }
+        return {};
+    }
+
+    void start_backplane() {
         bp->start([this, own = bp->node_id()](backplane::message m) {
+            using kind = backplane::message::kind;
+            if (m.what == kind::epoch) {  // --resume: the shared log's history (docs/resume.md)
+                asio::post(io, [this, epoch = std::move(m.epoch), next = m.offset] {
+                    srv.resume_epoch(epoch, next);
+                });
+                return;
+            }
             // Checked and counted here, on the backplane's thread, with the codec's own
             // decoder: the io thread only queues the unit. Redis is not trusted: an entry
             // anyone could XADD must not break the clients' framing.
@@ -223,12 +241,13 @@ struct node::impl {
                 return;
             }
             asio::post(io, [this, own, m = std::move(m), unit = std::move(unit)] {
+                if (m.what == kind::history) return srv.resume_history(unit, m.offset);
                 const session* origin = nullptr;
                 if (m.origin_node == own) {
                     ++own_delivered;
                     origin = srv.find_session(m.origin_client);
                 }
-                broadcast_unit(unit, origin);
+                broadcast_unit(unit, origin, m.offset);
                 check_echo();
             });
         });
@@ -246,7 +265,8 @@ struct node::impl {
         if (opts.source == source_kind::time) {
             // The clock is per node unless backplane_time: every node has one, so sharing them
             // would multiply the ticks.
-            bool shared = !bp || opts.backplane_time;
+            // With --resume every message needs the shared log's offset: the clock is shared.
+            bool shared = !bp || opts.backplane_time || opts.server.resume.enabled;
             clock_source.emplace(io, opts.interval, [this, shared](std::string_view payload) {
                 if (shared) publish_text(payload);
                 else broadcast_text(payload);
@@ -444,7 +464,7 @@ struct node::impl {
             if (auto ec = open_ws()) return {ec};
         }
         if (bp) {
-            bridge_backplane();
+            if (auto ec = bridge_backplane()) return {ec};
         } else if (opts.sink) {
             srv.set_ingress([this](const relay_unit& unit, const session*) { opts.sink(unit); });
         }

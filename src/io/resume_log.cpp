@@ -26,16 +26,32 @@ std::uint64_t resume_log::append(const relay_unit& unit) {
     return first;
 }
 
+bool resume_log::append_at(std::uint64_t first, const relay_unit& unit) {
+    if (first < next_) return false;
+    if (first > next_) reset(first);
+    append(unit);
+    return true;
+}
+
+void resume_log::reset(std::uint64_t next) {
+    while (!entries_.empty()) pop_front();
+    next_ = next;
+}
+
+void resume_log::pop_front() {
+    messages_ -= entries_.front().unit.messages;
+    bytes_ -= entries_.front().unit.size();
+    entries_.pop_front();
+    if (budget_) budget_->sub_entries(1);
+}
+
 // Whole units go: the window may hold a few messages more than asked, never fewer (unless
 // the byte bound is reached first).
 void resume_log::evict() {
     while (entries_.size() > 1 &&
            (messages_ - entries_.front().unit.messages >= limits_.messages ||
             bytes_ > limits_.bytes)) {
-        messages_ -= entries_.front().unit.messages;
-        bytes_ -= entries_.front().unit.size();
-        entries_.pop_front();
-        if (budget_) budget_->sub_entries(1);
+        pop_front();
     }
 }
 

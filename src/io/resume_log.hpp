@@ -35,6 +35,13 @@ public:
     // Keeps `unit` (its messages get the next offsets) and returns its first offset. Offsets
     // start at 1 and grow by one per message; 0 means "none".
     std::uint64_t append(const relay_unit& unit);
+    // Keeps `unit` at offset `first`, numbered by a shared log (a backplane): false, and not
+    // kept, when that offset is already held or passed (a repeat). A hole before it (the log
+    // skipped offsets this node never saw) empties the history first: what is held stays
+    // contiguous, and a client asking for the hole is told it is a gap.
+    bool append_at(std::uint64_t first, const relay_unit& unit);
+    // Drops everything held; the next message gets offset `next` (a new epoch of a shared log).
+    void reset(std::uint64_t next);
 
     // The offset the next message will get.
     std::uint64_t next() const noexcept { return next_; }
@@ -57,6 +64,7 @@ private:
         relay_unit unit;
     };
     void evict();
+    void pop_front();
     // Byte position of message `skip` (0-based) inside `unit`.
     std::size_t position(const relay_unit& unit, std::size_t skip) const;
 

@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "close_reason.hpp"
 #include "names.hpp"
 
 namespace framecast::io {
@@ -91,6 +92,11 @@ void resume_room::request(member& m, resume_seat& seat, std::string_view payload
         start = log_.oldest();
         status = "epoch";
         ++counters_.resume_gaps;
+    } else if (last >= log_.next() && shared_epoch_ && last < UINT64_MAX) {
+        // Another node of the shared log gave it offsets this one has not read yet: the
+        // stream continues from LAST+1 as soon as they arrive (see pump()).
+        start = last + 1;
+        status = "ok";
     } else if (last >= log_.next()) {
         return refuse(m, fmt::format("offset {} is ahead of the stream (the newest is {})", last,
                                      log_.next() - 1));
@@ -123,6 +129,11 @@ void resume_room::pump(member& m, resume_seat& seat) {
         std::string body;
         std::uint64_t first = 0;
         const std::size_t count = log_.read(seat.cursor, piece_bytes, body, first);
+        if (count == 0 && seat.cursor > log_.next()) {
+            // Ahead of this node (a position from another node): broadcast() pumps again.
+            seat.waiting = true;
+            return;
+        }
         if (count == 0) {
             // Caught up: the next broadcast reaches it live, nothing can fall in between.
             seat.replaying = false;
@@ -145,15 +156,60 @@ void resume_room::pump(member& m, resume_seat& seat) {
     }
 }
 
-void resume_room::broadcast(const relay_unit& unit) {
-    const std::uint64_t first = log_.append(unit);
-    if (members_.empty() || !unit) return;
+void resume_room::history(const relay_unit& unit, std::uint64_t offset) {
+    if (unit) log_.append_at(offset, unit);
+}
+
+void resume_room::set_epoch(const std::string& epoch, std::uint64_t next) {
+    if (epoch == epoch_) return;
+    const bool first = !shared_epoch_;
+    shared_epoch_ = true;
+    if (first) {
+        spdlog::info("resume: epoch {} from the shared log, next offset {}", epoch, next);
+    } else {
+        spdlog::warn("resume: the shared log's history was lost (epoch {} is now {}); next "
+                     "offset {}", epoch_, epoch, next);
+    }
+    epoch_ = epoch;
+    log_.reset(next);
+    // Their positions belong to the old epoch: they resume again and are told ("epoch").
+    // Collected first: closing one leaves this room.
+    std::vector<member*> all;
+    for (auto& [m, seat] : members_) all.push_back(m);
+    for (member* m : all) {
+        m->close(close_reason::server_stopping,
+                 "the stream's history changed (a new epoch): resume again");
+    }
+}
+
+void resume_room::broadcast(const relay_unit& unit, std::uint64_t offset) {
+    if (!unit) return;
+    std::uint64_t first = log_.next();
+    if (offset == 0) {
+        log_.append(unit);
+    } else if (log_.append_at(offset, unit)) {
+        first = offset;
+    } else {
+        return;  // a repeat of what the history holds
+    }
+    if (members_.empty()) return;
     std::vector<member*> live;
+    std::vector<std::pair<member*, resume_seat*>> waiting;
     for (auto& [m, seat] : members_) {
+        if (seat->waiting) waiting.emplace_back(m, seat);
         // An expired client's notice is the last thing it receives (as with the hub).
         if (seat->live && !m->closed() && !m->told_expiry) live.push_back(m);
     }
-    if (live.empty()) return;
+    if (!live.empty()) deliver_live(live, unit, first);
+    // Clients whose position was ahead of this node: what they wait for may be here now.
+    for (auto [m, seat] : waiting) {
+        seat->waiting = false;
+        if (!m->closed()) pump(*m, *seat);
+    }
+}
+
+void resume_room::deliver_live(const std::vector<member*>& live, const relay_unit& unit,
+                               std::uint64_t first) {
     // One copy with the position in front, shared by every live resuming client.
     auto bytes = std::make_shared<std::string>();
     bytes->reserve(unit.size() + opts_.codec.header_size + 24);
@@ -177,7 +233,9 @@ void resume_room::leave(member& m, resume_seat& seat) {
 std::uint64_t resume_room::max_lag() const noexcept {
     std::uint64_t lag = 0;
     for (const auto& [m, seat] : members_) {
-        if (seat->replaying) lag = std::max(lag, log_.next() - seat->cursor);
+        if (seat->replaying && seat->cursor < log_.next()) {
+            lag = std::max(lag, log_.next() - seat->cursor);
+        }
     }
     return lag;
 }

@@ -9,6 +9,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <vector>
 
 #include "framecast/io/server.hpp"
 #include "hub.hpp"
@@ -22,6 +23,7 @@ struct resume_seat {
     bool replaying = false;  // the writer pulls the backlog from `cursor` as the queue drains
     bool live = false;       // caught up: receives each broadcast with its position
     std::uint64_t cursor = 0;  // the next offset to send while replaying
+    bool waiting = false;    // replaying from an offset this node has not seen yet (shared log)
 };
 
 class resume_room {
@@ -35,7 +37,16 @@ public:
     void request(member& m, resume_seat& seat, std::string_view payload);
     // A unit entering the hub: kept in the history, and delivered with its position to every
     // caught-up resuming client (the hub delivers it, as it is, to the others).
-    void broadcast(const relay_unit& unit);
+    // With a shared log (serve --resume --backplane), `offset` is the one the log gave the
+    // unit's first message (0: number it here); a repeat is neither kept nor delivered.
+    void broadcast(const relay_unit& unit, std::uint64_t offset = 0);
+    // A unit of the shared log's past (a node filling its history at start): kept, not
+    // delivered.
+    void history(const relay_unit& unit, std::uint64_t offset);
+    // The shared log's epoch, and the offset its next message gets: given once the backplane
+    // knows them, and again whenever the log's history is lost (a deleted stream). A change
+    // empties the history and closes the resuming clients: they resume again and are told.
+    void set_epoch(const std::string& epoch, std::uint64_t next);
     // The writer's turn for a replaying client: queues pieces of the backlog while its queue
     // is below replay_queue(); once nothing is left, the client is live. Single-threaded, so
     // no broadcast can fall between the last piece and going live.
@@ -54,11 +65,14 @@ private:
     std::size_t replay_queue() const noexcept;
     shared_frame position_frame(std::uint64_t first, std::size_t count) const;
     void refuse(member& m, std::string_view why);
+    void deliver_live(const std::vector<member*>& live, const relay_unit& unit,
+                      std::uint64_t first);
 
     const server_options& opts_;
     server_counters& counters_;
     hub& hub_;
     std::string epoch_;
+    bool shared_epoch_ = false;  // epoch_ came from the shared log (set_epoch)
     resume_log log_;
     // Every resuming client (replaying or live), with its seat, for lag and live delivery.
     std::unordered_map<member*, resume_seat*> members_;

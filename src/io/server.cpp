@@ -204,6 +204,18 @@ void server::broadcast(std::string_view payload, const session* origin) {
 }
 
 void server::broadcast(const relay_unit& unit, const session* origin) {
+    broadcast(unit, origin, 0);
+}
+
+void server::resume_history(const relay_unit& unit, std::uint64_t offset) {
+    if (impl_->resume) impl_->resume->history(impl_->budget->track(unit), offset);
+}
+
+void server::resume_epoch(const std::string& epoch, std::uint64_t next) {
+    if (impl_->resume) impl_->resume->set_epoch(epoch, next);
+}
+
+void server::broadcast(const relay_unit& unit, const session* origin, std::uint64_t offset) {
     // Counted once in the memory budget for as long as a queue or the history holds it.
     relay_unit tracked = impl_->budget->track(unit);
     if (origin) tracked.origin = origin->id();
@@ -213,7 +225,7 @@ void server::broadcast(const relay_unit& unit, const session* origin) {
         impl_->room->broadcast(tracked, as_member(origin));
     } else {
         // Resume: offsets and history first; resuming clients get it from there.
-        if (impl_->resume) impl_->resume->broadcast(tracked);
+        if (impl_->resume) impl_->resume->broadcast(tracked, offset);
         impl_->clients.broadcast(tracked, as_member(origin));
     }
 }

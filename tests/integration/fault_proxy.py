@@ -1,6 +1,9 @@
 """A fault-injecting TCP proxy for tests: forwards 127.0.0.1:<port> to a target port and, on
 request, cuts every connection it carries, with an RST (SO_LINGER 0) or a clean close, on
-both sides. Threads only; every socket is closed by close()."""
+both sides. Several target ports: each new connection goes to the next one that accepts
+(round robin), so a client that reconnects lands on another node. Threads only; every socket
+is closed by close()."""
+import random
 import socket
 import struct
 import threading
@@ -8,7 +11,9 @@ import threading
 
 class FaultProxy:
     def __init__(self, target_port, host="127.0.0.1"):
-        self.target = (host, target_port)
+        self.host = host
+        self.targets = list(target_port) if isinstance(target_port, (list, tuple)) else [target_port]
+        self.turn = 0
         self.listener = socket.socket()
         self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.listener.bind((host, 0))
@@ -29,10 +34,8 @@ class FaultProxy:
                 client, _ = self.listener.accept()
             except OSError:
                 return
-            try:
-                upstream = socket.create_connection(self.target, timeout=5)
-                upstream.settimeout(None)
-            except OSError:
+            upstream = self._connect_upstream()
+            if upstream is None:
                 client.close()
                 continue
             pair = (client, upstream)
@@ -45,6 +48,26 @@ class FaultProxy:
                 self.accepted += 1
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pump, args=(a, b, pair), daemon=True).start()
+
+    def _connect_upstream(self):
+        """The next target that accepts, in turn; None when none does."""
+        with self.lock:
+            targets = list(self.targets)
+            start = self.turn
+            self.turn += 1
+        for i in range(len(targets)):
+            try:
+                s = socket.create_connection((self.host, targets[(start + i) % len(targets)]),
+                                             timeout=5)
+                s.settimeout(None)
+                return s
+            except OSError:
+                continue
+        return None
+
+    def set_targets(self, ports):
+        with self.lock:
+            self.targets = list(ports)
 
     def _pump(self, src, dst, pair):
         try:
@@ -88,6 +111,15 @@ class FaultProxy:
         for p in pairs:
             self._drop(p, rst)
         return len(pairs)
+
+    def cut_one(self, rst=False):
+        """Cuts one connection chosen at random; False when there was none."""
+        with self.lock:
+            pair = random.choice(self.pairs) if self.pairs else None
+        if pair is None:
+            return False
+        self._drop(pair, rst)
+        return True
 
     def close(self):
         with self.lock:

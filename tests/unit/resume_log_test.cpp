@@ -104,3 +104,29 @@ TEST(ResumeLog, HeldUnitsAreInTheMemoryBudget) {
     }
     EXPECT_EQ(budget->used(), 0u);
 }
+
+// A shared log's numbering (serve --resume --backplane): offsets as given, a repeat refused,
+// a hole empties what was held so the history stays contiguous.
+TEST(ResumeLog, AppendAtKeepsTheSharedLogsOffsets) {
+    resume_log log({}, codec_options{});
+    log.reset(41);
+    EXPECT_EQ(log.next(), 41u);
+    EXPECT_EQ(log.oldest(), 41u);
+    EXPECT_TRUE(log.append_at(41, unit_of({"a", "b"})));
+    EXPECT_TRUE(log.append_at(43, unit_of({"c"})));
+    EXPECT_FALSE(log.append_at(42, unit_of({"x"})));  // already held
+    EXPECT_EQ(log.next(), 44u);
+    std::string out;
+    std::uint64_t first = 0;
+    EXPECT_EQ(log.read(42, 1 << 20, out, first), 2u);
+    EXPECT_EQ(first, 42u);
+    EXPECT_EQ(payloads_of(out), (std::vector<std::string>{"b", "c"}));
+    EXPECT_TRUE(log.append_at(50, unit_of({"d"})));  // 44..49 never seen here
+    EXPECT_EQ(log.oldest(), 50u);
+    EXPECT_EQ(log.messages(), 1u);
+    EXPECT_EQ(log.next(), 51u);
+    log.reset(1);
+    EXPECT_EQ(log.messages(), 0u);
+    EXPECT_EQ(log.units(), 0u);
+    EXPECT_EQ(log.next(), 1u);
+}

@@ -248,6 +248,14 @@ public:
     // these are relays (username frame + message frame: one message), delivered only to
     // clients that have joined, and kept for the history.
     void broadcast(const relay_unit& unit, const session* origin = nullptr);
+    // The same for a unit a shared log numbered (serve --resume --backplane): `offset` is its
+    // first message's offset there (0: numbered here).
+    void broadcast(const relay_unit& unit, const session* origin, std::uint64_t offset);
+    // --resume with a shared log: a unit of its past, kept for resuming clients only (a node
+    // filling its history at start), and the log's epoch with the offset its next message
+    // gets (resume_room::set_epoch). Nothing without --resume.
+    void resume_history(const relay_unit& unit, std::uint64_t offset);
+    void resume_epoch(const std::string& epoch, std::uint64_t next);
     // Frames encoded elsewhere (a backplane entry), counted with the codec (relay_unit_of).
     relay_unit relay_unit_of(shared_frame framed) const;
     // The same for bytes nobody here vouches for (a backplane entry): a null unit, and why in
