@@ -1,5 +1,7 @@
 #include "publish_client.hpp"
 
+#include "framecast/io/protocol_words.hpp"
+
 #include <algorithm>
 #include <charconv>
 #include <optional>
@@ -22,6 +24,9 @@
 #include "ws_target.hpp"
 
 namespace framecast::app {
+
+using io::is_protocol_token;
+using io::parse_protocol_u64;
 namespace {
 
 using namespace asio::experimental::awaitable_operators;
@@ -29,22 +34,6 @@ using namespace asio::experimental::awaitable_operators;
 std::string random_token() {
     std::random_device rd;
     return fmt::format("{:08x}{:08x}", rd(), rd());
-}
-
-bool parse_u64(std::string_view s, std::uint64_t& v) noexcept {
-    if (s.empty() || s.size() > 20) return false;
-    auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-    return ec == std::errc() && end == s.data() + s.size();
-}
-
-bool is_token(std::string_view s) noexcept {
-    if (s.empty() || s.size() > 64) return false;
-    for (char c : s) {
-        const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-                        (c >= '0' && c <= '9') || c == '_' || c == '-';
-        if (!ok) return false;
-    }
-    return true;
 }
 
 // How one connection ended: exit with a code, or try again (and why).
@@ -109,7 +98,7 @@ public:
 private:
     bool on_answer(std::string_view last_text) {
         std::uint64_t last = 0;
-        if (answered_ || !parse_u64(last_text, last)) {
+        if (answered_ || !parse_protocol_u64(last_text, last)) {
             failure_ = fmt::format("{}: an answer to the publish request this client does not "
                                    "understand: '{}'", name_, escape_controls(last_text, true));
             return false;
@@ -126,7 +115,7 @@ private:
 
     bool on_ack(std::string_view seq_text) {
         std::uint64_t seq = 0;
-        if (!parse_u64(seq_text, seq) || seq > written_) {
+        if (!parse_protocol_u64(seq_text, seq) || seq > written_) {
             failure_ = fmt::format("{}: an acknowledgement of a message not sent: '{}'{}", name_,
                                    escape_controls(seq_text, true),
                                    opts_.channels ? " (is it a 'serve --channels' server?)" : "");
@@ -327,7 +316,7 @@ void add_publish_options(CLI::App& cmd, bool& reconnect, publish_options& opts) 
                    "and the server skips what it already has")
         ->check(validator_from(
             [](const std::string& s) {
-                if (!is_token(s)) {
+                if (!is_protocol_token(s)) {
                     throw CLI::ValidationError("'" + s + "': 1-64 characters of [A-Za-z0-9_-]");
                 }
             },

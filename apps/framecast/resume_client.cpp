@@ -1,5 +1,7 @@
 #include "resume_client.hpp"
 
+#include "framecast/io/protocol_words.hpp"
+
 #include <charconv>
 #include <cstdio>
 #include <fstream>
@@ -11,13 +13,9 @@
 
 namespace framecast::app {
 
-namespace {
+using io::parse_protocol_u64;
 
-bool parse_u64(std::string_view s, std::uint64_t& v) noexcept {
-    if (s.empty()) return false;
-    auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-    return ec == std::errc() && end == s.data() + s.size();
-}
+namespace {
 
 // Splits on single spaces.
 std::vector<std::string_view> words(std::string_view s) {
@@ -45,7 +43,7 @@ bool load_offset_file(const std::string& file, resume_position& pos, std::string
     in >> epoch >> last;
     if (epoch.empty() && last.empty()) return true;  // empty file
     std::uint64_t v = 0;
-    if (epoch.empty() || !parse_u64(last, v)) {
+    if (epoch.empty() || !parse_protocol_u64(last, v)) {
         error = "--offset-file " + file + ": expected 'EPOCH LAST' (as written by --resume)";
         return false;
     }
@@ -89,7 +87,7 @@ bool resume_reader::on_answer(std::string_view payload) {
     if (!payload.starts_with(prefix)) return true;
     const auto w = words(payload.substr(prefix.size()));
     std::uint64_t next = 0;
-    if (w.size() < 3 || w[0].empty() || !parse_u64(w[1], next) || next == 0) {
+    if (w.size() < 3 || w[0].empty() || !parse_protocol_u64(w[1], next) || next == 0) {
         return fail(exit_code::failure, fmt::format("{}: a resume answer this client does not "
                                                     "understand: '{}'", peer_, payload));
     }
@@ -122,7 +120,7 @@ bool resume_reader::on_answer(std::string_view payload) {
 bool resume_reader::on_position(std::string_view payload) {
     const auto w = words(payload);
     std::uint64_t first = 0, count = 0;
-    if (w.size() != 2 || !parse_u64(w[0], first) || !parse_u64(w[1], count) || count == 0) {
+    if (w.size() != 2 || !parse_protocol_u64(w[0], first) || !parse_protocol_u64(w[1], count) || count == 0) {
         return fail(exit_code::failure,
                     fmt::format("{}: expected a position frame 'FIRST COUNT', got '{}'", peer_,
                                 payload.substr(0, 80)));

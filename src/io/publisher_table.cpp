@@ -1,5 +1,7 @@
 #include "publisher_table.hpp"
 
+#include "framecast/io/protocol_words.hpp"
+
 #include <algorithm>
 #include <charconv>
 
@@ -8,20 +10,6 @@ namespace framecast::io {
 namespace {
 
 constexpr std::string_view request_verb = "@publish ";
-
-// Nonces and publisher ids: 1 to 64 characters of [A-Za-z0-9_-].
-bool is_token(std::string_view s) noexcept {
-    return !s.empty() && s.size() <= 64 && std::all_of(s.begin(), s.end(), [](char c) {
-        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-               c == '_' || c == '-';
-    });
-}
-
-bool parse_u64(std::string_view s, std::uint64_t& v) noexcept {
-    if (s.empty() || s.size() > 20) return false;
-    auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-    return ec == std::errc() && end == s.data() + s.size();
-}
 
 }  // namespace
 
@@ -42,12 +30,12 @@ std::string publisher_table::parse(std::string_view payload, request& out) {
         }
         rest.remove_prefix(sp + 1);
     }
-    if (!rest.empty() || n < 2 || n > 3 || !is_token(w[0]) || !is_token(w[1])) {
+    if (!rest.empty() || n < 2 || n > 3 || !is_protocol_token(w[0]) || !is_protocol_token(w[1])) {
         return "expected '@publish NONCE PUBLISHER [FIRST]' (NONCE, PUBLISHER: 1-64 of "
                "[A-Za-z0-9_-]; FIRST: a decimal sequence number, at least 1)";
     }
     out = {w[0], w[1], 1};
-    if (n == 3 && (!parse_u64(w[2], out.first) || out.first == 0)) {
+    if (n == 3 && (!parse_protocol_u64(w[2], out.first) || out.first == 0)) {
         return "FIRST must be a decimal sequence number, at least 1";
     }
     return {};

@@ -1,5 +1,7 @@
 #include "resume_room.hpp"
 
+#include "framecast/io/protocol_words.hpp"
+
 #include <algorithm>
 #include <charconv>
 #include <random>
@@ -23,20 +25,6 @@ std::string random_epoch() {
     std::random_device rd;
     const std::uint64_t v = (static_cast<std::uint64_t>(rd()) << 32) ^ rd();
     return fmt::format("{:016x}", v);
-}
-
-// Nonces and epochs: 1 to 64 characters of [A-Za-z0-9_-].
-bool is_token(std::string_view s) noexcept {
-    return !s.empty() && s.size() <= 64 && std::all_of(s.begin(), s.end(), [](char c) {
-        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-               c == '_' || c == '-';
-    });
-}
-
-bool parse_u64(std::string_view s, std::uint64_t& v) noexcept {
-    if (s.empty() || s.size() > 20) return false;
-    auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-    return ec == std::errc() && end == s.data() + s.size();
 }
 
 std::vector<std::string_view> words(std::string_view s) {
@@ -75,12 +63,12 @@ void resume_room::refuse(member& m, std::string_view why) {
 void resume_room::request(member& m, resume_seat& seat, std::string_view payload) {
     if (members_.contains(&m)) return refuse(m, "a second resume request");
     const auto w = words(payload.substr(request_verb.size()));
-    if ((w.size() != 1 && w.size() != 3) || !is_token(w[0])) {
+    if ((w.size() != 1 && w.size() != 3) || !is_protocol_token(w[0])) {
         return refuse(m, "expected '@resume NONCE' or '@resume NONCE EPOCH LAST' (NONCE, EPOCH: "
                          "1-64 of [A-Za-z0-9_-]; LAST: a decimal offset)");
     }
     std::uint64_t last = 0;
-    if (w.size() == 3 && (!is_token(w[1]) || !parse_u64(w[2], last))) {
+    if (w.size() == 3 && (!is_protocol_token(w[1]) || !parse_protocol_u64(w[2], last))) {
         return refuse(m, "bad EPOCH or LAST in '" + escape_controls(payload, true) + "'");
     }
     std::string status;

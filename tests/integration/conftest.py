@@ -2,6 +2,7 @@
 import pytest
 
 from framecast_test import Processes
+from redis_server import Redis
 
 
 @pytest.fixture
@@ -10,3 +11,12 @@ def procs():
     p = Processes()
     yield p
     p.stop_all()
+
+
+@pytest.fixture
+def redis(tmp_path):
+    """A real redis-server of this test's own (tests needing it skip when it is not installed)."""
+    r = Redis(tmp_path)
+    r.start()
+    yield r
+    r.kill()

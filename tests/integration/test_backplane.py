@@ -8,19 +8,11 @@ import time
 
 import pytest
 
-from redis_server import REDIS, Redis
+from redis_server import REDIS
 from framecast_test import (DEADLINE, FrameReader, connect, frame, free_port, metrics_url, scrape,
                             wait_for_log, wait_for_metric, wait_until)
 
 pytestmark = pytest.mark.skipif(REDIS is None, reason="redis-server not installed")
-
-
-@pytest.fixture
-def redis(tmp_path):
-    r = Redis(tmp_path)
-    r.start()
-    yield r
-    r.kill()
 
 
 def join(port, name):

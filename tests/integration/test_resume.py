@@ -13,6 +13,7 @@ from ws_peer import ws_url
 from framecast_test import (BIN, FrameReader, connect, frame, metrics, metrics_url,
                             small_rcvbuf_socket,
                             wait_for_log, wait_until)
+from resume_wire import read_pieces_counted, resume_request
 
 
 def publisher(port):
@@ -33,29 +34,6 @@ def publish_units(pub, url, payloads, per_unit):
         want += len(payloads[i:i + per_unit])
         wait_until(lambda: metrics(url)["framecast_resume_next_offset"] == want,
                    f"offset {want}")
-
-
-def resume_request(port, rest):
-    """A raw resuming client: sends the request, returns (socket, reader, answer words)."""
-    s = connect(port)
-    s.sendall(frame("@resume " + rest))
-    r = FrameReader(s)
-    while True:  # frames queued before the request was read come first: not ours
-        p = r.read()
-        if p.startswith(b"@resume"):
-            return s, r, p.decode().split(" ")
-
-
-def read_pieces(r, want):
-    """Reads position frames and their messages until `want` messages: [(offset, payload)], and
-    the number of position frames seen."""
-    out, pieces = [], 0
-    while len(out) < want:
-        first, count = (int(x) for x in r.read().split(b" "))
-        pieces += 1
-        for i in range(count):
-            out.append((first + i, r.read()))
-    return out, pieces
 
 
 def json_lines(proc):
@@ -93,18 +71,18 @@ def test_protocol_answers_and_backlog_in_pieces(procs):
     assert answer[:2] == ["@resumed", "n1"] and answer[3:] == [str(n + 1), "new"]
     epoch = answer[2]
     publish(pub, ["live 1"])
-    assert read_pieces(r, 1)[0] == [(n + 1, b"live 1")]
+    assert read_pieces_counted(r, 1)[0] == [(n + 1, b"live 1")]
     s.close()
 
     # From offset 100 on: the backlog in bounded pieces, then live, no gap, no repeat.
     s, r, answer = resume_request(port, f"n2 {epoch} 99")
     assert answer[3:] == ["100", "ok"]
-    got, pieces = read_pieces(r, n + 1 - 99)
+    got, pieces = read_pieces_counted(r, n + 1 - 99)
     assert [o for o, _ in got] == list(range(100, n + 2))
     assert got[0][1] == b"message 00100" and got[-1][1] == b"live 1"
     assert pieces > 4  # ~450 KB of backlog never travels as one unit
     publish(pub, ["live 2"])
-    assert read_pieces(r, 1)[0] == [(n + 2, b"live 2")]
+    assert read_pieces_counted(r, 1)[0] == [(n + 2, b"live 2")]
     m = metrics(url)
     assert m["framecast_resume_replayed_total"] >= n - 98
     assert m["framecast_resume_clients"] == 1
@@ -138,7 +116,7 @@ def test_outside_the_window_is_a_reported_gap(procs):
     s.close()
     _, r, answer = resume_request(port, f"y {epoch} 3")
     assert answer[3:] == ["21", "gap", "17"]  # 4..20 are gone; 21..30 are held
-    got, _ = read_pieces(r, 10)
+    got, _ = read_pieces_counted(r, 10)
     assert [o for o, _ in got] == list(range(21, 31))
 
 

@@ -12,19 +12,12 @@ import time
 import pytest
 
 from fault_proxy import FaultProxy
-from redis_server import REDIS, Redis
-from framecast_test import (DEADLINE, FrameReader, connect, frame, metrics, metrics_url,
+from redis_server import REDIS
+from resume_wire import read_pieces, resume_request
+from framecast_test import (DEADLINE, connect, frame, metrics, metrics_url,
                             wait_for_log, wait_for_metric, wait_until)
 
 pytestmark = pytest.mark.skipif(REDIS is None, reason="redis-server not installed")
-
-
-@pytest.fixture
-def redis(tmp_path):
-    r = Redis(tmp_path)
-    r.start()
-    yield r
-    r.kill()
 
 
 def node(procs, redis, *extra, key="resume"):
@@ -42,26 +35,6 @@ def redis_cmd(redis, *args):
 
 def publish(sock, payloads):
     sock.sendall(b"".join(frame(p) for p in payloads))
-
-
-def resume_request(port, rest):
-    """A raw resuming client: sends the request, returns (socket, reader, answer words)."""
-    s = connect(port)
-    s.sendall(frame("@resume " + rest))
-    r = FrameReader(s)
-    while True:  # frames queued before the request was read come first: not ours
-        p = r.read()
-        if p.startswith(b"@resume"):
-            return s, r, p.decode().split(" ")
-
-
-def read_pieces(r, want):
-    """Position frames and their messages until `want` messages: [(offset, payload)]."""
-    out = []
-    while len(out) < want:
-        first, count = (int(x) for x in r.read().split(b" "))
-        out.extend((first + i, r.read()) for i in range(count))
-    return out
 
 
 def json_lines(out):

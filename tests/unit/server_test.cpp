@@ -175,14 +175,21 @@ TEST_F(server_test, slow_consumer_drops_oldest_frames_and_catches_up) {
 // A transport that takes everything and keeps what the socket refuses (TLS) must still send
 // the last of it with nothing more queued: the writer stopping on an empty queue left a TLS
 // subscriber's last bytes waiting for the next delivery.
-TEST_F(server_test, bytes_held_inside_the_transport_are_sent_without_another_delivery) {
-    make(options());
-    auto sub = connect("mem:tls-like");
+// A subscriber whose transport took a 1010-byte frame but sent only 100 bytes of it (TLS
+// with a full socket): 910 bytes held inside, nothing left queued.
+pipe_ptr tls_like_subscriber_holding_bytes(server_test& t) {
+    t.make(server_test::options());
+    auto sub = t.connect("mem:tls-like");
     sub->hold_output = true;
     sub->set_write_capacity(100);
-    settle();
-    srv->broadcast(std::string(1000, 'x'));
-    settle();
+    t.settle();
+    t.srv->broadcast(std::string(1000, 'x'));
+    t.settle();
+    return sub;
+}
+
+TEST_F(server_test, bytes_held_inside_the_transport_are_sent_without_another_delivery) {
+    auto sub = tls_like_subscriber_holding_bytes(*this);
     ASSERT_EQ(sub->written.size(), 100u);
     ASSERT_EQ(sub->held.size(), 910u);
     sub->set_write_capacity(1 << 20);  // the socket drains; nothing else happens
@@ -195,13 +202,8 @@ TEST_F(server_test, bytes_held_inside_the_transport_are_sent_without_another_del
 // Draining (shutdown): the end of stream goes after the held bytes, and the close only after
 // both; closing at once lost the held tail (and TLS's close_notify).
 TEST_F(server_test, a_drain_sends_held_bytes_then_the_end_of_stream_then_closes) {
-    make(options());
-    auto sub = connect("mem:tls-like");
-    sub->hold_output = true;
-    sub->set_write_capacity(100);
-    settle();
-    srv->broadcast(std::string(1000, 'x'));
-    settle();
+    auto sub = tls_like_subscriber_holding_bytes(*this);
+    ASSERT_EQ(sub->held.size(), 910u);
     bool done = false;
     srv->shutdown(5000ms, [&] { done = true; });
     settle();
