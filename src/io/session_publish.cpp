@@ -15,7 +15,13 @@ void session::publish_request(std::string_view payload) {
     std::string why = publisher_table::parse(payload, req);
     publisher_table::entry* e = nullptr;
     if (why.empty()) {
-        e = ctx_.publishers->attach(req.publisher, req.first, publisher_table::clock::now());
+        // Under --auth a publisher id is scoped by who the client proved to be: nobody can
+        // claim another subject's publisher and make the server drop its messages (a FIRST
+        // far ahead would). Length-prefixed, so no subject/id pair can spell another's key.
+        const std::string key = subject().empty()
+                                    ? std::string(req.publisher)
+                                    : fmt::format("{}:{}/{}", subject().size(), subject(), req.publisher);
+        e = ctx_.publishers->attach(key, req.first, publisher_table::clock::now());
         if (!e) {
             why = fmt::format("the server remembers {} publishers, all connected "
                               "(--max-publishers)", ctx_.publishers->size());

@@ -6,6 +6,9 @@ in order; a server without the option is a clear error; the resend buffer is bou
 import socket
 import subprocess
 import threading
+import time
+
+import pytest
 
 from fault_proxy import FaultProxy
 from framecast_test import (FrameReader, connect, frame, metrics, metrics_url, wait_for_client,
@@ -105,6 +108,41 @@ def test_request_answer_acks_and_duplicates_dropped(procs):
     e.sendall(frame("plain"))
     wait_until(lambda: sub.count() >= 9, "the plain message")
     assert sub.payloads()[-1] == b"plain"
+
+
+def test_publisher_ids_are_scoped_by_the_authenticated_subject(procs, tmp_path):
+    """Under --auth, a client cannot take over another subject's publisher id: a FIRST far
+    ahead would otherwise make the server drop that publisher's next messages as repeats."""
+    jwt = pytest.importorskip("jwt")
+    secret = "a-shared-secret-of-at-least-32-bytes!"
+    key = tmp_path / "secret"
+    key.write_text(secret)
+    server, port = procs.serve("--publish", "--publish-acks", "--auth", "jwt", "--jwt-key", key,
+                               "--metrics", "127.0.0.1:0")
+    url = metrics_url(server)
+
+    def login(subject):
+        s = connect(port)
+        s.sendall(frame(jwt.encode({"sub": subject, "exp": int(time.time()) + 600}, secret,
+                                   algorithm="HS256")))
+        r = FrameReader(s)
+        assert r.read() == b"framecast: auth ok"
+        return s, r
+
+    alice, ra = login("alice")
+    assert request(alice, ra, "n1 feed") == ["@published", "n1", "0"]
+    alice.sendall(b"".join(frame(f"m{i}") for i in range(1, 4)))
+    read_ack(ra, "n1", 3)
+    mallory, rm = login("mallory")
+    assert request(mallory, rm, "n2 feed 1000000") == ["@published", "n2", "999999"]
+    alice.sendall(frame("m4"))
+    read_ack(ra, "n1", 4)
+    m = wait_for_metric(url, "framecast_publish_accepted_total", 4)
+    assert m["framecast_publish_duplicates_total"] == 0
+    assert m["framecast_publish_publishers"] == 2
+    # The same subject reconnecting finds its own publisher.
+    again, rg = login("alice")
+    assert request(again, rg, "n3 feed") == ["@published", "n3", "4"]
 
 
 def test_send_reconnect_through_cuts_delivers_each_line_once(procs):
