@@ -26,6 +26,7 @@
 #include "framecast/io/backoff.hpp"
 #include "framecast/codec.hpp"
 #include "framecast/io/endpoint.hpp"
+#include "framecast/io/protocol_words.hpp"
 #include "log_throttle.hpp"
 #include "redis_offsets.hpp"
 
@@ -143,15 +144,6 @@ std::uint64_t id_sequence(const std::string& id) {
 std::uint64_t now_millis() {
     return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
         std::chrono::system_clock::now().time_since_epoch()).count());
-}
-
-// An epoch as clients will see it: 1-64 of [A-Za-z0-9_-] (docs/resume.md). Redis is not
-// trusted: a group name that is not one is refused.
-bool is_epoch_token(const std::string& s) {
-    return !s.empty() && s.size() <= 64 && std::all_of(s.begin(), s.end(), [](char c) {
-        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-               c == '_' || c == '-';
-    });
 }
 
 // A candidate epoch, fresh for every use: a node that makes the stream again (after it was
@@ -770,7 +762,9 @@ private:
             const std::string epoch = reply_text(r->element[0]);
             const std::string last = reply_text(r->element[1]);
             if (epoch == epoch_) return true;
-            if (!is_epoch_token(epoch)) {
+            // An epoch as clients will see it (docs/resume.md). Redis is not trusted: a group
+            // name that is not one is refused.
+            if (!io::is_protocol_token(epoch)) {
                 problem = "the stream's epoch group names '" + io_safe(epoch) +
                           "', not 1-64 of [A-Za-z0-9_-]";
             } else if (epoch_.empty()) {
