@@ -2,7 +2,7 @@
 publish with its channel inside the entry; each node matches it against its own subscribers."""
 import pytest
 
-from test_backplane import REDIS, redis  # noqa: F401 (the fixture)
+from redis_server import REDIS
 from test_channels import Peer
 
 pytestmark = pytest.mark.skipif(REDIS is None, reason="redis-server not installed")
