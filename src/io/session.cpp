@@ -455,26 +455,10 @@ awaitable<void> session::writer() {
     while (!closed_) {
         // Resume: the backlog is queued a piece at a time as the queue drains.
         if (resume_seat_.replaying && !draining_) ctx_.resume->pump(*this, resume_seat_);
-        if (queue_.empty()) {
-            // TLS may hold ciphertext of what it took while the socket was full: nothing else
-            // would send it (the writer starts again only for a new delivery).
-            if (transport_->output_pending()) {
-                error_code ec;
-                transport_->try_write({}, ec);
-                if (ec && ec != asio::error::would_block) {
-                    close(close_reason::write_failed, ec.message());
-                    co_return;
-                }
-                if (transport_->output_pending()) {
-                    auto wec = co_await transport_->wait_writable();
-                    if (closed_) co_return;
-                    if (wec) {
-                        close(close_reason::wait_failed, wec.message());
-                        co_return;
-                    }
-                }
-                continue;
-            }
+        // TLS may hold ciphertext of what it took while the socket was full: write_queued()
+        // sends it like queued bytes (nothing else would: the writer starts again only for a
+        // new delivery).
+        if (queue_.empty() && !transport_->output_pending()) {
             if (draining_) {
                 // End of stream after everything; its own bytes (TLS close_notify) may wait
                 // for the socket too, so the close comes once they are sent.
@@ -511,8 +495,8 @@ awaitable<void> session::writer() {
 }
 
 // One non-blocking write of up to write_batch bytes from the front of the queue (the partly
-// written front frame resumes where it stopped). True when the transport took less than
-// offered (full): wait for it to be writable.
+// written front frame resumes where it stopped), after what the transport still holds. True
+// when the transport took less than offered or still holds bytes (full): wait for writable.
 bool session::write_queued(error_code& ec) {
     std::array<asio::const_buffer, max_gather> bufs;
     std::array<const shared_frame*, max_gather> owners;
@@ -550,7 +534,7 @@ bool session::write_queued(error_code& ec) {
     }
     if (ec) return false;
     on_written(written);
-    return written < total;
+    return written < total || transport_->output_pending();
 }
 
 // Everything queued and the end of stream are sent: discard unread input (closing with unread
