@@ -327,8 +327,8 @@ private:
     // SCRIPT LOAD of the offsets' scripts on every connection (a restarted Redis has none).
     bool load_script(redisContext* c, const char* role, connection_log& log) {
         const bool append = std::string_view(role) == "append";
-        const char* body = append ? redis_offsets::append_script : redis_offsets::init_script;
-        reply_ptr r = command(c, "SCRIPT LOAD %s", body);
+        const std::string& body = append ? redis_offsets::append_script : redis_offsets::init_script;
+        reply_ptr r = command(c, "SCRIPT LOAD %s", body.c_str());
         if (r && r->type == REDIS_REPLY_STRING) {
             (append ? append_sha_ : init_sha_) = reply_text(r.get());
             return true;

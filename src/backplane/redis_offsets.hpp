@@ -20,18 +20,27 @@
 
 namespace framecast::backplane::redis_offsets {
 
+// Both scripts start with these: the epoch is the name of the stream's framecast-epoch group.
+inline constexpr const char* epoch_functions = R"lua(
+local function stream_epoch(stream)
+  for _, g in ipairs(redis.call('XINFO', 'GROUPS', stream)) do
+    if string.sub(g[2], 1, 16) == 'framecast-epoch-' then return string.sub(g[2], 17) end
+  end
+  return nil
+end
+local function no_epoch()
+  return redis.error_reply('FCREFUSE the stream has no framecast-epoch group: it was not written by serve --resume')
+end
+)lua";
+
 // KEYS: stream, seen. ARGV: keep (MAXLEN ~), candidate epoch, messages, node, sequence, then
 // the entry's field/value pairs. Returns the new entry's ID, or "dup".
-inline constexpr const char* append_script = R"lua(
+inline const std::string append_script = std::string(epoch_functions) + R"lua(
 local stream, seen = KEYS[1], KEYS[2]
 local epoch
 if redis.call('EXISTS', stream) == 1 then
-  for _, g in ipairs(redis.call('XINFO', 'GROUPS', stream)) do
-    if string.sub(g[2], 1, 16) == 'framecast-epoch-' then epoch = string.sub(g[2], 17) end
-  end
-  if not epoch then
-    return redis.error_reply('FCREFUSE the stream has no framecast-epoch group: it was not written by serve --resume')
-  end
+  epoch = stream_epoch(stream)
+  if not epoch then return no_epoch() end
   local last = redis.call('HGET', seen, ARGV[4])
   if last and tonumber(last) >= tonumber(ARGV[5]) then return 'dup' end
 else
@@ -51,7 +60,7 @@ return id
 // KEYS: stream, seen. ARGV: candidate epoch. Returns {epoch, last-generated ID}, creating the
 // stream (and its epoch) when there is none; an error beginning "FCREFUSE" when the key cannot
 // be numbered (not a stream, time-based IDs, no epoch group).
-inline constexpr const char* init_script = R"lua(
+inline const std::string init_script = std::string(epoch_functions) + R"lua(
 local stream = KEYS[1]
 if redis.call('EXISTS', stream) == 0 then
   redis.call('DEL', KEYS[2])
@@ -70,13 +79,8 @@ end
 if string.sub(last, 1, 2) ~= '0-' then
   return redis.error_reply('FCREFUSE the stream has time-based entry IDs (written by nodes without --resume); use another key, or delete this one')
 end
-local epoch
-for _, g in ipairs(redis.call('XINFO', 'GROUPS', stream)) do
-  if string.sub(g[2], 1, 16) == 'framecast-epoch-' then epoch = string.sub(g[2], 17) end
-end
-if not epoch then
-  return redis.error_reply('FCREFUSE the stream has no framecast-epoch group: it was not written by serve --resume')
-end
+local epoch = stream_epoch(stream)
+if not epoch then return no_epoch() end
 return {epoch, last}
 )lua";
 
