@@ -4,8 +4,8 @@
 Latency: one publisher sends a 100-byte message stamped with time.perf_counter_ns() every
 `--gap` seconds; a subscriber on the same node reads it and records now - stamp. Throughput:
 the publisher sends `--burst` messages as fast as it can; msgs/s = burst / (time until the
-subscriber has all of them). With --chat the node is a chat room instead: every message is one
-backplane entry (a --publish node sends a publisher's whole read as one). Needs redis-server
+subscriber has all of them). With --chat the node is a chat room instead (usernames first, relays of
+username + message; a read's relays are one backplane entry, as a --publish read is). Needs redis-server
 on PATH; loopback only. With --resume a third node runs `--resume --backplane` (the stream
 numbers the messages: one Lua script per append, docs/resume.md "Several nodes") and its
 line is compared with the plain backplane's.
@@ -104,7 +104,7 @@ def main():
     ap.add_argument("--count", type=int, default=2000)
     ap.add_argument("--gap", type=float, default=0.001)
     ap.add_argument("--burst", type=int, default=100_000)
-    ap.add_argument("--chat", action="store_true", help="a chat room: one backplane entry per message")
+    ap.add_argument("--chat", action="store_true", help="a chat room instead of --publish")
     ap.add_argument("--resume", action="store_true",
                     help="also --resume --backplane (offsets from the stream); not with --chat")
     a = ap.parse_args()
