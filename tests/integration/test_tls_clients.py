@@ -31,8 +31,8 @@ def pki(tmp_path):
     return files
 
 
-def serve_tls(procs, files, *args, cert="cert", key="key"):
-    return procs.serve("--tls-cert", files[cert], "--tls-key", files[key], *args)
+def serve_tls(procs, files, *args, cert="cert", key="key", **kw):
+    return procs.serve("--tls-cert", files[cert], "--tls-key", files[key], *args, **kw)
 
 
 def test_connect_reads_the_time_stream_over_tls(procs, pki):
@@ -42,6 +42,25 @@ def test_connect_reads_the_time_stream_over_tls(procs, pki):
     assert c.wait() == 0, c.stderr
     lines = c.stdout.decode().splitlines()
     assert lines[0] == "Welcome to the server!" and lines[2].startswith("The time is ")
+
+
+def test_records_read_ahead_are_all_delivered_before_the_stream_goes_quiet(procs, pki):
+    """The TLS clients read ahead (one recv takes several records). Records that arrived in
+    the same read as others must reach the client at once, not wait for more bytes from a
+    server that has gone quiet: 2,000 small messages, then silence, with the input held open."""
+    import os
+    r, w = os.pipe()
+    srv, port = serve_tls(procs, pki, "--source", "stdin", "--welcome", "", "--wait-for", "1",
+                          stdin=r)
+    os.close(r)
+    c = procs.framecast("connect", f"127.0.0.1:{port}", "--tls", "--tls-ca", pki["ca"],
+                        "--count", "2000")
+    try:  # --wait-for 1: the source starts once the client is in
+        os.write(w, b"".join(b"line %d\n" % i for i in range(1, 2001)))
+        assert c.wait() == 0, c.stderr  # the input is still open: the server says no more
+        assert c.stdout.decode().splitlines() == [f"line {i}" for i in range(1, 2001)]
+    finally:
+        os.close(w)
 
 
 @pytest.mark.parametrize("case, extra, cert, reason", [
