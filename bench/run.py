@@ -184,6 +184,17 @@ class Runner:
             return False
         return True
 
+    def relay_buffer(self, stream):
+        """Lossless relays, as ZeroMQ's direct rows are (a blocking send into a bounded queue):
+        the server's default --client-buffer, and a publisher held while the subscriber's
+        queue is over half of it, however long (--backpressure). A serve without
+        --backpressure gets room for the whole stream instead. A queue as long as the stream
+        measured this host's cost of fresh memory (300 MB of new pages per run: 10-60x the
+        page faults of a bounded queue, docs/bench.md), not the relay."""
+        if "--backpressure" in self.help.get("serve", ""):
+            return ["--backpressure", "1000000"]
+        return ["--client-buffer", str(2 * stream + 64 * MiB)]
+
     def serve_extras(self):
         """Options beyond the CLI contract, passed only when this serve has them: a drain
         timeout as long as a run, so the end of input does not cut off queued deliveries; and
@@ -301,9 +312,7 @@ class Runner:
         stream = count * (size + HEADER)
         welcome = "bench-ready"
         serve_args = [self.serve_bin, "serve", "--listen", "127.0.0.1:0", "--welcome", welcome,
-                      # lossless: room for the whole stream (the default would disconnect us)
-                      "--client-buffer", str(2 * stream + 64 * MiB),
-                      "--max-message", str(max(size, MiB))] + self.serve_extras()
+                      "--max-message", str(max(size, MiB))] + self.relay_buffer(stream) + self.serve_extras()
         if feeder == "stdin":
             serve_args += ["--source", "stdin"]
             srv = self.start(serve_args, f"relay-serve-{size}", stdin=subprocess.PIPE)

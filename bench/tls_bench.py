@@ -55,7 +55,7 @@ class Certs:
 
 def start_serve(a, certs, source_file, tls):
     args = [a.bin, "serve", "--listen", "127.0.0.1:0", "--source", "stdin-framed", "--wait-for", "1",
-            "--welcome", "", "--client-buffer", "1GiB", "--max-message", "2MiB", "-q", *LAB]
+            "--welcome", "", "--backpressure", "1000000", "--max-message", "2MiB", "-q", *LAB]
     if tls:
         args += ["--tls-cert", certs.cert, "--tls-key", certs.key]
     p = subprocess.Popen(args, stdin=open(source_file, "rb"), stdout=subprocess.PIPE,
