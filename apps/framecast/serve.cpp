@@ -200,6 +200,11 @@ exit_code run_serve(serve_config& cfg, bool source_given, const toml_config* con
         cfg.backplane.offsets = r.enabled;
         cfg.backplane.history_messages = r.history_messages;
         cfg.backplane.history_bytes = r.history_bytes;
+        // --publish-acks: the shared log keeps the publishers' numbers, with the same bounds.
+        const auto& p = cfg.node.server.publish_acks;
+        cfg.backplane.publisher_expiry_ms = static_cast<std::uint64_t>(
+            std::chrono::duration_cast<std::chrono::milliseconds>(p.expiry).count());
+        cfg.backplane.max_publishers = p.max_publishers;
         try {
             bp = backplane::make_backplane(cfg.backplane_url, cfg.backplane);
         } catch (const std::invalid_argument& e) {
@@ -517,18 +522,22 @@ void add_publish_ack_options(CLI::App& cmd, serve_config& cfg) {
         "first frame is '@publish NONCE PUBLISHER [FIRST]' (framecast send/pub --reconnect) "
         "gets its messages numbered and acknowledged ('@ack NONCE SEQ'), and a message it "
         "resends after a reconnection is dropped if it was accepted before. Other clients "
-        "are unaffected. With --publish or --channels");
+        "are unaffected. With --publish or --channels. With --backplane the numbers are kept "
+        "in Redis (deduplicated across nodes and restarts) and a message is acknowledged once "
+        "Redis has it (docs/resume.md#several-nodes)");
     flag->excludes(cmd.get_option("--chat"));
     cmd.add_option("--max-publishers", p.max_publishers,
                    "--publish-acks: publishers remembered at once; when full, the longest idle "
-                   "one is forgotten (a request is refused only when all are connected)")
+                   "one is forgotten (a request is refused only when all are connected); with "
+                   "--backplane also the bound of the publishers kept in Redis")
         ->default_val(p.max_publishers)
         ->check(CLI::Range(std::size_t{1}, std::size_t{10'000'000}))
         ->needs(flag);
     add_seconds_option(cmd, "--publisher-expiry", p.expiry,
                        "--publish-acks: forget a publisher this many seconds after its last "
                        "connection ended (a publisher away longer may see a message it had not "
-                       "had acknowledged published twice)")
+                       "had acknowledged published twice); with --backplane, Redis forgets a "
+                       "publisher unused this long")
         ->check(CLI::Range(0.0, 1e7))
         ->needs(flag);
 }

@@ -9,8 +9,37 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace framecast::backplane {
+
+// Publish acks with a backplane (docs/resume.md, "Publishing"): the shared log keeps each
+// publisher's last accepted number, and appends a publisher's unit only past it, in the same
+// atomic step; so a publisher deduplicated on one node is deduplicated on all of them.
+// A unit of numbered messages from one publisher connection.
+struct publisher_unit {
+    std::string publisher;   // the subject-scoped publisher id (the node's publisher table key)
+    std::uint64_t first = 0;  // the unit stands for numbers first..last; its messages are the
+    std::uint64_t last = 0;   // last `messages` of them (those before were refused by the node)
+    std::vector<std::uint64_t> ends;  // where each message ends in the framed bytes
+};
+
+// The log's answers about publishers, for the node (on the backplane's thread: post them).
+struct publisher_receipt {
+    enum class kind {
+        attached,  // attach_publisher(): the log has the publisher's messages up to `last`
+        handled,   // publish_numbered(): the unit's messages up to `last` are in the log
+                   // (`duplicates` of them were there already and were not appended again)
+        failed,    // publish_numbered(): not appended (`why`): the connection must start again
+    };
+    kind what = kind::handled;
+    std::uint64_t origin_client = 0;
+    std::uint64_t last = 0;
+    std::uint64_t messages = 0;    // handled: the unit's messages
+    std::uint64_t duplicates = 0;
+    bool entry = false;  // handled: an entry was appended (it comes back through deliver)
+    std::string why;
+};
 
 // One entry of the shared log.
 struct message {
@@ -47,6 +76,7 @@ struct stats {
     std::uint64_t epoch_changes = 0;    // options::offsets: the log's history was lost (a
                                         // deleted stream, a Redis without persistence)
     std::uint64_t history_loaded = 0;   // options::offsets: entries read at start (kind::history)
+    std::uint64_t publisher_duplicates = 0;  // publish acks: messages the log already had
     bool connected = false;             // both directions up
     double lag_seconds = 0;             // age of the newest entry delivered, when delivered
 };
@@ -67,6 +97,10 @@ struct options {
     bool offsets = false;
     std::uint64_t history_messages = 100'000;
     std::uint64_t history_bytes = 64ull << 20;
+    // Publish acks: the log forgets a publisher unused this long (ms), or the longest unused
+    // ones beyond max_publishers.
+    std::uint64_t publisher_expiry_ms = 600'000;
+    std::uint64_t max_publishers = 10'000;
 };
 
 class backplane {
@@ -88,6 +122,19 @@ public:
     // `messages`: how many messages `framed` holds (with options::offsets, the offsets it takes).
     virtual void publish(std::shared_ptr<const std::string> framed, std::uint64_t origin_client,
                          std::size_t messages = 1) = 0;
+    // Publish acks (publisher_unit): where the log's answers go; set before start().
+    using receipt_fn = std::function<void(publisher_receipt)>;
+    virtual void set_receipts(receipt_fn fn) = 0;
+    // Asks the log for `publisher`'s last number (raised to first - 1: the client holds
+    // nothing before `first`): answered by a kind::attached receipt, in order with the appends.
+    virtual void attach_publisher(std::uint64_t origin_client, std::string publisher,
+                                  std::uint64_t first) = 0;
+    // As publish(), for a publisher's numbered messages: appended only past the publisher's
+    // last number in the log, answered by a receipt. False (nothing queued, no receipt) when
+    // the pending queue is full.
+    virtual bool publish_numbered(std::shared_ptr<const std::string> framed,
+                                  std::uint64_t origin_client, std::size_t messages,
+                                  publisher_unit unit) = 0;
     // Appends what is pending (for at most `drain_seconds`) and stops both directions.
     virtual void stop(double drain_seconds = 2.0) = 0;
     virtual stats snapshot() const = 0;

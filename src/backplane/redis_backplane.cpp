@@ -29,6 +29,7 @@
 #include "framecast/io/protocol_words.hpp"
 #include "log_throttle.hpp"
 #include "redis_offsets.hpp"
+#include "redis_publishers.hpp"
 
 namespace framecast::backplane {
 namespace {
@@ -161,6 +162,9 @@ struct pending_message {
     std::uint64_t origin_client = 0;
     std::uint64_t seq = 0;
     std::size_t messages = 1;
+    // Publish acks (redis_publishers.hpp): a publisher's unit, or (attach) its attach.
+    std::shared_ptr<const publisher_unit> pub;
+    bool attach = false;
 };
 
 // An entry as read, before it is delivered.
@@ -175,7 +179,7 @@ class redis_backplane final : public backplane {
 public:
     redis_backplane(redis_address addr, options opts)
         : addr_(std::move(addr)), opts_(opts), node_id_(make_node_id()),
-          seen_key_(redis_offsets::seen_key(addr_.key)) {
+          seen_key_(redis_offsets::seen_key(addr_.key)), pub_keys_(addr_.key) {
         // spdlog creates its registry on first use; make that happen here, before our threads
         // exist, not in whichever of them logs first (a race ThreadSanitizer reports, since the
         // guard of that static lives in uninstrumented libspdlog).
@@ -207,21 +211,51 @@ public:
 
     void publish(std::shared_ptr<const std::string> framed, std::uint64_t origin_client,
                  std::size_t messages) override {
+        enqueue({std::move(framed), origin_client, 0, std::max<std::size_t>(messages, 1), nullptr,
+                 false});
+    }
+
+    void set_receipts(receipt_fn fn) override { receipts_ = std::move(fn); }
+
+    // Not bounded by the pending limits: one per connection (bounded by the server's clients),
+    // and a publisher must hear its answer.
+    void attach_publisher(std::uint64_t origin_client, std::string publisher,
+                          std::uint64_t first) override {
+        static const auto nothing = std::make_shared<const std::string>();
+        pending_message m{nothing, origin_client, 0, 0,
+                          std::make_shared<const publisher_unit>(
+                              publisher_unit{std::move(publisher), first, 0, {}}),
+                          true};
+        std::lock_guard lock(mu_);
+        pending_.push_back(std::move(m));
+        cv_.notify_all();
+    }
+
+    bool publish_numbered(std::shared_ptr<const std::string> framed, std::uint64_t origin_client,
+                          std::size_t messages, publisher_unit unit) override {
+        return enqueue({std::move(framed), origin_client, 0, std::max<std::size_t>(messages, 1),
+                        std::make_shared<const publisher_unit>(std::move(unit)), false});
+    }
+
+    // Queues an append, unless the pending queue is full (then false: dropped, counted).
+    // Publishers' units carry no node sequence number (0): their numbers dedup them.
+    bool enqueue(pending_message m) {
         std::lock_guard lock(mu_);
         if (pending_.size() >= opts_.pending_limit ||
-            (!pending_.empty() && pending_bytes_ + framed->size() > opts_.pending_bytes_limit)) {
+            (!pending_.empty() && pending_bytes_ + m.framed->size() > opts_.pending_bytes_limit)) {
             if (dropped_++ % 1000 == 0) {
                 spdlog::warn("backplane {}: {} messages pending (Redis unreachable or slow): "
                              "dropping new ones, {} dropped so far",
                              describe(), pending_.size(), dropped_.load());
             }
-            return;
+            return false;
         }
-        pending_bytes_ += framed->size();
+        pending_bytes_ += m.framed->size();
         pending_bytes_shared_ = pending_bytes_;
-        pending_.push_back({std::move(framed), origin_client, next_seq_++,
-                            std::max<std::size_t>(messages, 1)});
+        if (!m.pub) m.seq = next_seq_++;
+        pending_.push_back(std::move(m));
         cv_.notify_all();
+        return true;
     }
 
     void stop(double drain_seconds) override {
@@ -249,6 +283,7 @@ public:
         s.reconnects = reconnects_;
         s.epoch_changes = epoch_changes_;
         s.history_loaded = history_loaded_;
+        s.publisher_duplicates = publisher_duplicates_;
         s.connected = reader_up_ && writer_up_;
         s.lag_seconds = lag_ms_ / 1000.0;
         std::lock_guard lock(mu_);
@@ -379,6 +414,7 @@ private:
             if (!c) {
                 c = connect("append", log);
                 writer_up_ = c != nullptr;
+                pub_scripts_ = {};  // loaded when a publisher's item first needs them
                 if (!c) {
                     wait_to_retry(delays);
                     continue;
@@ -437,6 +473,9 @@ private:
     // lost: the unanswered rest stays pending.
     append_result append(redisContext* c, const std::vector<pending_message>& batch,
                          connection_log& log) {
+        if (!load_publisher_scripts(c, batch, log)) {
+            return c->err ? append_result::lost : append_result::not_ready;
+        }
         if (!send_appends(c, batch)) return append_result::lost;
         std::size_t answered = 0, appended = 0, refused = 0;
         std::vector<bool> retry(batch.size(), false);
@@ -455,6 +494,10 @@ private:
             if (is_not_ready(r.get())) {
                 retry[answered] = not_ready = true;
                 say_not_ready(log, r.get(), "appends wait and are retried with backoff");
+            } else if (batch[answered].pub) {
+                const int outcome = answered_publisher(r.get(), batch[answered]);
+                appended += outcome > 0;
+                refused += outcome < 0;
             } else if (r->type == REDIS_REPLY_ERROR) {
                 spdlog::error("backplane {}: Redis refused an append: {}; message dropped",
                               describe(), reply_text(r.get()));
@@ -481,6 +524,7 @@ private:
     // seen so far (this node's appends) would pass retention_bytes.
     std::uint64_t retention_entries(const std::vector<pending_message>& batch) {
         for (const auto& m : batch) {
+            if (m.attach) continue;
             const double size = static_cast<double>(m.framed->size() + 64);  // + fields, ids
             average_entry_ = average_entry_ == 0 ? size : 0.99 * average_entry_ + 0.01 * size;
         }
@@ -493,10 +537,32 @@ private:
         return n;
     }
 
+    // The publishers' scripts, loaded on a connection's first batch that needs them; false
+    // (logged once per outage: the batch waits a backoff step) when Redis refused.
+    bool load_publisher_scripts(redisContext* c, const std::vector<pending_message>& batch,
+                                connection_log& log) {
+        if (!pub_scripts_.append_sha.empty() ||
+            std::none_of(batch.begin(), batch.end(), [](const auto& m) { return m.pub != nullptr; })) {
+            return true;
+        }
+        std::string problem;
+        if (redis_publishers::load(c, pub_scripts_, problem)) return true;
+        if (!log.logged_not_ready) {
+            spdlog::warn("backplane {}: cannot load the publishers' scripts: {}; retrying with "
+                         "backoff", describe(), problem);
+            log.logged_not_ready = true;
+        }
+        return false;
+    }
+
     bool send_appends(redisContext* c, const std::vector<pending_message>& batch) {
         const std::uint64_t keep = retention_entries(batch);
         if (opts_.offsets) return send_numbered_appends(c, batch, keep);
         for (const auto& m : batch) {
+            if (m.pub) {
+                if (!send_publisher(c, m, keep, {})) return false;
+                continue;
+            }
             if (redisAppendCommand(c, "XADD %b MAXLEN ~ %llu * n %b s %llu c %llu f %b",
                                    addr_.key.data(), addr_.key.size(),
                                    static_cast<unsigned long long>(keep),
@@ -516,6 +582,10 @@ private:
         const auto t = static_cast<unsigned long long>(now_millis());
         const std::string candidate = random_epoch();
         for (const auto& m : batch) {
+            if (m.pub) {
+                if (!send_publisher(c, m, keep, candidate)) return false;
+                continue;
+            }
             const auto seq = static_cast<unsigned long long>(m.seq);
             if (redisAppendCommand(
                     c, "EVALSHA %s 2 %b %b %llu %s %llu %b %llu n %b s %llu c %llu t %llu f %b",
@@ -529,6 +599,41 @@ private:
             }
         }
         return true;
+    }
+
+    // A publisher's attach or unit (redis_publishers.hpp), pipelined with the others.
+    bool send_publisher(redisContext* c, const pending_message& m, std::uint64_t keep,
+                        const std::string& candidate) {
+        if (m.attach) {
+            return redis_publishers::send_attach(c, pub_scripts_, pub_keys_, m.pub->publisher,
+                                                 m.pub->first, opts_);
+        }
+        const redis_publishers::append_args a{addr_.key, seen_key_, pub_keys_, keep, candidate,
+                                              opts_.offsets, node_id_, m.origin_client,
+                                              now_millis(), opts_};
+        return redis_publishers::send_append(c, pub_scripts_, a, *m.framed, m.messages, *m.pub);
+    }
+
+    // Its reply, as a receipt for the node: 1 when an entry was appended, -1 when the unit
+    // was not appended for good (an error, a gap: counted as dropped, as a refused append).
+    int answered_publisher(const redisReply* r, const pending_message& m) {
+        publisher_receipt receipt;
+        if (r->type == REDIS_REPLY_ERROR) {
+            spdlog::error("backplane {}: Redis refused a publisher's {}: {}", describe(),
+                          m.attach ? "attach" : "append", reply_text(r));
+            receipt.what = publisher_receipt::kind::failed;
+            receipt.origin_client = m.origin_client;
+            receipt.why = "the shared log refused it: " + reply_text(r);
+        } else {
+            receipt = redis_publishers::receipt_of(r, m.origin_client, m.attach ? nullptr : m.pub.get());
+        }
+        receipt.messages = m.messages;
+        publisher_duplicates_ += receipt.duplicates;
+        const int outcome = receipt.entry ? 1
+                            : receipt.what == publisher_receipt::kind::failed && !m.attach ? -1
+                                                                                       : 0;
+        if (receipts_) receipts_(std::move(receipt));
+        return outcome;
     }
 
     // The answered ones are done, except those marked in `retry` (Redis said "not yet"): they
@@ -877,6 +982,9 @@ private:
 
     const std::string seen_key_;         // offsets: last sequence number per node
     std::string append_sha_;             // writer thread only
+    const redis_publishers::keys pub_keys_;
+    redis_publishers::scripts pub_scripts_;  // writer thread only
+    receipt_fn receipts_;                    // set before start()
     std::string init_sha_, epoch_;       // reader thread only
     io::log_throttle refuse_log_;        // reader thread only
     std::string refuse_more_;
@@ -885,7 +993,7 @@ private:
     std::string jump_more_;
     double average_entry_ = 0;                                   // writer thread only
     std::atomic<std::uint64_t> pending_bytes_shared_{0}, rejected_{0}, jumps_{0}, retried_{0},
-        epoch_changes_{0}, history_loaded_{0};
+        epoch_changes_{0}, history_loaded_{0}, publisher_duplicates_{0};
     std::atomic<std::uint64_t> published_{0}, delivered_{0}, dropped_{0}, duplicates_{0},
         reconnects_{0}, lag_ms_{0};
     std::atomic<bool> reader_up_{false}, writer_up_{false};

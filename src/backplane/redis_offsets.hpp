@@ -33,28 +33,43 @@ local function no_epoch()
 end
 )lua";
 
+// The appending scripts (this one's and the publishers' in redis_publishers.hpp) share these.
+// epoch_or_create: the stream's epoch and false, or `candidate` and true when it made the
+// stream (clearing `seen`, which belonged to a lost one); nil and an error reply when the
+// stream cannot be numbered. xadd_numbered: appends an entry of `m` messages at the next
+// offset ("0-*"), moving the last ID past its other messages.
+inline const std::string append_functions = std::string(epoch_functions) + R"lua(
+local function epoch_or_create(stream, seen, candidate)
+  if redis.call('EXISTS', stream) == 1 then
+    local epoch = stream_epoch(stream)
+    if not epoch then return nil, no_epoch() end
+    return epoch, false
+  end
+  redis.call('DEL', seen)
+  redis.call('XGROUP', 'CREATE', stream, 'framecast-epoch-' .. candidate, '0', 'MKSTREAM')
+  return candidate, true
+end
+local function xadd_numbered(stream, keep, epoch, m, fields)
+  local id = redis.call('XADD', stream, 'MAXLEN', '~', keep, '0-*', 'e', epoch, unpack(fields))
+  if m > 1 then
+    redis.call('XSETID', stream, string.format('0-%d', tonumber(string.sub(id, 3)) + m - 1))
+  end
+  return id
+end
+)lua";
+
 // KEYS: stream, seen. ARGV: keep (MAXLEN ~), candidate epoch, messages, node, sequence, then
 // the entry's field/value pairs. Returns the new entry's ID, or "dup".
-inline const std::string append_script = std::string(epoch_functions) + R"lua(
+inline const std::string append_script = append_functions + R"lua(
 local stream, seen = KEYS[1], KEYS[2]
-local epoch
-if redis.call('EXISTS', stream) == 1 then
-  epoch = stream_epoch(stream)
-  if not epoch then return no_epoch() end
+local epoch, created = epoch_or_create(stream, seen, ARGV[2])
+if not epoch then return created end
+if not created then
   local last = redis.call('HGET', seen, ARGV[4])
   if last and tonumber(last) >= tonumber(ARGV[5]) then return 'dup' end
-else
-  epoch = ARGV[2]
-  redis.call('DEL', seen)
-  redis.call('XGROUP', 'CREATE', stream, 'framecast-epoch-' .. epoch, '0', 'MKSTREAM')
 end
 redis.call('HSET', seen, ARGV[4], ARGV[5])
-local id = redis.call('XADD', stream, 'MAXLEN', '~', ARGV[1], '0-*', 'e', epoch, unpack(ARGV, 6))
-local m = tonumber(ARGV[3])
-if m > 1 then
-  redis.call('XSETID', stream, string.format('0-%d', tonumber(string.sub(id, 3)) + m - 1))
-end
-return id
+return xadd_numbered(stream, ARGV[1], epoch, tonumber(ARGV[3]), {unpack(ARGV, 6)})
 )lua";
 
 // KEYS: stream, seen. ARGV: candidate epoch. Returns {epoch, last-generated ID}, creating the
@@ -86,11 +101,12 @@ return {epoch, last}
 
 // The hash of last sequence numbers per node, in the stream's hash slot (Redis Cluster: both
 // keys of a script must live on one shard).
-inline std::string seen_key(const std::string& stream) {
+inline std::string side_key(const std::string& stream, const char* name) {
     if (stream.find('{') == std::string::npos && stream.find('}') == std::string::npos) {
-        return "{" + stream + "}:framecast-seen";
+        return "{" + stream + "}:" + name;
     }
-    return stream + ":framecast-seen";
+    return stream + ":" + name;
 }
+inline std::string seen_key(const std::string& stream) { return side_key(stream, "framecast-seen"); }
 
 }  // namespace framecast::backplane::redis_offsets

@@ -83,7 +83,8 @@ void render_publish(writer& w, const server::publish_state& p, const server_coun
     w.counter("framecast_publish_accepted_total", "Numbered messages accepted from publishers",
               c.publish_accepted);
     w.counter("framecast_publish_duplicates_total",
-              "Numbered messages dropped: accepted before (resent after a reconnection)",
+              "Numbered messages dropped: accepted before (resent after a reconnection; with "
+              "--backplane, found in Redis)",
               c.publish_duplicates);
     w.counter("framecast_publish_acks_total", "Acknowledgements sent ('@ack')", c.publish_acks);
     w.counter("framecast_publish_evicted_total",
@@ -227,6 +228,9 @@ std::string render_prometheus(const metrics_snapshot& m) {
         w.counter("framecast_backplane_delivered_total", "Backplane entries delivered to this node", b.delivered);
         w.counter("framecast_backplane_dropped_total", "Entries not appended: pending queue full", b.dropped);
         w.counter("framecast_backplane_duplicates_total", "Backplane entries skipped as already delivered", b.duplicates);
+        w.counter("framecast_backplane_publisher_duplicates_total",
+                  "--publish-acks: numbered messages Redis already had from their publisher (not appended again)",
+                  b.publisher_duplicates);
         w.counter("framecast_backplane_reconnects_total", "Backplane reconnections", b.reconnects);
         w.counter("framecast_backplane_retried_total",
                   "Appends the backplane answered 'not yet' (Redis loading after a restart, busy): kept and sent again",

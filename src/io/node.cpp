@@ -203,9 +203,19 @@ struct node::impl {
         spdlog::info("backplane {}: node {}", bp->describe(), bp->node_id());
         srv.set_ingress([this](const relay_unit& unit, const session* origin) {
             ++own_published;
-            bp->publish(unit.bytes, server::session_id(origin), unit.messages);
+            const auto id = server::session_id(origin);
+            if (auto numbered = srv.take_publisher_unit(origin)) {
+                if (!bp->publish_numbered(unit.bytes, id, unit.messages, std::move(*numbered))) {
+                    srv.publisher_receipt({.what = backplane::publisher_receipt::kind::failed,
+                                           .origin_client = id,
+                                           .why = "the backplane's pending queue is full"});
+                }
+            } else {
+                bp->publish(unit.bytes, id, unit.messages);
+            }
             check_echo();  // a full pending queue drops it at once
         });
+        if (opts.server.publish_acks.enabled) bridge_publishers();
         srv.count_external_memory(bp->pending_bytes_counter());
         try {
             start_backplane();
@@ -214,6 +224,25 @@ struct node::impl {
             return make_error_code(std::errc::invalid_argument);
         }
         return {};
+    }
+
+    // Publish acks across nodes: the shared log keeps each publisher's last number (docs/
+    // resume.md, "Several nodes"); its answers come back on the backplane's thread.
+    void bridge_publishers() {
+        srv.set_publish_log([this](std::uint64_t id, std::string publisher, std::uint64_t first) {
+            bp->attach_publisher(id, std::move(publisher), first);
+        });
+        bp->set_receipts([this](backplane::publisher_receipt r) {
+            asio::post(io, [this, r = std::move(r)] {
+                // A unit the log had whole never comes back: the shutdown's echo wait must
+                // not wait for it.
+                if (r.what == backplane::publisher_receipt::kind::handled && !r.entry) {
+                    ++own_delivered;
+                }
+                srv.publisher_receipt(r);
+                check_echo();
+            });
+        });
     }
 
     void start_backplane() {

@@ -89,6 +89,7 @@ struct server::impl {
               .channels = channels.get(),
               .resume = resume.get(),
               .publishers = publishers.get(),
+              .publish_log = owner.publish_log_,
               .sweep = sweep,
               .publish = [&owner](const relay_unit& u,
                                   const member* m) { owner.publish(u, as_session(m)); },
@@ -288,6 +289,17 @@ relay_unit server::checked_unit(shared_frame framed, std::string& problem) const
 }
 
 std::uint64_t server::session_id(const session* s) noexcept { return s ? s->id() : 0; }
+
+void server::set_publish_log(publisher_attach_fn attach) { publish_log_ = std::move(attach); }
+
+std::optional<backplane::publisher_unit> server::take_publisher_unit(const session* origin) {
+    if (!origin || !publish_log_) return std::nullopt;
+    return const_cast<session*>(origin)->take_publisher_unit();
+}
+
+void server::publisher_receipt(const backplane::publisher_receipt& r) {
+    if (auto* s = const_cast<session*>(find_session(r.origin_client))) s->on_publisher_receipt(r);
+}
 
 const session* server::find_session(std::uint64_t id) const noexcept {
     return as_session(impl_->clients.find(id));

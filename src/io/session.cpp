@@ -314,11 +314,16 @@ void session::on_eof() {
     }
 }
 
-// Decodes what arrived; false when the client was closed.
+// Decodes what arrived; false when the client was closed (or, publish acks through a shared
+// log, waits for the log's answer: reading stops until it comes).
 bool session::on_bytes(std::span<const char> in) {
     ctx_.counters.bytes_in += in.size();
     bytes_read_ += in.size();
     if (!over_rate(in.size())) return false;
+    return on_frames(in);
+}
+
+bool session::on_frames(std::span<const char> in) {
     bool completed = false;  // a frame ended in these bytes
     for (;;) {
         const auto ev = decoder_.next(in);
@@ -326,6 +331,7 @@ bool session::on_bytes(std::span<const char> in) {
         if (ev == decode_event::error) return on_decode_error();
         if (first_frame_open_ && resume_first_frame(ev)) {
             if (closed_) return false;
+            if (publish_log_ && publish_log_->waiting) return publish_hold(in);
             continue;
         }
         // Streaming (input discarded): pieces of a frame pass by, never buffered.
@@ -397,13 +403,16 @@ bool session::on_message(std::string_view payload) {
     }
     // The frame as it arrived (the decoder already checked its header): no second encode.
     batch_.append_encoded(decoder_.header_bytes(), payload);
+    if (publish_log_) publish_log_end(batch_.size());
     return true;
 }
 
 // False when publishing closed this client.
 bool session::flush_batch() {
     if (batch_.empty()) return true;
+    if (publish_log_) publish_log_unit();
     ctx_.publish(batch_.take(), this);
+    if (publish_log_) publish_log_->unit.reset();
     return !closed_;
 }
 

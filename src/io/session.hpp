@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <unordered_set>
@@ -72,6 +73,9 @@ struct session_context {
     channel_room* channels;  // null unless channels mode
     resume_room* resume;     // null unless --resume
     publisher_table* publishers;  // null unless --publish-acks
+    // Publish acks through a shared log (server::set_publish_log): asks it for a publisher's
+    // last number; empty without one.
+    const server::publisher_attach_fn& publish_log;
     idle_sweep& sweep;
     // Where a client's published messages go (the server's ingress: hub or backplane).
     std::function<void(const relay_unit&, const member*)> publish;
@@ -108,6 +112,10 @@ public:
     void drain() override;
     // Called by the sweep: closes the client if stuck mid-frame for the idle timeout.
     void check_idle(std::chrono::steady_clock::time_point now);
+    // Publish acks through a shared log (session_publish.cpp): the numbers of the unit being
+    // published now, and the log's answers.
+    std::optional<backplane::publisher_unit> take_publisher_unit();
+    void on_publisher_receipt(const backplane::publisher_receipt& r);
 
 private:
     void wake_writer() override;
@@ -123,6 +131,7 @@ private:
     void finish_drain();
     void on_eof();
     bool on_bytes(std::span<const char> in);
+    bool on_frames(std::span<const char> in);
     bool on_message(std::string_view payload);
     bool on_decode_error();
     bool on_chat_frame(std::string_view payload);
@@ -136,6 +145,11 @@ private:
     bool publish_accepts();
     void publish_ack();
     void publish_leave();
+    void publish_refuse(const std::string& why, std::string_view payload);
+    void publish_answer(std::uint64_t last);
+    bool publish_hold(std::span<const char> rest);
+    void publish_log_unit();
+    void publish_log_end(std::size_t unit_bytes);
     bool flush_batch();
     bool on_streamed(decode_event ev, std::size_t& ended);
     bool over_rate(std::size_t bytes);
@@ -184,6 +198,17 @@ private:
     std::uint64_t publish_next_ = 0;
     std::uint64_t publish_acked_ = 0;
     bool publish_refused_ = false;
+    // With a shared log: the answer awaited, acks after the log confirmed (session_publish.cpp).
+    struct publish_log_state {
+        bool waiting = true;     // the request went to the log, not answered yet
+        std::string held;        // what the client sent after the request meanwhile (one read)
+        std::uint64_t unit_first = 0;   // the first number not yet in a unit sent to the log
+        std::uint64_t inflight = 0;     // units sent to the log, not yet confirmed
+        std::uint64_t confirmed = 0;    // the log has this connection's messages up to here
+        std::vector<std::uint64_t> ends;  // the unit being built: where each message ends
+        std::optional<backplane::publisher_unit> unit;  // the unit being published now
+    };
+    std::unique_ptr<publish_log_state> publish_log_;
 };
 
 }  // namespace framecast::io

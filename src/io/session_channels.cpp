@@ -18,7 +18,9 @@ bool session::on_channel_frame(std::string_view payload) {
     }
     seat.expect_payload = false;
     if (ctx_.shutting_down) return true;
-    // Publish acks: a payload is a numbered message, refused (dropped) or not.
+    // Publish acks: a payload is a numbered message, refused (dropped) or not. Through a
+    // shared log, a unit's messages are the last numbers of its range: the unit ends first.
+    if (seat.drop_payload && publish_log_ && !flush_batch()) return false;
     if (!publish_accepts() || seat.drop_payload) return true;
     // Heard by nobody here and going nowhere else: counted, never built into a unit. The
     // subscriptions cannot change before this read's unit is flushed (one thread, and this
@@ -36,6 +38,7 @@ bool session::on_channel_frame(std::string_view payload) {
     seat.batch_frame = seat.channel_frame;
     // The payload as it arrived (the decoder checked its header): no second encode.
     batch_.append_encoded(*seat.channel_frame, decoder_.header_bytes(), payload);
+    if (publish_log_) publish_log_end(batch_.size());
     return true;
 }
 

@@ -23,6 +23,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 
+#include "framecast/backplane.hpp"
 #include "framecast/codec.hpp"
 #include "framecast/io/channel_limits.hpp"
 #include "framecast/io/frame_queue.hpp"
@@ -273,6 +274,20 @@ public:
     void publish(std::string_view payload, const session* origin = nullptr);
     void publish(const relay_unit& unit, const session* origin = nullptr);
 
+    // Publish acks through a shared log (a node with a backplane, docs/resume.md "Several
+    // nodes"): the log keeps each publisher's last number and drops repeats, across nodes.
+    // A "@publish" request asks the log (`attach`) and is answered once the log's receipt
+    // comes back; each unit a publisher sends carries its numbers (take_publisher_unit(), in
+    // the ingress); a connection is acknowledged only up to what the log has confirmed.
+    using publisher_attach_fn =
+        std::function<void(std::uint64_t session, std::string publisher, std::uint64_t first)>;
+    void set_publish_log(publisher_attach_fn attach);
+    // The numbers of the unit `origin` is publishing now (in the ingress); none for a client
+    // that did not ask for acks, or without set_publish_log().
+    std::optional<backplane::publisher_unit> take_publisher_unit(const session* origin);
+    // The log's answer for a session (gone: ignored).
+    void publisher_receipt(const backplane::publisher_receipt& r);
+
     // A client's id: unique for the server's lifetime, never reused, never 0 (0 is "none", also
     // for a null session). find_session() maps it back in O(1); null once the client is gone.
     static std::uint64_t session_id(const session* s) noexcept;
@@ -330,6 +345,7 @@ private:
     server_options opts_;
     server_counters counters_;
     ingress_fn ingress_;
+    publisher_attach_fn publish_log_;
     std::unique_ptr<impl> impl_;
 };
 
