@@ -104,6 +104,7 @@ private:
             return false;
         }
         answered_ = true;
+        ever_answered_ = true;
         // The server has every message up to `last`; this connection numbers from last + 1.
         buffer_.release(last);
         written_ = last;
@@ -157,6 +158,12 @@ private:
         if (!failure_.empty()) {
             spdlog::error("{}", failure_);
             co_return verdict{exit_code::failure, {}};
+        }
+        if (outcome.index() == 1 && ever_answered_) {
+            // A server that answered before supports it: it is slow (with a backplane, the
+            // answer waits for Redis), so try again, as after a broken connection.
+            co_return verdict{std::nullopt, name_ + ": no answer to the publish request within " +
+                                                fmt::format("{}s", opts_.connect_timeout)};
         }
         if (outcome.index() == 1) {
             spdlog::error("{}: no answer to the publish request within {}s (--connect-timeout): "
@@ -289,6 +296,7 @@ private:
     // This connection.
     std::string answer_prefix_, ack_prefix_;
     bool answered_ = false;
+    bool ever_answered_ = false;  // by some server: a later silence is slowness, not a refusal
     std::uint64_t written_ = 0;  // the number of the last message written on it
     error_code write_failed_;
     bool mid_pair_ = false;

@@ -6,7 +6,7 @@ false gap); a deleted stream is a new epoch, reported. A real redis-server is st
 import json
 import random
 import socket
-import threading
+import subprocess
 import time
 
 import pytest
@@ -184,57 +184,62 @@ def test_ten_clients_through_cuts_two_nodes_node_and_redis_restarts(procs, redis
     """The issue's "Must show": 10 resuming clients behind a fault-injecting proxy that spreads
     their connections over two nodes (each reconnection lands on the next node) and cuts one
     at random every 0.1 s (RST or clean close: each client about once a second); node B is
-    restarted, then Redis (append-only file); a publisher sends at a steady rate to node A.
-    Every client ends with every message exactly once, in order."""
-    a, pa = node(procs, redis)
-    b, pb = node(procs, redis)
+    restarted, then Redis (append-only file). The publisher (`send --reconnect` at a steady
+    rate, publish acks) goes through a proxy of its own, alternating between the nodes and cut
+    about once a second, some of its acks lost before the cut: it resends on the other node
+    what Redis may already have, and Redis drops the repeats. Every client ends with every
+    message exactly once, in order."""
+    a, pa = node(procs, redis, "--publish-acks")
+    b, pb = node(procs, redis, "--publish-acks")
     proxy = FaultProxy([pa, pb])
-    n, k, per_tick = 2400, 10, 15  # 150 messages/s: 16 s of publishing
-    sent = 0
-
-    def publish_steadily(pub):
-        nonlocal sent
-        at = time.monotonic()
-        while sent < n:
-            batch = [f"p{i}" for i in range(sent + 1, min(n, sent + per_tick) + 1)]
-            publish(pub, batch)
-            sent += len(batch)
-            at += 0.1  # the workload's pace (a steady rate), not a synchronisation
-            time.sleep(max(0.0, at - time.monotonic()))
-
+    pub_proxy = FaultProxy([pa, pb])
+    n, k = 2400, 10  # 150 messages/s: 16 s of publishing
     try:
         clients = [procs.framecast("connect", f"127.0.0.1:{proxy.port}", "--resume",
                                    "--reconnect", "-o", "json", "-n", str(n), "--line-buffered")
                    for _ in range(k)]
         wait_until(lambda: a.stderr.count(b"(new)") + b.stderr.count(b"(new)") == k,
                    "all resuming")
-        publisher = threading.Thread(target=publish_steadily, args=(connect(pa),), daemon=True)
-        publisher.start()
+        sender = procs.framecast("send", f"127.0.0.1:{pub_proxy.port}", "--reconnect",
+                                 "--rate", "150/s", "--reconnect-max", "0.2",
+                                 stdin=subprocess.PIPE)
+        sender.p.stdin.write("".join(f"p{i}\n" for i in range(1, n + 1)).encode())
+        sender.p.stdin.close()
         rng = random.Random(19)
-        cuts, b_restarted, redis_restarted = 0, False, False
-        while publisher.is_alive():
+        cuts, pub_cuts, b_restarted, redis_restarted, tick = 0, 0, False, False, 0
+        while sender.p.poll() is None:
+            tick += 1
             cuts += proxy.cut_one(rst=rng.random() < 0.5)
+            if tick % 10 == 9:
+                pub_proxy.replies_lost.set()  # its acks lost until the cut, 0.1 s later
+            elif tick % 10 == 0:
+                pub_cuts += pub_proxy.cut(rst=tick % 20 == 0)
+                pub_proxy.replies_lost.clear()
+            sent = next_offset(a) - 1  # in the shared log
             if not b_restarted and sent >= n // 4:
                 # Node B restarted: its clients come back on A, and on the new B later.
                 b_restarted = True
                 b.kill()
-                b, pb = node(procs, redis)
+                b, pb = node(procs, redis, "--publish-acks")
                 proxy.set_targets([pa, pb])
-            elif not redis_restarted and sent >= n * 3 // 5:
-                # Redis restarted (append-only file): node A holds what is published meanwhile.
+                pub_proxy.set_targets([pa, pb])
+            elif not redis_restarted and tick % 10 == 5 and sent >= n * 3 // 5:
+                # Redis restarted (append-only file): the publisher's acks wait meanwhile.
                 redis_restarted = True
                 redis.stop()
                 redis.start()
             time.sleep(0.1)  # the cuts' pace: each of the 10 clients about once a second
-        publisher.join()
+        assert sender.wait() == 0, sender.stderr[-2000:]
         for c in clients:
             assert c.wait(timeout=60) == 0, c.stderr[-2000:]
             lines = json_lines(c.stdout)
             assert [m.get("offset") for m in lines] == list(range(1, n + 1)), c.stderr[-2000:]
             assert [m["text"] for m in lines] == [f"p{i}" for i in range(1, n + 1)]
             assert b"messages lost" not in c.stderr
-        assert b_restarted and redis_restarted and cuts >= 80
-        # Resumed on both nodes, the restarted one included.
+        assert b_restarted and redis_restarted and cuts >= 80 and pub_cuts >= 8
+        # Resumed on both nodes, the restarted one included; published through both.
         assert b.stderr.count(b"(ok)") >= 5 and a.stderr.count(b"(ok)") >= 5
+        assert b"publishes as" in a.stderr and b"publishes as" in b.stderr
     finally:
         proxy.close()
+        pub_proxy.close()
