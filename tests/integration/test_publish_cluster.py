@@ -114,3 +114,30 @@ def test_redis_forgets_unused_publishers(procs, redis):
                "at most --max-publishers kept")
     assert redis_cmd(redis, "ZCARD", "{pubs}:framecast-publishers-used") == \
         redis_cmd(redis, "HLEN", "{pubs}:framecast-publishers")
+
+
+def test_channels_publisher_with_a_refused_command_across_nodes(procs, redis):
+    """On --channels each PUB and its payload is one number; a refused PUB is numbered but
+    never reaches Redis, so the units around it carry their ranges (no false gap), and the
+    publisher is acknowledged past it and answered on the other node with Redis's number."""
+    def channels_node():
+        return procs.serve("--channels", "--publish-acks", "--backplane", redis.url("chan"),
+                           "--metrics", "127.0.0.1:0")
+    a, pa = channels_node()
+    b, pb = channels_node()
+    sub = connect(pb)
+    rs = FrameReader(sub)
+    sub.sendall(frame("SUB news"))
+    assert (rs.read(), rs.read()) == (b"$sys.ok", b"SUB news")
+    pub = connect(pa)
+    r = FrameReader(pub)
+    assert request(pub, r, "n1 chanpub") == ["@published", "n1", "0"]
+    pub.sendall(b"".join(frame(f) for f in ("PUB news", "a", "PUB $bad", "x", "PUB news", "b")))
+    read_ack(r, "n1", 3)
+    assert [rs.read() for _ in range(4)] == [b"news", b"a", b"news", b"b"]
+    again = connect(pb)
+    ra = FrameReader(again)
+    assert request(again, ra, "n2 chanpub") == ["@published", "n2", "3"]
+    again.sendall(frame("PUB news") + frame("c"))
+    read_ack(ra, "n2", 4)
+    assert [rs.read() for _ in range(2)] == [b"news", b"c"]
