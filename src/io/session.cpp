@@ -396,11 +396,12 @@ bool session::on_message(std::string_view payload) {
                       payload.size());
         return true;
     }
-    if (!publish_accepts()) return true;  // publish acks: a repeat, dropped
+    // The unit is cut before this message is numbered: a unit's numbers are its messages'.
     if (!batch_.empty() && batch_.would_exceed(payload.size(), relay_unit_bytes(ctx_.opts)) &&
         !flush_batch()) {
         return false;
     }
+    if (!publish_accepts()) return true;  // publish acks: a repeat, dropped
     // The frame as it arrived (the decoder already checked its header): no second encode.
     batch_.append_encoded(decoder_.header_bytes(), payload);
     if (publish_log_) publish_log_end(batch_.size());

@@ -20,7 +20,13 @@ bool session::on_channel_frame(std::string_view payload) {
     if (ctx_.shutting_down) return true;
     // Publish acks: a payload is a numbered message, refused (dropped) or not. Through a
     // shared log, a unit's messages are the last numbers of its range: the unit ends first.
-    if (seat.drop_payload && publish_log_ && !flush_batch()) return false;
+    // (The unit is cut before this message is numbered: a unit's numbers are its messages'.)
+    if (publish_log_ && !batch_.empty() &&
+        (seat.drop_payload || batch_.would_exceed(seat.channel_frame->size() + payload.size(),
+                                                  relay_unit_bytes(ctx_.opts))) &&
+        !flush_batch()) {
+        return false;
+    }
     if (!publish_accepts() || seat.drop_payload) return true;
     // Heard by nobody here and going nowhere else: counted, never built into a unit. The
     // subscriptions cannot change before this read's unit is flushed (one thread, and this
