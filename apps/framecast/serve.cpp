@@ -120,6 +120,11 @@ bool check_channels(const serve_config& cfg, bool source_given) {
                       cfg.source);
         return false;
     }
+    if (s.resume.enabled && !cfg.backplane_url.empty()) {
+        spdlog::error("--channels --resume keeps per-channel offsets in this process only: it "
+                      "cannot be combined with --backplane yet (docs/resume.md#channels)");
+        return false;
+    }
     const auto& l = s.channels.limits;
     if (l.max_name == 0 || l.max_tokens == 0) {
         spdlog::error("--max-channel-name and --max-tokens must be at least 1");
@@ -499,9 +504,10 @@ void add_resume_options(CLI::App& cmd, serve_config& cfg) {
         "frame. Other clients see the stream as always. With --backplane the offsets come from "
         "the shared Redis stream (the same on every node: a client may resume on any node; "
         "the stream must be written by --resume nodes only) and a node starts with the "
-        "stream's recent entries as history. Excludes --chat and --channels (for now)");
+        "stream's recent entries as history. With --channels every channel has its own offsets "
+        "and window (a client sends 'RESUME CHANNEL EPOCH LAST': framecast sub --resume; "
+        "docs/resume.md#channels). Excludes --chat");
     flag->excludes(cmd.get_option("--chat"));
-    flag->excludes(cmd.get_option("--channels"));
     cmd.add_option("--resume-window", r.history_messages,
                    "--resume: messages kept for resuming clients, at least (unless "
                    "--resume-bytes is reached first)")
@@ -509,8 +515,15 @@ void add_resume_options(CLI::App& cmd, serve_config& cfg) {
         ->check(CLI::Range(std::size_t{1}, std::size_t{100'000'000}))
         ->needs(flag);
     add_size_option(cmd, "--resume-bytes", r.history_bytes,
-                    "--resume: bytes of messages kept at most, counted under --memory-limit "
-                    "(default 64MiB)")
+                    "--resume: bytes of messages kept at most (with --channels: of all channels "
+                    "together), counted under --memory-limit (default 64MiB)")
+        ->needs(flag);
+    cmd.add_option("--resume-total", r.channel_total_messages,
+                   "--channels --resume: messages kept at most by all channels' histories "
+                   "together (the oldest go first, whichever channel holds them); "
+                   "--resume-window is then each channel's window")
+        ->default_val(r.channel_total_messages)
+        ->check(CLI::Range(std::size_t{1}, std::size_t{1'000'000'000}))
         ->needs(flag);
 }
 

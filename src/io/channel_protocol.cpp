@@ -35,6 +35,7 @@ std::string_view error_code_text(channel_error e) noexcept {
         case channel_error::not_subscribed: return "not-subscribed";
         case channel_error::permission_denied: return "permission-denied";
         case channel_error::auth_refused: return "auth-refused";
+        case channel_error::bad_position: return "bad-position";
     }
     return "unknown";
 }
@@ -51,6 +52,11 @@ command parse_command(std::string_view frame) {
         c.what = verb::pub;
     } else if (word == "AUTH") {
         c.what = verb::auth;  // a fresh token (--auth): checked by the room
+    } else if (word == "RESUME") {
+        // Bare: positions on (answered with the epoch); "RESUME channel EPOCH LAST": replay.
+        c.what = verb::resume;
+        if (space != std::string_view::npos) c.arg = frame.substr(space + 1);
+        return c;
     } else if (word == "PING") {
         // Answered in order with `$sys.pong` and the same text: a client knows every frame it
         // sent before has been handled.

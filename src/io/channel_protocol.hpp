@@ -17,6 +17,10 @@ namespace framecast::io {
 inline constexpr std::string_view notice_ok = "$sys.ok";
 inline constexpr std::string_view notice_error = "$sys.error";
 inline constexpr std::string_view notice_pong = "$sys.pong";
+// Resume (serve --channels --resume, docs/resume.md#channels): the answer to a RESUME of a
+// channel, and the position pair in front of every delivery to a client that sent RESUME.
+inline constexpr std::string_view notice_resumed = "$sys.resumed";
+inline constexpr std::string_view notice_position = "$sys.pos";
 
 // Error codes: the first word of a `$sys.error` notice's payload.
 enum class channel_error {
@@ -32,10 +36,11 @@ enum class channel_error {
     not_subscribed,       // UNSUB of a pattern this client does not hold
     permission_denied,    // the client's token does not allow this SUB / PUB (--auth)
     auth_refused,         // AUTH: the new token is not valid (the old one still holds)
+    bad_position,         // RESUME: malformed, or an offset ahead of the channel
 };
 std::string_view error_code_text(channel_error e) noexcept;  // e.g. "bad-pattern"
 
-enum class verb { sub, unsub, pub, ping, auth };
+enum class verb { sub, unsub, pub, ping, auth, resume };
 
 struct command {
     verb what = verb::sub;

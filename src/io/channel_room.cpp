@@ -21,6 +21,7 @@ std::string_view channel_of(const relay_unit& unit, decoder& dec) {
 channel_room::channel_room(const server_options& opts, server_counters& counters, hub& h)
     : opts_(opts), counters_(counters), hub_(h) {
     if (opts_.auth.enabled()) auth_ = std::make_unique<jwt_verifier>(opts_.auth);
+    if (opts_.resume.enabled) start_history();
 }
 
 channel_room::~channel_room() = default;
@@ -81,6 +82,7 @@ bool channel_room::command(member& m, channel_seat& seat, std::string_view frame
         case verb::unsub: unsubscribe(m, seat, c.arg, frame); break;
         case verb::pub: publish(m, seat, c.arg); break;
         case verb::ping: notify(m, notice_pong, c.arg); break;
+        case verb::resume: resume(m, seat, c.arg); break;
         case verb::auth:
             refresh(m, c.arg);
             // New permissions: the next PUB is checked again, even to the same channel.
@@ -182,21 +184,10 @@ void channel_room::broadcast(const relay_unit& unit, const member* origin) {
     const auto channel = channel_of(unit, dec);
     if (channel.empty()) return;
     counters_.messages_broadcast += unit.messages;
-    // Held by this pointer while delivering: a delivery that closes a slow consumer changes the
-    // trie (and the cache), never this list.
-    const auto receivers = trie_.match(channel);
+    // Resume: the channel's offsets first; clients with positions get it with its position.
+    const std::uint64_t first = history_ ? history_->append(channel, unit) : 0;
     std::uint64_t delivered = 0;
-    for (const member* r : *receivers) {
-        // Nobody receives what it published itself, nor anything once it stopped receiving
-        // (an expired --auth client awaiting its close).
-        if (r == origin || !r->receives_) continue;
-        // A subscription that overlaps a deny of its token: the denied channels are filtered.
-        if (r->grants_ && r->grants_->filters_deliveries() && !r->grants_->may_receive(channel)) {
-            continue;
-        }
-        const_cast<member*>(r)->deliver(unit);
-        delivered += unit.messages;
-    }
+    deliver_all(unit, channel, first, origin, delivered);
     counters_.deliveries += delivered;
     if (opts_.channels.metrics_channels > 0) {
         auto& c = counts_of(channel);
@@ -205,7 +196,43 @@ void channel_room::broadcast(const relay_unit& unit, const member* origin) {
     }
 }
 
+void channel_room::deliver_all(const relay_unit& unit, std::string_view channel,
+                               std::uint64_t first, const member* origin,
+                               std::uint64_t& delivered) {
+    // Held by this pointer while delivering: a delivery that closes a slow consumer changes the
+    // trie (and the cache), never this list.
+    const auto receivers = trie_.match(channel);
+    relay_unit with_position;  // built once, for the first receiver with positions
+    for (const member* r : *receivers) {
+        // Nobody receives anything once it stopped receiving (an expired --auth client
+        // awaiting its close).
+        if (!r->receives_) continue;
+        const auto p = positioned_.empty() ? positioned_.end() : positioned_.find(r);
+        const bool has_positions = p != positioned_.end();
+        // Nobody receives what it published itself, except a client with positions: it would
+        // see a hole in the channel's offsets.
+        if (r == origin && !has_positions) continue;
+        // A subscription that overlaps a deny of its token: the denied channels are filtered.
+        if (r->grants_ && r->grants_->filters_deliveries() && !r->grants_->may_receive(channel)) {
+            continue;
+        }
+        if (has_positions) {
+            // Catching up on this channel: its replay will reach this message in the history.
+            if (p->second->replaying.contains(channel)) continue;
+            if (!with_position) {
+                with_position = positioned(channel, first, unit.messages, *unit.bytes, unit.origin);
+            }
+            const_cast<member*>(r)->deliver(with_position);
+        } else {
+            const_cast<member*>(r)->deliver(unit);
+        }
+        delivered += unit.messages;
+    }
+}
+
 bool channel_room::unheard(const member& m, channel_seat& seat) {
+    // With a history every publish is kept, heard or not.
+    if (history_) return false;
     const auto generation = trie_.generation() + 1;  // + 1: 0 means "not known"
     if (seat.heard_generation != generation) {
         const auto receivers = trie_.match(seat_channel(seat));
@@ -238,6 +265,9 @@ std::vector<channel_metric> channel_room::metrics() const {
 }
 
 void channel_room::leave(const member& m, channel_seat& seat) {
+    positioned_.erase(&m);
+    seat.positioned = false;
+    seat.replaying.clear();
     for (const auto& p : seat.patterns) trie_.remove(p, &m);
     counters_.channel_unsubscribes += seat.patterns.size();
     seat.patterns.clear();

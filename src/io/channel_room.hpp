@@ -12,9 +12,11 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "auth.hpp"
+#include "channel_history.hpp"
 #include "channel_protocol.hpp"
 #include "framecast/io/server.hpp"
 #include "hub.hpp"
@@ -38,6 +40,11 @@ struct channel_seat {
     // generation `heard_generation` (0: not known).
     bool heard = true;
     std::uint64_t heard_generation = 0;
+    // Resume (serve --channels --resume): once the client sent RESUME, every delivery comes
+    // after a position pair; the channels it is catching up on, each with the next offset to
+    // send (their live messages wait in the history until the replay reaches them).
+    bool positioned = false;
+    std::map<std::string, std::uint64_t, std::less<>> replaying;
 };
 
 class channel_room {
@@ -60,6 +67,17 @@ public:
     // `m` is closing: drops its subscriptions.
     void leave(const member& m, channel_seat& seat);
 
+    // Resume: the writer's turn for a client catching up on channels (seat.replaying): queues
+    // pieces of their histories while its queue is short; a channel whose history is all sent
+    // goes live. Single-threaded, so no broadcast falls between the last piece and live.
+    void pump(member& m, channel_seat& seat);
+    // Resume: the history (null without --resume), its epoch, clients that sent RESUME.
+    const channel_history* history() const noexcept { return history_.get(); }
+    const std::string& epoch() const noexcept { return epoch_; }
+    std::size_t positioned_clients() const noexcept { return positioned_.size(); }
+    // Messages the furthest-behind replaying client still lacks, in one channel.
+    std::uint64_t max_lag() const;
+
     const subscription_trie& trie() const noexcept { return trie_; }
     // Per-channel counters (server_options::channel_options::metrics_channels).
     std::vector<channel_metric> metrics() const;
@@ -69,6 +87,13 @@ private:
     void unsubscribe(member& m, channel_seat& seat, std::string_view pattern,
                      std::string_view frame);
     void publish(member& m, channel_seat& seat, std::string_view channel);
+    void start_history();
+    void resume(member& m, channel_seat& seat, std::string_view arg);
+    // A unit with the position pair ($sys.pos "CHANNEL FIRST COUNT") in front of `body`.
+    relay_unit positioned(std::string_view channel, std::uint64_t first, std::size_t count,
+                          std::string_view body, std::uint64_t origin) const;
+    void deliver_all(const relay_unit& unit, std::string_view channel, std::uint64_t first,
+                     const member* origin, std::uint64_t& delivered);
     bool repeats_last_pub(const channel_seat& seat, std::string_view frame) const;
     // The channel of the seat's last accepted PUB (its frame without the header); the seat
     // must have one.
@@ -88,6 +113,10 @@ private:
         return opts_.auth.cert ? "certificate identity (the [permissions] table)" : "token";
     }
     std::unique_ptr<jwt_verifier> auth_;  // AUTH refreshes (--auth)
+    // Resume (--resume): per-channel offsets and histories, and the clients with positions.
+    std::unique_ptr<channel_history> history_;
+    std::string epoch_;
+    std::unordered_map<const member*, channel_seat*> positioned_;
     // Per-channel counters: bounded to metrics_channels entries, then "_other".
     struct counts {
         std::uint64_t published = 0, deliveries = 0;

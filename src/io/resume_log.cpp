@@ -7,8 +7,10 @@
 
 namespace framecast::io {
 
-resume_log::resume_log(resume_limits limits, const codec_options& codec, memory_budget* budget)
-    : limits_(limits), codec_(codec), budget_(budget) {}
+resume_log::resume_log(resume_limits limits, const codec_options& codec, memory_budget* budget,
+                       std::size_t frames_per_message)
+    : limits_(limits), codec_(codec), budget_(budget),
+      frames_per_message_(std::max<std::size_t>(frames_per_message, 1)) {}
 
 resume_log::~resume_log() {
     if (budget_) budget_->sub_entries(entries_.size());
@@ -38,6 +40,13 @@ void resume_log::reset(std::uint64_t next) {
     next_ = next;
 }
 
+std::pair<std::size_t, std::size_t> resume_log::drop_oldest() {
+    const std::pair<std::size_t, std::size_t> gone{entries_.front().unit.messages,
+                                                   entries_.front().unit.size()};
+    pop_front();
+    return gone;
+}
+
 void resume_log::pop_front() {
     messages_ -= entries_.front().unit.messages;
     bytes_ -= entries_.front().unit.size();
@@ -57,10 +66,12 @@ void resume_log::evict() {
 
 std::size_t resume_log::position(const relay_unit& unit, std::size_t skip) const {
     if (skip == 0) return 0;
-    // A unit holds one frame per message (plain streams); find where message `skip` starts.
+    // A unit holds one frame per message (plain streams) or a pair (channels); find where
+    // message `skip` starts.
     decoder dec(codec_, decode_mode::whole);
     std::span<const char> in(unit.bytes->data(), unit.bytes->size());
-    for (std::size_t n = 0; n < skip && dec.next(in) == decode_event::frame; ++n) {
+    const std::size_t frames = skip * frames_per_message_;
+    for (std::size_t n = 0; n < frames && dec.next(in) == decode_event::frame; ++n) {
     }
     return unit.bytes->size() - in.size();
 }

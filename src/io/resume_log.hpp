@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <utility>
 #include <string>
 
 #include "framecast/codec.hpp"
@@ -27,7 +28,9 @@ class resume_log {
 public:
     // `budget` (may be null) counts one queue-entry cost per unit held; the units' bytes are
     // counted by the budget's track() wrapper they arrive in.
-    resume_log(resume_limits limits, const codec_options& codec, memory_budget* budget = nullptr);
+    // `frames_per_message`: 1 for a plain stream, 2 for channels ((channel, payload) pairs).
+    resume_log(resume_limits limits, const codec_options& codec, memory_budget* budget = nullptr,
+               std::size_t frames_per_message = 1);
     ~resume_log();
     resume_log(const resume_log&) = delete;
     resume_log& operator=(const resume_log&) = delete;
@@ -50,6 +53,10 @@ public:
     std::size_t messages() const noexcept { return messages_; }
     std::size_t bytes() const noexcept { return bytes_; }
     std::size_t units() const noexcept { return entries_.size(); }
+    bool empty() const noexcept { return entries_.empty(); }
+    // Drops the oldest unit held (a bound shared by several logs: channel_history); returns
+    // how many messages and bytes went. The log must not be empty.
+    std::pair<std::size_t, std::size_t> drop_oldest();
 
     // The frames of the messages from `from` on (from oldest() if `from` is older), whole
     // messages, at least one and about `max_bytes` at most, appended to `out`. Returns how
@@ -71,6 +78,7 @@ private:
     resume_limits limits_;
     codec_options codec_;
     memory_budget* budget_;
+    std::size_t frames_per_message_;
     std::deque<entry> entries_;
     std::uint64_t next_ = 1;
     std::size_t messages_ = 0;

@@ -15,17 +15,15 @@
 
 namespace framecast::io {
 
-namespace {
-
-constexpr std::string_view request_verb = "@resume ";
-
-// A random epoch: a server without a backplane loses its history when it stops, so every
-// start is a new epoch (64 bits: two starts never share one).
 std::string random_epoch() {
     std::random_device rd;
     const std::uint64_t v = (static_cast<std::uint64_t>(rd()) << 32) ^ rd();
     return fmt::format("{:016x}", v);
 }
+
+namespace {
+
+constexpr std::string_view request_verb = "@resume ";
 
 std::vector<std::string_view> words(std::string_view s) {
     std::vector<std::string_view> out;

@@ -18,6 +18,10 @@
 
 namespace framecast::io {
 
+// A random epoch: a server without a backplane loses its history when it stops, so every
+// start is a new epoch (64 bits: two starts never share one).
+std::string random_epoch();
+
 // A client's place in the resumed stream, kept by its session.
 struct resume_seat {
     bool replaying = false;  // the writer pulls the backlog from `cursor` as the queue drains

@@ -61,7 +61,8 @@ struct server::impl {
           channels(owner.opts_.channels.enabled
                        ? std::make_unique<channel_room>(owner.opts_, owner.counters_, clients)
                        : nullptr),
-          resume(owner.opts_.resume.enabled
+          // With channels the channel room keeps per-channel histories itself.
+          resume(owner.opts_.resume.enabled && !owner.opts_.channels.enabled
                      ? std::make_unique<resume_room>(owner.opts_, owner.counters_, clients)
                      : nullptr),
           // Not in chat: a chat client's first frame is its username.
@@ -320,6 +321,15 @@ std::vector<std::size_t> server::client_queue_bytes() const {
 
 server::resume_state server::resume_status() const {
     resume_state st;
+    if (const auto* c = impl_->channels.get(); c && c->history()) {
+        // Offsets are per channel: no one next offset.
+        st.epoch = c->epoch();
+        st.history_messages = c->history()->messages();
+        st.history_bytes = c->history()->bytes();
+        st.clients = c->positioned_clients();
+        st.max_lag = c->max_lag();
+        return st;
+    }
     if (!impl_->resume) return st;
     const auto& r = *impl_->resume;
     st.epoch = r.epoch();

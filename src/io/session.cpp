@@ -117,7 +117,8 @@ void session::spawn_writer() {
 // do: the transport is full, a batch left more queued, a drain or a resume replay.
 void session::write_now() {
     if (closed_) return;
-    if (!draining_ && !resume_seat_.replaying && !queue_.empty()) {
+    if (!draining_ && !resume_seat_.replaying && channel_seat_.replaying.empty() &&
+        !queue_.empty()) {
         error_code ec;
         write_queued(ec);
         if (ec) {
@@ -465,6 +466,9 @@ awaitable<void> session::writer() {
     while (!closed_) {
         // Resume: the backlog is queued a piece at a time as the queue drains.
         if (resume_seat_.replaying && !draining_) ctx_.resume->pump(*this, resume_seat_);
+        if (!channel_seat_.replaying.empty() && !draining_) {
+            ctx_.channels->pump(*this, channel_seat_);
+        }
         // TLS may hold ciphertext of what it took while the socket was full: write_queued()
         // sends it like queued bytes (nothing else would: the writer starts again only for a
         // new delivery).

@@ -119,13 +119,18 @@ struct server_options {
     // Resume (docs/resume.md): every broadcast message gets an offset; the recent ones are
     // kept (by count and bytes, under memory_limit) and a client whose first frame is
     // "@resume ..." gets the backlog from its last offset, then the live stream, each piece
-    // with its position. Clients that do not ask see what they always saw. Excludes chat and
-    // channels (for now).
+    // with its position. Clients that do not ask see what they always saw. With channels,
+    // offsets and histories are per channel (docs/resume.md#channels). Excludes chat.
     struct resume_options {
         bool enabled = false;
         std::size_t history_messages = 100'000;  // the resume window, at least
         std::size_t history_bytes = 64u << 20;   // ... unless this many bytes are held first
         std::string epoch;  // empty: random at start (the history dies with the process)
+        // With channels: history_messages is each channel's window, history_bytes the bound
+        // on all channels' histories together, and so is this on their messages.
+        std::size_t channel_total_messages = 1'000'000;
+        // With channels: channels remembered once their history is empty (their next offset).
+        std::size_t idle_channels = 100'000;
     } resume;
     // Publishing that survives reconnects (docs/resume.md, "Publishing"): a publishing client
     // whose first frame is "@publish NONCE PUBLISHER [FIRST]" is answered "@published NONCE

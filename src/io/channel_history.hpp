@@ -1,0 +1,91 @@
+// The per-channel resume history (`serve --channels --resume`, docs/resume.md, "Channels"):
+// every channel numbers its own messages (1, 2, ...) and keeps its own window (a resume_log of
+// (channel, payload) pairs), and one process-wide bound on the messages and bytes of all the
+// channels' histories together keeps memory bounded however many channels there are: past it,
+// the oldest unit of all (whichever channel holds it) goes first. No I/O: unit-tested on its
+// own (tests/unit/channel_history_test.cpp).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+#include "resume_log.hpp"
+
+namespace framecast::io {
+
+struct channel_history_limits {
+    std::size_t window = 100'000;            // per channel: messages kept at least, unless ...
+    std::size_t total_messages = 1'000'000;  // ... all channels together hold this many, or
+    std::size_t total_bytes = 64u << 20;     // ... this many bytes of frames
+    // Channels remembered (their next offset) once their history is empty; past it the idle
+    // ones are forgotten (see next()).
+    std::size_t idle_channels = 100'000;
+};
+
+class channel_history {
+public:
+    channel_history(channel_history_limits limits, const codec_options& codec,
+                    memory_budget* budget = nullptr);
+    ~channel_history();
+    channel_history(const channel_history&) = delete;
+    channel_history& operator=(const channel_history&) = delete;
+
+    // Keeps `unit` (pairs of `channel`) and returns its first message's offset in `channel`.
+    std::uint64_t append(std::string_view channel, const relay_unit& unit);
+    // The offset `channel`'s next message gets. A channel never seen gets 1; once idle channels
+    // have been forgotten, a new one starts above every offset given so far (a forgotten
+    // channel never reuses an offset within an epoch).
+    std::uint64_t next(std::string_view channel) const;
+    // The oldest offset held for `channel` (== next() when none).
+    std::uint64_t oldest(std::string_view channel) const;
+    // Whether `channel` may have been forgotten with offsets up to `last` (see next()).
+    bool maybe_forgotten(std::uint64_t last) const noexcept { return last < floor_ + 1 && floor_ > 0; }
+    // As resume_log::read, for one channel (0 when nothing is held from `from` on).
+    std::size_t read(std::string_view channel, std::uint64_t from, std::size_t max_bytes,
+                     std::string& out, std::uint64_t& first) const;
+
+    std::size_t messages() const noexcept { return messages_; }
+    std::size_t bytes() const noexcept { return bytes_; }
+    std::size_t channels() const noexcept { return records_.size(); }
+
+private:
+    struct record {
+        resume_log log;
+        std::uint64_t serial = 0;  // units ever appended to `log`
+    };
+    struct held {
+        record* r;
+        std::uint64_t serial;  // which of r's units; stale once r's log dropped it itself
+    };
+    const record* find(std::string_view channel) const;
+    bool stale(const held& h) const noexcept {
+        return h.serial + h.r->log.units() < h.r->serial;
+    }
+    void bound();
+    void forget_idle();
+
+    struct string_hash {
+        using is_transparent = void;
+        std::size_t operator()(std::string_view s) const noexcept {
+            return std::hash<std::string_view>{}(s);
+        }
+    };
+    channel_history_limits limits_;
+    codec_options codec_;
+    memory_budget* budget_;
+    std::unordered_map<std::string, std::unique_ptr<record>, string_hash, std::equal_to<>> records_;
+    std::deque<held> order_;  // every unit held, oldest first (and some stale entries)
+    std::size_t units_ = 0;   // units held by all logs
+    std::size_t messages_ = 0;
+    std::size_t bytes_ = 0;
+    std::uint64_t total_ = 0;  // messages ever appended (this epoch)
+    std::uint64_t floor_ = 0;  // every offset of a forgotten channel is at most this
+    std::size_t scan_at_;      // forget_idle() when this many channels are known
+};
+
+}  // namespace framecast::io

@@ -1,0 +1,163 @@
+// The channel room's part in resume (`serve --channels --resume`, docs/resume.md#channels):
+// per-channel offsets and histories, the RESUME command, the replay of a channel's history as
+// the client's queue drains, and position pairs ($sys.pos "CHANNEL FIRST COUNT") in front of
+// what a client with positions receives. A client that never sends RESUME sees nothing new.
+#include "channel_room.hpp"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "framecast/io/protocol_words.hpp"
+#include "resume_room.hpp"
+
+namespace framecast::io {
+
+namespace {
+
+// Queued at most while replaying (as resume_room): the server's memory does not grow with a
+// backlog.
+std::size_t replay_queue(const server_options& o) noexcept {
+    return std::max<std::size_t>(std::min<std::size_t>(256 * 1024, o.client_buffer / 4), 1);
+}
+
+}  // namespace
+
+void channel_room::start_history() {
+    const auto& r = opts_.resume;
+    epoch_ = r.epoch.empty() ? random_epoch() : r.epoch;
+    history_ = std::make_unique<channel_history>(
+        channel_history_limits{.window = r.history_messages,
+                               .total_messages = r.channel_total_messages,
+                               .total_bytes = r.history_bytes,
+                               .idle_channels = r.idle_channels},
+        opts_.codec, &hub_.budget());
+    spdlog::info("resume: epoch {}, per channel a window of {} messages; all channels at most {} "
+                 "messages / {} bytes",
+                 epoch_, r.history_messages, r.channel_total_messages, r.history_bytes);
+}
+
+relay_unit channel_room::positioned(std::string_view channel, std::uint64_t first,
+                                     std::size_t count, std::string_view body,
+                                     std::uint64_t origin) const {
+    auto bytes = std::make_shared<std::string>();
+    bytes->reserve(body.size() + 2 * opts_.codec.header_size + channel.size() + 48);
+    append_frame(*bytes, notice_position, opts_.codec);
+    append_frame(*bytes, fmt::format("{} {} {}", channel, first, count), opts_.codec);
+    bytes->append(body);
+    // Its publisher stays its origin: backpressure holds the one whose traffic fills a queue.
+    return hub_.budget().track({shared_frame(std::move(bytes)), count, origin});
+}
+
+// "RESUME": positions on, answered `$sys.ok` "RESUME EPOCH". "RESUME CHANNEL EPOCH LAST": also
+// replays CHANNEL after LAST, answered `$sys.resumed` "CHANNEL EPOCH NEXT STATUS".
+void channel_room::resume(member& m, channel_seat& seat, std::string_view arg) {
+    if (!history_) {
+        fail(m, channel_error::bad_command,
+             "RESUME: this server keeps no history (it runs without --resume)");
+        return;
+    }
+    std::string_view w[4];
+    std::size_t n = 0;
+    for (std::string_view rest = arg; !rest.empty() && n < 4; ++n) {
+        const auto sp = rest.find(' ');
+        w[n] = rest.substr(0, sp);
+        rest = sp == std::string_view::npos ? std::string_view{} : rest.substr(sp + 1);
+    }
+    std::uint64_t last = 0;
+    if ((n != 0 && n != 3) || (n == 3 && (!is_protocol_token(w[1]) ||
+                                          !parse_protocol_u64(w[2], last)))) {
+        fail(m, channel_error::bad_position,
+             "expected 'RESUME' or 'RESUME CHANNEL EPOCH LAST' (EPOCH: 1-64 of [A-Za-z0-9_-]; "
+             "LAST: a decimal offset, 0 for none)");
+        return;
+    }
+    if (!seat.positioned) {
+        seat.positioned = true;
+        positioned_.emplace(&m, &seat);
+    }
+    if (n == 0) {
+        notify(m, notice_ok, "RESUME " + epoch_);
+        return;
+    }
+    const std::string_view channel = w[0];
+    std::string detail;
+    if (auto e = check_name(channel, false, opts_.channels.limits, detail);
+        e != channel_error::none) {
+        fail(m, e, "RESUME: " + detail);
+        return;
+    }
+    if (const auto* g = m.grants(); g && !g->may_subscribe(channel)) {
+        fail(m, channel_error::permission_denied,
+             "RESUME " + std::string(channel) + ": not allowed by the client's " + grantor() +
+                 " (subscribe permissions)");
+        return;
+    }
+    if (seat.replaying.contains(channel)) {
+        fail(m, channel_error::bad_position,
+             "RESUME " + std::string(channel) + ": this channel is being resumed already");
+        return;
+    }
+    const std::uint64_t next = history_->next(channel);
+    const std::uint64_t oldest = history_->oldest(channel);
+    std::uint64_t start = last + 1;
+    std::string status = "ok";
+    if (w[1] != epoch_) {
+        // That history is gone (a restart): all that is held of the channel follows.
+        start = oldest;
+        status = "epoch";
+        ++counters_.resume_gaps;
+    } else if (last >= next) {
+        fail(m, channel_error::bad_position,
+             fmt::format("RESUME {}: offset {} is ahead of the channel (the newest is {})",
+                         channel, last, next - 1));
+        return;
+    } else if (start < oldest) {
+        start = oldest;
+        status = fmt::format("gap {}", oldest - (last + 1));
+        ++counters_.resume_gaps;
+    }
+    ++counters_.resume_requests;
+    spdlog::debug("client {} resumes {} at {} ({}), the newest is {}", m.peer(),
+                  escape_controls(channel, true), start, status, next - 1);
+    seat.replaying.emplace(std::string(channel), start);
+    notify(m, notice_resumed, fmt::format("{} {} {} {}", channel, epoch_, start, status));
+}
+
+void channel_room::pump(member& m, channel_seat& seat) {
+    const std::size_t piece_bytes = std::max<std::size_t>(relay_unit_bytes(opts_), 16 * 1024);
+    while (!seat.replaying.empty() && !m.closed() && !m.told_expiry &&
+           m.queued_bytes() < replay_queue(opts_)) {
+        auto it = seat.replaying.begin();
+        std::string body;
+        std::uint64_t first = 0;
+        const std::size_t count = history_->read(it->first, it->second, piece_bytes, body, first);
+        if (count == 0) {
+            // Caught up: the channel's next broadcast reaches it live, nothing in between.
+            seat.replaying.erase(it);
+            continue;
+        }
+        if (first > it->second) {
+            // The history moved past it while it replayed: the position pair shows the hole.
+            ++counters_.resume_gaps;
+        }
+        it->second = first + count;
+        counters_.resume_replayed += count;
+        m.deliver(positioned(it->first, first, count, body, 0));
+    }
+}
+
+std::uint64_t channel_room::max_lag() const {
+    std::uint64_t lag = 0;
+    if (!history_) return lag;
+    for (const auto& [m, seat] : positioned_) {
+        for (const auto& [channel, cursor] : seat->replaying) {
+            const auto next = history_->next(channel);
+            if (cursor < next) lag = std::max(lag, next - cursor);
+        }
+    }
+    return lag;
+}
+
+}  // namespace framecast::io
