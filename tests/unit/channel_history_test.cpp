@@ -1,0 +1,138 @@
+// The per-channel resume history on its own: offsets per channel, each channel's window, the
+// process-wide bound on messages and bytes (the oldest unit of all goes first), reads of pairs
+// from inside a unit, and idle channels forgotten without ever reusing an offset.
+#include <memory>
+#include <span>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "channel_history.hpp"
+#include "memory_budget.hpp"
+
+using namespace framecast;
+using namespace framecast::io;
+
+namespace {
+
+// A channels unit: (channel, payload) pairs, all for one channel.
+relay_unit pairs(const std::string& channel, const std::vector<std::string>& payloads) {
+    auto bytes = std::make_shared<std::string>();
+    for (const auto& p : payloads) {
+        EXPECT_FALSE(append_frame(*bytes, channel, codec_options{}));
+        EXPECT_FALSE(append_frame(*bytes, p, codec_options{}));
+    }
+    return {shared_frame(std::move(bytes)), payloads.size()};
+}
+
+// The payloads of the pairs in `bytes`, checking each pair's channel.
+std::vector<std::string> payloads_of(const std::string& bytes, const std::string& channel) {
+    decoder dec;
+    std::span<const char> in(bytes.data(), bytes.size());
+    std::vector<std::string> out;
+    while (dec.next(in) == decode_event::frame) {
+        EXPECT_EQ(dec.payload(), channel);
+        EXPECT_EQ(dec.next(in), decode_event::frame);
+        out.emplace_back(dec.payload());
+    }
+    return out;
+}
+
+std::vector<std::string> read_all(const channel_history& h, const std::string& channel,
+                                  std::uint64_t from, std::uint64_t& first) {
+    std::string out;
+    h.read(channel, from, 1 << 20, out, first);
+    return payloads_of(out, channel);
+}
+
+}  // namespace
+
+TEST(ChannelHistory, EveryChannelHasItsOwnOffsets) {
+    channel_history h({}, codec_options{});
+    EXPECT_EQ(h.next("a"), 1u);
+    EXPECT_EQ(h.append("a", pairs("a", {"a1", "a2"})), 1u);
+    EXPECT_EQ(h.append("b", pairs("b", {"b1"})), 1u);
+    EXPECT_EQ(h.append("a", pairs("a", {"a3"})), 3u);
+    EXPECT_EQ(h.next("a"), 4u);
+    EXPECT_EQ(h.next("b"), 2u);
+    EXPECT_EQ(h.messages(), 4u);
+    EXPECT_EQ(h.channels(), 2u);
+    std::uint64_t first = 0;
+    // From inside a unit: pairs are skipped whole.
+    EXPECT_EQ(read_all(h, "a", 2, first), (std::vector<std::string>{"a2", "a3"}));
+    EXPECT_EQ(first, 2u);
+    EXPECT_EQ(read_all(h, "b", 1, first), (std::vector<std::string>{"b1"}));
+    EXPECT_TRUE(read_all(h, "c", 1, first).empty());
+    EXPECT_EQ(first, 0u);
+}
+
+TEST(ChannelHistory, EachChannelKeepsItsWindow) {
+    channel_history h({.window = 3}, codec_options{});
+    for (int i = 1; i <= 10; ++i) h.append("a", pairs("a", {"a" + std::to_string(i)}));
+    h.append("b", pairs("b", {"b1"}));
+    EXPECT_EQ(h.oldest("a"), 8u);
+    EXPECT_EQ(h.oldest("b"), 1u);
+    EXPECT_EQ(h.messages(), 4u);
+    std::uint64_t first = 0;
+    EXPECT_EQ(read_all(h, "a", 2, first), (std::vector<std::string>{"a8", "a9", "a10"}));
+    EXPECT_EQ(first, 8u);  // older than the window: from the oldest held
+}
+
+TEST(ChannelHistory, TheTotalBoundDropsTheOldestOfAllChannels) {
+    channel_history h({.window = 100, .total_messages = 4}, codec_options{});
+    h.append("a", pairs("a", {"a1"}));
+    h.append("b", pairs("b", {"b1"}));
+    h.append("a", pairs("a", {"a2"}));
+    h.append("b", pairs("b", {"b2"}));
+    EXPECT_EQ(h.messages(), 4u);
+    h.append("c", pairs("c", {"c1"}));  // a1 is the oldest of all
+    EXPECT_EQ(h.messages(), 4u);
+    EXPECT_EQ(h.oldest("a"), 2u);
+    EXPECT_EQ(h.oldest("b"), 1u);
+    h.append("c", pairs("c", {"c2", "c3"}));  // b1, a2 next
+    EXPECT_EQ(h.messages(), 4u);
+    EXPECT_EQ(h.oldest("a"), h.next("a"));  // empty, still numbered on
+    EXPECT_EQ(h.next("a"), 3u);
+    EXPECT_EQ(h.oldest("b"), 2u);
+}
+
+TEST(ChannelHistory, TheTotalBoundCountsBytesAndKeepsTheNewest) {
+    const std::string big(1000, 'x');
+    channel_history h({.total_bytes = 2500}, codec_options{});
+    for (int i = 0; i < 20; ++i) h.append("ch" + std::to_string(i), pairs("ch", {big}));
+    EXPECT_LE(h.bytes(), 2500u);
+    EXPECT_EQ(h.messages(), 2u);
+    h.append("huge", pairs("huge", {std::string(5000, 'y')}));
+    EXPECT_EQ(h.messages(), 1u);  // over the bound alone: the newest unit stays
+}
+
+TEST(ChannelHistory, ManyChannelsStayBounded) {
+    memory_budget budget(1u << 30);
+    {
+        channel_history h({.total_messages = 1000, .idle_channels = 500}, codec_options{}, &budget);
+        for (int i = 0; i < 100'000; ++i) {
+            const auto ch = "c" + std::to_string(i);
+            h.append(ch, pairs(ch, {"m"}));
+        }
+        EXPECT_EQ(h.messages(), 1000u);
+        EXPECT_LE(h.channels(), 2000u);  // idle channels forgotten, in batches
+        EXPECT_EQ(budget.outbound(), 1000 * memory_budget::entry_cost);
+    }
+    EXPECT_EQ(budget.outbound(), 0u);
+}
+
+TEST(ChannelHistory, AForgottenChannelNeverReusesAnOffset) {
+    channel_history h({.total_messages = 2, .idle_channels = 2}, codec_options{});
+    for (int i = 0; i < 5; ++i) h.append("a", pairs("a", {"a"}));  // a: 1..5
+    h.append("b", pairs("b", {"b"}));
+    h.append("c", pairs("c", {"c"}));  // a's history is gone; the table is full
+    h.append("d", pairs("d", {"d"}));
+    const auto known = h.channels();
+    h.append("e", pairs("e", {"e"}));  // a, b, c are idle: forgotten
+    EXPECT_LT(h.channels(), known + 1);
+    const auto next = h.next("a");
+    EXPECT_GT(next, 5u);
+    EXPECT_EQ(h.append("a", pairs("a", {"again"})), next);
+}
