@@ -3,8 +3,11 @@ its own offsets and window. Raw protocol over real sockets on loopback: a wildca
 gets positions naming the channel, a resume after a disconnect gets exactly the missed messages
 of each channel, a position outside a channel's window is told `gap`, and one from before a
 restart `epoch`; plain channels clients see the same bytes as without --resume."""
+import json
+
 from channel_resume_wire import ChannelClient, publish
-from framecast_test import connect, frame, FrameReader
+from fault_proxy import FaultProxy
+from framecast_test import FrameReader, frame, wait_until
 
 
 def serve(procs, *args):
@@ -107,3 +110,88 @@ def test_resume_refused_without_history(procs):
     c = ChannelClient(port)
     c.send("RESUME")
     assert c.notice("$sys.error").startswith("bad-command ")
+
+
+def json_lines(proc):
+    return [json.loads(line) for line in proc.stdout.decode().splitlines() if line]
+
+
+def test_sub_resume_reconnect_through_cuts_misses_nothing(procs):
+    """`sub --resume --reconnect` behind a proxy that cuts every connection (RST, then a clean
+    close, alternately) while two channels are published to: each client ends with every
+    message of every channel exactly once, in order."""
+    server, port = serve(procs)
+    proxy = FaultProxy(port)
+    try:
+        n, k, rounds = 1200, 4, 6
+        clients = [procs.framecast("sub", "--resume", "--reconnect", "-o", "json",
+                                   "-n", str(2 * n), f"127.0.0.1:{proxy.port}", "feed.*")
+                   for _ in range(k)]
+        wait_until(lambda: all(b"subscribed to 1 pattern" in c.stderr for c in clients),
+                   "all subscribed")
+        pub = ChannelClient(port)
+        sent = 0
+        for round_ in range(rounds):
+            batch = range(sent + 1, sent + 1 + n // rounds)
+            # Both channels in every batch, interleaved: one unit per channel switch.
+            pub.send(*[x for i in batch for x in ("PUB feed.a", f"a{i}", "PUB feed.b", f"b{i}")],
+                     "PING")
+            assert pub.notice("$sys.pong") == ""
+            sent += len(batch)
+            if sent == n:
+                break  # the last batch: the clients end with it
+            # Cut mid-stream (the first time once each client has both channels' positions).
+            target = 2 * sent - (n // rounds if round_ > 0 else 0)
+            wait_until(lambda: min(c.stdout.count(b"\n") for c in clients) >= target,
+                       f"{target} deliveries out at every client")
+            assert proxy.cut(rst=round_ % 2 == 0) >= 1
+            wait_until(lambda: proxy.connections() >= sum(c.p.poll() is None for c in clients),
+                       "the clients reconnected")
+        for c in clients:
+            assert c.wait() == 0, c.stderr[-2000:]
+            lines = json_lines(c)
+            assert len(lines) == 2 * n
+            for ch in ("a", "b"):
+                mine = [m for m in lines if m["channel"] == "feed." + ch]
+                assert [m["offset"] for m in mine] == list(range(1, n + 1))
+                assert [m["payload"] for m in mine] == [f"{ch}{i}" for i in range(1, n + 1)]
+            assert b"messages lost" not in c.stderr and b"reconnecting" in c.stderr
+        assert proxy.accepted >= 2 * k
+    finally:
+        proxy.close()
+
+
+def test_sub_offset_file_gap_and_epoch_per_channel(procs, tmp_path):
+    """--offset-file keeps one line per channel; a position outside a channel's window is a
+    reported gap naming the channel, and after a restart --no-gap stops with exit code 12."""
+    pos = tmp_path / "pos.txt"
+    server, port = serve(procs, "--resume-window", "3")
+    pub = ChannelClient(port)
+    first = procs.framecast("sub", "--resume", "--offset-file", str(pos), "-n", "2",
+                            f"127.0.0.1:{port}", "t.*")
+    wait_until(lambda: b"subscribed to 1 pattern" in first.stderr, "subscribed")
+    publish(pub, "t.x", ["x1"])
+    publish(pub, "t.y", ["y1"])
+    assert first.wait() == 0
+    lines = sorted(pos.read_text().splitlines())
+    epoch = lines[0].split(" ")[0]
+    assert lines == [f"{epoch} 1 t.x", f"{epoch} 1 t.y"]
+
+    publish(pub, "t.x", [f"x{i}" for i in range(2, 10)])  # the window keeps x7..x9
+    publish(pub, "t.y", ["y2"])
+    again = procs.framecast("sub", "--resume", "--offset-file", str(pos), "-n", "4", "-o", "json",
+                            f"127.0.0.1:{port}", "t.*")
+    assert again.wait() == 0, again.stderr
+    out = json_lines(again)
+    assert {"event": "gap", "channel": "t.x", "lost": 5, "expected": 2, "next": 7} in out
+    assert [(m["channel"], m["offset"]) for m in out if "offset" in m] == \
+        [("t.x", 7), ("t.x", 8), ("t.x", 9), ("t.y", 2)]
+    assert b"resume t.x: 5 messages lost" in again.stderr
+    server.kill()
+
+    server, port = serve(procs)
+    stopped = procs.framecast("sub", "--resume", "--offset-file", str(pos), "--no-gap",
+                              f"127.0.0.1:{port}", "t.*")
+    assert stopped.wait() == 12
+    assert b"resume t.x: the server's history changed" in stopped.stderr
+    assert sorted(pos.read_text().splitlines())[0].startswith(epoch)  # not moved past the loss
