@@ -58,7 +58,7 @@ void model_check(std::string_view input) {
         }
         std::string detail;
         const bool pattern = c.what != verb::pub;
-        if (c.what == verb::ping) continue;
+        if (c.what == verb::ping || c.what == verb::resume) continue;  // no name to check
         if (check_name(c.arg, pattern, limits, detail) != channel_error::none) continue;
         if (c.arg.empty() || c.arg.front() == '.' || c.arg.back() == '.' ||
             c.arg.find("..") != std::string_view::npos) {

@@ -5,8 +5,8 @@ from framecast_test import FrameReader, connect, frame
 class ChannelClient:
     """A raw channels client: commands out, pairs in; position pairs ($sys.pos) counted."""
 
-    def __init__(self, port):
-        self.sock = connect(port)
+    def __init__(self, port, sock=None):
+        self.sock = sock or connect(port)
         self.reader = FrameReader(self.sock)
         self.notices = []  # notices read by positioned(), in order
 

@@ -7,7 +7,8 @@ import json
 
 from channel_resume_wire import ChannelClient, publish
 from fault_proxy import FaultProxy
-from framecast_test import FrameReader, frame, wait_until
+from framecast_test import (FrameReader, frame, metrics, metrics_url, small_rcvbuf_socket,
+                            wait_until)
 
 
 def serve(procs, *args):
@@ -89,6 +90,27 @@ def test_offsets_per_channel_and_exact_resume(procs):
     assert epoch3 != epoch
     assert answers == {"prices.eu": ["1", "epoch"], "prices.us": ["1", "epoch"]}
     assert d.positioned(1) == {"prices.eu": [(1, "new1")]}
+
+
+def test_live_messages_during_a_stalled_replay_come_once(procs):
+    """The seam: a channel's messages published while its replay is stalled (the client does
+    not read) wait in the history; the client gets every offset once, in order."""
+    server, port = serve(procs, "--metrics", "127.0.0.1:0")
+    url = metrics_url(server)
+    pub = ChannelClient(port)
+    n, body = 20000, "x" * 1000
+    pub.send(*[x for i in range(1, n + 1) for x in ("PUB big.a", f"{i} {body}")], "PING")
+    assert pub.notice("$sys.pong") == ""
+    slow = ChannelClient(port, small_rcvbuf_socket(port))
+    slow.send("RESUME", "RESUME big.a old 0", "SUB big.a")  # "old": told epoch, all replayed
+    wait_until(lambda: metrics(url)["framecast_resume_max_lag"] > n // 2, "a stalled replay")
+    publish(pub, "big.a", [f"{i} live" for i in range(n + 1, n + 101)])
+    got = slow.positioned(n + 100 + 0)
+    assert [o for o, _ in got["big.a"]] == list(range(1, n + 101))
+    assert [p.split(" ")[0] for _, p in got["big.a"]] == [str(i) for i in range(1, n + 101)]
+    assert slow.notices[:2] == [("$sys.ok", "RESUME " + slow.notices[0][1].split(" ")[1]),
+                                ("$sys.resumed", slow.notices[1][1])]
+    assert slow.notices[1][1].endswith(" 1 epoch")
 
 
 def test_own_publishes_and_unheard_channels_are_kept(procs):
@@ -195,3 +217,10 @@ def test_sub_offset_file_gap_and_epoch_per_channel(procs, tmp_path):
     assert stopped.wait() == 12
     assert b"resume t.x: the server's history changed" in stopped.stderr
     assert sorted(pos.read_text().splitlines())[0].startswith(epoch)  # not moved past the loss
+
+
+def test_backplane_is_refused_at_start(procs):
+    bad = procs.framecast("serve", "--channels", "--resume", "--backplane",
+                          "redis://127.0.0.1:9/k")
+    assert bad.wait() == 2
+    assert b"cannot be combined with --backplane" in bad.stderr

@@ -67,6 +67,8 @@ TEST(channel_commands, parse) {
     EXPECT_EQ(c.arg, "a.*");
     EXPECT_EQ(parse_command("UNSUB x").what, verb::unsub);
     EXPECT_EQ(parse_command("PUB x").what, verb::pub);
+    EXPECT_EQ(parse_command("RESUME").what, verb::resume);  // bare: positions on
+    EXPECT_EQ(parse_command("RESUME a.b e 5").arg, "a.b e 5");
     for (std::string_view bad : {"", "SUB", "SUB ", "sub a", "HELLO a", "PUBLISH a", " SUB a"}) {
         auto b = parse_command(bad);
         EXPECT_EQ(b.error, channel_error::bad_command) << bad;
