@@ -1,4 +1,5 @@
 // framecast stats HOST:PORT (or a URL): a refreshing one-screen summary of a server's /metrics.
+#include <algorithm>
 #include <unistd.h>
 
 #include <chrono>
@@ -174,7 +175,8 @@ std::string render_screen(const endpoint& ep, const std::map<std::string, double
         std::snprintf(line, sizeof line,
                       "resume      offset %.0f  history %.0f msgs  %.0f clients  lag %.0f msgs  "
                       "%.0f gaps\n",
-                      get(cur, "framecast_resume_next_offset") - 1,
+                      // 0 with --channels: offsets are per channel (shown as 0).
+                      std::max(get(cur, "framecast_resume_next_offset") - 1, 0.0),
                       get(cur, "framecast_resume_history_messages"),
                       get(cur, "framecast_resume_clients"), get(cur, "framecast_resume_max_lag"),
                       get(cur, "framecast_resume_gaps_total"));
