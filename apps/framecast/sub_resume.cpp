@@ -57,7 +57,12 @@ bool channel_positions::load(std::string& error) {
                     ": expected lines 'EPOCH LAST CHANNEL' (as written by sub --resume)";
             return false;
         }
-        positions_[std::string(w[2])] = {std::string(w[0]), last};
+        // "*": the process-wide sequence (RESUME *), not a channel (no channel is named '*').
+        if (w[2] == "*") {
+            global_ = {std::string(w[0]), last};
+        } else {
+            positions_[std::string(w[2])] = {std::string(w[0]), last};
+        }
     }
     return true;
 }
@@ -70,6 +75,11 @@ std::string channel_positions::commands(const codec_options& codec) {
     for (const auto& [channel, p] : positions_) {
         append_frame(out, fmt::format("RESUME {} {} {}", channel, p.epoch, p.last), codec);
     }
+    // Last, so that the channels named above are not replayed twice.
+    append_frame(out,
+                 global_.epoch.empty() ? std::string("RESUME *")
+                                       : fmt::format("RESUME * {} {}", global_.epoch, global_.last),
+                 codec);
     return out;
 }
 
@@ -86,6 +96,8 @@ channel_positions::kind channel_positions::on_pair(std::string_view channel,
         offset = expected_++;
         --remaining_;
         positions_[current_] = {epoch_, offset};
+        // The pair's sequence holds once all its deliveries are in.
+        if (remaining_ == 0 && pair_seq_ > 0) global_ = {epoch_, pair_seq_};
         dirty_ = true;
         return kind::delivery;
     }
@@ -106,9 +118,15 @@ channel_positions::kind channel_positions::on_resumed(std::string_view payload) 
                                                     "understand: '{}'", peer_, payload));
     }
     const std::string channel(w[0]);
-    const position before = positions_[channel];
     const std::string_view status = w[3];
-    if (status == "epoch") {
+    if (channel == "*") return on_resumed_all(w[1], next, status, w.size() == 5 ? w[4] : "");
+    const auto known = positions_.find(channel);
+    const position before = known == positions_.end() ? position{} : known->second;
+    std::uint64_t lost_count = 0;
+    if (status == "epoch" && before.epoch.empty()) {
+        // A channel this client had no position in (RESUME *): the "*" answer told the change.
+        spdlog::debug("{}: resumed {} at offset {} (new epoch)", peer_, channel, next);
+    } else if (status == "epoch") {
         event_(fmt::format(R"({{"event":"epoch","channel":"{}","old":"{}","new":"{}","next":{}}})",
                            json_string(channel), before.epoch, w[1], next));
         const std::string text = fmt::format(
@@ -117,8 +135,9 @@ channel_positions::kind channel_positions::on_resumed(std::string_view payload) 
             peer_, channel, before.epoch, w[1], before.last, next);
         if (no_gap_) return fail(exit_code::gap, text + " (--no-gap)");
         spdlog::warn("{}", text);
-    } else if (status == "gap" && w.size() == 5) {
-        if (!lost(channel, before.last + 1, next - 1, "outside the server's window")) {
+    } else if (status == "gap" && w.size() == 5 && parse_protocol_u64(w[4], lost_count) &&
+               lost_count > 0 && lost_count < next) {
+        if (!lost(channel, next - lost_count, next - 1, "outside the server's window")) {
             return kind::stop;
         }
     } else {
@@ -130,14 +149,41 @@ channel_positions::kind channel_positions::on_resumed(std::string_view payload) 
     return kind::consumed;
 }
 
+// The answer to "RESUME *": NEXT is where channels this client has no position in start.
+channel_positions::kind channel_positions::on_resumed_all(std::string_view epoch,
+                                                         std::uint64_t next,
+                                                         std::string_view status,
+                                                         std::string_view lost_word) {
+    std::uint64_t lost_count = 0;
+    if (status == "epoch" && !global_.epoch.empty()) {
+        event_(fmt::format(R"({{"event":"epoch","channel":"*","old":"{}","new":"{}","next":{}}})",
+                           global_.epoch, epoch, next));
+        const std::string text = fmt::format(
+            "{}: resume: the server's history changed (epoch {} is gone, now {}): messages of "
+            "channels this client had no position in may be lost",
+            peer_, global_.epoch, epoch);
+        if (no_gap_) return fail(exit_code::gap, text + " (--no-gap)");
+        spdlog::warn("{}", text);
+    } else if (status == "gap" && parse_protocol_u64(lost_word, lost_count) && lost_count > 0 &&
+               !lost("*", next, next + lost_count - 1,
+                     "at most that many, of channels the server forgot (idle) since")) {
+        return kind::stop;
+    }
+    global_ = {std::string(epoch), next - 1};
+    dirty_ = true;
+    return kind::consumed;
+}
+
 channel_positions::kind channel_positions::on_position(std::string_view payload) {
     const auto w = words(payload);
     std::uint64_t first = 0, count = 0;
-    if (w.size() != 3 || !parse_protocol_u64(w[1], first) || !parse_protocol_u64(w[2], count) ||
-        count == 0) {
+    pair_seq_ = 0;
+    if (w.size() < 3 || w.size() > 4 || !parse_protocol_u64(w[1], first) ||
+        !parse_protocol_u64(w[2], count) || count == 0 ||
+        (w.size() == 4 && !parse_protocol_u64(w[3], pair_seq_))) {
         return fail(exit_code::failure,
-                    fmt::format("{}: expected a position 'CHANNEL FIRST COUNT', got '{}'", peer_,
-                                payload.substr(0, 80)));
+                    fmt::format("{}: expected a position 'CHANNEL FIRST COUNT [SEQ]', got '{}'",
+                                peer_, payload.substr(0, 80)));
     }
     current_ = std::string(w[0]);
     const auto it = positions_.find(current_);
@@ -192,6 +238,7 @@ void channel_positions::save(bool now) {
         for (const auto& [channel, p] : positions_) {
             if (!p.epoch.empty()) out << p.epoch << ' ' << p.last << ' ' << channel << '\n';
         }
+        if (!global_.epoch.empty()) out << global_.epoch << ' ' << global_.last << " *\n";
         if (!out.flush()) {
             spdlog::error("--offset-file: cannot write {}", tmp);
             return;

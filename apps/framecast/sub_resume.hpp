@@ -1,8 +1,10 @@
 // framecast sub --resume (docs/resume.md#channels): one position per channel. Sends "RESUME"
 // and a "RESUME CHANNEL EPOCH LAST" per known channel first on every connection, reads the
-// answers and the position pairs ($sys.pos "CHANNEL FIRST COUNT") in front of deliveries,
+// answers and the position pairs ($sys.pos "CHANNEL FIRST COUNT SEQ") in front of deliveries,
 // reports every loss per channel (stderr, a JSON event; --no-gap ends the program), and keeps
-// the positions in --offset-file, one line "EPOCH LAST CHANNEL" per channel.
+// the positions in --offset-file, one line "EPOCH LAST CHANNEL" per channel. It also sends
+// "RESUME * EPOCH SEQ" with the process-wide sequence it has seen everything up to (a line
+// "EPOCH SEQ *" in the file), so that a channel first published while it was away is replayed.
 #pragma once
 
 #include <chrono>
@@ -46,6 +48,8 @@ private:
         std::uint64_t last = 0;
     };
     kind on_resumed(std::string_view payload);
+    kind on_resumed_all(std::string_view epoch, std::uint64_t next, std::string_view status,
+                        std::string_view lost_word);
     kind on_position(std::string_view payload);
     bool lost(const std::string& channel, std::uint64_t from, std::uint64_t to,
               std::string_view why);
@@ -58,6 +62,8 @@ private:
     std::function<void()> flush_;
     std::string epoch_;  // the server's, from the answer to RESUME
     std::map<std::string, position, std::less<>> positions_;
+    position global_;            // the process-wide sequence ("*"), once the server gave one
+    std::uint64_t pair_seq_ = 0;  // the last position pair's sequence, for when it is consumed
     std::string current_;          // the channel of the last position pair
     std::uint64_t expected_ = 0;   // its next offset
     std::uint64_t remaining_ = 0;  // deliveries the last position pair announced, still to come

@@ -30,8 +30,8 @@ std::uint64_t channel_history::append(std::string_view channel, const relay_unit
     auto it = records_.find(channel);
     if (it == records_.end()) {
         if (records_.size() >= scan_at_) forget_idle();
-        std::unique_ptr<record> r(
-            new record{resume_log({limits_.window, limits_.total_bytes}, codec_, budget_, 2), 0});
+        std::unique_ptr<record> r(new record{
+            resume_log({limits_.window, limits_.total_bytes}, codec_, budget_, 2), 0, {}});
         r->log.reset(floor_ + 1);
         it = records_.emplace(std::string(channel), std::move(r)).first;
     }
@@ -41,6 +41,13 @@ std::uint64_t channel_history::append(std::string_view channel, const relay_unit
     const std::size_t bytes_before = r.log.bytes();
     const std::uint64_t first = r.log.append(unit);
     if (!unit) return first;
+    if (r.first_seq == 0) {
+        r.first_offset = first;
+        r.first_seq = total_ + 1;
+    }
+    r.seqs.push_back({first, total_ + 1, unit.messages});
+    r.last_seq = total_ + unit.messages;
+    drop_seqs(r, units_before + 1 - r.log.units());
     // The channel's own window may have dropped some of its oldest units.
     units_ = units_ + r.log.units() - units_before;
     messages_ = messages_ + r.log.messages() - messages_before;
@@ -64,6 +71,7 @@ void channel_history::bound() {
         order_.pop_front();
         if (stale(h)) continue;
         const auto [m, b] = h.r->log.drop_oldest();
+        drop_seqs(*h.r, 1);
         --units_;
         messages_ -= m;
         bytes_ -= b;
@@ -75,11 +83,52 @@ void channel_history::bound() {
 void channel_history::forget_idle() {
     std::erase_if(order_, [this](const held& h) { return stale(h); });
     const auto before = records_.size();
-    std::erase_if(records_, [](const auto& kv) { return kv.second->log.empty(); });
+    std::erase_if(records_, [this](const auto& kv) {
+        if (!kv.second->log.empty()) return false;
+        forgotten_seq_ = std::max(forgotten_seq_, kv.second->last_seq);
+        return true;
+    });
     if (records_.size() != before) floor_ = total_;
     // Channels that all hold history are bounded by the total bound: the next scan waits
     // until their number doubles, so a scan costs O(1) per new channel.
     scan_at_ = std::max(limits_.idle_channels, 2 * records_.size());
+}
+
+// The log dropped its `units` oldest units: so do their sequences.
+void channel_history::drop_seqs(record& r, std::size_t units) {
+    for (; units > 0 && !r.seqs.empty(); --units) {
+        const auto& u = r.seqs.front();
+        r.dropped_seq = u.seq + u.count - 1;
+        r.seqs.pop_front();
+    }
+}
+
+channel_history::since_result channel_history::since(std::string_view channel,
+                                                     std::uint64_t after) const {
+    since_result out;
+    const record* r = find(channel);
+    if (!r) {
+        out.from = floor_ + 1;
+        return out;
+    }
+    out.from = r->log.next();
+    // The first unit whose last message is above `after` (sequences grow along the deque).
+    const auto it = std::partition_point(r->seqs.begin(), r->seqs.end(), [after](const auto& u) {
+        return u.seq + u.count - 1 <= after;
+    });
+    if (it != r->seqs.end()) out.from = it->offset + (after >= it->seq ? after + 1 - it->seq : 0);
+    if (r->dropped_seq > after) {
+        out.lost = r->log.oldest() - r->first_offset;
+        out.lost_at_most = r->first_seq <= after;
+    }
+    return out;
+}
+
+void channel_history::channels_after(std::uint64_t after,
+                                     const std::function<void(std::string_view)>& f) const {
+    for (const auto& [name, r] : records_) {
+        if (r->last_seq > after) f(name);
+    }
 }
 
 std::size_t channel_history::read(std::string_view channel, std::uint64_t from,

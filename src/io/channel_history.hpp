@@ -2,13 +2,16 @@
 // every channel numbers its own messages (1, 2, ...) and keeps its own window (a resume_log of
 // (channel, payload) pairs), and one process-wide bound on the messages and bytes of all the
 // channels' histories together keeps memory bounded however many channels there are: past it,
-// the oldest unit of all (whichever channel holds it) goes first. No I/O: unit-tested on its
-// own (tests/unit/channel_history_test.cpp).
+// the oldest unit of all (whichever channel holds it) goes first. Every message also gets a
+// process-wide sequence number (1, 2, ... over all channels), so that a client can ask for
+// "every channel's messages after sequence S" without knowing the channels (RESUME *). No I/O:
+// unit-tested on its own (tests/unit/channel_history_test.cpp).
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -41,6 +44,7 @@ public:
     // have been forgotten, a new one starts above every offset given so far (a forgotten
     // channel never reuses an offset within an epoch).
     std::uint64_t next(std::string_view channel) const;
+    bool contains(std::string_view channel) const { return find(channel) != nullptr; }
     // The oldest offset held for `channel` (== next() when none).
     std::uint64_t oldest(std::string_view channel) const;
     // Whether `channel` may have been forgotten with offsets up to `last` (see next()).
@@ -49,15 +53,48 @@ public:
     std::size_t read(std::string_view channel, std::uint64_t from, std::size_t max_bytes,
                      std::string& out, std::uint64_t& first) const;
 
+    // The process-wide sequence of the newest message appended (0: none yet). A unit's
+    // messages have consecutive sequence numbers.
+    std::uint64_t sequence() const noexcept { return total_; }
+    // Where a replay of `channel` "after sequence `after`" starts: `from`, the offset of its
+    // first message held with a sequence above `after` (next() when none), and `lost`, how many
+    // of its messages with a sequence above `after` left the history (exact when the channel's
+    // first message of the epoch came after `after`, else counting every message it dropped:
+    // `lost_at_most`).
+    struct since_result {
+        std::uint64_t from = 0;
+        std::uint64_t lost = 0;
+        bool lost_at_most = false;
+    };
+    since_result since(std::string_view channel, std::uint64_t after) const;
+    // Calls `f` for every known channel with a message whose sequence is above `after`.
+    void channels_after(std::uint64_t after,
+                        const std::function<void(std::string_view)>& f) const;
+    // The newest sequence of a channel that was forgotten (0: none): a client whose position
+    // is older may have missed messages of a channel no longer known.
+    std::uint64_t forgotten_sequence() const noexcept { return forgotten_seq_; }
+
     std::size_t messages() const noexcept { return messages_; }
     std::size_t bytes() const noexcept { return bytes_; }
     std::size_t channels() const noexcept { return records_.size(); }
 
 private:
+    // A unit held: its first offset, first sequence and messages (parallel to the log's).
+    struct unit_seq {
+        std::uint64_t offset;
+        std::uint64_t seq;
+        std::uint64_t count;
+    };
     struct record {
         resume_log log;
         std::uint64_t serial = 0;  // units ever appended to `log`
+        std::deque<unit_seq> seqs;
+        std::uint64_t first_offset = 0;  // the channel's first message of the epoch ...
+        std::uint64_t first_seq = 0;     // ... and its sequence
+        std::uint64_t last_seq = 0;      // the sequence of its newest message
+        std::uint64_t dropped_seq = 0;   // the sequence of the newest message it dropped
     };
+    static void drop_seqs(record& r, std::size_t units);
     struct held {
         record* r;
         std::uint64_t serial;  // which of r's units; stale once r's log dropped it itself
@@ -85,6 +122,7 @@ private:
     std::size_t bytes_ = 0;
     std::uint64_t total_ = 0;  // messages ever appended (this epoch)
     std::uint64_t floor_ = 0;  // every offset of a forgotten channel is at most this
+    std::uint64_t forgotten_seq_ = 0;
     std::size_t scan_at_;      // forget_idle() when this many channels are known
 };
 

@@ -1,7 +1,8 @@
 // The channel room's part in resume (`serve --channels --resume`, docs/resume.md#channels):
 // per-channel offsets and histories, the RESUME command, the replay of a channel's history as
-// the client's queue drains, and position pairs ($sys.pos "CHANNEL FIRST COUNT") in front of
-// what a client with positions receives. A client that never sends RESUME sees nothing new.
+// the client's queue drains, and position pairs ($sys.pos "CHANNEL FIRST COUNT", plus the
+// process-wide sequence after "RESUME *") in front of what a client with positions receives.
+// A client that never sends RESUME sees nothing new.
 #include "channel_room.hpp"
 
 #include <algorithm>
@@ -40,11 +41,17 @@ void channel_room::start_history() {
 
 relay_unit channel_room::positioned(std::string_view channel, std::uint64_t first,
                                      std::size_t count, std::string_view body,
-                                     std::uint64_t origin) const {
+                                     std::uint64_t origin, bool sequenced) const {
     auto bytes = std::make_shared<std::string>();
-    bytes->reserve(body.size() + 2 * opts_.codec.header_size + channel.size() + 48);
+    bytes->reserve(body.size() + 2 * opts_.codec.header_size + channel.size() + 72);
     append_frame(*bytes, notice_position, opts_.codec);
-    append_frame(*bytes, fmt::format("{} {} {}", channel, first, count), opts_.codec);
+    // The sequence is the newest the server holds as this is queued: every message of a
+    // channel the client matches up to it is in this pair, was queued before it, or belongs
+    // to a channel being replayed (whose $sys.resumed answer was queued before).
+    append_frame(*bytes,
+                 sequenced ? fmt::format("{} {} {} {}", channel, first, count, history_->sequence())
+                           : fmt::format("{} {} {}", channel, first, count),
+                 opts_.codec);
     bytes->append(body);
     // Its publisher stays its origin: backpressure holds the one whose traffic fills a queue.
     return hub_.budget().track({shared_frame(std::move(bytes)), count, origin});
@@ -66,11 +73,16 @@ void channel_room::resume(member& m, channel_seat& seat, std::string_view arg) {
         rest = sp == std::string_view::npos ? std::string_view{} : rest.substr(sp + 1);
     }
     std::uint64_t last = 0;
+    if (n > 0 && w[0] == "*" && (n == 1 || (n == 3 && is_protocol_token(w[1]) &&
+                                            parse_protocol_u64(w[2], last)))) {
+        resume_all(m, seat, w[1], n == 3 ? &last : nullptr);
+        return;
+    }
     if ((n != 0 && n != 3) || (n == 3 && (!is_protocol_token(w[1]) ||
                                           !parse_protocol_u64(w[2], last)))) {
         fail(m, channel_error::bad_position,
-             "expected 'RESUME' or 'RESUME CHANNEL EPOCH LAST' (EPOCH: 1-64 of [A-Za-z0-9_-]; "
-             "LAST: a decimal offset, 0 for none)");
+             "expected 'RESUME', 'RESUME CHANNEL EPOCH LAST', 'RESUME *' or 'RESUME * EPOCH "
+             "SEQ' (EPOCH: 1-64 of [A-Za-z0-9_-]; LAST, SEQ: decimal, 0 for none)");
         return;
     }
     if (!seat.positioned) {
@@ -121,8 +133,77 @@ void channel_room::resume(member& m, channel_seat& seat, std::string_view arg) {
     ++counters_.resume_requests;
     spdlog::debug("client {} resumes {} at {} ({}), the newest is {}", m.peer(),
                   escape_controls(channel, true), start, status, next - 1);
+    // Known to the history only: a client naming channels that do not exist costs nothing.
+    if (history_->contains(channel)) seat.known.emplace(channel);
     seat.replaying.emplace(std::string(channel), start);
     notify(m, notice_resumed, fmt::format("{} {} {} {}", channel, epoch_, start, status));
+}
+
+// "RESUME *": positions with sequences, answered `$sys.resumed` "* EPOCH NEXT STATUS"; every
+// SUB from now on replays the matching channels the client has no position in from NEXT.
+void channel_room::resume_all(member& m, channel_seat& seat, std::string_view epoch,
+                              const std::uint64_t* last) {
+    if (seat.sequenced) {
+        fail(m, channel_error::bad_position, "RESUME *: sent already on this connection");
+        return;
+    }
+    const std::uint64_t now = history_->sequence();
+    std::uint64_t after = last ? *last : now;
+    std::string status = "ok";
+    if (last && epoch != epoch_) {
+        // That history is gone: every matching channel is replayed from what is held.
+        after = 0;
+        status = "epoch";
+        seat.after_epoch = true;
+        ++counters_.resume_gaps;
+    } else if (last && *last > now) {
+        fail(m, channel_error::bad_position,
+             fmt::format("RESUME *: sequence {} is ahead of the server (the newest is {})", *last,
+                         now));
+        return;
+    } else if (last && history_->forgotten_sequence() > *last) {
+        // Channels forgotten since (idle, past the channels bound) may have matched.
+        status = fmt::format("gap {}", history_->forgotten_sequence() - *last);
+        ++counters_.resume_gaps;
+    }
+    if (!seat.positioned) {
+        seat.positioned = true;
+        positioned_.emplace(&m, &seat);
+    }
+    seat.sequenced = true;
+    seat.after = after;
+    ++counters_.resume_requests;
+    notify(m, notice_resumed, fmt::format("* {} {} {}", epoch_, after + 1, status));
+}
+
+void channel_room::catch_up(member& m, channel_seat& seat, std::string_view pattern) {
+    std::vector<std::string> channels;
+    history_->channels_after(seat.after, [&](std::string_view c) {
+        if (!pattern_matches(pattern, c) || seat.known.contains(c) || seat.replaying.contains(c)) {
+            return;
+        }
+        // Matched by an earlier SUB: delivered live (or caught up) since then.
+        for (const auto& p : seat.patterns) {
+            if (pattern_matches(p, c)) return;
+        }
+        channels.emplace_back(c);
+    });
+    std::sort(channels.begin(), channels.end());  // a stable order for the client
+    const auto* g = m.grants();
+    for (auto& c : channels) {
+        if (g && g->filters_deliveries() && !g->may_receive(c)) continue;
+        const auto s = history_->since(c, seat.after);
+        std::string status = "ok";
+        if (seat.after_epoch) {
+            status = "epoch";
+        } else if (s.lost > 0) {
+            status = fmt::format("gap {}", s.lost);
+            ++counters_.resume_gaps;
+        }
+        notify(m, notice_resumed, fmt::format("{} {} {} {}", c, epoch_, s.from, status));
+        seat.replaying.emplace(c, s.from);
+        seat.known.emplace(std::move(c));
+    }
 }
 
 void channel_room::pump(member& m, channel_seat& seat) {
@@ -144,7 +225,7 @@ void channel_room::pump(member& m, channel_seat& seat) {
         }
         it->second = first + count;
         counters_.resume_replayed += count;
-        m.deliver(positioned(it->first, first, count, body, 0));
+        m.deliver(positioned(it->first, first, count, body, 0, seat.sequenced));
     }
 }
 

@@ -122,6 +122,7 @@ void channel_room::subscribe(member& m, channel_seat& seat, std::string_view pat
         return;
     }
     if (r == subscription_trie::add_result::added) {
+        if (seat.sequenced) catch_up(m, seat, pattern);
         seat.patterns.emplace_back(pattern);
         ++counters_.channel_subscribes;
     }
@@ -147,6 +148,11 @@ void channel_room::unsubscribe(member& m, channel_seat& seat, std::string_view p
     auto it = std::find(seat.patterns.rbegin(), seat.patterns.rend(), pattern);
     if (&*it != &seat.patterns.back()) *it = std::move(seat.patterns.back());
     seat.patterns.pop_back();
+    // A later SUB replays only what was published since: the rest came through this pattern.
+    if (seat.sequenced) {
+        seat.after = history_->sequence();
+        seat.after_epoch = false;
+    }
     ++counters_.channel_unsubscribes;
     notify(m, notice_ok, frame);
 }
@@ -202,7 +208,8 @@ void channel_room::deliver_all(const relay_unit& unit, std::string_view channel,
     // Held by this pointer while delivering: a delivery that closes a slow consumer changes the
     // trie (and the cache), never this list.
     const auto receivers = trie_.match(channel);
-    relay_unit with_position;  // built once, for the first receiver with positions
+    // Built once each, for the first receiver with positions (with sequences).
+    relay_unit with_position, with_sequence;
     for (const member* r : *receivers) {
         // Nobody receives anything once it stopped receiving (an expired --auth client
         // awaiting its close).
@@ -219,10 +226,12 @@ void channel_room::deliver_all(const relay_unit& unit, std::string_view channel,
         if (has_positions) {
             // Catching up on this channel: its replay will reach this message in the history.
             if (p->second->replaying.contains(channel)) continue;
-            if (!with_position) {
-                with_position = positioned(channel, first, unit.messages, *unit.bytes, unit.origin);
+            const bool sequenced = p->second->sequenced;
+            auto& u = sequenced ? with_sequence : with_position;
+            if (!u) {
+                u = positioned(channel, first, unit.messages, *unit.bytes, unit.origin, sequenced);
             }
-            const_cast<member*>(r)->deliver(with_position);
+            const_cast<member*>(r)->deliver(u);
         } else {
             const_cast<member*>(r)->deliver(unit);
         }
@@ -268,6 +277,8 @@ void channel_room::leave(const member& m, channel_seat& seat) {
     positioned_.erase(&m);
     seat.positioned = false;
     seat.replaying.clear();
+    seat.known.clear();
+    seat.sequenced = false;
     for (const auto& p : seat.patterns) trie_.remove(p, &m);
     counters_.channel_unsubscribes += seat.patterns.size();
     seat.patterns.clear();

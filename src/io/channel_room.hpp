@@ -9,6 +9,7 @@
 
 #include <cstddef>
 #include <map>
+#include <set>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -45,6 +46,14 @@ struct channel_seat {
     // send (their live messages wait in the history until the replay reaches them).
     bool positioned = false;
     std::map<std::string, std::uint64_t, std::less<>> replaying;
+    // After "RESUME *": position pairs carry a 4th word (the process-wide sequence), and each
+    // SUB replays the matching channels the client holds no position in from after `after`
+    // (`after_epoch`: the client's sequence was of another epoch). `known`: the channels it
+    // resumed by name or was given by a SUB on this connection (never replayed twice).
+    bool sequenced = false;
+    bool after_epoch = false;
+    std::uint64_t after = 0;
+    std::set<std::string, std::less<>> known;
 };
 
 class channel_room {
@@ -89,9 +98,16 @@ private:
     void publish(member& m, channel_seat& seat, std::string_view channel);
     void start_history();
     void resume(member& m, channel_seat& seat, std::string_view arg);
-    // A unit with the position pair ($sys.pos "CHANNEL FIRST COUNT") in front of `body`.
+    // "RESUME *" and "RESUME * EPOCH SEQ".
+    void resume_all(member& m, channel_seat& seat, std::string_view epoch,
+                    const std::uint64_t* last);
+    // After "RESUME *", a SUB of `pattern`: the matching channels the client has no position
+    // in on this connection are replayed from after its sequence.
+    void catch_up(member& m, channel_seat& seat, std::string_view pattern);
+    // A unit with the position pair ($sys.pos "CHANNEL FIRST COUNT", and " SEQ" for a client
+    // that sent "RESUME *") in front of `body`.
     relay_unit positioned(std::string_view channel, std::uint64_t first, std::size_t count,
-                          std::string_view body, std::uint64_t origin) const;
+                          std::string_view body, std::uint64_t origin, bool sequenced) const;
     void deliver_all(const relay_unit& unit, std::string_view channel, std::uint64_t first,
                      const member* origin, std::uint64_t& delivered);
     bool repeats_last_pub(const channel_seat& seat, std::string_view frame) const;

@@ -9,6 +9,7 @@ class ChannelClient:
         self.sock = sock or connect(port)
         self.reader = FrameReader(self.sock)
         self.notices = []  # notices read by positioned(), in order
+        self.seqs = []  # the sequences of the position pairs read (after "RESUME *")
 
     def send(self, *commands):
         self.sock.sendall(b"".join(frame(c) for c in commands))
@@ -32,7 +33,10 @@ class ChannelClient:
                 assert channel.startswith("$"), f"a delivery without a position: {channel}"
                 self.notices.append((channel, payload.decode()))
                 continue
-            name, first, count = payload.decode().split(" ")
+            words = payload.decode().split(" ")
+            assert len(words) in (3, 4), words
+            name, first, count = words[:3]
+            self.seqs += [int(w) for w in words[3:]]
             for i in range(int(count)):
                 ch, p = self.pair()
                 assert ch == name

@@ -7,8 +7,8 @@ import json
 
 from channel_resume_wire import ChannelClient, publish
 from fault_proxy import FaultProxy
-from framecast_test import (FrameReader, frame, metrics, metrics_url, small_rcvbuf_socket,
-                            wait_until)
+from framecast_test import (FrameReader, frame, free_port, metrics, metrics_url,
+                            small_rcvbuf_socket, wait_until)
 
 
 def serve(procs, *args):
@@ -197,7 +197,8 @@ def test_sub_offset_file_gap_and_epoch_per_channel(procs, tmp_path):
     assert first.wait() == 0
     lines = sorted(pos.read_text().splitlines())
     epoch = lines[0].split(" ")[0]
-    assert lines == [f"{epoch} 1 t.x", f"{epoch} 1 t.y"]
+    # One line per channel, and the process-wide sequence ("*": t.y's message was the 2nd).
+    assert lines == [f"{epoch} 1 t.x", f"{epoch} 1 t.y", f"{epoch} 2 *"]
 
     publish(pub, "t.x", [f"x{i}" for i in range(2, 10)])  # the window keeps x7..x9
     publish(pub, "t.y", ["y2"])
@@ -217,6 +218,101 @@ def test_sub_offset_file_gap_and_epoch_per_channel(procs, tmp_path):
     assert stopped.wait() == 12
     assert b"resume t.x: the server's history changed" in stopped.stderr
     assert sorted(pos.read_text().splitlines())[0].startswith(epoch)  # not moved past the loss
+
+
+def test_a_channel_first_published_while_away_is_replayed(procs):
+    """RESUME * EPOCH SEQ: a channel the client never heard of, first published while it was
+    away and matched only by its wildcard, is replayed from after SEQ on SUB, exactly once, in
+    order, then live; outside the window it is a reported gap, never a silent one."""
+    server, port = serve(procs, "--resume-window", "3")
+    pub = ChannelClient(port)
+    a = ChannelClient(port)
+    a.send("RESUME", "RESUME *", "SUB news.*")
+    epoch = a.notice("$sys.ok").split(" ")[1]
+    assert a.notice("$sys.resumed") == f"* {epoch} 1 ok"  # nothing published yet
+    assert a.notice("$sys.ok") == "SUB news.*"
+    publish(pub, "news.old", ["o1"])
+    assert a.positioned(1) == {"news.old": [(1, "o1")]}
+    assert a.seqs == [1]  # the 4th word: the process-wide sequence
+    a.close()
+
+    # Away: news.new gets its first messages; other.z is not matched.
+    publish(pub, "news.old", ["o2"])
+    publish(pub, "news.new", ["n1", "n2"])
+    publish(pub, "other.z", ["z"])
+    publish(pub, "news.new", ["n3"])
+    b = ChannelClient(port)
+    b.send("RESUME", f"RESUME news.old {epoch} 1", f"RESUME * {epoch} 1", "SUB news.*")
+    got = b.positioned(4)
+    assert got == {"news.old": [(2, "o2")], "news.new": [(1, "n1"), (2, "n2"), (3, "n3")]}
+    assert b.notices == [("$sys.ok", f"RESUME {epoch}"),
+                         ("$sys.resumed", f"news.old {epoch} 2 ok"),
+                         ("$sys.resumed", f"* {epoch} 2 ok"),
+                         ("$sys.resumed", f"news.new {epoch} 1 ok"),
+                         ("$sys.ok", "SUB news.*")]
+    publish(pub, "news.new", ["n4"])
+    assert b.positioned(1) == {"news.new": [(4, "n4")]}
+    assert b.seqs[-1] == 7  # o1 o2 n1 n2 z n3 n4
+    # A second SUB overlapping the first replays nothing again.
+    b.send("SUB news.>", "PING")
+    assert b.notice("$sys.ok") == "SUB news.>"
+    assert b.notice("$sys.pong") == ""
+    b.close()
+
+    # Outside the window (3 per channel): news.late's first 2 messages are gone, and told.
+    publish(pub, "news.late", [f"l{i}" for i in range(1, 6)])
+    c = ChannelClient(port)
+    c.send("RESUME", f"RESUME news.old {epoch} 2", f"RESUME news.new {epoch} 4",
+           f"RESUME * {epoch} 7", "SUB news.*")
+    got = c.positioned(3)
+    assert got == {"news.late": [(3, "l3"), (4, "l4"), (5, "l5")]}
+    assert ("$sys.resumed", f"news.late {epoch} 3 gap 2") in c.notices
+
+    # A sequence ahead of the server, or a second RESUME *, is refused; the connection stays.
+    d = ChannelClient(port)
+    d.send(f"RESUME * {epoch} 99", "RESUME *", "RESUME *", "PING")
+    assert d.notice("$sys.error").startswith("bad-position RESUME *: sequence 99 is ahead")
+    assert d.notice("$sys.resumed") == f"* {epoch} 13 ok"
+    assert d.notice("$sys.error").startswith("bad-position RESUME *: sent already")
+    assert d.notice("$sys.pong") == ""
+
+
+def test_sub_resume_gets_a_channel_first_published_while_away(procs, tmp_path):
+    """`sub 'news.*' --resume --reconnect`, away while news.new got its first messages, gets
+    them on reconnect exactly once, in order, and keeps the global sequence in its file."""
+    pos = tmp_path / "pos.txt"
+    server, port = serve(procs)
+    proxy = FaultProxy(port)
+    try:
+        client = procs.framecast("sub", "--resume", "--reconnect", "--offset-file", str(pos),
+                                 "-o", "json", "-n", "6", f"127.0.0.1:{proxy.port}", "news.*")
+        wait_until(lambda: b"subscribed to 1 pattern" in client.stderr, "subscribed")
+        pub = ChannelClient(port)
+        publish(pub, "news.old", ["o1"])
+        wait_until(lambda: client.stdout.count(b"\n") >= 1, "o1 delivered")
+        # Away: the proxy reaches no server until the messages are published.
+        proxy.set_targets([free_port()])
+        assert proxy.cut() == 1
+        wait_until(lambda: b"reconnecting" in client.stderr, "the client is away")
+        publish(pub, "news.new", ["n1", "n2"])
+        publish(pub, "news.old", ["o2"])
+        publish(pub, "other.z", ["z"])
+        publish(pub, "news.new", ["n3"])
+        proxy.set_targets([port])
+        wait_until(lambda: client.stdout.count(b"\n") >= 5, "the missed messages delivered")
+        publish(pub, "news.new", ["n4"])
+        assert client.wait() == 0, client.stderr[-2000:]
+        lines = json_lines(client)
+        assert len(lines) == 6
+        for ch, want in (("news.old", ["o1", "o2"]), ("news.new", ["n1", "n2", "n3", "n4"])):
+            mine = [(m["offset"], m["payload"]) for m in lines if m["channel"] == ch]
+            assert mine == list(enumerate(want, 1)), lines
+        assert b"messages lost" not in client.stderr
+        epoch = pos.read_text().split(" ")[0]
+        assert sorted(pos.read_text().splitlines()) == \
+            [f"{epoch} 2 news.old", f"{epoch} 4 news.new", f"{epoch} 7 *"]
+    finally:
+        proxy.close()
 
 
 def test_backplane_is_refused_at_start(procs):

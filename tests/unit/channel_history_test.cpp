@@ -1,6 +1,7 @@
 // The per-channel resume history on its own: offsets per channel, each channel's window, the
 // process-wide bound on messages and bytes (the oldest unit of all goes first), reads of pairs
 // from inside a unit, and idle channels forgotten without ever reusing an offset.
+#include <algorithm>
 #include <memory>
 #include <span>
 #include <string>
@@ -135,4 +136,72 @@ TEST(ChannelHistory, AForgottenChannelNeverReusesAnOffset) {
     const auto next = h.next("a");
     EXPECT_GT(next, 5u);
     EXPECT_EQ(h.append("a", pairs("a", {"again"})), next);
+}
+
+// The process-wide sequence (RESUME *): one number per message over all channels.
+TEST(ChannelHistory, EveryMessageHasAProcessWideSequence) {
+    channel_history h({}, codec_options{});
+    EXPECT_EQ(h.sequence(), 0u);
+    h.append("a", pairs("a", {"a1", "a2"}));  // 1, 2
+    h.append("b", pairs("b", {"b1"}));        // 3
+    h.append("a", pairs("a", {"a3", "a4"}));  // 4, 5
+    EXPECT_EQ(h.sequence(), 5u);
+    // Where a channel's messages after a sequence start, from inside a unit too.
+    EXPECT_EQ(h.since("a", 0).from, 1u);
+    EXPECT_EQ(h.since("a", 1).from, 2u);
+    EXPECT_EQ(h.since("a", 2).from, 3u);
+    EXPECT_EQ(h.since("a", 3).from, 3u);
+    EXPECT_EQ(h.since("a", 4).from, 4u);
+    EXPECT_EQ(h.since("a", 5).from, h.next("a"));  // nothing after: the next one
+    EXPECT_EQ(h.since("b", 3).from, h.next("b"));
+    EXPECT_EQ(h.since("a", 1).lost, 0u);
+    EXPECT_EQ(h.since("z", 0).from, 1u);  // unknown: where it would start
+    std::vector<std::string> after;
+    h.channels_after(3, [&](std::string_view c) { after.emplace_back(c); });
+    EXPECT_EQ(after, std::vector<std::string>{"a"});
+    after.clear();
+    h.channels_after(2, [&](std::string_view c) { after.emplace_back(c); });
+    std::sort(after.begin(), after.end());
+    EXPECT_EQ(after, (std::vector<std::string>{"a", "b"}));
+}
+
+TEST(ChannelHistory, MessagesAfterASequenceThatLeftTheWindowAreCounted) {
+    channel_history h({.window = 3}, codec_options{});
+    h.append("old", pairs("old", {"o1"}));  // sequence 1
+    for (int i = 1; i <= 5; ++i) h.append("new", pairs("new", {"n" + std::to_string(i)}));
+    // new was created after sequence 1: its 2 dropped messages are exactly what is lost.
+    auto s = h.since("new", 1);
+    EXPECT_EQ(s.from, 3u);
+    EXPECT_EQ(s.lost, 2u);
+    EXPECT_FALSE(s.lost_at_most);
+    // A position inside what was dropped: some of the dropped were before it (at most).
+    s = h.since("new", 2);
+    EXPECT_EQ(s.from, 3u);
+    EXPECT_EQ(s.lost, 2u);
+    EXPECT_TRUE(s.lost_at_most);
+    // After everything dropped: nothing lost.
+    s = h.since("new", 3);
+    EXPECT_EQ(s.from, 3u);
+    EXPECT_EQ(s.lost, 0u);
+    // The process-wide bound drops units too: the sequences follow.
+    channel_history t({.window = 100, .total_messages = 2}, codec_options{});
+    t.append("a", pairs("a", {"a1"}));  // 1
+    t.append("b", pairs("b", {"b1"}));  // 2
+    t.append("b", pairs("b", {"b2"}));  // 3: a1 goes
+    s = t.since("a", 0);
+    EXPECT_EQ(s.from, t.next("a"));
+    EXPECT_EQ(s.lost, 1u);
+    EXPECT_EQ(t.since("b", 0).lost, 0u);
+}
+
+TEST(ChannelHistory, AForgottenChannelsSequenceIsKept) {
+    channel_history h({.total_messages = 2, .idle_channels = 2}, codec_options{});
+    EXPECT_EQ(h.forgotten_sequence(), 0u);
+    h.append("a", pairs("a", {"a1", "a2"}));  // 1, 2
+    h.append("b", pairs("b", {"b"}));         // 3
+    h.append("c", pairs("c", {"c"}));         // 4: a is empty
+    h.append("d", pairs("d", {"d"}));         // 5: a, b empty; forgotten at the next new one
+    h.append("e", pairs("e", {"e"}));
+    EXPECT_FALSE(h.contains("a"));
+    EXPECT_GE(h.forgotten_sequence(), 2u);  // a client older than this may have missed a
 }
