@@ -259,8 +259,9 @@ command_runner register_sub(CLI::App& app) {
         "--resume", cfg->resume,
         "Resume per channel (server: serve --channels --resume; docs/resume.md#channels): "
         "every delivery's offset in its channel is kept, and on each connection the server "
-        "sends what was missed of every channel with a position. Losses are reported (stderr; "
-        "an event with -o json); -o json shows each delivery's offset. Use with --reconnect");
+        "sends what was missed of every channel with a position, and of every matching channel "
+        "first published while it was away. Losses are reported (stderr; an event with -o "
+        "json); -o json shows each delivery's offset. Use with --reconnect");
     cmd->add_flag("--reconnect", cfg->reconnect,
                   "When the connection fails or ends, reconnect with exponential backoff and "
                   "subscribe again (with --resume: nothing missed)");
@@ -268,7 +269,8 @@ command_runner register_sub(CLI::App& app) {
                        "Longest delay between reconnection attempts");
     cmd->add_option("--offset-file", cfg->offset_file,
                     "--resume: keep the positions in FILE across runs (one line per channel: "
-                    "EPOCH LAST CHANNEL), written after the output is flushed")
+                    "EPOCH LAST CHANNEL, and 'EPOCH SEQ *' for the server-wide sequence), "
+                    "written after the output is flushed")
         ->needs(resume);
     cmd->add_flag("--no-gap", cfg->no_gap,
                   "--resume: stop with exit code 12 at the first loss (outside the window, a "

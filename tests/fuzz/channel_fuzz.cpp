@@ -6,9 +6,11 @@
 // SUB/UNSUB change both the trie and a plain list (the model); a PUB to a valid channel
 // compares trie.match() with the model filtered by pattern_matches(). Also: no name check_name
 // accepts has an empty token, and an accepted channel has no wildcard.
-// Part 2 (session): the input as raw bytes from one client of an in-process `--channels`
-// server (memory transport) with a second client subscribed to `>`; the server must close or
-// keep the first without crashing, and the second must stay connected.
+// Part 2 (session): the input as raw bytes from one client of an in-process `--channels
+// --resume` server (memory transport, small windows, epoch "e" so that RESUME commands can
+// name it) with a second client subscribed to `>` after "RESUME *" (positions with sequences);
+// the server must close or keep the first without crashing, and the second must stay
+// connected.
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
@@ -103,11 +105,17 @@ void session_check(std::string_view input) {
         o.channels.enabled = true;
         o.channels.limits.max_subscriptions = 64;
         o.channels.limits.max_channels = 4096;
+        o.resume.enabled = true;
+        o.resume.epoch = "e";
+        o.resume.history_messages = 16;
+        o.resume.channel_total_messages = 256;
+        o.resume.history_bytes = 64 * 1024;
+        o.resume.idle_channels = 64;
         srv = std::make_unique<server>(io, o);
         srv->start();
         watcher = std::make_shared<memory_transport::pipe>(io.get_executor());
         srv->admit(std::make_unique<memory_transport>(watcher, "mem:watcher"));
-        watcher->feed(encode_frame("SUB >"));
+        watcher->feed(encode_frame("RESUME") + encode_frame("RESUME *") + encode_frame("SUB >"));
     }
     auto p = std::make_shared<memory_transport::pipe>(io.get_executor());
     srv->admit(std::make_unique<memory_transport>(p, "mem:fuzz"));
