@@ -135,8 +135,12 @@ channel_positions::kind channel_positions::on_resumed(std::string_view payload) 
             peer_, channel, before.epoch, w[1], before.last, next);
         if (no_gap_) return fail(exit_code::gap, text + " (--no-gap)");
         spdlog::warn("{}", text);
-    } else if (status == "gap" && w.size() == 5 && parse_protocol_u64(w[4], lost_count) &&
-               lost_count > 0 && lost_count < next) {
+    } else if (status == "gap") {
+        if (w.size() != 5 || !parse_protocol_u64(w[4], lost_count) || lost_count == 0 ||
+            lost_count >= next) {
+            return fail(exit_code::failure, fmt::format("{}: a resume answer this client does "
+                                                        "not understand: '{}'", peer_, payload));
+        }
         if (!lost(channel, next - lost_count, next - 1, "outside the server's window")) {
             return kind::stop;
         }
@@ -164,10 +168,16 @@ channel_positions::kind channel_positions::on_resumed_all(std::string_view epoch
             peer_, global_.epoch, epoch);
         if (no_gap_) return fail(exit_code::gap, text + " (--no-gap)");
         spdlog::warn("{}", text);
-    } else if (status == "gap" && parse_protocol_u64(lost_word, lost_count) && lost_count > 0 &&
-               !lost("*", next, next + lost_count - 1,
-                     "at most that many, of channels the server forgot (idle) since")) {
-        return kind::stop;
+    } else if (status == "gap") {
+        if (!parse_protocol_u64(lost_word, lost_count) || lost_count == 0) {
+            return fail(exit_code::failure, fmt::format("{}: a resume answer this client does "
+                                                        "not understand: '* {} {} gap {}'",
+                                                        peer_, epoch, next, lost_word));
+        }
+        if (!lost("*", next, next + lost_count - 1,
+                  "at most that many, of channels the server forgot (idle) since")) {
+            return kind::stop;
+        }
     }
     global_ = {std::string(epoch), next - 1};
     dirty_ = true;

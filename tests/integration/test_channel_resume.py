@@ -202,14 +202,17 @@ def test_sub_offset_file_gap_and_epoch_per_channel(procs, tmp_path):
 
     publish(pub, "t.x", [f"x{i}" for i in range(2, 10)])  # the window keeps x7..x9
     publish(pub, "t.y", ["y2"])
-    again = procs.framecast("sub", "--resume", "--offset-file", str(pos), "-n", "4", "-o", "json",
+    publish(pub, "t.z", [f"z{i}" for i in range(1, 6)])  # a new channel: z3..z5 kept
+    again = procs.framecast("sub", "--resume", "--offset-file", str(pos), "-n", "7", "-o", "json",
                             f"127.0.0.1:{port}", "t.*")
     assert again.wait() == 0, again.stderr
     out = json_lines(again)
     assert {"event": "gap", "channel": "t.x", "lost": 5, "expected": 2, "next": 7} in out
+    assert {"event": "gap", "channel": "t.z", "lost": 2, "expected": 1, "next": 3} in out
     assert [(m["channel"], m["offset"]) for m in out if "offset" in m] == \
-        [("t.x", 7), ("t.x", 8), ("t.x", 9), ("t.y", 2)]
+        [("t.x", 7), ("t.x", 8), ("t.x", 9), ("t.y", 2), ("t.z", 3), ("t.z", 4), ("t.z", 5)]
     assert b"resume t.x: 5 messages lost" in again.stderr
+    assert b"resume t.z: 2 messages lost" in again.stderr
     server.kill()
 
     server, port = serve(procs)
