@@ -103,6 +103,13 @@ struct options {
     std::uint64_t max_publishers = 10'000;
 };
 
+// A piece of the log's past (read_history): entries as message::kind::history, oldest first.
+struct history_range {
+    std::vector<message> entries;
+    bool failed = false;  // the engine could not say (unreachable, refused): `why`
+    std::string why;
+};
+
 class backplane {
 public:
     // Called for every entry, in log order, on the backplane's own thread: post it to your
@@ -143,6 +150,18 @@ public:
     // Bytes pending append, kept as they change (for the server's memory budget); thread-safe.
     virtual const std::atomic<std::uint64_t>* pending_bytes_counter() const = 0;
     virtual const std::string& node_id() const = 0;
+    // options::offsets (serve --resume): reads a piece of the log's past for a resuming client
+    // whose position the node no longer holds: the entries of `epoch` from the one holding
+    // offset `from` on (or from the oldest kept, when the log no longer has `from`), at most
+    // `max_entries` and about `max_bytes` (at least one entry). Never blocks: `done` is called
+    // on a thread of the backplane's own, in the order asked (not at all once stop() began).
+    // Without a replay reader (another engine) it answers failed at once.
+    virtual void read_history(const std::string& epoch, std::uint64_t from,
+                              std::size_t max_entries, std::size_t max_bytes,
+                              std::function<void(history_range)> done) {
+        (void)epoch, (void)from, (void)max_entries, (void)max_bytes;
+        done({.entries = {}, .failed = true, .why = "not supported by this backplane"});
+    }
     virtual std::string describe() const = 0;  // e.g. "redis://127.0.0.1:6379/framecast"
 };
 

@@ -28,30 +28,20 @@
 #include "framecast/io/endpoint.hpp"
 #include "framecast/io/protocol_words.hpp"
 #include "log_throttle.hpp"
+#include "redis_commands.hpp"
 #include "redis_offsets.hpp"
 #include "redis_publishers.hpp"
+#include "redis_replay.hpp"
 
 namespace framecast::backplane {
 namespace {
 
 using clock = std::chrono::steady_clock;
 
-struct redis_context_deleter {
-    void operator()(redisContext* c) const noexcept { redisFree(c); }
-};
-using context_ptr = std::unique_ptr<redisContext, redis_context_deleter>;
-
-struct reply_deleter {
-    void operator()(redisReply* r) const noexcept { freeReplyObject(r); }
-};
-using reply_ptr = std::unique_ptr<redisReply, reply_deleter>;
-
-template <class... Args>
-reply_ptr command(redisContext* c, const char* format, Args... args) {
-    return reply_ptr(static_cast<redisReply*>(redisCommand(c, format, args...)));
-}
-
-std::string reply_text(const redisReply* r) { return r && r->str ? std::string(r->str, r->len) : ""; }
+using redis::command;
+using redis::context_ptr;
+using redis::reply_ptr;
+using redis::reply_text;
 
 // An error Redis gives while it cannot serve yet: loading its data after a restart, running a
 // long script, a replica cut off from its primary. The command may succeed later, so it is kept
@@ -184,6 +174,11 @@ public:
         // exist, not in whichever of them logs first (a race ThreadSanitizer reports, since the
         // guard of that static lives in uninstrumented libspdlog).
         spdlog::default_logger_raw();
+        if (opts_.offsets) {
+            replay_ = std::make_unique<redis_replay>(addr_.key, describe(), [this] {
+                return connect("replay", replay_log_);
+            });
+        }
     }
 
     ~redis_backplane() override { stop(0); }
@@ -267,6 +262,7 @@ public:
                                                  std::chrono::duration<double>(drain_seconds));
         }
         cv_.notify_all();
+        if (replay_) replay_->stop();
         if (writer_.joinable()) writer_.join();
         if (reader_.joinable()) reader_.join();
     }
@@ -302,6 +298,12 @@ public:
                addr_.key;
     }
 
+    void read_history(const std::string& epoch, std::uint64_t from, std::size_t max_entries,
+                      std::size_t max_bytes, std::function<void(history_range)> done) override {
+        if (!replay_) return backplane::read_history(epoch, from, max_entries, max_bytes, done);
+        replay_->request(epoch, from, max_entries, max_bytes, std::move(done));
+    }
+
     void reject() override { ++rejected_; }
     const std::atomic<std::uint64_t>* pending_bytes_counter() const override {
         return &pending_bytes_shared_;
@@ -332,7 +334,8 @@ private:
         timeval io_timeout{static_cast<time_t>(io.count()), 0};
         redisSetTimeout(c.get(), io_timeout);
         if (!addr_.password.empty() && !authenticate(c.get(), role, log)) return nullptr;
-        if (opts_.offsets && !load_script(c.get(), role, log)) return nullptr;
+        const bool scripts = opts_.offsets && std::string_view(role) != "replay";  // reads only
+        if (scripts && !load_script(c.get(), role, log)) return nullptr;
         if (log.ever_connected) {
             ++reconnects_;
             spdlog::info("backplane {} ({}): reconnected", describe(), role);
@@ -980,6 +983,8 @@ private:
     bool positioned_ = false;              // guarded by mu_: the reader knows where to start
     std::string fatal_;                    // guarded by mu_: offsets impossible (start() throws)
 
+    std::unique_ptr<redis_replay> replay_;  // offsets: reads the past for resuming clients
+    connection_log replay_log_;             // replay_'s thread only
     const std::string seen_key_;         // offsets: last sequence number per node
     std::string append_sha_;             // writer thread only
     const redis_publishers::keys pub_keys_;
