@@ -525,6 +525,14 @@ void add_resume_options(CLI::App& cmd, serve_config& cfg) {
         ->default_val(r.channel_total_messages)
         ->check(CLI::Range(std::size_t{1}, std::size_t{1'000'000'000}))
         ->needs(flag);
+    cmd.add_option("--resume-log-replays", r.log_replays,
+                   "--resume --backplane: resuming clients whose position is older than this "
+                   "node's window replay it from the Redis stream (while it keeps it: "
+                   "--backplane-retention); this many read from it at once, each holding at most "
+                   "one piece of about 64 KiB in flight; the others wait their turn")
+        ->default_val(r.log_replays)
+        ->check(CLI::Range(std::size_t{1}, std::size_t{1024}))
+        ->needs(flag);
 }
 
 void add_publish_ack_options(CLI::App& cmd, serve_config& cfg) {

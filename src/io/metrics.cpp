@@ -67,6 +67,9 @@ void render_resume(writer& w, const server::resume_state& r, const server_counte
               c.resume_gaps);
     w.counter("framecast_resume_replayed_total", "Messages replayed from the history",
               c.resume_replayed);
+    w.counter("framecast_resume_log_replayed_total",
+              "Messages replayed from the shared log (the backplane's stream), older than the "
+              "history held in memory", c.resume_log_replayed);
     w.counter("framecast_resume_refused_total", "Malformed resume requests refused",
               c.resume_refused);
 }

@@ -217,6 +217,7 @@ struct node::impl {
         });
         if (opts.server.publish_acks.enabled) bridge_publishers();
         srv.count_external_memory(bp->pending_bytes_counter());
+        if (opts.server.resume.enabled) bridge_history();
         try {
             start_backplane();
         } catch (const std::runtime_error& e) {
@@ -241,6 +242,33 @@ struct node::impl {
                 }
                 srv.publisher_receipt(r);
                 check_echo();
+            });
+        });
+    }
+
+    // --resume: a client older than this node's history replays from the shared log. Read on
+    // the backplane's thread, checked there like a live entry (Redis is not trusted), and
+    // handed to the io thread.
+    void bridge_history() {
+        srv.set_history_fetch([this](const std::string& epoch, std::uint64_t from,
+                                     std::function<void(server::history_piece)> done) {
+            using piece = server::history_piece;
+            bp->read_history(epoch, from, piece::max_entries, piece::max_bytes,
+                             [this, done = std::move(done)](backplane::history_range h) {
+                piece p;
+                p.failed = h.failed;
+                for (auto& m : h.entries) {
+                    std::string problem;
+                    auto unit = srv.checked_unit(std::move(m.framed), problem);
+                    if (!unit) {
+                        bp->reject();  // a hole: the client is told by the next position
+                        continue;
+                    }
+                    p.units.emplace_back(m.offset, std::move(unit));
+                }
+                if (h.failed) spdlog::warn("backplane {}: cannot read the stream's past for a "
+                                           "resuming client: {}", bp->describe(), h.why);
+                asio::post(io, [done, p = std::move(p)]() mutable { done(std::move(p)); });
             });
         });
     }

@@ -64,16 +64,21 @@ void resume_log::evict() {
     }
 }
 
-std::size_t resume_log::position(const relay_unit& unit, std::size_t skip) const {
+std::size_t message_position(const relay_unit& unit, std::size_t skip, const codec_options& codec,
+                             std::size_t frames_per_message) {
     if (skip == 0) return 0;
     // A unit holds one frame per message (plain streams) or a pair (channels); find where
     // message `skip` starts.
-    decoder dec(codec_, decode_mode::whole);
+    decoder dec(codec, decode_mode::whole);
     std::span<const char> in(unit.bytes->data(), unit.bytes->size());
-    const std::size_t frames = skip * frames_per_message_;
+    const std::size_t frames = skip * frames_per_message;
     for (std::size_t n = 0; n < frames && dec.next(in) == decode_event::frame; ++n) {
     }
     return unit.bytes->size() - in.size();
+}
+
+std::size_t resume_log::position(const relay_unit& unit, std::size_t skip) const {
+    return message_position(unit, skip, codec_, frames_per_message_);
 }
 
 std::size_t resume_log::read(std::uint64_t from, std::size_t max_bytes, std::string& out,

@@ -24,6 +24,11 @@ struct resume_limits {
     std::size_t bytes = 64u << 20;
 };
 
+// Byte position of message `skip` (0-based) inside `unit` (`frames_per_message` frames each:
+// 1 for a plain stream, 2 for channels).
+std::size_t message_position(const relay_unit& unit, std::size_t skip, const codec_options& codec,
+                             std::size_t frames_per_message = 1);
+
 class resume_log {
 public:
     // `budget` (may be null) counts one queue-entry cost per unit held; the units' bytes are

@@ -86,6 +86,17 @@ void resume_room::request(member& m, resume_seat& seat, std::string_view payload
     } else if (last >= log_.next()) {
         return refuse(m, fmt::format("offset {} is ahead of the stream (the newest is {})", last,
                                      log_.next() - 1));
+    } else if (last + 1 < log_.oldest() && fetch_ && shared_epoch_) {
+        // Older than this node's history, but the shared log may still have it: the answer
+        // waits for its first piece (resume_room_fetch.cpp), which says.
+        ++counters_.resume_requests;
+        m.stop_receiving();
+        seat = {};
+        seat.replaying = seat.answer_pending = true;
+        seat.cursor = seat.asked = last + 1;
+        seat.nonce = std::string(w[0]);
+        members_.emplace(&m, &seat);
+        return pump(m, seat);
     } else if (last + 1 < log_.oldest()) {
         start = log_.oldest();
         status = fmt::format("gap {}", start - (last + 1));
@@ -99,9 +110,26 @@ void resume_room::request(member& m, resume_seat& seat, std::string_view payload
                  log_.next() - 1);
     // From now on it receives only through this room, each piece with its position.
     m.stop_receiving();
-    seat = {.replaying = true, .live = false, .cursor = start};
+    seat = {};
+    seat.replaying = true;
+    seat.cursor = start;
     members_.emplace(&m, &seat);
     m.deliver(make_unit(fmt::format("@resumed {} {} {} {}", w[0], epoch_, start, status),
+                        opts_.codec));
+}
+
+// The deferred answer of a request older than the history (resume_room_fetch.cpp): `start` is
+// the first offset the log or the history still had from `asked` on.
+void resume_room::answer(member& m, const std::string& nonce, std::uint64_t asked,
+                         std::uint64_t start) {
+    std::string status = "ok";
+    if (start > asked) {
+        status = fmt::format("gap {}", start - asked);
+        ++counters_.resume_gaps;
+    }
+    spdlog::info("client {} resumes at {} ({}, from the shared log), the newest is {}", m.peer(),
+                 start, status, log_.next() - 1);
+    m.deliver(make_unit(fmt::format("@resumed {} {} {} {}", nonce, epoch_, start, status),
                         opts_.codec));
 }
 
@@ -112,6 +140,8 @@ std::size_t resume_room::replay_queue() const noexcept {
 void resume_room::pump(member& m, resume_seat& seat) {
     const std::size_t piece_bytes = std::max<std::size_t>(relay_unit_bytes(opts_), 16 * 1024);
     while (seat.replaying && !m.closed() && !m.told_expiry && m.queued_bytes() < replay_queue()) {
+        if (seat.fetching || seat.queued) return;  // fetched() pumps again
+        if (needs_log(seat)) return fetch(m, seat);
         std::string body;
         std::uint64_t first = 0;
         const std::size_t count = log_.read(seat.cursor, piece_bytes, body, first);
@@ -212,6 +242,7 @@ void resume_room::deliver_live(const std::vector<member*>& live, const relay_uni
 }
 
 void resume_room::leave(member& m, resume_seat& seat) {
+    forget_fetch(m, seat);
     members_.erase(&m);
     seat = {};
 }

@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -28,6 +29,14 @@ struct resume_seat {
     bool live = false;       // caught up: receives each broadcast with its position
     std::uint64_t cursor = 0;  // the next offset to send while replaying
     bool waiting = false;    // replaying from an offset this node has not seen yet (shared log)
+    // Replaying the shared log's past, older than this node's history (resume_room_fetch.cpp):
+    bool fetching = false;   // a piece is being read for it
+    bool queued = false;     // waiting for a free read (log_replays at once)
+    std::uint64_t ticket = 0;  // of the read in flight
+    // The answer waits for the first piece: only the log can say whether LAST+1 is still there.
+    bool answer_pending = false;
+    std::string nonce;
+    std::uint64_t asked = 0;  // LAST+1
 };
 
 class resume_room {
@@ -55,6 +64,8 @@ public:
     // is below replay_queue(); once nothing is left, the client is live. Single-threaded, so
     // no broadcast can fall between the last piece and going live.
     void pump(member& m, resume_seat& seat);
+    // With a shared log: reads its past for clients older than this node's history.
+    void set_fetch(server::history_fetch_fn fn) { fetch_ = std::move(fn); }
     // `m` is closing.
     void leave(member& m, resume_seat& seat);
 
@@ -69,6 +80,13 @@ private:
     std::size_t replay_queue() const noexcept;
     shared_frame position_frame(std::uint64_t first, std::size_t count) const;
     void refuse(member& m, std::string_view why);
+    void answer(member& m, const std::string& nonce, std::uint64_t asked, std::uint64_t start);
+    // resume_room_fetch.cpp: the shared log's past, for a client older than the history.
+    bool needs_log(const resume_seat& seat) const noexcept;
+    void fetch(member& m, resume_seat& seat);
+    void fetched(std::uint64_t ticket, server::history_piece piece);
+    void take(member& m, resume_seat& seat, const server::history_piece& piece);
+    void forget_fetch(member& m, resume_seat& seat);
     void deliver_live(const std::vector<member*>& live, const relay_unit& unit,
                       std::uint64_t first);
 
@@ -80,6 +98,13 @@ private:
     resume_log log_;
     // Every resuming client (replaying or live), with its seat, for lag and live delivery.
     std::unordered_map<member*, resume_seat*> members_;
+    // Reading the shared log's past: at most opts.resume.log_replays reads in flight (each one
+    // piece), the clients waiting for one in order, and who each read is for.
+    server::history_fetch_fn fetch_;
+    std::size_t fetches_ = 0;
+    std::uint64_t next_ticket_ = 1;
+    std::unordered_map<std::uint64_t, member*> tickets_;
+    std::deque<member*> fetch_queue_;
 };
 
 }  // namespace framecast::io

@@ -213,6 +213,10 @@ void server::resume_history(const relay_unit& unit, std::uint64_t offset) {
     if (impl_->resume) impl_->resume->history(impl_->budget->track(unit), offset);
 }
 
+void server::set_history_fetch(history_fetch_fn fn) {
+    if (impl_->resume) impl_->resume->set_fetch(std::move(fn));
+}
+
 void server::resume_epoch(const std::string& epoch, std::uint64_t next) {
     if (impl_->resume) impl_->resume->set_epoch(epoch, next);
 }

@@ -17,6 +17,7 @@
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <utility>
 #include <vector>
 
 #include "framecast/io/asio.hpp"
@@ -131,6 +132,9 @@ struct server_options {
         std::size_t channel_total_messages = 1'000'000;
         // With channels: channels remembered once their history is empty (their next offset).
         std::size_t idle_channels = 100'000;
+        // With a shared log (set_history_fetch): resuming clients reading the log's past at
+        // once (each has at most one piece of about 64 KiB in flight); the others wait.
+        std::size_t log_replays = 8;
     } resume;
     // Publishing that survives reconnects (docs/resume.md, "Publishing"): a publishing client
     // whose first frame is "@publish NONCE PUBLISHER [FIRST]" is answered "@published NONCE
@@ -195,6 +199,7 @@ struct server_counters {
     std::uint64_t resume_refused = 0;    // resume: malformed requests refused
     std::uint64_t resume_gaps = 0;       // resume: clients told messages were lost (window, epoch)
     std::uint64_t resume_replayed = 0;   // resume: messages replayed from the history
+    std::uint64_t resume_log_replayed = 0;  // resume: of those, read from the shared log's past
     std::uint64_t publish_requests = 0;    // publish acks: "@publish" requests answered
     std::uint64_t publish_refused = 0;     // publish acks: requests refused (malformed, full)
     std::uint64_t publish_accepted = 0;    // publish acks: numbered messages accepted
@@ -262,6 +267,20 @@ public:
     // gets (resume_room::set_epoch). Nothing without --resume.
     void resume_history(const relay_unit& unit, std::uint64_t offset);
     void resume_epoch(const std::string& epoch, std::uint64_t next);
+    // --resume with a shared log: where a resuming client whose position is older than this
+    // node's history gets the older part (docs/resume.md, "Several nodes"). The fetch reads
+    // the log's units of `epoch` from the one holding offset `from` on (a bounded piece) and
+    // calls `done` on the io thread; `failed`: the log could not say. Set before serving.
+    struct history_piece {
+        // A piece is about this many bytes, at most this many entries (whatever the backlog).
+        static constexpr std::size_t max_bytes = 64 * 1024;
+        static constexpr std::size_t max_entries = 256;
+        std::vector<std::pair<std::uint64_t, relay_unit>> units;  // (first offset, unit)
+        bool failed = false;
+    };
+    using history_fetch_fn = std::function<void(const std::string& epoch, std::uint64_t from,
+                                                 std::function<void(history_piece)> done)>;
+    void set_history_fetch(history_fetch_fn fn);
     // Frames encoded elsewhere (a backplane entry), counted with the codec (relay_unit_of).
     relay_unit relay_unit_of(shared_frame framed) const;
     // The same for bytes nobody here vouches for (a backplane entry): a null unit, and why in
