@@ -8,14 +8,21 @@
            p50 / p99 (target: p99 under 50 ms), beside a plain client receiving the same
            10,000 messages live (publish -> last received), the same-run baseline
 
-Run: bench/resume_replay.py [--bin build/default/bin/framecast] [--repeat R]"""
+  log      (--redis; needs redis-server) the same 100,000-message backlog with `--backplane`
+           and `--resume-window 100`: all but the newest few hundred are replayed from the
+           Redis stream (XRANGE in pieces), not from memory: the server's RSS growth during
+           that replay (target: under 16 MiB), beside the in-memory replay's (memory, above)
+
+Run: bench/resume_replay.py [--bin build/default/bin/framecast] [--repeat R] [--redis]"""
 import argparse
 import os
 import re
+import shutil
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -93,6 +100,68 @@ def wait_offset(port, n):
         time.sleep(0.01)
 
 
+def replay_growth(server, r, n):
+    """Reads n replayed messages while sampling the server's RSS: (peak growth KiB, seconds)."""
+    base = rss_kib(server.pid)
+    peak, done = base, threading.Event()
+
+    def sample():
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, rss_kib(server.pid))
+            time.sleep(0.002)
+    t = threading.Thread(target=sample)
+    t.start()
+    t0 = time.monotonic()
+    read_messages(r, n)
+    took = time.monotonic() - t0
+    done.set()
+    t.join()
+    return peak - base, took
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def log_memory(bin_):
+    redis_bin = shutil.which("redis-server")
+    if redis_bin is None:
+        print("log: skipped (no redis-server)")
+        return
+    d = tempfile.mkdtemp(prefix="fc-bench-redis-")
+    rport = free_port()
+    redis = subprocess.Popen([redis_bin, "--port", str(rport), "--bind", "127.0.0.1", "--dir", d,
+                              "--save", "", "--appendonly", "no"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = None
+    try:
+        time.sleep(0.3)
+        server, port = start(bin_, "--publish", "--resume", "--resume-window", "100",
+                             "--backplane", f"redis://127.0.0.1:{rport}/bench")
+        time.sleep(0.2)
+        pub = fill(port, 100_000, 100)
+        epoch = wait_offset(port, 100_000)
+        filled = rss_kib(server.pid)
+        s, r, answer = resume(port, f"m {epoch} 0")
+        assert answer[3:] == ["1", "ok"], answer
+        grew, took = replay_growth(server, r, 100_000)
+        s.close()
+        pub.close()
+        print(f"log: 100,000 x 100 B backlog in the Redis stream, window 100 (node RSS "
+              f"{filled / 1024:.1f} MiB); replay from Redis raised RSS by {grew / 1024:.2f} MiB "
+              f"(target < 16 MiB); replayed in {took * 1000:.0f} ms")
+    finally:
+        if server:
+            server.kill()
+            server.wait()
+        redis.kill()
+        redis.wait()
+        shutil.rmtree(d, ignore_errors=True)
+
+
 def memory(bin_):
     server, port = start(bin_, "--publish", "--resume")
     try:
@@ -165,8 +234,11 @@ def main():
     here = os.path.dirname(os.path.abspath(__file__))
     ap.add_argument("--bin", default=os.path.join(here, "..", "build", "default", "bin", "framecast"))
     ap.add_argument("--repeat", type=int, default=100)
+    ap.add_argument("--redis", action="store_true", help="also the replay from a Redis stream")
     a = ap.parse_args()
     memory(a.bin)
+    if a.redis:
+        log_memory(a.bin)
     latency(a.bin, a.repeat)
 
 

@@ -75,3 +75,32 @@ def test_position_redis_trimmed_is_a_gap_of_what_is_gone(procs, redis):
     got = read_pieces(r, TOTAL - oldest + 1)
     assert got == [(i, msg(i)) for i in range(oldest, TOTAL + 1)]
     wait_for_log(p, rb"resumes at %d \(gap %d, from the shared log\)" % (oldest, oldest - 11))
+
+
+def test_replays_beyond_the_limit_wait_their_turn(procs, redis):
+    """--resume-log-replays 1: three clients replaying from Redis at once take turns (one read
+    in flight); each still gets everything, exactly once, in order."""
+    p, port = node(procs, redis, "--resume-log-replays", "1")
+    fill(p, port, TOTAL)
+    _, _, probe = resume_request(port, "probe")
+    epoch = probe[2]
+    clients = [resume_request(port, f"c{k} {epoch} {k}") for k in range(3)]
+    for k, (_, r, answer) in enumerate(clients):
+        assert answer[3:] == [str(k + 1), "ok"]
+    for k, (_, r, _) in enumerate(clients):
+        assert read_pieces(r, TOTAL - k) == [(i, msg(i)) for i in range(k + 1, TOTAL + 1)]
+
+
+def test_redis_unreachable_falls_back_to_a_gap(procs, redis):
+    """The stream cannot be read (Redis down): the client is told the gap to what the node
+    holds, as without the replay, and served from there."""
+    p, port = node(procs, redis)
+    fill(p, port, TOTAL)
+    _, _, probe = resume_request(port, "probe")
+    epoch, oldest = probe[2], TOTAL + 1 - int(
+        metrics(metrics_url(p))["framecast_resume_history_messages"])
+    redis.stop()
+    _, r, answer = resume_request(port, f"down {epoch} 10")
+    assert answer[2:] == [epoch, str(oldest), "gap", str(oldest - 11)]
+    assert read_pieces(r, TOTAL + 1 - oldest) == [(i, msg(i)) for i in range(oldest, TOTAL + 1)]
+    wait_for_log(p, rb"cannot read the stream's past for a resuming client")
