@@ -126,7 +126,7 @@ def free_port():
         return s.getsockname()[1]
 
 
-def log_memory(bin_):
+def log_memory(bin_, n=100_000):
     redis_bin = shutil.which("redis-server")
     if redis_bin is None:
         print("log: skipped (no redis-server)")
@@ -142,15 +142,17 @@ def log_memory(bin_):
         server, port = start(bin_, "--publish", "--resume", "--resume-window", "100",
                              "--backplane", f"redis://127.0.0.1:{rport}/bench")
         time.sleep(0.2)
-        pub = fill(port, 100_000, 100)
-        epoch = wait_offset(port, 100_000)
+        for done in range(0, n, 50_000):  # in bursts a publisher's connection takes
+            count = min(50_000, n - done)
+            pub = fill(port, count, 100)
+            epoch = wait_offset(port, done + count)
+            pub.close()
         filled = rss_kib(server.pid)
         s, r, answer = resume(port, f"m {epoch} 0")
         assert answer[3:] == ["1", "ok"], answer
-        grew, took = replay_growth(server, r, 100_000)
+        grew, took = replay_growth(server, r, n)
         s.close()
-        pub.close()
-        print(f"log: 100,000 x 100 B backlog in the Redis stream, window 100 (node RSS "
+        print(f"log: {n:,} x 100 B backlog in the Redis stream, window 100 (node RSS "
               f"{filled / 1024:.1f} MiB); replay from Redis raised RSS by {grew / 1024:.2f} MiB "
               f"(target < 16 MiB); replayed in {took * 1000:.0f} ms")
     finally:
@@ -235,10 +237,12 @@ def main():
     ap.add_argument("--bin", default=os.path.join(here, "..", "build", "default", "bin", "framecast"))
     ap.add_argument("--repeat", type=int, default=100)
     ap.add_argument("--redis", action="store_true", help="also the replay from a Redis stream")
+    ap.add_argument("--log-messages", type=int, default=100_000,
+                    help="--redis: the backlog (a larger one shows the growth does not follow it)")
     a = ap.parse_args()
     memory(a.bin)
     if a.redis:
-        log_memory(a.bin)
+        log_memory(a.bin, a.log_messages)
     latency(a.bin, a.repeat)
 
 
