@@ -503,10 +503,11 @@ void add_resume_options(CLI::App& cmd, serve_config& cfg) {
         "--resume) gets what it missed, then the live stream, each piece after a position "
         "frame. Other clients see the stream as always. With --backplane the offsets come from "
         "the shared Redis stream (the same on every node: a client may resume on any node; "
-        "the stream must be written by --resume nodes only) and a node starts with the "
-        "stream's recent entries as history. With --channels every channel has its own offsets "
-        "and window (a client sends 'RESUME CHANNEL EPOCH LAST': framecast sub --resume; "
-        "docs/resume.md#channels). Excludes --chat");
+        "the stream must be written by --resume nodes only), a node starts with the "
+        "stream's recent entries as history, and a client older than the window is replayed "
+        "from the stream while it keeps it (--backplane-retention). With --channels every "
+        "channel has its own offsets and window (a client sends 'RESUME CHANNEL EPOCH LAST': "
+        "framecast sub --resume; docs/resume.md#channels; not with --backplane). Excludes --chat");
     flag->excludes(cmd.get_option("--chat"));
     cmd.add_option("--resume-window", r.history_messages,
                    "--resume: messages kept for resuming clients, at least (unless "
