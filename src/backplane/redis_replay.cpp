@@ -122,7 +122,8 @@ history_range redis_replay::read(redisContext* c, const job& j) {
     if (!r || r->type != REDIS_REPLY_ARRAY) return fail(r.get());
     std::string start = "-";  // nothing at or before `from`: the oldest kept comes next
     std::size_t bytes = 0;
-    if (r->elements == 1) {
+    if (r->elements == 1 && r->element[0]->type == REDIS_REPLY_ARRAY &&
+        r->element[0]->elements == 2) {
         start = "(" + reply_text(r->element[0]->element[0]);
         message m;
         std::string epoch;
@@ -142,7 +143,7 @@ history_range redis_replay::read(redisContext* c, const job& j) {
             message m;
             std::string epoch;
             if (!parse(r->element[i], m, epoch) || epoch != j.epoch) return out;
-            start = "(" + reply_text(r->element[i]->element[0]);
+            start = "(0-" + std::to_string(m.offset);
             bytes += m.framed->size();
             out.entries.push_back(std::move(m));
         }

@@ -104,3 +104,25 @@ def test_redis_unreachable_falls_back_to_a_gap(procs, redis):
     assert answer[2:] == [epoch, str(oldest), "gap", str(oldest - 11)]
     assert read_pieces(r, TOTAL + 1 - oldest) == [(i, msg(i)) for i in range(oldest, TOTAL + 1)]
     wait_for_log(p, rb"cannot read the stream's past for a resuming client")
+
+
+def test_seams_move_while_publishing_goes_on(procs, redis):
+    """Messages keep coming while the client replays: the window slides under it (it reads from
+    Redis again where it fell behind), and it still gets every message once, in order."""
+    import threading
+    p, port = node(procs, redis)
+    pub = fill(p, port, TOTAL)
+    _, _, probe = resume_request(port, "probe")
+    epoch = probe[2]
+    more = 3000
+
+    def publish_more():
+        for start in range(TOTAL + 1, TOTAL + more + 1, 100):
+            pub.sendall(b"".join(frame(msg(i)) for i in range(start, start + 100)))
+    t = threading.Thread(target=publish_more)
+    _, r, answer = resume_request(port, f"moving {epoch} 1")
+    t.start()
+    assert answer[3:] == ["2", "ok"]
+    got = read_pieces(r, TOTAL + more - 1)
+    t.join()
+    assert got == [(i, msg(i)) for i in range(2, TOTAL + more + 1)]
