@@ -17,18 +17,6 @@ using io::parse_protocol_u64;
 
 namespace {
 
-// Splits on single spaces.
-std::vector<std::string_view> words(std::string_view s) {
-    std::vector<std::string_view> out;
-    while (out.size() < 8) {
-        const auto sp = s.find(' ');
-        out.push_back(s.substr(0, sp));
-        if (sp == std::string_view::npos) break;
-        s.remove_prefix(sp + 1);
-    }
-    return out;
-}
-
 std::string random_nonce() {
     std::random_device rd;
     return fmt::format("{:08x}{:08x}", rd(), rd());
@@ -85,7 +73,7 @@ bool resume_reader::on_answer(std::string_view payload) {
     }
     const std::string prefix = "@resumed " + nonce_ + " ";
     if (!payload.starts_with(prefix)) return true;
-    const auto w = words(payload.substr(prefix.size()));
+    const auto w = io::protocol_words(payload.substr(prefix.size()));
     std::uint64_t next = 0;
     if (w.size() < 3 || w[0].empty() || !parse_protocol_u64(w[1], next) || next == 0) {
         return fail(exit_code::failure, fmt::format("{}: a resume answer this client does not "
@@ -118,7 +106,7 @@ bool resume_reader::on_answer(std::string_view payload) {
 }
 
 bool resume_reader::on_position(std::string_view payload) {
-    const auto w = words(payload);
+    const auto w = io::protocol_words(payload);
     std::uint64_t first = 0, count = 0;
     if (w.size() != 2 || !parse_protocol_u64(w[0], first) || !parse_protocol_u64(w[1], count) || count == 0) {
         return fail(exit_code::failure,

@@ -17,17 +17,6 @@ using io::parse_protocol_u64;
 
 namespace {
 
-std::vector<std::string_view> words(std::string_view s) {
-    std::vector<std::string_view> out;
-    while (out.size() < 8) {
-        const auto sp = s.find(' ');
-        out.push_back(s.substr(0, sp));
-        if (sp == std::string_view::npos) break;
-        s.remove_prefix(sp + 1);
-    }
-    return out;
-}
-
 std::string json_string(std::string_view s) {
     std::string out;
     io::append_json_string(out, s);
@@ -49,7 +38,7 @@ bool channel_positions::load(std::string& error) {
     std::string line;
     while (std::getline(in, line)) {
         if (line.empty()) continue;
-        const auto w = words(line);
+        const auto w = io::protocol_words(line);
         std::uint64_t last = 0;
         if (w.size() != 3 || !io::is_protocol_token(w[0]) || !parse_protocol_u64(w[1], last) ||
             w[2].empty()) {
@@ -111,7 +100,7 @@ channel_positions::kind channel_positions::on_pair(std::string_view channel,
 }
 
 channel_positions::kind channel_positions::on_resumed(std::string_view payload) {
-    const auto w = words(payload);
+    const auto w = io::protocol_words(payload);
     std::uint64_t next = 0;
     if (w.size() < 4 || !parse_protocol_u64(w[2], next) || next == 0) {
         return fail(exit_code::failure, fmt::format("{}: a resume answer this client does not "
@@ -185,7 +174,7 @@ channel_positions::kind channel_positions::on_resumed_all(std::string_view epoch
 }
 
 channel_positions::kind channel_positions::on_position(std::string_view payload) {
-    const auto w = words(payload);
+    const auto w = io::protocol_words(payload);
     std::uint64_t first = 0, count = 0;
     pair_seq_ = 0;
     if (w.size() < 3 || w.size() > 4 || !parse_protocol_u64(w[1], first) ||

@@ -162,14 +162,20 @@ void resume_room::pump(member& m, resume_seat& seat) {
             spdlog::warn("client {}: {} messages left the history before they were replayed",
                          m.peer(), first - seat.cursor);
         }
-        auto bytes = std::make_shared<std::string>();
-        bytes->reserve(body.size() + opts_.codec.header_size + 24);
-        append_frame(*bytes, fmt::format("{} {}", first, count), opts_.codec);
-        bytes->append(body);
-        seat.cursor = first + count;
-        counters_.resume_replayed += count;
-        m.deliver(hub_.budget().track({shared_frame(std::move(bytes)), count}));
+        send_piece(m, seat, first, count, body);
     }
+}
+
+// A replayed piece, after its position frame ("FIRST COUNT"); the client's cursor moves past it.
+void resume_room::send_piece(member& m, resume_seat& seat, std::uint64_t first, std::size_t count,
+                             std::string_view body) {
+    auto bytes = std::make_shared<std::string>();
+    bytes->reserve(body.size() + opts_.codec.header_size + 24);
+    append_frame(*bytes, fmt::format("{} {}", first, count), opts_.codec);
+    bytes->append(body);
+    seat.cursor = first + count;
+    counters_.resume_replayed += count;
+    m.deliver(hub_.budget().track({shared_frame(std::move(bytes)), count}));
 }
 
 void resume_room::history(const relay_unit& unit, std::uint64_t offset) {

@@ -87,6 +87,8 @@ private:
     void fetched(std::uint64_t ticket, server::history_piece piece);
     void take(member& m, resume_seat& seat, const server::history_piece& piece);
     void forget_fetch(member& m, resume_seat& seat);
+    void send_piece(member& m, resume_seat& seat, std::uint64_t first, std::size_t count,
+                    std::string_view body);
     void deliver_live(const std::vector<member*>& live, const relay_unit& unit,
                       std::uint64_t first);
 

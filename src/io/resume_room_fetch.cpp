@@ -83,14 +83,8 @@ void resume_room::take(member& m, resume_seat& seat, const server::history_piece
     }
     seat.cursor = start;
     if (count == 0) return;
-    auto bytes = std::make_shared<std::string>();
-    bytes->reserve(body.size() + opts_.codec.header_size + 24);
-    append_frame(*bytes, fmt::format("{} {}", first, count), opts_.codec);
-    bytes->append(body);
-    seat.cursor = first + count;
-    counters_.resume_replayed += count;
     counters_.resume_log_replayed += count;
-    m.deliver(hub_.budget().track({shared_frame(std::move(bytes)), count}));
+    send_piece(m, seat, first, count, body);
 }
 
 void resume_room::forget_fetch(member& m, resume_seat& seat) {

@@ -42,3 +42,10 @@ class Redis:
 
     def url(self, key="framecast"):
         return f"redis://127.0.0.1:{self.port}/{key}"
+
+    def command(self, *args):
+        """One command over RESP (a fresh connection); the raw reply."""
+        req = f"*{len(args)}\r\n" + "".join(f"${len(a)}\r\n{a}\r\n" for a in args)
+        with socket.create_connection(("127.0.0.1", self.port), timeout=DEADLINE) as s:
+            s.sendall(req.encode())
+            return s.recv(65536)

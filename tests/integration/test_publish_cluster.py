@@ -3,11 +3,10 @@
 already has, so a publisher that comes back on another node (or on a restarted one) is
 deduplicated as on one node; an ack means Redis has the message. A real redis-server is
 started per test."""
-import socket
 
 import pytest
 
-from framecast_test import (DEADLINE, FrameReader, connect, frame, metrics, metrics_url,
+from framecast_test import (FrameReader, connect, frame, metrics, metrics_url,
                             wait_for_metric, wait_until)
 from redis_server import REDIS
 from test_publish_resume import Collector, read_ack, request
@@ -21,14 +20,6 @@ MODES = [pytest.param((), id="plain"), pytest.param(("--resume",), id="resume")]
 def node(procs, redis, mode, *extra, key="pubs"):
     return procs.serve("--publish", "--publish-acks", *mode, "--backplane", redis.url(key),
                        "--metrics", "127.0.0.1:0", *extra)
-
-
-def redis_cmd(redis, *args):
-    """One command over RESP; the raw reply."""
-    req = f"*{len(args)}\r\n" + "".join(f"${len(a)}\r\n{a}\r\n" for a in args)
-    with socket.create_connection(("127.0.0.1", redis.port), timeout=DEADLINE) as s:
-        s.sendall(req.encode())
-        return s.recv(65536)
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -60,7 +51,7 @@ def test_publisher_back_on_another_node_is_not_published_twice(procs, redis, mod
     wait_for_metric(metrics_url(a), "framecast_publish_duplicates_total", 2)
     assert metrics(metrics_url(a))["framecast_backplane_publisher_duplicates_total"] == 2
     # Redis keeps the publisher's last number beside the stream.
-    assert redis_cmd(redis, "HGET", "{pubs}:framecast-publishers", "pubX") == b"$1\r\n6\r\n"
+    assert redis.command("HGET", "{pubs}:framecast-publishers", "pubX") == b"$1\r\n6\r\n"
     # A restarted node knows it too: it has nothing in memory, Redis has it.
     b.kill()
     b, pb = node(procs, redis, mode)
@@ -86,7 +77,7 @@ def test_ack_waits_for_redis(procs, redis):
     assert metrics(url)["framecast_publish_acks_total"] == before["framecast_publish_acks_total"]
     redis.start()
     read_ack(r, "n1", 2)
-    assert b"x2" in redis_cmd(redis, "XRANGE", "pubs", "-", "+")
+    assert b"x2" in redis.command("XRANGE", "pubs", "-", "+")
 
 
 def test_redis_forgets_unused_publishers(procs, redis):
@@ -96,7 +87,7 @@ def test_redis_forgets_unused_publishers(procs, redis):
     first = connect(pa)
     assert request(first, FrameReader(first), "n0 gone") == ["@published", "n0", "0"]
     first.sendall(frame("g1"))
-    wait_until(lambda: redis_cmd(redis, "HEXISTS", "{pubs}:framecast-publishers", "gone")
+    wait_until(lambda: redis.command("HEXISTS", "{pubs}:framecast-publishers", "gone")
                == b":1\r\n", "the publisher in Redis")
     i = 0
 
@@ -106,14 +97,14 @@ def test_redis_forgets_unused_publishers(procs, redis):
         s = connect(pa)
         request(s, FrameReader(s), f"n{i} other{i} 2")  # FIRST 2: it is kept in Redis
         s.close()
-        return redis_cmd(redis, "HEXISTS", "{pubs}:framecast-publishers", "gone") == b":0\r\n"
+        return redis.command("HEXISTS", "{pubs}:framecast-publishers", "gone") == b":0\r\n"
 
     wait_until(attach_another, "the unused publisher forgotten")
     wait_until(lambda: (attach_another() or True) and
-               int(redis_cmd(redis, "HLEN", "{pubs}:framecast-publishers")[1:-2]) <= 3,
+               int(redis.command("HLEN", "{pubs}:framecast-publishers")[1:-2]) <= 3,
                "at most --max-publishers kept")
-    assert redis_cmd(redis, "ZCARD", "{pubs}:framecast-publishers-used") == \
-        redis_cmd(redis, "HLEN", "{pubs}:framecast-publishers")
+    assert redis.command("ZCARD", "{pubs}:framecast-publishers-used") == \
+        redis.command("HLEN", "{pubs}:framecast-publishers")
 
 
 def test_channels_publisher_with_a_refused_command_across_nodes(procs, redis):

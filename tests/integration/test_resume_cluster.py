@@ -5,7 +5,6 @@ false gap); a deleted stream is a new epoch, reported. A real redis-server is st
 (free loopback port, fsync'd append-only file)."""
 import json
 import random
-import socket
 import subprocess
 import time
 
@@ -14,7 +13,7 @@ import pytest
 from fault_proxy import FaultProxy
 from redis_server import REDIS
 from resume_wire import read_pieces, resume_request
-from framecast_test import (DEADLINE, connect, frame, metrics, metrics_url,
+from framecast_test import (connect, frame, metrics, metrics_url,
                             wait_for_log, wait_for_metric, wait_until)
 
 pytestmark = pytest.mark.skipif(REDIS is None, reason="redis-server not installed")
@@ -23,14 +22,6 @@ pytestmark = pytest.mark.skipif(REDIS is None, reason="redis-server not installe
 def node(procs, redis, *extra, key="resume"):
     return procs.serve("--publish", "--resume", "--backplane", redis.url(key),
                        "--metrics", "127.0.0.1:0", *extra)
-
-
-def redis_cmd(redis, *args):
-    """One command over RESP; the raw reply."""
-    req = f"*{len(args)}\r\n" + "".join(f"${len(a)}\r\n{a}\r\n" for a in args)
-    with socket.create_connection(("127.0.0.1", redis.port), timeout=DEADLINE) as s:
-        s.sendall(req.encode())
-        return s.recv(65536)
 
 
 def publish(sock, payloads):
@@ -154,7 +145,7 @@ def test_deleted_stream_is_a_new_epoch_reported_to_clients(procs, redis, tmp_pat
     assert last == "3"
     # A live resuming client is closed on the change: it must resume to learn the new epoch.
     _live, live_r, _ = resume_request(pa, f"live {epoch} 3")
-    assert redis_cmd(redis, "DEL", "resume").startswith(b":1")
+    assert redis.command("DEL", "resume").startswith(b":1")
     wait_for_metric(a, "framecast_backplane_epoch_changes_total", 1)
     with pytest.raises((EOFError, OSError)):  # closed: it must resume to learn the epoch
         live_r.read()
@@ -170,7 +161,7 @@ def test_deleted_stream_is_a_new_epoch_reported_to_clients(procs, redis, tmp_pat
 
 
 def test_stream_without_offsets_is_refused_at_start(procs, redis):
-    assert redis_cmd(redis, "XADD", "plain", "*", "f", "x").startswith(b"$")
+    assert redis.command("XADD", "plain", "*", "f", "x").startswith(b"$")
     p = procs.framecast("serve", "--publish", "--resume", "--listen", "127.0.0.1:0",
                         "--backplane", redis.url("plain"))
     assert p.wait() != 0

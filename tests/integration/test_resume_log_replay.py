@@ -8,7 +8,6 @@ import pytest
 from redis_server import REDIS
 from resume_wire import read_pieces, resume_request
 from framecast_test import connect, frame, metrics, metrics_url, wait_for_log, wait_until
-from test_resume_cluster import redis_cmd
 
 pytestmark = pytest.mark.skipif(REDIS is None, reason="redis-server not installed")
 
@@ -36,7 +35,7 @@ def fill(proc, port, n):
 
 def oldest_in_redis(redis):
     """The offset of the stream's oldest entry (its ID is 0-OFFSET)."""
-    reply = redis_cmd(redis, "XRANGE", "deep", "-", "+", "COUNT", "1")
+    reply = redis.command("XRANGE", "deep", "-", "+", "COUNT", "1")
     at = reply.index(b"$") + 1
     length_end = reply.index(b"\r\n", at)
     entry_id = reply[length_end + 2:length_end + 2 + int(reply[at:length_end])]
@@ -65,7 +64,7 @@ def test_position_redis_trimmed_is_a_gap_of_what_is_gone(procs, redis):
     p, port = node(procs, redis)
     fill(p, port, TOTAL)
     # Trimmed as retention does it (oldest entries first), to a known point.
-    assert redis_cmd(redis, "XTRIM", "deep", "MINID", "0-2000").startswith(b":")
+    assert redis.command("XTRIM", "deep", "MINID", "0-2000").startswith(b":")
     oldest = oldest_in_redis(redis)
     assert 11 < oldest < TOTAL - 100  # trimmed, yet older than the node's window
     _, _, probe = resume_request(port, "probe")

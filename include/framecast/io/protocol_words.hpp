@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <string_view>
 #include <system_error>
+#include <vector>
 
 namespace framecast::io {
 
@@ -25,6 +26,18 @@ inline bool parse_protocol_u64(std::string_view s, std::uint64_t& v) noexcept {
     if (s.empty() || s.size() > 20) return false;
     auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
     return ec == std::errc() && end == s.data() + s.size();
+}
+
+// The words of an answer, split on single spaces; at most 8 (the rest stays in the last).
+inline std::vector<std::string_view> protocol_words(std::string_view s) {
+    std::vector<std::string_view> out;
+    while (out.size() < 8) {
+        const auto sp = s.find(' ');
+        out.push_back(s.substr(0, sp));
+        if (sp == std::string_view::npos) break;
+        s.remove_prefix(sp + 1);
+    }
+    return out;
 }
 
 }  // namespace framecast::io
