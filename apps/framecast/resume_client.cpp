@@ -1,6 +1,7 @@
 #include "resume_client.hpp"
 
 #include "framecast/io/protocol_words.hpp"
+#include "offset_file.hpp"
 
 #include <charconv>
 #include <cstdio>
@@ -156,19 +157,7 @@ void resume_reader::save() {
     if (pos_.epoch == saved_.epoch && pos_.last == saved_.last) return;
     sink_.flush();  // never claim a message that was not written out
     saved_at_ = std::chrono::steady_clock::now();
-    const std::string tmp = offset_file_ + ".tmp";
-    {
-        std::ofstream out(tmp, std::ios::trunc);
-        out << pos_.epoch << ' ' << pos_.last << '\n';
-        if (!out.flush()) {
-            spdlog::error("--offset-file: cannot write {}", tmp);
-            return;
-        }
-    }
-    if (std::rename(tmp.c_str(), offset_file_.c_str()) != 0) {
-        spdlog::error("--offset-file: cannot rename {} to {}", tmp, offset_file_);
-        return;
-    }
+    if (!replace_offset_file(offset_file_, fmt::format("{} {}\n", pos_.epoch, pos_.last))) return;
     saved_ = pos_;
 }
 

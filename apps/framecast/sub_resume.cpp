@@ -10,6 +10,7 @@
 
 #include "framecast/io/json.hpp"
 #include "framecast/io/protocol_words.hpp"
+#include "offset_file.hpp"
 
 namespace framecast::app {
 
@@ -231,22 +232,12 @@ void channel_positions::save(bool now) {
     if (!now && t - saved_at_ < std::chrono::milliseconds(200)) return;
     flush_();  // never claim a message that was not written out
     saved_at_ = t;
-    const std::string tmp = offset_file_ + ".tmp";
-    {
-        std::ofstream out(tmp, std::ios::trunc);
-        for (const auto& [channel, p] : positions_) {
-            if (!p.epoch.empty()) out << p.epoch << ' ' << p.last << ' ' << channel << '\n';
-        }
-        if (!global_.epoch.empty()) out << global_.epoch << ' ' << global_.last << " *\n";
-        if (!out.flush()) {
-            spdlog::error("--offset-file: cannot write {}", tmp);
-            return;
-        }
+    std::string text;
+    for (const auto& [channel, p] : positions_) {
+        if (!p.epoch.empty()) text += fmt::format("{} {} {}\n", p.epoch, p.last, channel);
     }
-    if (std::rename(tmp.c_str(), offset_file_.c_str()) != 0) {
-        spdlog::error("--offset-file: cannot rename {} to {}", tmp, offset_file_);
-        return;
-    }
+    if (!global_.epoch.empty()) text += fmt::format("{} {} *\n", global_.epoch, global_.last);
+    if (!replace_offset_file(offset_file_, text)) return;
     dirty_ = false;
 }
 
