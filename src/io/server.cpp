@@ -276,6 +276,22 @@ relay_unit server::checked_unit(shared_frame framed, std::string& problem) const
                 problem = "relays of more than one sender in one entry";
                 return {};
             }
+        } else if (opts_.channels.enabled && frames % 2 == 0) {
+            // A unit is delivered by its first channel: one holding others would reach that
+            // channel's subscribers (and skip the others' permissions).
+            const std::string_view channel = dec.payload();
+            if (frames == 0) {
+                sender = channel;
+                std::string detail;
+                if (check_name(channel, false, opts_.channels.limits, detail) !=
+                    channel_error::none) {
+                    problem = "channel '" + escape_controls(channel, true) + "': " + detail;
+                    return {};
+                }
+            } else if (channel != sender) {
+                problem = "messages of more than one channel in one entry";
+                return {};
+            }
         }
         ++frames;
     }

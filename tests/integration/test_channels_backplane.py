@@ -47,3 +47,23 @@ def test_three_nodes_deliver_by_pattern_once_without_echo(procs, redis):  # noqa
                                              (b"weather.fr", b"w1")]
     # The publisher (prices.>) got u1 from the other client, not its own e1 and u2.
     assert early + until_end(publisher) == [(b"prices.us", b"u1")]
+
+
+def test_an_entry_that_mixes_channels_or_names_a_bad_one_is_rejected(procs, redis):  # noqa: F811
+    """Redis is not trusted: a unit is delivered by its first channel, so an entry written
+    into the stream by someone else that carries a second channel's messages (or a channel
+    name no client could publish to) would reach the wrong subscribers. It is rejected, named
+    in the log, and the stream goes on."""
+    from framecast_test import frame, wait_for_log
+    node, port = procs.serve("--channels", "--backplane", redis.url("forged"))
+    public = Peer(port)
+    public.sub("public", "end")
+    mixed = frame("public") + frame("hello") + frame("secret") + frame("leak")
+    assert redis.command("XADD", "forged", "*", "f", mixed.decode()).startswith(b"$")
+    bad = frame("public.*") + frame("wildcard")
+    assert redis.command("XADD", "forged", "*", "f", bad.decode()).startswith(b"$")
+    Peer(port).send("PUB end", "!")
+    # The stream's order: once "end" arrives, both forged entries were read before it.
+    assert public.pair() == (b"end", b"!"), "a forged entry was delivered"
+    wait_for_log(node, rb"rejected: messages of more than one channel in one entry")
+    wait_for_log(node, rb"rejected: channel 'public\.\*'")
