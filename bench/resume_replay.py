@@ -173,25 +173,12 @@ def memory(bin_):
         epoch = wait_offset(port, 100_000)
         held = rss_kib(server.pid)
         s, r, _ = resume(port, f"m {epoch} 0")
-        peak, done = held, threading.Event()
-
-        def sample():
-            nonlocal peak
-            while not done.is_set():
-                peak = max(peak, rss_kib(server.pid))
-                time.sleep(0.002)
-        t = threading.Thread(target=sample)
-        t.start()
-        t0 = time.monotonic()
-        read_messages(r, 100_000)
-        took = time.monotonic() - t0
-        done.set()
-        t.join()
+        grew, took = replay_growth(server, r, 100_000)
         s.close()
         pub.close()
         print(f"memory: 100,000 x 100 B backlog; history costs {(held - idle) / 1024:.1f} MiB RSS "
-              f"(baseline); replay raised RSS by {(peak - held) / 1024:.2f} MiB "
-              f"(target < 16 MiB; ratio to the history {(peak - held) / max(held - idle, 1):.3f}); "
+              f"(baseline); replay raised RSS by {grew / 1024:.2f} MiB "
+              f"(target < 16 MiB; ratio to the history {grew / max(held - idle, 1):.3f}); "
               f"replayed in {took * 1000:.0f} ms")
     finally:
         server.kill()
