@@ -94,18 +94,7 @@ void channel_room::resume(member& m, channel_seat& seat, std::string_view arg) {
         return;
     }
     const std::string_view channel = w[0];
-    std::string detail;
-    if (auto e = check_name(channel, false, opts_.channels.limits, detail);
-        e != channel_error::none) {
-        fail(m, e, "RESUME: " + detail);
-        return;
-    }
-    if (const auto* g = m.grants(); g && !g->may_subscribe(channel)) {
-        fail(m, channel_error::permission_denied,
-             "RESUME " + std::string(channel) + ": not allowed by the client's " + grantor() +
-                 " (subscribe permissions)");
-        return;
-    }
+    if (!may_subscribe(m, "RESUME", channel, false)) return;
     if (seat.replaying.contains(channel)) {
         fail(m, channel_error::bad_position,
              "RESUME " + std::string(channel) + ": this channel is being resumed already");

@@ -92,20 +92,29 @@ bool channel_room::command(member& m, channel_seat& seat, std::string_view frame
     return !m.closed();
 }
 
+// SUB and RESUME: a valid name (a pattern for SUB) that the client's permissions let it
+// subscribe to; else the client is told why and false.
+bool channel_room::may_subscribe(member& m, std::string_view verb, std::string_view name,
+                                 bool pattern) {
+    std::string detail;
+    if (auto e = check_name(name, pattern, opts_.channels.limits, detail);
+        e != channel_error::none) {
+        fail(m, e, pattern ? detail : std::string(verb) + ": " + detail);
+        return false;
+    }
+    if (const auto* g = m.grants(); g && !g->may_subscribe(name)) {
+        fail(m, channel_error::permission_denied,
+             std::string(verb) + " " + std::string(name) + ": not allowed by the client's " +
+                 grantor() + " (subscribe permissions)");
+        return false;
+    }
+    return true;
+}
+
 void channel_room::subscribe(member& m, channel_seat& seat, std::string_view pattern,
                              std::string_view frame) {
     const auto& limits = opts_.channels.limits;
-    std::string detail;
-    if (auto e = check_name(pattern, true, limits, detail); e != channel_error::none) {
-        fail(m, e, detail);
-        return;
-    }
-    if (const auto* g = m.grants(); g && !g->may_subscribe(pattern)) {
-        fail(m, channel_error::permission_denied,
-             "SUB " + std::string(pattern) + ": not allowed by the client's " + grantor() +
-                 " (subscribe permissions)");
-        return;
-    }
+    if (!may_subscribe(m, "SUB", pattern, true)) return;
     // At the limit, a pattern already held is still acknowledged (the search runs only there).
     if (seat.patterns.size() >= limits.max_subscriptions &&
         std::find(seat.patterns.begin(), seat.patterns.end(), pattern) == seat.patterns.end()) {

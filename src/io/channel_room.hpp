@@ -119,6 +119,7 @@ private:
     void notify(member& m, std::string_view channel, std::string_view text);
     void refresh(member& m, std::string_view token);
     void fail(member& m, channel_error e, std::string_view detail);
+    bool may_subscribe(member& m, std::string_view verb, std::string_view name, bool pattern);
 
     const server_options& opts_;
     server_counters& counters_;
