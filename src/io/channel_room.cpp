@@ -201,8 +201,7 @@ void channel_room::broadcast(const relay_unit& unit, const member* origin) {
     counters_.messages_broadcast += unit.messages;
     // Resume: the channel's offsets first; clients with positions get it with its position.
     const std::uint64_t first = history_ ? history_->append(channel, unit) : 0;
-    std::uint64_t delivered = 0;
-    deliver_all(unit, channel, first, origin, delivered);
+    const std::uint64_t delivered = deliver_all(unit, channel, first, origin);
     counters_.deliveries += delivered;
     if (opts_.channels.metrics_channels > 0) {
         auto& c = counts_of(channel);
@@ -211,9 +210,10 @@ void channel_room::broadcast(const relay_unit& unit, const member* origin) {
     }
 }
 
-void channel_room::deliver_all(const relay_unit& unit, std::string_view channel,
-                               std::uint64_t first, const member* origin,
-                               std::uint64_t& delivered) {
+// Delivers `unit` to the channel's subscribers; returns the messages delivered.
+std::uint64_t channel_room::deliver_all(const relay_unit& unit, std::string_view channel,
+                                        std::uint64_t first, const member* origin) {
+    std::uint64_t delivered = 0;
     // Held by this pointer while delivering: a delivery that closes a slow consumer changes the
     // trie (and the cache), never this list.
     const auto receivers = trie_.match(channel);
@@ -246,6 +246,7 @@ void channel_room::deliver_all(const relay_unit& unit, std::string_view channel,
         }
         delivered += unit.messages;
     }
+    return delivered;
 }
 
 bool channel_room::unheard(const member& m, channel_seat& seat) {

@@ -108,8 +108,8 @@ private:
     // that sent "RESUME *") in front of `body`.
     relay_unit positioned(std::string_view channel, std::uint64_t first, std::size_t count,
                           std::string_view body, std::uint64_t origin, bool sequenced) const;
-    void deliver_all(const relay_unit& unit, std::string_view channel, std::uint64_t first,
-                     const member* origin, std::uint64_t& delivered);
+    std::uint64_t deliver_all(const relay_unit& unit, std::string_view channel,
+                              std::uint64_t first, const member* origin);
     bool repeats_last_pub(const channel_seat& seat, std::string_view frame) const;
     // The channel of the seat's last accepted PUB (its frame without the header); the seat
     // must have one.
