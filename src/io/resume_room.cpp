@@ -59,7 +59,9 @@ void resume_room::refuse(member& m, std::string_view why) {
 }
 
 void resume_room::request(member& m, resume_seat& seat, std::string_view payload) {
-    if (members_.contains(&m)) return refuse(m, "a second resume request");
+    if (members_.contains(&m) || !seat.held.empty()) {
+        return refuse(m, "a second resume request");
+    }
     const auto w = words(payload.substr(request_verb.size()));
     if ((w.size() != 1 && w.size() != 3) || !is_protocol_token(w[0])) {
         return refuse(m, "expected '@resume NONCE' or '@resume NONCE EPOCH LAST' (NONCE, EPOCH: "
@@ -68,6 +70,16 @@ void resume_room::request(member& m, resume_seat& seat, std::string_view payload
     std::uint64_t last = 0;
     if (w.size() == 3 && (!is_protocol_token(w[1]) || !parse_protocol_u64(w[2], last))) {
         return refuse(m, "bad EPOCH or LAST in '" + escape_controls(payload, true) + "'");
+    }
+    if (fetch_ && !shared_epoch_) {
+        // A shared log this node has not reached yet (Redis is down since it started): its
+        // own epoch and offsets mean nothing to the client, so the answer waits (set_epoch).
+        spdlog::info("client {}: resume request waits for the shared log's epoch", m.peer());
+        m.stop_receiving();
+        seat = {};
+        seat.held = std::string(payload);
+        held_.emplace_back(&m, &seat);
+        return;
     }
     std::string status;
     std::uint64_t start = log_.next();
@@ -183,9 +195,20 @@ void resume_room::history(const relay_unit& unit, std::uint64_t offset) {
 }
 
 void resume_room::set_epoch(const std::string& epoch, std::uint64_t next) {
-    if (epoch == epoch_) return;
     const bool first = !shared_epoch_;
     shared_epoch_ = true;
+    if (epoch != epoch_) change_epoch(epoch, next, first);
+    // The requests that waited for the log are answered now, in the order they came.
+    auto held = std::move(held_);
+    held_.clear();
+    for (auto& [m, seat] : held) {
+        const std::string text = std::move(seat->held);
+        seat->held.clear();
+        request(*m, *seat, text);
+    }
+}
+
+void resume_room::change_epoch(const std::string& epoch, std::uint64_t next, bool first) {
     if (first) {
         spdlog::info("resume: epoch {} from the shared log, next offset {}", epoch, next);
     } else {
@@ -248,6 +271,7 @@ void resume_room::deliver_live(const std::vector<member*>& live, const relay_uni
 }
 
 void resume_room::leave(member& m, resume_seat& seat) {
+    if (!seat.held.empty()) std::erase(held_, std::pair<member*, resume_seat*>(&m, &seat));
     forget_fetch(m, seat);
     members_.erase(&m);
     seat = {};

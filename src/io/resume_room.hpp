@@ -37,6 +37,8 @@ struct resume_seat {
     bool answer_pending = false;
     std::string nonce;
     std::uint64_t asked = 0;  // LAST+1
+    // A request held until this node knows the shared log's epoch (its text).
+    std::string held;
 };
 
 class resume_room {
@@ -59,6 +61,8 @@ public:
     // The shared log's epoch, and the offset its next message gets: given once the backplane
     // knows them, and again whenever the log's history is lost (a deleted stream). A change
     // empties the history and closes the resuming clients: they resume again and are told.
+    // Requests that arrived before the first call (a node started while Redis was down) wait
+    // for it: this node's own epoch would tell them of a change that did not happen.
     void set_epoch(const std::string& epoch, std::uint64_t next);
     // The writer's turn for a replaying client: queues pieces of the backlog while its queue
     // is below replay_queue(); once nothing is left, the client is live. Single-threaded, so
@@ -74,12 +78,15 @@ public:
     // Resuming clients now (replaying or live), and how far behind the head the slowest
     // replaying one is (messages).
     std::size_t clients() const noexcept { return members_.size(); }
+    // Requests waiting for the shared log's epoch.
+    std::size_t held() const noexcept { return held_.size(); }
     std::uint64_t max_lag() const noexcept;
 
 private:
     std::size_t replay_queue() const noexcept;
     shared_frame position_frame(std::uint64_t first, std::size_t count) const;
     void refuse(member& m, std::string_view why);
+    void change_epoch(const std::string& epoch, std::uint64_t next, bool first);
     void answer(member& m, const std::string& nonce, std::uint64_t asked, std::uint64_t start);
     // resume_room_fetch.cpp: the shared log's past, for a client older than the history.
     bool needs_log(const resume_seat& seat) const noexcept;
@@ -100,6 +107,8 @@ private:
     resume_log log_;
     // Every resuming client (replaying or live), with its seat, for lag and live delivery.
     std::unordered_map<member*, resume_seat*> members_;
+    // Requests waiting for the shared log's epoch (set_epoch), in arrival order.
+    std::vector<std::pair<member*, resume_seat*>> held_;
     // Reading the shared log's past: at most opts.resume.log_replays reads in flight (each one
     // piece), the clients waiting for one in order, and who each read is for.
     server::history_fetch_fn fetch_;

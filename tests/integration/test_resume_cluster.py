@@ -13,7 +13,7 @@ import pytest
 from fault_proxy import FaultProxy
 from redis_server import REDIS
 from resume_wire import read_pieces, resume_request
-from framecast_test import (connect, frame, metrics, metrics_url,
+from framecast_test import (FrameReader, connect, frame, metrics, metrics_url,
                             wait_for_log, wait_for_metric, wait_until)
 
 pytestmark = pytest.mark.skipif(REDIS is None, reason="redis-server not installed")
@@ -130,6 +130,29 @@ def test_redis_restart_keeps_offsets_and_epoch(procs, redis):
     assert answer[2:] == [epoch, "2", "ok"]
     assert read_pieces(r, 3) == [(2, b"r2"), (3, b"r3"), (4, b"r4")]
     assert metrics(metrics_url(a))["framecast_backplane_epoch_changes_total"] == 0
+
+
+def test_a_node_started_while_redis_is_down_answers_with_the_logs_epoch(procs, redis):
+    """A node that has not reached the shared log yet does not answer with an epoch of its own
+    (the client would be told of a change that did not happen and take everything again): the
+    request waits for the log's epoch."""
+    a, pa = node(procs, redis)
+    publish(connect(pa), ["d1", "d2", "d3"])
+    wait_until(lambda: next_offset(a) == 4, "3 published")
+    _, _, answer = resume_request(pa, "probe")
+    epoch = answer[2]
+    redis.stop()
+    wait_for_metric(a, "framecast_backplane_up", 0)
+    b, pb = node(procs, redis)  # starts while Redis is down: it knows neither epoch nor offsets
+    s = connect(pb)
+    s.sendall(frame(f"@resume w {epoch} 1"))
+    wait_for_log(b, rb"resume request waits for the shared log's epoch")
+    redis.start()
+    r = FrameReader(s)
+    answer = r.read().decode().split(" ")
+    assert answer == ["@resumed", "w", epoch, "2", "ok"]
+    assert read_pieces(r, 2) == [(2, b"d2"), (3, b"d3")]
+    assert metrics(metrics_url(b))["framecast_resume_gaps_total"] == 0
 
 
 def test_deleted_stream_is_a_new_epoch_reported_to_clients(procs, redis, tmp_path):
