@@ -1,9 +1,13 @@
 // Decode throughput: a stream of frames of one payload size, fed to the decoder in 64 KiB
 // chunks (as reads from a socket would arrive), beside a plain memcpy of the same bytes.
+// Encode cost too: ns per frame appended to a batch (append_frame, write_frame).
 // Run: build/default/bench/codec_bench
 #include <benchmark/benchmark.h>
 
 #include <cstring>
+#include <string>
+#include <system_error>
+#include <vector>
 #include <framecast/codec.hpp>
 
 namespace {
@@ -64,8 +68,37 @@ void BM_encode_header(benchmark::State& state) {
     state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()));
 }
 
+// A batch of whole frames, one payload at a time, the way a sender builds its writes: into a
+// std::string with append_frame (what send_queue does), or into a buffer of the caller's
+// with write_frame (what bench_framecast_direct does). ns per frame.
+void BM_append_frame(benchmark::State& state) {
+    const std::string payload(static_cast<std::size_t>(state.range(0)), 'x');
+    std::string batch;
+    batch.reserve(256 * 1024 + 1024);
+    for (auto _ : state) {
+        if (batch.size() >= 256 * 1024) batch.clear();
+        benchmark::DoNotOptimize(framecast::append_frame(batch, payload));
+    }
+    state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()));
+}
+
+void BM_write_frame(benchmark::State& state) {
+    const std::string payload(static_cast<std::size_t>(state.range(0)), 'x');
+    std::vector<char> batch(256 * 1024 + 1024);
+    std::size_t fill = 0;
+    std::error_code ec;
+    for (auto _ : state) {
+        if (fill >= 256 * 1024) fill = 0;
+        fill += framecast::write_frame(batch.data() + fill, payload, ec);
+        benchmark::ClobberMemory();
+    }
+    state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()));
+}
+
 }  // namespace
 
+BENCHMARK(BM_append_frame)->Arg(16)->Arg(100);
+BENCHMARK(BM_write_frame)->Arg(16)->Arg(100);
 BENCHMARK(BM_decode)->Arg(16)->Arg(100)->Arg(1024)->Arg(65536);
 BENCHMARK(BM_memcpy)->Arg(16)->Arg(100)->Arg(1024)->Arg(65536);
 BENCHMARK(BM_encode_header);

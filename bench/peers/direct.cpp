@@ -34,20 +34,24 @@ constexpr std::size_t max_gather = 64;               // frames per writev, as in
 // Writes frames of `payload`, `count` times, as the I/O layer would.
 void send_frames(int fd, std::string_view payload, std::uint64_t count) {
     if (payload.size() < gather_threshold) {
-        std::string batch;
-        batch.reserve(batch_bytes + payload.size() + framecast::max_header_size);
+        std::vector<char> batch(batch_bytes + payload.size() + framecast::max_header_size);
+        std::size_t fill = 0;
+        std::error_code ec;
         for (std::uint64_t i = 0; i < count; ++i) {
-            if (auto ec = framecast::append_frame(batch, payload)) die(ec.message().c_str());
-            if (batch.size() >= batch_bytes) {
-                write_all(fd, batch.data(), batch.size());
-                batch.clear();
+            const std::size_t n = framecast::write_frame(batch.data() + fill, payload, ec);
+            if (n == 0) die(ec.message().c_str());
+            fill += n;
+            if (fill >= batch_bytes) {
+                write_all(fd, batch.data(), fill);
+                fill = 0;
             }
         }
-        if (!batch.empty()) write_all(fd, batch.data(), batch.size());
+        if (fill > 0) write_all(fd, batch.data(), fill);
         return;
     }
     std::vector<framecast::frame_header> headers(max_gather);
     std::vector<iovec> iov(2 * max_gather);
+    set_nonblocking(fd, true);  // non-blocking, as the I/O layer writes (see writev_all)
     for (std::uint64_t sent = 0; sent < count;) {
         std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(max_gather, count - sent));
         for (std::size_t i = 0; i < n; ++i) {
@@ -58,6 +62,7 @@ void send_frames(int fd, std::string_view payload, std::uint64_t count) {
         writev_all(fd, iov.data(), static_cast<int>(2 * n));
         sent += n;
     }
+    set_nonblocking(fd, false);
 }
 
 int run_recv(const options& o) {

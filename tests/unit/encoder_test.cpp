@@ -77,3 +77,40 @@ TEST(Encoder, AppendFrameFastPathMatchesEncodeHeaderForEverySizeAndHeader) {
         }
     }
 }
+
+// write_frame's fast path (10-byte header, up to 999 bytes, copies of up to 16 bytes without a
+// call) and its general path must write exactly append_frame's bytes, and nothing past them.
+TEST(Encoder, WriteFrameMatchesAppendFrameForEverySizeAndHeader) {
+    for (std::size_t h = min_header_size; h <= max_header_size; ++h) {
+        for (std::size_t n = 0; n <= 1100; ++n) {
+            const std::string payload(n, static_cast<char>('a' + n % 26));
+            codec_options o;
+            o.header_size = h;
+            std::string want;
+            const auto want_ec = append_frame(want, payload, o);
+            std::string buf(max_header_size + n + 8, '#');
+            std::error_code ec;
+            const std::size_t wrote = write_frame(buf.data(), payload, ec, o);
+            ASSERT_EQ(ec, want_ec) << "h=" << h << " n=" << n;
+            if (want_ec) {
+                EXPECT_EQ(wrote, 0u) << "h=" << h << " n=" << n;
+                continue;
+            }
+            ASSERT_EQ(wrote, want.size()) << "h=" << h << " n=" << n;
+            EXPECT_EQ(buf.substr(0, wrote), want) << "h=" << h << " n=" << n;
+            EXPECT_EQ(buf.substr(wrote), std::string(buf.size() - wrote, '#')) << "h=" << h << " n=" << n;
+        }
+    }
+}
+
+TEST(Encoder, WriteFrameCountsCodePointsAndRefusesInvalidUtf8) {
+    codec_options o;
+    o.unit = length_unit::code_points;
+    char buf[64];
+    std::error_code ec;
+    EXPECT_EQ(write_frame(buf, "é!", ec, o), 13u);
+    EXPECT_FALSE(ec);
+    EXPECT_EQ(std::string(buf, 13), "2         é!");
+    EXPECT_EQ(write_frame(buf, "\xc1\xbf", ec, o), 0u);
+    EXPECT_EQ(ec, make_error_code(errc::invalid_utf8));
+}
