@@ -683,7 +683,10 @@ def targets(results):
     ceil100 = find(results, "ceiling", "throughput", 100)
     direct100 = find(results, "framecast-direct", "throughput", 100)
     line("100 B direct vs ZeroMQ msgs/s", ratio(direct100, zmq100), 3)
-    line("100 B direct vs ceiling msgs/s", ratio(direct100, ceil100), None)
+    for size, direct, ceil in ((16, find(results, "framecast-direct", "throughput", 16),
+                                find(results, "ceiling", "throughput", 16)),
+                               (100, direct100, ceil100)):
+        line(f"{size} B direct vs ceiling msgs/s", ratio(direct, ceil), 0.8)
     for feeder in ("stdin", "send"):
         line(f"100 B relay ({feeder}) vs ZeroMQ direct msgs/s",
              ratio(find(results, f"framecast-relay-{feeder}", "throughput", 100), zmq100), 1)

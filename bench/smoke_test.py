@@ -36,8 +36,24 @@ def check_ceiling_warnings():
         fail(f"ceiling warnings: {warnings}")
 
 
+def check_small_frame_targets():
+    """run.py prints the issue's small-frame goals (direct >= 0.8x the ceiling at 16 B and 100 B)."""
+    sys.path.insert(0, HERE)
+    import run
+    rows = [{"system": "ceiling", "scenario": "throughput", "size": 16, "msgs_per_s": 100.0},
+            {"system": "framecast-direct", "scenario": "throughput", "size": 16, "msgs_per_s": 50.0},
+            {"system": "ceiling", "scenario": "throughput", "size": 100, "msgs_per_s": 100.0},
+            {"system": "framecast-direct", "scenario": "throughput", "size": 100, "msgs_per_s": 90.0}]
+    text = run.targets(rows)
+    for want in ("16 B direct vs ceiling msgs/s: 0.50x (target >= 0.8x) SHORT",
+                 "100 B direct vs ceiling msgs/s: 0.90x (target >= 0.8x) met"):
+        if want not in text:
+            fail(f"targets lack {want!r}:\n{text}")
+
+
 def main():
     check_ceiling_warnings()
+    check_small_frame_targets()
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin-dir", required=True)
     ap.add_argument("--framecast", default="")
