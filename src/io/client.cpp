@@ -383,9 +383,21 @@ error_code queue_lines(int fd, send_queue& queue, std::string& what,
                        std::string_view before_each, std::string_view at_end) {
     std::vector<char> buffer(256 * 1024);
     line_splitter lines(queue.options().max_message);
-    std::string batch;  // this read's lines, framed
+    // This read's lines, framed in place with write_frame (no capacity check or allocation
+    // per line; the buffer grows only for a read of many short lines).
+    std::vector<char> batch(buffer.size() + 64 * 1024);
+    std::size_t fill = 0;
+    auto append = [&](std::string_view bytes) {
+        if (batch.size() - fill < bytes.size()) batch.resize(std::max(2 * batch.size(), fill + bytes.size()));
+        if (!bytes.empty()) std::memcpy(batch.data() + fill, bytes.data(), bytes.size());
+        fill += bytes.size();
+    };
+    auto flush = [&] {
+        queue.push_encoded({batch.data(), fill});
+        fill = 0;
+    };
     auto fail = [&](error_code ec, std::string message) {
-        queue.push_encoded(batch);
+        flush();
         queue.close();
         what = std::move(message);
         return ec;
@@ -398,12 +410,19 @@ error_code queue_lines(int fd, send_queue& queue, std::string& what,
                     return {};
                 case line_splitter::event::too_long:
                     return fail(errc::message_too_large, lines.too_long_message());
-                case line_splitter::event::line:
-                    batch.append(before_each);
-                    if (auto ec = append_frame(batch, lines.line(), queue.options())) {
+                case line_splitter::event::line: {
+                    append(before_each);
+                    const std::string_view line = lines.line();
+                    const std::size_t need = max_header_size + line.size();
+                    if (batch.size() - fill < need) batch.resize(std::max(2 * batch.size(), fill + need));
+                    std::error_code ec;
+                    const std::size_t n = write_frame(batch.data() + fill, line, ec, queue.options());
+                    if (n == 0) {
                         return fail(ec, "cannot send line " + std::to_string(lines.line_number()) +
                                             ": " + ec.message());
                     }
+                    fill += n;
+                }
             }
         }
     };
@@ -416,16 +435,14 @@ error_code queue_lines(int fd, send_queue& queue, std::string& what,
             return fail(ec, "cannot read standard input: " + ec.message());
         }
         if (n == 0) break;
-        batch.clear();
         std::string_view in(buffer.data(), static_cast<std::size_t>(n));
         if (auto ec = frame_lines([&] { return lines.next(in); })) return ec;
         queue.wait_for_room();
-        queue.push_encoded(batch);
+        flush();
     }
-    batch.clear();
     if (auto ec = frame_lines([&] { return lines.finish(); })) return ec;
-    batch.append(at_end);
-    queue.push_encoded(batch);
+    append(at_end);
+    flush();
     queue.close();
     return {};
 }

@@ -1,7 +1,10 @@
 // The client library in-process: a frame_writer on one end of a loopback connection, read_frames
 // on the other.
+#include <unistd.h>
+
 #include <chrono>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "framecast/io/asio.hpp"
@@ -250,4 +253,72 @@ TEST(client, connect_refused_names_the_address) {
 }
 
 }  // namespace
+// queue_lines frames what a pipe gives, line by line, in place: the bytes queued are exactly
+// each line's frame (with the command before each and after the last), however many lines one
+// read holds (here far more than its first buffer: 300,000 empty lines in 300 KB).
+std::string run_queue_lines(const std::string& input, send_queue& q, std::string& what,
+                            error_code& ec, std::string_view before = {},
+                            std::string_view after = {}) {
+    int fds[2];
+    EXPECT_EQ(::pipe(fds), 0);
+    std::thread writer([&] {
+        std::size_t done = 0;
+        while (done < input.size()) {
+            const ssize_t n = ::write(fds[1], input.data() + done, input.size() - done);
+            if (n <= 0) break;
+            done += static_cast<std::size_t>(n);
+        }
+        ::close(fds[1]);
+    });
+    std::string out;
+    std::thread drain([&] {  // the queue holds at most 4 MiB: take while it fills
+        for (;;) {
+            const auto r = q.take(out, [] {});
+            if (r == send_queue::take_result::closed) break;
+            if (r == send_queue::take_result::empty) std::this_thread::yield();
+        }
+    });
+    ec = queue_lines(fds[0], q, what, before, after);
+    writer.join();
+    drain.join();
+    ::close(fds[0]);
+    return out;
+}
+
+TEST(client, queue_lines_frames_every_line_in_place) {
+    std::string input, want;
+    for (int i = 0; i < 1000; ++i) {
+        const std::string line(static_cast<std::size_t>(i % 40), static_cast<char>('a' + i % 26));
+        input += line + (i % 2 ? "\r\n" : "\n");
+        want += encode_frame("B") + encode_frame(line);
+    }
+    input += "last line without a newline";
+    want += encode_frame("B") + encode_frame("last line without a newline") + encode_frame("END");
+    send_queue q;
+    std::string what;
+    error_code ec;
+    const std::string got = run_queue_lines(input, q, what, ec, encode_frame("B"), encode_frame("END"));
+    EXPECT_FALSE(ec) << what;
+    EXPECT_EQ(got, want);
+
+    send_queue many;
+    const std::string empties = run_queue_lines(std::string(300'000, '\n'), many, what, ec);
+    EXPECT_FALSE(ec) << what;
+    std::string want_empties;
+    for (int i = 0; i < 300'000; ++i) want_empties += encode_frame("");
+    EXPECT_EQ(empties, want_empties);
+}
+
+TEST(client, queue_lines_stops_at_a_line_it_cannot_frame_and_names_it) {
+    codec_options o;
+    o.unit = length_unit::code_points;
+    send_queue q(o);
+    std::string what;
+    error_code ec;
+    const std::string got = run_queue_lines("ok\nbad \xc1\xbf\nnever\n", q, what, ec);
+    EXPECT_EQ(ec, errc::invalid_utf8);
+    EXPECT_NE(what.find("cannot send line 2"), std::string::npos) << what;
+    EXPECT_EQ(got, encode_frame("ok"));  // the lines before it are sent
+}
+
 }  // namespace framecast::io
