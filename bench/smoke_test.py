@@ -23,28 +23,33 @@ def fail(msg):
     sys.exit(1)
 
 
-def check_ceiling_warnings():
-    """run.py warns when a throughput row beats the ceiling of its size by more than noise."""
+def run_module():
+    """bench/run.py as a module, for checks of its table logic on made-up rows."""
     sys.path.insert(0, HERE)
     import run
-    rows = [{"system": "ceiling", "scenario": "throughput", "size": 100, "msgs_per_s": 100.0},
-            {"system": "framecast-direct", "scenario": "throughput", "size": 100, "msgs_per_s": 105.0},
-            {"system": "ceiling", "scenario": "throughput", "size": 65536, "msgs_per_s": 100.0},
-            {"system": "zeromq", "scenario": "throughput", "size": 65536, "msgs_per_s": 150.0}]
-    warnings = run.ceiling_warnings(rows)
+    return run
+
+
+def throughput_rows(*rows):
+    """(system, size, msgs/s) triples as run.py's throughput rows."""
+    return [{"system": system, "scenario": "throughput", "size": size, "msgs_per_s": rate}
+            for system, size, rate in rows]
+
+
+def check_ceiling_warnings():
+    """run.py warns when a throughput row beats the ceiling of its size by more than noise."""
+    warnings = run_module().ceiling_warnings(throughput_rows(
+        ("ceiling", 100, 100.0), ("framecast-direct", 100, 105.0),
+        ("ceiling", 65536, 100.0), ("zeromq", 65536, 150.0)))
     if len(warnings) != 1 or "zeromq at 65536 B beats the ceiling (1.50x)" not in warnings[0]:
         fail(f"ceiling warnings: {warnings}")
 
 
 def check_small_frame_targets():
     """run.py prints the issue's small-frame goals (direct >= 0.8x the ceiling at 16 B and 100 B)."""
-    sys.path.insert(0, HERE)
-    import run
-    rows = [{"system": "ceiling", "scenario": "throughput", "size": 16, "msgs_per_s": 100.0},
-            {"system": "framecast-direct", "scenario": "throughput", "size": 16, "msgs_per_s": 50.0},
-            {"system": "ceiling", "scenario": "throughput", "size": 100, "msgs_per_s": 100.0},
-            {"system": "framecast-direct", "scenario": "throughput", "size": 100, "msgs_per_s": 90.0}]
-    text = run.targets(rows)
+    text = run_module().targets(throughput_rows(
+        ("ceiling", 16, 100.0), ("framecast-direct", 16, 50.0),
+        ("ceiling", 100, 100.0), ("framecast-direct", 100, 90.0)))
     for want in ("16 B direct vs ceiling msgs/s: 0.50x (target >= 0.8x) SHORT",
                  "100 B direct vs ceiling msgs/s: 0.90x (target >= 0.8x) met"):
         if want not in text:
