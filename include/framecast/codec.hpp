@@ -91,9 +91,9 @@ std::error_code append_frame(std::string& out, std::string_view payload,
 
 // Writes header and payload into `out`, which has room for at least
 // max_header_size + payload.size() bytes, and returns how many it wrote; on error returns 0
-// and sets `ec` (which is left as it was on success). For callers that batch many small frames into a buffer of their own: no capacity
-// check and no allocation per frame, the least a frame can cost (about a third of
-// append_frame's instructions at 16 B; docs/bench.md).
+// and sets `ec` (left as it was on success). For callers that batch many small frames into a
+// buffer of their own: no capacity check and no allocation per frame, the least a frame can
+// cost (codec_bench: 2.1 ns per 16-byte frame, append_frame 9.0 ns; docs/bench.md).
 std::size_t write_frame(char* out, std::string_view payload, std::error_code& ec,
                         const codec_options& opts = {}) noexcept;
 

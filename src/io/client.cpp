@@ -387,8 +387,11 @@ error_code queue_lines(int fd, send_queue& queue, std::string& what,
     // per line; the buffer grows only for a read of many short lines).
     std::vector<char> batch(buffer.size() + 64 * 1024);
     std::size_t fill = 0;
+    auto room_for = [&](std::size_t n) {
+        if (batch.size() - fill < n) batch.resize(std::max(2 * batch.size(), fill + n));
+    };
     auto append = [&](std::string_view bytes) {
-        if (batch.size() - fill < bytes.size()) batch.resize(std::max(2 * batch.size(), fill + bytes.size()));
+        room_for(bytes.size());
         if (!bytes.empty()) std::memcpy(batch.data() + fill, bytes.data(), bytes.size());
         fill += bytes.size();
     };
@@ -413,8 +416,7 @@ error_code queue_lines(int fd, send_queue& queue, std::string& what,
                 case line_splitter::event::line: {
                     append(before_each);
                     const std::string_view line = lines.line();
-                    const std::size_t need = max_header_size + line.size();
-                    if (batch.size() - fill < need) batch.resize(std::max(2 * batch.size(), fill + need));
+                    room_for(max_header_size + line.size());
                     std::error_code ec;
                     const std::size_t n = write_frame(batch.data() + fill, line, ec, queue.options());
                     if (n == 0) {
