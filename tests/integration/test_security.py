@@ -54,8 +54,11 @@ def test_partial_frames_stay_within_the_memory_limit(procs):
     reading at --memory-limit, refuses new connections with a log line, stays under the limit
     (plus a small constant), and serves new clients again once the holders are cut."""
     attacks.raise_nofile(2 * 1000 + 256)
+    # The idle timeout frees the budget by cutting the holders: long enough that they are
+    # still held when the new client below connects, even on a loaded machine (with 3 s, a CI
+    # run saw the first holders cut before it, and the new client served).
     server, port = procs.serve("--publish", "--memory-limit", "32MiB", "--max-per-address", "0",
-                               "--idle-timeout", "3", "--metrics", "127.0.0.1:0",
+                               "--idle-timeout", "10", "--metrics", "127.0.0.1:0",
                                "--welcome", "Welcome to the server!")
     base = attacks.rss_mib(server.p.pid)
     a = attacks.PartialFrames(port, 1000)
