@@ -222,9 +222,9 @@ inline void set_nonblocking(int fd, bool on) {
 // non-blocking socket it waits in poll() when the socket is full.
 //
 // Large frames are written that way (as framecast's I/O layer and ZeroMQ write): a blocking
-// writev of 64 MiB keeps the socket locked in the kernel until all of it is queued, so the
-// acknowledgements that free the send buffer wait in the socket's backlog, and the sender spends
-// more CPU per byte. Measured on loopback, 1 MiB frames, 64 per call: 3.9-4.1 GB/s blocking
+// writev of 64 MiB cost the sender more CPU per byte (likely because the socket stays locked
+// in the kernel until all of it is queued, so the acknowledgements that free the send buffer
+// wait in the socket's backlog). Measured on loopback, 1 MiB frames, 64 per call: 3.9-4.1 GB/s blocking
 // against 5.1-5.2 GB/s non-blocking (docs/bench.md).
 inline void writev_all(int fd, iovec* iov, int n) {
     while (n > 0) {
