@@ -1,7 +1,8 @@
 // The ceiling for our protocol: the least a program can do and still move framed messages over
 // TCP. Blocking sockets; the sender writes one large buffer of prebuilt frames per send() (from
 // 8 KiB up, 64 frames per writev() gathering headers and one shared payload on a non-blocking
-// socket, waiting in poll() when it is full, as framecast's sender does); the receiver does 256 KiB reads and finds frame boundaries in place, and reads
+// socket, waiting in poll() when it is full, as framecast's sender does); the receiver does
+// 256 KiB reads and finds frame boundaries in place, and reads
 // the rest of a payload longer than that straight into a buffer of the payload's size (one
 // recv() where framecast's decoder does one). Nothing framecast does can be faster, so every
 // other figure is read as a fraction of this one; bench/run.py warns when a row beats it.

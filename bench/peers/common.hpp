@@ -224,8 +224,8 @@ inline void set_nonblocking(int fd, bool on) {
 // Large frames are written that way (as framecast's I/O layer and ZeroMQ write): a blocking
 // writev of 64 MiB cost the sender more CPU per byte (likely because the socket stays locked
 // in the kernel until all of it is queued, so the acknowledgements that free the send buffer
-// wait in the socket's backlog). Measured on loopback, 1 MiB frames, 64 per call: 3.9-4.1 GB/s blocking
-// against 5.1-5.2 GB/s non-blocking (docs/bench.md).
+// wait in the socket's backlog). Measured on loopback, 1 MiB frames, 64 per call: 3.9-4.1
+// GB/s blocking against 5.1-5.2 GB/s non-blocking (docs/bench.md).
 inline void writev_all(int fd, iovec* iov, int n) {
     while (n > 0) {
         ssize_t w = ::writev(fd, iov, std::min(n, IOV_MAX));

@@ -47,26 +47,13 @@ constexpr char two_digits[] =
 
 std::error_code append_frame(std::string& out, std::string_view payload,
                              const codec_options& opts) {
-    const std::size_t hs = opts.header_size;
-    if (opts.unit == length_unit::bytes && payload.size() <= small_frame_payload &&
-        hs >= min_header_size && hs <= max_header_size) {
+    if (payload.size() <= small_frame_payload) {
+        // Built on the stack by write_frame and appended once: one capacity check per frame.
         char frame[max_header_size + small_frame_payload];
-        std::memset(frame, ' ', max_header_size);  // constant size: a few stores
-        // At most 3 digits (<= 256): written in place, two at a time from a table.
-        const std::size_t v = payload.size();
-        const std::size_t digits = v >= 100 ? 3 : v >= 10 ? 2 : 1;
-        if (digits > hs) return errc::length_does_not_fit;
-        if (digits == 3) {
-            frame[0] = static_cast<char>('0' + v / 100);
-            std::memcpy(frame + 1, two_digits + 2 * (v % 100), 2);
-        } else if (digits == 2) {
-            std::memcpy(frame, two_digits + 2 * v, 2);
-        } else {
-            frame[0] = static_cast<char>('0' + v);
-        }
-        // An empty view's data() may be null: memcpy(dst, nullptr, 0) is undefined.
-        if (!payload.empty()) std::memcpy(frame + hs, payload.data(), payload.size());
-        out.append(frame, hs + payload.size());
+        std::error_code ec;
+        const std::size_t n = write_frame(frame, payload, ec, opts);
+        if (n == 0) return ec;
+        out.append(frame, n);
         return {};
     }
     frame_header h;

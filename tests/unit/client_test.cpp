@@ -252,7 +252,6 @@ TEST(client, connect_refused_names_the_address) {
     EXPECT_EQ(what, "cannot connect to 127.0.0.1:" + std::to_string(port) + ": Connection refused");
 }
 
-}  // namespace
 // queue_lines frames what a pipe gives, line by line, in place: the bytes queued are exactly
 // each line's frame (with the command before each and after the last), however many lines one
 // read holds (here far more than its first buffer: 300,000 empty lines in 300 KB).
@@ -321,4 +320,5 @@ TEST(client, queue_lines_stops_at_a_line_it_cannot_frame_and_names_it) {
     EXPECT_EQ(got, encode_frame("ok"));  // the lines before it are sent
 }
 
+}  // namespace
 }  // namespace framecast::io
