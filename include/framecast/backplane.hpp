@@ -53,10 +53,14 @@ struct message {
         history,  // an entry of the log's past, read at start: keep it for resuming clients
         epoch,    // no entry: the log's epoch is `epoch` (known at last, or changed because
                   // the log's history was lost), and `offset` is where its next entry starts
+                  // (or, with history_follows, where the kind::history entries start)
     };
     kind what = kind::live;
     std::uint64_t offset = 0;  // the log's offset of the entry's first message (0: no offsets)
     std::string epoch;         // kind::epoch only
+    // kind::epoch only: the log's recent entries follow (kind::history), then the same epoch
+    // again without this (offset 0): only then does the node hold all it read at start.
+    bool history_follows = false;
 };
 
 struct stats {

@@ -900,10 +900,17 @@ private:
         notice.what = message::kind::epoch;
         notice.epoch = epoch;
         notice.offset = tail.empty() ? id_sequence(last) + 1 : tail.back().second.m.offset;
+        notice.history_follows = !tail.empty();
         deliver_(std::move(notice));
         for (auto it = tail.rbegin(); it != tail.rend(); ++it) {
             ++history_loaded_;
             deliver_entry(it->first, std::move(it->second), message::kind::history);
+        }
+        if (!tail.empty()) {  // the history is all there: resume requests can be answered
+            message done;
+            done.what = message::kind::epoch;
+            done.epoch = epoch;
+            deliver_(std::move(done));
         }
         spdlog::info("backplane {}: epoch {}, {} recent entries read for resuming clients, next "
                      "offset after {}", describe(), epoch, tail.size(), last);

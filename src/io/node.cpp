@@ -277,8 +277,9 @@ struct node::impl {
         bp->start([this, own = bp->node_id()](backplane::message m) {
             using kind = backplane::message::kind;
             if (m.what == kind::epoch) {  // --resume: the shared log's history (docs/resume.md)
-                asio::post(io, [this, epoch = std::move(m.epoch), next = m.offset] {
-                    srv.resume_epoch(epoch, next);
+                asio::post(io, [this, epoch = std::move(m.epoch), next = m.offset,
+                                follows = m.history_follows] {
+                    srv.resume_epoch(epoch, next, follows);
                 });
                 return;
             }

@@ -71,10 +71,12 @@ void resume_room::request(member& m, resume_seat& seat, std::string_view payload
     if (w.size() == 3 && (!is_protocol_token(w[1]) || !parse_protocol_u64(w[2], last))) {
         return refuse(m, "bad EPOCH or LAST in '" + escape_controls(payload, true) + "'");
     }
-    if (fetch_ && !shared_epoch_) {
+    if (fetch_ && (!shared_epoch_ || loading_)) {
         // A shared log this node has not reached yet (Redis is down since it started): its
         // own epoch and offsets mean nothing to the client, so the answer waits (set_epoch).
-        spdlog::info("client {}: resume request waits for the shared log's epoch", m.peer());
+        // So does one that comes while the log's recent entries are on their way.
+        spdlog::info("client {}: resume request waits for the shared log's {}", m.peer(),
+                     shared_epoch_ ? "recent entries" : "epoch");
         m.stop_receiving();
         seat = {};
         seat.held = std::string(payload);
@@ -194,10 +196,12 @@ void resume_room::history(const relay_unit& unit, std::uint64_t offset) {
     if (unit) log_.append_at(offset, unit);
 }
 
-void resume_room::set_epoch(const std::string& epoch, std::uint64_t next) {
+void resume_room::set_epoch(const std::string& epoch, std::uint64_t next, bool history_follows) {
     const bool first = !shared_epoch_;
     shared_epoch_ = true;
     if (epoch != epoch_) change_epoch(epoch, next, first);
+    loading_ = history_follows;
+    if (loading_) return;  // the requests are answered once the history is here
     // The requests that waited for the log are answered now, in the order they came.
     auto held = std::move(held_);
     held_.clear();

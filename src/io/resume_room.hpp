@@ -62,8 +62,11 @@ public:
     // knows them, and again whenever the log's history is lost (a deleted stream). A change
     // empties the history and closes the resuming clients: they resume again and are told.
     // Requests that arrived before the first call (a node started while Redis was down) wait
-    // for it: this node's own epoch would tell them of a change that did not happen.
-    void set_epoch(const std::string& epoch, std::uint64_t next);
+    // for it: this node's own epoch would tell them of a change that did not happen. With
+    // history_follows, `next` is where the log's recent entries start; they come next
+    // (history()), then the same epoch again without it, and requests wait until then: one
+    // answered before would miss what it asked for, or be told of a gap that is not one.
+    void set_epoch(const std::string& epoch, std::uint64_t next, bool history_follows = false);
     // The writer's turn for a replaying client: queues pieces of the backlog while its queue
     // is below replay_queue(); once nothing is left, the client is live. Single-threaded, so
     // no broadcast can fall between the last piece and going live.
@@ -78,7 +81,7 @@ public:
     // Resuming clients now (replaying or live), and how far behind the head the slowest
     // replaying one is (messages).
     std::size_t clients() const noexcept { return members_.size(); }
-    // Requests waiting for the shared log's epoch.
+    // Requests waiting for the shared log's epoch and history.
     std::size_t held() const noexcept { return held_.size(); }
     std::uint64_t max_lag() const noexcept;
 
@@ -104,10 +107,11 @@ private:
     hub& hub_;
     std::string epoch_;
     bool shared_epoch_ = false;  // epoch_ came from the shared log (set_epoch)
+    bool loading_ = false;       // the log's recent entries are on their way (set_epoch)
     resume_log log_;
     // Every resuming client (replaying or live), with its seat, for lag and live delivery.
     std::unordered_map<member*, resume_seat*> members_;
-    // Requests waiting for the shared log's epoch (set_epoch), in arrival order.
+    // Requests waiting for the shared log's epoch and history (set_epoch), in arrival order.
     std::vector<std::pair<member*, resume_seat*>> held_;
     // Reading the shared log's past: at most opts.resume.log_replays reads in flight (each one
     // piece), the clients waiting for one in order, and who each read is for.

@@ -217,8 +217,8 @@ void server::set_history_fetch(history_fetch_fn fn) {
     if (impl_->resume) impl_->resume->set_fetch(std::move(fn));
 }
 
-void server::resume_epoch(const std::string& epoch, std::uint64_t next) {
-    if (impl_->resume) impl_->resume->set_epoch(epoch, next);
+void server::resume_epoch(const std::string& epoch, std::uint64_t next, bool history_follows) {
+    if (impl_->resume) impl_->resume->set_epoch(epoch, next, history_follows);
 }
 
 void server::broadcast(const relay_unit& unit, const session* origin, std::uint64_t offset) {

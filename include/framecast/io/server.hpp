@@ -264,9 +264,11 @@ public:
     void broadcast(const relay_unit& unit, const session* origin, std::uint64_t offset);
     // --resume with a shared log: a unit of its past, kept for resuming clients only (a node
     // filling its history at start), and the log's epoch with the offset its next message
-    // gets (resume_room::set_epoch). Nothing without --resume.
+    // gets; with history_follows, the offset the history starts at, and the units of the
+    // history follow, then the same epoch again without it (resume_room::set_epoch). Nothing
+    // without --resume.
     void resume_history(const relay_unit& unit, std::uint64_t offset);
-    void resume_epoch(const std::string& epoch, std::uint64_t next);
+    void resume_epoch(const std::string& epoch, std::uint64_t next, bool history_follows = false);
     // --resume with a shared log: where a resuming client whose position is older than this
     // node's history gets the older part (docs/resume.md, "Several nodes"). The fetch reads
     // the log's units of `epoch` from the one holding offset `from` on (a bounded piece) and
