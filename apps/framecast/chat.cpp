@@ -430,7 +430,7 @@ asio::awaitable<exit_code> run_chat(const chat_config& cfg, bool interactive, ch
     const endpoint target = parse_endpoint(cfg.target);
     const codec_options opts = cfg.codec.options();
 
-    io::tcp::socket socket(ex);
+    io::client_stream socket(ex);
     std::string what;
     if (auto ec = co_await connect_to(socket, target, to_duration(cfg.connect_timeout),
                                              what, opts)) {

@@ -59,7 +59,7 @@ struct connect_config {
 
 double seconds(io::duration d) { return std::chrono::duration<double>(d).count(); }
 
-asio::awaitable<void> send_while_connected(io::frame_writer& writer, io::tcp::socket& socket,
+asio::awaitable<void> send_while_connected(io::frame_writer& writer, io::client_stream& socket,
                                           bool half_close) {
     // By default no half-close at end of input: framecast serve (like the tutorial's servers)
     // takes the end of a client's stream as the client leaving, and would stop sending to us.
@@ -106,7 +106,7 @@ public:
 private:
     // One connection, from connecting to its end.
     asio::awaitable<verdict> one_connection() {
-        io::tcp::socket socket(ex_);
+        io::client_stream socket(ex_);
         std::string what;
         const auto failed = co_await connect_to(socket, target_, to_duration(cfg_.connect_timeout),
                                                 what, cfg_.codec.options());
@@ -141,7 +141,7 @@ private:
     }
 
     // Reads (and with --send writes) until the connection ends.
-    asio::awaitable<io::read_result> receive(io::tcp::socket& socket) {
+    asio::awaitable<io::read_result> receive(io::client_stream& socket) {
         // Raw and framed output stream a large payload through; a resuming reader counts
         // whole messages (their offsets), so it takes them whole in every format.
         const bool streaming = !resume_ && (cfg_.format == output_format::raw ||
@@ -174,9 +174,9 @@ private:
     }
 
     // Resume: the request is the connection's first frame.
-    asio::awaitable<error_code> send_request(io::tcp::socket& socket) {
+    asio::awaitable<error_code> send_request(io::client_stream& socket) {
         const std::string frame = encode_frame(resume_->request(), cfg_.codec.options());
-        auto [ec, n] = co_await asio::async_write(socket, asio::buffer(frame), use_nothrow);
+        auto [ec, n] = co_await socket.write(asio::buffer(frame));
         co_return ec;
     }
 

@@ -52,7 +52,7 @@ struct pub_state {
     std::string refused;  // --auth cert: the server's reason for refusing our certificate
 };
 
-asio::awaitable<void> write_then_wait(io::frame_writer& writer, io::tcp::socket& socket,
+asio::awaitable<void> write_then_wait(io::frame_writer& writer, io::client_stream& socket,
                                       io::duration linger, pub_state& st) {
     st.write_error = co_await writer.run(socket, false);
     st.write_done = true;
@@ -63,7 +63,7 @@ asio::awaitable<void> write_then_wait(io::frame_writer& writer, io::tcp::socket&
 }
 
 // Reads notices until the pong (then stops) or the end of the connection.
-asio::awaitable<void> read_notices(io::tcp::socket& socket, const codec_options& codec,
+asio::awaitable<void> read_notices(io::client_stream& socket, const codec_options& codec,
                                    const std::string& name, pub_state& st) {
     pair_reader reader([&](std::string_view channel, std::string_view payload) {
         if (channel == sys_pong) {
@@ -90,7 +90,7 @@ asio::awaitable<exit_code> run_pub(const pub_config& cfg, io::frame_writer& writ
     auto ex = co_await asio::this_coro::executor;
     const endpoint target = parse_endpoint(cfg.target);
     const std::string name = target.to_string();
-    io::tcp::socket socket(ex);
+    io::client_stream socket(ex);
     std::string what;
     const error_code failed = co_await connect_to(socket, target, to_duration(cfg.connect_timeout),
                                                   what, cfg.codec.options());

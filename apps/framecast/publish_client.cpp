@@ -128,7 +128,7 @@ private:
     }
 
     asio::awaitable<verdict> one_connection() {
-        io::tcp::socket socket(ex_);
+        io::client_stream socket(ex_);
         std::string what;
         const auto failed = co_await connect_to(socket, target_,
                                                 to_duration(opts_.connect_timeout), what,
@@ -147,7 +147,7 @@ private:
         write_failed_ = {};
         const std::string request = encode_frame(
             fmt::format("@publish {} {} {}", nonce, publisher_, buffer_.acked() + 1), opts_.codec);
-        auto [wec, n] = co_await asio::async_write(socket, asio::buffer(request), use_nothrow);
+        auto [wec, n] = co_await socket.write(asio::buffer(request));
         if (wec) co_return verdict{std::nullopt, name_ + ": " + wec.message()};
 
         decoder dec(opts_.codec, decode_mode::whole);
@@ -181,10 +181,9 @@ private:
     }
 
     // Everything was acknowledged: a clean close.
-    exit_code finish(io::tcp::socket& socket) {
-        error_code ignored;
-        socket.shutdown(io::tcp::socket::shutdown_send, ignored);
-        socket.close(ignored);
+    exit_code finish(io::client_stream& socket) {
+        socket.shutdown_send_now();
+        socket.close();
         if (buffer_.skipped() > 0) {
             spdlog::info("{}: skipped {} messages the server already had from publisher {}",
                          name_, buffer_.skipped(), publisher_);
@@ -209,7 +208,7 @@ private:
     // Sends, after the answer, every held message after `written_`, then what the input
     // brings while the buffer has room; ends once the input is closed and all acknowledged
     // (write_failed_ clear), or when a write fails (set).
-    asio::awaitable<void> write_side(io::tcp::socket& socket) {
+    asio::awaitable<void> write_side(io::client_stream& socket) {
         std::string out;
         // One exit at the end (GCC 12 miscompiles early co_returns in some coroutines).
         bool done = false;
@@ -221,7 +220,7 @@ private:
                 if (!done && written_ + 1 < buffer_.next()) {
                     out.assign(buffer_.frames_from(std::max(written_ + 1, buffer_.first_held())));
                     written_ = buffer_.next() - 1;
-                    auto [ec, n] = co_await asio::async_write(socket, asio::buffer(out), use_nothrow);
+                    auto [ec, n] = co_await socket.write(asio::buffer(out));
                     write_failed_ = ec;
                     done = static_cast<bool>(ec);
                     continue;

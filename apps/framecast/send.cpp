@@ -63,7 +63,7 @@ struct send_state {
 
 // Waits until the peer's kernel has acknowledged every byte we wrote (Linux SIOCOUTQ), at most
 // `limit`: only then can the peer have judged all of it.
-asio::awaitable<void> wait_acknowledged(io::tcp::socket& socket, io::duration limit) {
+asio::awaitable<void> wait_acknowledged(io::client_stream& socket, io::duration limit) {
     asio::steady_timer timer(co_await asio::this_coro::executor);
     const auto deadline = std::chrono::steady_clock::now() + limit;
     for (;;) {
@@ -78,15 +78,14 @@ asio::awaitable<void> wait_acknowledged(io::tcp::socket& socket, io::duration li
 // Writes everything queued; once the peer has it all and has had `settle` to object (a server
 // that refuses a message closes the connection), closes our sending side cleanly and gives the
 // peer `linger` to close too.
-asio::awaitable<void> write_then_close(io::frame_writer& writer, io::tcp::socket& socket,
+asio::awaitable<void> write_then_close(io::frame_writer& writer, io::client_stream& socket,
                                        const send_config& cfg, send_state& st) {
     st.write_error = co_await writer.run(socket, false);
     if (st.write_error) co_return;
     co_await wait_acknowledged(socket, to_duration(cfg.close_timeout));
     asio::steady_timer timer(co_await asio::this_coro::executor, to_duration(cfg.settle));
     co_await timer.async_wait(use);
-    error_code ignored;
-    socket.shutdown(io::tcp::socket::shutdown_send, ignored);
+    co_await socket.shutdown_send();
     st.shut_down = true;
     timer.expires_after(to_duration(cfg.close_timeout));
     auto [ec] = co_await timer.async_wait(use);
@@ -107,10 +106,10 @@ private:
 };
 
 // Discards the rest of a stream that is not frames; {} at its end.
-asio::awaitable<error_code> discard(io::tcp::socket& socket) {
+asio::awaitable<error_code> discard(io::client_stream& socket) {
     std::array<char, 64 * 1024> sink;
     for (;;) {
-        auto [ec, n] = co_await socket.async_read_some(asio::buffer(sink), use);
+        auto [ec, n] = co_await socket.read_some(asio::buffer(sink));
         if (ec == asio::error::eof) co_return error_code{};
         if (ec) co_return ec;
     }
@@ -118,7 +117,7 @@ asio::awaitable<error_code> discard(io::tcp::socket& socket) {
 
 // Reads what the peer sends (so it never blocks on us, and our close never resets the
 // connection), until it closes. A close before ours means it did not take everything.
-asio::awaitable<void> drain(io::tcp::socket& socket, const codec_options& opts, send_state& st) {
+asio::awaitable<void> drain(io::client_stream& socket, const codec_options& opts, send_state& st) {
     std::vector<char> buffer(64 * 1024);
     decoder dec(opts, decode_mode::whole);
     peer_frames frames(st);
@@ -155,7 +154,7 @@ asio::awaitable<exit_code> run_send(const send_config& cfg, io::frame_writer& wr
     auto ex = co_await asio::this_coro::executor;
     const endpoint target = parse_endpoint(cfg.target);
     const std::string name = target.to_string();
-    io::tcp::socket socket(ex);
+    io::client_stream socket(ex);
     std::string what;
     const error_code failed = co_await connect_to(socket, target, to_duration(cfg.connect_timeout),
                                                   what, cfg.codec.options());

@@ -108,7 +108,7 @@ asio::awaitable<attempt> sub_once(const sub_config& cfg, printer& out, std::uint
     const endpoint target = parse_endpoint(cfg.target);
     const std::string name = target.to_string();
     const bool retry = cfg.reconnect;
-    io::tcp::socket socket(ex);
+    io::client_stream socket(ex);
     std::string what;
     const error_code failed = co_await connect_to(socket, target, to_duration(cfg.connect_timeout),
                                                   what, cfg.codec.options());
@@ -125,7 +125,7 @@ asio::awaitable<attempt> sub_once(const sub_config& cfg, printer& out, std::uint
             co_return attempt{true, exit_code_for(ec), {}};
         }
     }
-    auto [wec, wn] = co_await asio::async_write(socket, asio::buffer(commands), use_nothrow);
+    auto [wec, wn] = co_await socket.write(asio::buffer(commands));
     if (wec) {
         if (retry) co_return attempt{.why = name + ": sending the subscriptions failed"};
         spdlog::error("{}: sending the subscriptions failed: {}", name, wec.message());

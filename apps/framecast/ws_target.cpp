@@ -41,7 +41,7 @@ endpoint parse_ws_url(const std::string& text) {
 
 namespace {
 
-asio::awaitable<error_code> connect_transport(io::tcp::socket& socket, const endpoint& target,
+asio::awaitable<error_code> connect_transport(io::client_stream& socket, const endpoint& target,
                                               io::duration timeout, std::string& what,
                                               const codec_options& codec) {
     const auto& tls = security_options().tls;
@@ -60,30 +60,30 @@ asio::awaitable<error_code> connect_transport(io::tcp::socket& socket, const end
         // wss://: the --tls-* options apply (CA, client certificate, server name, insecure).
         io::tls_client_options wss = tls;
         wss.enabled = target.wss;
-        co_return co_await io::async_connect_ws(socket, target.host, target.port, target.ws_path,
+        co_return co_await io::async_connect_ws(socket.socket(), target.host, target.port, target.ws_path,
                                                 timeout, what, codec, wss);
     }
     if (tls.enabled) {
         co_return co_await io::async_connect_tls(socket, target.host, target.port, tls, timeout,
                                                  what);
     }
-    co_return co_await io::async_connect(socket, target.host, target.port, timeout, what);
+    co_return co_await io::async_connect(socket.socket(), target.host, target.port, timeout, what);
 }
 
 // Reads one frame of the server's answer to a token (at most 4 KiB) into `out`.
-asio::awaitable<bool> read_answer(io::tcp::socket& socket, const codec_options& codec,
+asio::awaitable<bool> read_answer(io::client_stream& socket, const codec_options& codec,
                                   std::string& out) {
     codec_options answer_codec = codec;
     answer_codec.max_message = std::min<std::uint64_t>(codec.max_message, 4096);
     decoder dec(answer_codec, decode_mode::whole);
     std::string header(codec.header_size, '\0');
-    auto [hec, hn] = co_await asio::async_read(socket, asio::buffer(header), use_nothrow);
+    auto [hec, hn] = co_await socket.read_exactly(asio::buffer(header));
     std::span<const char> in(header.data(), hn);
     auto ev = hec ? decode_event::error : dec.next(in);
     std::string payload;
     if (ev == decode_event::need_more) {
         payload.resize(dec.length());
-        auto [pec, pn] = co_await asio::async_read(socket, asio::buffer(payload), use_nothrow);
+        auto [pec, pn] = co_await socket.read_exactly(asio::buffer(payload));
         std::span<const char> rest(payload.data(), pn);
         ev = pec ? decode_event::error : dec.next(rest);
     }
@@ -94,7 +94,7 @@ asio::awaitable<bool> read_answer(io::tcp::socket& socket, const codec_options& 
 
 // Sends the token as one frame and reads the server's answer, exactly one frame (or the pair a
 // channels server answers with); what follows is the stream, for the caller.
-asio::awaitable<error_code> authenticate(io::tcp::socket& socket, const std::string& token,
+asio::awaitable<error_code> authenticate(io::client_stream& socket, const std::string& token,
                                          const std::string& name, std::string& what,
                                          const codec_options& codec) {
     const error_code refused(make_error_code(errc::auth_refused));
@@ -103,7 +103,7 @@ asio::awaitable<error_code> authenticate(io::tcp::socket& socket, const std::str
         what = "the token cannot be framed: " + ec.message();
         co_return refused;
     }
-    auto [wec, wn] = co_await asio::async_write(socket, asio::buffer(out), use_nothrow);
+    auto [wec, wn] = co_await socket.write(asio::buffer(out));
     if (wec) {
         what = name + ": sending the token failed: " + wec.message();
         co_return wec;
@@ -141,7 +141,7 @@ asio::awaitable<error_code> authenticate(io::tcp::socket& socket, const std::str
 
 }  // namespace
 
-asio::awaitable<error_code> connect_to(io::tcp::socket& socket, const endpoint& target,
+asio::awaitable<error_code> connect_to(io::client_stream& socket, const endpoint& target,
                                            io::duration timeout, std::string& what,
                                            const codec_options& codec) {
     std::string token;

@@ -14,7 +14,7 @@ namespace framecast::app {
 // `what`. With a token (--token, FRAMECAST_TOKEN) it is sent as the first frame and the
 // server's answer read (exactly that frame): a refusal is errc::auth_refused with the server's
 // reason in `what`.
-asio::awaitable<error_code> connect_to(io::tcp::socket& socket, const endpoint& target,
+asio::awaitable<error_code> connect_to(io::client_stream& socket, const endpoint& target,
                                            io::duration timeout, std::string& what,
                                            const codec_options& codec);
 

@@ -55,13 +55,12 @@ asio::awaitable<void> idle_watchdog(const clock::time_point& last_read, duration
 // handler's stop (`res` then says which).
 class reader {
 public:
-    reader(tcp::socket& socket, decoder& dec, std::span<char> buffer, frame_handler& handler,
+    reader(client_stream& stream, decoder& dec, std::span<char> buffer, frame_handler& handler,
            clock::time_point* last_read)
-        : socket_(socket), dec_(dec), buffer_(buffer), handler_(handler), last_read_(last_read) {}
+        : stream_(stream), dec_(dec), buffer_(buffer), handler_(handler), last_read_(last_read) {}
 
     asio::awaitable<read_result> run() {
         error_code ec;
-        socket_.non_blocking(true, ec);
         for (;;) {
             // Inside a payload with at least a buffer's worth still to come: read it straight
             // into the decoder (same read size), so a large frame is not copied a second time.
@@ -69,9 +68,9 @@ public:
             const bool direct = space.size() >= buffer_.size();
             // Try the read first and only wait when there is nothing: a busy stream costs one
             // system call per buffer, and the handler gets to flush exactly when it goes quiet.
-            const std::size_t n = socket_.read_some(
-                asio::buffer(direct ? space.data() : buffer_.data(), buffer_.size()), ec);
-            if (ec == asio::error::would_block || ec == asio::error::try_again) {
+            const std::size_t n = stream_.try_read(
+                {direct ? space.data() : buffer_.data(), buffer_.size()}, ec);
+            if (ec == asio::error::would_block) {
                 const bool readable = co_await wait_readable();
                 if (!readable) co_return res_;
                 continue;
@@ -94,7 +93,7 @@ private:
     asio::awaitable<bool> wait_readable() {
         handler_.on_idle();
         reads_in_a_row_ = 0;
-        auto [ec] = co_await socket_.async_wait(tcp::socket::wait_read, use);
+        const error_code ec = co_await stream_.wait_readable();
         if (ec) fail(ec, "connection lost: " + ec.message());
         co_return !ec;
     }
@@ -186,13 +185,13 @@ private:
 
     // Lets the other work on the io_context run. False when cancelled meanwhile.
     asio::awaitable<bool> yield_turn() {
-        co_await asio::post(socket_.get_executor(), asio::use_awaitable);
+        co_await asio::post(stream_.get_executor(), asio::use_awaitable);
         const bool cancel = co_await cancelled();
         if (cancel) fail(asio::error::operation_aborted, "cancelled");
         co_return !cancel;
     }
 
-    tcp::socket& socket_;
+    client_stream& stream_;
     decoder& dec_;
     std::span<char> buffer_;
     frame_handler& handler_;
@@ -203,9 +202,10 @@ private:
     unsigned reads_in_a_row_ = 0;
 };
 
-asio::awaitable<read_result> read_loop(tcp::socket& socket, decoder& dec, std::span<char> buffer,
-                                       frame_handler& handler, clock::time_point* last_read) {
-    reader r(socket, dec, buffer, handler, last_read);
+asio::awaitable<read_result> read_loop(client_stream& stream, decoder& dec,
+                                       std::span<char> buffer, frame_handler& handler,
+                                       clock::time_point* last_read) {
+    reader r(stream, dec, buffer, handler, last_read);
     co_return co_await r.run();
 }
 
@@ -250,14 +250,14 @@ asio::awaitable<error_code> async_connect(tcp::socket& socket, std::string host,
     co_return error_code{};
 }
 
-asio::awaitable<read_result> read_frames(tcp::socket& socket, decoder& dec,
+asio::awaitable<read_result> read_frames(client_stream& stream, decoder& dec,
                                          std::span<char> buffer, frame_handler& handler,
                                          read_options opts) {
     if (opts.idle_timeout <= duration::zero()) {
-        co_return co_await read_loop(socket, dec, buffer, handler, nullptr);
+        co_return co_await read_loop(stream, dec, buffer, handler, nullptr);
     }
     auto last_read = clock::now();
-    auto outcome = co_await (read_loop(socket, dec, buffer, handler, &last_read) ||
+    auto outcome = co_await (read_loop(stream, dec, buffer, handler, &last_read) ||
                              idle_watchdog(last_read, opts.idle_timeout));
     if (outcome.index() == 0) co_return std::get<0>(std::move(outcome));
     handler.on_idle();
@@ -334,7 +334,7 @@ frame_writer::~frame_writer() {
     queue_->wake_ = nullptr;
 }
 
-asio::awaitable<error_code> frame_writer::run(tcp::socket& socket, bool half_close) {
+asio::awaitable<error_code> frame_writer::run(client_stream& stream, bool half_close) {
     for (;;) {
         bool sleep = false;
         bool done = false;
@@ -360,7 +360,7 @@ asio::awaitable<error_code> frame_writer::run(tcp::socket& socket, bool half_clo
         }
         if (done) {
             error_code ec;
-            if (half_close) socket.shutdown(tcp::socket::shutdown_send, ec);
+            if (half_close) ec = co_await stream.shutdown_send();
             co_return ec;
         }
         if (sleep) {
@@ -373,7 +373,7 @@ asio::awaitable<error_code> frame_writer::run(tcp::socket& socket, bool half_clo
             }
             continue;
         }
-        auto [ec, n] = co_await asio::async_write(socket, asio::buffer(writing_), use);
+        auto [ec, n] = co_await stream.write(asio::buffer(writing_));
         bytes_written_ += n;
         if (ec) co_return ec;
     }

@@ -149,36 +149,58 @@ asio::awaitable<void> upstream(std::shared_ptr<bridge> b) {
     co_await send_held(*b);
 }
 
-}  // namespace
-
-asio::awaitable<error_code> async_connect_tls(tcp::socket& socket, std::string host,
-                                              std::uint16_t port, const tls_client_options& tls,
-                                              duration timeout, std::string& what) {
+// Connects and does the handshake: the TLS transport, or null (with `what` and `ec` set).
+asio::awaitable<std::unique_ptr<tls_transport>> connect_tls(std::string host, std::uint16_t port,
+                                                            const tls_client_options& tls,
+                                                            duration timeout, std::string& what,
+                                                            error_code& ec) {
     auto ex = co_await asio::this_coro::executor;
     const auto started = std::chrono::steady_clock::now();
     std::shared_ptr<asio::ssl::context> ctx;
+    std::unique_ptr<tls_transport> t;
     try {
         ctx = client_context(tls);
     } catch (const std::runtime_error& e) {
         what = e.what();
-        co_return error_code(make_error_code(errc::tls_handshake_failed));
+        ec = make_error_code(errc::tls_handshake_failed);
+        co_return t;
     }
     tcp::socket raw(ex);
-    error_code cec = co_await async_connect(raw, host, port, timeout, what);
-    if (cec) co_return cec;
+    ec = co_await async_connect(raw, host, port, timeout, what);
+    if (ec) co_return t;
     const std::string name = format_host_port(host.empty() ? "localhost" : host, port);
     const std::string server_name = tls.server_name.empty() ? (host.empty() ? "localhost" : host)
                                                             : tls.server_name;
-    auto t = std::make_unique<tls_transport>(std::move(raw), ctx, server_name);
+    t = std::make_unique<tls_transport>(std::move(raw), ctx, server_name);
     std::string why;
     const auto left = std::max<duration>(timeout - (std::chrono::steady_clock::now() - started),
                                          std::chrono::milliseconds(1));
-    error_code hec = co_await t->handshake(left, why);
-    if (hec) {
+    ec = co_await t->handshake(left, why);
+    if (ec) {
         what = "TLS with " + name + ": " + why;
-        co_return hec;
+        t.reset();
     }
-    local_socket local(ex);
+    co_return t;
+}
+
+}  // namespace
+
+asio::awaitable<error_code> async_connect_tls(client_stream& stream, std::string host,
+                                              std::uint16_t port, const tls_client_options& tls,
+                                              duration timeout, std::string& what) {
+    error_code ec;
+    auto t = co_await connect_tls(std::move(host), port, tls, timeout, what, ec);
+    if (t) stream.use(std::move(t));
+    co_return ec;
+}
+
+asio::awaitable<error_code> async_connect_tls(tcp::socket& socket, std::string host,
+                                              std::uint16_t port, const tls_client_options& tls,
+                                              duration timeout, std::string& what) {
+    error_code ec;
+    auto t = co_await connect_tls(std::move(host), port, tls, timeout, what, ec);
+    if (!t) co_return ec;
+    local_socket local(socket.get_executor());
     const error_code bec = make_bridge_pair(socket, local, "TLS", what);
     if (bec) co_return bec;
     start_tls_bridge(std::move(t), std::move(local));

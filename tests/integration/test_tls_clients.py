@@ -155,3 +155,34 @@ def test_websocket_clients_authenticate_too(procs, tmp_path):
     c = procs.framecast("send", f"ws://127.0.0.1:{ws_port}/", "hello")
     c.wait()
     wait_for_log(server, rb"refused: not a JWT")
+
+
+def test_large_messages_both_ways_over_tls_arrive_whole_and_send_ends_cleanly(procs, pki, tmp_path):
+    """The clients read and write through TLS themselves (no bridge): a 6 MiB message is many
+    records and many socket-fulls each way, so writes wait for the socket and reads take a
+    frame from hundreds of records; `send` then closes with close_notify (exit 0 only when the
+    server saw a clean end)."""
+    import hashlib
+    import os
+    big = [os.urandom(6 << 20), b"small", os.urandom(3 << 20)]
+    files = []
+    for i, blob in enumerate(big):
+        f = tmp_path / f"m{i}"
+        f.write_bytes(blob)
+        files += ["--file", str(f)]
+    server, port = serve_tls(procs, pki, "--publish", "--welcome", "", "--max-message", "8MiB",
+                             "--client-buffer", "32MiB")
+    sub = procs.framecast("connect", f"127.0.0.1:{port}", "--tls", "--tls-ca", pki["ca"],
+                          "--count", "3", "--max-message", "8MiB", "-o", "framed")
+    wait_for_log(server, rb"connected \(1 clients\)")
+    s = procs.framecast("send", f"127.0.0.1:{port}", "--tls", "--tls-ca", pki["ca"],
+                        "--max-message", "8MiB", *files)
+    assert s.wait() == 0, s.stderr
+    assert sub.wait() == 0, sub.stderr
+    out, got = sub.stdout, []
+    while out:
+        n = int(out[:10])
+        got.append(out[10:10 + n])
+        out = out[10 + n:]
+    assert [hashlib.sha256(g).hexdigest() for g in got] == \
+        [hashlib.sha256(b).hexdigest() for b in big]

@@ -61,8 +61,8 @@ protected:
         asio::co_spawn(
             io_,
             [&]() -> asio::awaitable<void> {
-                auto socket = co_await acceptor.async_accept(asio::use_awaitable);
-                co_await server(socket);
+                client_stream stream(co_await acceptor.async_accept(asio::use_awaitable));
+                co_await server(stream);
             },
             [&](std::exception_ptr e) {
                 if (e) std::rethrow_exception(e);
@@ -71,11 +71,11 @@ protected:
         asio::co_spawn(
             io_,
             [&]() -> asio::awaitable<void> {
-                tcp::socket socket(io_);
+                client_stream stream(io_.get_executor());
                 std::string what;
-                auto ec = co_await async_connect(socket, "127.0.0.1", port, 5s, what);
+                auto ec = co_await async_connect(stream.socket(), "127.0.0.1", port, 5s, what);
                 EXPECT_FALSE(ec) << what;
-                co_await client(socket);
+                co_await client(stream);
             },
             [&](std::exception_ptr e) {
                 if (e) std::rethrow_exception(e);
@@ -90,7 +90,7 @@ protected:
 
 // The writing side of a test: every payload through send_queue and frame_writer, then FIN.
 // Returns the bytes written.
-asio::awaitable<std::size_t> write_all(tcp::socket& socket, const std::vector<std::string>& payloads) {
+asio::awaitable<std::size_t> write_all(client_stream& socket, const std::vector<std::string>& payloads) {
     auto queue = std::make_shared<send_queue>();
     for (const auto& p : payloads) EXPECT_FALSE(queue->push(p));
     queue->close();
@@ -115,13 +115,13 @@ TEST_F(client_test, writer_to_reader_with_every_buffer_size) {
         collector got;
         read_result res;
         run(
-            [&](tcp::socket& socket) -> asio::awaitable<void> {
+            [&](client_stream& socket) -> asio::awaitable<void> {
                 const std::size_t written = co_await write_all(socket, payloads);
                 std::size_t expected = 0;
                 for (const auto& p : payloads) expected += 10 + p.size();
                 EXPECT_EQ(written, expected);
             },
-            [&](tcp::socket& socket) -> asio::awaitable<void> {
+            [&](client_stream& socket) -> asio::awaitable<void> {
                 decoder dec;
                 std::vector<char> buffer(buffer_size);
                 res = co_await read_frames(socket, dec, buffer, got);
@@ -144,8 +144,8 @@ TEST_F(client_test, large_frames_are_read_into_the_decoder_and_its_buffer_kept) 
     read_result res;
     std::size_t retained = 0;
     run(
-        [&](tcp::socket& socket) -> asio::awaitable<void> { co_await write_all(socket, payloads); },
-        [&](tcp::socket& socket) -> asio::awaitable<void> {
+        [&](client_stream& socket) -> asio::awaitable<void> { co_await write_all(socket, payloads); },
+        [&](client_stream& socket) -> asio::awaitable<void> {
             decoder dec({.max_message = 2 * 1024 * 1024});
             dec.retain_capacity(dec.options().max_message);
             std::vector<char> buffer(64 * 1024);
@@ -163,11 +163,11 @@ TEST_F(client_test, streaming_mode_reports_header_bytes_as_received) {
     collector got;
     read_result res;
     run(
-        [&](tcp::socket& socket) -> asio::awaitable<void> {
-            co_await asio::async_write(socket, asio::buffer(stream), asio::use_awaitable);
-            socket.shutdown(tcp::socket::shutdown_send);
+        [&](client_stream& socket) -> asio::awaitable<void> {
+            co_await socket.write(asio::buffer(stream));
+            co_await socket.shutdown_send();
         },
-        [&](tcp::socket& socket) -> asio::awaitable<void> {
+        [&](client_stream& socket) -> asio::awaitable<void> {
             decoder dec({}, decode_mode::streaming);
             std::vector<char> buffer(3);
             res = co_await read_frames(socket, dec, buffer, got);
@@ -182,12 +182,12 @@ TEST_F(client_test, handler_stops_the_reader) {
     got.stop_after = 3;
     read_result res;
     run(
-        [&](tcp::socket& socket) -> asio::awaitable<void> {
+        [&](client_stream& socket) -> asio::awaitable<void> {
             std::string frames;
             for (int i = 0; i < 10; ++i) append_frame(frames, "m" + std::to_string(i));
-            co_await asio::async_write(socket, asio::buffer(frames), asio::use_awaitable);
+            co_await socket.write(asio::buffer(frames));
         },
-        [&](tcp::socket& socket) -> asio::awaitable<void> {
+        [&](client_stream& socket) -> asio::awaitable<void> {
             decoder dec;
             std::vector<char> buffer(1024);
             res = co_await read_frames(socket, dec, buffer, got);
@@ -200,12 +200,12 @@ TEST_F(client_test, idle_timeout) {
     collector got;
     read_result res;
     run(
-        [&](tcp::socket& socket) -> asio::awaitable<void> {
-            co_await asio::async_write(socket, asio::buffer(encode_frame("one")), asio::use_awaitable);
+        [&](client_stream& socket) -> asio::awaitable<void> {
+            co_await socket.write(asio::buffer(encode_frame("one")));
             asio::steady_timer wait(socket.get_executor(), 1s);
             co_await wait.async_wait(asio::use_awaitable);  // silent long after the timeout
         },
-        [&](tcp::socket& socket) -> asio::awaitable<void> {
+        [&](client_stream& socket) -> asio::awaitable<void> {
             decoder dec;
             std::vector<char> buffer(1024);
             auto started = std::chrono::steady_clock::now();
@@ -220,11 +220,10 @@ TEST_F(client_test, truncated_frame) {
     collector got;
     read_result res;
     run(
-        [&](tcp::socket& socket) -> asio::awaitable<void> {
-            co_await asio::async_write(socket, asio::buffer(std::string("28        1234567")),
-                                       asio::use_awaitable);
+        [&](client_stream& socket) -> asio::awaitable<void> {
+            co_await socket.write(asio::buffer(std::string("28        1234567")));
         },
-        [&](tcp::socket& socket) -> asio::awaitable<void> {
+        [&](client_stream& socket) -> asio::awaitable<void> {
             decoder dec;
             std::vector<char> buffer(16);
             res = co_await read_frames(socket, dec, buffer, got);

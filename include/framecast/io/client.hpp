@@ -21,6 +21,7 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include "framecast/codec.hpp"
+#include "framecast/io/client_stream.hpp"
 
 namespace framecast::io {
 
@@ -79,11 +80,11 @@ struct read_options {
     duration idle_timeout{};
 };
 
-// Reads from `socket` into `buffer` (its size is the read size: 16 bytes works, 256 KiB is
+// Reads from `stream` into `buffer` (its size is the read size: 16 bytes works, 256 KiB is
 // fast), feeds every byte to `dec` and hands the events to `handler`, until the peer closes, an
 // error, the idle timeout, or the handler says stop. Frames that arrive whole are passed as views
-// into `buffer`: no copy, no allocation per message. Puts the socket in non-blocking mode.
-asio::awaitable<read_result> read_frames(tcp::socket& socket, decoder& dec,
+// into `buffer`: no copy, no allocation per message. Puts a TCP socket in non-blocking mode.
+asio::awaitable<read_result> read_frames(client_stream& stream, decoder& dec,
                                          std::span<char> buffer, frame_handler& handler,
                                          read_options opts = {});
 
@@ -143,10 +144,10 @@ public:
     frame_writer& operator=(const frame_writer&) = delete;
 
     // Writes until the queue is closed and drained (then, with `half_close`, shuts down the
-    // sending side of `socket`; returns {}), or a write fails (returns its error). Cancellable (e.g. by
-    // awaitable operator ||): returns operation_aborted. Frames queued while no run() is active
-    // wait for the next one; the bytes of a write cut short by an error are lost.
-    asio::awaitable<error_code> run(tcp::socket& socket, bool half_close = true);
+    // sending side of `stream`; returns {}), or a write fails (returns its error). Cancellable
+    // (e.g. by awaitable operator ||): returns operation_aborted. Frames queued while no run()
+    // is active wait for the next one; the bytes of a write cut short by an error are lost.
+    asio::awaitable<error_code> run(client_stream& stream, bool half_close = true);
 
     const std::shared_ptr<send_queue>& queue() const noexcept { return queue_; }
     std::uint64_t bytes_written() const noexcept { return bytes_written_; }

@@ -79,6 +79,8 @@ public:
     virtual void set_close_reason(std::string_view /*why*/) noexcept {}
     // The peer as people read it, e.g. "127.0.0.1:50312" or "[::1]:50312".
     virtual std::string peer_name() const = 0;
+    // The operating system's socket under it (-1: none, or not one of ours to show).
+    virtual int native_handle() const noexcept { return -1; }
     virtual asio::any_io_executor get_executor() = 0;
 
     // The client certificate the connection's TLS handshake verified (mutual TLS), or null.

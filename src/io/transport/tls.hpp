@@ -72,6 +72,9 @@ public:
     void shutdown_send() noexcept override;
     void close() noexcept override;
     std::string peer_name() const override;
+    int native_handle() const noexcept override {
+        return static_cast<int>(const_cast<asio::ip::tcp::socket&>(socket_).native_handle());
+    }
     asio::any_io_executor get_executor() override { return socket_.get_executor(); }
 
 private:

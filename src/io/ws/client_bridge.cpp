@@ -23,20 +23,20 @@ namespace beast = boost::beast;
 namespace websocket = beast::websocket;
 using local_socket = asio::local::stream_protocol::socket;
 // The client side writes what its user sends, as it comes: no corking (transport/ws_cork.hpp).
-using client_stream = websocket::stream<tcp::socket>;
+using ws_client_stream = websocket::stream<tcp::socket>;
 
 namespace {
 
 struct bridge {
-    bridge(client_stream w, local_socket l, codec_options c)
+    bridge(ws_client_stream w, local_socket l, codec_options c)
         : ws(std::move(w)), local(std::move(l)), codec(c), dec(c, decode_mode::whole) {}
-    client_stream ws;
+    ws_client_stream ws;
     local_socket local;
     codec_options codec;
     decoder dec;
 };
 
-void log_close(const client_stream& ws) {
+void log_close(const ws_client_stream& ws) {
     const auto& r = ws.reason();
     if (r.code == websocket::close_code::normal || r.code == websocket::close_code::going_away ||
         r.code == websocket::close_code::none) {
@@ -120,7 +120,7 @@ asio::awaitable<error_code> async_connect_ws(tcp::socket& socket, std::string ho
         if (ec) co_return ec;
     }
     const std::string name = format_host_port(host.empty() ? "localhost" : host, port);
-    client_stream ws(std::move(raw));
+    ws_client_stream ws(std::move(raw));
     websocket::stream_base::timeout t;
     t.handshake_timeout = std::max<duration>(timeout - (std::chrono::steady_clock::now() - started),
                                              std::chrono::milliseconds(1));
