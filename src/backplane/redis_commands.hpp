@@ -1,6 +1,6 @@
-// hiredis in blocking mode, as both Redis files use it: owned contexts and replies, a command,
-// a reply's text. Kept apart so each thread's code (redis_backplane.cpp, redis_replay.cpp)
-// shares one definition.
+// hiredis in blocking mode, as the Redis files use it: owned contexts and replies, a command,
+// a reply's text. Kept apart so each thread's code (redis_backplane.hpp's files,
+// redis_replay.cpp) shares one definition.
 #pragma once
 
 #include <hiredis/hiredis.h>

@@ -1,0 +1,272 @@
+// The Redis backplane's appending thread (redis_backplane.hpp): pending messages appended in
+// pipelined batches (XADD, or with offsets the append script; publishers' units through
+// redis_publishers.hpp), popped once Redis answered, retried when it said "not yet".
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <iterator>
+#include <utility>
+#include <vector>
+
+#include "redis_backplane.hpp"
+
+namespace framecast::backplane::redis {
+
+// The appending thread: takes up to append_batch pending messages, appends them in one
+// round trip, and pops the ones Redis answered; reconnects (with backoff) when Redis is lost.
+// Ends once all is appended after stop(), or when the drain deadline passes.
+void redis_backplane::write_loop() {
+    context_ptr c;
+    connection_log log;
+    auto delays = make_backoff();
+    std::vector<pending_message> batch;
+    batch.reserve(append_batch);
+    while (next_append_batch(c != nullptr, batch)) {
+        if (!c) {
+            c = connect("append", log);
+            writer_up_ = c != nullptr;
+            pub_scripts_ = {};  // loaded when a publisher's item first needs them
+            if (!c) {
+                wait_to_retry(delays);
+                continue;
+            }
+            delays.reset();
+        }
+        if (batch.empty()) continue;
+        switch (append(c.get(), batch, log)) {
+        case append_result::done:
+            delays.reset();
+            break;
+        case append_result::not_ready:
+            wait_to_retry(delays);  // connected, but Redis asked us to come back later
+            break;
+        case append_result::lost:
+            spdlog::warn("backplane {}: lost Redis while appending: {}", describe(), c->errstr);
+            c.reset();
+            writer_up_ = false;
+            break;
+        }
+    }
+}
+
+// Fills `batch` with the oldest pending messages (they stay pending until appended, so a
+// failure retries them). Connected, waits for work first; not connected, returns at once
+// (connect first, so the metrics' "up" reflects both directions even on a node that has
+// published nothing yet). False when the writer is done: all appended after stop(), or the
+// drain deadline passed (what is left is dropped, logged and counted).
+bool redis_backplane::next_append_batch(bool connected, std::vector<pending_message>& batch) {
+    batch.clear();
+    std::unique_lock lock(mu_);
+    if (connected) cv_.wait(lock, [this] { return stopping_ || !pending_.empty(); });
+    if (pending_.empty() && stopping_) return false;
+    if (stopping_ && clock::now() >= drain_deadline_) {
+        spdlog::warn("backplane {}: stopping with {} messages not appended", describe(),
+                     pending_.size());
+        dropped_ += pending_.size();
+        pending_.clear();
+        pending_bytes_ = 0;
+        pending_bytes_shared_ = 0;
+        return false;
+    }
+    // Only this thread pops.
+    for (std::size_t i = 0; i < pending_.size() && i < append_batch; ++i) {
+        batch.push_back(pending_[i]);
+    }
+    return true;
+}
+
+// Appends `batch` in one round trip (XADDs pipelined, then their replies) and pops what
+// Redis answered. An append refused as "not yet" (is_not_ready: Redis loading its data
+// after a restart) stays pending, at the front, and is retried after a backoff step; one
+// refused for good (a wrong key type, say) is dropped, logged and counted. The connection
+// lost: the unanswered rest stays pending.
+redis_backplane::append_result redis_backplane::append(redisContext* c,
+                                                       const std::vector<pending_message>& batch,
+                                                       connection_log& log) {
+    if (!load_publisher_scripts(c, batch, log)) {
+        return c->err ? append_result::lost : append_result::not_ready;
+    }
+    if (!send_appends(c, batch)) return append_result::lost;
+    std::size_t answered = 0, appended = 0, refused = 0;
+    std::vector<bool> retry(batch.size(), false);
+    bool lost = false, not_ready = false;
+    for (; answered < batch.size(); ++answered) {
+        void* raw = nullptr;
+        if (redisGetReply(c, &raw) != REDIS_OK || raw == nullptr) {
+            lost = true;
+            break;
+        }
+        reply_ptr r(static_cast<redisReply*>(raw));
+        if (r->type == REDIS_REPLY_ERROR && reply_text(r.get()).starts_with("NOSCRIPT")) {
+            lost = true;  // flushed scripts: reconnect, which loads it again
+            break;
+        }
+        if (is_not_ready(r.get())) {
+            retry[answered] = not_ready = true;
+            say_not_ready(log, r.get(), "appends wait and are retried with backoff");
+        } else if (batch[answered].pub) {
+            const int outcome = answered_publisher(r.get(), batch[answered]);
+            appended += outcome > 0;
+            refused += outcome < 0;
+        } else if (r->type == REDIS_REPLY_ERROR) {
+            spdlog::error("backplane {}: Redis refused an append: {}; message dropped",
+                          describe(), reply_text(r.get()));
+            ++refused;
+        } else {
+            if (reply_text(r.get()) == "dup") ++duplicates_;  // a retry that had landed
+            ++appended;
+        }
+    }
+    published_ += appended;
+    dropped_ += refused;
+    const std::size_t kept = pop_answered(answered, retry);
+    retried_ += kept;
+    if (lost) return append_result::lost;
+    if (not_ready) return append_result::not_ready;
+    if (log.logged_not_ready) {
+        spdlog::info("backplane {}: Redis is ready again; appending", describe());
+        log.logged_not_ready = false;
+    }
+    return append_result::done;
+}
+
+// Entries to keep: the retention, or fewer when that many entries of the average size
+// seen so far (this node's appends) would pass retention_bytes.
+std::uint64_t redis_backplane::retention_entries(const std::vector<pending_message>& batch) {
+    for (const auto& m : batch) {
+        if (m.attach) continue;
+        const double size = static_cast<double>(m.framed->size() + 64);  // + fields, ids
+        average_entry_ = average_entry_ == 0 ? size : 0.99 * average_entry_ + 0.01 * size;
+    }
+    std::uint64_t n = opts_.retention;
+    if (opts_.retention_bytes != 0 && average_entry_ > 0) {
+        const auto by_bytes =
+            static_cast<std::uint64_t>(static_cast<double>(opts_.retention_bytes) / average_entry_);
+        n = std::min(n, std::max<std::uint64_t>(by_bytes, 1));
+    }
+    return n;
+}
+
+// The publishers' scripts, loaded on a connection's first batch that needs them; false
+// (logged once per outage: the batch waits a backoff step) when Redis refused.
+bool redis_backplane::load_publisher_scripts(redisContext* c,
+                                             const std::vector<pending_message>& batch,
+                                             connection_log& log) {
+    if (!pub_scripts_.append_sha.empty() ||
+        std::none_of(batch.begin(), batch.end(), [](const auto& m) { return m.pub != nullptr; })) {
+        return true;
+    }
+    std::string problem;
+    if (redis_publishers::load(c, pub_scripts_, problem)) return true;
+    if (!log.logged_not_ready) {
+        spdlog::warn("backplane {}: cannot load the publishers' scripts: {}; retrying with "
+                     "backoff", describe(), problem);
+        log.logged_not_ready = true;
+    }
+    return false;
+}
+
+bool redis_backplane::send_appends(redisContext* c, const std::vector<pending_message>& batch) {
+    const std::uint64_t keep = retention_entries(batch);
+    if (opts_.offsets) return send_numbered_appends(c, batch, keep);
+    for (const auto& m : batch) {
+        if (m.pub) {
+            if (!send_publisher(c, m, keep, {})) return false;
+            continue;
+        }
+        if (redisAppendCommand(c, "XADD %b MAXLEN ~ %llu * n %b s %llu c %llu f %b",
+                               addr_.key.data(), addr_.key.size(),
+                               static_cast<unsigned long long>(keep),
+                               node_id_.data(), node_id_.size(),
+                               static_cast<unsigned long long>(m.seq),
+                               static_cast<unsigned long long>(m.origin_client),
+                               m.framed->data(), m.framed->size()) != REDIS_OK) {
+            return false;
+        }
+    }
+    return true;
+}
+
+// With offsets: the append script (redis_offsets.hpp) numbers each entry.
+bool redis_backplane::send_numbered_appends(redisContext* c,
+                                            const std::vector<pending_message>& batch,
+                                            std::uint64_t keep) {
+    const auto t = static_cast<unsigned long long>(now_millis());
+    const std::string candidate = random_epoch();
+    for (const auto& m : batch) {
+        if (m.pub) {
+            if (!send_publisher(c, m, keep, candidate)) return false;
+            continue;
+        }
+        const auto seq = static_cast<unsigned long long>(m.seq);
+        if (redisAppendCommand(
+                c, "EVALSHA %s 2 %b %b %llu %s %llu %b %llu n %b s %llu c %llu t %llu f %b",
+                append_sha_.c_str(), addr_.key.data(), addr_.key.size(), seen_key_.data(),
+                seen_key_.size(), static_cast<unsigned long long>(keep),
+                candidate.c_str(), static_cast<unsigned long long>(m.messages),
+                node_id_.data(), node_id_.size(), seq, node_id_.data(), node_id_.size(), seq,
+                static_cast<unsigned long long>(m.origin_client), t, m.framed->data(),
+                m.framed->size()) != REDIS_OK) {
+            return false;
+        }
+    }
+    return true;
+}
+
+// A publisher's attach or unit (redis_publishers.hpp), pipelined with the others.
+bool redis_backplane::send_publisher(redisContext* c, const pending_message& m,
+                                     std::uint64_t keep, const std::string& candidate) {
+    if (m.attach) {
+        return redis_publishers::send_attach(c, pub_scripts_, pub_keys_, m.pub->publisher,
+                                             m.pub->first, opts_);
+    }
+    const redis_publishers::append_args a{addr_.key, seen_key_, pub_keys_, keep, candidate,
+                                          opts_.offsets, node_id_, m.origin_client,
+                                          now_millis(), opts_};
+    return redis_publishers::send_append(c, pub_scripts_, a, *m.framed, m.messages, *m.pub);
+}
+
+// Its reply, as a receipt for the node: 1 when an entry was appended, -1 when the unit
+// was not appended for good (an error, a gap: counted as dropped, as a refused append).
+int redis_backplane::answered_publisher(const redisReply* r, const pending_message& m) {
+    publisher_receipt receipt;
+    if (r->type == REDIS_REPLY_ERROR) {
+        spdlog::error("backplane {}: Redis refused a publisher's {}: {}", describe(),
+                      m.attach ? "attach" : "append", reply_text(r));
+        receipt.what = publisher_receipt::kind::failed;
+        receipt.origin_client = m.origin_client;
+        receipt.why = "the shared log refused it: " + reply_text(r);
+    } else {
+        receipt = redis_publishers::receipt_of(r, m.origin_client, m.attach ? nullptr : m.pub.get());
+    }
+    receipt.messages = m.messages;
+    publisher_duplicates_ += receipt.duplicates;
+    const int outcome = receipt.entry ? 1
+                        : receipt.what == publisher_receipt::kind::failed && !m.attach ? -1
+                                                                                   : 0;
+    if (receipts_) receipts_(std::move(receipt));
+    return outcome;
+}
+
+// The answered ones are done, except those marked in `retry` (Redis said "not yet"): they
+// stay at the front, in order, with the unanswered rest (retried after a reconnect: an
+// append may have landed without its reply, and readers skip a (node, seq) they have seen).
+// Returns how many were kept for retry.
+std::size_t redis_backplane::pop_answered(std::size_t answered, const std::vector<bool>& retry) {
+    std::lock_guard lock(mu_);
+    std::vector<pending_message> kept;
+    for (std::size_t i = 0; i < answered; ++i) {
+        if (retry[i]) {
+            kept.push_back(std::move(pending_.front()));
+        } else {
+            pending_bytes_ -= pending_.front().framed->size();
+        }
+        pending_.pop_front();
+    }
+    pending_.insert(pending_.begin(), std::make_move_iterator(kept.begin()),
+                    std::make_move_iterator(kept.end()));
+    pending_bytes_shared_ = pending_bytes_;
+    return kept.size();
+}
+
+}  // namespace framecast::backplane::redis
