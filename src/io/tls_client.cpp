@@ -39,11 +39,12 @@ std::shared_ptr<asio::ssl::context> client_context(const tls_client_options& o) 
     SSL_CTX* h = ctx->native_handle();
     SSL_CTX_set_min_proto_version(h, TLS1_2_VERSION);
     SSL_CTX_set_options(h, SSL_OP_IGNORE_UNEXPECTED_EOF);
-    // Read-ahead: one recv takes up to 64 KiB (several records) instead of a 5-byte header
-    // and then the record. The bridge reads until "want read" before it waits, so bytes read
-    // ahead are never left waiting for the socket.
+    // Read-ahead: one recv takes up to 256 KiB (many records) instead of a 5-byte header and
+    // then the record; 64 KiB took 32 KiB per read on loopback, 3.7x the reads of 256 KiB.
+    // The readers (client_stream's, the wss bridge's) read until "want read" before they
+    // wait, so bytes read ahead are never left waiting for the socket.
     SSL_CTX_set_read_ahead(h, 1);
-    SSL_CTX_set_default_read_buffer_len(h, 64 * 1024);
+    SSL_CTX_set_default_read_buffer_len(h, 256 * 1024);
     ERR_clear_error();
     if (!o.ca_file.empty()) {
         if (SSL_CTX_load_verify_locations(h, o.ca_file.c_str(), nullptr) != 1) {
