@@ -13,7 +13,9 @@ client_stream::client_stream(asio::any_io_executor ex) : socket_(std::move(ex)) 
 
 client_stream::client_stream(tcp::socket socket) : socket_(std::move(socket)) {}
 
-client_stream::~client_stream() = default;
+// A TLS stream that was not shut down says close_notify on its way out (best effort: what
+// the socket takes now), as a clean end for the server and for proxies that log truncation.
+client_stream::~client_stream() { close(); }
 
 void client_stream::use(std::unique_ptr<transport> t) { secure_ = std::move(t); }
 
@@ -34,9 +36,15 @@ std::size_t client_stream::try_read(std::span<char> buf, error_code& ec) {
     return n;
 }
 
+// Single exits: GCC 12 miscompiles early co_returns in some small coroutines.
 asio::awaitable<error_code> client_stream::wait_readable() {
-    if (secure_) co_return co_await secure_->wait_readable();
-    auto [ec] = co_await socket_.async_wait(tcp::socket::wait_read, use_nothrow);
+    error_code ec;
+    if (secure_) {
+        ec = co_await secure_->wait_readable();
+    } else {
+        auto [wec] = co_await socket_.async_wait(tcp::socket::wait_read, use_nothrow);
+        ec = wec;
+    }
     co_return ec;
 }
 
@@ -69,13 +77,14 @@ asio::awaitable<std::tuple<error_code, std::size_t>> client_stream::read_exactly
 }
 
 asio::awaitable<std::tuple<error_code, std::size_t>> client_stream::write(asio::const_buffer buf) {
-    if (!secure_) {
-        auto [ec, n] = co_await asio::async_write(socket_, buf, use_nothrow);
-        co_return std::tuple{ec, n};
-    }
     std::size_t done = 0;
     error_code ec;
-    while (done < buf.size()) {
+    if (!secure_) {
+        auto [wec, n] = co_await asio::async_write(socket_, buf, use_nothrow);
+        ec = wec;
+        done = n;
+    }
+    while (secure_ && done < buf.size()) {
         const asio::const_buffer rest = buf + done;
         done += secure_->try_write({&rest, 1}, ec);
         if (ec == asio::error::would_block) {
@@ -83,7 +92,7 @@ asio::awaitable<std::tuple<error_code, std::size_t>> client_stream::write(asio::
         }
         if (ec) break;
     }
-    if (!ec) ec = co_await send_pending();
+    if (secure_ && !ec) ec = co_await send_pending();
     co_return std::tuple{ec, done};
 }
 
@@ -105,6 +114,7 @@ asio::awaitable<error_code> client_stream::shutdown_send() {
     if (!secure_) {
         socket_.shutdown(tcp::socket::shutdown_send, ec);
     } else {
+        shut_ = true;
         secure_->shutdown_send();
         ec = co_await send_pending();
     }
@@ -113,7 +123,8 @@ asio::awaitable<error_code> client_stream::shutdown_send() {
 
 void client_stream::shutdown_send_now() noexcept {
     if (secure_) {
-        secure_->shutdown_send();
+        if (!shut_) secure_->shutdown_send();
+        shut_ = true;
     } else {
         error_code ignored;
         socket_.shutdown(tcp::socket::shutdown_send, ignored);
@@ -121,6 +132,8 @@ void client_stream::shutdown_send_now() noexcept {
 }
 
 void client_stream::close() noexcept {
+    if (secure_ && !shut_) secure_->shutdown_send();
+    shut_ = true;
     if (secure_) secure_->close();
     error_code ignored;
     socket_.close(ignored);

@@ -151,6 +151,7 @@ asio::awaitable<void> upstream(std::shared_ptr<bridge> b) {
 }
 
 // Connects and does the handshake: the TLS transport, or null (with `what` and `ec` set).
+// Single exits (GCC 12, above).
 asio::awaitable<std::unique_ptr<tls_transport>> connect_tls(std::string host, std::uint16_t port,
                                                             const tls_client_options& tls,
                                                             duration timeout, std::string& what,
@@ -164,22 +165,22 @@ asio::awaitable<std::unique_ptr<tls_transport>> connect_tls(std::string host, st
     } catch (const std::runtime_error& e) {
         what = e.what();
         ec = make_error_code(errc::tls_handshake_failed);
-        co_return t;
     }
     tcp::socket raw(ex);
-    ec = co_await async_connect(raw, host, port, timeout, what);
-    if (ec) co_return t;
-    const std::string name = format_host_port(host.empty() ? "localhost" : host, port);
-    const std::string server_name = tls.server_name.empty() ? (host.empty() ? "localhost" : host)
-                                                            : tls.server_name;
-    t = std::make_unique<tls_transport>(std::move(raw), ctx, server_name);
-    std::string why;
-    const auto left = std::max<duration>(timeout - (std::chrono::steady_clock::now() - started),
-                                         std::chrono::milliseconds(1));
-    ec = co_await t->handshake(left, why);
-    if (ec) {
-        what = "TLS with " + name + ": " + why;
-        t.reset();
+    if (ctx) ec = co_await async_connect(raw, host, port, timeout, what);
+    if (ctx && !ec) {
+        const std::string name = format_host_port(host.empty() ? "localhost" : host, port);
+        const std::string server_name =
+            tls.server_name.empty() ? (host.empty() ? "localhost" : host) : tls.server_name;
+        t = std::make_unique<tls_transport>(std::move(raw), ctx, server_name);
+        std::string why;
+        const auto left = std::max<duration>(
+            timeout - (std::chrono::steady_clock::now() - started), std::chrono::milliseconds(1));
+        ec = co_await t->handshake(left, why);
+        if (ec) {
+            what = "TLS with " + name + ": " + why;
+            t.reset();
+        }
     }
     co_return t;
 }
@@ -200,12 +201,12 @@ asio::awaitable<error_code> async_connect_tls(tcp::socket& socket, std::string h
                                               duration timeout, std::string& what) {
     error_code ec;
     auto t = co_await connect_tls(std::move(host), port, tls, timeout, what, ec);
-    if (!t) co_return ec;
-    local_socket local(socket.get_executor());
-    const error_code bec = make_bridge_pair(socket, local, "TLS", what);
-    if (bec) co_return bec;
-    start_tls_bridge(std::move(t), std::move(local));
-    co_return error_code{};
+    if (t) {
+        local_socket local(socket.get_executor());
+        ec = make_bridge_pair(socket, local, "TLS", what);
+        if (!ec) start_tls_bridge(std::move(t), std::move(local));
+    }
+    co_return ec;
 }
 
 void start_tls_bridge(std::unique_ptr<tls_transport> t, local_socket local) {

@@ -186,3 +186,44 @@ def test_large_messages_both_ways_over_tls_arrive_whole_and_send_ends_cleanly(pr
         out = out[10 + n:]
     assert [hashlib.sha256(g).hexdigest() for g in got] == \
         [hashlib.sha256(b).hexdigest() for b in big]
+
+
+@pytest.mark.parametrize("command", [["connect", "--count", "2"], ["send", "one", "two"]])
+def test_tls_clients_end_with_close_notify(procs, pki, command):
+    """A TLS client ends its connection with close_notify, so a peer (or a proxy such as stunnel
+    or nginx) sees a clean end, not a truncation. The peer here is Python's ssl module, written
+    from the tutorial's framing: it serves two frames, then reads to the end of the stream;
+    recv() returns b"" after close_notify and raises SSLEOFError without one."""
+    import socket
+    import ssl
+    import threading
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(str(pki["cert"]), str(pki["key"]))
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(DEADLINE)
+    port = listener.getsockname()[1]
+    outcome = {}
+
+    def peer():
+        conn, _ = listener.accept()
+        with ctx.wrap_socket(conn, server_side=True) as tls:
+            tls.settimeout(DEADLINE)
+            tls.sendall(b"".join(f"{len(m):<10}".encode() + m for m in (b"hello", b"world")))
+            try:
+                while tls.recv(65536):
+                    pass
+                outcome["end"] = "close_notify"
+            except ssl.SSLEOFError:
+                outcome["end"] = "truncated"
+
+    t = threading.Thread(target=peer, daemon=True)
+    t.start()
+    c = procs.framecast(command[0], f"127.0.0.1:{port}", "--tls", "--tls-ca", pki["ca"],
+                        *command[1:], "--settle", "0", "--close-timeout", "1") \
+        if command[0] == "send" else \
+        procs.framecast(command[0], f"127.0.0.1:{port}", "--tls", "--tls-ca", pki["ca"],
+                        *command[1:])
+    c.wait()
+    t.join(DEADLINE)
+    listener.close()
+    assert outcome.get("end") == "close_notify", (outcome, c.stderr)

@@ -55,7 +55,8 @@ public:
     asio::awaitable<error_code> shutdown_send();
     // The same without waiting: what the socket takes now (before a close()).
     void shutdown_send_now() noexcept;
-    // Closes now; waits complete with operation_aborted.
+    // Closes now (TLS: after a close_notify, unless shutdown_send gave one); waits complete
+    // with operation_aborted. The destructor closes too.
     void close() noexcept;
 
 private:
@@ -63,6 +64,7 @@ private:
 
     asio::ip::tcp::socket socket_;
     std::unique_ptr<transport> secure_;
+    bool shut_ = false;  // TLS: close_notify given (shutdown_send)
 };
 
 }  // namespace framecast::io

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <stdexcept>
 
+#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/ssl/error.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -266,15 +267,11 @@ asio::awaitable<error_code> tls_transport::wait_writable() {
 
 asio::awaitable<error_code> tls_transport::handshake(std::chrono::steady_clock::duration deadline,
                                                      std::string& why) {
+    using namespace asio::experimental::awaitable_operators;
+    // Each wait races the deadline (||: the loser is cancelled and finished before the race
+    // returns, so no handler outlives the handshake or cancels a wait of the connection's).
     asio::steady_timer timer(socket_.get_executor());
-    bool timed_out = false;
     timer.expires_after(deadline);
-    timer.async_wait([this, &timed_out](error_code ec) {
-        if (ec) return;
-        timed_out = true;
-        error_code ignored;
-        socket_.cancel(ignored);
-    });
     error_code ec;
     for (;;) {
         ERR_clear_error();
@@ -320,7 +317,10 @@ asio::awaitable<error_code> tls_transport::handshake(std::chrono::steady_clock::
         }
         if (ret == 1 && flushed) break;
         auto wait = !flushed ? tcp::socket::wait_write : tcp::socket::wait_read;
-        auto [wec] = co_await socket_.async_wait(wait, use_nothrow);
+        const auto waited = co_await (socket_.async_wait(wait, use_nothrow) ||
+                                      timer.async_wait(use_nothrow));
+        const bool timed_out = waited.index() == 1;
+        const error_code wec = timed_out ? error_code{} : std::get<0>(std::get<0>(waited));
         if (timed_out) {
             ec = asio::error::timed_out;
             why = SSL_is_server(ssl_) == 1
@@ -334,7 +334,6 @@ asio::awaitable<error_code> tls_transport::handshake(std::chrono::steady_clock::
             break;
         }
     }
-    timer.cancel();
     co_return ec;
 }
 
