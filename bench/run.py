@@ -56,6 +56,18 @@ def raise_nofile():
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
+def pair_cpus():
+    """The two CPUs a pair's processes are pinned to (receiver, sender), or None when fewer
+    than two are ours to use. Pinned, the two ends of a direct pair never share a core and
+    never migrate: where the scheduler put them moved the small-frame rows by up to 0.3x
+    between runs (docs/bench.md)."""
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return None
+    return (cpus[-1], cpus[-2]) if len(cpus) >= 2 else None
+
+
 class Skip(Exception):
     """A run that cannot happen here (missing peer, missing subcommand): noted, not fatal."""
 
@@ -63,14 +75,19 @@ class Skip(Exception):
 class Proc:
     """A child process whose stdout lines are collected by a thread (unless raw=True)."""
 
-    def __init__(self, args, name, logdir, stdin=None, raw_stdout=False):
+    def __init__(self, args, name, logdir, stdin=None, raw_stdout=False, cpu=None):
         self.name = name
         self.args = [str(a) for a in args]
         self.err_path = os.path.join(logdir, f"{name}.stderr")
         self.err = open(self.err_path, "wb")
+
+        def setup():
+            raise_nofile()
+            if cpu is not None:
+                os.sched_setaffinity(0, {cpu})
         self.p = subprocess.Popen(self.args, stdin=stdin if stdin is not None else subprocess.DEVNULL,
                                   stdout=subprocess.PIPE, stderr=self.err,
-                                  preexec_fn=raise_nofile)
+                                  preexec_fn=setup)
         self.lines = queue.Queue()
         self.all_lines = []
         self.eof = threading.Event()
@@ -242,9 +259,11 @@ class Runner:
 
     def pair(self, server_args, client_args, name, timeout, result_from="server", extra=None):
         """Listening peer, then connecting peer; returns the JSON result of `result_from`."""
-        srv = self.start(server_args, name + "-server")
+        cpus = pair_cpus() if self.a.pin else None
+        srv = self.start(server_args, name + "-server", cpu=cpus and cpus[0])
         m = srv.wait_line(r"listening on (\S+)", 10)
-        cli = self.start(client_args + ["--connect", m.group(1)], name + "-client")
+        cli = self.start(client_args + ["--connect", m.group(1)], name + "-client",
+                         cpu=cpus and cpus[1])
         deadline = time.monotonic() + timeout
         who = srv if result_from == "server" else cli
         rc = who.wait(deadline - time.monotonic())
@@ -262,6 +281,10 @@ class Runner:
         a = self.a
         if system == "tutorial-python":
             return max(2, min(a.max_msgs // 20, a.bytes_budget // 100 // size))
+        if system in ("ceiling", "framecast-direct", "zeromq"):
+            # The direct pairs move 16 B frames at 50-120 M/s: 3 M of them were 30-60 ms, short
+            # enough for start-up and placement to move the row by 0.3x. Half a second at least.
+            return max(2, min(a.direct_msgs, a.bytes_budget // size))
         return max(2, min(a.max_msgs, a.bytes_budget // size))
 
     # --- scenario 1: throughput, one connection -----------------------------------------------
@@ -872,6 +895,10 @@ def main(argv=None):
     ap.add_argument("--sizes", help="comma-separated message sizes for throughput")
     ap.add_argument("--fanout-k", help="comma-separated subscriber counts")
     ap.add_argument("--repeat", type=int, help="throughput runs per case; the median is kept")
+    ap.add_argument("--pin", action="store_true",
+                    help="pin the two processes of a direct pair (throughput, ping-pong) to a CPU "
+                         "each (when two are available); not by default: it did not steady the "
+                         "small-frame rows here (docs/bench.md)")
     ap.add_argument("--gnuplot", default=shutil.which("gnuplot"))
     a = ap.parse_args(argv)
 
@@ -892,16 +919,19 @@ def main(argv=None):
 
     if a.smoke:
         a.max_msgs, a.bytes_budget, a.ping_count = 20000, 8 * MiB, 200
+        a.direct_msgs = a.max_msgs
         a.fanout_deliveries, a.fanout_min, a.fanout_paced_deliveries = 20000, 50, 20000
         a.fanout_min_lat, a.fanout_lat_seconds, a.run_timeout, a.idle_ms = 20, 0.1, 20, 1000
         sizes, ks, repeat, conns = [16, 100, 64 * KiB], [1, 10], 1, 100
     elif a.quick:
         a.max_msgs, a.bytes_budget, a.ping_count = 400_000, 256 * MiB, 5000
+        a.direct_msgs = 4_000_000
         a.fanout_deliveries, a.fanout_min, a.fanout_paced_deliveries = 1_000_000, 200, 50_000
         a.fanout_min_lat, a.fanout_lat_seconds, a.run_timeout, a.idle_ms = 50, 0.3, 30, 1000
         sizes, ks, repeat, conns = SIZES, [1, 100, 1000], 1, 1000
     else:
         a.max_msgs, a.bytes_budget, a.ping_count = 3_000_000, 2048 * MiB, 50_000
+        a.direct_msgs = 60_000_000
         a.fanout_deliveries, a.fanout_min, a.fanout_paced_deliveries = 4_000_000, 400, 50_000
         a.fanout_min_lat, a.fanout_lat_seconds, a.run_timeout, a.idle_ms = 50, 2.0, 120, 2000
         sizes, ks, repeat, conns = SIZES, FANOUT_K, 3, 10000
@@ -915,6 +945,8 @@ def main(argv=None):
     raise_nofile()
 
     meta = machine()
+    cpus = pair_cpus() if a.pin else None
+    meta["pinned_pairs"] = f"receiver cpu{cpus[0]}, sender cpu{cpus[1]}" if cpus else "no"
     if meta["loadavg_at_start"] > 0.5 * (meta["nproc"] or 1):
         log(f"warning: load average {meta['loadavg_at_start']:.1f} on {meta['nproc']} cores: "
             "other work is running, figures will be noisy")
@@ -997,7 +1029,8 @@ def run_all(a, r, meta, sizes, ks, conns):
     r.notes += plots(a.out, r.results, a.gnuplot)
     write_files(a.out, r.results, r.notes, meta)
     print(f"framecast bench ({meta['mode']}): {meta['nproc']} x {meta['cpu']}, Linux {meta['kernel']}, "
-          f"load {meta['loadavg_at_start']:.1f} at start, {meta['seconds']} s")
+          f"load {meta['loadavg_at_start']:.1f} at start, {meta['seconds']} s, direct pairs pinned: "
+          f"{meta['pinned_pairs']}")
     print(table(r.results))
     print("\nTargets (issue 6), as ratios in this run"
           + (" (smoke counts: too small to mean anything)" if a.smoke else "") + ":")

@@ -109,11 +109,13 @@ int run_send(const options& o) {
     std::size_t per = frames_per_batch(size);
     std::string batch = build_frames(size, per);
     std::uint64_t left = count;
+    set_nonblocking(fd, true);  // as framecast's I/O layer writes (see writev_all)
     while (left >= per) {
         write_all(fd, batch.data(), batch.size());
         left -= per;
     }
     if (left > 0) write_all(fd, batch.data(), static_cast<std::size_t>(left) * (header_size + size));
+    set_nonblocking(fd, false);
     ::shutdown(fd, SHUT_WR);
     char c;
     while (::recv(fd, &c, 1, 0) > 0) {}  // wait for the receiver to finish and close

@@ -199,11 +199,18 @@ inline int connect_tcp(const std::string& text) {
     }
 }
 
+// send until all `n` bytes are written; on a non-blocking socket it waits in poll() when the
+// socket is full (see writev_all).
 inline void write_all(int fd, const char* p, std::size_t n) {
     while (n > 0) {
         ssize_t w = ::send(fd, p, n, MSG_NOSIGNAL);
         if (w < 0) {
             if (errno == EINTR) continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                pollfd q{fd, POLLOUT, 0};
+                ::poll(&q, 1, -1);
+                continue;
+            }
             die("send");
         }
         p += w;

@@ -37,6 +37,7 @@ void send_frames(int fd, std::string_view payload, std::uint64_t count) {
         std::vector<char> batch(batch_bytes + payload.size() + framecast::max_header_size);
         std::size_t fill = 0;
         std::error_code ec;
+        set_nonblocking(fd, true);  // as the I/O layer writes, and the ceiling (see writev_all)
         for (std::uint64_t i = 0; i < count; ++i) {
             const std::size_t n = framecast::write_frame(batch.data() + fill, payload, ec);
             if (n == 0) die(ec.message().c_str());
@@ -47,6 +48,7 @@ void send_frames(int fd, std::string_view payload, std::uint64_t count) {
             }
         }
         if (fill > 0) write_all(fd, batch.data(), fill);
+        set_nonblocking(fd, false);
         return;
     }
     std::vector<framecast::frame_header> headers(max_gather);
