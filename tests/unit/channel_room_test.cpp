@@ -14,6 +14,7 @@
 #include <spdlog/spdlog.h>
 
 #include "framecast/io/server.hpp"
+#include "memory_harness.hpp"
 #include "transport/memory.hpp"
 
 using namespace framecast;
@@ -43,9 +44,7 @@ pair_list pairs_of(const std::string& bytes) {
 
 std::size_t count_pairs(const std::string& bytes) { return pairs_of(bytes).size(); }
 
-struct channel_test : ::testing::Test {
-    asio::io_context io;
-    std::unique_ptr<server> srv;
+struct channel_test : ::testing::Test, framecast::io::test_support::memory_harness {
 
     channel_test() {
         spdlog::set_default_logger(std::make_shared<spdlog::logger>(
@@ -59,20 +58,6 @@ struct channel_test : ::testing::Test {
         o.channels.limits = limits;
         srv = std::make_unique<server>(io, std::move(o));
         srv->start();
-    }
-    std::shared_ptr<memory_transport::pipe> connect(const std::string& name) {
-        auto p = std::make_shared<memory_transport::pipe>(io.get_executor());
-        srv->admit(std::make_unique<memory_transport>(p, name));
-        return p;
-    }
-    bool run_until(const std::function<bool()>& done) {
-        const auto deadline = std::chrono::steady_clock::now() + 3s;
-        while (!done()) {
-            if (std::chrono::steady_clock::now() > deadline) return false;
-            if (io.stopped()) io.restart();
-            io.run_one_for(5ms);
-        }
-        return true;
     }
     // Sends `bytes` and waits until `p` has received `pairs` pairs in all.
     void send_and_wait(const std::shared_ptr<memory_transport::pipe>& from, const std::string& bytes,

@@ -13,6 +13,7 @@
 
 #include "framecast/io/relay_unit.hpp"
 #include "framecast/io/server.hpp"
+#include "memory_harness.hpp"
 #include "transport/memory.hpp"
 
 using namespace framecast;
@@ -29,9 +30,7 @@ std::vector<std::string> frames_of(const std::string& bytes) {
     return out;
 }
 
-struct resume_test : ::testing::Test {
-    asio::io_context io;
-    std::unique_ptr<server> srv;
+struct resume_test : ::testing::Test, framecast::io::test_support::memory_harness {
     std::vector<std::uint64_t> fetches;  // the offsets the log was asked for
 
     resume_test() {
@@ -49,20 +48,6 @@ struct resume_test : ::testing::Test {
             asio::post(io, [done = std::move(done)] { done({}); });
         });
         srv->start();
-    }
-    std::shared_ptr<memory_transport::pipe> connect(const std::string& name) {
-        auto p = std::make_shared<memory_transport::pipe>(io.get_executor());
-        srv->admit(std::make_unique<memory_transport>(p, name));
-        return p;
-    }
-    bool run_until(const std::function<bool()>& done) {
-        const auto deadline = std::chrono::steady_clock::now() + 3s;
-        while (!done()) {
-            if (std::chrono::steady_clock::now() > deadline) return false;
-            if (io.stopped()) io.restart();
-            io.run_one_for(5ms);
-        }
-        return true;
     }
     void settle() {  // everything ready runs (writes completing, pumps)
         io.restart();
