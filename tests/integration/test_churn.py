@@ -16,7 +16,7 @@ import subprocess
 import threading
 import time
 
-from framecast_test import BIN, FrameReader, connect, wait_for_client, wait_for_metric, wait_until
+from framecast_test import BIN, FrameReader, client_name, connect, wait_for_metric, wait_until
 from stream_check import SeqFeed, SteadyClient, reset, rss_kib, sanitized
 
 CHURN_SECONDS = float(os.environ.get("FRAMECAST_CHURN_SECONDS", "15"))
@@ -104,13 +104,16 @@ def test_churn_steady_clients_miss_nothing_and_memory_returns(procs):
 
     def count():
         return len(re.findall(rb" disconnected: ", server.stderr))
-    # The lines reach the log as the sessions close, and the last ones may trail the gauge (an
-    # ASan build once counted 11,993 of 11,999 at this point): wait for every churner's line.
-    # Then a probe's "connected" line comes after anything else logged until then: once it is
-    # here, a line too many would be here too.
+    # Every churner's line, then a probe's "connected" line: it comes after anything else
+    # logged until then, so once it is here, a line too many would be here too. Searched for
+    # only in what is logged after the probe connects: 12,000 churners went through the
+    # ephemeral ports, and an old line of the probe's port once matched at once (an ASan run
+    # counted 11,993 lines of 11,999 then).
     wait_until(lambda: count() >= churned, lambda: f"{churned} disconnect lines (have {count()})")
+    logged = len(server.stderr)
     probe = connect(port)
-    wait_for_client(server, probe)
+    probe_line = rb"client %s connected \(\d+ clients\)" % re.escape(client_name(probe).encode())
+    wait_until(lambda: re.search(probe_line, server.stderr[logged:]), "the probe's connected line")
     lines = count()
     probe.close()
     rss_end = rss_kib(pid)
