@@ -1,12 +1,12 @@
 // The resume history on its own: offsets, reads from any position (inside a unit too), pieces
 // bounded in bytes, eviction by count and by bytes, and the memory budget's entry account.
 #include <memory>
-#include <span>
 #include <string>
 #include <vector>
 
 #include <gtest/gtest.h>
 
+#include "decode_helpers.hpp"
 #include "memory_budget.hpp"
 #include "resume_log.hpp"
 
@@ -23,11 +23,7 @@ relay_unit unit_of(const std::vector<std::string>& payloads) {
 }
 
 std::vector<std::string> payloads_of(const std::string& bytes) {
-    decoder dec;
-    std::span<const char> in(bytes.data(), bytes.size());
-    std::vector<std::string> out;
-    while (dec.next(in) == decode_event::frame) out.emplace_back(dec.payload());
-    return out;
+    return test::decode_whole(bytes).frames;
 }
 
 }  // namespace

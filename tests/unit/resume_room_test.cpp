@@ -3,7 +3,6 @@
 #include <chrono>
 #include <functional>
 #include <memory>
-#include <span>
 #include <string>
 #include <vector>
 
@@ -11,6 +10,7 @@
 #include <spdlog/sinks/null_sink.h>
 #include <spdlog/spdlog.h>
 
+#include "decode_helpers.hpp"
 #include "framecast/io/relay_unit.hpp"
 #include "framecast/io/server.hpp"
 #include "memory_harness.hpp"
@@ -23,11 +23,7 @@ using namespace std::chrono_literals;
 namespace {
 
 std::vector<std::string> frames_of(const std::string& bytes) {
-    decoder dec;
-    std::span<const char> in(bytes.data(), bytes.size());
-    std::vector<std::string> out;
-    while (dec.next(in) == decode_event::frame) out.emplace_back(dec.payload());
-    return out;
+    return test::decode_whole(bytes).frames;
 }
 
 struct resume_test : ::testing::Test, framecast::io::test_support::memory_harness {
