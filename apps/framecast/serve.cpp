@@ -120,11 +120,6 @@ bool check_channels(const serve_config& cfg, bool source_given) {
                       cfg.source);
         return false;
     }
-    if (s.resume.enabled && !cfg.backplane_url.empty()) {
-        spdlog::error("--channels --resume keeps per-channel offsets in this process only: it "
-                      "cannot be combined with --backplane yet (docs/resume.md#channels)");
-        return false;
-    }
     const auto& l = s.channels.limits;
     if (l.max_name == 0 || l.max_tokens == 0) {
         spdlog::error("--max-channel-name and --max-tokens must be at least 1");
@@ -205,6 +200,11 @@ exit_code run_serve(serve_config& cfg, bool source_given, const toml_config* con
         cfg.backplane.offsets = r.enabled;
         cfg.backplane.history_messages = r.history_messages;
         cfg.backplane.history_bytes = r.history_bytes;
+        // --channels: every channel numbers its messages in the log too.
+        if (r.enabled && cfg.node.server.channels.enabled) {
+            cfg.backplane.channel_header = cfg.node.server.codec.header_size;
+            cfg.backplane.max_channels = r.idle_channels;
+        }
         // --publish-acks: the shared log keeps the publishers' numbers, with the same bounds.
         const auto& p = cfg.node.server.publish_acks;
         cfg.backplane.publisher_expiry_ms = static_cast<std::uint64_t>(
@@ -507,7 +507,8 @@ void add_resume_options(CLI::App& cmd, serve_config& cfg) {
         "stream's recent entries as history, and a client older than the window is replayed "
         "from the stream while it keeps it (--backplane-retention). With --channels every "
         "channel has its own offsets and window (a client sends 'RESUME CHANNEL EPOCH LAST': "
-        "framecast sub --resume; docs/resume.md#channels; not with --backplane). Excludes --chat");
+        "framecast sub --resume; docs/resume.md#channels; with --backplane the stream numbers "
+        "every channel too, the same on every node). Excludes --chat");
     flag->excludes(cmd.get_option("--chat"));
     cmd.add_option("--resume-window", r.history_messages,
                    "--resume: messages kept for resuming clients, at least (unless "
@@ -525,6 +526,15 @@ void add_resume_options(CLI::App& cmd, serve_config& cfg) {
                    "--resume-window is then each channel's window")
         ->default_val(r.channel_total_messages)
         ->check(CLI::Range(std::size_t{1}, std::size_t{1'000'000'000}))
+        ->needs(flag);
+    cmd.add_option("--resume-channels", r.idle_channels,
+                   "--channels --resume: channels whose next offset is remembered once their "
+                   "history is empty (with --backplane: channels the Redis stream numbers); past "
+                   "it the longest unused are forgotten, and one published to again starts "
+                   "above every offset it had (a client holding an old position is told of a "
+                   "gap, never given an offset twice)")
+        ->default_val(r.idle_channels)
+        ->check(CLI::Range(std::size_t{1}, std::size_t{100'000'000}))
         ->needs(flag);
     cmd.add_option("--resume-log-replays", r.log_replays,
                    "--resume --backplane: resuming clients whose position is older than this "

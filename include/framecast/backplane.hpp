@@ -54,10 +54,17 @@ struct message {
         epoch,    // no entry: the log's epoch is `epoch` (known at last, or changed because
                   // the log's history was lost), and `offset` is where its next entry starts
                   // (or, with history_follows, where the kind::history entries start)
+        channel,  // options::channel_header, at start, after the kind::history entries: the
+                  // log numbers `channel` and its last offset is `offset` (as of the last
+                  // entry read); "" names the floor (a channel the log does not number
+                  // starts above it). Not checked: the reader checks the name.
     };
     kind what = kind::live;
     std::uint64_t offset = 0;  // the log's offset of the entry's first message (0: no offsets)
+    // options::channel_header: that message's offset in its channel (live, history entries)
+    std::uint64_t channel_offset = 0;
     std::string epoch;         // kind::epoch only
+    std::string channel;       // kind::channel only
     // kind::epoch only: the log's recent entries follow (kind::history), then the same epoch
     // again without this (offset 0): only then does the node hold all it read at start.
     bool history_follows = false;
@@ -101,6 +108,13 @@ struct options {
     bool offsets = false;
     std::uint64_t history_messages = 100'000;
     std::uint64_t history_bytes = 64ull << 20;
+    // serve --channels --resume: every channel numbers its own messages too, in the log (the
+    // same on every node): an entry begins with its channel's frame, whose header has this
+    // many bytes (0: no channels), and gets message::channel_offset. The log forgets the
+    // longest unused channels past max_channels (a forgotten channel starts again above
+    // every offset it had: none is reused within an epoch).
+    std::size_t channel_header = 0;
+    std::uint64_t max_channels = 100'000;
     // Publish acks: the log forgets a publisher unused this long (ms), or the longest unused
     // ones beyond max_publishers.
     std::uint64_t publisher_expiry_ms = 600'000;

@@ -187,26 +187,47 @@ bool redis_backplane::send_appends(redisContext* c, const std::vector<pending_me
     return true;
 }
 
-// With offsets: the append script (redis_offsets.hpp) numbers each entry.
+// options::channel_header: the channel an entry is numbered in, the payload of its first
+// frame (the node's own frames, checked when it built them); "" without channels.
+std::string_view redis_backplane::channel_of(const std::string& framed) const {
+    const std::size_t h = opts_.channel_header;
+    const std::string_view none("");  // not null: hiredis copies it
+    if (h == 0 || framed.size() < h) return none;
+    std::size_t n = 0;
+    for (std::size_t i = 0; i < h && framed[i] >= '0' && framed[i] <= '9'; ++i) {
+        n = n * 10 + static_cast<std::size_t>(framed[i] - '0');
+    }
+    if (n > framed.size() - h) return none;
+    return std::string_view(framed).substr(h, n);
+}
+
+// With offsets: the append script (redis_offsets.hpp) numbers each entry (and, with channels,
+// numbers it in its channel too).
 bool redis_backplane::send_numbered_appends(redisContext* c,
                                             const std::vector<pending_message>& batch,
                                             std::uint64_t keep) {
     const auto t = static_cast<unsigned long long>(now_millis());
     const std::string candidate = random_epoch();
+    const auto max_channels = static_cast<unsigned long long>(opts_.max_channels);
     for (const auto& m : batch) {
         if (m.pub) {
             if (!send_publisher(c, m, keep, candidate)) return false;
             continue;
         }
         const auto seq = static_cast<unsigned long long>(m.seq);
+        const std::string_view channel = channel_of(*m.framed);
         if (redisAppendCommand(
-                c, "EVALSHA %s 2 %b %b %llu %s %llu %b %llu n %b s %llu c %llu t %llu f %b",
+                c,
+                "EVALSHA %s 4 %b %b %b %b %llu %s %llu %b %llu %b %llu n %b s %llu c %llu t %llu "
+                "f %b",
                 append_sha_.c_str(), addr_.key.data(), addr_.key.size(), seen_key_.data(),
-                seen_key_.size(), static_cast<unsigned long long>(keep),
-                candidate.c_str(), static_cast<unsigned long long>(m.messages),
-                node_id_.data(), node_id_.size(), seq, node_id_.data(), node_id_.size(), seq,
-                static_cast<unsigned long long>(m.origin_client), t, m.framed->data(),
-                m.framed->size()) != REDIS_OK) {
+                seen_key_.size(), channels_key_.data(), channels_key_.size(),
+                channel_use_key_.data(), channel_use_key_.size(),
+                static_cast<unsigned long long>(keep), candidate.c_str(),
+                static_cast<unsigned long long>(m.messages), node_id_.data(), node_id_.size(),
+                seq, channel.data(), channel.size(), max_channels, node_id_.data(),
+                node_id_.size(), seq, static_cast<unsigned long long>(m.origin_client), t,
+                m.framed->data(), m.framed->size()) != REDIS_OK) {
             return false;
         }
     }
@@ -220,9 +241,11 @@ bool redis_backplane::send_publisher(redisContext* c, const pending_message& m,
         return redis_publishers::send_attach(c, pub_scripts_, pub_keys_, m.pub->publisher,
                                              m.pub->first, opts_);
     }
-    const redis_publishers::append_args a{addr_.key, seen_key_, pub_keys_, keep, candidate,
-                                          opts_.offsets, node_id_, m.origin_client,
-                                          now_millis(), opts_};
+    const redis_publishers::append_args a{addr_.key,         seen_key_,        pub_keys_,
+                                          keep,              candidate,        opts_.offsets,
+                                          node_id_,          m.origin_client,  now_millis(),
+                                          opts_,             channels_key_,    channel_use_key_,
+                                          channel_of(*m.framed)};
     return redis_publishers::send_append(c, pub_scripts_, a, *m.framed, m.messages, *m.pub);
 }
 

@@ -30,7 +30,9 @@ std::string make_node_id() {
 
 redis_backplane::redis_backplane(redis_address addr, options opts)
     : addr_(std::move(addr)), opts_(opts), node_id_(make_node_id()),
-      seen_key_(redis_offsets::seen_key(addr_.key)), pub_keys_(addr_.key) {
+      seen_key_(redis_offsets::seen_key(addr_.key)),
+      channels_key_(redis_offsets::channels_key(addr_.key)),
+      channel_use_key_(redis_offsets::channel_use_key(addr_.key)), pub_keys_(addr_.key) {
     // spdlog creates its registry on first use; make that happen here, before our threads
     // exist, not in whichever of them logs first (a race ThreadSanitizer reports, since the
     // guard of that static lives in uninstrumented libspdlog).

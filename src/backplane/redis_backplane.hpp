@@ -116,6 +116,7 @@ private:
     bool load_publisher_scripts(redisContext* c, const std::vector<pending_message>& batch,
                                 connection_log& log);
     bool send_appends(redisContext* c, const std::vector<pending_message>& batch);
+    std::string_view channel_of(const std::string& framed) const;
     bool send_numbered_appends(redisContext* c, const std::vector<pending_message>& batch,
                                std::uint64_t keep);
     bool send_publisher(redisContext* c, const pending_message& m, std::uint64_t keep,
@@ -149,7 +150,9 @@ private:
     bool check_epoch(context_ptr& c, connection_log& log, io::backoff& delays,
                      std::string& last_id);
     bool positioned_once();
-    bool load_history(redisContext* c, const std::string& epoch, const std::string& last);
+    bool load_history(redisContext* c, const std::string& epoch, std::string& last);
+    bool snapshot_channels(redisContext* c, const std::string& epoch, std::string& last,
+                           std::vector<message>& channels);
 
     const redis_address addr_;
     const options opts_;
@@ -171,6 +174,8 @@ private:
     std::unique_ptr<redis_replay> replay_;  // offsets: reads the past for resuming clients
     connection_log replay_log_;             // replay_'s thread only
     const std::string seen_key_;         // offsets: last sequence number per node
+    const std::string channels_key_;     // channel offsets: each channel's last offset
+    const std::string channel_use_key_;  // and when it was last used
     std::string append_sha_;             // writer thread only
     const redis_publishers::keys pub_keys_;
     redis_publishers::scripts pub_scripts_;  // writer thread only

@@ -29,13 +29,14 @@ std::string random_epoch() {
 // not say; at start, a key that cannot be numbered is fatal (start() throws).
 bool redis_backplane::check_epoch(context_ptr& c, connection_log& log, io::backoff& delays,
                                   std::string& last_id) {
-    auto r = command(c.get(), "EVALSHA %s 2 %b %b %s", init_sha_.c_str(), addr_.key.data(),
-                     addr_.key.size(), seen_key_.data(), seen_key_.size(),
+    auto r = command(c.get(), "EVALSHA %s 4 %b %b %b %b %s", init_sha_.c_str(), addr_.key.data(),
+                     addr_.key.size(), seen_key_.data(), seen_key_.size(), channels_key_.data(),
+                     channels_key_.size(), channel_use_key_.data(), channel_use_key_.size(),
                      random_epoch().c_str());
     std::string problem;
     if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2) {
         const std::string epoch = reply_text(r->element[0]);
-        const std::string last = reply_text(r->element[1]);
+        std::string last = reply_text(r->element[1]);
         if (epoch == epoch_) return true;
         // An epoch as clients will see it (docs/resume.md). Redis is not trusted: a group
         // name that is not one is refused.
@@ -99,8 +100,10 @@ bool redis_backplane::positioned_once() {
 // history_messages entries, or history_bytes), read newest first in bounded pieces, then
 // delivered oldest first as kind::history after the kind::epoch notice, so this node can
 // serve resumes from before it started (a restarted node sees no false gap).
-bool redis_backplane::load_history(redisContext* c, const std::string& epoch,
-                                   const std::string& last) {
+bool redis_backplane::load_history(redisContext* c, const std::string& epoch, std::string& last) {
+    // Channels: every channel's last offset, and the last ID they are as of (read from there).
+    std::vector<message> channels;
+    if (opts_.channel_header != 0 && !snapshot_channels(c, epoch, last, channels)) return false;
     std::vector<std::pair<std::string, parsed_entry>> tail;
     std::uint64_t bytes = 0;
     std::string end = last;
@@ -124,13 +127,14 @@ bool redis_backplane::load_history(redisContext* c, const std::string& epoch,
     notice.what = message::kind::epoch;
     notice.epoch = epoch;
     notice.offset = tail.empty() ? id_sequence(last) + 1 : tail.back().second.m.offset;
-    notice.history_follows = !tail.empty();
+    notice.history_follows = !tail.empty() || !channels.empty();
     deliver_(std::move(notice));
     for (auto it = tail.rbegin(); it != tail.rend(); ++it) {
         ++history_loaded_;
         deliver_entry(it->first, std::move(it->second), message::kind::history);
     }
-    if (!tail.empty()) {  // the history is all there: resume requests can be answered
+    for (auto& m : channels) deliver_(std::move(m));
+    if (!tail.empty() || !channels.empty()) {  // the history is all there: resumes can be answered
         message done;
         done.what = message::kind::epoch;
         done.epoch = epoch;
@@ -138,6 +142,40 @@ bool redis_backplane::load_history(redisContext* c, const std::string& epoch,
     }
     spdlog::info("backplane {}: epoch {}, {} recent entries read for resuming clients, next "
                  "offset after {}", describe(), epoch, tail.size(), last);
+    return true;
+}
+
+// Channels, at start: the offsets the stream's script keeps per channel, with the last ID they
+// are as of, in one atomic step (channels_snapshot_script): a channel this node holds no entry
+// of still resumes from its true next offset. False when Redis could not say, or the stream
+// is not (or no longer) of `epoch`: check_epoch tries again.
+bool redis_backplane::snapshot_channels(redisContext* c, const std::string& epoch,
+                                        std::string& last, std::vector<message>& channels) {
+    auto r = command(c, "EVAL %s 2 %b %b", redis_offsets::channels_snapshot_script.c_str(),
+                     addr_.key.data(), addr_.key.size(), channels_key_.data(),
+                     channels_key_.size());
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
+        r->element[2]->type != REDIS_REPLY_ARRAY) {
+        return false;
+    }
+    if (reply_text(r->element[0]) != epoch) return false;  // made again meanwhile
+    last = reply_text(r->element[1]);
+    const redisReply* h = r->element[2];
+    channels.reserve(h->elements / 2 + 1);
+    bool floor = false;  // none yet: no channel was forgotten, every one starts at 1
+    for (std::size_t i = 0; i + 1 < h->elements; i += 2) {
+        message m;
+        m.what = message::kind::channel;
+        m.channel = reply_text(h->element[i]);
+        m.offset = std::strtoull(reply_text(h->element[i + 1]).c_str(), nullptr, 10);
+        floor = floor || m.channel.empty();
+        channels.push_back(std::move(m));
+    }
+    if (!floor) {
+        message m;
+        m.what = message::kind::channel;
+        channels.push_back(std::move(m));
+    }
     return true;
 }
 

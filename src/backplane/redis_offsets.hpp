@@ -14,6 +14,13 @@
 // * A retried append (the reply was lost with the connection) must not take offsets twice: the
 //   last sequence number appended per node is kept in a hash beside the stream (SEEN_KEY), and
 //   an append it has seen is answered "dup" and not repeated.
+// * serve --channels --resume: every channel also numbers its own messages (docs/resume.md,
+//   "Channels"). CHANNELS_KEY, a hash: channel -> its last offset, and under the field "" the
+//   floor (a channel it does not hold starts at floor + 1). CHANNEL_USE_KEY, a sorted set:
+//   channel -> when it was last used (Redis TIME, us). Past the channels bound the longest
+//   unused ones are forgotten and the floor raised to their last offsets, so a channel never
+//   reuses an offset within an epoch; the entry carries its first message's channel offset
+//   ("k"). Both keys go with the epoch: a new stream starts every channel at 1.
 #pragma once
 
 #include <string>
@@ -39,17 +46,45 @@ end
 // stream cannot be numbered. xadd_numbered: appends an entry of `m` messages at the next
 // offset ("0-*"), moving the last ID past its other messages.
 inline const std::string append_functions = std::string(epoch_functions) + R"lua(
-local function epoch_or_create(stream, seen, candidate)
+local function epoch_or_create(stream, side, candidate)
   if redis.call('EXISTS', stream) == 1 then
     local epoch = stream_epoch(stream)
     if not epoch then return nil, no_epoch() end
     return epoch, false
   end
-  redis.call('DEL', seen)
+  redis.call('DEL', unpack(side))
   redis.call('XGROUP', 'CREATE', stream, 'framecast-epoch-' .. candidate, '0', 'MKSTREAM')
   return candidate, true
 end
-local function xadd_numbered(stream, keep, epoch, m, fields)
+-- ch: {chans = KEY, use = KEY, name = CHANNEL, max = N}. The channel offset of the first of
+-- `m` messages to `ch.name`, taken; forgets the longest unused channels past ch.max.
+local function channel_number(ch, m)
+  local last = tonumber(redis.call('HGET', ch.chans, ch.name))
+  local first = (last or tonumber(redis.call('HGET', ch.chans, '')) or 0) + 1
+  redis.call('HSET', ch.chans, ch.name, string.format('%.0f', first + m - 1))
+  local t = redis.call('TIME')
+  redis.call('ZADD', ch.use, tonumber(t[1]) * 1000000 + tonumber(t[2]), ch.name)
+  if not last then
+    local over = redis.call('ZCARD', ch.use) - ch.max
+    if over > 0 then
+      local gone = redis.call('ZRANGE', ch.use, 0, math.min(over, 64) - 1)
+      local floor = tonumber(redis.call('HGET', ch.chans, '')) or 0
+      for _, c in ipairs(gone) do
+        floor = math.max(floor, tonumber(redis.call('HGET', ch.chans, c)) or 0)
+      end
+      redis.call('HDEL', ch.chans, unpack(gone))
+      redis.call('ZREM', ch.use, unpack(gone))
+      redis.call('HSET', ch.chans, '', string.format('%.0f', floor))
+    end
+  end
+  return first
+end
+-- ch: nil, or the channel to number the entry in (channel_number).
+local function xadd_numbered(stream, keep, epoch, m, fields, ch)
+  if ch then
+    table.insert(fields, 1, string.format('%.0f', channel_number(ch, m)))
+    table.insert(fields, 1, 'k')
+  end
   local id = redis.call('XADD', stream, 'MAXLEN', '~', keep, '0-*', 'e', epoch, unpack(fields))
   if m > 1 then
     redis.call('XSETID', stream, string.format('0-%d', tonumber(string.sub(id, 3)) + m - 1))
@@ -58,27 +93,37 @@ local function xadd_numbered(stream, keep, epoch, m, fields)
 end
 )lua";
 
-// KEYS: stream, seen. ARGV: keep (MAXLEN ~), candidate epoch, messages, node, sequence, then
-// the entry's field/value pairs. Returns the new entry's ID, or "dup".
-inline const std::string append_script = append_functions + R"lua(
+// The channel to number an entry in: nil when `name` is empty (no channels).
+inline const std::string channel_functions = R"lua(
+local function channel_of(chans, use, name, max)
+  if name == '' then return nil end
+  return {chans = chans, use = use, name = name, max = math.max(tonumber(max), 1)}
+end
+)lua";
+
+// KEYS: stream, seen, channels, channel use. ARGV: keep (MAXLEN ~), candidate epoch, messages,
+// node, sequence, channel ("": none), channels bound, then the entry's field/value pairs.
+// Returns the new entry's ID, or "dup".
+inline const std::string append_script = append_functions + channel_functions + R"lua(
 local stream, seen = KEYS[1], KEYS[2]
-local epoch, created = epoch_or_create(stream, seen, ARGV[2])
+local epoch, created = epoch_or_create(stream, {seen, KEYS[3], KEYS[4]}, ARGV[2])
 if not epoch then return created end
 if not created then
   local last = redis.call('HGET', seen, ARGV[4])
   if last and tonumber(last) >= tonumber(ARGV[5]) then return 'dup' end
 end
 redis.call('HSET', seen, ARGV[4], ARGV[5])
-return xadd_numbered(stream, ARGV[1], epoch, tonumber(ARGV[3]), {unpack(ARGV, 6)})
+return xadd_numbered(stream, ARGV[1], epoch, tonumber(ARGV[3]), {unpack(ARGV, 8)},
+                     channel_of(KEYS[3], KEYS[4], ARGV[6], ARGV[7]))
 )lua";
 
-// KEYS: stream, seen. ARGV: candidate epoch. Returns {epoch, last-generated ID}, creating the
-// stream (and its epoch) when there is none; an error beginning "FCREFUSE" when the key cannot
+// KEYS: stream, seen, channels, channel use. ARGV: candidate epoch. Returns {epoch,
+// last-generated ID}, creating the stream (and its epoch) when there is none; an error beginning "FCREFUSE" when the key cannot
 // be numbered (not a stream, time-based IDs, no epoch group).
 inline const std::string init_script = std::string(epoch_functions) + R"lua(
 local stream = KEYS[1]
 if redis.call('EXISTS', stream) == 0 then
-  redis.call('DEL', KEYS[2])
+  redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
   redis.call('XGROUP', 'CREATE', stream, 'framecast-epoch-' .. ARGV[1], '0', 'MKSTREAM')
   return {ARGV[1], '0-0'}
 end
@@ -99,6 +144,19 @@ if not epoch then return no_epoch() end
 return {epoch, last}
 )lua";
 
+// KEYS: stream, channels. Returns {epoch, last-generated ID, {channel, last offset, ...}} in one
+// atomic step (channels: the offsets as of that ID), or {"", "0-0", {}} without a stream.
+inline const std::string channels_snapshot_script = std::string(epoch_functions) + R"lua(
+local stream = KEYS[1]
+if redis.call('EXISTS', stream) == 0 then return {'', '0-0', {}} end
+local last = '0-0'
+local info = redis.call('XINFO', 'STREAM', stream)
+for i = 1, #info, 2 do
+  if info[i] == 'last-generated-id' then last = info[i + 1] end
+end
+return {stream_epoch(stream) or '', last, redis.call('HGETALL', KEYS[2])}
+)lua";
+
 // The hash of last sequence numbers per node, in the stream's hash slot (Redis Cluster: both
 // keys of a script must live on one shard).
 inline std::string side_key(const std::string& stream, const char* name) {
@@ -108,5 +166,11 @@ inline std::string side_key(const std::string& stream, const char* name) {
     return stream + ":" + name;
 }
 inline std::string seen_key(const std::string& stream) { return side_key(stream, "framecast-seen"); }
+inline std::string channels_key(const std::string& stream) {
+    return side_key(stream, "framecast-channels");
+}
+inline std::string channel_use_key(const std::string& stream) {
+    return side_key(stream, "framecast-channel-use");
+}
 
 }  // namespace framecast::backplane::redis_offsets

@@ -75,22 +75,26 @@ bool send_append(redisContext* c, const scripts& s, const append_args& a,
     cmd.reserve(32);
     // Strings that must outlive the call: numbers, made once here.
     std::vector<std::string> n;
-    n.reserve(12);
+    n.reserve(16);
     for (std::uint64_t v : {a.keep, static_cast<std::uint64_t>(messages), unit.first, unit.last,
                             a.opts.publisher_expiry_ms, a.opts.max_publishers, a.origin_client,
                             a.millis}) {
         n.push_back(std::to_string(v));
     }
     n.push_back(ends_text(unit));
+    n.push_back(std::to_string(a.opts.max_channels));
     for (std::string_view w : {std::string_view("EVALSHA"), std::string_view(s.append_sha),
-                               std::string_view("4"), std::string_view(a.stream),
+                               std::string_view("6"), std::string_view(a.stream),
                                std::string_view(a.seen), std::string_view(a.k.publishers),
-                               std::string_view(a.k.used), std::string_view(n[0]),
+                               std::string_view(a.k.used), std::string_view(a.channels),
+                               std::string_view(a.channel_use), std::string_view(n[0]),
                                std::string_view(a.candidate_epoch), std::string_view(n[1]),
                                std::string_view(unit.publisher), std::string_view(n[2]),
                                std::string_view(n[3]), std::string_view(n[8]),
                                std::string_view(n[4]), std::string_view(n[5]),
-                               std::string_view(a.numbered ? "1" : "0"), std::string_view("n"),
+                               std::string_view(a.numbered ? "1" : "0"),
+                               std::string_view(a.channel), std::string_view(n[9]),
+                               std::string_view("n"),
                                std::string_view(a.node), std::string_view("s"),
                                std::string_view("0"), std::string_view("c"),
                                std::string_view(n[6])}) {

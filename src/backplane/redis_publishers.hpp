@@ -59,11 +59,13 @@ forget_unused(pubs, used, now, ARGV[3], ARGV[4])
 return have
 )lua";
 
-// KEYS: stream, seen, publishers, used. ARGV: keep (MAXLEN ~), candidate epoch, messages,
-// publisher, first, last, message ends ("e1 e2 ..."), expiry ms, max publishers, numbered
-// ("1": offsets), then the entry's field/value pairs, "f" FRAMED last. Returns {"ok", skipped,
+// KEYS: stream, seen, publishers, used, channels, channel use. ARGV: keep (MAXLEN ~), candidate
+// epoch, messages, publisher, first, last, message ends ("e1 e2 ..."), expiry ms, max
+// publishers, numbered ("1": offsets), channel ("": none), channels bound, then the entry's
+// field/value pairs, "f" FRAMED last. Returns {"ok", skipped,
 // id}, {"dup", messages} or {"gap", last}.
 inline const std::string append_script = redis_offsets::append_functions +
+                                         redis_offsets::channel_functions +
                                          forget_function + R"lua(
 local stream, seen, pubs, used = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local m, pub = tonumber(ARGV[3]), ARGV[4]
@@ -80,7 +82,7 @@ if have then
   end
   skip = math.max(0, have - (last - m))
 end
-local fields = {unpack(ARGV, 11)}
+local fields = {unpack(ARGV, 13)}
 if skip > 0 then
   local k = 0
   for e in string.gmatch(ARGV[7], '%d+') do
@@ -93,9 +95,10 @@ if skip > 0 then
 end
 local id
 if ARGV[10] == '1' then
-  local epoch, err = epoch_or_create(stream, seen, ARGV[2])
+  local epoch, err = epoch_or_create(stream, {seen, KEYS[5], KEYS[6]}, ARGV[2])
   if not epoch then return err end
-  id = xadd_numbered(stream, ARGV[1], epoch, m - skip, fields)
+  id = xadd_numbered(stream, ARGV[1], epoch, m - skip, fields,
+                     channel_of(KEYS[5], KEYS[6], ARGV[11], ARGV[12]))
 else
   id = redis.call('XADD', stream, 'MAXLEN', '~', ARGV[1], '*', unpack(fields))
 end
@@ -131,6 +134,10 @@ struct append_args {
     std::uint64_t origin_client;
     std::uint64_t millis;
     const options& opts;
+    // serve --channels --resume: the entry's channel, numbered in these keys ("": none).
+    const std::string& channels;
+    const std::string& channel_use;
+    std::string_view channel;
 };
 
 // Pipelines (redisAppendCommandArgv) the attach or the append of one pending item.

@@ -191,6 +191,8 @@ bool redis_backplane::parse_entry(const std::string& id, const redisReply* field
             e.epoch = reply_text(v);
         } else if (name == "t") {
             e.millis = std::strtoull(reply_text(v).c_str(), nullptr, 10);
+        } else if (name == "k") {
+            e.m.channel_offset = std::strtoull(reply_text(v).c_str(), nullptr, 10);
         }
     }
     if (!e.m.framed) {
@@ -206,6 +208,12 @@ bool redis_backplane::parse_entry(const std::string& id, const redisReply* field
         ++rejected_;
         spdlog::warn("backplane {}: entry {} is not numbered by serve --resume; skipped",
                      describe(), id);
+        return false;
+    }
+    if (opts_.channel_header != 0 && e.m.channel_offset == 0) {
+        ++rejected_;
+        spdlog::warn("backplane {}: entry {} has no channel offset (not written by serve "
+                     "--channels --resume); skipped", describe(), id);
         return false;
     }
     return true;

@@ -26,21 +26,47 @@ std::uint64_t channel_history::oldest(std::string_view channel) const {
     return r ? r->log.oldest() : floor_ + 1;
 }
 
-std::uint64_t channel_history::append(std::string_view channel, const relay_unit& unit) {
+// `channel`'s record, made (its first offset `first_offset`) when it has none.
+channel_history::record& channel_history::record_of(std::string_view channel,
+                                                    std::uint64_t first_offset) {
     auto it = records_.find(channel);
     if (it == records_.end()) {
         if (records_.size() >= scan_at_) forget_idle();
         std::unique_ptr<record> r(new record{
             resume_log({limits_.window, limits_.total_bytes}, codec_, budget_, 2), 0, {}});
-        r->log.reset(floor_ + 1);
+        r->log.reset(first_offset);
         it = records_.emplace(std::string(channel), std::move(r)).first;
     }
-    record& r = *it->second;
+    return *it->second;
+}
+
+std::uint64_t channel_history::append(std::string_view channel, const relay_unit& unit) {
+    record& r = record_of(channel, floor_ + 1);
+    const std::uint64_t first = r.log.next();
+    if (unit) keep(r, unit);
+    return first;
+}
+
+bool channel_history::append_at(std::string_view channel, std::uint64_t offset,
+                                std::uint64_t sequence, const relay_unit& unit) {
+    if (!unit || offset == 0 || sequence <= total_) return false;
+    record& r = record_of(channel, offset);
+    if (offset < r.log.next()) return false;
+    if (offset > r.log.next()) {
+        clear(r);
+        r.log.reset(offset);
+    }
+    total_ = sequence - 1;  // the log's sequence: a hole (an entry refused here) is skipped
+    keep(r, unit);
+    return true;
+}
+
+// Keeps `unit` at `r`'s next offset, with the next sequence.
+void channel_history::keep(record& r, const relay_unit& unit) {
     const std::size_t units_before = r.log.units();
     const std::size_t messages_before = r.log.messages();
     const std::size_t bytes_before = r.log.bytes();
     const std::uint64_t first = r.log.append(unit);
-    if (!unit) return first;
     if (r.first_seq == 0) {
         r.first_offset = first;
         r.first_seq = total_ + 1;
@@ -60,7 +86,35 @@ std::uint64_t channel_history::append(std::string_view channel, const relay_unit
     if (order_.size() > 2 * units_ + 64) {
         std::erase_if(order_, [this](const held& h) { return stale(h); });
     }
-    return first;
+}
+
+// Drops all `r` holds (its entries in order_ become stale).
+void channel_history::clear(record& r) {
+    while (!r.log.empty()) {
+        const auto [m, b] = r.log.drop_oldest();
+        drop_seqs(r, 1);
+        --units_;
+        messages_ -= m;
+        bytes_ -= b;
+    }
+}
+
+void channel_history::known(std::string_view channel, std::uint64_t last) {
+    if (channel.empty()) {
+        floor_ = last;
+        return;
+    }
+    if (!contains(channel)) record_of(channel, last + 1);
+}
+
+void channel_history::restart(std::uint64_t first) {
+    order_.clear();
+    records_.clear();
+    units_ = messages_ = bytes_ = 0;
+    total_ = first == 0 ? 0 : first - 1;
+    floor_ = total_;
+    forgotten_seq_ = total_;
+    scan_at_ = std::max<std::size_t>(limits_.idle_channels, 1);
 }
 
 // The process-wide bound: the oldest unit of all goes first, always keeping the newest one.

@@ -40,6 +40,25 @@ public:
 
     // Keeps `unit` (pairs of `channel`) and returns its first message's offset in `channel`.
     std::uint64_t append(std::string_view channel, const relay_unit& unit);
+    // With a shared log (serve --channels --resume --backplane), which numbers the messages:
+    // keeps `unit` at `offset` in `channel`, its first message being `sequence` in the log.
+    // False, and not kept, for a repeat (a sequence already passed) or an offset the channel
+    // has passed (the log's numbers disagree: not trusted). An offset past the channel's next
+    // (a channel the log forgot and numbers again above its old offsets) empties the
+    // channel's history first: what is held stays contiguous, and the hole is reported.
+    bool append_at(std::string_view channel, std::uint64_t offset, std::uint64_t sequence,
+                   const relay_unit& unit);
+    // Drops everything: the log's history starts at sequence `first` (its epoch is new, or
+    // this node holds nothing older). A channel not held from then on had its messages before
+    // `first`, so its offsets are below it (a channel's offsets never pass the log's) and a
+    // client older than `first` may have missed messages of channels not held.
+    void restart(std::uint64_t first);
+    // With a shared log, after restart() and the units of its history: the log numbers
+    // `channel` and has given it offsets up to `last`. A channel held already keeps what it
+    // holds (the units say as much); one not held is remembered with an empty history (its
+    // next offset), so a client that has it all is not told of a gap. `channel` "": `last` is
+    // the floor (a channel the log does not number starts above it).
+    void known(std::string_view channel, std::uint64_t last);
     // The offset `channel`'s next message gets. A channel never seen gets 1; once idle channels
     // have been forgotten, a new one starts above every offset given so far (a forgotten
     // channel never reuses an offset within an epoch).
@@ -100,6 +119,9 @@ private:
         std::uint64_t serial;  // which of r's units; stale once r's log dropped it itself
     };
     const record* find(std::string_view channel) const;
+    record& record_of(std::string_view channel, std::uint64_t first_offset);
+    void keep(record& r, const relay_unit& unit);
+    void clear(record& r);
     bool stale(const held& h) const noexcept {
         return h.serial + h.r->log.units() < h.r->serial;
     }

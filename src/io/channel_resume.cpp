@@ -65,6 +65,15 @@ void channel_room::resume(member& m, channel_seat& seat, std::string_view arg) {
              "RESUME: this server keeps no history (it runs without --resume)");
         return;
     }
+    if (shared_ && loading_) {
+        // The log's epoch and history are not here yet: answered once they are, in order.
+        seat.held = true;
+        seat.held_text = std::string(arg);
+        held_.emplace_back(&m, &seat);
+        spdlog::info("client {}: RESUME waits for the shared log's {}", m.peer(),
+                      epoch_.empty() ? "epoch" : "recent entries");
+        return;
+    }
     std::string_view w[4];
     std::size_t n = 0;
     for (std::string_view rest = arg; !rest.empty() && n < 4; ++n) {
@@ -109,6 +118,17 @@ void channel_room::resume(member& m, channel_seat& seat, std::string_view arg) {
         start = oldest;
         status = "epoch";
         ++counters_.resume_gaps;
+    } else if (last >= next && shared_) {
+        // Ahead of this node: the client came from a node further on in the shared log. It
+        // waits for the log to get here (pump_waiting), then goes on from there. Bounded as
+        // its subscriptions are: a forged position costs one entry until it disconnects.
+        if (seat.replaying.size() >= opts_.channels.limits.max_subscriptions) {
+            fail(m, channel_error::bad_position,
+                 fmt::format("RESUME {}: more than {} channels waiting to be resumed", channel,
+                             opts_.channels.limits.max_subscriptions));
+            return;
+        }
+        waiting_.emplace(&m, &seat);
     } else if (last >= next) {
         fail(m, channel_error::bad_position,
              fmt::format("RESUME {}: offset {} is ahead of the channel (the newest is {})",
@@ -145,6 +165,8 @@ void channel_room::resume_all(member& m, channel_seat& seat, std::string_view ep
         status = "epoch";
         seat.after_epoch = true;
         ++counters_.resume_gaps;
+    } else if (last && *last > now && shared_) {
+        // Ahead of this node (see resume()): channels it matches are caught up from there.
     } else if (last && *last > now) {
         fail(m, channel_error::bad_position,
              fmt::format("RESUME *: sequence {} is ahead of the server (the newest is {})", *last,
@@ -197,15 +219,21 @@ void channel_room::catch_up(member& m, channel_seat& seat, std::string_view patt
 
 void channel_room::pump(member& m, channel_seat& seat) {
     const std::size_t piece_bytes = std::max<std::size_t>(relay_unit_bytes(opts_), 16 * 1024);
-    while (!seat.replaying.empty() && !m.closed() && !m.told_expiry &&
+    auto it = seat.replaying.begin();
+    while (it != seat.replaying.end() && !m.closed() && !m.told_expiry &&
            m.queued_bytes() < replay_queue(opts_)) {
-        auto it = seat.replaying.begin();
         std::string body;
         std::uint64_t first = 0;
         const std::size_t count = history_->read(it->first, it->second, piece_bytes, body, first);
         if (count == 0) {
+            if (it->second > history_->next(it->first)) {
+                // Ahead of this node (a shared log, resume()): it waits for the log.
+                waiting_.emplace(&m, &seat);
+                ++it;
+                continue;
+            }
             // Caught up: the channel's next broadcast reaches it live, nothing in between.
-            seat.replaying.erase(it);
+            it = seat.replaying.erase(it);
             continue;
         }
         if (first > it->second) {
@@ -228,6 +256,84 @@ std::uint64_t channel_room::max_lag() const {
         }
     }
     return lag;
+}
+
+}  // namespace framecast::io
+
+namespace framecast::io {
+
+// ---------------------------------------------------------------------------------------------
+// With a shared log (serve --channels --resume --backplane)
+
+void channel_room::use_shared_log() {
+    if (!history_) return;
+    shared_ = true;
+    loading_ = true;  // until the log's epoch (and its recent entries) are here
+    epoch_.clear();
+}
+
+void channel_room::set_epoch(const std::string& epoch, std::uint64_t next, bool history_follows) {
+    if (!history_ || !shared_) return;
+    if (epoch != epoch_) {
+        if (epoch_.empty()) {
+            spdlog::info("resume: epoch {} from the shared log, its history from offset {}",
+                         epoch, next);
+        } else {
+            spdlog::warn("resume: the shared log's history was lost (epoch {} is now {}); next "
+                         "offset {}", epoch_, epoch, next);
+        }
+        epoch_ = epoch;
+        history_->restart(next);
+        // Their positions belong to the old epoch: they resume again and are told ("epoch").
+        // Collected first: closing one leaves this room.
+        std::vector<member*> all;
+        for (auto& [m, seat] : positioned_) all.push_back(const_cast<member*>(m));
+        for (member* m : all) {
+            m->close(close_reason::server_stopping,
+                     "the stream's history changed (a new epoch): resume again");
+        }
+    }
+    loading_ = history_follows;
+    if (!loading_) release_held();
+}
+
+bool channel_room::known(std::string_view channel, std::uint64_t last) {
+    if (!history_ || !shared_) return true;
+    std::string detail;
+    if (!channel.empty() &&
+        check_name(channel, false, opts_.channels.limits, detail) != channel_error::none) {
+        spdlog::warn("resume: the shared log numbers a channel '{}' that is not one: {}; ignored",
+                     escape_controls(channel, true), detail);
+        return false;
+    }
+    history_->known(channel, last);
+    return true;
+}
+
+// The RESUMEs that waited for the log are answered now, in the order they came, and their
+// clients read on.
+void channel_room::release_held() {
+    auto held = std::move(held_);
+    held_.clear();
+    for (auto& [m, seat] : held) {
+        seat->held = false;
+        const std::string text = std::move(seat->held_text);
+        seat->held_text.clear();
+        if (m->closed()) continue;
+        resume(*m, *seat, text);
+        auto keep = m->shared_from_this();  // release_hold may close it
+        m->release_hold();
+    }
+}
+
+// Clients ahead of this node: what they wait for may be here now.
+void channel_room::pump_waiting() {
+    auto waiting = std::move(waiting_);
+    waiting_.clear();
+    for (auto& [m, seat] : waiting) {
+        if (m->closed()) continue;
+        pump(*m, *seat);  // puts it back while something is still ahead
+    }
 }
 
 }  // namespace framecast::io

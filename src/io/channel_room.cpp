@@ -193,21 +193,38 @@ void channel_room::publish(member& m, channel_seat& seat, std::string_view chann
     seat.heard_generation = 0;
 }
 
-void channel_room::broadcast(const relay_unit& unit, const member* origin) {
+void channel_room::broadcast(const relay_unit& unit, const member* origin, std::uint64_t offset,
+                             std::uint64_t channel_offset) {
     if (!unit) return;
     decoder dec(opts_.codec, decode_mode::whole);
     const auto channel = channel_of(unit, dec);
     if (channel.empty()) return;
-    counters_.messages_broadcast += unit.messages;
     // Resume: the channel's offsets first; clients with positions get it with its position.
-    const std::uint64_t first = history_ ? history_->append(channel, unit) : 0;
+    std::uint64_t first = 0;
+    if (history_ && shared_) {
+        if (!history_->append_at(channel, channel_offset, offset, unit)) return;  // a repeat
+        first = channel_offset;
+    } else if (history_) {
+        first = history_->append(channel, unit);
+    }
+    counters_.messages_broadcast += unit.messages;
     const std::uint64_t delivered = deliver_all(unit, channel, first, origin);
     counters_.deliveries += delivered;
+    if (!waiting_.empty()) pump_waiting();
     if (opts_.channels.metrics_channels > 0) {
         auto& c = counts_of(channel);
         c.published += unit.messages;
         c.deliveries += delivered;
     }
+}
+
+// With a shared log (channel_resume.cpp): a unit of the log's past, kept, not delivered.
+void channel_room::history(const relay_unit& unit, std::uint64_t offset,
+                           std::uint64_t channel_offset) {
+    if (!history_ || !shared_ || !unit) return;
+    decoder dec(opts_.codec, decode_mode::whole);
+    const auto channel = channel_of(unit, dec);
+    if (!channel.empty()) history_->append_at(channel, channel_offset, offset, unit);
 }
 
 // Delivers `unit` to the channel's subscribers; returns the messages delivered.
@@ -285,6 +302,11 @@ std::vector<channel_metric> channel_room::metrics() const {
 
 void channel_room::leave(const member& m, channel_seat& seat) {
     positioned_.erase(&m);
+    waiting_.erase(const_cast<member*>(&m));
+    if (seat.held) {
+        std::erase(held_, std::pair<member*, channel_seat*>(const_cast<member*>(&m), &seat));
+        seat.held = false;
+    }
     seat.positioned = false;
     seat.replaying.clear();
     seat.known.clear();

@@ -54,6 +54,10 @@ struct channel_seat {
     bool after_epoch = false;
     std::uint64_t after = 0;
     std::set<std::string, std::less<>> known;
+    // With a shared log: a RESUME held until the node holds the log's epoch and history (its
+    // text); the session reads nothing more from the client meanwhile.
+    bool held = false;
+    std::string held_text;
 };
 
 class channel_room {
@@ -65,8 +69,26 @@ public:
     // false only when `m` was closed meanwhile (e.g. its queue overflowed with notices).
     bool command(member& m, channel_seat& seat, std::string_view frame);
     // A published unit entering the room (from this node or the backplane): one or more
-    // (channel frame, payload frame) pairs, all for the channel of the first.
-    void broadcast(const relay_unit& unit, const member* origin);
+    // (channel frame, payload frame) pairs, all for the channel of the first. With a shared
+    // log (use_shared_log), `offset` and `channel_offset` are the numbers the log gave its
+    // first message; a repeat is neither kept nor delivered.
+    void broadcast(const relay_unit& unit, const member* origin, std::uint64_t offset = 0,
+                   std::uint64_t channel_offset = 0);
+
+    // Resume with a shared log (serve --channels --resume --backplane, docs/resume.md,
+    // "Channels"): the log numbers the messages (the same offsets on every node) and names the
+    // epoch. Until the log's epoch and recent entries are here, RESUME waits (held).
+    void use_shared_log();
+    // As resume_room::set_epoch: the log's epoch, and where its history (history_follows) or
+    // its next entry starts. A change empties the history and closes the clients with
+    // positions: they resume again and are told.
+    void set_epoch(const std::string& epoch, std::uint64_t next, bool history_follows);
+    // A unit of the log's past (a node filling its history at start): kept, not delivered.
+    void history(const relay_unit& unit, std::uint64_t offset, std::uint64_t channel_offset);
+    // At start, after history(): the log's last offset of `channel` ("": the floor); false
+    // (nothing kept) when `channel` is not a channel name.
+    bool known(std::string_view channel, std::uint64_t last);
+    std::size_t held() const noexcept { return held_.size(); }
     // True when the payload of `m`'s current PUB would reach nobody on this node: no other
     // member's pattern matches its channel. Cached in the seat until the subscriptions change,
     // so a stream of publishes nobody hears costs no unit, no match and no copy each.
@@ -134,6 +156,15 @@ private:
     std::unique_ptr<channel_history> history_;
     std::string epoch_;
     std::unordered_map<const member*, channel_seat*> positioned_;
+    // With a shared log: the epoch is the log's, RESUMEs wait while it loads (held_), and a
+    // client whose position is ahead of this node (it came from a node further on in the log)
+    // waits for the log to get there (waiting_: pumped as entries arrive).
+    bool shared_ = false;
+    bool loading_ = false;
+    std::vector<std::pair<member*, channel_seat*>> held_;
+    std::unordered_map<member*, channel_seat*> waiting_;
+    void release_held();
+    void pump_waiting();
     // Per-channel counters: bounded to metrics_channels entries, then "_other".
     struct counts {
         std::uint64_t published = 0, deliveries = 0;

@@ -34,6 +34,8 @@ public:
     virtual void close(close_reason why, std::string_view detail = {}) = 0;
     // Closes once everything queued is written (graceful shutdown).
     virtual void drain() = 0;
+    // A room held this member's input (channel_seat::held): it reads on from where it stopped.
+    virtual void release_hold() {}
 
     std::size_t queued_bytes() const noexcept { return queue_.bytes(); }
     bool closed() const noexcept { return closed_; }

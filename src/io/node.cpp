@@ -96,8 +96,9 @@ struct node::impl {
     void publish_text(std::string_view payload) { srv.publish(payload); }
     void broadcast_text(std::string_view payload) { srv.broadcast(payload); }
     void publish_unit(const relay_unit& unit) { srv.publish(unit); }
-    void broadcast_unit(const relay_unit& unit, const session* origin, std::uint64_t offset = 0) {
-        srv.broadcast(unit, origin, offset);
+    void broadcast_unit(const relay_unit& unit, const session* origin, std::uint64_t offset = 0,
+                        std::uint64_t channel_offset = 0) {
+        srv.broadcast(unit, origin, offset, channel_offset);
     }
 
     // --- start ---------------------------------------------------------------------------
@@ -276,6 +277,12 @@ struct node::impl {
     void start_backplane() {
         bp->start([this, own = bp->node_id()](backplane::message m) {
             using kind = backplane::message::kind;
+            if (m.what == kind::channel) {  // --channels --resume: a channel's last offset
+                asio::post(io, [this, channel = std::move(m.channel), last = m.offset] {
+                    if (!srv.resume_channel(channel, last)) bp->reject();
+                });
+                return;
+            }
             if (m.what == kind::epoch) {  // --resume: the shared log's history (docs/resume.md)
                 asio::post(io, [this, epoch = std::move(m.epoch), next = m.offset,
                                 follows = m.history_follows] {
@@ -299,13 +306,15 @@ struct node::impl {
                 return;
             }
             asio::post(io, [this, own, m = std::move(m), unit = std::move(unit)] {
-                if (m.what == kind::history) return srv.resume_history(unit, m.offset);
+                if (m.what == kind::history) {
+                    return srv.resume_history(unit, m.offset, m.channel_offset);
+                }
                 const session* origin = nullptr;
                 if (m.origin_node == own) {
                     ++own_delivered;
                     origin = srv.find_session(m.origin_client);
                 }
-                broadcast_unit(unit, origin, m.offset);
+                broadcast_unit(unit, origin, m.offset, m.channel_offset);
                 check_echo();
             });
         });

@@ -209,24 +209,37 @@ void server::broadcast(const relay_unit& unit, const session* origin) {
     broadcast(unit, origin, 0);
 }
 
-void server::resume_history(const relay_unit& unit, std::uint64_t offset) {
+void server::resume_history(const relay_unit& unit, std::uint64_t offset,
+                            std::uint64_t channel_offset) {
     if (impl_->resume) impl_->resume->history(impl_->budget->track(unit), offset);
+    if (impl_->channels) {
+        impl_->channels->history(impl_->budget->track(unit), offset, channel_offset);
+    }
 }
 
 void server::set_history_fetch(history_fetch_fn fn) {
     if (impl_->resume) impl_->resume->set_fetch(std::move(fn));
+    // Channels replay from the node's own window, which the log fills at start
+    // (docs/resume.md, "Channels"): the log numbers them, nothing is fetched.
+    if (impl_->channels) impl_->channels->use_shared_log();
 }
 
 void server::resume_epoch(const std::string& epoch, std::uint64_t next, bool history_follows) {
     if (impl_->resume) impl_->resume->set_epoch(epoch, next, history_follows);
+    if (impl_->channels) impl_->channels->set_epoch(epoch, next, history_follows);
 }
 
-void server::broadcast(const relay_unit& unit, const session* origin, std::uint64_t offset) {
+bool server::resume_channel(std::string_view channel, std::uint64_t last) {
+    return !impl_->channels || impl_->channels->known(channel, last);
+}
+
+void server::broadcast(const relay_unit& unit, const session* origin, std::uint64_t offset,
+                       std::uint64_t channel_offset) {
     // Counted once in the memory budget for as long as a queue or the history holds it.
     relay_unit tracked = impl_->budget->track(unit);
     if (origin) tracked.origin = origin->id();
     if (impl_->channels) {
-        impl_->channels->broadcast(tracked, as_member(origin));
+        impl_->channels->broadcast(tracked, as_member(origin), offset, channel_offset);
     } else if (impl_->room) {
         impl_->room->broadcast(tracked, as_member(origin));
     } else {

@@ -351,6 +351,7 @@ bool session::on_frames(std::span<const char> in) {
             continue;
         }
         if (!on_message(decoder_.payload())) return false;
+        if (channel_seat_.held) return channel_hold(in);
     }
     if (!flush_batch()) return false;
     publish_ack();

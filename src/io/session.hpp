@@ -110,6 +110,7 @@ public:
     void start();
     void close(close_reason why, std::string_view detail = {}) override;
     void drain() override;
+    void release_hold() override;
     // Called by the sweep: closes the client if stuck mid-frame for the idle timeout.
     void check_idle(std::chrono::steady_clock::time_point now);
     // Publish acks through a shared log (session_publish.cpp): the numbers of the unit being
@@ -151,6 +152,7 @@ private:
     void publish_log_unit();
     void publish_log_end(std::size_t unit_bytes);
     bool flush_batch();
+    bool channel_hold(std::span<const char> rest);
     bool on_streamed(decode_event ev, std::size_t& ended);
     bool over_rate(std::size_t bytes);
     void track_mid_frame(bool completed);
@@ -185,6 +187,7 @@ private:
     // Chat: the seat, and the header bytes of the frame being decoded, as received.
     chat_seat seat_;
     channel_seat channel_seat_;
+    std::string channel_held_;  // what came after a held RESUME in its read (channel_seat::held)
     // Resume: the first frame is still to be checked for a request (captured here when input
     // is streamed, at most a request's length), and the client's place once it asked.
     bool first_frame_open_ = false;

@@ -48,4 +48,22 @@ bool session::on_channel_frame(std::string_view payload) {
     return true;
 }
 
+// A RESUME the room holds until the shared log's history is here (channel_room::use_shared_log):
+// what this read had before it goes out now, the rest waits with the reader stopped.
+bool session::channel_hold(std::span<const char> rest) {
+    if (!flush_batch()) return false;
+    publish_ack();
+    channel_held_.assign(rest.data(), rest.size());
+    account_inbound();
+    return false;
+}
+
+void session::release_hold() {
+    if (closed_) return;
+    const std::string rest = std::move(channel_held_);
+    channel_held_.clear();
+    if (!rest.empty() && !on_frames(rest)) return;
+    if (!closed_) spawn_reader();
+}
+
 }  // namespace framecast::io

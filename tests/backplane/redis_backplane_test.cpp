@@ -1,5 +1,6 @@
 // The Redis backplane against a real redis-server: every node sees every message once, in one
-// order; a Redis outage loses nothing the stream retains and delivers nothing twice.
+// order; a Redis outage loses nothing the stream retains and delivers nothing twice; with
+// offsets and channels, every channel is numbered densely, the same on every node.
 #include <gtest/gtest.h>
 
 #include <framecast/backplane.hpp>
@@ -227,4 +228,145 @@ TEST(RedisBackplane, PendingQueueIsBoundedWhileRedisIsAway) {
     EXPECT_LE(s.pending, 10u);
     EXPECT_GE(s.dropped, 15u);
     bp->stop(0.2);
+}
+
+namespace {
+
+// A channels entry as a node builds it: (channel frame, payload frame) pairs, 10-byte headers.
+std::string frame(const std::string& s) {
+    char h[16];
+    std::snprintf(h, sizeof h, "%-10zu", s.size());
+    return std::string(h, 10) + s;
+}
+
+// Collects the live entries' numbers at one node (with offsets).
+struct numbered_node {
+    std::unique_ptr<backplane::backplane> bp;
+    std::mutex mu;
+    std::condition_variable cv;
+    struct entry {
+        std::string framed;
+        std::uint64_t offset, channel_offset;
+        bool operator==(const entry&) const = default;
+    };
+    std::vector<entry> got;
+    std::vector<std::pair<std::string, std::uint64_t>> channels;  // kind::channel, at start
+
+    numbered_node(const std::string& url, backplane::options opts)
+        : bp(backplane::make_backplane(url, opts)) {
+        bp->start([this](backplane::message m) {
+            std::lock_guard lock(mu);
+            if (m.what == backplane::message::kind::channel) {
+                channels.emplace_back(m.channel, m.offset);
+            } else if (m.what == backplane::message::kind::live) {
+                got.push_back({*m.framed, m.offset, m.channel_offset});
+            }
+            cv.notify_all();
+        });
+    }
+    bool wait_for(std::size_t n) {
+        std::unique_lock lock(mu);
+        return cv.wait_for(lock, 20s, [&] { return got.size() >= n; });
+    }
+    std::vector<entry> snapshot() {
+        std::lock_guard lock(mu);
+        return got;
+    }
+};
+
+backplane::options channel_options() {
+    backplane::options o;
+    o.offsets = true;
+    o.channel_header = 10;
+    return o;
+}
+
+}  // namespace
+
+TEST(RedisBackplane, EveryChannelIsNumberedDenselyTheSameOnEveryNode) {
+    test::redis_server redis;
+    numbered_node a(redis.url("chan"), channel_options()), b(redis.url("chan"), channel_options());
+    constexpr int per_node = 300;
+    auto publish = [](numbered_node& n, const std::string& who) {
+        for (int i = 0; i < per_node; ++i) {
+            const std::string channel = i % 3 == 0 ? "x" : "y";
+            // Some entries hold two messages of their channel: they take two offsets.
+            std::string f = frame(channel) + frame(who + std::to_string(i));
+            std::size_t messages = 1;
+            if (i % 5 == 0) {
+                f += frame(channel) + frame(who + std::to_string(i) + "b");
+                messages = 2;
+            }
+            n.bp->publish(std::make_shared<const std::string>(f), 0, messages);
+        }
+    };
+    std::thread ta([&] { publish(a, "a"); });
+    std::thread tb([&] { publish(b, "b"); });
+    ta.join();
+    tb.join();
+    ASSERT_TRUE(a.wait_for(2 * per_node));
+    ASSERT_TRUE(b.wait_for(2 * per_node));
+    const auto ga = a.snapshot();
+    ASSERT_EQ(ga.size(), 2u * per_node);
+    EXPECT_EQ(b.snapshot(), ga);  // the same numbers on both nodes
+    std::uint64_t offset = 1, x = 1, y = 1;
+    for (const auto& e : ga) {
+        const std::size_t messages = e.framed.size() > 40 ? 2 : 1;
+        EXPECT_EQ(e.offset, offset);
+        auto& next = e.framed.substr(10, 1) == "x" ? x : y;
+        EXPECT_EQ(e.channel_offset, next) << e.framed;
+        next += messages;
+        offset += messages;
+    }
+    EXPECT_EQ(x + y - 2 + 0u, offset - 1);  // every message numbered in exactly one channel
+
+    // A node started now learns every channel's last offset (and the floor) with the history.
+    numbered_node c(redis.url("chan"), channel_options());
+    std::vector<std::pair<std::string, std::uint64_t>> want{{"", 0}, {"x", x - 1}, {"y", y - 1}};
+    std::lock_guard lock(c.mu);
+    auto have = c.channels;
+    std::sort(have.begin(), have.end());
+    EXPECT_EQ(have, want);
+}
+
+TEST(RedisBackplane, AnEntryWithoutAChannelOffsetIsRefused) {
+    test::redis_server redis;
+    numbered_node a(redis.url("forged"), channel_options());
+    a.bp->publish(std::make_shared<const std::string>(frame("x") + frame("1")), 0, 1);
+    ASSERT_TRUE(a.wait_for(1));
+    // Numbered and of the stream's epoch (read from the first entry), but not per channel.
+    const auto groups = redis.command({"XINFO", "GROUPS", "forged"});
+    const auto at = groups.find("framecast-epoch-");
+    ASSERT_NE(at, std::string::npos) << groups;
+    const std::string epoch = groups.substr(at + 16, groups.find('\n', at) - at - 16);
+    redis.command({"XADD", "forged", "0-*", "e", epoch, "n", "x", "f", frame("x") + frame("evil")});
+    a.bp->publish(std::make_shared<const std::string>(frame("x") + frame("2")), 0, 1);
+    ASSERT_TRUE(a.wait_for(2));
+    const auto got = a.snapshot();
+    ASSERT_EQ(got.size(), 2u);
+    EXPECT_EQ(got[1].framed, frame("x") + frame("2"));
+    EXPECT_EQ(got[1].channel_offset, 2u);
+    EXPECT_EQ(a.bp->snapshot().rejected, 1u);
+}
+
+TEST(RedisBackplane, AForgottenChannelStartsAboveEveryOffsetItHad) {
+    test::redis_server redis;
+    auto opts = channel_options();
+    opts.max_channels = 1;
+    numbered_node a(redis.url("forget"), opts);
+    auto pub = [&](const std::string& channel, std::size_t n) {
+        std::string f;
+        for (std::size_t i = 0; i < n; ++i) f += frame(channel) + frame("m");
+        a.bp->publish(std::make_shared<const std::string>(f), 0, n);
+    };
+    pub("x", 3);  // x 1..3
+    pub("y", 5);  // y 1..5; x forgotten: floor 3
+    pub("x", 1);  // x again, above 3; y forgotten: floor 5
+    pub("y", 1);  // y above 5 (and 4, x's last)
+    ASSERT_TRUE(a.wait_for(4));
+    const auto got = a.snapshot();
+    EXPECT_EQ(got[0].channel_offset, 1u);
+    EXPECT_EQ(got[1].channel_offset, 1u);
+    EXPECT_EQ(got[2].channel_offset, 4u);
+    EXPECT_EQ(got[3].channel_offset, 6u);
 }

@@ -99,6 +99,26 @@ public:
         if (!ok) throw std::runtime_error("redis-server refused the filler script");
     }
 
+    // Runs one command; its reply flattened to text (arrays: one element per line).
+    std::string command(const std::vector<std::string>& args) {
+        timeval tv{5, 0};
+        redisContext* c = redisConnectWithTimeout("127.0.0.1", port_, tv);
+        if (!c || c->err) throw std::runtime_error("cannot connect to redis-server");
+        std::vector<const char*> argv;
+        std::vector<std::size_t> lens;
+        for (const auto& a : args) {
+            argv.push_back(a.data());
+            lens.push_back(a.size());
+        }
+        auto* r = static_cast<redisReply*>(
+            redisCommandArgv(c, static_cast<int>(args.size()), argv.data(), lens.data()));
+        std::string out;
+        flatten(r, out);
+        if (r) freeReplyObject(r);
+        redisFree(c);
+        return out;
+    }
+
     // SIGTERM: Redis writes its append-only file and exits.
     void stop() {
         if (pid_ <= 0) return;
@@ -109,6 +129,17 @@ public:
     }
 
 private:
+    static void flatten(const redisReply* r, std::string& out) {
+        if (!r) return;
+        if (r->type == REDIS_REPLY_ARRAY) {
+            for (std::size_t i = 0; i < r->elements; ++i) flatten(r->element[i], out);
+        } else if (r->type == REDIS_REPLY_INTEGER) {
+            out += std::to_string(r->integer) + "\n";
+        } else if (r->str) {
+            out += std::string(r->str, r->len) + "\n";
+        }
+    }
+
     int port_;
     std::string dir_;
     pid_t pid_ = -1;

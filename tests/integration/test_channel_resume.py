@@ -317,9 +317,3 @@ def test_sub_resume_gets_a_channel_first_published_while_away(procs, tmp_path):
     finally:
         proxy.close()
 
-
-def test_backplane_is_refused_at_start(procs):
-    bad = procs.framecast("serve", "--channels", "--resume", "--backplane",
-                          "redis://127.0.0.1:9/k")
-    assert bad.wait() == 2
-    assert b"cannot be combined with --backplane" in bad.stderr

@@ -205,3 +205,56 @@ TEST(ChannelHistory, AForgottenChannelsSequenceIsKept) {
     EXPECT_FALSE(h.contains("a"));
     EXPECT_GE(h.forgotten_sequence(), 2u);  // a client older than this may have missed a
 }
+
+// With a shared log (serve --channels --resume --backplane) the log numbers: its offsets and
+// sequences are taken as given, repeats and numbers that go back are refused, and a channel the
+// log numbered again above a hole starts its history there.
+TEST(ChannelHistory, ASharedLogsNumbersAreTakenAsGiven) {
+    channel_history h({}, codec_options{});
+    h.restart(101);  // the log's history starts at sequence 101
+    EXPECT_EQ(h.sequence(), 100u);
+    EXPECT_EQ(h.forgotten_sequence(), 100u);  // channels before it are not held
+    EXPECT_EQ(h.next("a"), 101u);             // a channel not held: its offsets are below
+    EXPECT_TRUE(h.append_at("a", 7, 101, pairs("a", {"a7", "a8"})));  // sequences 101, 102
+    EXPECT_TRUE(h.append_at("b", 1, 103, pairs("b", {"b1"})));
+    EXPECT_EQ(h.next("a"), 9u);
+    EXPECT_EQ(h.oldest("a"), 7u);
+    EXPECT_EQ(h.sequence(), 103u);
+    // A repeat (a sequence passed) and an offset the channel has passed: refused, not kept.
+    EXPECT_FALSE(h.append_at("a", 9, 103, pairs("a", {"dup"})));
+    EXPECT_FALSE(h.append_at("a", 8, 104, pairs("a", {"back"})));
+    EXPECT_EQ(h.messages(), 3u);
+    // A hole in the log's sequence (an entry refused here) is skipped.
+    EXPECT_TRUE(h.append_at("a", 9, 110, pairs("a", {"a9"})));
+    EXPECT_EQ(h.sequence(), 110u);
+    EXPECT_EQ(h.since("a", 105).from, 9u);
+    std::uint64_t first = 0;
+    EXPECT_EQ(read_all(h, "a", 7, first), (std::vector<std::string>{"a7", "a8", "a9"}));
+    // A channel the log forgot and numbers again above its old offsets: its history restarts,
+    // and a read from before the hole starts after it.
+    EXPECT_TRUE(h.append_at("a", 20, 111, pairs("a", {"a20"})));
+    EXPECT_EQ(h.oldest("a"), 20u);
+    EXPECT_EQ(h.messages(), 2u);  // b1, a20
+    EXPECT_EQ(read_all(h, "a", 8, first), (std::vector<std::string>{"a20"}));
+    EXPECT_EQ(first, 20u);
+    EXPECT_GT(h.since("a", 100).lost, 0u);  // the messages that went with the restart
+    // A new epoch: nothing is held.
+    h.restart(1);
+    EXPECT_EQ(h.messages(), 0u);
+    EXPECT_EQ(h.channels(), 0u);
+    EXPECT_EQ(h.next("a"), 1u);
+    EXPECT_TRUE(h.append_at("a", 1, 1, pairs("a", {"new"})));
+    EXPECT_EQ(read_all(h, "a", 1, first), (std::vector<std::string>{"new"}));
+}
+
+TEST(ChannelHistory, ASharedLogsHistoryStaysWithinTheTotalBound) {
+    channel_history h({.window = 100, .total_messages = 10, .total_bytes = 1 << 20}, codec_options{});
+    h.restart(1);
+    for (std::uint64_t i = 1; i <= 30; ++i) {
+        const std::string c = i % 2 ? "odd" : "even";
+        ASSERT_TRUE(h.append_at(c, (i + 1) / 2, i, pairs(c, {"m" + std::to_string(i)})));
+    }
+    EXPECT_LE(h.messages(), 10u);
+    EXPECT_EQ(h.oldest("odd"), 11u);  // sequences 21..30: odd 11..15, even 11..15
+    EXPECT_EQ(h.oldest("even"), 11u);
+}

@@ -261,14 +261,21 @@ public:
     void broadcast(const relay_unit& unit, const session* origin = nullptr);
     // The same for a unit a shared log numbered (serve --resume --backplane): `offset` is its
     // first message's offset there (0: numbered here).
-    void broadcast(const relay_unit& unit, const session* origin, std::uint64_t offset);
+    // With channels, `channel_offset` is its first message's offset in its channel there.
+    void broadcast(const relay_unit& unit, const session* origin, std::uint64_t offset,
+                   std::uint64_t channel_offset = 0);
     // --resume with a shared log: a unit of its past, kept for resuming clients only (a node
     // filling its history at start), and the log's epoch with the offset its next message
     // gets; with history_follows, the offset the history starts at, and the units of the
     // history follow, then the same epoch again without it (resume_room::set_epoch). Nothing
     // without --resume.
-    void resume_history(const relay_unit& unit, std::uint64_t offset);
+    void resume_history(const relay_unit& unit, std::uint64_t offset,
+                        std::uint64_t channel_offset = 0);
     void resume_epoch(const std::string& epoch, std::uint64_t next, bool history_follows = false);
+    // --channels: at start, after the history's units, the shared log's last offset of
+    // `channel` ("": the floor of the channels it does not number). False when that is not a
+    // channel name (the log is not trusted).
+    bool resume_channel(std::string_view channel, std::uint64_t last);
     // --resume with a shared log: where a resuming client whose position is older than this
     // node's history gets the older part (docs/resume.md, "Several nodes"). The fetch reads
     // the log's units of `epoch` from the one holding offset `from` on (a bounded piece) and

@@ -1,0 +1,190 @@
+// Channels with resume and a shared log (serve --channels --resume --backplane), in a real server
+// over the in-memory transport, the backplane's events driven by hand in the order it can
+// deliver them (src/io/node.cpp posts each to the io thread): RESUME held until the log's
+// history is in, a position ahead of the node waiting for the log, repeats dropped, and an
+// epoch change closing the clients with positions.
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <gtest/gtest.h>
+#include <spdlog/sinks/null_sink.h>
+#include <spdlog/spdlog.h>
+
+#include "decode_helpers.hpp"
+#include "framecast/io/server.hpp"
+#include "memory_harness.hpp"
+#include "transport/memory.hpp"
+
+using namespace framecast;
+using namespace framecast::io;
+using namespace std::chrono_literals;
+
+namespace {
+
+using pair_list = std::vector<std::pair<std::string, std::string>>;
+
+std::string frame(std::string_view payload) { return encode_frame(payload); }
+
+pair_list pairs_of(const std::string& bytes) {
+    const auto frames = test::decode_whole(bytes).frames;
+    pair_list out;
+    for (std::size_t i = 0; i + 1 < frames.size(); i += 2) out.emplace_back(frames[i], frames[i + 1]);
+    return out;
+}
+
+struct shared_log_test : ::testing::Test, framecast::io::test_support::memory_harness {
+    shared_log_test() {
+        spdlog::set_default_logger(std::make_shared<spdlog::logger>(
+            "quiet", std::make_shared<spdlog::sinks::null_sink_st>()));
+        server_options o;
+        o.welcome.clear();
+        o.idle_timeout = 0ms;
+        o.channels.enabled = true;
+        o.resume.enabled = true;
+        srv = std::make_unique<server>(io, std::move(o));
+        // Channels fetch nothing from the log: the call only says there is one.
+        srv->set_history_fetch([](const std::string&, std::uint64_t,
+                                  std::function<void(server::history_piece)>) { FAIL(); });
+        srv->start();
+    }
+    void settle() {
+        io.restart();
+        io.poll();
+    }
+    // A unit of `channel` with `payloads`, as the log delivers it.
+    relay_unit unit(const std::string& channel, const std::vector<std::string>& payloads) {
+        std::string bytes;
+        for (const auto& p : payloads) bytes += frame(channel) + frame(p);
+        std::string problem;
+        auto u = srv->checked_unit(std::make_shared<const std::string>(bytes), problem);
+        EXPECT_TRUE(u) << problem;
+        return u;
+    }
+    bool wait_pairs(const std::shared_ptr<memory_transport::pipe>& p, std::size_t n) {
+        return run_until([&] { return pairs_of(p->written).size() >= n; });
+    }
+};
+
+}  // namespace
+
+TEST_F(shared_log_test, resume_waits_for_the_logs_history_and_so_does_what_follows_it) {
+    auto c = connect("c");
+    c->feed(frame("RESUME") + frame("RESUME ch E1 1") + frame("SUB ch") + frame("PING"));
+    settle();
+    EXPECT_EQ(c->written, "");  // the node has no epoch yet: nothing is answered
+    srv->resume_epoch("E1", 1, true);  // the recent entries follow
+    srv->resume_history(unit("ch", {"h1", "h2"}), 1, 1);
+    srv->resume_channel("ch", 2);
+    srv->resume_channel("", 0);
+    settle();
+    EXPECT_EQ(c->written, "");  // still loading
+    srv->resume_epoch("E1", 0, false);  // all in
+    ASSERT_TRUE(wait_pairs(c, 6));
+    // The answers in order; the replayed piece (queued as the queue drains) after the RESUMEs'.
+    auto got = pairs_of(c->written);
+    const pair_list answers{{"$sys.ok", "RESUME E1"}, {"$sys.resumed", "ch E1 2 ok"},
+                            {"$sys.ok", "SUB ch"}, {"$sys.pong", ""}};
+    pair_list notices, rest;
+    for (const auto& p : got) {
+        (p.first == "$sys.ok" || p.first == "$sys.resumed" || p.first == "$sys.pong" ? notices
+                                                                                       : rest)
+            .push_back(p);
+    }
+    EXPECT_EQ(notices, answers);
+    EXPECT_EQ(rest, (pair_list{{"$sys.pos", "ch 2 1"}, {"ch", "h2"}}));
+    // Live, then a repeat of it (a retried read): delivered once.
+    srv->broadcast(unit("ch", {"l3"}), nullptr, 3, 3);
+    srv->broadcast(unit("ch", {"l3"}), nullptr, 3, 3);
+    srv->broadcast(unit("ch", {"l4"}), nullptr, 4, 4);
+    ASSERT_TRUE(wait_pairs(c, 10));
+    settle();
+    got = pairs_of(c->written);
+    ASSERT_EQ(got.size(), 10u);
+    EXPECT_EQ(got[6], (std::pair<std::string, std::string>{"$sys.pos", "ch 3 1"}));
+    EXPECT_EQ(got[7].second, "l3");
+    EXPECT_EQ(got[8], (std::pair<std::string, std::string>{"$sys.pos", "ch 4 1"}));
+    EXPECT_EQ(got[9].second, "l4");
+}
+
+TEST_F(shared_log_test, a_channel_known_only_by_its_offsets_resumes_without_a_false_gap) {
+    srv->resume_epoch("E1", 100, true);
+    srv->resume_channel("quiet", 7);  // no unit held, but the log numbered it up to 7
+    srv->resume_channel("", 0);
+    srv->resume_epoch("E1", 0, false);
+    auto c = connect("c");
+    c->feed(frame("RESUME") + frame("RESUME quiet E1 7") + frame("RESUME quiet2 E1 0") +
+            frame("RESUME quiet3 E1 3"));
+    ASSERT_TRUE(wait_pairs(c, 3));
+    settle();
+    const auto got = pairs_of(c->written);
+    // quiet: all there; quiet2 (never numbered): starts at 1; quiet3 (offsets the node never
+    // saw, ahead of what it holds): waits for the log.
+    EXPECT_EQ(got, (pair_list{{"$sys.ok", "RESUME E1"}, {"$sys.resumed", "quiet E1 8 ok"},
+                              {"$sys.resumed", "quiet2 E1 1 ok"}, {"$sys.resumed", "quiet3 E1 4 ok"}}));
+    EXPECT_FALSE(srv->resume_channel("bad channel name", 3));  // not trusted: refused
+}
+
+TEST_F(shared_log_test, a_position_ahead_of_the_node_waits_for_the_log) {
+    srv->resume_epoch("E1", 1, false);
+    srv->broadcast(unit("ch", {"a1"}), nullptr, 1, 1);
+    auto c = connect("c");
+    // It had 1..3 from a node further on.
+    c->feed(frame("RESUME") + frame("RESUME ch E1 3") + frame("SUB ch"));
+    ASSERT_TRUE(wait_pairs(c, 3));
+    settle();
+    EXPECT_EQ(pairs_of(c->written)[1].second, "ch E1 4 ok");
+    srv->broadcast(unit("ch", {"a2", "a3"}), nullptr, 2, 2);  // what it has: not sent again
+    settle();
+    EXPECT_EQ(pairs_of(c->written).size(), 3u);
+    srv->broadcast(unit("ch", {"a4"}), nullptr, 4, 4);
+    ASSERT_TRUE(wait_pairs(c, 5));
+    srv->broadcast(unit("ch", {"a5"}), nullptr, 5, 5);  // live now
+    ASSERT_TRUE(wait_pairs(c, 7));
+    settle();
+    const auto got = pairs_of(c->written);
+    EXPECT_EQ(got, (pair_list{{"$sys.ok", "RESUME E1"}, {"$sys.resumed", "ch E1 4 ok"},
+                              {"$sys.ok", "SUB ch"}, {"$sys.pos", "ch 4 1"}, {"ch", "a4"},
+                              {"$sys.pos", "ch 5 1"}, {"ch", "a5"}}));
+}
+
+TEST_F(shared_log_test, an_epoch_change_closes_the_clients_with_positions) {
+    srv->resume_epoch("E1", 1, false);
+    auto positioned = connect("p");
+    auto plain = connect("q");
+    positioned->feed(frame("RESUME") + frame("SUB ch"));
+    plain->feed(frame("SUB ch"));
+    ASSERT_TRUE(wait_pairs(positioned, 2));
+    ASSERT_TRUE(wait_pairs(plain, 1));
+    srv->resume_epoch("E2", 1, false);  // the stream was deleted and made again
+    ASSERT_TRUE(run_until([&] { return positioned->closed; }));
+    srv->broadcast(unit("ch", {"new1"}), nullptr, 1, 1);  // offset 1 again: the new epoch's
+    ASSERT_TRUE(wait_pairs(plain, 2));
+    EXPECT_EQ(pairs_of(plain->written)[1], (std::pair<std::string, std::string>{"ch", "new1"}));
+    auto again = connect("p2");
+    again->feed(frame("RESUME") + frame("RESUME ch E1 9"));
+    ASSERT_TRUE(wait_pairs(again, 4));
+    const auto got = pairs_of(again->written);
+    EXPECT_EQ(got[0].second, "RESUME E2");
+    EXPECT_EQ(got[1].second, "ch E2 1 epoch");
+    EXPECT_EQ(got[3].second, "new1");
+}
+
+TEST_F(shared_log_test, a_client_that_half_closes_while_held_still_gets_its_answers) {
+    auto c = connect("c");
+    auto d = connect("d");
+    c->feed(frame("RESUME") + frame("SUB ch"));
+    c->feed_eof();  // its side closed before the log answered
+    d->feed(frame("RESUME"));
+    settle();
+    EXPECT_EQ(c->written, "");
+    EXPECT_FALSE(c->closed);
+    srv->resume_epoch("E1", 1, false);
+    ASSERT_TRUE(run_until([&] { return c->closed; }));  // answered, then closed
+    EXPECT_EQ(pairs_of(c->written), (pair_list{{"$sys.ok", "RESUME E1"}, {"$sys.ok", "SUB ch"}}));
+    ASSERT_TRUE(wait_pairs(d, 1));
+    EXPECT_EQ(pairs_of(d->written), (pair_list{{"$sys.ok", "RESUME E1"}}));
+}
