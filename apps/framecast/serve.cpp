@@ -204,6 +204,8 @@ exit_code run_serve(serve_config& cfg, bool source_given, const toml_config* con
         if (r.enabled && cfg.node.server.channels.enabled) {
             cfg.backplane.channel_header = cfg.node.server.codec.header_size;
             cfg.backplane.max_channels = r.idle_channels;
+            // A node starts with as much as a running one holds: all channels' bound.
+            cfg.backplane.history_messages = r.channel_total_messages;
         }
         // --publish-acks: the shared log keeps the publishers' numbers, with the same bounds.
         const auto& p = cfg.node.server.publish_acks;

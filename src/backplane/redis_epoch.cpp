@@ -151,16 +151,24 @@ bool redis_backplane::load_history(redisContext* c, const std::string& epoch, st
 // is not (or no longer) of `epoch`: check_epoch tries again.
 bool redis_backplane::snapshot_channels(redisContext* c, const std::string& epoch,
                                         std::string& last, std::vector<message>& channels) {
-    auto r = command(c, "EVAL %s 2 %b %b", redis_offsets::channels_snapshot_script.c_str(),
+    // The script's own bound (a channel per field, and the floor): the node takes no more.
+    const auto most = static_cast<unsigned long long>(opts_.max_channels + 1);
+    auto r = command(c, "EVAL %s 2 %b %b %llu", redis_offsets::channels_snapshot_script.c_str(),
                      addr_.key.data(), addr_.key.size(), channels_key_.data(),
-                     channels_key_.size());
-    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
-        r->element[2]->type != REDIS_REPLY_ARRAY) {
-        return false;
-    }
+                     channels_key_.size(), most);
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 3) return false;
     if (reply_text(r->element[0]) != epoch) return false;  // made again meanwhile
     last = reply_text(r->element[1]);
     const redisReply* h = r->element[2];
+    if (h->type == REDIS_REPLY_INTEGER) {
+        // Not written by nodes with this --resume-channels (or not by framecast): channels
+        // this node does not hold wait for the log instead (docs/resume.md).
+        spdlog::warn("backplane {}: {} numbers {} channels, more than --resume-channels ({}): "
+                     "their offsets are not read at start", describe(), channels_key_,
+                     h->integer, opts_.max_channels);
+        return true;
+    }
+    if (h->type != REDIS_REPLY_ARRAY) return false;
     channels.reserve(h->elements / 2 + 1);
     bool floor = false;  // none yet: no channel was forgotten, every one starts at 1
     for (std::size_t i = 0; i + 1 < h->elements; i += 2) {

@@ -144,16 +144,19 @@ if not epoch then return no_epoch() end
 return {epoch, last}
 )lua";
 
-// KEYS: stream, channels. Returns {epoch, last-generated ID, {channel, last offset, ...}} in one
-// atomic step (channels: the offsets as of that ID), or {"", "0-0", {}} without a stream.
+// KEYS: stream, channels. ARGV: most fields read. Returns {epoch, last-generated ID, {channel,
+// last offset, ...}} in one atomic step (channels: the offsets as of that ID), or {"", "0-0",
+// {}} without a stream; with more fields than ARGV[1], the third is a count, not the hash.
 inline const std::string channels_snapshot_script = std::string(epoch_functions) + R"lua(
 local stream = KEYS[1]
 if redis.call('EXISTS', stream) == 0 then return {'', '0-0', {}} end
+local fields = redis.call('HLEN', KEYS[2])
 local last = '0-0'
 local info = redis.call('XINFO', 'STREAM', stream)
 for i = 1, #info, 2 do
   if info[i] == 'last-generated-id' then last = info[i + 1] end
 end
+if fields > tonumber(ARGV[1]) then return {stream_epoch(stream) or '', last, fields} end
 return {stream_epoch(stream) or '', last, redis.call('HGETALL', KEYS[2])}
 )lua";
 

@@ -210,10 +210,13 @@ bool redis_backplane::parse_entry(const std::string& id, const redisReply* field
                      describe(), id);
         return false;
     }
-    if (opts_.channel_header != 0 && e.m.channel_offset == 0) {
+    if (opts_.channel_header != 0 && (e.m.channel_offset == 0 || e.m.channel_offset > e.m.offset)) {
+        // A channel's offsets never pass the stream's (each message takes one of each).
         ++rejected_;
-        spdlog::warn("backplane {}: entry {} has no channel offset (not written by serve "
-                     "--channels --resume); skipped", describe(), id);
+        spdlog::warn("backplane {}: entry {} has {} (not written by serve --channels "
+                     "--resume); skipped", describe(), id,
+                     e.m.channel_offset == 0 ? "no channel offset"
+                                             : "a channel offset past its offset");
         return false;
     }
     return true;

@@ -49,10 +49,11 @@ std::uint64_t channel_history::append(std::string_view channel, const relay_unit
 
 bool channel_history::append_at(std::string_view channel, std::uint64_t offset,
                                 std::uint64_t sequence, const relay_unit& unit) {
-    if (!unit || offset == 0 || sequence <= total_) return false;
+    if (!unit || offset == 0 || sequence <= total_) return false;  // a repeat
     record& r = record_of(channel, offset);
-    if (offset < r.log.next()) return false;
-    if (offset > r.log.next()) {
+    if (offset != r.log.next()) {
+        // A hole (the log forgot the channel, or an entry was refused here), or numbers that
+        // disagree with what is held (a forged entry went first): the log's numbers win.
         clear(r);
         r.log.reset(offset);
     }

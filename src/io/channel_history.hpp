@@ -42,10 +42,10 @@ public:
     std::uint64_t append(std::string_view channel, const relay_unit& unit);
     // With a shared log (serve --channels --resume --backplane), which numbers the messages:
     // keeps `unit` at `offset` in `channel`, its first message being `sequence` in the log.
-    // False, and not kept, for a repeat (a sequence already passed) or an offset the channel
-    // has passed (the log's numbers disagree: not trusted). An offset past the channel's next
-    // (a channel the log forgot and numbers again above its old offsets) empties the
-    // channel's history first: what is held stays contiguous, and the hole is reported.
+    // False, and not kept, for a repeat (a sequence already passed). An offset other than the
+    // channel's next (a channel the log forgot and numbers again above its old offsets, an
+    // entry refused here, or numbers that disagree with a forged entry held before) empties
+    // the channel's history first: what is held stays contiguous, and the hole is reported.
     bool append_at(std::string_view channel, std::uint64_t offset, std::uint64_t sequence,
                    const relay_unit& unit);
     // Drops everything: the log's history starts at sequence `first` (its epoch is new, or

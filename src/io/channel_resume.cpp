@@ -109,26 +109,35 @@ void channel_room::resume(member& m, channel_seat& seat, std::string_view arg) {
              "RESUME " + std::string(channel) + ": this channel is being resumed already");
         return;
     }
+    if (last == UINT64_MAX) {
+        fail(m, channel_error::bad_position,
+             fmt::format("RESUME {}: offset {} has no next", channel, last));
+        return;
+    }
+    const bool held_here = history_->contains(channel);
     const std::uint64_t next = history_->next(channel);
     const std::uint64_t oldest = history_->oldest(channel);
     std::uint64_t start = last + 1;
     std::string status = "ok";
+    // With a shared log, a channel this node does not hold (never seen here, or forgotten: the
+    // log may number it still) or holds only up to before the client's position (the client
+    // came from a node further on) claims no next offset here: the client waits for the log
+    // from LAST+1, and the position pair of what comes shows any hole. Bounded as its
+    // subscriptions are: a forged position costs one entry until it disconnects.
+    const bool waits = shared_ && w[1] == epoch_ && (!held_here || last >= next);
+    if (waits && seat.replaying.size() >= opts_.channels.limits.max_subscriptions) {
+        fail(m, channel_error::bad_position,
+             fmt::format("RESUME {}: more than {} channels waiting to be resumed", channel,
+                         opts_.channels.limits.max_subscriptions));
+        return;
+    }
     if (w[1] != epoch_) {
         // That history is gone (a restart): all that is held of the channel follows.
-        start = oldest;
+        start = shared_ && !held_here ? 1 : oldest;
         status = "epoch";
         ++counters_.resume_gaps;
-    } else if (last >= next && shared_) {
-        // Ahead of this node: the client came from a node further on in the shared log. It
-        // waits for the log to get here (pump_waiting), then goes on from there. Bounded as
-        // its subscriptions are: a forged position costs one entry until it disconnects.
-        if (seat.replaying.size() >= opts_.channels.limits.max_subscriptions) {
-            fail(m, channel_error::bad_position,
-                 fmt::format("RESUME {}: more than {} channels waiting to be resumed", channel,
-                             opts_.channels.limits.max_subscriptions));
-            return;
-        }
-        waiting_.emplace(&m, &seat);
+    } else if (waits) {
+        // Answered "ok": what comes next says whether anything was lost.
     } else if (last >= next) {
         fail(m, channel_error::bad_position,
              fmt::format("RESUME {}: offset {} is ahead of the channel (the newest is {})",
@@ -143,7 +152,7 @@ void channel_room::resume(member& m, channel_seat& seat, std::string_view arg) {
     spdlog::debug("client {} resumes {} at {} ({}), the newest is {}", m.peer(),
                   escape_controls(channel, true), start, status, next - 1);
     // Known to the history only: a client naming channels that do not exist costs nothing.
-    if (history_->contains(channel)) seat.known.emplace(channel);
+    if (held_here) seat.known.emplace(channel);
     seat.replaying.emplace(std::string(channel), start);
     notify(m, notice_resumed, fmt::format("{} {} {} {}", channel, epoch_, start, status));
 }
@@ -226,9 +235,9 @@ void channel_room::pump(member& m, channel_seat& seat) {
         std::uint64_t first = 0;
         const std::size_t count = history_->read(it->first, it->second, piece_bytes, body, first);
         if (count == 0) {
-            if (it->second > history_->next(it->first)) {
+            if (waits_for_log(it->first, it->second)) {
                 // Ahead of this node (a shared log, resume()): it waits for the log.
-                waiting_.emplace(&m, &seat);
+                wait_for_log(m, seat, it->first);
                 ++it;
                 continue;
             }
@@ -243,6 +252,7 @@ void channel_room::pump(member& m, channel_seat& seat) {
         it->second = first + count;
         counters_.resume_replayed += count;
         m.deliver(positioned(it->first, first, count, body, 0, seat.sequenced));
+        if (m.closed()) return;  // a slow consumer: its seat was emptied (leave())
     }
 }
 
@@ -251,6 +261,7 @@ std::uint64_t channel_room::max_lag() const {
     if (!history_) return lag;
     for (const auto& [m, seat] : positioned_) {
         for (const auto& [channel, cursor] : seat->replaying) {
+            if (!history_->contains(channel)) continue;
             const auto next = history_->next(channel);
             if (cursor < next) lag = std::max(lag, next - cursor);
         }
@@ -326,13 +337,38 @@ void channel_room::release_held() {
     }
 }
 
-// Clients ahead of this node: what they wait for may be here now.
-void channel_room::pump_waiting() {
-    auto waiting = std::move(waiting_);
-    waiting_.clear();
+bool channel_room::waits_for_log(std::string_view channel, std::uint64_t cursor) const {
+    return shared_ && (!history_->contains(channel) || cursor > history_->next(channel));
+}
+
+void channel_room::wait_for_log(member& m, channel_seat& seat, std::string_view channel) {
+    const auto [b, e] = waiting_.equal_range(std::string(channel));
+    for (auto it = b; it != e; ++it) {
+        if (it->second.first == &m) return;
+    }
+    waiting_.emplace(std::string(channel), std::pair<member*, channel_seat*>(&m, &seat));
+}
+
+// Clients waiting for `channel` from the log: what they wait for may be here now.
+void channel_room::pump_waiting(std::string_view channel) {
+    const auto [b, e] = waiting_.equal_range(std::string(channel));
+    if (b == e) return;
+    std::vector<std::pair<member*, channel_seat*>> waiting;
+    for (auto it = b; it != e; ++it) waiting.push_back(it->second);
+    waiting_.erase(b, e);
     for (auto& [m, seat] : waiting) {
         if (m->closed()) continue;
-        pump(*m, *seat);  // puts it back while something is still ahead
+        auto keep = m->shared_from_this();
+        pump(*m, *seat);  // puts it back while it still waits
+    }
+}
+
+void channel_room::forget_waiting(const member& m, const channel_seat& seat) {
+    for (const auto& [channel, cursor] : seat.replaying) {
+        const auto [b, e] = waiting_.equal_range(channel);
+        for (auto it = b; it != e;) {
+            it = it->second.first == &m ? waiting_.erase(it) : std::next(it);
+        }
     }
 }
 

@@ -210,7 +210,7 @@ void channel_room::broadcast(const relay_unit& unit, const member* origin, std::
     counters_.messages_broadcast += unit.messages;
     const std::uint64_t delivered = deliver_all(unit, channel, first, origin);
     counters_.deliveries += delivered;
-    if (!waiting_.empty()) pump_waiting();
+    if (!waiting_.empty()) pump_waiting(channel);
     if (opts_.channels.metrics_channels > 0) {
         auto& c = counts_of(channel);
         c.published += unit.messages;
@@ -302,7 +302,7 @@ std::vector<channel_metric> channel_room::metrics() const {
 
 void channel_room::leave(const member& m, channel_seat& seat) {
     positioned_.erase(&m);
-    waiting_.erase(const_cast<member*>(&m));
+    if (!waiting_.empty()) forget_waiting(m, seat);
     if (seat.held) {
         std::erase(held_, std::pair<member*, channel_seat*>(const_cast<member*>(&m), &seat));
         seat.held = false;

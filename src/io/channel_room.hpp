@@ -162,9 +162,13 @@ private:
     bool shared_ = false;
     bool loading_ = false;
     std::vector<std::pair<member*, channel_seat*>> held_;
-    std::unordered_map<member*, channel_seat*> waiting_;
+    // By channel: pumped when that channel's entries arrive (cost per entry: its own waiters).
+    std::unordered_multimap<std::string, std::pair<member*, channel_seat*>> waiting_;
     void release_held();
-    void pump_waiting();
+    bool waits_for_log(std::string_view channel, std::uint64_t cursor) const;
+    void wait_for_log(member& m, channel_seat& seat, std::string_view channel);
+    void pump_waiting(std::string_view channel);
+    void forget_waiting(const member& m, const channel_seat& seat);
     // Per-channel counters: bounded to metrics_channels entries, then "_other".
     struct counts {
         std::uint64_t published = 0, deliveries = 0;

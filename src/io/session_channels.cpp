@@ -55,6 +55,7 @@ bool session::channel_hold(std::span<const char> rest) {
     publish_ack();
     channel_held_.assign(rest.data(), rest.size());
     account_inbound();
+    track_mid_frame(true);  // the RESUME ended here: not stuck in a frame while it waits
     return false;
 }
 

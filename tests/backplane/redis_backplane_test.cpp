@@ -340,13 +340,16 @@ TEST(RedisBackplane, AnEntryWithoutAChannelOffsetIsRefused) {
     ASSERT_NE(at, std::string::npos) << groups;
     const std::string epoch = groups.substr(at + 16, groups.find('\n', at) - at - 16);
     redis.command({"XADD", "forged", "0-*", "e", epoch, "n", "x", "f", frame("x") + frame("evil")});
+    // And one whose channel offset passes its stream offset (a channel never can).
+    redis.command({"XADD", "forged", "0-*", "e", epoch, "n", "x", "k", "999", "f",
+                   frame("x") + frame("evil2")});
     a.bp->publish(std::make_shared<const std::string>(frame("x") + frame("2")), 0, 1);
     ASSERT_TRUE(a.wait_for(2));
     const auto got = a.snapshot();
     ASSERT_EQ(got.size(), 2u);
     EXPECT_EQ(got[1].framed, frame("x") + frame("2"));
     EXPECT_EQ(got[1].channel_offset, 2u);
-    EXPECT_EQ(a.bp->snapshot().rejected, 1u);
+    EXPECT_EQ(a.bp->snapshot().rejected, 2u);
 }
 
 TEST(RedisBackplane, AForgottenChannelStartsAboveEveryOffsetItHad) {

@@ -223,6 +223,25 @@ def test_forgotten_channel_never_reuses_an_offset(procs, redis):
     assert c.positioned(1) == {"old.a": [(7, "again")]}
 
 
+def test_a_channel_this_node_forgot_but_the_log_numbers_resumes_without_a_false_gap(procs, redis):
+    """The node forgets idle channels on its own (its history of them is empty: --resume-total
+    1), while Redis still numbers them: a client with a position there waits for the log
+    instead of being told a gap, and then gets the next offset the log gives."""
+    a, pa = node(procs, redis, "--resume-channels", "3", "--resume-total", "1")
+    pub = ChannelClient(pa)
+    for ch in ("f.a", "f.b", "f.c", "f.d"):
+        publish(pub, ch, [ch + "1"])
+    wait_until(lambda: metrics(metrics_url(a))["framecast_backplane_delivered_total"] >= 4,
+               "all four read back")
+    assert redis.command("HGET", "{chres}:framecast-channels", "f.b").endswith(b"1\r\n")
+    c, epoch, answers = resume(pa, {"f.b": (held_epoch(pa), 1)}, patterns=("f.b",))
+    assert answers == {"f.b": ["2", "ok"]}
+    publish(pub, "f.b", ["f.b2"])
+    assert c.positioned(1) == {"f.b": [(2, "f.b2")]}
+    c.send("RESUME f.b " + epoch + " 18446744073709551615")
+    assert c.notice("$sys.error").startswith("bad-position ")
+
+
 def held_epoch(port):
     c = ChannelClient(port)
     c.send("RESUME")
