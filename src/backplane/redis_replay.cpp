@@ -38,6 +38,8 @@ bool parse(const redisReply* entry, message& m, std::string& epoch) {
             epoch = reply_text(v);
         } else if (name == "n") {
             m.origin_node = reply_text(v);
+        } else if (name == "k") {  // channels: the reader checks it against the offset
+            m.channel_offset = std::strtoull(reply_text(v).c_str(), nullptr, 10);
         }
     }
     m.what = message::kind::history;

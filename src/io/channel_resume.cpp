@@ -143,6 +143,10 @@ void channel_room::resume(member& m, channel_seat& seat, std::string_view arg) {
              fmt::format("RESUME {}: offset {} is ahead of the channel (the newest is {})",
                          channel, last, next - 1));
         return;
+    } else if (start < oldest && shared_ && fetch_) {
+        // Older than this node's window: the log's past first (channel_fetch.cpp). Answered
+        // "ok": the position pairs show what the log no longer has.
+        seat.from_log.emplace(std::string(channel), start);
     } else if (start < oldest) {
         start = oldest;
         status = fmt::format("gap {}", oldest - (last + 1));
@@ -231,6 +235,12 @@ void channel_room::pump(member& m, channel_seat& seat) {
     auto it = seat.replaying.begin();
     while (it != seat.replaying.end() && !m.closed() && !m.told_expiry &&
            m.queued_bytes() < replay_queue(opts_)) {
+        if (const auto lf = seat.from_log.find(it->first); lf != seat.from_log.end()) {
+            // From the log: its pieces come back through fetched(), which pumps again.
+            if (!seat.fetching && !seat.queued) fetch(m, seat, it->first, lf->second);
+            ++it;
+            continue;
+        }
         std::string body;
         std::uint64_t first = 0;
         const std::size_t count = history_->read(it->first, it->second, piece_bytes, body, first);
@@ -276,8 +286,9 @@ namespace framecast::io {
 // ---------------------------------------------------------------------------------------------
 // With a shared log (serve --channels --resume --backplane)
 
-void channel_room::use_shared_log() {
+void channel_room::use_shared_log(server::history_fetch_fn fetch) {
     if (!history_) return;
+    fetch_ = std::move(fetch);
     shared_ = true;
     loading_ = true;  // until the log's epoch (and its recent entries) are here
     epoch_.clear();

@@ -7,16 +7,11 @@
 
 namespace framecast::io {
 
-namespace {
-
-// The channel a published unit is for: its first frame. Empty if the unit holds no frame.
 std::string_view channel_of(const relay_unit& unit, decoder& dec) {
     std::span<const char> in(unit.bytes->data(), unit.bytes->size());
     if (dec.next(in) != decode_event::frame) return {};
     return dec.payload();
 }
-
-}  // namespace
 
 channel_room::channel_room(const server_options& opts, server_counters& counters, hub& h)
     : opts_(opts), counters_(counters), hub_(h) {
@@ -303,6 +298,8 @@ std::vector<channel_metric> channel_room::metrics() const {
 void channel_room::leave(const member& m, channel_seat& seat) {
     positioned_.erase(&m);
     if (!waiting_.empty()) forget_waiting(m, seat);
+    forget_fetch(const_cast<member&>(m), seat);
+    seat.from_log.clear();
     if (seat.held) {
         std::erase(held_, std::pair<member*, channel_seat*>(const_cast<member*>(&m), &seat));
         seat.held = false;

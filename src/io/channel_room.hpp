@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstddef>
+#include <deque>
 #include <map>
 #include <set>
 #include <memory>
@@ -58,7 +59,19 @@ struct channel_seat {
     // text); the session reads nothing more from the client meanwhile.
     bool held = false;
     std::string held_text;
+    // With a shared log: channels replayed from the log itself (older than this node's
+    // window), each with the log offset to read from next (channel_fetch.cpp); one read in
+    // flight per client (`fetching`, for `fetch_channel`), or waiting for a free one.
+    std::map<std::string, std::uint64_t, std::less<>> from_log;
+    bool fetching = false;
+    bool queued = false;
+    std::uint64_t ticket = 0;
+    std::string fetch_channel;
 };
+
+// The channel a published unit is for: its first frame (a view into `dec`'s buffer or the
+// unit). Empty if the unit holds no frame.
+std::string_view channel_of(const relay_unit& unit, decoder& dec);
 
 class channel_room {
 public:
@@ -78,7 +91,8 @@ public:
     // Resume with a shared log (serve --channels --resume --backplane, docs/resume.md,
     // "Channels"): the log numbers the messages (the same offsets on every node) and names the
     // epoch. Until the log's epoch and recent entries are here, RESUME waits (held).
-    void use_shared_log();
+    // `fetch` reads the log's past for a client older than this node's window.
+    void use_shared_log(server::history_fetch_fn fetch);
     // As resume_room::set_epoch: the log's epoch, and where its history (history_follows) or
     // its next entry starts. A change empties the history and closes the clients with
     // positions: they resume again and are told.
@@ -169,6 +183,16 @@ private:
     void wait_for_log(member& m, channel_seat& seat, std::string_view channel);
     void pump_waiting(std::string_view channel);
     void forget_waiting(const member& m, const channel_seat& seat);
+    // channel_fetch.cpp: the log's past, for a client older than this node's window.
+    server::history_fetch_fn fetch_;
+    std::size_t fetches_ = 0;
+    std::uint64_t next_ticket_ = 1;
+    std::unordered_map<std::uint64_t, member*> tickets_;
+    std::deque<member*> fetch_queue_;
+    void fetch(member& m, channel_seat& seat, const std::string& channel, std::uint64_t from);
+    void fetched(std::uint64_t ticket, server::history_piece piece);
+    void take_from_log(member& m, channel_seat& seat, const server::history_piece& piece);
+    void forget_fetch(member& m, channel_seat& seat);
     // Per-channel counters: bounded to metrics_channels entries, then "_other".
     struct counts {
         std::uint64_t published = 0, deliveries = 0;

@@ -266,6 +266,7 @@ struct node::impl {
                         continue;
                     }
                     p.units.emplace_back(m.offset, std::move(unit));
+                    p.channel_offsets.push_back(m.channel_offset);
                 }
                 if (h.failed) spdlog::warn("backplane {}: cannot read the stream's past for a "
                                            "resuming client: {}", bp->describe(), h.why);

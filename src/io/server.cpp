@@ -218,10 +218,9 @@ void server::resume_history(const relay_unit& unit, std::uint64_t offset,
 }
 
 void server::set_history_fetch(history_fetch_fn fn) {
-    if (impl_->resume) impl_->resume->set_fetch(std::move(fn));
-    // Channels replay from the node's own window, which the log fills at start
-    // (docs/resume.md, "Channels"): the log numbers them, nothing is fetched.
-    if (impl_->channels) impl_->channels->use_shared_log();
+    if (impl_->resume) impl_->resume->set_fetch(fn);
+    // Channels: the log numbers them too, and its past serves clients older than the window.
+    if (impl_->channels) impl_->channels->use_shared_log(std::move(fn));
 }
 
 void server::resume_epoch(const std::string& epoch, std::uint64_t next, bool history_follows) {

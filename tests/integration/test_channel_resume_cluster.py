@@ -114,8 +114,8 @@ def test_restarted_node_serves_resumes_from_the_stream(procs, redis):
 
 def test_a_quiet_channel_older_than_a_new_nodes_window_is_not_a_false_gap(procs, redis):
     """A node started with a small window holds none of a quiet channel's messages, yet knows
-    its offsets from the stream: a client that has it all is told `ok`, one that lacks some
-    is told exactly how many are gone."""
+    its offsets from the stream: a client that has it all is told `ok` and waits for nothing,
+    one that lacks some gets them from the stream."""
     a, pa = node(procs, redis)
     pub = ChannelClient(pa)
     publish(pub, "quiet.a", ["q1", "q2", "q3"])
@@ -131,13 +131,54 @@ def test_a_quiet_channel_older_than_a_new_nodes_window_is_not_a_false_gap(procs,
     publish(pub, "quiet.a", ["q4"])
     assert c.positioned(1) == {"quiet.a": [(4, "q4")]}
     d, _, answers = resume(pb, {"quiet.a": (epoch, 1)}, patterns=())
-    assert answers == {"quiet.a": ["4", "gap", "2"]}  # q2, q3: before b's window
-    assert d.positioned(1) == {"quiet.a": [(4, "q4")]}
+    # q2, q3: before b's window, still in the stream: replayed from there.
+    assert answers == {"quiet.a": ["2", "ok"]}
+    assert d.positioned(3) == {"quiet.a": [(2, "q2"), (3, "q3"), (4, "q4")]}
     # A channel the stream never numbered starts at 1 here too.
     publish(pub, "fresh.c", ["f1"])
     e, _, answers = resume(pb, {"fresh.c": (epoch, 0)}, patterns=("fresh.c",))
     assert answers == {"fresh.c": ["1", "ok"]}
     assert e.positioned(1) == {"fresh.c": [(1, "f1")]}
+
+
+def test_a_position_older_than_the_nodes_window_is_replayed_from_the_stream(procs, redis):
+    """Node B keeps 5 messages; the stream keeps them all: a client 25 behind on one channel
+    gets them from the stream (the other channel's entries in between are skipped), then from
+    B's window, then live, each offset once. Entries the stream no longer has (trimmed) show
+    as a hole in the position pairs, which sub --resume reports."""
+    a, pa = node(procs, redis)
+    b, pb = node(procs, redis, "--resume-window", "5", "--resume-total", "5")
+    pub = ChannelClient(pa)
+    for i in range(1, 31):  # an entry each, the channels interleaved
+        publish(pub, "prices.eu", [f"eu{i}"])
+        publish(pub, "prices.us", [f"us{i}"])
+    wait_until(lambda: metrics(metrics_url(b))["framecast_backplane_delivered_total"] >= 60,
+               "B read all 60")
+    assert held(b) == 5
+    _, epoch, _ = resume(pa, {})
+    c, _, answers = resume(pb, {"prices.eu": (epoch, 5)}, patterns=("prices.eu",))
+    assert answers == {"prices.eu": ["6", "ok"]}
+    got = c.positioned(25)
+    assert got == {"prices.eu": [(i, f"eu{i}") for i in range(6, 31)]}
+    publish(pub, "prices.eu", ["eu31"])
+    assert c.positioned(1) == {"prices.eu": [(31, "eu31")]}
+    m = metrics(metrics_url(b))
+    assert m["framecast_resume_log_replayed_total"] >= 20
+    assert m["framecast_resume_gaps_total"] == 0
+
+    # The stream trimmed to its last 10 entries (us26, eu27 .. eu31); B holds eu29 on: a
+    # client that had eu up to 10 gets 27 .. 31, and is told 11 .. 26 are lost.
+    assert redis.command("XTRIM", "chres", "MAXLEN", "10").startswith(b":")
+    pos = redis.dir / "pos"
+    pos.write_text(f"{epoch} 10 prices.eu\n")
+    s = procs.framecast("sub", f"127.0.0.1:{pb}", "prices.eu", "--resume", "-o", "json",
+                        "--offset-file", str(pos), "-n", "5")
+    assert s.wait() == 0, s.stderr[-2000:]
+    lines = [json.loads(line) for line in s.stdout.decode().splitlines() if line]
+    assert [m for m in lines if m.get("event") == "gap"] == [
+        {"event": "gap", "channel": "prices.eu", "lost": 16, "expected": 11, "next": 27}]
+    assert [m["offset"] for m in lines if "offset" in m] == list(range(27, 32))
+    assert b"16 messages lost" in s.stderr
 
 
 def test_resume_sent_while_redis_is_down_waits_for_the_logs_epoch(procs, redis):
@@ -217,9 +258,9 @@ def test_forgotten_channel_never_reuses_an_offset(procs, redis):
     wait_until(lambda: held(a) == 9, "old.a's new message is in (old.a's 1..3 went with it)")
     c, epoch, answers = resume(pa, {"old.a": (held_epoch(pa), 3)}, patterns=("old.a",))
     # old.a starts again above every offset a forgotten channel had (old.b's 6): the client
-    # that had 1..3 is told of a hole (4..6, though nothing was published there), never
-    # handed an offset twice.
-    assert answers == {"old.a": ["7", "gap", "3"]}
+    # that had 1..3 is answered from 4 (the stream is read for 4.. first) and the position
+    # pair shows the hole (4..6, though nothing was published there); never an offset twice.
+    assert answers == {"old.a": ["4", "ok"]}
     assert c.positioned(1) == {"old.a": [(7, "again")]}
 
 

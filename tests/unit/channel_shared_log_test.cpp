@@ -37,6 +37,13 @@ pair_list pairs_of(const std::string& bytes) {
 }
 
 struct shared_log_test : ::testing::Test, framecast::io::test_support::memory_harness {
+    struct logged {
+        std::uint64_t offset, channel_offset;
+        relay_unit unit;
+    };
+    std::vector<logged> log;              // the shared log's entries (for history fetches)
+    std::vector<std::uint64_t> fetches;  // the offsets it was asked for
+
     shared_log_test() {
         spdlog::set_default_logger(std::make_shared<spdlog::logger>(
             "quiet", std::make_shared<spdlog::sinks::null_sink_st>()));
@@ -46,9 +53,19 @@ struct shared_log_test : ::testing::Test, framecast::io::test_support::memory_ha
         o.channels.enabled = true;
         o.resume.enabled = true;
         srv = std::make_unique<server>(io, std::move(o));
-        // Channels fetch nothing from the log: the call only says there is one.
-        srv->set_history_fetch([](const std::string&, std::uint64_t,
-                                  std::function<void(server::history_piece)>) { FAIL(); });
+        // The log's past: what `log` holds from the offset asked on, a piece of at most 2
+        // units (so a replay takes several reads).
+        srv->set_history_fetch([this](const std::string&, std::uint64_t from,
+                                      std::function<void(server::history_piece)> done) {
+            fetches.push_back(from);
+            server::history_piece piece;
+            for (const auto& [offset, k, u] : log) {
+                if (offset + u.messages <= from || piece.units.size() == 2) continue;
+                piece.units.emplace_back(offset, u);
+                piece.channel_offsets.push_back(k);
+            }
+            asio::post(io, [done = std::move(done), piece = std::move(piece)] { done(piece); });
+        });
         srv->start();
     }
     void settle() {
@@ -187,4 +204,60 @@ TEST_F(shared_log_test, a_client_that_half_closes_while_held_still_gets_its_answ
     EXPECT_EQ(pairs_of(c->written), (pair_list{{"$sys.ok", "RESUME E1"}, {"$sys.ok", "SUB ch"}}));
     ASSERT_TRUE(wait_pairs(d, 1));
     EXPECT_EQ(pairs_of(d->written), (pair_list{{"$sys.ok", "RESUME E1"}}));
+}
+
+TEST_F(shared_log_test, a_position_older_than_the_window_is_replayed_from_the_log) {
+    // The log: a1..a6 (offsets 1..6 of "a"), b entries between; the node holds from a5 on.
+    std::uint64_t offset = 1;
+    for (std::uint64_t k = 1; k <= 6; ++k) {
+        log.push_back({offset++, k, unit("a", {"a" + std::to_string(k)})});
+        log.push_back({offset++, k, unit("b", {"b" + std::to_string(k)})});
+    }
+    srv->resume_epoch("E1", 9, true);
+    for (std::size_t i = 8; i < log.size(); ++i) {
+        srv->resume_history(log[i].unit, log[i].offset, log[i].channel_offset);
+    }
+    srv->resume_epoch("E1", 0, false);
+    auto c = connect("c");
+    c->feed(frame("RESUME") + frame("RESUME a E1 1") + frame("SUB a"));
+    ASSERT_TRUE(wait_pairs(c, 12)) << ::testing::PrintToString(pairs_of(c->written));
+    settle();
+    pair_list replayed;
+    for (const auto& p : pairs_of(c->written)) {
+        if (p.first != "$sys.ok") replayed.push_back(p);
+    }
+    EXPECT_EQ(replayed, (pair_list{{"$sys.resumed", "a E1 2 ok"},
+                                   {"$sys.pos", "a 2 1"}, {"a", "a2"},
+                                   {"$sys.pos", "a 3 1"}, {"a", "a3"},
+                                   {"$sys.pos", "a 4 1"}, {"a", "a4"},
+                                   // the window's, in one piece
+                                   {"$sys.pos", "a 5 2"}, {"a", "a5"}, {"a", "a6"}}));
+    // From the client's offset on (a channel's offsets never pass the log's), a piece at a time.
+    ASSERT_GE(fetches.size(), 2u);
+    EXPECT_EQ(fetches[0], 2u);
+    // Live after it, once.
+    srv->broadcast(unit("a", {"a7"}), nullptr, 13, 7);
+    ASSERT_TRUE(wait_pairs(c, 14));
+    EXPECT_EQ(pairs_of(c->written).back(), (std::pair<std::string, std::string>{"a", "a7"}));
+}
+
+TEST_F(shared_log_test, what_the_log_no_longer_has_shows_as_a_hole) {
+    std::uint64_t offset = 1;
+    for (std::uint64_t k = 1; k <= 6; ++k) log.push_back({offset++, k, unit("a", {"a" + std::to_string(k)})});
+    srv->resume_epoch("E1", 5, true);
+    for (std::size_t i = 4; i < log.size(); ++i) {
+        srv->resume_history(log[i].unit, log[i].offset, log[i].channel_offset);
+    }
+    srv->resume_epoch("E1", 0, false);
+    log.erase(log.begin(), log.begin() + 3);  // trimmed: the log starts at a4
+    auto c = connect("c");
+    c->feed(frame("RESUME") + frame("RESUME a E1 1"));
+    ASSERT_TRUE(wait_pairs(c, 7)) << ::testing::PrintToString(pairs_of(c->written));
+    settle();
+    const auto got = pairs_of(c->written);
+    EXPECT_EQ(got[1].second, "a E1 2 ok");
+    EXPECT_EQ(got[2], (std::pair<std::string, std::string>{"$sys.pos", "a 4 1"}));  // 2, 3 gone
+    EXPECT_EQ(got, (pair_list{{"$sys.ok", "RESUME E1"}, {"$sys.resumed", "a E1 2 ok"},
+                              {"$sys.pos", "a 4 1"}, {"a", "a4"},
+                              {"$sys.pos", "a 5 2"}, {"a", "a5"}, {"a", "a6"}}));
 }

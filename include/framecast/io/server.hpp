@@ -285,6 +285,8 @@ public:
         static constexpr std::size_t max_bytes = 64 * 1024;
         static constexpr std::size_t max_entries = 256;
         std::vector<std::pair<std::uint64_t, relay_unit>> units;  // (first offset, unit)
+        // --channels: each unit's first channel offset (parallel to `units`; 0: none given).
+        std::vector<std::uint64_t> channel_offsets;
         bool failed = false;
     };
     using history_fetch_fn = std::function<void(const std::string& epoch, std::uint64_t from,
