@@ -19,26 +19,19 @@ namespace framecast::io {
 
 void channel_room::fetch(member& m, channel_seat& seat, const std::string& channel,
                          std::uint64_t from) {
-    if (fetches_ >= std::max<std::size_t>(opts_.resume.log_replays, 1)) {
+    if (!reads_.start(&m, seat.ticket)) {
         seat.queued = true;
-        fetch_queue_.push_back(&m);
         return;
     }
-    ++fetches_;
     seat.fetching = true;
     seat.fetch_channel = channel;
-    seat.ticket = next_ticket_++;
-    tickets_.emplace(seat.ticket, &m);
     fetch_(epoch_, from, [this, ticket = seat.ticket](server::history_piece piece) {
         fetched(ticket, std::move(piece));
     });
 }
 
 void channel_room::fetched(std::uint64_t ticket, server::history_piece piece) {
-    --fetches_;
-    if (auto it = tickets_.find(ticket); it != tickets_.end()) {
-        member* m = it->second;
-        tickets_.erase(it);
+    if (member* m = reads_.finish(ticket)) {
         if (auto s = positioned_.find(m); s != positioned_.end()) {
             s->second->fetching = false;
             auto keep = m->shared_from_this();
@@ -47,9 +40,7 @@ void channel_room::fetched(std::uint64_t ticket, server::history_piece piece) {
         }
     }
     // A read is free: the next client waiting for one (if it is still here).
-    while (fetches_ < std::max<std::size_t>(opts_.resume.log_replays, 1) && !fetch_queue_.empty()) {
-        member* m = fetch_queue_.front();
-        fetch_queue_.pop_front();
+    while (member* m = reads_.next_waiting()) {
         if (auto s = positioned_.find(m); s != positioned_.end()) {
             s->second->queued = false;
             if (!m->closed()) pump(*m, *s->second);
@@ -105,8 +96,7 @@ void channel_room::take_from_log(member& m, channel_seat& seat,
 }
 
 void channel_room::forget_fetch(member& m, channel_seat& seat) {
-    if (seat.fetching) tickets_.erase(seat.ticket);  // its read still counts until it is back
-    if (seat.queued) std::erase(fetch_queue_, &m);
+    reads_.forget(&m, seat.fetching, seat.ticket, seat.queued);
     seat.fetching = seat.queued = false;
 }
 

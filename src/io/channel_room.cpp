@@ -14,7 +14,7 @@ std::string_view channel_of(const relay_unit& unit, decoder& dec) {
 }
 
 channel_room::channel_room(const server_options& opts, server_counters& counters, hub& h)
-    : opts_(opts), counters_(counters), hub_(h) {
+    : opts_(opts), counters_(counters), hub_(h), reads_(opts.resume.log_replays) {
     if (opts_.auth.enabled()) auth_ = std::make_unique<jwt_verifier>(opts_.auth);
     if (opts_.resume.enabled) start_history();
 }

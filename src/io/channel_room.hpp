@@ -8,7 +8,6 @@
 #pragma once
 
 #include <cstddef>
-#include <deque>
 #include <map>
 #include <set>
 #include <memory>
@@ -22,6 +21,7 @@
 #include "channel_protocol.hpp"
 #include "framecast/io/server.hpp"
 #include "hub.hpp"
+#include "log_reads.hpp"
 #include "member.hpp"
 #include "subscription_trie.hpp"
 
@@ -185,10 +185,7 @@ private:
     void forget_waiting(const member& m, const channel_seat& seat);
     // channel_fetch.cpp: the log's past, for a client older than this node's window.
     server::history_fetch_fn fetch_;
-    std::size_t fetches_ = 0;
-    std::uint64_t next_ticket_ = 1;
-    std::unordered_map<std::uint64_t, member*> tickets_;
-    std::deque<member*> fetch_queue_;
+    log_reads reads_;
     void fetch(member& m, channel_seat& seat, const std::string& channel, std::uint64_t from);
     void fetched(std::uint64_t ticket, server::history_piece piece);
     void take_from_log(member& m, channel_seat& seat, const server::history_piece& piece);

@@ -41,7 +41,8 @@ std::vector<std::string_view> words(std::string_view s) {
 resume_room::resume_room(const server_options& opts, server_counters& counters, hub& h)
     : opts_(opts), counters_(counters), hub_(h),
       epoch_(opts.resume.epoch.empty() ? random_epoch() : opts.resume.epoch),
-      log_({opts.resume.history_messages, opts.resume.history_bytes}, opts.codec, &h.budget()) {
+      log_({opts.resume.history_messages, opts.resume.history_bytes}, opts.codec, &h.budget()),
+      reads_(opts.resume.log_replays) {
     spdlog::info("resume: epoch {}, window {} messages / {} bytes", epoch_,
                  opts.resume.history_messages, opts.resume.history_bytes);
 }

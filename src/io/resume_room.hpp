@@ -14,6 +14,7 @@
 
 #include "framecast/io/server.hpp"
 #include "hub.hpp"
+#include "log_reads.hpp"
 #include "member.hpp"
 #include "resume_log.hpp"
 
@@ -116,10 +117,7 @@ private:
     // Reading the shared log's past: at most opts.resume.log_replays reads in flight (each one
     // piece), the clients waiting for one in order, and who each read is for.
     server::history_fetch_fn fetch_;
-    std::size_t fetches_ = 0;
-    std::uint64_t next_ticket_ = 1;
-    std::unordered_map<std::uint64_t, member*> tickets_;
-    std::deque<member*> fetch_queue_;
+    log_reads reads_;
 };
 
 }  // namespace framecast::io

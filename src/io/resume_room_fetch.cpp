@@ -18,24 +18,17 @@ bool resume_room::needs_log(const resume_seat& seat) const noexcept {
 }
 
 void resume_room::fetch(member& m, resume_seat& seat) {
-    if (fetches_ >= std::max<std::size_t>(opts_.resume.log_replays, 1)) {
+    if (!reads_.start(&m, seat.ticket)) {
         seat.queued = true;
-        fetch_queue_.push_back(&m);
         return;
     }
-    ++fetches_;
     seat.fetching = true;
-    seat.ticket = next_ticket_++;
-    tickets_.emplace(seat.ticket, &m);
     fetch_(epoch_, seat.cursor,
            [this, ticket = seat.ticket](server::history_piece piece) { fetched(ticket, std::move(piece)); });
 }
 
 void resume_room::fetched(std::uint64_t ticket, server::history_piece piece) {
-    --fetches_;
-    if (auto it = tickets_.find(ticket); it != tickets_.end()) {
-        member* m = it->second;
-        tickets_.erase(it);
+    if (member* m = reads_.finish(ticket)) {
         if (auto s = members_.find(m); s != members_.end()) {
             s->second->fetching = false;
             take(*m, *s->second, piece);
@@ -43,9 +36,7 @@ void resume_room::fetched(std::uint64_t ticket, server::history_piece piece) {
         }
     }
     // A read is free: the next client waiting for one (if it is still here and still needs it).
-    while (fetches_ < std::max<std::size_t>(opts_.resume.log_replays, 1) && !fetch_queue_.empty()) {
-        member* m = fetch_queue_.front();
-        fetch_queue_.pop_front();
+    while (member* m = reads_.next_waiting()) {
         if (auto s = members_.find(m); s != members_.end()) {
             s->second->queued = false;
             if (!m->closed()) pump(*m, *s->second);
@@ -88,8 +79,7 @@ void resume_room::take(member& m, resume_seat& seat, const server::history_piece
 }
 
 void resume_room::forget_fetch(member& m, resume_seat& seat) {
-    if (seat.fetching) tickets_.erase(seat.ticket);  // its read still counts until it is back
-    if (seat.queued) std::erase(fetch_queue_, &m);
+    reads_.forget(&m, seat.fetching, seat.ticket, seat.queued);
 }
 
 }  // namespace framecast::io

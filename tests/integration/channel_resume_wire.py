@@ -55,3 +55,18 @@ def publish(port_or_client, channel, payloads):
     for p in payloads:
         c.send("PUB " + channel, p, "PING")
         assert c.notice("$sys.pong") == ""
+
+
+def resume(port, positions, patterns=("prices.*",)):
+    """Connects, sends RESUME, a RESUME per channel position, then the SUBs; returns the client,
+    the epoch and the answers {channel: [NEXT, STATUS...]}."""
+    c = ChannelClient(port)
+    c.send("RESUME", *[f"RESUME {ch} {ep} {last}" for ch, (ep, last) in positions.items()],
+           *[f"SUB {p}" for p in patterns])
+    epoch = c.notice("$sys.ok").split(" ")[1]
+    answers = {}
+    for _ in positions:
+        words = c.notice("$sys.resumed").split(" ")
+        answers[words[0]] = words[2:]
+        assert words[1] == epoch
+    return c, epoch, answers

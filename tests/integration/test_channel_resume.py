@@ -5,7 +5,7 @@ of each channel, a position outside a channel's window is told `gap`, and one fr
 restart `epoch`; plain channels clients see the same bytes as without --resume."""
 import json
 
-from channel_resume_wire import ChannelClient, publish
+from channel_resume_wire import ChannelClient, publish, resume
 from fault_proxy import FaultProxy
 from framecast_test import (FrameReader, frame, free_port, metrics, metrics_url,
                             small_rcvbuf_socket, wait_until)
@@ -13,21 +13,6 @@ from framecast_test import (FrameReader, frame, free_port, metrics, metrics_url,
 
 def serve(procs, *args):
     return procs.serve("--channels", "--resume", *args)
-
-
-def resume(port, positions, patterns=("prices.*",)):
-    """Connects, sends RESUME, a RESUME per channel position, then the SUBs; returns the client,
-    the epoch and the answers {channel: [NEXT, STATUS...]}."""
-    c = ChannelClient(port)
-    c.send("RESUME", *[f"RESUME {ch} {ep} {last}" for ch, (ep, last) in positions.items()],
-           *[f"SUB {p}" for p in patterns])
-    epoch = c.notice("$sys.ok").split(" ")[1]
-    answers = {}
-    for _ in positions:
-        words = c.notice("$sys.resumed").split(" ")
-        answers[words[0]] = words[2:]
-        assert words[1] == epoch
-    return c, epoch, answers
 
 
 def test_offsets_per_channel_and_exact_resume(procs):

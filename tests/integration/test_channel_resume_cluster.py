@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from channel_resume_wire import ChannelClient, publish
+from channel_resume_wire import ChannelClient, publish, resume
 from fault_proxy import FaultProxy
 from framecast_test import (metrics, metrics_url, wait_for_log, wait_for_metric, wait_until)
 from redis_server import REDIS
@@ -28,21 +28,6 @@ def node(procs, redis, *extra, key="chres"):
 
 def held(proc):
     return metrics(metrics_url(proc))["framecast_resume_history_messages"]
-
-
-def resume(port, positions, patterns=("prices.*",)):
-    """As test_channel_resume.resume: RESUME, a RESUME per position, the SUBs; returns the
-    client, the epoch and the answers {channel: [NEXT, STATUS...]}."""
-    c = ChannelClient(port)
-    c.send("RESUME", *[f"RESUME {ch} {ep} {last}" for ch, (ep, last) in positions.items()],
-           *[f"SUB {p}" for p in patterns])
-    epoch = c.notice("$sys.ok").split(" ")[1]
-    answers = {}
-    for _ in positions:
-        words = c.notice("$sys.resumed").split(" ")
-        answers[words[0]] = words[2:]
-        assert words[1] == epoch
-    return c, epoch, answers
 
 
 def test_same_channel_offsets_on_every_node_and_resume_on_the_other(procs, redis):

@@ -13,6 +13,7 @@
 #include <spdlog/sinks/null_sink.h>
 #include <spdlog/spdlog.h>
 
+#include "decode_helpers.hpp"
 #include "framecast/io/server.hpp"
 #include "memory_harness.hpp"
 #include "transport/memory.hpp"
@@ -23,23 +24,13 @@ using namespace std::chrono_literals;
 
 namespace {
 
-using pair_list = std::vector<std::pair<std::string, std::string>>;
+using test::pair_list;
+using test::pairs_of;
 
 std::string frame(std::string_view payload) { return encode_frame(payload); }
 std::string sub(std::string_view p) { return frame("SUB " + std::string(p)); }
 std::string pub(std::string_view c, std::string_view m) {
     return frame("PUB " + std::string(c)) + frame(m);
-}
-
-// Every frame the client received, as (channel, payload) pairs.
-pair_list pairs_of(const std::string& bytes) {
-    decoder dec;
-    std::span<const char> in(bytes.data(), bytes.size());
-    std::vector<std::string> frames;
-    while (dec.next(in) == decode_event::frame) frames.emplace_back(dec.payload());
-    pair_list out;
-    for (std::size_t i = 0; i + 1 < frames.size(); i += 2) out.emplace_back(frames[i], frames[i + 1]);
-    return out;
 }
 
 std::size_t count_pairs(const std::string& bytes) { return pairs_of(bytes).size(); }

@@ -25,16 +25,10 @@ using namespace std::chrono_literals;
 
 namespace {
 
-using pair_list = std::vector<std::pair<std::string, std::string>>;
+using test::pair_list;
+using test::pairs_of;
 
 std::string frame(std::string_view payload) { return encode_frame(payload); }
-
-pair_list pairs_of(const std::string& bytes) {
-    const auto frames = test::decode_whole(bytes).frames;
-    pair_list out;
-    for (std::size_t i = 0; i + 1 < frames.size(); i += 2) out.emplace_back(frames[i], frames[i + 1]);
-    return out;
-}
 
 struct shared_log_test : ::testing::Test, framecast::io::test_support::memory_harness {
     struct logged {

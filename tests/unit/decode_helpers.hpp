@@ -5,6 +5,7 @@
 
 #include <string>
 #include <system_error>
+#include <utility>
 #include <vector>
 
 namespace framecast::test {
@@ -45,6 +46,15 @@ inline decoded decode_chunked(std::string_view wire, const std::vector<std::size
 
 inline decoded decode_whole(std::string_view wire, codec_options opts = {}) {
     return decode_chunked(wire, {wire.size() ? wire.size() : 1}, opts);
+}
+
+// Channels: every frame received, as (channel, payload) pairs (a trailing half-pair dropped).
+using pair_list = std::vector<std::pair<std::string, std::string>>;
+inline pair_list pairs_of(std::string_view wire) {
+    const auto frames = decode_chunked(wire, {wire.size() ? wire.size() : 1}, {}, false).frames;
+    pair_list out;
+    for (std::size_t i = 0; i + 1 < frames.size(); i += 2) out.emplace_back(frames[i], frames[i + 1]);
+    return out;
 }
 
 // Streaming mode: reassembles the pieces, checking begin/data/end order.
