@@ -12,6 +12,9 @@
            and `--resume-window 100`: all but the newest few hundred are replayed from the
            Redis stream (XRANGE in pieces), not from memory: the server's RSS growth during
            that replay (target: under 16 MiB), beside the in-memory replay's (memory, above)
+  channels (--redis) the same with `--channels --resume --backplane`, the node keeping 100
+           messages: one channel's 100,000-message backlog, every 10th entry of another
+           channel between (read and skipped), replayed from the stream to `RESUME CH EPOCH 0`
 
 Run: bench/resume_replay.py [--bin build/default/bin/framecast] [--repeat R] [--redis]"""
 import argparse
@@ -164,6 +167,97 @@ def log_memory(bin_, n=100_000):
         shutil.rmtree(d, ignore_errors=True)
 
 
+def start_redis():
+    redis_bin = shutil.which("redis-server")
+    if redis_bin is None:
+        return None, None, None
+    d = tempfile.mkdtemp(prefix="fc-bench-redis-")
+    rport = free_port()
+    redis = subprocess.Popen([redis_bin, "--port", str(rport), "--bind", "127.0.0.1", "--dir", d,
+                              "--save", "", "--appendonly", "no"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.3)
+    return redis, rport, d
+
+
+def channel_log_memory(bin_, n=100_000):
+    redis, rport, d = start_redis()
+    if redis is None:
+        print("channels: skipped (no redis-server)")
+        return
+    server = None
+    try:
+        server, port = start(bin_, "--channels", "--resume", "--resume-window", "100",
+                             "--resume-total", "100", "--backplane",
+                             f"redis://127.0.0.1:{rport}/chbench")
+        sub = socket.create_connection(("127.0.0.1", port))
+        sub.sendall(frame(b"SUB b.>"))
+        sr = Reader(sub)
+        assert sr.read() == b"$sys.ok" and sr.read() == b"SUB b.>"
+        other = n // 10
+        pub = socket.create_connection(("127.0.0.1", port))
+        for done in range(0, n, 5_000):
+            # 5,000 at a time, each batch back through Redis before the next: under the
+            # server's --max-rate (100,000 frames a second) with commands counted.
+            body, batch = bytearray(), 0
+            for i in range(done, min(n, done + 5_000)):
+                body += frame(b"PUB b.x") + frame(b"%0*d" % (100, i))
+                batch += 1
+                if i % 10 == 0:
+                    body += frame(b"PUB b.y") + frame(b"%0*d" % (100, i))
+                    batch += 1
+            t0 = time.monotonic()
+            pub.sendall(bytes(body))
+            for _ in range(batch):
+                sr.read()
+                sr.read()
+            time.sleep(max(0.0, 2 * batch / 90_000 - (time.monotonic() - t0)))
+        sub.close()
+        filled = rss_kib(server.pid)
+        c = socket.create_connection(("127.0.0.1", port))
+        c.sendall(frame(b"RESUME"))
+        r = Reader(c)
+        assert r.read() == b"$sys.ok"
+        epoch = r.read().decode().split()[1]
+        c.sendall(frame(f"RESUME b.x {epoch} 0".encode()))
+        assert r.read() == b"$sys.resumed"
+        answer = r.read().decode()
+        assert answer.endswith(" 1 ok"), answer
+        base, peak, done_ = rss_kib(server.pid), rss_kib(server.pid), threading.Event()
+
+        def sample():
+            nonlocal peak
+            while not done_.is_set():
+                peak = max(peak, rss_kib(server.pid))
+                time.sleep(0.002)
+        t = threading.Thread(target=sample)
+        t.start()
+        t0 = time.monotonic()
+        got = 0
+        while got < n:
+            assert r.read() == b"$sys.pos"
+            count = int(r.read().split()[2])
+            for _ in range(2 * count):
+                r.read()
+            got += count
+        took = time.monotonic() - t0
+        done_.set()
+        t.join()
+        c.close()
+        pub.close()
+        print(f"channels: {n:,} x 100 B backlog of one channel (+{other:,} of another between) "
+              f"in the Redis stream, node window 100 (node RSS {filled / 1024:.1f} MiB); replay "
+              f"from Redis raised RSS by {(peak - base) / 1024:.2f} MiB (target < 16 MiB); "
+              f"replayed in {took * 1000:.0f} ms")
+    finally:
+        if server:
+            server.kill()
+            server.wait()
+        redis.kill()
+        redis.wait()
+        shutil.rmtree(d, ignore_errors=True)
+
+
 def memory(bin_):
     server, port = start(bin_, "--publish", "--resume")
     try:
@@ -230,6 +324,7 @@ def main():
     memory(a.bin)
     if a.redis:
         log_memory(a.bin, a.log_messages)
+        channel_log_memory(a.bin, a.log_messages)
     latency(a.bin, a.repeat)
 
 
