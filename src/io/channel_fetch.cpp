@@ -31,20 +31,23 @@ void channel_room::fetch(member& m, channel_seat& seat, const std::string& chann
 }
 
 void channel_room::fetched(std::uint64_t ticket, server::history_piece piece) {
+    std::shared_ptr<member> done;
     if (member* m = reads_.finish(ticket)) {
         if (auto s = positioned_.find(m); s != positioned_.end()) {
             s->second->fetching = false;
-            auto keep = m->shared_from_this();
+            done = m->shared_from_this();
             take_from_log(*m, *s->second, piece);
-            if (!m->closed()) pump(*m, *s->second);
         }
     }
-    // A read is free: the next client waiting for one (if it is still here).
+    // A read is free: the clients waiting for one go first (arrival order), then this one.
     while (member* m = reads_.next_waiting()) {
         if (auto s = positioned_.find(m); s != positioned_.end()) {
             s->second->queued = false;
             if (!m->closed()) pump(*m, *s->second);
         }
+    }
+    if (done && !done->closed()) {
+        if (auto s = positioned_.find(done.get()); s != positioned_.end()) pump(*done, *s->second);
     }
 }
 
@@ -60,8 +63,9 @@ void channel_room::take_from_log(member& m, channel_seat& seat,
     const std::string_view channel = rp->first;
     std::uint64_t& cursor = rp->second;
     const std::uint64_t window = history_->oldest(channel);
-    bool done = piece.failed || piece.units.empty();
-    std::uint64_t read_to = lf->second;
+    bool done = piece.failed;
+    // Where the next read starts: past every entry read, refused ones included.
+    std::uint64_t read_to = std::max(lf->second, piece.read_to);
     for (std::size_t i = 0; i < piece.units.size() && !done; ++i) {
         const auto& [offset, unit] = piece.units[i];
         read_to = std::max(read_to, offset + unit.messages);
@@ -88,7 +92,9 @@ void channel_room::take_from_log(member& m, channel_seat& seat,
         spdlog::warn("client {}: the shared log could not replay {}: continuing from this "
                      "node's window", m.peer(), escape_controls(channel, true));
     }
-    if (done || cursor >= window) {
+    // Done, too, when the read did not move on: the log has nothing past it (a read starts
+    // with the entry holding `from`, so the end of the log returns its last entry again).
+    if (done || cursor >= window || read_to <= lf->second) {
         seat.from_log.erase(lf);
     } else {
         lf->second = read_to;

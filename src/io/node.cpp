@@ -2,6 +2,7 @@
 
 #include "framecast/io/endpoint.hpp"
 
+#include <algorithm>
 #include <csignal>
 #include <optional>
 
@@ -259,6 +260,7 @@ struct node::impl {
                 piece p;
                 p.failed = h.failed;
                 for (auto& m : h.entries) {
+                    p.read_to = std::max(p.read_to, m.offset + 1);
                     std::string problem;
                     auto unit = srv.checked_unit(std::move(m.framed), problem);
                     if (!unit) {

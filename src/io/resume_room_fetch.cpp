@@ -28,19 +28,25 @@ void resume_room::fetch(member& m, resume_seat& seat) {
 }
 
 void resume_room::fetched(std::uint64_t ticket, server::history_piece piece) {
+    member* done = nullptr;
     if (member* m = reads_.finish(ticket)) {
         if (auto s = members_.find(m); s != members_.end()) {
             s->second->fetching = false;
             take(*m, *s->second, piece);
-            if (!m->closed()) pump(*m, *s->second);
+            done = m;
         }
     }
-    // A read is free: the next client waiting for one (if it is still here and still needs it).
+    // A read is free: the clients waiting for one go first (arrival order, if still here and
+    // still in need), then this one.
+    auto keep = done ? done->shared_from_this() : nullptr;
     while (member* m = reads_.next_waiting()) {
         if (auto s = members_.find(m); s != members_.end()) {
             s->second->queued = false;
             if (!m->closed()) pump(*m, *s->second);
         }
+    }
+    if (done && !done->closed()) {
+        if (auto s = members_.find(done); s != members_.end()) pump(*done, *s->second);
     }
 }
 

@@ -58,6 +58,11 @@ struct shared_log_test : ::testing::Test, framecast::io::test_support::memory_ha
                 piece.units.emplace_back(offset, u);
                 piece.channel_offsets.push_back(k);
             }
+            // As Redis: a read from past the end returns the last entry again.
+            if (piece.units.empty() && !log.empty()) {
+                piece.units.emplace_back(log.back().offset, log.back().unit);
+                piece.channel_offsets.push_back(log.back().channel_offset);
+            }
             asio::post(io, [done = std::move(done), piece = std::move(piece)] { done(piece); });
         });
         srv->start();
@@ -254,4 +259,26 @@ TEST_F(shared_log_test, what_the_log_no_longer_has_shows_as_a_hole) {
     EXPECT_EQ(got, (pair_list{{"$sys.ok", "RESUME E1"}, {"$sys.resumed", "a E1 2 ok"},
                               {"$sys.pos", "a 4 1"}, {"a", "a4"},
                               {"$sys.pos", "a 5 2"}, {"a", "a5"}, {"a", "a6"}}));
+}
+
+TEST_F(shared_log_test, a_read_that_does_not_move_on_ends_the_replay_from_the_log) {
+    // The log holds a1..a3 and b entries, then nothing this node can read up to its window
+    // (a5 at offset 20): reading on would return the last entry again, forever.
+    std::uint64_t offset = 1;
+    for (std::uint64_t k = 1; k <= 3; ++k) {
+        log.push_back({offset++, k, unit("a", {"a" + std::to_string(k)})});
+        log.push_back({offset++, k, unit("b", {"b" + std::to_string(k)})});
+    }
+    srv->resume_epoch("E1", 20, true);
+    srv->resume_history(unit("a", {"a5"}), 20, 5);
+    srv->resume_epoch("E1", 0, false);
+    auto c = connect("c");
+    c->feed(frame("RESUME") + frame("RESUME a E1 1"));
+    ASSERT_TRUE(wait_pairs(c, 2 + 6)) << ::testing::PrintToString(pairs_of(c->written));
+    settle();
+    EXPECT_EQ(pairs_of(c->written),
+              (pair_list{{"$sys.ok", "RESUME E1"}, {"$sys.resumed", "a E1 2 ok"},
+                         {"$sys.pos", "a 2 1"}, {"a", "a2"}, {"$sys.pos", "a 3 1"}, {"a", "a3"},
+                         {"$sys.pos", "a 5 1"}, {"a", "a5"}}));  // 4: the hole, shown
+    EXPECT_LE(fetches.size(), 5u);  // ended, not read again and again
 }

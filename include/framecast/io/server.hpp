@@ -287,6 +287,8 @@ public:
         std::vector<std::pair<std::uint64_t, relay_unit>> units;  // (first offset, unit)
         // --channels: each unit's first channel offset (parallel to `units`; 0: none given).
         std::vector<std::uint64_t> channel_offsets;
+        // Past the last entry read, refused ones included (0: not said): the next read's start.
+        std::uint64_t read_to = 0;
         bool failed = false;
     };
     using history_fetch_fn = std::function<void(const std::string& epoch, std::uint64_t from,
