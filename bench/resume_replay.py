@@ -18,6 +18,7 @@
 
 Run: bench/resume_replay.py [--bin build/default/bin/framecast] [--repeat R] [--redis]"""
 import argparse
+import contextlib
 import os
 import re
 import shutil
@@ -103,8 +104,10 @@ def wait_offset(port, n):
         time.sleep(0.01)
 
 
-def replay_growth(server, r, n):
-    """Reads n replayed messages while sampling the server's RSS: (peak growth KiB, seconds)."""
+def replay_growth(server, r, n, read=None):
+    """Reads n replayed messages (`read(r, n)`, read_messages by default) while sampling the
+    server's RSS: (peak growth KiB, seconds)."""
+    read = read or read_messages
     base = rss_kib(server.pid)
     peak, done = base, threading.Event()
 
@@ -116,7 +119,7 @@ def replay_growth(server, r, n):
     t = threading.Thread(target=sample)
     t.start()
     t0 = time.monotonic()
-    read_messages(r, n)
+    read(r, n)
     took = time.monotonic() - t0
     done.set()
     t.join()
@@ -129,133 +132,119 @@ def free_port():
         return s.getsockname()[1]
 
 
-def log_memory(bin_, n=100_000):
+def read_positioned(r, n):
+    """Channels: reads n messages, each piece after its position pair."""
+    got = 0
+    while got < n:
+        assert r.read() == b"$sys.pos"
+        count = int(r.read().split()[2])
+        for _ in range(2 * count):
+            r.read()
+        got += count
+
+
+@contextlib.contextmanager
+def redis_port():
+    """A redis-server on a free loopback port for the block (its port; None without one)."""
     redis_bin = shutil.which("redis-server")
     if redis_bin is None:
-        print("log: skipped (no redis-server)")
+        yield None
         return
     d = tempfile.mkdtemp(prefix="fc-bench-redis-")
     rport = free_port()
     redis = subprocess.Popen([redis_bin, "--port", str(rport), "--bind", "127.0.0.1", "--dir", d,
                               "--save", "", "--appendonly", "no"],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    server = None
     try:
         time.sleep(0.3)
-        server, port = start(bin_, "--publish", "--resume", "--resume-window", "100",
-                             "--backplane", f"redis://127.0.0.1:{rport}/bench")
-        time.sleep(0.2)
-        for done in range(0, n, 50_000):  # in bursts a publisher's connection takes
-            count = min(50_000, n - done)
-            pub = fill(port, count, 100)
-            epoch = wait_offset(port, done + count)
-            pub.close()
-        filled = rss_kib(server.pid)
-        s, r, answer = resume(port, f"m {epoch} 0")
-        assert answer[3:] == ["1", "ok"], answer
-        grew, took = replay_growth(server, r, n)
-        s.close()
-        print(f"log: {n:,} x 100 B backlog in the Redis stream, window 100 (node RSS "
-              f"{filled / 1024:.1f} MiB); replay from Redis raised RSS by {grew / 1024:.2f} MiB "
-              f"(target < 16 MiB); replayed in {took * 1000:.0f} ms")
+        yield rport
     finally:
-        if server:
-            server.kill()
-            server.wait()
         redis.kill()
         redis.wait()
         shutil.rmtree(d, ignore_errors=True)
 
 
-def start_redis():
-    redis_bin = shutil.which("redis-server")
-    if redis_bin is None:
-        return None, None, None
-    d = tempfile.mkdtemp(prefix="fc-bench-redis-")
-    rport = free_port()
-    redis = subprocess.Popen([redis_bin, "--port", str(rport), "--bind", "127.0.0.1", "--dir", d,
-                              "--save", "", "--appendonly", "no"],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(0.3)
-    return redis, rport, d
+@contextlib.contextmanager
+def served(bin_, *args):
+    """`framecast serve` for the block: (process, port)."""
+    server, port = start(bin_, *args)
+    try:
+        yield server, port
+    finally:
+        server.kill()
+        server.wait()
+
+
+def log_memory(bin_, n=100_000):
+    with redis_port() as rport:
+        if rport is None:
+            print("log: skipped (no redis-server)")
+            return
+        with served(bin_, "--publish", "--resume", "--resume-window", "100",
+                    "--backplane", f"redis://127.0.0.1:{rport}/bench") as (server, port):
+            time.sleep(0.2)
+            for done in range(0, n, 50_000):  # in bursts a publisher's connection takes
+                count = min(50_000, n - done)
+                pub = fill(port, count, 100)
+                epoch = wait_offset(port, done + count)
+                pub.close()
+            filled = rss_kib(server.pid)
+            s, r, answer = resume(port, f"m {epoch} 0")
+            assert answer[3:] == ["1", "ok"], answer
+            grew, took = replay_growth(server, r, n)
+            s.close()
+            print(f"log: {n:,} x 100 B backlog in the Redis stream, window 100 (node RSS "
+                  f"{filled / 1024:.1f} MiB); replay from Redis raised RSS by "
+                  f"{grew / 1024:.2f} MiB (target < 16 MiB); replayed in {took * 1000:.0f} ms")
 
 
 def channel_log_memory(bin_, n=100_000):
-    redis, rport, d = start_redis()
-    if redis is None:
-        print("channels: skipped (no redis-server)")
-        return
-    server = None
-    try:
-        server, port = start(bin_, "--channels", "--resume", "--resume-window", "100",
-                             "--resume-total", "100", "--backplane",
-                             f"redis://127.0.0.1:{rport}/chbench")
-        sub = socket.create_connection(("127.0.0.1", port))
-        sub.sendall(frame(b"SUB b.>"))
-        sr = Reader(sub)
-        assert sr.read() == b"$sys.ok" and sr.read() == b"SUB b.>"
-        other = n // 10
-        pub = socket.create_connection(("127.0.0.1", port))
-        for done in range(0, n, 5_000):
-            # 5,000 at a time, each batch back through Redis before the next: under the
-            # server's --max-rate (100,000 frames a second) with commands counted.
-            body, batch = bytearray(), 0
-            for i in range(done, min(n, done + 5_000)):
-                body += frame(b"PUB b.x") + frame(b"%0*d" % (100, i))
-                batch += 1
-                if i % 10 == 0:
-                    body += frame(b"PUB b.y") + frame(b"%0*d" % (100, i))
+    with redis_port() as rport:
+        if rport is None:
+            print("channels: skipped (no redis-server)")
+            return
+        with served(bin_, "--channels", "--resume", "--resume-window", "100", "--resume-total",
+                    "100", "--backplane", f"redis://127.0.0.1:{rport}/chbench") as (server, port):
+            sub = socket.create_connection(("127.0.0.1", port))
+            sub.sendall(frame(b"SUB b.>"))
+            sr = Reader(sub)
+            assert sr.read() == b"$sys.ok" and sr.read() == b"SUB b.>"
+            other = n // 10
+            pub = socket.create_connection(("127.0.0.1", port))
+            for done in range(0, n, 5_000):
+                # 5,000 at a time, each batch back through Redis before the next: under the
+                # server's --max-rate (100,000 frames a second) with commands counted.
+                body, batch = bytearray(), 0
+                for i in range(done, min(n, done + 5_000)):
+                    body += frame(b"PUB b.x") + frame(b"%0*d" % (100, i))
                     batch += 1
-            t0 = time.monotonic()
-            pub.sendall(bytes(body))
-            for _ in range(batch):
-                sr.read()
-                sr.read()
-            time.sleep(max(0.0, 2 * batch / 90_000 - (time.monotonic() - t0)))
-        sub.close()
-        filled = rss_kib(server.pid)
-        c = socket.create_connection(("127.0.0.1", port))
-        c.sendall(frame(b"RESUME"))
-        r = Reader(c)
-        assert r.read() == b"$sys.ok"
-        epoch = r.read().decode().split()[1]
-        c.sendall(frame(f"RESUME b.x {epoch} 0".encode()))
-        assert r.read() == b"$sys.resumed"
-        answer = r.read().decode()
-        assert answer.endswith(" 1 ok"), answer
-        base, peak, done_ = rss_kib(server.pid), rss_kib(server.pid), threading.Event()
-
-        def sample():
-            nonlocal peak
-            while not done_.is_set():
-                peak = max(peak, rss_kib(server.pid))
-                time.sleep(0.002)
-        t = threading.Thread(target=sample)
-        t.start()
-        t0 = time.monotonic()
-        got = 0
-        while got < n:
-            assert r.read() == b"$sys.pos"
-            count = int(r.read().split()[2])
-            for _ in range(2 * count):
-                r.read()
-            got += count
-        took = time.monotonic() - t0
-        done_.set()
-        t.join()
-        c.close()
-        pub.close()
-        print(f"channels: {n:,} x 100 B backlog of one channel (+{other:,} of another between) "
-              f"in the Redis stream, node window 100 (node RSS {filled / 1024:.1f} MiB); replay "
-              f"from Redis raised RSS by {(peak - base) / 1024:.2f} MiB (target < 16 MiB); "
-              f"replayed in {took * 1000:.0f} ms")
-    finally:
-        if server:
-            server.kill()
-            server.wait()
-        redis.kill()
-        redis.wait()
-        shutil.rmtree(d, ignore_errors=True)
+                    if i % 10 == 0:
+                        body += frame(b"PUB b.y") + frame(b"%0*d" % (100, i))
+                        batch += 1
+                t0 = time.monotonic()
+                pub.sendall(bytes(body))
+                for _ in range(batch):
+                    sr.read()
+                    sr.read()
+                time.sleep(max(0.0, 2 * batch / 90_000 - (time.monotonic() - t0)))
+            sub.close()
+            filled = rss_kib(server.pid)
+            c = socket.create_connection(("127.0.0.1", port))
+            c.sendall(frame(b"RESUME"))
+            r = Reader(c)
+            assert r.read() == b"$sys.ok"
+            epoch = r.read().decode().split()[1]
+            c.sendall(frame(f"RESUME b.x {epoch} 0".encode()))
+            assert r.read() == b"$sys.resumed"
+            answer = r.read().decode()
+            assert answer.endswith(" 1 ok"), answer
+            grew, took = replay_growth(server, r, n, read_positioned)
+            c.close()
+            pub.close()
+            print(f"channels: {n:,} x 100 B backlog of one channel (+{other:,} of another between) "
+                  f"in the Redis stream, node window 100 (node RSS {filled / 1024:.1f} MiB); replay "
+                  f"from Redis raised RSS by {grew / 1024:.2f} MiB (target < 16 MiB); "
+                  f"replayed in {took * 1000:.0f} ms")
 
 
 def memory(bin_):
