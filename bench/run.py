@@ -734,14 +734,17 @@ CEILING_NOISE = 1.10
 
 
 def ceiling_warnings(results):
-    """A warning for each throughput row that beats the ceiling of its size by more than noise."""
+    """A warning for each throughput or fan-out row that beats the ceiling of its size (and, in
+    fan-out, its subscriber count) by more than noise."""
     out = []
     for r in results:
-        if r["scenario"] != "throughput" or r["system"] == "ceiling":
+        if r["scenario"] not in ("throughput", "fanout") or r["system"] == "ceiling":
             continue
-        c = find(results, "ceiling", "throughput", r["size"])
+        k = r.get("k", "") if r["scenario"] == "fanout" else ""
+        c = find(results, "ceiling", r["scenario"], r["size"], k)
         if c and c.get("msgs_per_s") and r.get("msgs_per_s", 0) > CEILING_NOISE * c["msgs_per_s"]:
-            out.append(f"  warning: {r['system']} at {r['size']} B beats the ceiling "
+            where = f"{r['size']} B" + (f", K = {k}" if k != "" else "")
+            out.append(f"  warning: {r['system']} at {where} beats the ceiling "
                        f"({r['msgs_per_s'] / c['msgs_per_s']:.2f}x): the ceiling is not one here")
     return out
 

@@ -43,6 +43,12 @@ def check_ceiling_warnings():
         ("ceiling", 65536, 100.0), ("zeromq", 65536, 150.0)))
     if len(warnings) != 1 or "zeromq at 65536 B beats the ceiling (1.50x)" not in warnings[0]:
         fail(f"ceiling warnings: {warnings}")
+    fanout = [{"system": system, "scenario": "fanout", "size": 100, "k": k, "msgs_per_s": rate}
+              for system, k, rate in (("ceiling", 100, 100.0), ("framecast-serve", 100, 105.0),
+                                      ("ceiling", 10000, 100.0), ("framecast-serve", 10000, 120.0))]
+    warnings = run_module().ceiling_warnings(fanout)
+    if len(warnings) != 1 or "framecast-serve at 100 B, K = 10000 beats the ceiling (1.20x)" not in warnings[0]:
+        fail(f"fan-out ceiling warnings: {warnings}")
 
 
 def check_small_frame_targets():

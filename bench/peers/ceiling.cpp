@@ -1,7 +1,8 @@
 // The ceiling for our protocol: the least a program can do and still move framed messages over
-// TCP. Blocking sockets; the sender writes one large buffer of prebuilt frames per send() (from
-// 8 KiB up, 64 frames per writev() gathering headers and one shared payload on a non-blocking
-// socket, waiting in poll() when it is full, as framecast's sender does); the receiver does
+// TCP. The sender (TCP_NODELAY, as framecast's sockets) writes prebuilt frames in writes of
+// exactly 4 whole TCP segments (see whole_segments) on a non-blocking socket, waiting in poll()
+// when it is full (from 8 KiB up, 64 frames per writev() gathering headers and one shared
+// payload, as framecast's sender does); the blocking receiver does
 // 256 KiB reads and finds frame boundaries in place, and reads
 // the rest of a payload longer than that straight into a buffer of the payload's size (one
 // recv() where framecast's decoder does one). Nothing framecast does can be faster, so every
@@ -100,21 +101,26 @@ void send_gathered(int fd, std::size_t size, std::uint64_t count) {
 
 int run_send(const options& o) {
     int fd = connect_tcp(o.str("connect"));
+    set_nodelay(fd);  // as framecast's sockets
     std::size_t size = o.u64("size", 100);
     std::uint64_t count = o.u64("count", 1'000'000);
     if (size >= gather_threshold) {
         send_gathered(fd, size, count);
         return 0;
     }
-    std::size_t per = frames_per_batch(size);
-    std::string batch = build_frames(size, per);
-    std::uint64_t left = count;
+    // The stream is the same frame over and over: every write is `chunk` bytes of it (whole
+    // TCP segments, see whole_segments), taken from a prebuilt run of frames at the stream
+    // offset's place within a frame.
+    const std::size_t frame = header_size + size;
+    const std::size_t chunk = whole_segments(fd);
+    const std::string run = build_frames(size, chunk / frame + 2);
+    const std::uint64_t total = count * frame;
     set_nonblocking(fd, true);  // as framecast's I/O layer writes (see writev_all)
-    while (left >= per) {
-        write_all(fd, batch.data(), batch.size());
-        left -= per;
+    for (std::uint64_t off = 0; off < total;) {
+        const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(chunk, total - off));
+        write_all(fd, run.data() + off % frame, n);
+        off += n;
     }
-    if (left > 0) write_all(fd, batch.data(), static_cast<std::size_t>(left) * (header_size + size));
     set_nonblocking(fd, false);
     ::shutdown(fd, SHUT_WR);
     char c;

@@ -1,8 +1,9 @@
 // framecast direct: the framecast codec over plain blocking sockets, used the way framecast's
-// I/O layer uses it. The sender encodes every message's header with encode_header and either
-// appends small frames into one batch buffer (append_frame; the client library's writer does
-// this) or gathers header and payload of large ones into writev without copying the payload, 64
-// frames per call. The receiver feeds 256 KiB reads to
+// I/O layer uses it (TCP_NODELAY, as framecast's sockets). The sender either writes small
+// frames into one batch buffer (write_frame; the client library's writer does this) and sends
+// it in writes of whole TCP segments, as the ceiling does, or encodes the headers of large ones
+// with encode_header and gathers header and payload into writev without copying the payload,
+// 64 frames per call. The receiver feeds 256 KiB reads to
 // framecast::decoder, which hands out payloads as views into the read buffer; the rest of a
 // payload longer than what is left of a read is read straight into the decoder
 // (payload_space/commit), as a client reading large frames would.
@@ -27,14 +28,16 @@ namespace {
 using namespace bench;
 
 constexpr std::size_t read_size = 256 * 1024;
-constexpr std::size_t batch_bytes = 256 * 1024;
 constexpr std::size_t gather_threshold = 8 * 1024;  // from here on, writev beats a copy
 constexpr std::size_t max_gather = 64;               // frames per writev, as in the server
 
 // Writes frames of `payload`, `count` times, as the I/O layer would.
 void send_frames(int fd, std::string_view payload, std::uint64_t count) {
     if (payload.size() < gather_threshold) {
-        std::vector<char> batch(batch_bytes + payload.size() + framecast::max_header_size);
+        // Writes of whole TCP segments, as the ceiling's (see whole_segments): what is past
+        // the last whole segment moves to the front and goes with the next write.
+        const std::size_t chunk = whole_segments(fd);
+        std::vector<char> batch(chunk + payload.size() + framecast::max_header_size);
         std::size_t fill = 0;
         std::error_code ec;
         set_nonblocking(fd, true);  // as the I/O layer writes, and the ceiling (see writev_all)
@@ -42,9 +45,10 @@ void send_frames(int fd, std::string_view payload, std::uint64_t count) {
             const std::size_t n = framecast::write_frame(batch.data() + fill, payload, ec);
             if (n == 0) die(ec.message().c_str());
             fill += n;
-            if (fill >= batch_bytes) {
-                write_all(fd, batch.data(), fill);
-                fill = 0;
+            if (fill >= chunk) {
+                write_all(fd, batch.data(), chunk);
+                std::memcpy(batch.data(), batch.data() + chunk, fill - chunk);
+                fill -= chunk;
             }
         }
         if (fill > 0) write_all(fd, batch.data(), fill);
@@ -124,6 +128,7 @@ int run_recv(const options& o) {
 
 int run_send(const options& o) {
     int fd = connect_tcp(o.str("connect"));
+    set_nodelay(fd);  // as framecast's sockets
     std::string payload(o.u64("size", 100), 'x');
     send_frames(fd, payload, o.u64("count", 1'000'000));
     ::shutdown(fd, SHUT_WR);
