@@ -740,7 +740,7 @@ def ceiling_warnings(results):
     for r in results:
         if r["scenario"] not in ("throughput", "fanout") or r["system"] == "ceiling":
             continue
-        k = r.get("k", "") if r["scenario"] == "fanout" else ""
+        k = r.get("k", "")  # "" in throughput rows: find() then matches any
         c = find(results, "ceiling", r["scenario"], r["size"], k)
         if c and c.get("msgs_per_s") and r.get("msgs_per_s", 0) > CEILING_NOISE * c["msgs_per_s"]:
             where = f"{r['size']} B" + (f", K = {k}" if k != "" else "")
