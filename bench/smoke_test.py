@@ -102,7 +102,7 @@ def main():
 
         have = {(r["system"], r["scenario"], r["size"], r["k"]) for r in results}
         want = [(s, "throughput", size, "") for s in ("ceiling", "framecast-direct", "tutorial-python")
-                for size in (16, 100, 65536)]
+                for size in (16, 100, 65536, 262144)]
         want += [(s, "pingpong", 100, "") for s in ("ceiling", "framecast-direct", "tutorial-python")]
         want += [("ceiling", "fanout", 100, k) for k in (1, 10)]
         if os.path.exists(os.path.join(a.bin_dir, "bench_zmq")):

@@ -2,7 +2,8 @@
 // TCP. The sender (TCP_NODELAY, as framecast's sockets) writes prebuilt frames in writes of
 // exactly 4 whole TCP segments (see whole_segments) on a non-blocking socket, waiting in poll()
 // when it is full (from 8 KiB up, 64 frames per writev() gathering headers and one shared
-// payload, as framecast's sender does); the blocking receiver does
+// payload, as framecast's sender does; from 128 KiB up, each frame in two writes, see
+// write_split_frame in common.hpp); the blocking receiver does
 // 256 KiB reads and finds frame boundaries in place, and reads
 // the rest of a payload longer than that straight into a buffer of the payload's size (one
 // recv() where framecast's decoder does one). Nothing framecast does can be faster, so every
@@ -12,12 +13,15 @@
 //   bench_ceiling send --connect HOST:PORT --size N --count M
 //   bench_ceiling echo --listen 127.0.0.1:0                        ping-pong server
 //   bench_ceiling ping --connect HOST:PORT --size N --count M [--warmup W] [--samples FILE]
-//   bench_ceiling pub  --listen 127.0.0.1:0 --k K --size N --count M [--rate R]
-//       fan-out: accepts K subscribers, then writes each batch of frames to each in turn
-//       (R messages/s when R > 0, else as fast as the subscribers read). Closes at the end.
+//   bench_ceiling pub  --listen 127.0.0.1:0 --k K --size N --count M [--rate R] [--batch-bytes B]
+//       fan-out: accepts K subscribers, then writes each batch of frames to all of them, each
+//       at its own pace on a non-blocking socket, as the server does (R messages/s when R > 0,
+//       else as fast as the subscribers read; B bytes of frames per batch, 256 KiB by default:
+//       smaller batches were slower at K = 10,000). Closes at the end.
 #include <string>
 #include <vector>
 
+#include <sys/epoll.h>
 #include <sys/uio.h>
 
 #include "common.hpp"
@@ -39,8 +43,8 @@ std::string build_frames(std::size_t size, std::size_t n) {
     return buf;
 }
 
-std::size_t frames_per_batch(std::size_t size) {
-    return std::max<std::size_t>(1, batch_bytes / (header_size + size));
+std::size_t frames_per_batch(std::size_t size, std::size_t bytes = batch_bytes) {
+    return std::max<std::size_t>(1, bytes / (header_size + size));
 }
 
 int run_recv(const options& o) {
@@ -77,21 +81,27 @@ int run_recv(const options& o) {
     return 0;
 }
 
-// Large frames: one prebuilt header and one payload, gathered max_gather times per writev().
+// Large frames: one prebuilt header and one payload, gathered max_gather times per writev(); from
+// split_above up, each frame in two writes (see write_split_frame).
 void send_gathered(int fd, std::size_t size, std::uint64_t count) {
     std::string header(header_size, ' ');
     put_header(header.data(), size);
     const std::string payload(size, 'x');
     std::vector<iovec> iov(2 * max_gather);
     set_nonblocking(fd, true);  // see writev_all
-    for (std::uint64_t sent = 0; sent < count;) {
-        const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(max_gather, count - sent));
-        for (std::size_t i = 0; i < n; ++i) {
-            iov[2 * i] = {header.data(), header.size()};
-            iov[2 * i + 1] = {const_cast<char*>(payload.data()), payload.size()};
+    if (size >= split_above) {
+        for (std::uint64_t i = 0; i < count; ++i)
+            write_split_frame(fd, header.data(), header.size(), payload.data(), size);
+    } else {
+        for (std::uint64_t sent = 0; sent < count;) {
+            const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(max_gather, count - sent));
+            for (std::size_t i = 0; i < n; ++i) {
+                iov[2 * i] = {header.data(), header.size()};
+                iov[2 * i + 1] = {const_cast<char*>(payload.data()), payload.size()};
+            }
+            writev_all(fd, iov.data(), static_cast<int>(2 * n));
+            sent += n;
         }
-        writev_all(fd, iov.data(), static_cast<int>(2 * n));
-        sent += n;
     }
     set_nonblocking(fd, false);
     ::shutdown(fd, SHUT_WR);
@@ -170,6 +180,69 @@ int run_ping(const options& o) {
     return 0;
 }
 
+// Writes `n` bytes of `data` to every subscriber, each at its own pace, as the server does: the
+// sockets are non-blocking, each takes what it can, and epoll says which of the ones that were
+// full can take more. A blocking write to each in turn (what this did until session 14) waited
+// for each slow subscriber while the others sat idle, where a batch (256 KiB) is more than a
+// socket takes (K <= 1,000). At K = 10,000 a batch is 44 KB, every socket took it whole, and the
+// row is as fast as the one subscriber process reads (docs/bench.md, "Large frames in two
+// writes, and the fan-out ceiling's writer").
+class fanout_writer {
+public:
+    explicit fanout_writer(std::vector<int> subs) : subs_(std::move(subs)), armed_(subs_.size(), false) {
+        ep_ = ::epoll_create1(EPOLL_CLOEXEC);
+        if (ep_ < 0) die("epoll_create1");
+        for (int fd : subs_) set_nonblocking(fd, true);
+    }
+    ~fanout_writer() {
+        for (int fd : subs_) ::close(fd);
+        ::close(ep_);
+    }
+
+    void write(const char* data, std::size_t n) {
+        off_.assign(subs_.size(), 0);
+        std::size_t left = 0;  // subscribers that still want bytes of this batch
+        for (std::size_t i = 0; i < subs_.size(); ++i) left += try_write(i, data, n) ? 0 : 1;
+        std::vector<epoll_event> ev(std::min<std::size_t>(subs_.size(), 1024));
+        while (left > 0) {
+            int m = ::epoll_wait(ep_, ev.data(), static_cast<int>(ev.size()), -1);
+            if (m < 0 && errno == EINTR) continue;
+            if (m < 0) die("epoll_wait");
+            for (int e = 0; e < m; ++e) {
+                std::size_t i = ev[e].data.u64;
+                if (off_[i] < n && try_write(i, data, n)) --left;
+            }
+        }
+    }
+
+private:
+    // True when subscriber i has all n bytes; else it waits in epoll (one-shot) for room.
+    bool try_write(std::size_t i, const char* data, std::size_t n) {
+        const int fd = subs_[i];
+        while (off_[i] < n) {
+            ssize_t w = ::send(fd, data + off_[i], n - off_[i], MSG_NOSIGNAL);
+            if (w < 0 && errno == EINTR) continue;
+            if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+                epoll_event e{};
+                e.events = EPOLLOUT | EPOLLONESHOT;
+                e.data.u64 = i;
+                const int op = armed_[i] ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
+                if (::epoll_ctl(ep_, op, fd, &e) != 0) die("epoll_ctl");
+                armed_[i] = true;
+                return false;
+            }
+            if (w < 0) die("send");
+            off_[i] += static_cast<std::size_t>(w);
+        }
+        return true;
+    }
+
+    std::vector<int> subs_;
+    std::vector<bool> armed_;
+    std::vector<std::size_t> off_;
+    int ep_ = -1;
+};
+
 int run_pub(const options& o) {
     raise_nofile();
     int lfd = listen_tcp(o.str("listen", "127.0.0.1:0"));
@@ -179,8 +252,10 @@ int run_pub(const options& o) {
     std::vector<int> subs;
     for (std::uint64_t i = 0; i < k; ++i) subs.push_back(accept_one(lfd));
     std::fprintf(stderr, "ceiling pub: %zu subscribers connected\n", subs.size());
-    // Paced: one frame per write. Saturated: batches, stamped when built.
-    std::size_t per = rate > 0 ? 1 : frames_per_batch(size);
+    fanout_writer out(std::move(subs));
+    // Paced: one frame per write. Saturated: batches, stamped when built; a batch is rewritten
+    // only when every subscriber has all of it.
+    std::size_t per = rate > 0 ? 1 : frames_per_batch(size, o.u64("batch-bytes", batch_bytes));
     std::string batch = build_frames(size, per);
     std::int64_t start = now_ns();
     for (std::uint64_t seq = 0; seq < count;) {
@@ -189,11 +264,10 @@ int run_pub(const options& o) {
         std::int64_t t = now_ns();
         for (std::size_t i = 0; i < n; ++i)
             stamp_payload(&batch[i * (header_size + size) + header_size], size, seq + i, t);
-        for (int fd : subs) write_all(fd, batch.data(), n * (header_size + size));
+        out.write(batch.data(), n * (header_size + size));
         seq += n;
     }
-    for (int fd : subs) ::close(fd);
-    return 0;
+    return 0;  // ~fanout_writer closes every subscriber
 }
 
 }  // namespace

@@ -3,7 +3,9 @@
 // frames into one batch buffer (write_frame; the client library's writer does this) and sends
 // it in writes of whole TCP segments, as the ceiling does, or encodes the headers of large ones
 // with encode_header and gathers header and payload into writev without copying the payload,
-// 64 frames per call. The receiver feeds 256 KiB reads to
+// 64 frames per call (from 128 KiB up: each frame in two writes, header and first bytes, then
+// the rest, as the ceiling and ZeroMQ write them; see write_split_frame in common.hpp; the
+// server's writer does not do this yet). The receiver feeds 256 KiB reads to
 // framecast::decoder, which hands out payloads as views into the read buffer; the rest of a
 // payload longer than what is left of a read is read straight into the decoder
 // (payload_space/commit), as a client reading large frames would.
@@ -58,6 +60,14 @@ void send_frames(int fd, std::string_view payload, std::uint64_t count) {
     std::vector<framecast::frame_header> headers(max_gather);
     std::vector<iovec> iov(2 * max_gather);
     set_nonblocking(fd, true);  // non-blocking, as the I/O layer writes (see writev_all)
+    if (payload.size() >= split_above) {
+        for (std::uint64_t i = 0; i < count; ++i) {
+            framecast::encode_header(payload.size(), headers[0]);
+            write_split_frame(fd, headers[0].data(), headers[0].size(), payload.data(), payload.size());
+        }
+        set_nonblocking(fd, false);
+        return;
+    }
     for (std::uint64_t sent = 0; sent < count;) {
         std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(max_gather, count - sent));
         for (std::size_t i = 0; i < n; ++i) {
