@@ -82,14 +82,14 @@ int run_recv(const options& o) {
 }
 
 // Large frames: one prebuilt header and one payload, gathered max_gather times per writev(); from
-// split_above up, each frame in two writes (see write_split_frame).
+// split_from up, each frame in two writes (see write_split_frame).
 void send_gathered(int fd, std::size_t size, std::uint64_t count) {
     std::string header(header_size, ' ');
     put_header(header.data(), size);
     const std::string payload(size, 'x');
     std::vector<iovec> iov(2 * max_gather);
     set_nonblocking(fd, true);  // see writev_all
-    if (size >= split_above) {
+    if (size >= split_from) {
         for (std::uint64_t i = 0; i < count; ++i)
             write_split_frame(fd, header.data(), header.size(), payload.data(), size);
     } else {
@@ -194,6 +194,8 @@ public:
         if (ep_ < 0) die("epoll_create1");
         for (int fd : subs_) set_nonblocking(fd, true);
     }
+    fanout_writer(const fanout_writer&) = delete;
+    fanout_writer& operator=(const fanout_writer&) = delete;
     ~fanout_writer() {
         for (int fd : subs_) ::close(fd);
         ::close(ep_);

@@ -271,19 +271,19 @@ inline void writev_all(int fd, iovec* iov, int n) {
     }
 }
 
-// Frames from split_above up are written one at a time in two writes: the header with the first
+// Frames from split_from up are written one at a time in two writes: the header with the first
 // bytes of the payload (split_head in all), then the rest of the payload. That is ZeroMQ's
 // pattern (its 8 KiB batch, then the message body without a copy). On loopback (AMD EPYC, Linux
 // 6.18) it cut the CPU of both ends by 25-35% at 1 MiB against one writev of 64 frames, and ran
 // the ceiling's 1 MiB pair at 7.5-8.8 GB/s against 5.0-5.3 (medians of 6-8); from 128 KiB to
 // 4 MiB it was as fast or faster, and at 64 KiB slower (docs/bench.md, "Large frames in two
 // writes"). A first write of the header alone (or up to 74 bytes) did not do it.
-inline constexpr std::size_t split_above = 128 * 1024;
+inline constexpr std::size_t split_from = 128 * 1024;
 inline constexpr std::size_t split_head = 8 * 1024;
 
 inline void write_split_frame(int fd, const char* header, std::size_t header_len, const char* payload,
                               std::size_t size) {
-    const std::size_t head = std::min(size, split_head - header_len);
+    const std::size_t head = header_len < split_head ? std::min(size, split_head - header_len) : 0;
     iovec v[2] = {{const_cast<char*>(header), header_len}, {const_cast<char*>(payload), head}};
     writev_all(fd, v, 2);
     if (size > head) write_all(fd, payload + head, size - head);

@@ -60,7 +60,7 @@ void send_frames(int fd, std::string_view payload, std::uint64_t count) {
     std::vector<framecast::frame_header> headers(max_gather);
     std::vector<iovec> iov(2 * max_gather);
     set_nonblocking(fd, true);  // non-blocking, as the I/O layer writes (see writev_all)
-    if (payload.size() >= split_above) {
+    if (payload.size() >= split_from) {
         for (std::uint64_t i = 0; i < count; ++i) {
             framecast::encode_header(payload.size(), headers[0]);
             write_split_frame(fd, headers[0].data(), headers[0].size(), payload.data(), payload.size());
