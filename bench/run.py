@@ -474,8 +474,15 @@ class Runner:
                       "--idle-ms", self.a.idle_ms]
         welcome = False
         if system == "ceiling":
+            # The same start as framecast-serve's: a welcome frame to each subscriber, and the
+            # first message only once every subscriber has its welcome (a line on stdin). Started
+            # while the subscriber process was still opening connections, the same publisher
+            # cost that process 1.2-1.3x the CPU per delivery (docs/bench.md, "The fan-out
+            # subscriber").
             srv = self.start([self.peer("bench_ceiling"), "pub", "--listen", "127.0.0.1:0", "--k", k,
-                              "--size", size, "--count", count, "--rate", rate], label + "-pub")
+                              "--size", size, "--count", count, "--rate", rate, "--welcome", 1],
+                             label + "-pub", stdin=subprocess.PIPE)
+            welcome = True
         elif system == "zeromq":
             if not self.have_zmq:
                 raise Skip("ZeroMQ peers not built")
@@ -507,6 +514,12 @@ class Runner:
                                    + ["--out", f"{out}.{i}"], f"{label}-subs{i}"))
         for s in subs:
             s.wait_line(r"^ready$", timeout)
+        if system == "ceiling":
+            try:
+                srv.p.stdin.write(b"go\n")
+                srv.p.stdin.close()
+            except BrokenPipeError:  # a publisher without --welcome may have finished already
+                pass
         if system == "framecast-serve":
             src = subprocess.Popen([self.peer("bench_fanout_sub"), "source", "--size", str(size),
                                     "--count", str(count), "--rate", str(rate)], stdout=srv.p.stdin)
@@ -552,6 +565,9 @@ class Runner:
             lost = ""
         return {"system": system, "scenario": "fanout", "size": size, "k": k, "count": count,
                 "delivered": delivered, "expected": expected, "seconds": secs,
+                # the subscriber processes' CPU from their first delivery on: near `seconds`
+                # (per process) when they, not the publisher, are the busy end
+                "sub_cpu_s": sum(p.get("sub_cpu_s", 0.0) for p in parts),
                 "msgs_per_s": delivered / secs if secs > 0 else 0.0,
                 "mb_per_s": delivered * size / secs / 1e6 if secs > 0 else 0.0,
                 "sat_p50_us": pct(50), "sat_p99_us": pct(99), "p50_us": pct(50), "p99_us": pct(99),

@@ -124,6 +124,9 @@ def main():
                 fail(f"bad msgs_per_s in {r}")
             if r["scenario"] == "fanout" and r["delivered"] != r["expected"]:
                 fail(f"fan-out lost messages: {r}")
+            cpu = r.get("sub_cpu_s")  # which end was busy: the subscribers' CPU during the run
+            if r["scenario"] == "fanout" and (not isinstance(cpu, (int, float)) or not 0 < cpu < 60):
+                fail(f"fan-out row without the subscribers' CPU time (sub_cpu_s): {r}")
         if shutil.which("gnuplot"):
             for png in ("throughput.png", "latency.png", "fanout.png"):
                 with open(os.path.join(out, png), "rb") as f:

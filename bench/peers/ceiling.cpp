@@ -14,10 +14,14 @@
 //   bench_ceiling echo --listen 127.0.0.1:0                        ping-pong server
 //   bench_ceiling ping --connect HOST:PORT --size N --count M [--warmup W] [--samples FILE]
 //   bench_ceiling pub  --listen 127.0.0.1:0 --k K --size N --count M [--rate R] [--batch-bytes B]
+//                      [--welcome 1]
 //       fan-out: accepts K subscribers, then writes each batch of frames to all of them, each
 //       at its own pace on a non-blocking socket, as the server does (R messages/s when R > 0,
 //       else as fast as the subscribers read; B bytes of frames per batch, 256 KiB by default:
-//       smaller batches were slower at K = 10,000). Closes at the end.
+//       smaller batches were slower at K = 10,000). With --welcome 1 it starts as `framecast
+//       serve --source stdin` does in bench/run.py: a welcome frame to each subscriber as it is
+//       accepted, and the first batch once a line arrives on stdin (the driver writes it when
+//       every subscriber has its welcome). Closes at the end.
 #include <string>
 #include <vector>
 
@@ -252,8 +256,19 @@ int run_pub(const options& o) {
     std::size_t size = std::max<std::size_t>(o.u64("size", 100), stamp_size);
     double rate = o.f64("rate", 0);
     std::vector<int> subs;
-    for (std::uint64_t i = 0; i < k; ++i) subs.push_back(accept_one(lfd));
+    const bool welcome = o.u64("welcome", 0) != 0;
+    static constexpr char welcome_frame[] = "11        bench-ready";
+    for (std::uint64_t i = 0; i < k; ++i) {
+        subs.push_back(accept_one(lfd));
+        set_nodelay(subs.back());  // as framecast's sockets
+        if (welcome) write_all(subs.back(), welcome_frame, sizeof welcome_frame - 1);
+    }
     std::fprintf(stderr, "ceiling pub: %zu subscribers connected\n", subs.size());
+    // Published while the subscriber process was still opening its connections, the same
+    // batches cost that process 1.2-1.3x the CPU per delivery at K = 10,000 (docs/bench.md,
+    // "The fan-out subscriber"); so the harness starts this one as it starts framecast serve.
+    char line[16];
+    if (welcome && !std::fgets(line, sizeof line, stdin)) die("stdin: no start line");
     fanout_writer out(std::move(subs));
     // Paced: one frame per write. Saturated: batches, stamped when built; a batch is rewritten
     // only when every subscriber has all of it.

@@ -219,11 +219,10 @@ int subs(const options& o) {
                     if (!c->done) c->done = true, ++done;
                     break;
                 }
+                const std::int64_t at = now_ns();
                 parse(*c, {buf.data(), static_cast<std::size_t>(r)}, [&](std::string_view p) {
                     std::uint64_t seq = 0;
-                    std::int64_t t = 0;
-                    if (tracker.on_message(p) && read_stamp(p, seq, t) && seq + 1 == count &&
-                        !c->done) {
+                    if (tracker.on_message(p, at, seq) && seq + 1 == count && !c->done) {
                         c->done = true;
                         ++done;
                     }

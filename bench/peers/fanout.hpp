@@ -17,13 +17,15 @@ public:
     fanout_tracker(std::uint64_t subscribers, std::uint64_t count)
         : k_(subscribers), arrivals_(count, 0), sent_(count, 0), last_(count, 0) {}
 
-    // One message delivered to one subscriber. False when it is not a benchmark message.
-    bool on_message(std::string_view payload) {
-        std::uint64_t seq = 0;
+    // One message delivered to one subscriber, at `now`. Callers read the clock once per read
+    // from the socket, not once per message: every frame of one recv() had arrived by then, and
+    // a clock read per message was 15-20% of the subscriber process's time at K = 10,000, where
+    // that process is the busy end (docs/bench.md, "The fan-out subscriber"). False when it is
+    // not a benchmark message; else `seq` is its sequence number.
+    bool on_message(std::string_view payload, std::int64_t now, std::uint64_t& seq) {
         std::int64_t t = 0;
         if (!read_stamp(payload, seq, t) || seq >= arrivals_.size()) return false;
-        std::int64_t now = now_ns();
-        if (deliveries_ == 0) first_ns_ = now;
+        if (deliveries_ == 0) first_ns_ = now, cpu_at_first_ = cpu_ns();
         last_ns_ = now;
         ++deliveries_;
         sent_[seq] = t;
@@ -37,6 +39,7 @@ public:
     // "seq sent_ns last_ns" for each message every subscriber here got (the driver merges the
     // files of several subscriber processes), and the summary line on stdout.
     void report(const char* system, std::uint64_t size, const std::string& path) const {
+        const std::int64_t cpu = cpu_ns() - cpu_at_first_;  // before the sort and the file
         std::vector<double> us;
         FILE* f = path.empty() ? nullptr : std::fopen(path.c_str(), "w");
         for (std::size_t i = 0; i < last_.size(); ++i) {
@@ -57,12 +60,21 @@ public:
             .add("first_ns", static_cast<std::uint64_t>(first_ns_))
             .add("last_ns", static_cast<std::uint64_t>(last_ns_))
             .add("seconds", s)
+            // this process's CPU time (user + system) from its first delivery to the report:
+            // near `seconds` when the subscribers are the busy end of the run
+            .add("sub_cpu_s", static_cast<double>(cpu) / 1e9)
             .add("msgs_per_s", s > 0 ? static_cast<double>(deliveries_) / s : 0.0)
             .add("p50_us", percentile(us, 50)).add("p99_us", percentile(us, 99));
         r.print();
     }
 
 private:
+    static std::int64_t cpu_ns() {
+        timespec ts{};
+        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+        return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+    }
+
     std::uint64_t k_;
     std::vector<std::uint32_t> arrivals_;
     std::vector<std::int64_t> sent_;
@@ -70,6 +82,7 @@ private:
     std::uint64_t deliveries_ = 0;
     std::int64_t first_ns_ = 0;
     std::int64_t last_ns_ = 0;
+    std::int64_t cpu_at_first_ = 0;
 };
 
 }  // namespace bench

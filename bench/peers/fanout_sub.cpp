@@ -87,6 +87,7 @@ int run(const options& o) {
                     if (!s->ready) s->ready = true, ++ready;
                     break;
                 }
+                const std::int64_t at = now_ns();
                 std::span<const char> in(buf.data(), static_cast<std::size_t>(r));
                 for (;;) {
                     auto ev = s->dec.next(in);
@@ -97,9 +98,7 @@ int run(const options& o) {
                         if (++ready == k) std::printf("ready\n"), std::fflush(stdout);
                     }
                     std::uint64_t seq = 0;
-                    std::int64_t t = 0;
-                    if (tracker.on_message(s->dec.payload()) && read_stamp(s->dec.payload(), seq, t) &&
-                        seq + 1 == count && !s->done) {
+                    if (tracker.on_message(s->dec.payload(), at, seq) && seq + 1 == count && !s->done) {
                         s->done = true;
                         ++done;
                     }
