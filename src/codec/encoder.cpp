@@ -38,11 +38,6 @@ namespace {
 // messages costs one string append (capacity check, copy) per message, not two plus a reserve.
 constexpr std::size_t small_frame_payload = 256;
 
-constexpr char two_digits[] =
-    "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
-    "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
-    "8081828384858687888990919293949596979899";
-
 }  // namespace
 
 std::error_code append_frame(std::string& out, std::string_view payload,
@@ -64,12 +59,10 @@ std::error_code append_frame(std::string& out, std::string_view payload,
     return {};
 }
 
-namespace {
+namespace detail {
 
-// write_frame's general path: other header sizes, code points, long payloads.
-[[gnu::noinline]] std::size_t write_frame_general(char* out, std::string_view payload,
-                                                  std::error_code& ec,
-                                                  const codec_options& opts) noexcept {
+std::size_t write_frame_general(char* out, std::string_view payload, std::error_code& ec,
+                                const codec_options& opts) noexcept {
     frame_header h;
     if (auto e = encode_header(payload, h, opts)) {
         ec = e;
@@ -80,51 +73,7 @@ namespace {
     return h.size() + payload.size();
 }
 
-// Copies up to 16 bytes with two overlapping loads and stores, no call.
-inline void copy_small(char* to, const char* from, std::size_t n) noexcept {
-    if (n >= 8) {
-        std::uint64_t a, b;
-        std::memcpy(&a, from, 8);
-        std::memcpy(&b, from + n - 8, 8);
-        std::memcpy(to, &a, 8);
-        std::memcpy(to + n - 8, &b, 8);
-    } else if (n >= 4) {
-        std::uint32_t a, b;
-        std::memcpy(&a, from, 4);
-        std::memcpy(&b, from + n - 4, 4);
-        std::memcpy(to, &a, 4);
-        std::memcpy(to + n - 4, &b, 4);
-    } else {
-        for (std::size_t i = 0; i < n; ++i) to[i] = from[i];
-    }
-}
-
-}  // namespace
-
-std::size_t write_frame(char* out, std::string_view payload, std::error_code& ec,
-                        const codec_options& opts) noexcept {
-    const std::size_t v = payload.size();
-    if (opts.unit != length_unit::bytes || opts.header_size != default_header_size || v >= 1000)
-        [[unlikely]] {
-        return write_frame_general(out, payload, ec, opts);
-    }
-    // The usual header: ten spaces stored at a constant size, the digits written over them.
-    std::memcpy(out, "          ", default_header_size);
-    if (v >= 100) {
-        out[0] = static_cast<char>('0' + v / 100);
-        std::memcpy(out + 1, two_digits + 2 * (v % 100), 2);
-    } else if (v >= 10) {
-        std::memcpy(out, two_digits + 2 * v, 2);
-    } else {
-        out[0] = static_cast<char>('0' + v);
-    }
-    if (v <= 16) {
-        copy_small(out + default_header_size, payload.data(), v);
-    } else {
-        std::memcpy(out + default_header_size, payload.data(), v);
-    }
-    return default_header_size + v;
-}
+}  // namespace detail
 
 std::string encode_frame(std::string_view payload, const codec_options& opts) {
     std::string out;
