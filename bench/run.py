@@ -565,8 +565,9 @@ class Runner:
             lost = ""
         return {"system": system, "scenario": "fanout", "size": size, "k": k, "count": count,
                 "delivered": delivered, "expected": expected, "seconds": secs,
-                # the subscriber processes' CPU from their first delivery on: near `seconds`
-                # (per process) when they, not the publisher, are the busy end
+                # the subscriber processes' CPU from their first delivery on, summed: near
+                # `seconds` times the number of processes when they, not the publisher, are the
+                # busy end (ZeroMQ's also counts libzmq's I/O thread)
                 "sub_cpu_s": sum(p.get("sub_cpu_s", 0.0) for p in parts),
                 "msgs_per_s": delivered / secs if secs > 0 else 0.0,
                 "mb_per_s": delivered * size / secs / 1e6 if secs > 0 else 0.0,

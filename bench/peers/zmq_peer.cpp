@@ -167,7 +167,9 @@ int run_subs(const options& o) {
             for (std::uint64_t m = 0; subs[i].recv(msg, zmq::recv_flags::dontwait); ++m) {
                 ++got;
                 // The clock once per 64 messages, as the framed subscribers read it once per
-                // recv() (a 256 KiB read holds 2,300 frames of 100 B; fanout.hpp).
+                // recv() (a 256 KiB read holds 2,300 frames of 100 B; fanout.hpp). Unlike one
+                // recv(), later messages of a group may have reached libzmq's queue after the
+                // clock was read: they are stamped early, which can only flatter ZeroMQ's rows.
                 if (m % 64 == 0) at = now_ns();
                 std::string_view p(static_cast<const char*>(msg.data()), msg.size());
                 std::uint64_t seq = 0;

@@ -61,8 +61,10 @@ std::error_code append_frame(std::string& out, std::string_view payload,
 
 namespace detail {
 
-std::size_t write_frame_general(char* out, std::string_view payload, std::error_code& ec,
-                                const codec_options& opts) noexcept {
+// Out of line even here (append_frame inlines write_frame), so the fast path stays a leaf.
+[[gnu::noinline]] std::size_t write_frame_general(char* out, std::string_view payload,
+                                                  std::error_code& ec,
+                                                  const codec_options& opts) noexcept {
     frame_header h;
     if (auto e = encode_header(payload, h, opts)) {
         ec = e;
