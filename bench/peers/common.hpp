@@ -81,11 +81,12 @@ private:
 
 // CLOCK_MONOTONIC in nanoseconds: comparable across processes on one machine, which is what
 // lets a subscriber process compute publish-to-delivery latency from a time in the payload.
-inline std::int64_t now_ns() {
+inline std::int64_t clock_ns(clockid_t clock) {
     timespec ts{};
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(clock, &ts);
     return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
 }
+inline std::int64_t now_ns() { return clock_ns(CLOCK_MONOTONIC); }
 
 // Waits until `t` (now_ns scale); sleeps for long waits, spins for the last 100 µs.
 inline void wait_until_ns(std::int64_t t) {

@@ -69,11 +69,7 @@ public:
     }
 
 private:
-    static std::int64_t cpu_ns() {
-        timespec ts{};
-        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-        return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
-    }
+    static std::int64_t cpu_ns() { return clock_ns(CLOCK_PROCESS_CPUTIME_ID); }
 
     std::uint64_t k_;
     std::vector<std::uint32_t> arrivals_;
