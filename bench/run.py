@@ -100,6 +100,7 @@ class Proc:
                                   preexec_fn=setup)
         self.lines = queue.Queue()
         self.all_lines = []
+        self.cpu = None  # (user s, system s), once wait() has reaped it
         self.eof = threading.Event()
         if not raw_stdout:
             threading.Thread(target=self._pump, daemon=True).start()
@@ -131,10 +132,26 @@ class Proc:
                 return m
 
     def wait(self, timeout):
+        """The exit code, once the process has exited (TimeoutError after `timeout` s). Reaped
+        with wait4(), so self.cpu holds its user and system CPU seconds."""
+        if self.p.returncode is not None:
+            return self.p.returncode
         try:
-            return self.p.wait(timeout=max(timeout, 0.1))
-        except subprocess.TimeoutExpired:
-            raise TimeoutError(f"{self.name}: still running after {timeout:.0f}s") from None
+            fd = os.pidfd_open(self.p.pid)
+        except (AttributeError, OSError):  # no pidfd here: no CPU figures either
+            try:
+                return self.p.wait(timeout=max(timeout, 0.1))
+            except subprocess.TimeoutExpired:
+                raise TimeoutError(f"{self.name}: still running after {timeout:.0f}s") from None
+        try:
+            if not select.select([fd], [], [], max(timeout, 0.1))[0]:
+                raise TimeoutError(f"{self.name}: still running after {timeout:.0f}s")
+        finally:
+            os.close(fd)
+        _, status, ru = os.wait4(self.p.pid, 0)
+        self.p.returncode = os.waitstatus_to_exitcode(status)
+        self.cpu = (ru.ru_utime, ru.ru_stime)
+        return self.p.returncode
 
     def result(self):
         for line in reversed(self.all_lines):
@@ -281,6 +298,18 @@ class Runner:
         if rc != 0:
             raise RuntimeError(f"{who.name} exited {rc}: {who.stderr_tail()}")
         row = who.result()
+        if result_from == "server":
+            # A throughput pair (the server receives): each end's CPU, user and system. It
+            # says which end was busy, and how much was framing (user) rather than the
+            # kernel's TCP (system). The sender exits once the receiver has closed; one that
+            # does not within a second is left without figures.
+            try:
+                cli.wait(1)
+            except TimeoutError:
+                pass
+            for end, p in (("recv", srv), ("send", cli)):
+                if p.cpu:
+                    row[f"{end}_user_s"], row[f"{end}_sys_s"] = round(p.cpu[0], 4), round(p.cpu[1], 4)
         if extra:
             row.update(extra)
         return row
@@ -767,6 +796,12 @@ def targets(results):
                                 find(results, "ceiling", "throughput", 16)),
                                (100, direct100, ceil100)):
         line(f"{size} B direct vs ceiling msgs/s", ratio(direct, ceil), 0.8)
+    for size in (16, 100):
+        users = [user_ns(find(results, s, "throughput", size)) for s in ("framecast-direct", "ceiling")]
+        if None not in users:
+            out.append(f"  {size} B user CPU per message, sender + receiver: framecast-direct "
+                       f"{users[0]:.1f} ns, ceiling {users[1]:.1f} ns (for context: the framing's "
+                       f"own cost; the kernel's is the same in both)")
     for feeder in ("stdin", "send"):
         line(f"100 B relay ({feeder}) vs ZeroMQ direct msgs/s",
              ratio(find(results, f"framecast-relay-{feeder}", "throughput", 100), zmq100), 1)
@@ -784,6 +819,13 @@ def targets(results):
     line("ping-pong p99 framecast-direct / ZeroMQ", ratio(dp, zp, "p99_us"), 1, higher=False)
     out.extend(ceiling_warnings(results))
     return "\n".join(out)
+
+
+def user_ns(row):
+    """User CPU per message of a throughput pair, sender + receiver, in ns (None without it)."""
+    if not row or row.get("send_user_s") is None or row.get("recv_user_s") is None or not row.get("count"):
+        return None
+    return (row["send_user_s"] + row["recv_user_s"]) * 1e9 / row["count"]
 
 
 # A ceiling beaten by more than this, and by more than the spread of the two rows' repeats, is

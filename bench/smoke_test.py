@@ -139,6 +139,10 @@ def main():
             if r["scenario"] in ("throughput", "fanout") and not (
                     r.get("runs", 0) >= 1 and r.get("min_msgs_per_s", -1) <= r["msgs_per_s"] <= r.get("max_msgs_per_s", -1)):
                 fail(f"row without its repeats' count and spread (runs, min/max_msgs_per_s): {r}")
+            if r["scenario"] == "throughput" and r["system"] in ("ceiling", "framecast-direct") and not all(
+                    isinstance(r.get(f"{end}_{kind}_s"), (int, float)) and 0 <= r[f"{end}_{kind}_s"] < 60
+                    for end in ("recv", "send") for kind in ("user", "sys")):
+                fail(f"throughput row without each end's CPU (recv/send_user/sys_s): {r}")
             cpu = r.get("sub_cpu_s")  # which end was busy: the subscribers' CPU during the run
             if r["scenario"] == "fanout" and (not isinstance(cpu, (int, float)) or not 0 < cpu < 60):
                 fail(f"fan-out row without the subscribers' CPU time (sub_cpu_s): {r}")
