@@ -342,21 +342,31 @@ class Runner:
             raise Skip("ZeroMQ peers not built")
         return [self.peer(binary)]
 
-    def throughput_all(self, systems, size):
-        """Every direct system's runs at one size, --repeat times, alternated (ceiling,
-        framecast-direct, zeromq, ceiling, ...); the median of each is kept. This machine's
-        speed for a pair has a fast and a slow mode that can outlast a system's repeats: run
-        back to back, one system's median could come from one mode and the next system's from
-        the other (docs/bench.md, "Throughput repeats alternate"), as in the fan-out rows."""
+    def alternated(self, systems, what, once, skip=None):
+        """Each system's runs, --repeat times, alternated (ceiling, framecast-direct, zeromq,
+        ceiling, ...): this machine's speed for a pair has fast and slow stretches that can
+        outlast a system's repeats, so run back to back one system's median could come from a
+        fast stretch and the next system's from a slow one (docs/bench.md, "Throughput repeats
+        alternate", "The fan-out subscriber"). `once(system)` is one run; `skip(i, system)`
+        leaves out repeat i. A system skipped or failed (noted once, as `what(system)`) runs no
+        more. Returns {system: [result, ...]}."""
         reps = {s: [] for s in systems}
         live = list(systems)
-        for _ in range(self.a.repeat):
+        for i in range(self.a.repeat):
             for s in list(live):
-                r = self.guarded(f"throughput {s} {size}", self.throughput_once, s, size)
-                if r is None:  # skipped or failed (noted once): no more runs of it at this size
+                if skip and skip(i, s):
+                    continue
+                r = self.guarded(what(s), once, s)
+                if r is None:
                     live.remove(s)
                 else:
                     reps[s].append(r)
+        return reps
+
+    def throughput_all(self, systems, size):
+        """Every direct system's runs at one size, alternated; the median of each is kept."""
+        reps = self.alternated(systems, lambda s: f"throughput {s} {size}",
+                               lambda s: self.throughput_once(s, size))
         for s in systems:
             if reps[s]:
                 self.record(median_row(reps[s]))
@@ -504,17 +514,9 @@ class Runner:
         from the other (docs/bench.md, "The fan-out subscriber"). ZeroMQ, 15x slower at
         K = 10,000 (~40 s a run), runs once there."""
         sat = self.fanout_counts(k)[0]
-        reps = {s: [] for s in systems}
-        live = list(systems)
-        for i in range(self.a.repeat):
-            for s in list(live):
-                if i > 0 and k > 1000 and s == "zeromq":
-                    continue
-                r = self.guarded(f"fanout {s} K={k}", self.fanout_once, s, k, sat, 0)
-                if r is None:  # skipped or failed (noted once): no more runs of it at this K
-                    live.remove(s)
-                else:
-                    reps[s].append(r)
+        reps = self.alternated(systems, lambda s: f"fanout {s} K={k}",
+                               lambda s: self.fanout_once(s, k, sat, 0),
+                               skip=lambda i, s: i > 0 and k > 1000 and s == "zeromq")
         for s in systems:
             if reps[s]:
                 self.guarded(f"fanout {s} K={k}", self.fanout_finish, s, k, reps[s])
