@@ -138,17 +138,24 @@ class Proc:
             return self.p.returncode
         try:
             fd = os.pidfd_open(self.p.pid)
-        except (AttributeError, OSError):  # no pidfd here: no CPU figures either
+        except (AttributeError, OSError):  # no pidfd (old kernel, seccomp): poll, as Popen does
+            fd = None
+        if fd is not None:
             try:
-                return self.p.wait(timeout=max(timeout, 0.1))
-            except subprocess.TimeoutExpired:
-                raise TimeoutError(f"{self.name}: still running after {timeout:.0f}s") from None
-        try:
-            if not select.select([fd], [], [], max(timeout, 0.1))[0]:
-                raise TimeoutError(f"{self.name}: still running after {timeout:.0f}s")
-        finally:
-            os.close(fd)
-        _, status, ru = os.wait4(self.p.pid, 0)
+                if not select.select([fd], [], [], max(timeout, 0.1))[0]:
+                    raise TimeoutError(f"{self.name}: still running after {timeout:.0f}s")
+            finally:
+                os.close(fd)
+            _, status, ru = os.wait4(self.p.pid, 0)
+        else:
+            deadline = time.monotonic() + max(timeout, 0.1)
+            while True:
+                pid, status, ru = os.wait4(self.p.pid, os.WNOHANG)
+                if pid != 0:
+                    break
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{self.name}: still running after {timeout:.0f}s")
+                time.sleep(0.005)
         self.p.returncode = os.waitstatus_to_exitcode(status)
         self.cpu = (ru.ru_utime, ru.ru_stime)
         return self.p.returncode
@@ -302,11 +309,11 @@ class Runner:
             # A throughput pair (the server receives): each end's CPU, user and system. It
             # says which end was busy, and how much was framing (user) rather than the
             # kernel's TCP (system). The sender exits once the receiver has closed; one that
-            # does not within a second is left without figures.
+            # does not within 5 s is left without figures, and a note says so.
             try:
-                cli.wait(1)
+                cli.wait(5)
             except TimeoutError:
-                pass
+                self.note(f"{cli.name}: still running 5 s after the receiver's result: no CPU figures")
             for end, p in (("recv", srv), ("send", cli)):
                 if p.cpu:
                     row[f"{end}_user_s"], row[f"{end}_sys_s"] = round(p.cpu[0], 4), round(p.cpu[1], 4)
@@ -799,11 +806,11 @@ def targets(results):
                                (100, direct100, ceil100)):
         line(f"{size} B direct vs ceiling msgs/s", ratio(direct, ceil), 0.8)
     for size in (16, 100):
-        users = [user_ns(find(results, s, "throughput", size)) for s in ("framecast-direct", "ceiling")]
-        if None not in users:
-            out.append(f"  {size} B user CPU per message, sender + receiver: framecast-direct "
-                       f"{users[0]:.1f} ns, ceiling {users[1]:.1f} ns (for context: the framing's "
-                       f"own cost; the kernel's is the same in both)")
+        cpu = [cpu_ns(find(results, s, "throughput", size)) for s in ("framecast-direct", "ceiling")]
+        if None not in cpu:
+            out.append(f"  {size} B CPU per message, sender + receiver, user + system: framecast-direct "
+                       f"{cpu[0][0]:.1f} + {cpu[0][1]:.1f} ns, ceiling {cpu[1][0]:.1f} + {cpu[1][1]:.1f} ns "
+                       f"(for context: user time is the framing's own cost)")
     for feeder in ("stdin", "send"):
         line(f"100 B relay ({feeder}) vs ZeroMQ direct msgs/s",
              ratio(find(results, f"framecast-relay-{feeder}", "throughput", 100), zmq100), 1)
@@ -823,11 +830,15 @@ def targets(results):
     return "\n".join(out)
 
 
-def user_ns(row):
-    """User CPU per message of a throughput pair, sender + receiver, in ns (None without it)."""
-    if not row or row.get("send_user_s") is None or row.get("recv_user_s") is None or not row.get("count"):
+def cpu_ns(row):
+    """(user, system) CPU per message of a throughput pair, sender + receiver, in ns; None
+    without the figures."""
+    keys = ("send_user_s", "recv_user_s", "send_sys_s", "recv_sys_s")
+    if not row or not row.get("count") or any(row.get(k) is None for k in keys):
         return None
-    return (row["send_user_s"] + row["recv_user_s"]) * 1e9 / row["count"]
+    n = row["count"]
+    return ((row["send_user_s"] + row["recv_user_s"]) * 1e9 / n,
+            (row["send_sys_s"] + row["recv_sys_s"]) * 1e9 / n)
 
 
 # A ceiling beaten by more than this, and by more than the spread of the two rows' repeats, is
@@ -862,7 +873,7 @@ def ceiling_warnings(results):
 
 
 def spread(row):
-    if row.get("min_msgs_per_s") is None:
+    if row.get("min_msgs_per_s") is None or row["min_msgs_per_s"] == row["max_msgs_per_s"]:
         return fmt_num(row["msgs_per_s"])
     return f"{fmt_num(row['min_msgs_per_s'])}-{fmt_num(row['max_msgs_per_s'])}"
 

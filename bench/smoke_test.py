@@ -65,13 +65,20 @@ def check_ceiling_warnings():
 
 def check_small_frame_targets():
     """run.py prints the issue's small-frame goals (direct >= 0.8x the ceiling at 16 B and 100 B)."""
-    text = run_module().targets(throughput_rows(
+    rows = throughput_rows(
         ("ceiling", 16, 100.0), ("framecast-direct", 16, 50.0),
-        ("ceiling", 100, 100.0), ("framecast-direct", 100, 90.0)))
+        ("ceiling", 100, 100.0), ("framecast-direct", 100, 90.0))
+    for r, cpu in zip(rows[2:], ((0.1, 0.2, 0.5, 0.6), (0.3, 0.4, 0.5, 0.7))):
+        r.update(count=1_000_000, send_user_s=cpu[0], recv_user_s=cpu[1], send_sys_s=cpu[2], recv_sys_s=cpu[3])
+    text = run_module().targets(rows)
     for want in ("16 B direct vs ceiling msgs/s: 0.50x (target >= 0.8x) SHORT",
-                 "100 B direct vs ceiling msgs/s: 0.90x (target >= 0.8x) met"):
+                 "100 B direct vs ceiling msgs/s: 0.90x (target >= 0.8x) met",
+                 "100 B CPU per message, sender + receiver, user + system: framecast-direct "
+                 "700.0 + 1200.0 ns, ceiling 300.0 + 1100.0 ns"):
         if want not in text:
             fail(f"targets lack {want!r}:\n{text}")
+    if "16 B CPU per message" in text:  # the 16 B rows have no CPU figures: no line for them
+        fail(f"targets print CPU figures the rows lack:\n{text}")
 
 
 def main():
