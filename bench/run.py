@@ -71,10 +71,10 @@ def pair_cpus():
 def median_row(reps):
     """The median of a case's repeats (by msgs/s), with how many there were and the slowest and
     fastest of them, so a reader can tell a gap from the spread between runs."""
-    rates = sorted(r["msgs_per_s"] for r in reps)
-    row = sorted(reps, key=lambda r: r["msgs_per_s"])[len(reps) // 2]
-    row["runs"] = len(reps)
-    row["min_msgs_per_s"], row["max_msgs_per_s"] = rates[0], rates[-1]
+    ordered = sorted(reps, key=lambda r: r["msgs_per_s"])
+    row = ordered[len(ordered) // 2]
+    row["runs"] = len(ordered)
+    row["min_msgs_per_s"], row["max_msgs_per_s"] = ordered[0]["msgs_per_s"], ordered[-1]["msgs_per_s"]
     return row
 
 
@@ -136,26 +136,18 @@ class Proc:
         with wait4(), so self.cpu holds its user and system CPU seconds."""
         if self.p.returncode is not None:
             return self.p.returncode
-        try:
-            fd = os.pidfd_open(self.p.pid)
-        except (AttributeError, OSError):  # no pidfd (old kernel, seccomp): poll, as Popen does
-            fd = None
-        if fd is not None:
-            try:
-                if not select.select([fd], [], [], max(timeout, 0.1))[0]:
-                    raise TimeoutError(f"{self.name}: still running after {timeout:.0f}s")
-            finally:
-                os.close(fd)
-            _, status, ru = os.wait4(self.p.pid, 0)
-        else:
-            deadline = time.monotonic() + max(timeout, 0.1)
-            while True:
-                pid, status, ru = os.wait4(self.p.pid, os.WNOHANG)
-                if pid != 0:
-                    break
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"{self.name}: still running after {timeout:.0f}s")
-                time.sleep(0.005)
+        # Polled with a growing pause, as Popen.wait(timeout) does, but through wait4(): it
+        # also returns the process's resource usage.
+        deadline = time.monotonic() + max(timeout, 0.1)
+        pause = 0.001
+        while True:
+            pid, status, ru = os.wait4(self.p.pid, os.WNOHANG)
+            if pid != 0:
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.name}: still running after {timeout:.0f}s")
+            time.sleep(pause)
+            pause = min(pause * 2, 0.05)
         self.p.returncode = os.waitstatus_to_exitcode(status)
         self.cpu = (ru.ru_utime, ru.ru_stime)
         return self.p.returncode
@@ -860,7 +852,7 @@ def ceiling_warnings(results):
         c = find(results, "ceiling", r["scenario"], r["size"], k)
         if not (c and c.get("msgs_per_s") and r.get("msgs_per_s", 0) > CEILING_NOISE * c["msgs_per_s"]):
             continue
-        where = f"{fmt_size(r['size'])}" + (f", K = {k}" if k != "" else "")
+        where = fmt_size(r["size"]) + (f", K = {k}" if k != "" else "")
         ratio = r["msgs_per_s"] / c["msgs_per_s"]
         lo, hi = r.get("min_msgs_per_s"), c.get("max_msgs_per_s")
         if lo is not None and hi is not None and lo <= hi:
