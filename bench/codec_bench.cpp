@@ -1,9 +1,12 @@
 // Decode throughput: a stream of frames of one payload size, fed to the decoder in 64 KiB
 // chunks (as reads from a socket would arrive), beside a plain memcpy of the same bytes.
 // Encode cost too: ns per frame appended to a batch (append_frame, write_frame).
+// The scan for bytes over 0x7f that `connect -o lines` makes of every message (has_non_ascii),
+// beside the byte-at-a-time std::any_of it replaced and memchr over the same bytes.
 // Run: build/default/bench/codec_bench
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <cstring>
 #include <string>
 #include <system_error>
@@ -95,8 +98,34 @@ void BM_write_frame(benchmark::State& state) {
     state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()));
 }
 
+// An ASCII payload (scanned to its end), as most are.
+void BM_has_non_ascii(benchmark::State& state) {
+    const std::string payload(static_cast<std::size_t>(state.range(0)), 'x');
+    for (auto _ : state) benchmark::DoNotOptimize(framecast::has_non_ascii(payload));
+    state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * payload.size()));
+}
+
+void BM_any_of_non_ascii(benchmark::State& state) {
+    const std::string payload(static_cast<std::size_t>(state.range(0)), 'x');
+    for (auto _ : state) {
+        benchmark::DoNotOptimize(std::any_of(payload.begin(), payload.end(), [](char c) {
+            return (static_cast<unsigned char>(c) & 0x80) != 0;
+        }));
+    }
+    state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * payload.size()));
+}
+
+void BM_memchr(benchmark::State& state) {
+    const std::string payload(static_cast<std::size_t>(state.range(0)), 'x');
+    for (auto _ : state) benchmark::DoNotOptimize(std::memchr(payload.data(), '\n', payload.size()));
+    state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * payload.size()));
+}
+
 }  // namespace
 
+BENCHMARK(BM_has_non_ascii)->Arg(100)->Arg(65536)->Arg(1 << 20);
+BENCHMARK(BM_any_of_non_ascii)->Arg(100)->Arg(65536)->Arg(1 << 20);
+BENCHMARK(BM_memchr)->Arg(100)->Arg(65536)->Arg(1 << 20);
 BENCHMARK(BM_append_frame)->Arg(16)->Arg(100);
 BENCHMARK(BM_write_frame)->Arg(16)->Arg(100);
 BENCHMARK(BM_decode)->Arg(16)->Arg(100)->Arg(1024)->Arg(65536);

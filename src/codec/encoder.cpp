@@ -97,6 +97,43 @@ std::optional<std::size_t> count_code_points(std::string_view s) noexcept {
     return n;
 }
 
+bool has_non_ascii(std::string_view s) noexcept {
+    // 16-byte lanes (SSE2 on any x86-64, NEON on ARM), four at a time so the loads do not wait
+    // on one chain of ORs, in blocks with no early exit inside.
+    using lane = std::uint64_t __attribute__((vector_size(16)));
+    constexpr std::uint64_t high = 0x8080808080808080ull;
+    constexpr std::size_t block = 4096;
+    const char* p = s.data();
+    std::size_t n = s.size();
+    auto load = [](const char* q) {
+        lane v;
+        std::memcpy(&v, q, sizeof v);
+        return v;
+    };
+    auto any_high = [&](lane v) { return ((v[0] | v[1]) & high) != 0; };
+    for (; n >= block; p += block, n -= block) {
+        lane a{}, b{}, c{}, d{};
+        for (std::size_t i = 0; i < block; i += 64) {
+            a |= load(p + i);
+            b |= load(p + i + 16);
+            c |= load(p + i + 32);
+            d |= load(p + i + 48);
+        }
+        if (any_high(a | b | c | d)) return true;
+    }
+    lane acc{};
+    for (; n >= 16; p += 16, n -= 16) acc |= load(p);
+    if (n >= 8) {  // the last 8-15 bytes: two overlapping words
+        std::uint64_t x, y;
+        std::memcpy(&x, p, 8);
+        std::memcpy(&y, p + n - 8, 8);
+        return any_high(acc) || ((x | y) & high) != 0;
+    }
+    std::uint64_t tail = 0;
+    for (; n > 0; ++p, --n) tail |= static_cast<unsigned char>(*p);
+    return any_high(acc) || (tail & high) != 0;
+}
+
 std::string escape_bytes(std::string_view s) {
     static constexpr char hex[] = "0123456789abcdef";
     std::string out = "b'";

@@ -351,6 +351,24 @@ c.close()
     assert peak_kib < RAW_LIMIT_KIB, f"connect peaked at {peak_kib} KiB for a {BIG}-byte message"
 
 
+def test_lines_output_of_messages_around_the_output_buffer_size(procs):
+    """-o lines writes a message of 256 KiB or more straight from where it was read, not copied
+    into its output buffer: small and large messages in any order keep their order, bytes and
+    newlines."""
+    sizes = [3, 262143, 262144, 5, (1 << 20) + 7, 0, 11, 300000]
+    make = "lambda i, n: bytes(97 + (i + j) % 26 for j in range(n))"
+    payloads = [eval(make)(i, n) for i, n in enumerate(sizes)]
+    peer, port = start_peer(procs, f"""
+make = {make}
+c.sendall(b"".join(frame(make(i, n)) for i, n in enumerate({sizes!r})))
+delivered(c)
+c.close()
+""")
+    rc, out, err = finished(connect(procs, port, "--output", "lines", "--max-message", "2MiB"))
+    assert rc == 0, err
+    assert out == b"".join(p + b"\n" for p in payloads)
+
+
 def test_lines_output_refuses_a_message_above_max_message(procs):
     peer, port = start_peer(procs, """
 c.sendall(b"1000      " + b"y" * 1000)

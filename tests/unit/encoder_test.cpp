@@ -1,5 +1,8 @@
 #include <gtest/gtest.h>
 
+#include <string>
+#include <vector>
+
 #include <framecast/codec.hpp>
 
 using namespace framecast;
@@ -94,4 +97,37 @@ TEST(Encoder, WriteFrameCountsCodePointsAndRefusesInvalidUtf8) {
     EXPECT_EQ(std::string(buf, 13), "2         é!");
     EXPECT_EQ(write_frame(buf, "\xc1\xbf", ec, o), 0u);
     EXPECT_EQ(ec, make_error_code(errc::invalid_utf8));
+}
+
+// has_non_ascii reads 16-byte lanes in 4 KiB blocks, then 16-byte steps, then the last 8-15
+// bytes as two overlapping words or the last 0-7 one at a time: a byte over 0x7f in any of
+// those places, at any length around their edges, must be found, and 0x7f must not be.
+TEST(Encoder, HasNonAsciiFindsAHighByteAnywhere) {
+    std::vector<std::size_t> sizes;
+    for (std::size_t n = 0; n <= 80; ++n) sizes.push_back(n);
+    for (std::size_t n : {4095u, 4096u, 4097u, 4111u, 4112u, 4120u, 8191u, 8192u, 8200u, 12345u})
+        sizes.push_back(n);
+    for (std::size_t n : sizes) {
+        std::string s(n, '\x7f');
+        EXPECT_FALSE(framecast::has_non_ascii(s)) << n;
+        // Every place in short strings; in long ones, every place near an edge of the steps.
+        std::vector<std::size_t> places;
+        for (std::size_t at = 0; at < n; ++at) {
+            const auto near = [at](std::size_t edge) { return at + 40 >= edge && at <= edge + 40; };
+            if (n <= 80 || near(0) || near(4096) || near(8192) || near(n)) places.push_back(at);
+        }
+        for (std::size_t at : places) {
+            for (char high : {'\x80', '\xff', '\xc3'}) {
+                s[at] = high;
+                ASSERT_TRUE(framecast::has_non_ascii(s)) << "size " << n << " at " << at;
+                // The same bytes at an odd address: loads must not rely on alignment.
+                std::string shifted = "a" + s;
+                ASSERT_TRUE(framecast::has_non_ascii(std::string_view(shifted).substr(1)))
+                    << "size " << n << " at " << at;
+                s[at] = 'a';
+            }
+            s[at] = '\x7f';
+        }
+    }
+    EXPECT_FALSE(framecast::has_non_ascii(std::string_view{}));
 }
