@@ -861,11 +861,25 @@ def ceiling_warnings(results):
         lo, hi = r.get("min_msgs_per_s"), c.get("max_msgs_per_s")
         if lo is not None and hi is not None and lo <= hi:
             out.append(f"  note: {r['system']} at {where} is {ratio:.2f}x the ceiling's median, within "
-                       f"the spread of the repeats ({r['system']} {spread(r)}, ceiling {spread(c)} msgs/s)")
+                       f"the spread of the repeats ({r['system']} {spread(r)}, ceiling {spread(c)} msgs/s)"
+                       + sub_cpu_context(r, c))
         else:
             out.append(f"  warning: {r['system']} at {where} beats the ceiling "
-                       f"({ratio:.2f}x): the ceiling is not one here")
+                       f"({ratio:.2f}x): the ceiling is not one here" + sub_cpu_context(r, c))
     return out
+
+
+def sub_cpu_context(r, c):
+    """In fan-out, the subscriber process (the same code for both publishers, and from K = 100
+    up the busy end) and its CPU per delivery in each median run: when the ceiling's figure is
+    the higher one, its run was slow at the subscriber's end (docs/bench.md, "The fan-out
+    subscriber's CPU beside a warning")."""
+    def per(row):
+        return row["sub_cpu_s"] * 1e9 / row["delivered"] if row.get("sub_cpu_s") and row.get("delivered") else None
+    x, y = per(r), per(c)
+    if x is None or y is None:
+        return ""
+    return f"; the subscribers' CPU per delivery: {r['system']} {x:.1f} ns, ceiling {y:.1f} ns"
 
 
 def spread(row):
