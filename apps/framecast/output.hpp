@@ -97,10 +97,11 @@ public:
             if (payload.size() >= flush_at) {
                 flush();
                 write(payload);
+                if (format_ == output_format::lines) write("\n");  // the line ends with it
             } else {
                 out_.append(payload);
+                if (format_ == output_format::lines) out_ += '\n';
             }
-            if (format_ == output_format::lines) out_ += '\n';
         } else if (append_frame(out_, payload, codec_)) {
             out_.append(payload);  // not reached: it came in a frame of this codec, so fits one
         }

@@ -353,8 +353,8 @@ c.close()
 
 def test_lines_output_of_messages_around_the_output_buffer_size(procs):
     """-o lines writes a message of 256 KiB or more straight from where it was read, not copied
-    into its output buffer: small and large messages in any order keep their order, bytes and
-    newlines."""
+    into its output buffer first: small and large messages in any order must keep their order,
+    bytes and newlines on that path too."""
     sizes = [3, 262143, 262144, 5, (1 << 20) + 7, 0, 11, 300000]
     make = "lambda i, n: bytes(97 + (i + j) % 26 for j in range(n))"
     payloads = [eval(make)(i, n) for i, n in enumerate(sizes)]
