@@ -6,14 +6,6 @@ namespace framecast::io {
 
 namespace {
 
-// The next dot-separated token of `rest`, consumed from it.
-std::string_view next_token(std::string_view& rest) noexcept {
-    const auto dot = rest.find('.');
-    auto token = rest.substr(0, dot);
-    rest = dot == std::string_view::npos ? std::string_view{} : rest.substr(dot + 1);
-    return token;
-}
-
 // Printable ASCII other than space, or UTF-8 beyond ASCII (checked whole by the caller).
 bool allowed_byte(unsigned char c) noexcept { return (c > 0x20 && c < 0x7f) || c >= 0x80; }
 

@@ -13,6 +13,15 @@
 
 namespace framecast::io {
 
+// The next dot-separated token of a name or pattern, consumed from `rest` (the whole of it when
+// there is no dot left).
+inline std::string_view next_token(std::string_view& rest) noexcept {
+    const auto dot = rest.find('.');
+    auto token = rest.substr(0, dot);
+    rest = dot == std::string_view::npos ? std::string_view{} : rest.substr(dot + 1);
+    return token;
+}
+
 // The notice channels (server to client only; a first token starting with '$' is reserved).
 inline constexpr std::string_view notice_ok = "$sys.ok";
 inline constexpr std::string_view notice_error = "$sys.error";

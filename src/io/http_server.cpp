@@ -1,4 +1,5 @@
 #include "framecast/io/http_server.hpp"
+#include "http_read_status.hpp"
 
 #include <list>
 #include <optional>
@@ -35,11 +36,7 @@ struct http_server::state {
     bool stopped = false;
 };
 
-namespace {
-
-// What a failed read deserves: a status to answer before closing, or nothing (the peer went
-// away, the deadline passed, the server is stopping).
-std::optional<unsigned> status_for(const error_code& ec) {
+std::optional<unsigned> http_read_status(const error_code& ec) {
     if (ec == http::error::header_limit || ec == http::error::buffer_overflow) return 431;
     if (ec == http::error::body_limit || ec == http::error::unexpected_body) return 413;
     if (ec.category() == http::make_error_code(http::error::bad_method).category() &&
@@ -48,6 +45,8 @@ std::optional<unsigned> status_for(const error_code& ec) {
     }
     return std::nullopt;
 }
+
+namespace {
 
 const char* reason_text(unsigned status) {
     switch (status) {
@@ -97,7 +96,7 @@ asio::awaitable<void> serve_connection(std::shared_ptr<http_server::state> self,
         stream.expires_after(self->limits.request_deadline);
         auto [ec, n] = co_await http::async_read(stream, buffer, parser, use_nothrow);
         if (ec) {
-            if (auto status = status_for(ec)) {
+            if (auto status = http_read_status(ec)) {
                 spdlog::debug("metrics http: closing a connection: {}", ec.message());
                 auto res = make_response({*status, "text/plain; charset=utf-8", reason_text(*status)},
                                          false, false);

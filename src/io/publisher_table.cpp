@@ -9,16 +9,16 @@ namespace framecast::io {
 
 namespace {
 
-constexpr std::string_view request_verb = "@publish ";
+constexpr std::string_view publish_verb = "@publish ";
 
 }  // namespace
 
 bool publisher_table::is_request(std::string_view payload) noexcept {
-    return payload.starts_with(request_verb);
+    return payload.starts_with(publish_verb);
 }
 
 std::string publisher_table::parse(std::string_view payload, request& out) {
-    std::string_view rest = payload.substr(request_verb.size());
+    std::string_view rest = payload.substr(publish_verb.size());
     std::string_view w[4];
     std::size_t n = 0;
     while (n < 4) {

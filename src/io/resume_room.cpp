@@ -23,7 +23,7 @@ std::string random_epoch() {
 
 namespace {
 
-constexpr std::string_view request_verb = "@resume ";
+constexpr std::string_view resume_verb = "@resume ";
 
 std::vector<std::string_view> words(std::string_view s) {
     std::vector<std::string_view> out;
@@ -48,7 +48,7 @@ resume_room::resume_room(const server_options& opts, server_counters& counters, 
 }
 
 bool resume_room::is_request(std::string_view payload) noexcept {
-    return payload.starts_with(request_verb);
+    return payload.starts_with(resume_verb);
 }
 
 void resume_room::refuse(member& m, std::string_view why) {
@@ -63,7 +63,7 @@ void resume_room::request(member& m, resume_seat& seat, std::string_view payload
     if (members_.contains(&m) || !seat.held.empty()) {
         return refuse(m, "a second resume request");
     }
-    const auto w = words(payload.substr(request_verb.size()));
+    const auto w = words(payload.substr(resume_verb.size()));
     if ((w.size() != 1 && w.size() != 3) || !is_protocol_token(w[0])) {
         return refuse(m, "expected '@resume NONCE' or '@resume NONCE EPOCH LAST' (NONCE, EPOCH: "
                          "1-64 of [A-Za-z0-9_-]; LAST: a decimal offset)");

@@ -17,17 +17,6 @@ struct subscription_trie::node {
     }
 };
 
-namespace {
-
-std::string_view next_token(std::string_view& rest) noexcept {
-    const auto dot = rest.find('.');
-    auto token = rest.substr(0, dot);
-    rest = dot == std::string_view::npos ? std::string_view{} : rest.substr(dot + 1);
-    return token;
-}
-
-}  // namespace
-
 subscription_trie::subscription_trie(std::size_t cache_limit)
     : root_(std::make_unique<node>()), cache_limit_(cache_limit) {}
 

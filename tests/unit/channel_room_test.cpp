@@ -27,8 +27,8 @@ namespace {
 using test::pair_list;
 using test::pairs_of;
 
-std::string frame(std::string_view payload) { return encode_frame(payload); }
-std::string sub(std::string_view p) { return frame("SUB " + std::string(p)); }
+using test::frame;
+std::string sub_frame(std::string_view p) { return frame("SUB " + std::string(p)); }
 std::string pub(std::string_view c, std::string_view m) {
     return frame("PUB " + std::string(c)) + frame(m);
 }
@@ -65,11 +65,11 @@ TEST_F(channel_test, subscribe_publish_wildcards_once_and_no_echo) {
     make();
     auto a = connect("mem:a");
     auto b = connect("mem:b");
-    send_and_wait(a, sub("prices.*") + sub("prices.>") + sub("*.eu"), a, 3);
+    send_and_wait(a, sub_frame("prices.*") + sub_frame("prices.>") + sub_frame("*.eu"), a, 3);
     EXPECT_EQ(pairs_of(a->written), (pair_list{{"$sys.ok", "SUB prices.*"},
                                                {"$sys.ok", "SUB prices.>"},
                                                {"$sys.ok", "SUB *.eu"}}));
-    send_and_wait(b, sub("prices.eu"), b, 1);
+    send_and_wait(b, sub_frame("prices.eu"), b, 1);
     send_and_wait(b, pub("prices.eu", "101") + pub("prices.eu.close", "99") + pub("x.y", "no"),
                   a, 5);
     auto got = pairs_of(a->written);
@@ -85,7 +85,7 @@ TEST_F(channel_test, consecutive_publishes_keep_order_and_frames_as_received) {
     make();
     auto a = connect("mem:a");
     auto b = connect("mem:b");
-    send_and_wait(a, sub(">"), a, 1);
+    send_and_wait(a, sub_frame(">"), a, 1);
     std::string burst;
     for (int i = 0; i < 50; ++i) burst += pub(i % 3 ? "s.one" : "s.two", std::to_string(i));
     send_and_wait(b, burst, a, 51);
@@ -100,7 +100,7 @@ TEST_F(channel_test, bad_commands_get_a_notice_and_the_connection_stays) {
     make();
     auto a = connect("mem:a");
     auto b = connect("mem:b");
-    send_and_wait(b, sub("ok"), b, 1);
+    send_and_wait(b, sub_frame("ok"), b, 1);
     // A bad PUB still takes its payload frame: "secret" must not be read as a command.
     a->feed(frame("HELLO") + frame("SUB a..b") + frame("PUB a.*") + frame("secret") +
             frame("PUB $sys.ok") + frame("x") + frame("UNSUB nope") + frame("") + pub("ok", "fine"));
@@ -127,20 +127,20 @@ TEST_F(channel_test, limits_are_notices) {
     make(l);
     auto a = connect("mem:a");
     auto b = connect("mem:b");
-    send_and_wait(a, sub("a") + sub("b") + sub("c") + sub("123456789") + sub("x.y.z"), a, 5);
+    send_and_wait(a, sub_frame("a") + sub_frame("b") + sub_frame("c") + sub_frame("123456789") + sub_frame("x.y.z"), a, 5);
     auto got = pairs_of(a->written);
     EXPECT_EQ(got[2].second.substr(0, 23), "too-many-subscriptions ");
     EXPECT_EQ(got[3].second.substr(0, 14), "name-too-long ");
     EXPECT_EQ(got[4].second.substr(0, 16), "too-many-tokens ");
-    send_and_wait(b, sub("a") + sub("d"), b, 2);  // 'a' exists: not a new pattern
+    send_and_wait(b, sub_frame("a") + sub_frame("d"), b, 2);  // 'a' exists: not a new pattern
     got = pairs_of(b->written);
     EXPECT_EQ(got[0].first, "$sys.ok");
     EXPECT_EQ(got[1].first, "$sys.ok");
     auto c = connect("mem:c");
-    send_and_wait(c, sub("e"), c, 1);  // a fourth distinct pattern
+    send_and_wait(c, sub_frame("e"), c, 1);  // a fourth distinct pattern
     EXPECT_EQ(pairs_of(c->written)[0].second.substr(0, 18), "too-many-channels ");
     // Unsubscribing makes room again.
-    send_and_wait(a, frame("UNSUB b") + sub("c"), a, 7);
+    send_and_wait(a, frame("UNSUB b") + sub_frame("c"), a, 7);
     EXPECT_EQ(pairs_of(a->written)[6], (std::pair<std::string, std::string>{"$sys.ok", "SUB c"}));
 }
 
@@ -149,15 +149,15 @@ TEST_F(channel_test, unsubscribe_and_leaving_stop_deliveries) {
     auto a = connect("mem:a");
     auto c = connect("mem:c");
     auto b = connect("mem:b");
-    send_and_wait(a, sub("t.*"), a, 1);
-    send_and_wait(c, sub("t.>"), c, 1);
+    send_and_wait(a, sub_frame("t.*"), a, 1);
+    send_and_wait(c, sub_frame("t.>"), c, 1);
     send_and_wait(b, pub("t.1", "one"), a, 2);
     send_and_wait(a, frame("UNSUB t.*"), a, 3);
     c->feed_eof();
     ASSERT_TRUE(run_until([&] { return c->closed; }));
     EXPECT_EQ(srv->counters().channel_unsubscribes, 2u);
     auto d = connect("mem:d");
-    send_and_wait(d, sub("t.2"), d, 1);
+    send_and_wait(d, sub_frame("t.2"), d, 1);
     send_and_wait(b, pub("t.2", "two"), d, 2);
     EXPECT_EQ(count_pairs(a->written), 3u);  // nothing after its UNSUB
 }

@@ -28,7 +28,7 @@ namespace {
 using test::pair_list;
 using test::pairs_of;
 
-std::string frame(std::string_view payload) { return encode_frame(payload); }
+using test::frame;
 
 struct shared_log_test : ::testing::Test, framecast::io::test_support::memory_harness {
     struct logged {

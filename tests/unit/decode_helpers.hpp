@@ -10,6 +10,9 @@
 
 namespace framecast::test {
 
+// One frame of `payload` with the default header, as the tests' peers send it.
+inline std::string frame(std::string_view payload) { return encode_frame(payload); }
+
 struct decoded {
     std::vector<std::string> frames;
     std::error_code error;  // first error, if any (finish() included when `at_eof`)

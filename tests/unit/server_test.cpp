@@ -11,6 +11,7 @@
 #include <spdlog/sinks/ostream_sink.h>
 #include <spdlog/spdlog.h>
 
+#include "decode_helpers.hpp"
 #include "framecast/io/server.hpp"
 #include "close_reason.hpp"
 #include "rate_limiter.hpp"
@@ -23,7 +24,7 @@ using pipe_ptr = std::shared_ptr<memory_transport::pipe>;
 
 namespace {
 
-std::string frame(std::string_view payload) { return encode_frame(payload); }
+using test::frame;
 
 struct server_test : ::testing::Test {
     asio::io_context io;

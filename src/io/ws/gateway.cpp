@@ -25,6 +25,7 @@
 #include <spdlog/spdlog.h>
 
 #include "bridge_pair.hpp"
+#include "http_read_status.hpp"
 #include "framecast/io/endpoint.hpp"
 #include "transport/tls.hpp"
 #include "framecast/io/json.hpp"
@@ -227,16 +228,6 @@ asio::awaitable<void> upgrade(std::shared_ptr<ws_gateway::state> self, tcp::sock
     self->admit(std::move(t), from);
 }
 
-std::optional<unsigned> status_for(const error_code& ec) {
-    if (ec == http::error::header_limit || ec == http::error::buffer_overflow) return 431;
-    if (ec == http::error::body_limit || ec == http::error::unexpected_body) return 413;
-    if (ec.category() == http::make_error_code(http::error::bad_method).category() &&
-        ec != http::error::end_of_stream && ec != http::error::partial_message) {
-        return 400;
-    }
-    return std::nullopt;
-}
-
 // `known`: the peer when `sock` is a TLS bridge's end (wss://), not the network connection;
 // `cert`: then the client certificate its handshake verified (for serve --auth cert).
 asio::awaitable<void> serve_connection(std::shared_ptr<ws_gateway::state> self, tcp::socket sock,
@@ -265,7 +256,7 @@ asio::awaitable<void> serve_connection(std::shared_ptr<ws_gateway::state> self, 
         stream.expires_after(self->opts.handshake_timeout);
         auto [ec, n] = co_await http::async_read(stream, buffer, parser, use_nothrow);
         if (ec) {
-            if (auto status = status_for(ec)) {
+            if (auto status = http_read_status(ec)) {
                 spdlog::debug("websocket http {}: {}", peer, ec.message());
                 auto res = text_response(*status, ec.message() + "\n", false);
                 co_await http::async_write(stream, res, use_nothrow);
