@@ -802,6 +802,7 @@ def targets(results):
                                 find(results, "ceiling", "throughput", 16)),
                                (100, direct100, ceil100)):
         line(f"{size} B direct vs ceiling msgs/s", ratio(direct, ceil), 0.8)
+        out[-1] += short_spread_context(direct, ceil, 0.8)
     for size in (16, 100):
         cpu = [cpu_ns(find(results, s, "throughput", size)) for s in ("framecast-direct", "ceiling")]
         if None not in cpu:
@@ -825,6 +826,21 @@ def targets(results):
     line("ping-pong p99 framecast-direct / ZeroMQ", ratio(dp, zp, "p99_us"), 1, higher=False)
     out.extend(ceiling_warnings(results))
     return "\n".join(out)
+
+
+def short_spread_context(r, c, goal):
+    """For a ratio target to the ceiling that a run's medians missed: whether the repeats
+    missed it too. On the 2-vCPU machines here one pair's repeats spread by up to 2x at 16 B
+    (docs/bench.md, "The sender's copy and the machine's speed"), so a median short of the goal
+    can come from one slow stretch. Within the spread: the row's fastest repeat reached the goal
+    against the ceiling's slowest. The label stays SHORT either way."""
+    if not (r and c and r.get("msgs_per_s") and c.get("msgs_per_s")) or r["msgs_per_s"] >= goal * c["msgs_per_s"]:
+        return ""
+    hi, lo = r.get("max_msgs_per_s"), c.get("min_msgs_per_s")
+    if hi is None or lo is None:
+        return ""
+    verdict = "within the spread of the repeats" if hi >= goal * lo else "short in every repeat"
+    return f"; {verdict} ({r['system']} {spread(r)}, ceiling {spread(c)} msgs/s)"
 
 
 def cpu_ns(row):

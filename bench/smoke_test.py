@@ -87,6 +87,25 @@ def check_small_frame_targets():
             fail(f"targets lack {want!r}:\n{text}")
     if "16 B CPU per message" in text:  # the 16 B rows have no CPU figures: no line for them
         fail(f"targets print CPU figures the rows lack:\n{text}")
+    if "within the spread" in text or "short in every repeat" in text:  # rows without spreads
+        fail(f"targets give spreads the rows lack:\n{text}")
+    # With the repeats' spreads, a median short of 0.8x says whether the repeats missed it too:
+    # at 16 B the fastest direct repeat (70) reaches 0.8x the ceiling's slowest (80), though not
+    # the slowest itself; at 100 B (70 against 95) none does. A met target gets no spread.
+    spreads = ((80.0, 120.0), (40.0, 70.0), (95.0, 105.0), (60.0, 70.0))
+    rows = [dict(r, min_msgs_per_s=lo, max_msgs_per_s=hi) for r, (lo, hi) in zip(throughput_rows(
+        ("ceiling", 16, 100.0), ("framecast-direct", 16, 50.0),
+        ("ceiling", 100, 100.0), ("framecast-direct", 100, 65.0)), spreads)]
+    text = run_module().targets(rows)
+    for want in ("16 B direct vs ceiling msgs/s: 0.50x (target >= 0.8x) SHORT; within the spread of the "
+                 "repeats (framecast-direct 40-70, ceiling 80-120 msgs/s)",
+                 "100 B direct vs ceiling msgs/s: 0.65x (target >= 0.8x) SHORT; short in every repeat "
+                 "(framecast-direct 60-70, ceiling 95-105 msgs/s)"):
+        if want not in text:
+            fail(f"targets lack {want!r}:\n{text}")
+    rows[3].update(msgs_per_s=90.0, max_msgs_per_s=95.0)
+    if "100 B direct vs ceiling msgs/s: 0.90x (target >= 0.8x) met\n" not in run_module().targets(rows):
+        fail("a met target is given a spread")
 
 
 def main():
