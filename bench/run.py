@@ -801,8 +801,9 @@ def targets(results):
     for size, direct, ceil in ((16, find(results, "framecast-direct", "throughput", 16),
                                 find(results, "ceiling", "throughput", 16)),
                                (100, direct100, ceil100)):
-        line(f"{size} B direct vs ceiling msgs/s", ratio(direct, ceil), 0.8)
-        out[-1] += short_spread_context(direct, ceil, 0.8)
+        goal = 0.8
+        line(f"{size} B direct vs ceiling msgs/s", ratio(direct, ceil), goal)
+        out[-1] += short_spread_context(direct, ceil, goal)
     for size in (16, 100):
         cpu = [cpu_ns(find(results, s, "throughput", size)) for s in ("framecast-direct", "ceiling")]
         if None not in cpu:
