@@ -246,9 +246,13 @@ public:
         return true;
     }
 
-    // A moment after joining: what arrived until now was the server's --history replay (it
-    // comes at once on joining); say where it ends.
+    // A moment after joining, or at the user's first key if that comes sooner: what arrived
+    // until now was the server's --history replay (it comes at once on joining); say where it
+    // ends. Once only: a message that arrives after the user started typing is a live one,
+    // however soon after joining (the marker used to land below such messages on a slow machine).
     void join_settled() {
+        if (settled_) return;
+        settled_ = true;
         if (pairs_ == 0) return;
         screen_.marker("--- " + std::to_string(pairs_) + " earlier message" +
                        (pairs_ == 1 ? "" : "s") + " (history); new messages follow ---");
@@ -275,6 +279,7 @@ private:
     std::string name_;
     bool have_name_ = false;
     bool warned_ = false;
+    bool settled_ = false;
     std::uint64_t pairs_ = 0;
 };
 
@@ -373,7 +378,7 @@ struct session_state {
 };
 
 // Interactive: the terminal, read on the io_context's thread so all output is in one place.
-asio::awaitable<void> type_lines(chat_screen& screen, io::send_queue& queue,
+asio::awaitable<void> type_lines(chat_screen& screen, pair_reader& pairs, io::send_queue& queue,
                                  const std::string& before, session_state& state) {
     asio::posix::stream_descriptor in(co_await asio::this_coro::executor, ::dup(STDIN_FILENO));
     char buf[256];
@@ -383,6 +388,7 @@ asio::awaitable<void> type_lines(chat_screen& screen, io::send_queue& queue,
         // reports it; setting `leaving` here made a server's close look like a clean exit 0).
         if (ec == asio::error::operation_aborted) co_return;
         if (ec) break;  // the terminal went away
+        pairs.join_settled();  // what arrives from now on is live, not the history replay
         bool leave = false;
         for (std::size_t i = 0; i < n && !leave; ++i) {
             auto line = screen.key(buf[i]);
@@ -473,7 +479,7 @@ asio::awaitable<exit_code> run_chat(const chat_config& cfg, bool interactive, ch
     if (interactive) {
         screen.show_prompt();
         outcome = co_await (io::read_frames(socket, dec, buffer, pairs) || send() ||
-                            type_lines(screen, *queue, progress->before, state));
+                            type_lines(screen, chat_pairs, *queue, progress->before, state));
     } else {
         std::thread(read_lines, queue, progress).detach();  // may block on stdin forever
         outcome = co_await (io::read_frames(socket, dec, buffer, pairs) || send() ||

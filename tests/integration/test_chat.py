@@ -519,6 +519,27 @@ def test_interactive_client_keeps_the_typed_line_whole_when_a_message_arrives(pr
         term.close()
 
 
+def test_interactive_client_counts_no_live_message_as_history_once_typing_began(procs):
+    # A message that arrives after the first key is live, even within the 250 ms after joining
+    # that otherwise count as the --history replay: no "earlier message" marker for it.
+    server, port = chat_server(procs, "--history", "5")
+    bob = join(port, "bob")
+    server.wait_for(rb"bob joined")
+    term = Terminal([BIN, "chat", f"127.0.0.1:{port}", "--name", "alice", "-v"])
+    try:
+        term.wait_screen(lambda s: s.rows[s.row] == "alice > ")
+        server.wait_for(rb"alice joined")
+        term.type("h")
+        term.wait_screen(lambda s: s.rows[s.row] == "alice > h")
+        bob.sendall(frame("hi"))
+        term.wait_screen(lambda s: "bob > hi" in s.rows)
+        # The join timer has fired once its log line is on the screen (-v).
+        term.wait_screen(lambda s: any("joined 127.0.0.1" in r for r in s.rows))
+        assert not any("earlier message" in r for r in term.screen.rows), term.screen.text()
+    finally:
+        term.close()
+
+
 def test_interactive_client_leaves_with_quit(procs):
     server, port = chat_server(procs)
     term = Terminal([BIN, "chat", f"127.0.0.1:{port}", "--name", "alice"])
