@@ -10,5 +10,8 @@ set(CPACK_SET_DESTDIR ON)  # the config file's destination is absolute (/etc/fra
 set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
 set(CPACK_DEBIAN_PACKAGE_SECTION net)
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)  # dpkg-shlibdeps fills Depends: (spdlog, fmt, libc...)
+# Installed binaries are stripped, as Debian's policy asks (dh_strip): the build's line tables
+# (-g1) serve profiling and backtraces in the build tree, not in /usr/bin.
+set(CPACK_STRIP_FILES ON)
 set(CPACK_DEBIAN_PACKAGE_CONTROL_EXTRA "${PROJECT_SOURCE_DIR}/packaging/conffiles")
 include(CPack)

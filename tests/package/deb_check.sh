@@ -17,6 +17,11 @@ dpkg-deb --info "$deb" | grep -E "Package|Version|Depends"
 dpkg -i "$deb"
 /usr/bin/framecast --version
 /usr/bin/framecast --version | grep -q "^framecast "
+# Stripped, as Debian's policy asks: no debug sections or symbol table in the installed binary.
+if readelf -S /usr/bin/framecast | grep -qE '\.debug_|\.symtab'; then
+  echo "/usr/bin/framecast is not stripped"; exit 1
+fi
+ls -l /usr/bin/framecast
 test -f /usr/lib/systemd/system/framecast.service || test -f /lib/systemd/system/framecast.service
 grep -q "^DynamicUser=yes" /usr/lib/systemd/system/framecast.service
 test -f /etc/framecast/framecast.toml
