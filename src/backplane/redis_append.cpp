@@ -75,52 +75,59 @@ bool redis_backplane::next_append_batch(bool connected, std::vector<pending_mess
     return true;
 }
 
-// Appends `batch` in one round trip (XADDs pipelined, then their replies) and pops what
-// Redis answered. An append refused as "not yet" (is_not_ready: Redis loading its data
-// after a restart) stays pending, at the front, and is retried after a backoff step; one
-// refused for good (a wrong key type, say) is dropped, logged and counted. The connection
-// lost: the unanswered rest stays pending.
+// Appends `batch` in one round trip, as one transaction: MULTI, the appends, EXEC, pipelined,
+// then their replies. The batch lands whole or not at all, so this node's entries stay in
+// order: without it, a batch that Redis refused in part as "not yet" (LOADING at the end of a
+// restart, BUSY behind a long script) had its later appends land before the refused ones were
+// retried, and readers skipped those as already seen (messages lost). Then pops what Redis
+// answered. A batch refused as "not yet" (is_not_ready) stays pending, at the front, and is
+// retried after a backoff step; an append refused for good (a wrong key type, say) is dropped,
+// logged and counted. The connection lost: the whole batch stays pending.
 redis_backplane::append_result redis_backplane::append(redisContext* c,
                                                        const std::vector<pending_message>& batch,
                                                        connection_log& log) {
     if (!load_publisher_scripts(c, batch, log)) {
         return c->err ? append_result::lost : append_result::not_ready;
     }
-    if (!send_appends(c, batch)) return append_result::lost;
-    std::size_t answered = 0, appended = 0, refused = 0;
+    if (redisAppendCommand(c, "MULTI") != REDIS_OK || !send_appends(c, batch) ||
+        redisAppendCommand(c, "EXEC") != REDIS_OK) {
+        return append_result::lost;
+    }
+    batch_replies got;
+    if (!read_transaction(c, batch.size(), got, log)) return append_result::lost;
     std::vector<bool> retry(batch.size(), false);
+    std::size_t appended = 0, refused = 0;
     bool lost = false, not_ready = false;
-    for (; answered < batch.size(); ++answered) {
-        void* raw = nullptr;
-        if (redisGetReply(c, &raw) != REDIS_OK || raw == nullptr) {
-            lost = true;
-            break;
-        }
-        reply_ptr r(static_cast<redisReply*>(raw));
-        if (r->type == REDIS_REPLY_ERROR && reply_text(r.get()).starts_with("NOSCRIPT")) {
-            lost = true;  // flushed scripts: reconnect, which loads it again
-            break;
-        }
-        if (is_not_ready(r.get())) {
-            retry[answered] = not_ready = true;
-            say_not_ready(log, r.get(), "appends wait and are retried with backoff");
-        } else if (batch[answered].pub) {
-            const int outcome = answered_publisher(r.get(), batch[answered]);
+    if (got.exec_refused()) {  // every append queued, EXEC refused: nothing ran
+        retry.assign(batch.size(), true);
+        not_ready = true;
+        say_not_ready(log, got.exec.get(), "appends wait and are retried with backoff");
+    }
+    for (std::size_t i = 0; i < batch.size() && !got.exec_refused(); ++i) {
+        const redisReply* r = got.of(i);
+        if (r == nullptr) {  // queued, but another append's refusal aborted the transaction
+            retry[i] = true;
+        } else if (r->type == REDIS_REPLY_ERROR && reply_text(r).starts_with("NOSCRIPT")) {
+            retry[i] = lost = true;  // flushed scripts: reconnect, which loads them again
+        } else if (is_not_ready(r)) {
+            retry[i] = not_ready = true;
+            say_not_ready(log, r, "appends wait and are retried with backoff");
+        } else if (batch[i].pub) {
+            const int outcome = answered_publisher(r, batch[i]);
             appended += outcome > 0;
             refused += outcome < 0;
         } else if (r->type == REDIS_REPLY_ERROR) {
             spdlog::error("backplane {}: Redis refused an append: {}; message dropped",
-                          describe(), reply_text(r.get()));
+                          describe(), reply_text(r));
             ++refused;
         } else {
-            if (reply_text(r.get()) == "dup") ++duplicates_;  // a retry that had landed
+            if (reply_text(r) == "dup") ++duplicates_;  // a retry that had landed
             ++appended;
         }
     }
     published_ += appended;
     dropped_ += refused;
-    const std::size_t kept = pop_answered(answered, retry);
-    retried_ += kept;
+    retried_ += pop_answered(batch.size(), retry);
     if (lost) return append_result::lost;
     if (not_ready) return append_result::not_ready;
     if (log.logged_not_ready) {
@@ -128,6 +135,42 @@ redis_backplane::append_result redis_backplane::append(redisContext* c,
         log.logged_not_ready = false;
     }
     return append_result::done;
+}
+
+// The replies to MULTI, `n` commands and EXEC; false when the connection was lost before
+// EXEC's (whether the transaction ran is then unknown: the batch is sent again, and what had
+// landed is recognised as a duplicate). A command Redis refused while queueing it aborts the
+// transaction (EXECABORT): its error is its own reply, and the others did not run.
+bool redis_backplane::read_transaction(redisContext* c, std::size_t n, batch_replies& out,
+                                       connection_log& log) {
+    const auto next = [c]() -> reply_ptr {
+        void* raw = nullptr;
+        if (redisGetReply(c, &raw) != REDIS_OK) return nullptr;
+        return reply_ptr(static_cast<redisReply*>(raw));
+    };
+    reply_ptr multi = next();
+    if (!multi) return false;
+    out.own.resize(n);
+    if (multi->type == REDIS_REPLY_ERROR) {
+        // Refused (an ACL without MULTI, say): the appends ran one by one, each reply its
+        // own; EXEC's is an error, skipped.
+        if (!log.logged_no_multi) {
+            spdlog::error("backplane {}: Redis refused MULTI: {}; a batch refused in part as "
+                          "not ready may land out of order", describe(), reply_text(multi.get()));
+            log.logged_no_multi = true;
+        }
+        for (auto& r : out.own) {
+            if (!(r = next())) return false;
+        }
+        return next() != nullptr;
+    }
+    for (auto& r : out.own) {
+        reply_ptr queued = next();
+        if (!queued) return false;
+        if (queued->type == REDIS_REPLY_ERROR) r = std::move(queued);  // else QUEUED
+    }
+    out.exec = next();
+    return out.exec != nullptr;
 }
 
 // Entries to keep: the retention, or fewer when that many entries of the average size

@@ -9,6 +9,7 @@
 
 #include <hiredis/hiredis.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -96,6 +97,28 @@ private:
         bool ever_connected = false;
         bool logged_down = false;  // "cannot connect" said once per outage, not per attempt
         bool logged_not_ready = false;  // "Redis is not ready" said once until it is
+        bool logged_no_multi = false;   // "Redis refused MULTI" said once
+    };
+
+    // What one batch's transaction answered (read_transaction).
+    struct batch_replies {
+        // Per append: its own reply (refused while queued; every reply when MULTI was refused).
+        std::vector<reply_ptr> own;
+        reply_ptr exec;  // EXEC's reply; null when MULTI was refused
+        // Append i's reply: its own, or its element of EXEC's when the transaction ran; null
+        // when it did not run (another append's refusal aborted it).
+        const redisReply* of(std::size_t i) const {
+            if (own[i]) return own[i].get();
+            if (exec && exec->type == REDIS_REPLY_ARRAY && i < exec->elements) {
+                return exec->element[i];
+            }
+            return nullptr;
+        }
+        // Every append queued, yet EXEC refused: nothing ran, for a reason of EXEC's own.
+        bool exec_refused() const {
+            return exec && exec->type == REDIS_REPLY_ERROR &&
+                   std::none_of(own.begin(), own.end(), [](const reply_ptr& r) { return !!r; });
+        }
     };
 
     // Connections, AUTH, scripts, backoff (redis_connection.cpp).
@@ -112,6 +135,8 @@ private:
     bool next_append_batch(bool connected, std::vector<pending_message>& batch);
     append_result append(redisContext* c, const std::vector<pending_message>& batch,
                          connection_log& log);
+    bool read_transaction(redisContext* c, std::size_t n, batch_replies& out,
+                          connection_log& log);
     std::uint64_t retention_entries(const std::vector<pending_message>& batch);
     bool load_publisher_scripts(redisContext* c, const std::vector<pending_message>& batch,
                                 connection_log& log);
