@@ -493,14 +493,25 @@ class Terminal:
         os.close(self.master)
 
 
-def test_interactive_client_keeps_the_typed_line_whole_when_a_message_arrives(procs):
-    server, port = chat_server(procs)
+def bob_then_alice_on_a_terminal(procs, server_args=(), alice_args=()):
+    """A chat server, raw client bob in it, then alice's `framecast chat` on a terminal once
+    both are in the room: (server, bob's socket, alice's Terminal; close() it when done)."""
+    server, port = chat_server(procs, *server_args)
     bob = join(port, "bob")
     server.wait_for(rb"bob joined")
-    term = Terminal([BIN, "chat", f"127.0.0.1:{port}", "--name", "alice"])
+    term = Terminal([BIN, "chat", f"127.0.0.1:{port}", "--name", "alice", *alice_args])
     try:
         term.wait_screen(lambda s: s.rows[s.row] == "alice > ")
         server.wait_for(rb"alice joined")
+    except BaseException:
+        term.close()
+        raise
+    return server, bob, term
+
+
+def test_interactive_client_keeps_the_typed_line_whole_when_a_message_arrives(procs):
+    server, bob, term = bob_then_alice_on_a_terminal(procs)
+    try:
         term.type("hel")
         term.wait_screen(lambda s: s.rows[s.row] == "alice > hel")
         bob.sendall(frame("hi"))
@@ -522,13 +533,8 @@ def test_interactive_client_keeps_the_typed_line_whole_when_a_message_arrives(pr
 def test_interactive_client_counts_no_live_message_as_history_once_typing_began(procs):
     # A message that arrives after the first key is live, even within the 250 ms after joining
     # that otherwise count as the --history replay: no "earlier message" marker for it.
-    server, port = chat_server(procs, "--history", "5")
-    bob = join(port, "bob")
-    server.wait_for(rb"bob joined")
-    term = Terminal([BIN, "chat", f"127.0.0.1:{port}", "--name", "alice", "-v"])
+    _, bob, term = bob_then_alice_on_a_terminal(procs, ("--history", "5"), ("-v",))
     try:
-        term.wait_screen(lambda s: s.rows[s.row] == "alice > ")
-        server.wait_for(rb"alice joined")
         term.type("h")
         term.wait_screen(lambda s: s.rows[s.row] == "alice > h")
         bob.sendall(frame("hi"))
