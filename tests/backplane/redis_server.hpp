@@ -52,7 +52,22 @@ public:
 
     // Starts redis-server (with `extra` arguments) and returns once it answers PING: with PONG,
     // or, unless `until_loaded`, with LOADING too (it is then still reading its data back).
+    // Only this server's answer counts (its working directory): tests run in parallel, and
+    // another test's server may have taken the port first. The first start then moves to
+    // another port; a restart keeps its port, which the code under test was given.
     void start(const std::vector<std::string>& extra = {}, bool until_loaded = true) {
+        for (int attempt = 0; attempt < (started_ ? 1 : 5); ++attempt) {
+            if (try_start(extra, until_loaded)) {
+                started_ = true;
+                return;
+            }
+            port_ = free_loopback_port();
+        }
+        throw std::runtime_error("redis-server did not start (last port " + std::to_string(port_) +
+                                 "; see " + dir_ + "/redis.log)");
+    }
+
+    bool try_start(const std::vector<std::string>& extra, bool until_loaded) {
         std::vector<std::string> args = {"redis-server", "--port", std::to_string(port_),
                                          "--bind", "127.0.0.1", "--dir", dir_,
                                          "--appendonly", "yes", "--appendfsync", "always",
@@ -68,10 +83,15 @@ public:
         }
         auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
         while (std::chrono::steady_clock::now() < deadline) {
+            int status = 0;
+            if (::waitpid(pid_, &status, WNOHANG) == pid_) {  // exited: the port was taken
+                pid_ = -1;
+                return false;
+            }
             timeval tv{0, 200000};
             redisContext* c = redisConnectWithTimeout("127.0.0.1", port_, tv);
             bool up = false;
-            if (c && !c->err) {
+            if (c && !c->err && is_mine(c)) {
                 auto* r = static_cast<redisReply*>(redisCommand(c, "PING"));
                 up = r && (r->type == REDIS_REPLY_STATUS ||
                            (!until_loaded && r->type == REDIS_REPLY_ERROR &&
@@ -79,10 +99,24 @@ public:
                 if (r) freeReplyObject(r);
             }
             if (c) redisFree(c);
-            if (up) return;
+            if (up) return true;
             std::this_thread::sleep_for(std::chrono::milliseconds(50));  // poll interval, bounded above
         }
-        throw std::runtime_error("redis-server did not start on port " + std::to_string(port_));
+        stop();
+        return false;
+    }
+
+    // This server's, not another test's: its working directory is ours (CONFIG GET answers
+    // while loading too).
+    bool is_mine(redisContext* c) const {
+        auto* r = static_cast<redisReply*>(redisCommand(c, "CONFIG GET dir"));
+        std::error_code ec;  // a path that is gone is not ours
+        const bool mine = r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+                          std::filesystem::equivalent(std::string(r->element[1]->str,
+                                                                  r->element[1]->len),
+                                                      dir_, ec);
+        if (r) freeReplyObject(r);
+        return mine;
     }
 
     // Writes `keys` filler keys (one script, so one round trip): data for a restart to load.
@@ -143,6 +177,7 @@ private:
     int port_;
     std::string dir_;
     pid_t pid_ = -1;
+    bool started_ = false;  // once: a restart keeps its port
 };
 
 }  // namespace framecast::test

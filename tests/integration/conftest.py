@@ -28,9 +28,13 @@ def procs(request):
 
 
 @pytest.fixture
-def redis(tmp_path):
-    """A real redis-server of this test's own (tests needing it skip when it is not installed)."""
+def redis(request, tmp_path):
+    """A real redis-server of this test's own (tests needing it skip when it is not installed).
+    When the test failed, the end of its log goes into the report."""
     r = Redis(tmp_path)
     r.start()
     yield r
     r.kill()
+    rep = getattr(request.node, "rep_call", None)
+    if rep is not None and rep.failed:
+        rep.sections.append((f"redis-server log (port {r.port})", r.log_tail()))

@@ -179,7 +179,11 @@ def test_fifty_abusive_clients_at_once_while_five_stream_and_miss_nothing(procs)
                for i in range(50)]
     for t in abusers:
         t.start()
-    time.sleep(4)  # how long the abuse lasts: the subject of the test (not synchronisation)
+    time.sleep(4)  # how long the abuse lasts at least: the subject of the test (not synchronisation)
+    # ... and on a slow machine until the stream and the abuse have both had their share.
+    wait_until(lambda: feed.sent >= 4000 and sum(counts) >= 100,
+               lambda: f"4,000 messages fed ({feed.sent}) and 100 abusive connections "
+                       f"({sum(counts)}) during the abuse", timeout=60)
     stop.set()
     for t in abusers:
         t.join(timeout=20)
@@ -189,7 +193,6 @@ def test_fifty_abusive_clients_at_once_while_five_stream_and_miss_nothing(procs)
         c.check(n)
         # the one good frame abusers send is relayed, and is the only foreign thing seen
         assert c.other > 0
-    assert sum(counts) >= 100, counts
     err = server.stderr.decode(errors="replace")
     # Counted in the summary: the log lines themselves are throttled per kind (issue 14).
     bad = int(re.search(r"(\d+) bad input", err).group(1))
@@ -197,7 +200,6 @@ def test_fifty_abusive_clients_at_once_while_five_stream_and_miss_nothing(procs)
     for kind in ["above the maximum", "malformed frame header", ": sign", ": underscore",
                  "white space between digits", "invalid character"]:
         assert kind in err, kind
-    assert n >= 4000
 
 
 # --- a fast source and clients that read at full speed -----------------------------------------
