@@ -98,12 +98,13 @@ redis_backplane::append_result redis_backplane::append(redisContext* c,
     std::vector<bool> retry(batch.size(), false);
     std::size_t appended = 0, refused = 0;
     bool lost = false, not_ready = false;
-    if (got.exec_refused()) {  // every append queued, EXEC refused: nothing ran
+    const bool exec_refused = got.exec_refused();
+    if (exec_refused) {  // every append queued, EXEC refused: nothing ran
         retry.assign(batch.size(), true);
         not_ready = true;
         say_not_ready(log, got.exec.get(), "appends wait and are retried with backoff");
     }
-    for (std::size_t i = 0; i < batch.size() && !got.exec_refused(); ++i) {
+    for (std::size_t i = 0; i < batch.size() && !exec_refused; ++i) {
         const redisReply* r = got.of(i);
         if (r == nullptr) {  // queued, but another append's refusal aborted the transaction
             retry[i] = true;

@@ -67,6 +67,51 @@ public:
                                  "; see " + dir_ + "/redis.log)");
     }
 
+    // Writes `keys` filler keys (one script, so one round trip): data for a restart to load.
+    void fill(int keys) {
+        timeval tv{5, 0};
+        redisContext* c = redisConnectWithTimeout("127.0.0.1", port_, tv);
+        if (!c || c->err) throw std::runtime_error("cannot connect to redis-server to fill it");
+        auto* r = static_cast<redisReply*>(redisCommand(
+            c, "EVAL %s 0 %d", "for i=1,tonumber(ARGV[1]) do redis.call('SET','filler:'..i,'x') end",
+            keys));
+        const bool ok = r && r->type != REDIS_REPLY_ERROR;
+        if (r) freeReplyObject(r);
+        redisFree(c);
+        if (!ok) throw std::runtime_error("redis-server refused the filler script");
+    }
+
+    // Runs one command; its reply flattened to text (arrays: one element per line).
+    std::string command(const std::vector<std::string>& args) {
+        timeval tv{5, 0};
+        redisContext* c = redisConnectWithTimeout("127.0.0.1", port_, tv);
+        if (!c || c->err) throw std::runtime_error("cannot connect to redis-server");
+        std::vector<const char*> argv;
+        std::vector<std::size_t> lens;
+        for (const auto& a : args) {
+            argv.push_back(a.data());
+            lens.push_back(a.size());
+        }
+        auto* r = static_cast<redisReply*>(
+            redisCommandArgv(c, static_cast<int>(args.size()), argv.data(), lens.data()));
+        std::string out;
+        flatten(r, out);
+        if (r) freeReplyObject(r);
+        redisFree(c);
+        return out;
+    }
+
+    // SIGTERM: Redis writes its append-only file and exits.
+    void stop() {
+        if (pid_ <= 0) return;
+        ::kill(pid_, SIGTERM);
+        int status = 0;
+        ::waitpid(pid_, &status, 0);
+        pid_ = -1;
+    }
+
+private:
+    // One start on port_: false when this redis-server exited or never answered.
     bool try_start(const std::vector<std::string>& extra, bool until_loaded) {
         std::vector<std::string> args = {"redis-server", "--port", std::to_string(port_),
                                          "--bind", "127.0.0.1", "--dir", dir_,
@@ -119,50 +164,6 @@ public:
         return mine;
     }
 
-    // Writes `keys` filler keys (one script, so one round trip): data for a restart to load.
-    void fill(int keys) {
-        timeval tv{5, 0};
-        redisContext* c = redisConnectWithTimeout("127.0.0.1", port_, tv);
-        if (!c || c->err) throw std::runtime_error("cannot connect to redis-server to fill it");
-        auto* r = static_cast<redisReply*>(redisCommand(
-            c, "EVAL %s 0 %d", "for i=1,tonumber(ARGV[1]) do redis.call('SET','filler:'..i,'x') end",
-            keys));
-        const bool ok = r && r->type != REDIS_REPLY_ERROR;
-        if (r) freeReplyObject(r);
-        redisFree(c);
-        if (!ok) throw std::runtime_error("redis-server refused the filler script");
-    }
-
-    // Runs one command; its reply flattened to text (arrays: one element per line).
-    std::string command(const std::vector<std::string>& args) {
-        timeval tv{5, 0};
-        redisContext* c = redisConnectWithTimeout("127.0.0.1", port_, tv);
-        if (!c || c->err) throw std::runtime_error("cannot connect to redis-server");
-        std::vector<const char*> argv;
-        std::vector<std::size_t> lens;
-        for (const auto& a : args) {
-            argv.push_back(a.data());
-            lens.push_back(a.size());
-        }
-        auto* r = static_cast<redisReply*>(
-            redisCommandArgv(c, static_cast<int>(args.size()), argv.data(), lens.data()));
-        std::string out;
-        flatten(r, out);
-        if (r) freeReplyObject(r);
-        redisFree(c);
-        return out;
-    }
-
-    // SIGTERM: Redis writes its append-only file and exits.
-    void stop() {
-        if (pid_ <= 0) return;
-        ::kill(pid_, SIGTERM);
-        int status = 0;
-        ::waitpid(pid_, &status, 0);
-        pid_ = -1;
-    }
-
-private:
     static void flatten(const redisReply* r, std::string& out) {
         if (!r) return;
         if (r->type == REDIS_REPLY_ARRAY) {
