@@ -85,9 +85,9 @@ def test_restarted_node_serves_resumes_from_the_stream(procs, redis):
     _, epoch, _ = resume(pb, {})
     b.kill()
     b, pb = node(procs, redis)  # a new process: its memory is empty
-    m = metrics(metrics_url(b))
+    # start() waits for the history only up to 3 s: wait for the metric, not for "listening".
+    m = wait_for_metric(b, "framecast_resume_history_messages", 100)
     assert m["framecast_backplane_history_loaded_total"] >= 1
-    assert m["framecast_resume_history_messages"] == 100
     c, epoch2, answers = resume(pb, {"prices.eu": (epoch, 40), "prices.us": (epoch, 50)})
     assert epoch2 == epoch
     assert answers == {"prices.eu": ["41", "ok"], "prices.us": ["51", "ok"]}  # no false gap
@@ -108,7 +108,7 @@ def test_a_quiet_channel_older_than_a_new_nodes_window_is_not_a_false_gap(procs,
     wait_until(lambda: held(a) == 23, "23 in the log")
     _, epoch, _ = resume(pa, {})
     b, pb = node(procs, redis, "--resume-window", "5", "--resume-total", "5")
-    assert held(b) == 5  # busy.b 16..20 only
+    wait_for_metric(b, "framecast_resume_history_messages", 5)  # busy.b 16..20 only
     c, _, answers = resume(pb, {"quiet.a": (epoch, 3), "busy.b": (epoch, 18)},
                            patterns=("quiet.a", "busy.b"))
     assert answers == {"quiet.a": ["4", "ok"], "busy.b": ["19", "ok"]}
