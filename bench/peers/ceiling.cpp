@@ -6,8 +6,10 @@
 // write_split_frame in common.hpp); the blocking receiver does
 // 256 KiB reads and finds frame boundaries in place, and reads
 // the rest of a payload longer than that straight into a buffer of the payload's size (one
-// recv() where framecast's decoder does one). Nothing framecast does can be faster, so every
-// other figure is read as a fraction of this one; bench/run.py warns when a row beats it.
+// recv() where framecast's decoder does one); below 8 KiB it asks to be woken per MiB, as
+// framecast-direct's receiver does (see wake_per_mib in common.hpp). Nothing framecast does can
+// be faster, so every other figure is read as a fraction of this one; bench/run.py warns when a
+// row beats it.
 //
 //   bench_ceiling recv --listen 127.0.0.1:0 --size N --count M    prints the throughput result
 //   bench_ceiling send --connect HOST:PORT --size N --count M
@@ -55,6 +57,7 @@ int run_recv(const options& o) {
     int lfd = listen_tcp(o.str("listen", "127.0.0.1:0"));
     std::uint64_t size = o.u64("size", 100), count = o.u64("count", 1'000'000);
     int fd = accept_one(lfd);
+    if (size < gather_threshold) wake_per_mib(fd);  // as framecast-direct's receiver
     std::vector<char> buf(read_size);
     // Where the rest of a payload longer than a read goes, in one recv().
     std::vector<char> payload(size > read_size ? size : 0);

@@ -232,6 +232,24 @@ inline std::size_t whole_segments(int fd, std::size_t segments = 4) {
     return segments * static_cast<std::size_t>(mss);
 }
 
+// For the small-frame bulk receivers (the ceiling's and framecast-direct's, frames under 8 KiB):
+// the kernel wakes the reader only once 1 MiB is queued (SO_RCVLOWAT; at end of stream a read
+// still returns what is left). Without it a pair had two steady states on this machine, and each
+// run fell into one of them. If the reader drains faster than the sender fills, it sleeps after
+// each read, and every sleep costs the sender about 20 us of system time (the extra system time
+// over the extra sleeps; likely waking the other vCPU, which this VM's missing PMU cannot
+// confirm). The sender slows down, so the reader keeps catching up. At 100 B that state ran
+// 40-60 M msgs/s, against 80-100 M when the reader stays behind and never sleeps (receiver
+// sleeps: 5,000-15,000 against under 600 per run). The state a run fell into decided the
+// ceiling/framecast-direct ratio (0.5x to 2x between runs), not the code measured. Both
+// receivers do this, so the rows compare the per-frame work. A message client cannot do it (a
+// small message would wait behind a megabyte), so the relay rows, which run the real `connect`,
+// do not. docs/bench.md, "Two steady states at small frames".
+inline void wake_per_mib(int fd) {
+    const int bytes = 1024 * 1024;
+    if (::setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &bytes, sizeof bytes) != 0) die("SO_RCVLOWAT");
+}
+
 inline void set_nonblocking(int fd, bool on) {
     const int flags = ::fcntl(fd, F_GETFL);
     if (flags < 0 || ::fcntl(fd, F_SETFL, on ? flags | O_NONBLOCK : flags & ~O_NONBLOCK) < 0) {

@@ -8,7 +8,9 @@
 // server's writer does not do this yet). The receiver feeds 256 KiB reads to
 // framecast::decoder, which hands out payloads as views into the read buffer; the rest of a
 // payload longer than what is left of a read is read straight into the decoder
-// (payload_space/commit), as a client reading large frames would.
+// (payload_space/commit), as a client reading large frames would. Below 8 KiB it asks to be
+// woken per MiB, as the ceiling's receiver does and a message client could not (wake_per_mib in
+// common.hpp): these rows measure the codec's per-frame work, the relay rows the real client.
 //
 // Until the client library lands in main this is "framecast library sender -> receiver"; when it
 // does, the peer can switch to it (include/framecast/io/client.hpp).
@@ -85,6 +87,7 @@ int run_recv(const options& o) {
     int lfd = listen_tcp(o.str("listen", "127.0.0.1:0"));
     std::uint64_t size = o.u64("size", 100), count = o.u64("count", 1'000'000);
     int fd = accept_one(lfd);
+    if (size < gather_threshold) wake_per_mib(fd);  // as the ceiling's receiver
     std::vector<char> buf(read_size);
     framecast::decoder dec;
     // A reader of large frames keeps its buffer, as `connect` does (no allocation and no page
