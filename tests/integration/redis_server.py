@@ -44,7 +44,9 @@ class Redis:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
                     s.sendall(b"CONFIG GET dir\r\n")
                     reply = s.recv(4096)
-                    if os.path.realpath(self.dir).encode() in reply:
+                    # The whole bulk string, CRLF to CRLF: another test's directory may
+                    # start with this one's name (test_x1 and test_x10).
+                    if b"\r\n" + os.path.realpath(self.dir).encode() + b"\r\n" in reply:
                         return True
             except OSError:
                 pass
