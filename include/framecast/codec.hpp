@@ -119,36 +119,55 @@ inline void copy_small(char* to, const char* from, std::size_t n) noexcept {
 }
 }  // namespace detail
 
-// Writes header and payload into `out`, which has room for at least
-// max_header_size + payload.size() bytes, and returns how many it wrote; on error returns 0
-// and sets `ec` (left as it was on success). For callers that batch many small frames into a
-// buffer of their own: no capacity check and no allocation per frame, the least a frame can
-// cost. Inline, so a caller's loop keeps no call per frame: the usual header (10 bytes, a length
-// in bytes under 1000) is ten spaces at a constant size with the digits written over them
-// (codec_bench: 1.2 ns per 16-byte frame, 2.1-2.4 out of line; append_frame 9.0 ns;
-// docs/bench.md).
-inline std::size_t write_frame(char* out, std::string_view payload, std::error_code& ec,
-                               const codec_options& opts = {}) noexcept {
+namespace detail {
+// write_frame's fast path: the usual header (10 bytes, a length in bytes under 1000) is ten
+// spaces at a constant size with the digits written over them, then the payload.
+inline std::size_t write_short_frame(char* out, std::string_view payload) noexcept {
     const std::size_t v = payload.size();
-    if (opts.unit != length_unit::bytes || opts.header_size != default_header_size || v >= 1000)
-        [[unlikely]] {
-        return detail::write_frame_general(out, payload, ec, opts);
-    }
     std::memcpy(out, "          ", default_header_size);
     if (v >= 100) {
         out[0] = static_cast<char>('0' + v / 100);
-        std::memcpy(out + 1, detail::two_digits + 2 * (v % 100), 2);
+        std::memcpy(out + 1, two_digits + 2 * (v % 100), 2);
     } else if (v >= 10) {
-        std::memcpy(out, detail::two_digits + 2 * v, 2);
+        std::memcpy(out, two_digits + 2 * v, 2);
     } else {
         out[0] = static_cast<char>('0' + v);
     }
     if (v <= 16) {
-        detail::copy_small(out + default_header_size, payload.data(), v);
+        copy_small(out + default_header_size, payload.data(), v);
     } else {
         std::memcpy(out + default_header_size, payload.data(), v);
     }
     return default_header_size + v;
+}
+
+inline constexpr codec_options default_options{};
+}  // namespace detail
+
+// Writes header and payload into `out`, which has room for at least
+// max_header_size + payload.size() bytes, and returns how many it wrote; on error returns 0
+// and sets `ec` (left as it was on success). For callers that batch many small frames into a
+// buffer of their own: no capacity check and no allocation per frame, the least a frame can
+// cost. Inline, so a caller's loop keeps no call per frame (codec_bench: 1.2 ns per 16-byte
+// frame, 2.1-2.4 out of line; append_frame 9.0 ns; docs/bench.md).
+inline std::size_t write_frame(char* out, std::string_view payload, std::error_code& ec,
+                               const codec_options& opts) noexcept {
+    if (opts.unit != length_unit::bytes || opts.header_size != default_header_size ||
+        payload.size() >= 1000) [[unlikely]] {
+        return detail::write_frame_general(out, payload, ec, opts);
+    }
+    return detail::write_short_frame(out, payload);
+}
+
+// The same under the default options (10-byte header, length in bytes). A separate overload,
+// not a default argument: a default `codec_options{}` is a temporary the caller's loop builds
+// on its stack for every frame, and a call per frame that may write memory then reloads the
+// loop's state (docs/bench.md, "Paired repeats").
+inline std::size_t write_frame(char* out, std::string_view payload, std::error_code& ec) noexcept {
+    if (payload.size() >= 1000) [[unlikely]] {
+        return detail::write_frame_general(out, payload, ec, detail::default_options);
+    }
+    return detail::write_short_frame(out, payload);
 }
 
 // Header and payload as one string; throws std::system_error on error. Convenient, copies.
@@ -240,8 +259,11 @@ public:
     explicit decoder(codec_options opts = {}, decode_mode mode = decode_mode::whole);
 
     // Inline: a small frame whose header and payload lie whole in `in` (frames read in bulk)
-    // costs a few dozen instructions and no call; anything else goes to next_general().
-    decode_event next(std::span<const char>& in) {
+    // costs a few dozen instructions and no call; anything else goes to next_general(). Always
+    // inlined, with the fast path's helpers: left to its own choice, g++ 12 called
+    // try_whole_frame() for every frame from a loop in main(), and a 16-byte frame cost
+    // 4.6 ns against 3.7-3.9 ns inlined (docs/bench.md, "Paired repeats").
+    [[gnu::always_inline]] decode_event next(std::span<const char>& in) {
         if (state_ == state::header && header_fill_ == 0 && fast_whole_ && !release_buffer_ &&
             !pending_end_ && try_whole_frame(in)) {
             return decode_event::frame;
@@ -309,7 +331,7 @@ private:
     // Whole mode, length in bytes, between frames: takes a frame whose canonical header and
     // whole payload are in `in` as a view into it (nothing copied but the header). False,
     // with `in` untouched, for anything else.
-    bool try_whole_frame(std::span<const char>& in) noexcept {
+    [[gnu::always_inline]] bool try_whole_frame(std::span<const char>& in) noexcept {
         const std::size_t h = opts_.header_size;
         if (in.size() < h || !parse_canonical_header(reinterpret_cast<const unsigned char*>(in.data()), h) ||
             in.size() - h < length_) {
@@ -332,7 +354,7 @@ private:
     // The header as every encoder writes it — digits from the first byte, then spaces — read
     // without the general parse's checks: at most 19 digits cannot overflow 64 bits. False for
     // any other shape (leading spaces, tabs, errors), which the general parse then handles.
-    bool parse_canonical_header(const unsigned char* p, std::size_t h) noexcept {
+    [[gnu::always_inline]] bool parse_canonical_header(const unsigned char* p, std::size_t h) noexcept {
         if (h > 19) return false;
         std::uint64_t value = 0;
         std::size_t i = 0;
@@ -342,7 +364,7 @@ private:
         return true;
     }
     // Whether the n bytes at p are all ' ', a word at a time (overlapping words: n <= 19).
-    static bool all_spaces(const unsigned char* p, std::size_t n) noexcept {
+    [[gnu::always_inline]] static bool all_spaces(const unsigned char* p, std::size_t n) noexcept {
         constexpr std::uint64_t spaces8 = 0x2020202020202020ull;
         constexpr std::uint32_t spaces4 = 0x20202020u;
         auto load8 = [](const unsigned char* q) { std::uint64_t w; std::memcpy(&w, q, 8); return w; };

@@ -87,6 +87,22 @@ TEST(Encoder, AppendAndWriteFrameMatchEncodeHeaderForEverySizeAndHeader) {
     }
 }
 
+// The overload without options (the default 10-byte header, length in bytes) has a fast path
+// of its own up to 999 bytes and the general path from 1000 up.
+TEST(Encoder, WriteFrameWithDefaultOptionsMatchesEncodeFrame) {
+    for (std::size_t n = 0; n <= 1100; ++n) {
+        const std::string payload(n, static_cast<char>('a' + n % 26));
+        const std::string want = encode_frame(payload);
+        std::string buf(max_header_size + n + 8, '#');
+        std::error_code ec;
+        const std::size_t wrote = write_frame(buf.data(), payload, ec);
+        ASSERT_FALSE(ec) << "n=" << n;
+        ASSERT_EQ(wrote, want.size()) << "n=" << n;
+        EXPECT_EQ(buf.substr(0, wrote), want) << "n=" << n;
+        EXPECT_EQ(buf.substr(wrote), std::string(buf.size() - wrote, '#')) << "n=" << n;
+    }
+}
+
 TEST(Encoder, WriteFrameCountsCodePointsAndRefusesInvalidUtf8) {
     codec_options o;
     o.unit = length_unit::code_points;
