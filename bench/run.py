@@ -68,6 +68,59 @@ def pair_cpus():
     return (cpus[-1], cpus[-2]) if len(cpus) >= 2 else None
 
 
+# Throughput pairs of smaller frames than this run pinned (--pin alternate), the rows the
+# small-frame targets pair. Larger ones run where the scheduler puts them, as in every earlier
+# session: pinned, ZeroMQ's 1 MiB row ran 1.47x the ceiling's in one full run (its I/O thread
+# then shares the CPU of its application thread), a change of the rows' meaning left for later.
+PIN_BELOW = 8 * KiB
+
+
+def placement(i):
+    """The CPUs (receiver, sender) of repeat i of a throughput pair: pair_cpus(), swapped in odd
+    repeats, so each system runs in both placements and every system of one repeat in the same
+    one. The two vCPUs here do not run at one speed: the same loop took 0.117 s on one and
+    0.206 s on the other in the same minute, and which one was slow changed within minutes
+    (docs/bench.md, "Paired repeats"). A pair's figure depended on where its two ends ran."""
+    cpus = pair_cpus()
+    if cpus is None:
+        return None
+    return cpus if i % 2 == 0 else (cpus[1], cpus[0])
+
+
+def cpu_loop_ms():
+    """How long one fixed Python loop takes on each CPU of ours, in ms ({cpu: ms}): the two
+    vCPUs' speeds at that moment. Empty when the affinity cannot be set."""
+    try:
+        mine = sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return {}
+    out = {}
+    try:
+        for c in mine:
+            os.sched_setaffinity(0, {c})
+            t = time.perf_counter()
+            x = 0
+            for i in range(1_000_000):
+                x += i
+            out[c] = round((time.perf_counter() - t) * 1e3, 1)
+    finally:
+        os.sched_setaffinity(0, set(mine))
+    return out
+
+
+# The vCPUs' loop times differing by more than this: the pair rows ran on unequal CPUs.
+CPU_SPEED_SPREAD = 1.3
+
+
+def cpu_speed_note(when, ms):
+    """A note when the CPUs ran cpu_loop_ms()'s loop at different speeds, else None."""
+    if len(ms) < 2 or min(ms.values()) <= 0 or max(ms.values()) <= CPU_SPEED_SPREAD * min(ms.values()):
+        return None
+    each = ", ".join(f"cpu{c} {v:.1f} ms" for c, v in sorted(ms.items()))
+    return (f"the CPUs ran the same loop at different speeds {when} ({each}): each pair's figure "
+            f"depends on where its ends ran; the small-frame targets compare paired repeats")
+
+
 def median_row(reps):
     """The median of a case's repeats (by msgs/s), with how many there were and the slowest and
     fastest of them, so a reader can tell a gap from the spread between runs."""
@@ -75,6 +128,8 @@ def median_row(reps):
     row = ordered[len(ordered) // 2]
     row["runs"] = len(ordered)
     row["min_msgs_per_s"], row["max_msgs_per_s"] = ordered[0]["msgs_per_s"], ordered[-1]["msgs_per_s"]
+    # Every repeat's figure in the order they ran, for ratios of paired repeats (paired_ratio).
+    row["rep_msgs_per_s"] = [r["msgs_per_s"] for r in reps]
     return row
 
 
@@ -283,9 +338,12 @@ class Runner:
             self.stop_all()
         return None
 
-    def pair(self, server_args, client_args, name, timeout, result_from="server", extra=None):
-        """Listening peer, then connecting peer; returns the JSON result of `result_from`."""
-        cpus = pair_cpus() if self.a.pin else None
+    def pair(self, server_args, client_args, name, timeout, result_from="server", extra=None,
+             cpus=None):
+        """Listening peer, then connecting peer, on the CPUs `cpus` (listener's, connector's) when
+        given, else pinned only under --pin fixed; returns the JSON result of `result_from`."""
+        if cpus is None and self.a.pin == "fixed":
+            cpus = pair_cpus()
         srv = self.start(server_args, name + "-server", cpu=cpus and cpus[0])
         m = srv.wait_line(r"listening on (\S+)", 10)
         cli = self.start(client_args + ["--connect", m.group(1)], name + "-client",
@@ -311,6 +369,8 @@ class Runner:
                     row[f"{end}_user_s"], row[f"{end}_sys_s"] = round(p.cpu[0], 4), round(p.cpu[1], 4)
         if extra:
             row.update(extra)
+        if cpus:
+            row["cpus"] = f"recv cpu{cpus[0]}, send cpu{cpus[1]}"
         return row
 
     # --- counts -----------------------------------------------------------------------------
@@ -346,7 +406,7 @@ class Runner:
         ceiling, ...): this machine's speed for a pair has fast and slow stretches that can
         outlast a system's repeats, so run back to back one system's median could come from a
         fast stretch and the next system's from a slow one (docs/bench.md, "Throughput repeats
-        alternate", "The fan-out subscriber"). `once(system)` is one run; `skip(i, system)`
+        alternate", "The fan-out subscriber"). `once(system, i)` is repeat i; `skip(i, system)`
         leaves out repeat i. A system skipped or failed (noted once, as `what(system)`) runs no
         more. Returns {system: [result, ...]}."""
         reps = {s: [] for s in systems}
@@ -355,7 +415,7 @@ class Runner:
             for s in list(live):
                 if skip and skip(i, s):
                     continue
-                r = self.guarded(what(s), once, s)
+                r = self.guarded(what(s), once, s, i)
                 if r is None:
                     live.remove(s)
                 else:
@@ -365,17 +425,18 @@ class Runner:
     def throughput_all(self, systems, size):
         """Every direct system's runs at one size, alternated; the median of each is kept."""
         reps = self.alternated(systems, lambda s: f"throughput {s} {size}",
-                               lambda s: self.throughput_once(s, size))
+                               lambda s, i: self.throughput_once(s, size, i))
         for s in systems:
             if reps[s]:
                 self.record(median_row(reps[s]))
 
-    def throughput_once(self, system, size):
+    def throughput_once(self, system, size, i=0):
         binary, srv_mode, cli_mode = self.THR[system]
         base = self.cmd(system, binary)
         opts = ["--size", size, "--count", self.thr_count(system, size)]
         return self.pair(base + [srv_mode, "--listen", "127.0.0.1:0"] + opts,
-                         base + [cli_mode] + opts, f"thr-{system}-{size}", self.a.run_timeout)
+                         base + [cli_mode] + opts, f"thr-{system}-{size}", self.a.run_timeout,
+                         cpus=placement(i) if self.a.pin == "alternate" and size < PIN_BELOW else None)
 
     def relay(self, size, feeder):
         """stdin lines (or `framecast send`) -> framecast serve -> framecast connect, --repeat
@@ -519,7 +580,7 @@ class Runner:
         K = 10,000 (~40 s a run), runs once there."""
         sat = self.fanout_counts(k)[0]
         reps = self.alternated(systems, lambda s: f"fanout {s} K={k}",
-                               lambda s: self.fanout_once(s, k, sat, 0),
+                               lambda s, i: self.fanout_once(s, k, sat, 0),
                                skip=lambda i, s: i > 0 and k > 1000 and s == "zeromq")
         for s in systems:
             if reps[s]:
@@ -802,8 +863,15 @@ def targets(results):
                                 find(results, "ceiling", "throughput", 16)),
                                (100, direct100, ceil100)):
         goal = 0.8
-        line(f"{size} B direct vs ceiling msgs/s", ratio(direct, ceil), goal)
-        out[-1] += short_spread_context(direct, ceil, goal)
+        paired = paired_ratio(direct, ceil)
+        if paired is None:
+            line(f"{size} B direct vs ceiling msgs/s", ratio(direct, ceil), goal)
+            out[-1] += short_spread_context(direct, ceil, goal)
+        else:
+            value, lo, hi, n = paired
+            line(f"{size} B direct vs ceiling msgs/s", value, goal)
+            out[-1] += (f"; the median of {n} paired repeats ({lo:.2f}x-{hi:.2f}x), each pair run back "
+                        f"to back on the same CPUs; the ratio of the medians {ratio(direct, ceil):.2f}x")
     for size in (16, 100):
         cpu = [cpu_ns(find(results, s, "throughput", size)) for s in ("framecast-direct", "ceiling")]
         if None not in cpu:
@@ -842,6 +910,21 @@ def short_spread_context(r, c, goal):
         return ""
     verdict = "within the spread of the repeats" if hi >= goal * lo else "short in every repeat"
     return f"; {verdict} ({r['system']} {spread(r)}, ceiling {spread(c)} msgs/s)"
+
+
+def paired_ratio(r, c):
+    """(median, lowest, highest, pairs) of r's repeats over c's, repeat i over repeat i, or None
+    when the rows lack their repeats or ran unequal numbers of them. Repeat i of every system
+    runs back to back with the others' (Runner.alternated) on the same CPUs (placement), so a
+    pair shares the machine's state: the vCPUs' speeds here moved by 1.7x within minutes, more
+    than the gap the target measures (docs/bench.md, "Paired repeats")."""
+    a, b = (r or {}).get("rep_msgs_per_s"), (c or {}).get("rep_msgs_per_s")
+    if not a or not b or len(a) != len(b) or len(a) < 2 or not all(b):
+        return None
+    q = sorted(x / y for x, y in zip(a, b))
+    mid = len(q) // 2
+    median = q[mid] if len(q) % 2 else (q[mid - 1] + q[mid]) / 2
+    return median, q[0], q[-1], len(q)
 
 
 def cpu_ns(row):
@@ -1055,10 +1138,14 @@ def main(argv=None):
     ap.add_argument("--sizes", help="comma-separated message sizes for throughput")
     ap.add_argument("--fanout-k", help="comma-separated subscriber counts")
     ap.add_argument("--repeat", type=int, help="throughput runs per case; the median is kept")
-    ap.add_argument("--pin", action="store_true",
-                    help="pin the two processes of a direct pair (throughput, ping-pong) to a CPU "
-                         "each (when two are available); not by default: it did not steady the "
-                         "small-frame rows here (docs/bench.md)")
+    ap.add_argument("--pin", nargs="?", const="fixed", default="alternate",
+                    choices=("alternate", "fixed", "no"),
+                    help="where the two processes of a direct pair run (when two CPUs are ours): "
+                         "'alternate' (default) pins each throughput pair of frames under 8 KiB, "
+                         "receiver and sender on a CPU each, swapped every repeat, every system of "
+                         "one repeat in the same placement; 'fixed' (or --pin alone) pins every direct pair, ping-pong "
+                         "too, always the same way; 'no' leaves placement to the scheduler "
+                         "(docs/bench.md, \"Paired repeats\")")
     ap.add_argument("--gnuplot", default=shutil.which("gnuplot"))
     a = ap.parse_args(argv)
 
@@ -1106,8 +1193,10 @@ def main(argv=None):
     raise_nofile()
 
     meta = machine()
-    cpus = pair_cpus() if a.pin else None
-    meta["pinned_pairs"] = f"receiver cpu{cpus[0]}, sender cpu{cpus[1]}" if cpus else "no"
+    cpus = pair_cpus() if a.pin != "no" else None
+    meta["pinned_pairs"] = ("no" if not cpus else f"receiver cpu{cpus[0]}, sender cpu{cpus[1]}"
+                            if a.pin == "fixed" else
+                            f"throughput pairs under 8 KiB on cpu{cpus[0]} and cpu{cpus[1]}, swapped every repeat")
     if meta["loadavg_at_start"] > 0.5 * (meta["nproc"] or 1):
         log(f"warning: load average {meta['loadavg_at_start']:.1f} on {meta['nproc']} cores: "
             "other work is running, figures will be noisy")
@@ -1132,7 +1221,8 @@ def websocket_bench(a, notes):
         return
     for line in out.stdout.splitlines():
         print(line)
-        notes.append("websocket " + line)
+        if line.strip():
+            notes.append("websocket " + line)
     if out.returncode != 0:
         notes.append("websocket: ws_bench.py failed: " + out.stderr.strip()[-300:])
 
@@ -1143,12 +1233,17 @@ def run_all(a, r, meta, sizes, ks, conns):
     t_start = time.monotonic()
     if "throughput" in scen or "relay" in scen:  # --only relay: the relay rows alone
         log("scenario 1: throughput, one connection")
+        meta["cpu_loop_ms_before_throughput"] = before = cpu_loop_ms()
         for size in sizes:
             if "throughput" in scen:
                 r.throughput_all([s for s in systems if s in Runner.THR], size)
             if "relay" in scen and "framecast-serve" in systems:
                 for feeder in ("stdin", "send"):
                     r.guarded(f"relay {feeder} {size}", r.relay, size, feeder)
+        meta["cpu_loop_ms_after_throughput"] = after = cpu_loop_ms()
+        for when, ms in (("before the throughput rows", before), ("after them", after)):
+            if (text := cpu_speed_note(when, ms)) is not None:
+                r.note(text)
     if "fanout" in scen:
         log("scenario 2: fan-out, 100-byte messages")
         for k in ks:
@@ -1189,6 +1284,10 @@ def run_all(a, r, meta, sizes, ks, conns):
     print(f"framecast bench ({meta['mode']}): {meta['nproc']} x {meta['cpu']}, Linux {meta['kernel']}, "
           f"load {meta['loadavg_at_start']:.1f} at start, {meta['seconds']} s, direct pairs pinned: "
           f"{meta['pinned_pairs']}")
+    for key, when in (("cpu_loop_ms_before_throughput", "before"), ("cpu_loop_ms_after_throughput", "after")):
+        if meta.get(key):
+            print(f"one loop on each CPU {when} the throughput rows: "
+                  + ", ".join(f"cpu{c} {v:.1f} ms" for c, v in sorted(meta[key].items())))
     print(table(r.results))
     print("\nTargets (issue 6), as ratios in this run"
           + (" (smoke counts: too small to mean anything)" if a.smoke else "") + ":")

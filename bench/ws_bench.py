@@ -177,8 +177,9 @@ def node_ready(args):
             open(lock).read() != (open(mine).read() if os.path.exists(mine) else ""):
         shutil.copy(os.path.join(HERE, "ws", "package.json"), args.work)
         shutil.copy(lock, args.work)
+        # npm's own report ("added 1 package") to stderr: stdout carries the results only.
         subprocess.run(["npm", "ci", "--ignore-scripts", "--no-audit", "--no-fund", "--loglevel=error"],
-                       cwd=args.work, check=True)
+                       cwd=args.work, check=True, stdout=sys.stderr)
     return True
 
 
