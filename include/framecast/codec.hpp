@@ -262,7 +262,7 @@ public:
     // costs a few dozen instructions and no call; anything else goes to next_general(). Always
     // inlined, with the fast path's helpers: left to its own choice, g++ 12 called
     // try_whole_frame() for every frame from a loop in main(), and a 16-byte frame cost
-    // 4.6 ns against 3.7-3.9 ns inlined (docs/bench.md, "Paired repeats").
+    // 4.6-5.2 ns against 3.7-3.9 ns inlined (docs/bench.md, "Paired repeats").
     [[gnu::always_inline]] decode_event next(std::span<const char>& in) {
         if (state_ == state::header && header_fill_ == 0 && fast_whole_ && !release_buffer_ &&
             !pending_end_ && try_whole_frame(in)) {
