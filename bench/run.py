@@ -121,13 +121,17 @@ def cpu_loop_ms():
 CPU_SPEED_SPREAD = 1.3
 
 
+def fmt_cpu_ms(ms):
+    """cpu_loop_ms()'s figures as text: "cpu0 18.3 ms, cpu1 22.0 ms"."""
+    return ", ".join(f"cpu{c} {v:.1f} ms" for c, v in sorted(ms.items()))
+
+
 def cpu_speed_note(when, ms):
     """A note when the CPUs ran cpu_loop_ms()'s loop at different speeds, else None."""
     if len(ms) < 2 or min(ms.values()) <= 0 or max(ms.values()) <= CPU_SPEED_SPREAD * min(ms.values()):
         return None
-    each = ", ".join(f"cpu{c} {v:.1f} ms" for c, v in sorted(ms.items()))
-    return (f"the CPUs ran the same loop at different speeds {when} ({each}): each pair's figure "
-            f"depends on where its ends ran")
+    return (f"the CPUs ran the same loop at different speeds {when} ({fmt_cpu_ms(ms)}): each "
+            f"pair's figure depends on where its ends ran")
 
 
 def median_row(reps):
@@ -443,7 +447,7 @@ class Runner:
             if reps[s]:
                 self.record(median_row(reps[s]))
 
-    def throughput_once(self, system, size, i=0):
+    def throughput_once(self, system, size, i):
         binary, srv_mode, cli_mode = self.THR[system]
         base = self.cmd(system, binary)
         opts = ["--size", size, "--count", self.thr_count(system, size)]
@@ -1160,9 +1164,9 @@ def main(argv=None):
                     help="where the two processes of a direct pair run (when two CPUs are ours): "
                          "'alternate' (default) pins each throughput pair of frames under 8 KiB, "
                          "receiver and sender on a CPU each, swapped every repeat, every system of "
-                         "one repeat in the same placement; 'fixed' (or --pin alone) pins every direct pair, ping-pong "
-                         "too, always the same way; 'no' leaves placement to the scheduler "
-                         "(docs/bench.md, \"Paired repeats\")")
+                         "one repeat in the same placement; 'fixed' (or --pin alone) pins every "
+                         "direct pair, ping-pong too, always the same way; 'no' leaves placement "
+                         "to the scheduler (docs/bench.md, \"Paired repeats\")")
     ap.add_argument("--gnuplot", default=shutil.which("gnuplot"))
     a = ap.parse_args(argv)
 
@@ -1303,8 +1307,7 @@ def run_all(a, r, meta, sizes, ks, conns):
           f"{meta['pinned_pairs']}")
     for key, when in (("cpu_loop_ms_before_throughput", "before"), ("cpu_loop_ms_after_throughput", "after")):
         if meta.get(key):
-            print(f"one loop on each CPU {when} the throughput rows: "
-                  + ", ".join(f"cpu{c} {v:.1f} ms" for c, v in sorted(meta[key].items())))
+            print(f"one loop on each CPU {when} the throughput rows: {fmt_cpu_ms(meta[key])}")
     print(table(r.results))
     print("\nTargets (issue 6), as ratios in this run"
           + (" (smoke counts: too small to mean anything)" if a.smoke else "") + ":")

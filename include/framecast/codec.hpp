@@ -117,30 +117,10 @@ inline void copy_small(char* to, const char* from, std::size_t n) noexcept {
         for (std::size_t i = 0; i < n; ++i) to[i] = from[i];
     }
 }
-}  // namespace detail
 
-namespace detail {
-// write_frame's fast path: the usual header (10 bytes, a length in bytes under 1000) is ten
-// spaces at a constant size with the digits written over them, then the payload.
-inline std::size_t write_short_frame(char* out, std::string_view payload) noexcept {
-    const std::size_t v = payload.size();
-    std::memcpy(out, "          ", default_header_size);
-    if (v >= 100) {
-        out[0] = static_cast<char>('0' + v / 100);
-        std::memcpy(out + 1, two_digits + 2 * (v % 100), 2);
-    } else if (v >= 10) {
-        std::memcpy(out, two_digits + 2 * v, 2);
-    } else {
-        out[0] = static_cast<char>('0' + v);
-    }
-    if (v <= 16) {
-        copy_small(out + default_header_size, payload.data(), v);
-    } else {
-        std::memcpy(out + default_header_size, payload.data(), v);
-    }
-    return default_header_size + v;
-}
-
+// write_frame's default options, one object: a default argument of `codec_options{}` was a
+// temporary that a caller's loop built on its stack for every frame, and the call per frame
+// that may write memory then reloaded the loop's state (docs/bench.md, "Paired repeats").
 inline constexpr codec_options default_options{};
 }  // namespace detail
 
@@ -148,26 +128,32 @@ inline constexpr codec_options default_options{};
 // max_header_size + payload.size() bytes, and returns how many it wrote; on error returns 0
 // and sets `ec` (left as it was on success). For callers that batch many small frames into a
 // buffer of their own: no capacity check and no allocation per frame, the least a frame can
-// cost. Inline, so a caller's loop keeps no call per frame (codec_bench: 1.2 ns per 16-byte
-// frame, 2.1-2.4 out of line; append_frame 9.0 ns; docs/bench.md).
+// cost. Inline, so a caller's loop keeps no call per frame: the usual header (10 bytes, a length
+// in bytes under 1000) is ten spaces at a constant size with the digits written over them
+// (codec_bench: 1.2 ns per 16-byte frame, 2.1-2.4 out of line; append_frame 9.0 ns;
+// docs/bench.md).
 inline std::size_t write_frame(char* out, std::string_view payload, std::error_code& ec,
-                               const codec_options& opts) noexcept {
-    if (opts.unit != length_unit::bytes || opts.header_size != default_header_size ||
-        payload.size() >= 1000) [[unlikely]] {
+                               const codec_options& opts = detail::default_options) noexcept {
+    const std::size_t v = payload.size();
+    if (opts.unit != length_unit::bytes || opts.header_size != default_header_size || v >= 1000)
+        [[unlikely]] {
         return detail::write_frame_general(out, payload, ec, opts);
     }
-    return detail::write_short_frame(out, payload);
-}
-
-// The same under the default options (10-byte header, length in bytes). A separate overload,
-// not a default argument: a default `codec_options{}` is a temporary the caller's loop builds
-// on its stack for every frame, and a call per frame that may write memory then reloads the
-// loop's state (docs/bench.md, "Paired repeats").
-inline std::size_t write_frame(char* out, std::string_view payload, std::error_code& ec) noexcept {
-    if (payload.size() >= 1000) [[unlikely]] {
-        return detail::write_frame_general(out, payload, ec, detail::default_options);
+    std::memcpy(out, "          ", default_header_size);
+    if (v >= 100) {
+        out[0] = static_cast<char>('0' + v / 100);
+        std::memcpy(out + 1, detail::two_digits + 2 * (v % 100), 2);
+    } else if (v >= 10) {
+        std::memcpy(out, detail::two_digits + 2 * v, 2);
+    } else {
+        out[0] = static_cast<char>('0' + v);
     }
-    return detail::write_short_frame(out, payload);
+    if (v <= 16) {
+        detail::copy_small(out + default_header_size, payload.data(), v);
+    } else {
+        std::memcpy(out + default_header_size, payload.data(), v);
+    }
+    return default_header_size + v;
 }
 
 // Header and payload as one string; throws std::system_error on error. Convenient, copies.

@@ -87,8 +87,8 @@ TEST(Encoder, AppendAndWriteFrameMatchEncodeHeaderForEverySizeAndHeader) {
     }
 }
 
-// The overload without options (the default 10-byte header, length in bytes) has a fast path
-// of its own up to 999 bytes and the general path from 1000 up.
+// Without options (the default 10-byte header, length in bytes): the fast path
+// up to 999 bytes and the general path from 1000 up.
 TEST(Encoder, WriteFrameWithDefaultOptionsMatchesEncodeFrame) {
     for (std::size_t n = 0; n <= 1100; ++n) {
         const std::string payload(n, static_cast<char>('a' + n % 26));
