@@ -23,10 +23,12 @@ decoder::decoder(codec_options opts, decode_mode mode)
         fail(errc::invalid_header_size,
              "header size " + std::to_string(opts_.header_size) + " is outside 1..20");
     }
+    update_fast_ready();
 }
 
 decode_event decoder::fail(errc e, std::string message) {
     state_ = state::failed;
+    fast_ready_ = false;
     error_ = e;
     error_message_ = std::move(message);
     payload_ = {};
@@ -34,6 +36,12 @@ decode_event decoder::fail(errc e, std::string message) {
 }
 
 decode_event decoder::next_general(std::span<const char>& in) {
+    const auto ev = advance(in);
+    update_fast_ready();
+    return ev;
+}
+
+decode_event decoder::advance(std::span<const char>& in) {
     if (state_ == state::failed) return decode_event::error;
     if (release_buffer_) {  // the last frame was a view into buffer_: it may go now
         buffer_.reset();
@@ -249,6 +257,7 @@ decode_event decoder::commit(std::size_t n) {
     payload_ = {buffer_.get(), fill_};
     release_buffer_ = capacity_ > retain_;
     state_ = state::header;
+    update_fast_ready();
     return decode_event::frame;
 }
 

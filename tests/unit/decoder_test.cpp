@@ -465,6 +465,38 @@ TEST(Decoder, LargeGatheredFrameBufferIsReleasedAfterward) {
     EXPECT_GT(dec.buffered_capacity(), 0u);
 }
 
+TEST(Decoder, LargeFrameBufferIsReleasedByAWholeSmallFrameAfterIt) {
+    // The next frame lies whole in the read, so next() could take its inline fast path; it
+    // must still release the large frame's buffer first, whether that frame came by next()
+    // or by payload_space()/commit().
+    const std::string big(512 * 1024, 'L');
+    const std::string wire = encode_frame(big);
+    const std::string small = encode_frame("after");
+    for (bool by_commit : {false, true}) {
+        SCOPED_TRACE(by_commit ? "commit" : "next");
+        decoder dec;
+        std::span<const char> head{wire.data(), 1000};
+        ASSERT_EQ(dec.next(head), decode_event::need_more);
+        const std::size_t taken = 1000;
+        if (by_commit) {
+            auto space = dec.payload_space();
+            ASSERT_EQ(space.size(), wire.size() - taken);
+            std::memcpy(space.data(), wire.data() + taken, space.size());
+            ASSERT_EQ(dec.commit(space.size()), decode_event::frame);
+        } else {
+            std::span<const char> rest{wire.data() + taken, wire.size() - taken};
+            ASSERT_EQ(dec.next(rest), decode_event::frame);
+        }
+        EXPECT_EQ(dec.payload(), big);
+        ASSERT_GE(dec.buffered_capacity(), big.size());
+        std::span<const char> in{small};
+        ASSERT_EQ(dec.next(in), decode_event::frame);
+        EXPECT_EQ(dec.payload(), "after");
+        EXPECT_TRUE(in.empty());
+        EXPECT_EQ(dec.buffered_capacity(), 0u);  // released on the way to the fast path
+    }
+}
+
 TEST(Decoder, EmptyDefaultSpanIsFine) {
     // A default span has a null data(): nothing may be copied from it (UBSan checks memcpy).
     decoder dec;
