@@ -27,18 +27,23 @@ public:
     // Returns the number of frames completed by these bytes.
     std::uint64_t feed(const char* p, std::size_t n) {
         std::uint64_t done = 0;
-        // Whole frames lying in the buffer: header and payload skipped in one step (as
-        // framecast's decoder takes them: a ceiling must not do more per frame than it does).
-        if (!in_payload_ && fill_ == 0) {
-            while (n >= header_size) {
-                const std::uint64_t len = parse(p);
-                if (n - header_size < len) break;
-                p += header_size + len;
-                n -= header_size + static_cast<std::size_t>(len);
-                ++done;
-            }
-        }
         while (n > 0) {
+            // Whole frames lying in the buffer: header and payload skipped in one step (as
+            // framecast's decoder takes them: a ceiling must not do more per frame than it does).
+            // Back here after every frame finished piecemeal: a read rarely ends on a frame
+            // boundary, and until session 22 this loop ran only at the start of feed(), so
+            // every read after the first went the slow way (framecast-direct then beat the
+            // ceiling at 16 B).
+            if (!in_payload_ && fill_ == 0) {
+                while (n >= header_size) {
+                    const std::uint64_t len = parse(p);
+                    if (n - header_size < len) break;
+                    p += header_size + len;
+                    n -= header_size + static_cast<std::size_t>(len);
+                    ++done;
+                }
+                if (n == 0) break;
+            }
             if (need_ == 0 && !in_payload_) {
                 // Header: fast path when all of it lies in the buffer.
                 if (fill_ == 0 && n >= header_size) {
