@@ -62,6 +62,7 @@ int run_recv(const options& o) {
     // Where the rest of a payload longer than a read goes, in one recv().
     std::vector<char> payload(size > read_size ? size : 0);
     raw_parser parser;
+    payload_waker waker(fd);
     std::uint64_t frames = 0;
     std::int64_t start = 0;
     while (frames < count) {
@@ -71,6 +72,9 @@ int run_recv(const options& o) {
         if (left >= read_size && left <= payload.size()) {
             into = payload.data();
             room = static_cast<std::size_t>(left);
+            waker.want(room);
+        } else if (size >= gather_threshold) {
+            waker.want(1);
         }
         ssize_t n = ::recv(fd, into, room, 0);
         if (n < 0 && errno == EINTR) continue;

@@ -250,6 +250,29 @@ inline void wake_per_mib(int fd) {
     if (::setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &bytes, sizeof bytes) != 0) die("SO_RCVLOWAT");
 }
 
+// Reading the rest of a large payload in place (the ceiling's receiver and framecast-direct's):
+// the frame is of no use until all of it is there, so the kernel should wake the reader once
+// it is (SO_RCVLOWAT, at most 1 MiB), not for every segment that arrives. On loopback each
+// wake-up costs the sender system time (see wake_per_mib): pinned 1 MiB pairs woke the ceiling's
+// receiver 14,000-17,000 times per 3,000 frames against ZeroMQ's 4,500-5,300, and ZeroMQ ran
+// 1.3-1.5x the ceiling (docs/bench.md, "Waking a large frame's reader once"). Unlike
+// wake_per_mib, a message client can do this too: no message waits longer than its last byte.
+// want(1) before an ordinary read; each change is one setsockopt().
+class payload_waker {
+public:
+    explicit payload_waker(int fd) : fd_(fd) {}
+    void want(std::size_t bytes) {
+        const int v = static_cast<int>(std::clamp<std::size_t>(bytes, 1, 1024 * 1024));
+        if (v == current_) return;
+        if (::setsockopt(fd_, SOL_SOCKET, SO_RCVLOWAT, &v, sizeof v) != 0) die("SO_RCVLOWAT");
+        current_ = v;
+    }
+
+private:
+    int fd_;
+    int current_ = 1;
+};
+
 inline void set_nonblocking(int fd, bool on) {
     const int flags = ::fcntl(fd, F_GETFL);
     if (flags < 0 || ::fcntl(fd, F_SETFL, on ? flags | O_NONBLOCK : flags & ~O_NONBLOCK) < 0) {

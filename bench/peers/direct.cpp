@@ -103,13 +103,15 @@ int run_recv(const options& o) {
     // A reader of large frames keeps its buffer, as `connect` does (no allocation and no page
     // faults of fresh memory per frame).
     dec.retain_capacity(std::max<std::size_t>(size, framecast::decoder::default_retained_capacity));
+    payload_waker waker(fd);
     std::uint64_t frames = 0, bytes = 0;
     std::int64_t start = 0;
     while (frames < count) {
         // Inside a payload longer than what is left of the read buffer: read the rest of it
         // straight into the decoder, in one recv(), so a frame spanning reads costs no
-        // gathering copy.
+        // gathering copy, and sleep until it is all there (see payload_waker).
         if (auto space = dec.payload_space(); space.size() >= buf.size() / 4) {
+            waker.want(space.size());
             ssize_t n = ::recv(fd, space.data(), space.size(), 0);
             if (n < 0 && errno == EINTR) continue;
             if (n <= 0) break;
@@ -123,6 +125,7 @@ int run_recv(const options& o) {
             }
             continue;
         }
+        if (size >= gather_threshold) waker.want(1);
         ssize_t n = ::recv(fd, buf.data(), buf.size(), 0);
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0) break;
