@@ -6,7 +6,8 @@
 // write_split_frame in common.hpp); the blocking receiver does
 // 256 KiB reads and finds frame boundaries in place, and reads
 // the rest of a payload longer than that straight into a buffer of the payload's size (one
-// recv() where framecast's decoder does one); below 8 KiB it asks to be woken per MiB, as
+// recv() where framecast's decoder does one), asking to be woken once it is all there
+// (payload_waker in common.hpp); below 8 KiB it asks to be woken per MiB, as
 // framecast-direct's receiver does (see wake_per_mib in common.hpp). Nothing framecast does can
 // be faster, so every other figure is read as a fraction of this one; bench/run.py warns when a
 // row beats it.

@@ -6,9 +6,10 @@
 // 64 frames per call (from 128 KiB up: each frame in two writes, header and first bytes, then
 // the rest, as the ceiling and ZeroMQ write them; see write_split_frame in common.hpp; the
 // server's writer does not do this yet). The receiver feeds 256 KiB reads to
-// framecast::decoder, which hands out payloads as views into the read buffer; the rest of a
-// payload longer than what is left of a read is read straight into the decoder
-// (payload_space/commit), as a client reading large frames would. Below 8 KiB it asks to be
+// framecast::decoder::for_each_frame(), which hands out payloads as views into the read buffer;
+// the rest of a payload longer than what is left of a read is read straight into the decoder
+// (payload_space/commit), as a client reading large frames would, waking once it is all there
+// (payload_waker in common.hpp, as the ceiling's receiver). Below 8 KiB it asks to be
 // woken per MiB, as the ceiling's receiver does and a message client could not (wake_per_mib in
 // common.hpp): these rows measure the codec's per-frame work, the relay rows the real client.
 //
@@ -130,16 +131,15 @@ int run_recv(const options& o) {
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0) break;
         if (start == 0) start = now_ns();
+        // for_each_frame(): the frames of this read, their place kept in registers.
         std::span<const char> in(buf.data(), static_cast<std::size_t>(n));
-        for (;;) {
-            auto ev = dec.next(in);
-            if (ev == framecast::decode_event::need_more) break;
-            if (ev != framecast::decode_event::frame) {
-                std::fprintf(stderr, "direct recv: %s\n", dec.error_message().c_str());
-                return 1;
-            }
+        const auto ev = dec.for_each_frame(in, [&](std::string_view payload) {
             ++frames;
-            bytes += dec.payload().size();
+            bytes += payload.size();
+        });
+        if (ev != framecast::decode_event::need_more) {
+            std::fprintf(stderr, "direct recv: %s\n", dec.error_message().c_str());
+            return 1;
         }
     }
     std::int64_t ns = now_ns() - start;
