@@ -260,11 +260,14 @@ public:
     // next() before calling again. The same frames, and payload views valid as long, as next()
     // gives. The difference: a run of whole frames lying in `in` is taken in a loop that keeps
     // its place in registers, where next() stores `in`, the payload, the length and the header
-    // for every frame and reloads them for the next one (16-byte frames: 2.3 ns against 3.0 ns,
-    // and 2.6 ns against 5.0 ns on a vCPU slowed by its neighbour; docs/bench.md, "One flag
-    // and fewer stores"). While on_frame runs, use its argument: payload(), length() and
-    // header_bytes() describe the last frame once for_each_frame() returns, not before. on_frame
-    // must not call into this decoder; if it throws, `in` may still hold frames it was given.
+    // for every frame and reloads them for the next one (16-byte frames: 3.1 ns against 3.3 ns,
+    // and 3.8-4.1 ns against 6.0-6.1 ns on a vCPU slowed by its neighbour, where the bench's
+    // raw-TCP ceiling parses in 3.1 / 3.3 ns; docs/bench.md, "A ceiling that finds its fast
+    // path again"). While on_frame runs, use its argument: the decoder's payload(), length()
+    // and header_bytes() may still describe an earlier frame. When it returns, they are as a
+    // loop of next() calls leaves them (payload() is then the last call's, which found no
+    // frame: take what you need in on_frame). on_frame must not call into this decoder; if it
+    // throws, `in` may still hold frames it was given.
     template <class OnFrame>
     decode_event for_each_frame(std::span<const char>& in, OnFrame&& on_frame) {
         for (;;) {
@@ -336,7 +339,7 @@ private:
     // out-of-line function that changes those, so the fast path reads one byte, not five
     // fields; with fewer loads and stores per frame a 16-byte frame decoded in 3.0 ns
     // against 3.6 ns, and in 5.0 ns against 6.7 ns on a vCPU slowed by its neighbour
-    // (docs/bench.md, "One flag and fewer stores").
+    // (docs/bench.md, "A ceiling that finds its fast path again").
     void update_fast_ready() noexcept {
         fast_ready_ = state_ == state::header && header_fill_ == 0 && fast_whole_ &&
                       !release_buffer_ && !pending_end_;
@@ -385,7 +388,8 @@ private:
         const char* last = nullptr;
         std::uint64_t last_length = 0;
         for (std::uint64_t length;
-             n >= h && canonical_length(reinterpret_cast<const unsigned char*>(p), h, max, length) &&
+             n >= h &&
+             canonical_length(reinterpret_cast<const unsigned char*>(p), h, max, length) &&
              n - h >= length;) {
             const auto size = static_cast<std::size_t>(length);
             on_frame(std::string_view{p + h, size});

@@ -1,6 +1,7 @@
 // libFuzzer target: the decoder in every mode (whole, streaming; bytes, code points; header
-// sizes 1..20; small and large maxima; random chunking) must agree with the reference decoder
-// on the same input: the same frames, or the same error. No crash, no sanitizer report.
+// sizes 1..20; small and large maxima; random chunking), driven by next() and by
+// for_each_frame(), must agree with the reference decoder on the same input: the same frames,
+// or the same error. No crash, no sanitizer report.
 #include <cstdint>
 #include <cstdlib>
 #include <cstdio>
@@ -20,9 +21,12 @@ namespace {
 struct outcome {
     std::vector<std::string> frames;
     std::error_code error;
+    std::string last_header;   // header_bytes() at the end: the same however the stream was fed
+    std::uint64_t last_length = 0;
 };
 
-outcome run(std::string_view wire, const codec_options& opts, decode_mode mode, std::uint32_t seed) {
+outcome run(std::string_view wire, const codec_options& opts, decode_mode mode, std::uint32_t seed,
+            bool batch) {
     outcome out;
     decoder dec(opts, mode);
     std::string current;
@@ -34,7 +38,16 @@ outcome run(std::string_view wire, const codec_options& opts, decode_mode mode, 
         std::span<const char> in{wire.data() + pos, n};
         pos += n;
         for (;;) {
-            auto ev = dec.next(in);
+            decode_event ev;
+            if (batch) {
+                ev = dec.for_each_frame(in, [&](std::string_view payload) {
+                    if (mode != decode_mode::whole) mismatch("frame in streaming mode");
+                    out.frames.emplace_back(payload);
+                });
+                if (ev == decode_event::frame) mismatch("for_each_frame returned a frame");
+            } else {
+                ev = dec.next(in);
+            }
             if (ev == decode_event::need_more) break;
             if (ev == decode_event::error) {
                 if (dec.error_message().empty()) mismatch("error without a message");
@@ -72,6 +85,8 @@ outcome run(std::string_view wire, const codec_options& opts, decode_mode mode, 
         in_frame = false;
     }
     out.error = dec.finish();
+    out.last_header = dec.header_bytes();
+    out.last_length = dec.length();
     return out;
 }
 
@@ -90,9 +105,16 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     auto expected = reference_decode(wire, opts);
     for (auto mode : {decode_mode::whole, decode_mode::streaming}) {
         for (std::uint32_t s : {seed, seed ^ 0x5bd1u}) {
-            auto got = run(wire, opts, mode, s);
-            if (got.error != expected.error) mismatch("error differs");
-            if (got.frames != expected.frames) mismatch("frames differ");
+            const auto by_next = run(wire, opts, mode, s, false);
+            const auto batched = run(wire, opts, mode, s, true);
+            for (const auto* got : {&by_next, &batched}) {
+                if (got->error != expected.error) mismatch("error differs");
+                if (got->frames != expected.frames) mismatch("frames differ");
+            }
+            if (batched.last_header != by_next.last_header ||
+                batched.last_length != by_next.last_length) {
+                mismatch("header_bytes()/length() differ after for_each_frame");
+            }
         }
     }
     // Whatever decodes must re-encode to the same frames.

@@ -10,13 +10,13 @@
 
 namespace {
 
-struct stream {
+struct raw_stream {
     std::string bytes;
     std::vector<std::size_t> frame_ends;  // offset one past each frame's last byte
 };
 
-stream frames_of(const std::vector<std::size_t>& sizes) {
-    stream s;
+raw_stream raw_stream_of(const std::vector<std::size_t>& sizes) {
+    raw_stream s;
     for (std::size_t size : sizes) {
         char header[bench::header_size];
         bench::put_header(header, size);
@@ -28,7 +28,7 @@ stream frames_of(const std::vector<std::size_t>& sizes) {
 }
 
 TEST(RawParser, CountsEachFrameInTheReadThatEndsItWhateverTheChunking) {
-    const stream s = frames_of({16, 0, 100, 1, 16, 16, 300, 0, 0, 26, 16, 9});
+    const raw_stream s = raw_stream_of({16, 0, 100, 1, 16, 16, 300, 0, 0, 26, 16, 9});
     for (std::size_t chunk = 1; chunk <= s.bytes.size(); ++chunk) {
         SCOPED_TRACE("chunk " + std::to_string(chunk));
         bench::raw_parser parser;
@@ -47,7 +47,7 @@ TEST(RawParser, CountsEachFrameInTheReadThatEndsItWhateverTheChunking) {
 }
 
 TEST(RawParser, ReportsWhatIsLeftOfAPayload) {
-    const stream s = frames_of({1000});
+    const raw_stream s = raw_stream_of({1000});
     bench::raw_parser parser;
     EXPECT_EQ(parser.feed(s.bytes.data(), 25), 0u);
     EXPECT_FALSE(parser.at_boundary());
