@@ -4,10 +4,10 @@
 // when it is full (from 8 KiB up, 64 frames per writev() gathering headers and one shared
 // payload, as framecast's sender does; from 128 KiB up, each frame in two writes, see
 // write_split_frame in common.hpp); the blocking receiver does
-// 256 KiB reads and finds frame boundaries in place, and reads
-// the rest of a payload longer than that straight into a buffer of the payload's size (one
-// recv() where framecast's decoder does one), asking to be woken once it is all there
-// (payload_waker in common.hpp); below 8 KiB it asks to be woken per MiB, as
+// 256 KiB reads and finds frame boundaries in place, and reads the rest of a payload of 64 KiB
+// or more straight into a buffer of the payload's size (one recv() where framecast's decoder
+// does one), asking to be woken once it is all there or 1 MiB of it is (payload_waker in
+// common.hpp); below 8 KiB it asks to be woken per MiB, as
 // framecast-direct's receiver does (see wake_per_mib in common.hpp). Nothing framecast does can
 // be faster, so every other figure is read as a fraction of this one; bench/run.py warns when a
 // row beats it.
@@ -39,6 +39,9 @@ namespace {
 using namespace bench;
 
 constexpr std::size_t read_size = 256 * 1024;
+// The rest of a payload at least this long is read straight into its place (framecast-direct:
+// payload_space() of a quarter of its read buffer or more).
+constexpr std::size_t in_place_from = read_size / 4;
 constexpr std::size_t batch_bytes = 256 * 1024;
 constexpr std::size_t gather_threshold = 8 * 1024;  // as bench_framecast_direct
 constexpr std::size_t max_gather = 64;
@@ -61,7 +64,8 @@ int run_recv(const options& o) {
     if (size < gather_threshold) wake_per_mib(fd);  // as framecast-direct's receiver
     std::vector<char> buf(read_size);
     // Where the rest of a payload longer than a read goes, in one recv().
-    std::vector<char> payload(size > read_size ? size : 0);
+    // From a quarter of a read up, as framecast-direct reads into payload_space().
+    std::vector<char> payload(size >= in_place_from ? size : 0);
     raw_parser parser;
     payload_waker waker(fd);
     std::uint64_t frames = 0;
@@ -70,7 +74,7 @@ int run_recv(const options& o) {
         const std::uint64_t left = parser.payload_left();
         char* into = buf.data();
         std::size_t room = buf.size();
-        if (left >= read_size && left <= payload.size()) {
+        if (left >= in_place_from && left <= payload.size()) {
             into = payload.data();
             room = static_cast<std::size_t>(left);
             waker.want(room);

@@ -254,13 +254,14 @@ inline void wake_per_mib(int fd) {
 // the frame is of no use until all of it is there, so the kernel should wake the reader once
 // it is (SO_RCVLOWAT, at most 1 MiB), not for every segment that arrives. On loopback each
 // wake-up costs the sender system time (see wake_per_mib): pinned 1 MiB pairs woke the ceiling's
-// receiver 14,000-17,000 times per 3,000 frames against ZeroMQ's 4,500-5,300, and ZeroMQ ran
-// 1.3-1.5x the ceiling (docs/bench.md, "Waking a large frame's reader once"). Unlike
+// receiver 13,400-17,600 times per 3,000 frames against ZeroMQ's 4,400-5,400, and ZeroMQ ran
+// 1.3-1.6x the ceiling (docs/bench.md, "A ceiling that finds its fast path again"). Unlike
 // wake_per_mib, a message client can do this too: no message waits longer than its last byte.
-// want(1) before an ordinary read; each change is one setsockopt().
+// want(1) before an ordinary read; each change is one setsockopt(). `current` is the socket's
+// SO_RCVLOWAT when the waker takes over (1 unless something set it).
 class payload_waker {
 public:
-    explicit payload_waker(int fd) : fd_(fd) {}
+    explicit payload_waker(int fd, int current = 1) : fd_(fd), current_(current) {}
     void want(std::size_t bytes) {
         const int v = static_cast<int>(std::clamp<std::size_t>(bytes, 1, 1024 * 1024));
         if (v == current_) return;
@@ -270,7 +271,7 @@ public:
 
 private:
     int fd_;
-    int current_ = 1;
+    int current_;
 };
 
 inline void set_nonblocking(int fd, bool on) {

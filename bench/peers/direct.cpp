@@ -9,9 +9,10 @@
 // framecast::decoder::for_each_frame(), which hands out payloads as views into the read buffer;
 // the rest of a payload longer than what is left of a read is read straight into the decoder
 // (payload_space/commit), as a client reading large frames would, waking once it is all there
-// (payload_waker in common.hpp, as the ceiling's receiver). Below 8 KiB it asks to be
-// woken per MiB, as the ceiling's receiver does and a message client could not (wake_per_mib in
-// common.hpp): these rows measure the codec's per-frame work, the relay rows the real client.
+// or 1 MiB of it is (payload_waker in common.hpp, as the ceiling's receiver). Below 8 KiB it
+// asks to be woken per MiB, as the ceiling's receiver does and a message client could not
+// (wake_per_mib in common.hpp): these rows measure the codec's per-frame work, the relay rows
+// the real client.
 //
 // Until the client library lands in main this is "framecast library sender -> receiver"; when it
 // does, the peer can switch to it (include/framecast/io/client.hpp).

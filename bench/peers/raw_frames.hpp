@@ -2,6 +2,7 @@
 // (no validation beyond "digits then spaces", no copies of payload bytes, no allocation).
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>

@@ -257,17 +257,19 @@ public:
     // A loop over next() for a reader with little to do per frame: calls on_frame(payload)
     // for every frame in `in` and returns the first event that is not a frame — need_more once
     // `in` is used up, or error; in streaming mode begin, data or end, to handle as after
-    // next() before calling again. The same frames, and payload views valid as long, as next()
-    // gives. The difference: a run of whole frames lying in `in` is taken in a loop that keeps
-    // its place in registers, where next() stores `in`, the payload, the length and the header
-    // for every frame and reloads them for the next one (16-byte frames: 3.1 ns against 3.3 ns,
-    // and 3.8-4.1 ns against 6.0-6.1 ns on a vCPU slowed by its neighbour, where the bench's
-    // raw-TCP ceiling parses in 3.1 / 3.3 ns; docs/bench.md, "A ceiling that finds its fast
-    // path again"). While on_frame runs, use its argument: the decoder's payload(), length()
-    // and header_bytes() may still describe an earlier frame. When it returns, they are as a
-    // loop of next() calls leaves them (payload() is then the last call's, which found no
-    // frame: take what you need in on_frame). on_frame must not call into this decoder; if it
-    // throws, `in` may still hold frames it was given.
+    // next() before calling again. The same frames as next() gives. The difference: a run of
+    // whole frames lying in `in` is taken in a loop that keeps its place in registers, where
+    // next() stores `in`, the payload, the length and the header for every frame and reloads
+    // them for the next one (16-byte frames: 3.1 ns against 3.3 ns, and 3.8-4.1 ns against
+    // 6.0-6.1 ns on a vCPU slowed by its neighbour, where the bench's raw-TCP ceiling parses
+    // in 3.1 / 3.3 ns; docs/bench.md, "A ceiling that finds its fast path again").
+    // While on_frame runs, use its argument: a view into `in` (valid as long as your bytes)
+    // or, for a frame that spanned reads, into the decoder's buffer (valid until on_frame
+    // returns); the decoder's own payload(), length() and header_bytes() may still describe
+    // an earlier frame. When it returns, length() and header_bytes() are as a loop of next()
+    // calls leaves them; payload() belongs to the last call, which found no frame: do not use
+    // it. on_frame must not call into, assign or destroy this decoder; if it throws, the
+    // exception propagates and `in` may still hold frames it was given.
     template <class OnFrame>
     decode_event for_each_frame(std::span<const char>& in, OnFrame&& on_frame) {
         for (;;) {

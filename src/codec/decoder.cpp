@@ -36,6 +36,9 @@ decode_event decoder::fail(errc e, std::string message) {
 }
 
 decode_event decoder::next_general(std::span<const char>& in) {
+    // Cleared first: if advance() throws (bad_alloc while gathering a frame), the flag must not
+    // stay set with the decoder inside a payload.
+    fast_ready_ = false;
     const auto ev = advance(in);
     update_fast_ready();
     return ev;
@@ -44,6 +47,7 @@ decode_event decoder::next_general(std::span<const char>& in) {
 decode_event decoder::advance(std::span<const char>& in) {
     if (state_ == state::failed) return decode_event::error;
     if (release_buffer_) {  // the last frame was a view into buffer_: it may go now
+        payload_ = {};      // and payload() with it, not a view into freed memory
         buffer_.reset();
         capacity_ = 0;
         release_buffer_ = false;

@@ -1,10 +1,13 @@
 // decoder::for_each_frame() is a loop over next(): the same frames and events whatever the
-// chunking, and afterwards the same length() and header_bytes() as such a loop leaves.
+// chunking and the options, and at the end of every read the same length() and
+// header_bytes() as such a loop leaves.
 #include <gtest/gtest.h>
 
 #include <framecast/codec.hpp>
 
 #include <algorithm>
+#include <cstring>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -13,39 +16,46 @@ using namespace framecast;
 namespace {
 
 struct batch_seen {
-    std::vector<std::string> frames;        // payloads, in order
-    std::vector<decode_event> others;       // every event that is not a frame
-    std::vector<std::string> last_header;   // header_bytes() after each call that saw a frame
-    std::vector<std::uint64_t> last_length; // length() likewise
+    std::vector<std::string> frames;   // payloads, in order
+    std::vector<decode_event> others;  // every event that is not a frame
+    // After the last call of each read (need_more or error): header_bytes() and length().
+    std::vector<std::string> headers;
+    std::vector<std::uint64_t> lengths;
 };
 
 // `wire` fed in reads of `chunk` bytes, decoded by next() or by for_each_frame().
 batch_seen decode_by(const std::string& wire, std::size_t chunk, bool batch,
-                     codec_options opts = {}, decode_mode mode = decode_mode::whole) {
+                     codec_options opts = {}, decode_mode mode = decode_mode::whole,
+                     std::size_t retain = decoder::default_retained_capacity) {
     batch_seen s;
     decoder dec(opts, mode);
+    dec.retain_capacity(retain);
     for (std::size_t at = 0; at < wire.size(); at += chunk) {
         std::span<const char> in(wire.data() + at, std::min(chunk, wire.size() - at));
-        for (;;) {
-            const std::size_t frames_before = s.frames.size();
-            decode_event ev;
+        decode_event ev;
+        do {
             if (batch) {
                 ev = dec.for_each_frame(in, [&](std::string_view p) { s.frames.emplace_back(p); });
+                EXPECT_NE(ev, decode_event::frame);
             } else {
                 ev = dec.next(in);
                 if (ev == decode_event::frame) s.frames.emplace_back(dec.payload());
             }
-            if (s.frames.size() != frames_before) {
-                s.last_header.emplace_back(dec.header_bytes());
-                s.last_length.push_back(dec.length());
-            }
-            if (ev == decode_event::frame) continue;
-            s.others.push_back(ev);
-            if (ev == decode_event::need_more || ev == decode_event::error) break;
-        }
-        if (!s.others.empty() && s.others.back() == decode_event::error) break;
+            if (ev != decode_event::frame) s.others.push_back(ev);
+        } while (ev != decode_event::need_more && ev != decode_event::error);
+        EXPECT_TRUE(ev == decode_event::error || in.empty());
+        s.headers.emplace_back(dec.header_bytes());
+        s.lengths.push_back(dec.length());
+        if (ev == decode_event::error) break;
     }
     return s;
+}
+
+void expect_same(const batch_seen& a, const batch_seen& b) {
+    EXPECT_EQ(b.frames, a.frames);
+    EXPECT_EQ(b.others, a.others);
+    EXPECT_EQ(b.headers, a.headers);
+    EXPECT_EQ(b.lengths, a.lengths);
 }
 
 std::string wire_of(const std::vector<std::string>& payloads, codec_options opts = {}) {
@@ -56,6 +66,8 @@ std::string wire_of(const std::vector<std::string>& payloads, codec_options opts
     return wire;
 }
 
+const std::vector<std::size_t> chunks = {1, 2, 7, 10, 11, 26, 64, 1000, 4096, 100000};
+
 }  // namespace
 
 TEST(ForEachFrame, SameFramesAsNextWhateverTheChunking) {
@@ -65,30 +77,51 @@ TEST(ForEachFrame, SameFramesAsNextWhateverTheChunking) {
     wire += " 5\t       hello";
     wire += "007       leading";
     wire += wire_of({std::string(3000, 'z'), "0123456789", "tail"});
-    for (std::size_t chunk : {1, 2, 7, 10, 11, 26, 64, 1000, 4096, 100000}) {
+    for (std::size_t chunk : chunks) {
         SCOPED_TRACE("chunk " + std::to_string(chunk));
         const batch_seen a = decode_by(wire, chunk, false), b = decode_by(wire, chunk, true);
         ASSERT_EQ(a.frames.size(), 8u);
-        EXPECT_EQ(b.frames, a.frames);
+        expect_same(a, b);
         EXPECT_EQ(b.others.back(), decode_event::need_more);
-        // After the last call, the accessors describe the last frame, as after next()'s loop.
-        ASSERT_FALSE(b.last_header.empty());
-        EXPECT_EQ(b.last_header.back(), a.last_header.back());
-        EXPECT_EQ(b.last_length.back(), a.last_length.back());
+        EXPECT_EQ(b.headers.back(), "4         ");
+        EXPECT_EQ(b.lengths.back(), 4u);
     }
-    // One read of everything: the calls see frames in the same order with the same headers.
-    const batch_seen whole = decode_by(wire, wire.size(), true);
-    EXPECT_EQ(whole.last_header.back(), "4         ");
-    EXPECT_EQ(whole.last_length.back(), 4u);
+}
+
+TEST(ForEachFrame, SameFramesAsNextWithOtherOptions) {
+    const std::vector<std::string> payloads = {"h\xc3\xa9llo", "", std::string(700, 'q'), "ok"};
+    struct variant {
+        const char* name;
+        codec_options opts;
+        std::size_t retain;
+    };
+    const std::vector<variant> variants = {
+        {"3-byte header", {.header_size = 3}, decoder::default_retained_capacity},
+        {"20-byte header", {.header_size = 20}, decoder::default_retained_capacity},
+        {"code points", {.unit = length_unit::code_points}, decoder::default_retained_capacity},
+        {"no buffer kept", {}, 0},
+    };
+    for (const auto& v : variants) {
+        const std::string wire = wire_of(payloads, v.opts);
+        for (std::size_t chunk : chunks) {
+            SCOPED_TRACE(std::string(v.name) + ", chunk " + std::to_string(chunk));
+            const auto mode = decode_mode::whole;
+            const batch_seen a = decode_by(wire, chunk, false, v.opts, mode, v.retain);
+            const batch_seen b = decode_by(wire, chunk, true, v.opts, mode, v.retain);
+            EXPECT_EQ(a.frames, payloads);
+            expect_same(a, b);
+        }
+    }
 }
 
 TEST(ForEachFrame, StopsAtAnErrorAfterTheFramesBeforeIt) {
     const std::string wire = wire_of({"one", "two"}) + "x3        abc" + wire_of({"never"});
     for (std::size_t chunk : {1, 5, 13, 1000}) {
         SCOPED_TRACE("chunk " + std::to_string(chunk));
-        const batch_seen s = decode_by(wire, chunk, true);
-        EXPECT_EQ(s.frames, (std::vector<std::string>{"one", "two"}));
-        EXPECT_EQ(s.others.back(), decode_event::error);
+        const batch_seen a = decode_by(wire, chunk, false), b = decode_by(wire, chunk, true);
+        EXPECT_EQ(b.frames, (std::vector<std::string>{"one", "two"}));
+        EXPECT_EQ(b.others.back(), decode_event::error);
+        expect_same(a, b);
     }
     // Above max_message: the fast path leaves it to the general parse, which refuses it.
     codec_options small{.max_message = 4};
@@ -104,7 +137,7 @@ TEST(ForEachFrame, StreamingModeReturnsItsEventsToTheCaller) {
         const batch_seen a = decode_by(wire, chunk, false, {}, decode_mode::streaming);
         const batch_seen b = decode_by(wire, chunk, true, {}, decode_mode::streaming);
         EXPECT_TRUE(b.frames.empty());
-        EXPECT_EQ(b.others, a.others);
+        expect_same(a, b);
         EXPECT_EQ(std::count(b.others.begin(), b.others.end(), decode_event::end), 3);
     }
 }
@@ -120,16 +153,62 @@ TEST(ForEachFrame, PayloadsAreViewsIntoTheCallersBytes) {
     EXPECT_EQ(at[0], wire.data() + 10);
     EXPECT_EQ(at[2], wire.data() + 10 + 5 + 10 + 4 + 10);
     EXPECT_TRUE(in.empty());
-    EXPECT_EQ(dec.payload(), "gamma");
-    EXPECT_EQ(dec.payload().data(), at[2]);
+}
+
+TEST(ForEachFrame, AfterAFrameReadByPayloadSpaceAndCommit) {
+    // As bench_framecast_direct reads: a large payload's rest by commit(), then the frames
+    // after it by for_each_frame().
+    const std::string big(5000, 'B');
+    const std::string wire = wire_of({big, "after", "last"});
+    decoder dec;
+    std::span<const char> head(wire.data(), 100);
+    ASSERT_EQ(dec.for_each_frame(head, [](std::string_view) { FAIL() << "no whole frame yet"; }),
+              decode_event::need_more);
+    auto space = dec.payload_space();
+    ASSERT_EQ(space.size(), 5000u - 90u);
+    std::memcpy(space.data(), wire.data() + 100, space.size());
+    ASSERT_EQ(dec.commit(space.size()), decode_event::frame);
+    EXPECT_EQ(dec.payload(), big);
+    std::span<const char> rest(wire.data() + 5010, wire.size() - 5010);
+    std::vector<std::string> got;
+    EXPECT_EQ(dec.for_each_frame(rest, [&](std::string_view p) { got.emplace_back(p); }),
+              decode_event::need_more);
+    EXPECT_EQ(got, (std::vector<std::string>{"after", "last"}));
+    EXPECT_EQ(dec.header_bytes(), "4         ");
+}
+
+TEST(ForEachFrame, AnExceptionFromOnFrameLosesNoFrame) {
+    const std::vector<std::string> all = {"a", "b", "c", "d", "e"};
+    const std::string wire = wire_of(all);
+    decoder dec;
+    std::span<const char> in(wire);
+    std::vector<std::string> before;
+    EXPECT_THROW(dec.for_each_frame(in,
+                                    [&](std::string_view p) {
+                                        before.emplace_back(p);
+                                        if (p == "c") throw std::runtime_error("stop");
+                                    }),
+                 std::runtime_error);
+    EXPECT_EQ(before, (std::vector<std::string>{"a", "b", "c"}));
+    // Called again with what is left of `in`: the rest comes, from "c" or earlier, in order.
+    std::vector<std::string> after;
+    EXPECT_EQ(dec.for_each_frame(in, [&](std::string_view p) { after.emplace_back(p); }),
+              decode_event::need_more);
+    ASSERT_GE(after.size(), 2u);
+    ASSERT_LE(after.size(), all.size());
+    EXPECT_TRUE(std::equal(after.begin(), after.end(), all.end() - after.size()));
+    EXPECT_TRUE(in.empty());
 }
 
 TEST(ForEachFrame, AnEmptyOrNullSpanIsNeedMore) {
     decoder dec;
-    std::span<const char> none;
     int calls = 0;
-    const auto ev = dec.for_each_frame(none, [&](std::string_view) { ++calls; });
-    EXPECT_EQ(ev, decode_event::need_more);
+    auto count = [&](std::string_view) { ++calls; };
+    std::span<const char> none;
+    EXPECT_EQ(dec.for_each_frame(none, count), decode_event::need_more);
+    const std::string bytes = "x";
+    std::span<const char> empty(bytes.data(), 0);
+    EXPECT_EQ(dec.for_each_frame(empty, count), decode_event::need_more);
     EXPECT_EQ(calls, 0);
     EXPECT_TRUE(dec.header_bytes().empty());
 }
