@@ -72,9 +72,12 @@ def pair_cpus():
 # small-frame targets pair; ZeroMQ's and the tutorial's too, so every direct system there runs
 # in the same placement (pinned, ZeroMQ's 100 B pair ran faster, 2.4-3.3 M msgs/s against
 # 1.8 M: the relay targets now compare against that figure). Larger frames run where the
-# scheduler puts them, as in every earlier session: pinned at 1 MiB, ZeroMQ ran 1.47x and 1.49x
-# the ceiling in two full runs (its I/O thread then shares its application thread's CPU), so
-# the ceiling would not be one there; why is not known yet (docs/bench.md, "Paired repeats").
+# scheduler puts them, as in every earlier session. Pinned at 1 MiB, ZeroMQ ran 1.47x and 1.49x
+# the ceiling in two full runs of session 21: the ceiling's reader was woken for every segment
+# of a payload. Since session 22 it waits for the rest of the payload (read_waker in
+# bench/peers/common.hpp) and, pinned by hand, is ahead of ZeroMQ in two placements of three;
+# pinning every size waits for full runs of its own (docs/bench.md, "A ceiling that finds its
+# fast path again").
 PIN_BELOW = 8 * KiB
 
 

@@ -6,9 +6,9 @@
 // write_split_frame in common.hpp); the blocking receiver does
 // 256 KiB reads and finds frame boundaries in place, and reads the rest of a payload of 64 KiB
 // or more straight into a buffer of the payload's size (one recv() where framecast's decoder
-// does one), asking to be woken once it is all there or 1 MiB of it is (payload_waker in
-// common.hpp); below 8 KiB it asks to be woken per MiB, as
-// framecast-direct's receiver does (see wake_per_mib in common.hpp). Nothing framecast does can
+// does one), asking to be woken once it is all there or 1 MiB of it is; below 8 KiB it asks to
+// be woken per MiB, as framecast-direct's receiver does (see read_waker in common.hpp). Nothing
+// framecast does can
 // be faster, so every other figure is read as a fraction of this one; bench/run.py warns when a
 // row beats it.
 //
@@ -61,13 +61,12 @@ int run_recv(const options& o) {
     int lfd = listen_tcp(o.str("listen", "127.0.0.1:0"));
     std::uint64_t size = o.u64("size", 100), count = o.u64("count", 1'000'000);
     int fd = accept_one(lfd);
-    if (size < gather_threshold) wake_per_mib(fd);  // as framecast-direct's receiver
     std::vector<char> buf(read_size);
     // Where the rest of a payload longer than a read goes, in one recv().
     // From a quarter of a read up, as framecast-direct reads into payload_space().
     std::vector<char> payload(size >= in_place_from ? size : 0);
     raw_parser parser;
-    payload_waker waker(fd);
+    read_waker waker(fd, size < gather_threshold);  // as framecast-direct's receiver
     std::uint64_t frames = 0;
     std::int64_t start = 0;
     while (frames < count) {
@@ -77,9 +76,9 @@ int run_recv(const options& o) {
         if (left >= in_place_from && left <= payload.size()) {
             into = payload.data();
             room = static_cast<std::size_t>(left);
-            waker.want(room);
-        } else if (size >= gather_threshold) {
-            waker.want(1);
+            waker.before_payload(room);
+        } else {
+            waker.before_read();
         }
         ssize_t n = ::recv(fd, into, room, 0);
         if (n < 0 && errno == EINTR) continue;

@@ -232,46 +232,49 @@ inline std::size_t whole_segments(int fd, std::size_t segments = 4) {
     return segments * static_cast<std::size_t>(mss);
 }
 
-// For the small-frame bulk receivers (the ceiling's and framecast-direct's, frames under 8 KiB):
-// the kernel wakes the reader only once 1 MiB is queued (SO_RCVLOWAT; at end of stream a read
-// still returns what is left). Without it a pair had two steady states on this machine, and each
-// run fell into one of them. If the reader drains faster than the sender fills, it sleeps after
-// each read, and every sleep costs the sender about 20 us of system time (the extra system time
-// over the extra sleeps; likely waking the other vCPU, which this VM's missing PMU cannot
-// confirm). The sender slows down, so the reader keeps catching up. At 100 B that state ran
-// 40-60 M msgs/s, against 80-100 M when the reader stays behind and never sleeps (receiver
-// sleeps: 5,000-15,000 against under 600 per run). The state a run fell into decided the
-// ceiling/framecast-direct ratio (0.5x to 2x between runs), not the code measured. Both
-// receivers do this, so the rows compare the per-frame work. A message client cannot do it (a
-// small message would wait behind a megabyte), so the relay rows, which run the real `connect`,
-// do not. docs/bench.md, "Two steady states at small frames".
-inline void wake_per_mib(int fd) {
-    const int bytes = 1024 * 1024;
-    if (::setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &bytes, sizeof bytes) != 0) die("SO_RCVLOWAT");
-}
-
-// Reading the rest of a large payload in place (the ceiling's receiver and framecast-direct's):
-// the frame is of no use until all of it is there, so the kernel should wake the reader once
-// it is (SO_RCVLOWAT, at most 1 MiB), not for every segment that arrives. On loopback each
-// wake-up costs the sender system time (see wake_per_mib): pinned 1 MiB pairs woke the ceiling's
-// receiver 13,400-17,600 times per 3,000 frames against ZeroMQ's 4,400-5,400, and ZeroMQ ran
-// 1.3-1.6x the ceiling (docs/bench.md, "A ceiling that finds its fast path again"). Unlike
-// wake_per_mib, a message client can do this too: no message waits longer than its last byte.
-// want(1) before an ordinary read; each change is one setsockopt(). `current` is the socket's
-// SO_RCVLOWAT when the waker takes over (1 unless something set it).
-class payload_waker {
+// How much must be queued before the kernel wakes the ceiling's and framecast-direct's bulk
+// receivers (SO_RCVLOWAT; at end of stream a read still returns what is left). Each wake-up
+// costs the sender on loopback about 20 us of system time (the extra system time over the extra
+// sleeps; likely waking the other vCPU, which this VM's missing PMU cannot confirm), so both
+// receivers sleep as long as what they read allows, in the same way:
+//
+// - Small frames (per_mib, frames under 8 KiB): every read waits for 1 MiB. Without it a pair
+//   had two steady states on this machine, and each run fell into one of them. If the reader
+//   drains faster than the sender fills, it sleeps after each read, the sender slows down, and
+//   the reader keeps catching up. At 100 B that state ran 40-60 M msgs/s, against 80-100 M when
+//   the reader stays behind and never sleeps (receiver sleeps: 5,000-15,000 against under 600
+//   per run). The state a run fell into decided the ceiling/framecast-direct ratio (0.5x to 2x
+//   between runs), not the code measured. A message client cannot do this (a small message
+//   would wait behind a megabyte), so the relay rows, which run the real `connect`, do not.
+//   docs/bench.md, "Two steady states at small frames".
+// - The rest of a large payload, read in place (before_payload): the frame is of no use until
+//   all of it is there, so the reader waits for the rest of it, at most 1 MiB, not for every
+//   segment. Pinned 1 MiB pairs woke the ceiling's receiver 13,400-17,600 times per 3,000
+//   frames against ZeroMQ's 4,400-5,400, and ZeroMQ ran 1.3-1.6x the ceiling (docs/bench.md,
+//   "A ceiling that finds its fast path again"). A message client can do this too: no message
+//   waits longer than its last byte.
+//
+// before_read() goes back to the ordinary reads' level; each change is one setsockopt().
+class read_waker {
 public:
-    explicit payload_waker(int fd, int current = 1) : fd_(fd), current_(current) {}
-    void want(std::size_t bytes) {
-        const int v = static_cast<int>(std::clamp<std::size_t>(bytes, 1, 1024 * 1024));
-        if (v == current_) return;
-        if (::setsockopt(fd_, SOL_SOCKET, SO_RCVLOWAT, &v, sizeof v) != 0) die("SO_RCVLOWAT");
-        current_ = v;
+    read_waker(int fd, bool per_mib) : fd_(fd), ordinary_(per_mib ? mib : 1) { set(ordinary_); }
+    void before_read() { set(ordinary_); }
+    void before_payload(std::size_t left) {
+        set(static_cast<int>(std::clamp<std::size_t>(left, 1, mib)));
     }
 
 private:
+    static constexpr int mib = 1024 * 1024;
+    void set(int bytes) {
+        if (bytes == current_) return;
+        if (::setsockopt(fd_, SOL_SOCKET, SO_RCVLOWAT, &bytes, sizeof bytes) != 0) {
+            die("SO_RCVLOWAT");
+        }
+        current_ = bytes;
+    }
     int fd_;
-    int current_;
+    int ordinary_;
+    int current_ = 1;  // the socket's default
 };
 
 inline void set_nonblocking(int fd, bool on) {

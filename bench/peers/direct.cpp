@@ -9,10 +9,9 @@
 // framecast::decoder::for_each_frame(), which hands out payloads as views into the read buffer;
 // the rest of a payload longer than what is left of a read is read straight into the decoder
 // (payload_space/commit), as a client reading large frames would, waking once it is all there
-// or 1 MiB of it is (payload_waker in common.hpp, as the ceiling's receiver). Below 8 KiB it
-// asks to be woken per MiB, as the ceiling's receiver does and a message client could not
-// (wake_per_mib in common.hpp): these rows measure the codec's per-frame work, the relay rows
-// the real client.
+// or 1 MiB of it is. Below 8 KiB it asks to be woken per MiB, as the ceiling's receiver does
+// and a message client could not (both: read_waker in common.hpp): these rows measure the
+// codec's per-frame work, the relay rows the real client.
 //
 // Until the client library lands in main this is "framecast library sender -> receiver"; when it
 // does, the peer can switch to it (include/framecast/io/client.hpp).
@@ -99,21 +98,20 @@ int run_recv(const options& o) {
     int lfd = listen_tcp(o.str("listen", "127.0.0.1:0"));
     std::uint64_t size = o.u64("size", 100), count = o.u64("count", 1'000'000);
     int fd = accept_one(lfd);
-    if (size < gather_threshold) wake_per_mib(fd);  // as the ceiling's receiver
     std::vector<char> buf(read_size);
     framecast::decoder dec;
     // A reader of large frames keeps its buffer, as `connect` does (no allocation and no page
     // faults of fresh memory per frame).
     dec.retain_capacity(std::max<std::size_t>(size, framecast::decoder::default_retained_capacity));
-    payload_waker waker(fd);
+    read_waker waker(fd, size < gather_threshold);  // as the ceiling's receiver
     std::uint64_t frames = 0, bytes = 0;
     std::int64_t start = 0;
     while (frames < count) {
         // Inside a payload longer than what is left of the read buffer: read the rest of it
         // straight into the decoder, in one recv(), so a frame spanning reads costs no
-        // gathering copy, and sleep until it is all there (see payload_waker).
+        // gathering copy, and sleep until it is all there (see read_waker).
         if (auto space = dec.payload_space(); space.size() >= buf.size() / 4) {
-            waker.want(space.size());
+            waker.before_payload(space.size());
             ssize_t n = ::recv(fd, space.data(), space.size(), 0);
             if (n < 0 && errno == EINTR) continue;
             if (n <= 0) break;
@@ -127,7 +125,7 @@ int run_recv(const options& o) {
             }
             continue;
         }
-        if (size >= gather_threshold) waker.want(1);
+        waker.before_read();
         ssize_t n = ::recv(fd, buf.data(), buf.size(), 0);
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0) break;
