@@ -68,17 +68,13 @@ def pair_cpus():
     return (cpus[-1], cpus[-2]) if len(cpus) >= 2 else None
 
 
-# Throughput pairs of smaller frames than this run pinned (--pin alternate), the rows the
-# small-frame targets pair; ZeroMQ's and the tutorial's too, so every direct system there runs
-# in the same placement (pinned, ZeroMQ's 100 B pair ran faster, 2.4-3.3 M msgs/s against
-# 1.8 M: the relay targets now compare against that figure). Larger frames run where the
-# scheduler puts them, as in every earlier session. Pinned at 1 MiB, ZeroMQ ran 1.47x and 1.49x
-# the ceiling in two full runs of session 21: the ceiling's reader was woken for every segment
-# of a payload. Since session 22 it waits for the rest of the payload (read_waker in
-# bench/peers/common.hpp) and, pinned by hand, is ahead of ZeroMQ in two placements of three;
-# pinning every size waits for full runs of its own (docs/bench.md, "A ceiling that finds its
-# fast path again").
-PIN_BELOW = 8 * KiB
+# Every throughput pair runs pinned under --pin alternate, ZeroMQ's and the tutorial's too, so
+# every direct system runs in the same placement. Until session 23 only frames under 8 KiB did,
+# and large frames ran where the scheduler put them. Unpinned at 1 MiB, the ceiling/
+# framecast-direct ratio ran from 0.84x to 1.33x in three full runs, and ZeroMQ's receiver, put
+# on the same vCPU as its sender, took 3.7-4.1 s of system time for 3,000 frames and ran at
+# 760-830 msgs/s, against 5,900-7,000 pinned (64 KiB: 11,700-12,100 against 19,900-22,500):
+# pinned is ZeroMQ's better placement there too (docs/bench.md, "Fan-out pinned").
 
 
 def placement(i):
@@ -456,7 +452,7 @@ class Runner:
         opts = ["--size", size, "--count", self.thr_count(system, size)]
         return self.pair(base + [srv_mode, "--listen", "127.0.0.1:0"] + opts,
                          base + [cli_mode] + opts, f"thr-{system}-{size}", self.a.run_timeout,
-                         cpus=placement(i) if self.a.pin == "alternate" and size < PIN_BELOW else None)
+                         cpus=placement(i) if self.a.pin == "alternate" else None)
 
     def relay(self, size, feeder):
         """stdin lines (or `framecast send`) -> framecast serve -> framecast connect, --repeat
@@ -600,11 +596,25 @@ class Runner:
         K = 10,000 (~40 s a run), runs once there."""
         sat = self.fanout_counts(k)[0]
         reps = self.alternated(systems, lambda s: f"fanout {s} K={k}",
-                               lambda s, i: self.fanout_once(s, k, sat, 0),
+                               lambda s, i: self.fanout_once(s, k, sat, 0, self.fanout_cpus(s, i)),
                                skip=lambda i, s: i > 0 and k > 1000 and s == "zeromq")
         for s in systems:
             if reps[s]:
                 self.guarded(f"fanout {s} K={k}", self.fanout_finish, s, k, reps[s])
+
+    def fanout_cpus(self, system, i):
+        """The CPUs (subscribers', publisher's) of saturated repeat i, as placement(i) places a
+        throughput pair; under --pin fixed always the same, under --pin no none. From K = 100 up
+        the subscriber process is the busy end, and it ran 1.2-1.9x slower on the slower vCPU
+        (by hand, K = 10,000, both publishers): unpinned, the vCPU it landed on was part of the
+        "fast and slow mode" that made framecast-serve beat the ceiling in some runs
+        (docs/bench.md, "Fan-out pinned"). ZeroMQ stays where the scheduler puts it: its
+        subscriber side is libzmq's I/O thread and the application's, and pinned to one CPU it
+        ran at 0.7-0.8x of its unpinned figure at K = 100 and 1,000, so the ratios to it are
+        taken against its better placement."""
+        if self.a.pin == "no" or system == "zeromq":
+            return None
+        return pair_cpus() if self.a.pin == "fixed" else placement(i)
 
     def fanout_finish(self, system, k, reps):
         _, rate, paced = self.fanout_counts(k)
@@ -618,8 +628,12 @@ class Runner:
                 self.note(f"fanout {system} K={k}: {r['note']} ({'paced' if r is lat else 'saturated'})")
         self.record(row)
 
-    def fanout_once(self, system, k, count, rate):
+    def fanout_once(self, system, k, count, rate, cpus=None):
+        """One fan-out run; with `cpus` (subscribers', publisher's) every subscriber process runs
+        on the first and the publishing side (the publisher, or serve and its source) on the
+        second."""
         size = 100
+        sub_cpu, pub_cpu = cpus if cpus else (None, None)
         label = f"fanout-{system}-k{k}-{'paced' if rate else 'sat'}"
         out = os.path.join(self.samples, f"{label}.txt")
         timeout = self.a.run_timeout + (count / rate if rate else 0)
@@ -634,13 +648,13 @@ class Runner:
             # subscriber").
             srv = self.start([self.peer("bench_ceiling"), "pub", "--listen", "127.0.0.1:0", "--k", k,
                               "--size", size, "--count", count, "--rate", rate, "--welcome", 1],
-                             label + "-pub", stdin=subprocess.PIPE)
+                             label + "-pub", stdin=subprocess.PIPE, cpu=pub_cpu)
             welcome = True
         elif system == "zeromq":
             if not self.have_zmq:
                 raise Skip("ZeroMQ peers not built")
             srv = self.start([self.peer("bench_zmq"), "pub", "--listen", "127.0.0.1:0", "--k", k,
-                              "--size", size, "--count", count, "--rate", rate], label + "-pub")
+                              "--size", size, "--count", count, "--rate", rate], label + "-pub", cpu=pub_cpu)
         elif system == "framecast-serve":
             if not self.fc_serve:
                 raise Skip("needs framecast serve")
@@ -648,7 +662,7 @@ class Runner:
             srv = self.start([self.serve_bin, "serve", "--listen", "127.0.0.1:0", "--source", "stdin",
                               "--welcome", "bench-ready", "--client-buffer", str(2 * stream + 64 * MiB)]
                              + self.serve_extras(),
-                             label + "-serve", stdin=subprocess.PIPE)
+                             label + "-serve", stdin=subprocess.PIPE, cpu=pub_cpu)
             welcome = True
         else:
             raise Skip(f"no fan-out peer for {system}")
@@ -664,7 +678,7 @@ class Runner:
                     else [self.peer("bench_fanout_sub"), "run", "--system", system,
                           "--welcome", int(welcome)])
             subs.append(self.start(args + ["--connect", addr] + sub_common[:1] + [kk] + sub_common[2:]
-                                   + ["--out", f"{out}.{i}"], f"{label}-subs{i}"))
+                                   + ["--out", f"{out}.{i}"], f"{label}-subs{i}", cpu=sub_cpu))
         for s in subs:
             s.wait_line(r"^ready$", timeout)
         if system == "ceiling":
@@ -675,7 +689,8 @@ class Runner:
                 pass
         if system == "framecast-serve":
             src = subprocess.Popen([self.peer("bench_fanout_sub"), "source", "--size", str(size),
-                                    "--count", str(count), "--rate", str(rate)], stdout=srv.p.stdin)
+                                    "--count", str(count), "--rate", str(rate)], stdout=srv.p.stdin,
+                                   preexec_fn=None if pub_cpu is None else lambda: os.sched_setaffinity(0, {pub_cpu}))
             srv.p.stdin.close()
         deadline = time.monotonic() + timeout + 5
         try:
@@ -690,7 +705,10 @@ class Runner:
         for s in subs:
             s.eof.wait(5)
         parts = [s.result() for s in subs]
-        return self.merge_fanout(system, k, count, size, rate, parts, [f"{out}.{i}" for i in range(nproc)])
+        row = self.merge_fanout(system, k, count, size, rate, parts, [f"{out}.{i}" for i in range(nproc)])
+        if cpus:
+            row["cpus"] = f"subscribers cpu{sub_cpu}, publisher cpu{pub_cpu}"
+        return row
 
     @staticmethod
     def merge_fanout(system, k, count, size, rate, parts, files):
@@ -876,22 +894,24 @@ def targets(results):
                        f"{'met' if ok else 'SHORT'}")
 
     zmq100 = find(results, "zeromq", "throughput", 100)
-    ceil100 = find(results, "ceiling", "throughput", 100)
     direct100 = find(results, "framecast-direct", "throughput", 100)
     line("100 B direct vs ZeroMQ msgs/s", ratio(direct100, zmq100), 3)
-    for size, direct, ceil in ((16, find(results, "framecast-direct", "throughput", 16),
-                                find(results, "ceiling", "throughput", 16)),
-                               (100, direct100, ceil100)):
-        goal = 0.8
+    def direct_vs_ceiling(size, goal, unit):
+        direct = find(results, "framecast-direct", "throughput", size)
+        ceil = find(results, "ceiling", "throughput", size)
+        text = f"{fmt_size(size)} direct vs ceiling {unit}"
         paired = paired_ratio(direct, ceil)
         if paired is None:
-            line(f"{size} B direct vs ceiling msgs/s", ratio(direct, ceil), goal)
+            line(text, ratio(direct, ceil), goal)
             out[-1] += short_spread_context(direct, ceil, goal)
         else:
             value, lo, hi, n = paired
-            line(f"{size} B direct vs ceiling msgs/s", value, goal)
+            line(text, value, goal)
             out[-1] += (f"; the median of {n} paired repeats ({lo:.2f}x-{hi:.2f}x), each pair run back "
                         f"to back on the same CPUs; the ratio of the medians {ratio(direct, ceil):.2f}x")
+
+    direct_vs_ceiling(16, 0.8, "msgs/s")
+    direct_vs_ceiling(100, 0.8, "msgs/s")
     for size in (16, 100):
         cpu = [cpu_ns(find(results, s, "throughput", size)) for s in ("framecast-direct", "ceiling")]
         if None not in cpu:
@@ -901,8 +921,7 @@ def targets(results):
     for feeder in ("stdin", "send"):
         line(f"100 B relay ({feeder}) vs ZeroMQ direct msgs/s",
              ratio(find(results, f"framecast-relay-{feeder}", "throughput", 100), zmq100), 1)
-    line("1 MiB direct vs ceiling MB/s", ratio(find(results, "framecast-direct", "throughput", MiB),
-                                             find(results, "ceiling", "throughput", MiB), "mb_per_s"), 0.9)
+    direct_vs_ceiling(MiB, 0.9, "MB/s")
     line("1 MiB ZeroMQ vs ceiling MB/s", ratio(find(results, "zeromq", "throughput", MiB),
                                              find(results, "ceiling", "throughput", MiB), "mb_per_s"), None)
     for k in (100, 1000):
@@ -1165,11 +1184,14 @@ def main(argv=None):
     ap.add_argument("--pin", nargs="?", const="fixed", default="alternate",
                     choices=("alternate", "fixed", "no"),
                     help="where the two processes of a direct pair run (when two CPUs are ours): "
-                         "'alternate' (default) pins each throughput pair of frames under 8 KiB, "
+                         "'alternate' (default) pins each throughput pair, "
                          "receiver and sender on a CPU each, swapped every repeat, every system of "
-                         "one repeat in the same placement; 'fixed' (or --pin alone) pins every "
-                         "direct pair, ping-pong too, always the same way; 'no' leaves placement "
-                         "to the scheduler (docs/bench.md, \"Paired repeats\")")
+                         "one repeat in the same placement, and fan-out's saturated runs the same "
+                         "way (subscribers on one CPU, the publishing side on the other; ZeroMQ's "
+                         "fan-out unpinned, its threads run faster so); 'fixed' "
+                         "(or --pin alone) pins every direct pair, ping-pong too, and fan-out, "
+                         "always the same way; 'no' leaves placement to the scheduler "
+                         "(docs/bench.md, \"Paired repeats\", \"Fan-out pinned\")")
     ap.add_argument("--gnuplot", default=shutil.which("gnuplot"))
     a = ap.parse_args(argv)
 
@@ -1218,9 +1240,11 @@ def main(argv=None):
 
     meta = machine()
     cpus = pair_cpus() if a.pin != "no" else None
-    meta["pinned_pairs"] = ("no" if not cpus else f"receiver cpu{cpus[0]}, sender cpu{cpus[1]}"
+    meta["pinned_pairs"] = ("no" if not cpus else
+                            f"receiver and subscribers cpu{cpus[0]}, sender and publisher cpu{cpus[1]}"
                             if a.pin == "fixed" else
-                            f"throughput pairs under 8 KiB on cpu{cpus[0]} and cpu{cpus[1]}, swapped every repeat")
+                            f"throughput pairs and fan-out's saturated runs (but ZeroMQ's) on cpu{cpus[0]} "
+                            f"and cpu{cpus[1]}, swapped every repeat")
     if meta["loadavg_at_start"] > 0.5 * (meta["nproc"] or 1):
         log(f"warning: load average {meta['loadavg_at_start']:.1f} on {meta['nproc']} cores: "
             "other work is running, figures will be noisy")

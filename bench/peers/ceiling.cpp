@@ -21,7 +21,8 @@
 //       fan-out: accepts K subscribers, then writes each batch of frames to all of them, each
 //       at its own pace on a non-blocking socket, as the server does (R messages/s when R > 0,
 //       else as fast as the subscribers read; B bytes of frames per batch, 256 KiB by default:
-//       smaller batches were slower at K = 10,000). With --welcome 1 it starts as `framecast
+//       smaller batches were slower at K = 10,000; at most 128 KiB of each stream waits unsent
+//       in the kernel, see fanout_unsent_limit). With --welcome 1 it starts as `framecast
 //       serve --source stdin` does in bench/run.py: a welcome frame to each subscriber as it is
 //       accepted, and the first batch once a line arrives on stdin (the driver writes it when
 //       every subscriber has its welcome). Closes at the end.
@@ -260,6 +261,22 @@ private:
     int ep_ = -1;
 };
 
+// At most this much of a subscriber's stream waits unsent in the kernel (TCP_NOTSENT_LOWAT):
+// past it, send() says EAGAIN and the writer waits in epoll, as for a full socket. Without it
+// the publisher, which runs ahead of the one subscriber process that reads every connection,
+// left most of each batch queued behind the receiver's window. On loopback the segments held
+// there go out when the receiver's window update arrives, and that runs in the process that
+// sent the update: the subscriber paid for the publisher's transmits (pinned, K = 100: 2,600-
+// 8,400 loopback transmits in its context against 1,350-1,970 with the limit; 0.126-0.246 s of
+// its CPU against 0.116-0.192 s). framecast serve, slower to write, mostly sent in its own
+// context and so beat the ceiling at K = 100 (docs/bench.md, "Fan-out pinned").
+constexpr int fanout_unsent_limit = 128 * 1024;
+
+void limit_unsent(int fd) {
+    if (::setsockopt(fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &fanout_unsent_limit, sizeof fanout_unsent_limit) != 0)
+        die("setsockopt(TCP_NOTSENT_LOWAT)");
+}
+
 int run_pub(const options& o) {
     raise_nofile();
     int lfd = listen_tcp(o.str("listen", "127.0.0.1:0"));
@@ -272,6 +289,7 @@ int run_pub(const options& o) {
     for (std::uint64_t i = 0; i < k; ++i) {
         subs.push_back(accept_one(lfd));
         set_nodelay(subs.back());  // as framecast's sockets
+        limit_unsent(subs.back());
         if (welcome) write_all(subs.back(), welcome_frame, sizeof welcome_frame - 1);
     }
     std::fprintf(stderr, "ceiling pub: %zu subscribers connected\n", subs.size());
