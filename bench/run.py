@@ -605,13 +605,15 @@ class Runner:
     def fanout_cpus(self, system, i):
         """The CPUs (subscribers', publisher's) of saturated repeat i, as placement(i) places a
         throughput pair; under --pin fixed always the same, under --pin no none. From K = 100 up
-        the subscriber process is the busy end, and it ran 1.2-1.9x slower on the slower vCPU
+        the subscriber process is the busy end, and it took 1.1-1.6x the CPU on the slower vCPU
         (by hand, K = 10,000, both publishers): unpinned, the vCPU it landed on was part of the
         "fast and slow mode" that made framecast-serve beat the ceiling in some runs
         (docs/bench.md, "Fan-out pinned"). ZeroMQ stays where the scheduler puts it: its
         subscriber side is libzmq's I/O thread and the application's, and pinned to one CPU it
         ran at 0.7-0.8x of its unpinned figure at K = 100 and 1,000, so the ratios to it are
-        taken against its better placement."""
+        taken against its better placement. framecast serve, pinned, shares its CPU with its
+        stdin thread and its source process, which the one-threaded ceiling does not: that
+        counts against serve, most at K = 1, where the publishing side is the busy end."""
         if self.a.pin == "no" or system == "zeromq":
             return None
         return pair_cpus() if self.a.pin == "fixed" else placement(i)
@@ -1189,8 +1191,8 @@ def main(argv=None):
                          "one repeat in the same placement, and fan-out's saturated runs the same "
                          "way (subscribers on one CPU, the publishing side on the other; ZeroMQ's "
                          "fan-out unpinned, its threads run faster so); 'fixed' "
-                         "(or --pin alone) pins every direct pair, ping-pong too, and fan-out, "
-                         "always the same way; 'no' leaves placement to the scheduler "
+                         "(or --pin alone) pins every direct pair, ping-pong too, and fan-out "
+                         "(but ZeroMQ's), always the same way; 'no' leaves placement to the scheduler "
                          "(docs/bench.md, \"Paired repeats\", \"Fan-out pinned\")")
     ap.add_argument("--gnuplot", default=shutil.which("gnuplot"))
     a = ap.parse_args(argv)
@@ -1241,7 +1243,8 @@ def main(argv=None):
     meta = machine()
     cpus = pair_cpus() if a.pin != "no" else None
     meta["pinned_pairs"] = ("no" if not cpus else
-                            f"receiver and subscribers cpu{cpus[0]}, sender and publisher cpu{cpus[1]}"
+                            f"receiver and subscribers cpu{cpus[0]}, sender and publisher cpu{cpus[1]} "
+                            "(ZeroMQ's fan-out unpinned)"
                             if a.pin == "fixed" else
                             f"throughput pairs and fan-out's saturated runs (but ZeroMQ's) on cpu{cpus[0]} "
                             f"and cpu{cpus[1]}, swapped every repeat")
@@ -1330,7 +1333,7 @@ def run_all(a, r, meta, sizes, ks, conns):
     r.notes += plots(a.out, r.results, a.gnuplot)
     write_files(a.out, r.results, r.notes, meta)
     print(f"framecast bench ({meta['mode']}): {meta['nproc']} x {meta['cpu']}, Linux {meta['kernel']}, "
-          f"load {meta['loadavg_at_start']:.1f} at start, {meta['seconds']} s, direct pairs pinned: "
+          f"load {meta['loadavg_at_start']:.1f} at start, {meta['seconds']} s, pinned: "
           f"{meta['pinned_pairs']}")
     for key, when in (("cpu_loop_ms_before_throughput", "before"), ("cpu_loop_ms_after_throughput", "after")):
         if meta.get(key):

@@ -261,15 +261,17 @@ private:
     int ep_ = -1;
 };
 
-// At most this much of a subscriber's stream waits unsent in the kernel (TCP_NOTSENT_LOWAT):
-// past it, send() says EAGAIN and the writer waits in epoll, as for a full socket. Without it
-// the publisher, which runs ahead of the one subscriber process that reads every connection,
-// left most of each batch queued behind the receiver's window. On loopback the segments held
-// there go out when the receiver's window update arrives, and that runs in the process that
-// sent the update: the subscriber paid for the publisher's transmits (pinned, K = 100: 2,600-
-// 8,400 loopback transmits in its context against 1,350-1,970 with the limit; 0.126-0.246 s of
-// its CPU against 0.116-0.192 s). framecast serve, slower to write, mostly sent in its own
-// context and so beat the ceiling at K = 100 (docs/bench.md, "Fan-out pinned").
+// About this much of a subscriber's stream at most waits unsent in the kernel
+// (TCP_NOTSENT_LOWAT; one send() can pass it by a segment): past it, send() says EAGAIN and the
+// writer waits in epoll, as for a full socket. Without it the publisher, which runs ahead of
+// the one subscriber process that reads every connection, left most of each batch queued
+// behind the receiver's window. On loopback such segments go out when the receiver's window
+// update is processed, which is mostly in the process that sent the update: the subscriber
+// paid for the publisher's transmits (pinned, K = 100, `perf stat -e net:netif_rx` on the
+// subscriber: 2,600-8,400 loopback transmits in its context against 1,350-1,970 with the
+// limit; 0.126-0.246 s of its CPU against 0.116-0.192 s). framecast serve, slower to write,
+// mostly sent in its own context and so beat the ceiling at K = 100 (docs/bench.md, "Fan-out
+// pinned").
 constexpr int fanout_unsent_limit = 128 * 1024;
 
 void limit_unsent(int fd) {
