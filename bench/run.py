@@ -452,7 +452,7 @@ class Runner:
         opts = ["--size", size, "--count", self.thr_count(system, size)]
         return self.pair(base + [srv_mode, "--listen", "127.0.0.1:0"] + opts,
                          base + [cli_mode] + opts, f"thr-{system}-{size}", self.a.run_timeout,
-                         cpus=placement(i) if self.a.pin == "alternate" else None)
+                         cpus=self.repeat_cpus(i))
 
     def relay(self, size, feeder):
         """stdin lines (or `framecast send`) -> framecast serve -> framecast connect, --repeat
@@ -602,11 +602,18 @@ class Runner:
             if reps[s]:
                 self.guarded(f"fanout {s} K={k}", self.fanout_finish, s, k, reps[s])
 
+    def repeat_cpus(self, i):
+        """The CPUs of repeat i of a throughput pair (receiver's, sender's) or a saturated fan-out
+        run (subscribers', publisher's): placement(i) under --pin alternate, always the same under
+        --pin fixed, None under --pin no."""
+        if self.a.pin == "no":
+            return None
+        return pair_cpus() if self.a.pin == "fixed" else placement(i)
+
     def fanout_cpus(self, system, i):
-        """The CPUs (subscribers', publisher's) of saturated repeat i, as placement(i) places a
-        throughput pair; under --pin fixed always the same, under --pin no none. From K = 100 up
-        the subscriber process is the busy end, and it took 1.1-1.6x the CPU on the slower vCPU
-        (by hand, K = 10,000, both publishers): unpinned, the vCPU it landed on was part of the
+        """repeat_cpus(i), but for ZeroMQ. From K = 100 up the subscriber process is the busy
+        end, and it took 1.1-1.6x the CPU on the slower vCPU (by hand, K = 10,000, both
+        publishers): unpinned, the vCPU it landed on was part of the
         "fast and slow mode" that made framecast-serve beat the ceiling in some runs
         (docs/bench.md, "Fan-out pinned"). ZeroMQ stays where the scheduler puts it: its
         subscriber side is libzmq's I/O thread and the application's, and pinned to one CPU it
@@ -614,9 +621,7 @@ class Runner:
         taken against its better placement. framecast serve, pinned, shares its CPU with its
         stdin thread and its source process, which the one-threaded ceiling does not: that
         counts against serve, most at K = 1, where the publishing side is the busy end."""
-        if self.a.pin == "no" or system == "zeromq":
-            return None
-        return pair_cpus() if self.a.pin == "fixed" else placement(i)
+        return None if system == "zeromq" else self.repeat_cpus(i)
 
     def fanout_finish(self, system, k, reps):
         _, rate, paced = self.fanout_counts(k)
@@ -898,6 +903,7 @@ def targets(results):
     zmq100 = find(results, "zeromq", "throughput", 100)
     direct100 = find(results, "framecast-direct", "throughput", 100)
     line("100 B direct vs ZeroMQ msgs/s", ratio(direct100, zmq100), 3)
+
     def direct_vs_ceiling(size, goal, unit):
         direct = find(results, "framecast-direct", "throughput", size)
         ceil = find(results, "ceiling", "throughput", size)
@@ -1190,7 +1196,7 @@ def main(argv=None):
                          "receiver and sender on a CPU each, swapped every repeat, every system of "
                          "one repeat in the same placement, and fan-out's saturated runs the same "
                          "way (subscribers on one CPU, the publishing side on the other; ZeroMQ's "
-                         "fan-out unpinned, its threads run faster so); 'fixed' "
+                         "fan-out runs unpinned, where its threads run faster); 'fixed' "
                          "(or --pin alone) pins every direct pair, ping-pong too, and fan-out "
                          "(but ZeroMQ's), always the same way; 'no' leaves placement to the scheduler "
                          "(docs/bench.md, \"Paired repeats\", \"Fan-out pinned\")")

@@ -189,9 +189,13 @@ def main():
 
         two_cpus = hasattr(os, "sched_getaffinity") and len(os.sched_getaffinity(0)) >= 2
 
-        def apart(where, a="subscribers", b="publisher"):  # "A cpuX, B cpuY" with X != Y
-            m = re.fullmatch(rf"{a} cpu(\d+), {b} cpu(\d+)", where or "")
-            return bool(m) and m.group(1) != m.group(2)
+        def pinned_apart(row, a, b):
+            """Every repeat of `row` recorded as "A cpuX, B cpuY" with X != Y."""
+            where = row.get("rep_cpus")
+            if not isinstance(where, list) or len(where) != row["runs"]:
+                return False
+            ms = [re.fullmatch(rf"{a} cpu(\d+), {b} cpu(\d+)", w or "") for w in where]
+            return all(m and m.group(1) != m.group(2) for m in ms)
 
         have = {(r["system"], r["scenario"], r["size"], r["k"]) for r in results}
         want = [(s, "throughput", size, "") for s in ("ceiling", "framecast-direct", "tutorial-python")
@@ -227,16 +231,14 @@ def main():
             cpu = r.get("sub_cpu_s")  # which end was busy: the subscribers' CPU during the run
             if r["scenario"] == "fanout" and (not isinstance(cpu, (int, float)) or not 0 < cpu < 60):
                 fail(f"fan-out row without the subscribers' CPU time (sub_cpu_s): {r}")
-            # With two CPUs of ours (--pin alternate by default), every saturated fan-out run
-            # but ZeroMQ's has its subscribers on one CPU and its publishing side on the other.
-            # Every direct throughput pair, large frames too (since session 23), runs pinned.
-            if r["scenario"] == "throughput" and not r["system"].startswith("framecast-relay") and \
-                    two_cpus and not (isinstance(r.get("rep_cpus"), list) and len(r["rep_cpus"]) == r["runs"]
-                                      and all(apart(c, "recv", "send") for c in r["rep_cpus"])):
+            # With two CPUs of ours (--pin alternate by default), every direct throughput pair
+            # (large frames too, since session 23) runs a CPU per end, and every saturated
+            # fan-out run but ZeroMQ's its subscribers on one CPU, its publishing side on the other.
+            if two_cpus and r["scenario"] == "throughput" and not r["system"].startswith("framecast-relay") \
+                    and not pinned_apart(r, "recv", "send"):
                 fail(f"throughput pair not pinned apart (rep_cpus): {r}")
-            if r["scenario"] == "fanout" and r["system"] != "zeromq" and two_cpus and not (
-                    isinstance(r.get("rep_cpus"), list) and len(r["rep_cpus"]) == r["runs"]
-                    and all(apart(c) for c in r["rep_cpus"])):
+            if two_cpus and r["scenario"] == "fanout" and r["system"] != "zeromq" \
+                    and not pinned_apart(r, "subscribers", "publisher"):
                 fail(f"fan-out row not pinned apart (rep_cpus): {r}")
         if shutil.which("gnuplot"):
             for png in ("throughput.png", "latency.png", "fanout.png"):

@@ -21,8 +21,8 @@
 //       fan-out: accepts K subscribers, then writes each batch of frames to all of them, each
 //       at its own pace on a non-blocking socket, as the server does (R messages/s when R > 0,
 //       else as fast as the subscribers read; B bytes of frames per batch, 256 KiB by default:
-//       smaller batches were slower at K = 10,000; at most 128 KiB of each stream waits unsent
-//       in the kernel, see fanout_unsent_limit). With --welcome 1 it starts as `framecast
+//       smaller batches were slower at K = 10,000; about 128 KiB of each stream at most waits
+//       unsent in the kernel, see fanout_unsent_limit). With --welcome 1 it starts as `framecast
 //       serve --source stdin` does in bench/run.py: a welcome frame to each subscriber as it is
 //       accepted, and the first batch once a line arrives on stdin (the driver writes it when
 //       every subscriber has its welcome). Closes at the end.
