@@ -1,5 +1,7 @@
 // Decode throughput: a stream of frames of one payload size, fed to the decoder in 64 KiB
-// chunks (as reads from a socket would arrive), beside a plain memcpy of the same bytes.
+// chunks (as reads from a socket would arrive), by next() and by for_each_frame(), beside the
+// ceiling's parser (bench/peers/raw_frames.hpp, which finds frames and checks nothing) and a
+// plain memcpy of the same bytes.
 // Encode cost too: ns per frame appended to a batch (append_frame, write_frame).
 // The scan for bytes over 0x7f that `connect -o lines` makes of every message (has_non_ascii),
 // beside the byte-at-a-time std::any_of it replaced and memchr over the same bytes.
@@ -12,6 +14,8 @@
 #include <system_error>
 #include <vector>
 #include <framecast/codec.hpp>
+
+#include "peers/raw_frames.hpp"
 
 namespace {
 
@@ -29,22 +33,49 @@ std::string make_stream(std::size_t payload, std::size_t& frames) {
     return wire;
 }
 
-void BM_decode(benchmark::State& state) {
+// The stream of state.range(0)-byte frames, fed in chunks to a fresh reader every iteration:
+// `make()` returns the reader, `feed(reader, chunk)` a checksum of what it found in the chunk.
+template <class Make, class Feed>
+void read_stream(benchmark::State& state, Make make, Feed feed) {
     std::size_t frames = 0;
     const std::string wire = make_stream(static_cast<std::size_t>(state.range(0)), frames);
-    std::size_t checksum = 0;
+    std::uint64_t checksum = 0;
     for (auto _ : state) {
-        framecast::decoder dec;
-        for (std::size_t pos = 0; pos < wire.size(); pos += chunk_size) {
-            std::span<const char> in{wire.data() + pos, std::min(chunk_size, wire.size() - pos)};
-            while (dec.next(in) == framecast::decode_event::frame) checksum += dec.payload().size();
-        }
+        auto reader = make();
+        for (std::size_t pos = 0; pos < wire.size(); pos += chunk_size)
+            checksum += feed(reader, std::span<const char>{wire.data() + pos,
+                                                           std::min(chunk_size, wire.size() - pos)});
         benchmark::DoNotOptimize(checksum);
     }
     state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * frames));
     state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * wire.size()));
     state.counters["frames/s"] = benchmark::Counter(static_cast<double>(state.iterations() * frames),
                                                     benchmark::Counter::kIsRate);
+}
+
+void BM_decode(benchmark::State& state) {
+    read_stream(state, [] { return framecast::decoder{}; },
+                [](framecast::decoder& dec, std::span<const char> in) {
+                    std::uint64_t bytes = 0;
+                    while (dec.next(in) == framecast::decode_event::frame) bytes += dec.payload().size();
+                    return bytes;
+                });
+}
+
+void BM_for_each_frame(benchmark::State& state) {
+    read_stream(state, [] { return framecast::decoder{}; },
+                [](framecast::decoder& dec, std::span<const char> in) {
+                    std::uint64_t bytes = 0;
+                    dec.for_each_frame(in, [&](std::string_view p) { bytes += p.size(); });
+                    return bytes;
+                });
+}
+
+void BM_ceiling_parser(benchmark::State& state) {
+    read_stream(state, [] { return bench::raw_parser{}; },
+                [](bench::raw_parser& parser, std::span<const char> in) {
+                    return parser.feed(in.data(), in.size());
+                });
 }
 
 void BM_memcpy(benchmark::State& state) {
@@ -129,6 +160,8 @@ BENCHMARK(BM_memchr)->Arg(100)->Arg(65536)->Arg(1 << 20);
 BENCHMARK(BM_append_frame)->Arg(16)->Arg(100);
 BENCHMARK(BM_write_frame)->Arg(16)->Arg(100);
 BENCHMARK(BM_decode)->Arg(16)->Arg(100)->Arg(1024)->Arg(65536);
+BENCHMARK(BM_for_each_frame)->Arg(16)->Arg(100)->Arg(1024);
+BENCHMARK(BM_ceiling_parser)->Arg(16)->Arg(100)->Arg(1024);
 BENCHMARK(BM_memcpy)->Arg(16)->Arg(100)->Arg(1024)->Arg(65536);
 BENCHMARK(BM_encode_header);
 BENCHMARK_MAIN();

@@ -39,6 +39,13 @@ KiB = 1024
 MiB = 1024 * 1024
 SIZES = [16, 100, KiB, 64 * KiB, MiB]
 FANOUT_K = [1, 100, 1000, 10000]
+# Frames under this many bytes are the small frames: the direct peers write them in whole TCP
+# segments and wake their receivers per MiB, and their throughput rows run --small-repeat pairs.
+SMALL_FRAME = 8 * KiB
+# Fan-out's saturated runs are pinned (--pin) from this K up, where the one subscriber process is
+# the busy end; below it the publishing side is, and serve's three busy threads (its io thread,
+# its stdin thread and the source) sharing one CPU understated it (Runner.fanout_cpus).
+FANOUT_PIN_FROM = 100
 HEADER = 10
 
 # Which framecast row each scenario's ratios are taken against.
@@ -417,17 +424,20 @@ class Runner:
             raise Skip("ZeroMQ peers not built")
         return [self.peer(binary)]
 
-    def alternated(self, systems, what, once, skip=None):
-        """Each system's runs, --repeat times, alternated (ceiling, framecast-direct, zeromq,
-        ceiling, ...): this machine's speed for a pair has fast and slow stretches that can
-        outlast a system's repeats, so run back to back one system's median could come from a
-        fast stretch and the next system's from a slow one (docs/bench.md, "Throughput repeats
-        alternate", "The fan-out subscriber"). `once(system, i)` is repeat i; `skip(i, system)`
-        leaves out repeat i. A system skipped or failed (noted once, as `what(system)`) runs no
+    def alternated(self, systems, what, once, skip=None, repeat=None, before=None):
+        """Each system's runs, `repeat` (default --repeat) times, alternated (ceiling,
+        framecast-direct, zeromq, ceiling, ...): this machine's speed for a pair has fast and
+        slow stretches that can outlast a system's repeats, so run back to back one system's
+        median could come from a fast stretch and the next system's from a slow one
+        (docs/bench.md, "Throughput repeats alternate", "The fan-out subscriber").
+        `once(system, i)` is repeat i; `skip(i, system)` leaves out repeat i; `before(i)` runs
+        before repeat i. A system skipped or failed (noted once, as `what(system)`) runs no
         more. Returns {system: [result, ...]}."""
         reps = {s: [] for s in systems}
         live = list(systems)
-        for i in range(self.a.repeat):
+        for i in range(repeat or self.a.repeat):
+            if before:
+                before(i)
             for s in list(live):
                 if skip and skip(i, s):
                     continue
@@ -439,12 +449,25 @@ class Runner:
         return reps
 
     def throughput_all(self, systems, size):
-        """Every direct system's runs at one size, alternated; the median of each is kept."""
+        """Every direct system's runs at one size, alternated; the median of each is kept.
+        Frames under SMALL_FRAME run --small-repeat pairs (the tutorial's Python --repeat
+        runs), each after a reading of the two CPUs' speeds (rep_cpu_loop_ms): a run there
+        takes under a second, and the vCPUs' speeds move within minutes by more than the gap
+        the 16 B and 100 B targets measure (docs/bench.md, "A header read sixteen bytes at a
+        time, and more pairs at small frames")."""
+        small = size < SMALL_FRAME
+        speeds = []
         reps = self.alternated(systems, lambda s: f"throughput {s} {size}",
-                               lambda s, i: self.throughput_once(s, size, i))
+                               lambda s, i: self.throughput_once(s, size, i),
+                               skip=lambda i, s: small and s == "tutorial-python" and i >= self.a.repeat,
+                               repeat=self.a.small_repeat if small else None,
+                               before=(lambda i: speeds.append(cpu_loop_ms())) if small else None)
         for s in systems:
             if reps[s]:
-                self.record(median_row(reps[s]))
+                row = median_row(reps[s])
+                if small and len(reps[s]) == len(speeds):
+                    row["rep_cpu_loop_ms"] = [{f"cpu{c}": v for c, v in sorted(ms.items())} for ms in speeds]
+                self.record(row)
 
     def throughput_once(self, system, size, i):
         binary, srv_mode, cli_mode = self.THR[system]
@@ -596,7 +619,7 @@ class Runner:
         K = 10,000 (~40 s a run), runs once there."""
         sat = self.fanout_counts(k)[0]
         reps = self.alternated(systems, lambda s: f"fanout {s} K={k}",
-                               lambda s, i: self.fanout_once(s, k, sat, 0, self.fanout_cpus(s, i)),
+                               lambda s, i: self.fanout_once(s, k, sat, 0, self.fanout_cpus(s, k, i)),
                                skip=lambda i, s: i > 0 and k > 1000 and s == "zeromq")
         for s in systems:
             if reps[s]:
@@ -610,18 +633,22 @@ class Runner:
             return None
         return pair_cpus() if self.a.pin == "fixed" else placement(i)
 
-    def fanout_cpus(self, system, i):
-        """repeat_cpus(i), but for ZeroMQ. From K = 100 up the subscriber process is the busy
-        end, and it took 1.1-1.6x the CPU on the slower vCPU (by hand, K = 10,000, both
-        publishers): unpinned, the vCPU it landed on was part of the
-        "fast and slow mode" that made framecast-serve beat the ceiling in some runs
-        (docs/bench.md, "Fan-out pinned"). ZeroMQ stays where the scheduler puts it: its
-        subscriber side is libzmq's I/O thread and the application's, and pinned to one CPU it
-        ran at 0.7-0.8x of its unpinned figure at K = 100 and 1,000, so the ratios to it are
-        taken against its better placement. framecast serve, pinned, shares its CPU with its
-        stdin thread and its source process, which the one-threaded ceiling does not: that
-        counts against serve, most at K = 1, where the publishing side is the busy end."""
-        return None if system == "zeromq" else self.repeat_cpus(i)
+    def fanout_cpus(self, system, k, i):
+        """repeat_cpus(i) from K = FANOUT_PIN_FROM up, but for ZeroMQ; else None.
+        - From K = 100 up the subscriber process is the busy end, and it took 1.1-1.6x the CPU
+          on the slower vCPU (by hand, K = 10,000, both publishers): unpinned, the vCPU it
+          landed on was part of the "fast and slow mode" that made framecast-serve beat the
+          ceiling in some runs (docs/bench.md, "Fan-out pinned").
+        - ZeroMQ stays where the scheduler puts it: its subscriber side is libzmq's I/O thread
+          and the application's, and pinned to one CPU it ran at 0.7-0.8x of its unpinned
+          figure at K = 100 and 1,000, so the ratios to it are taken against its better
+          placement.
+        - Below K = 100 the publishing side is the busy end. Pinned, framecast serve shares its
+          CPU with its stdin thread and its source process, which the one-threaded ceiling
+          does not: at K = 1 serve ran at 3.8-5.5 M deliveries/s pinned against 7.1-7.3 M
+          unpinned, the ceiling at 9.1-10.0 M and 9.6-9.8 M (docs/bench.md, "Fan-out
+          pinned")."""
+        return None if system == "zeromq" or k < FANOUT_PIN_FROM else self.repeat_cpus(i)
 
     def fanout_finish(self, system, k, reps):
         _, rate, paced = self.fanout_counts(k)
@@ -917,6 +944,7 @@ def targets(results):
             line(text, value, goal)
             out[-1] += (f"; the median of {n} paired repeats ({lo:.2f}x-{hi:.2f}x), each pair run back "
                         f"to back on the same CPUs; the ratio of the medians {ratio(direct, ceil):.2f}x")
+            out[-1] += unequal_cpus_context(direct, ceil)
 
     direct_vs_ceiling(16, 0.8, "msgs/s")
     direct_vs_ceiling(100, 0.8, "msgs/s")
@@ -976,6 +1004,27 @@ def paired_ratio(r, c):
         return None
     q = sorted(x / y for x, y in zip(a, b))
     return q[len(q) // 2], q[0], q[-1], len(q)
+
+
+def unequal_cpus_context(r, c):
+    """For a paired target at small frames: which pairs ran while one vCPU was over
+    CPU_SPEED_SPREAD slower than the other (rep_cpu_loop_ms, read before each pair), with their
+    ratios, and the median of the rest. For context: the target reads every pair."""
+    speeds = r.get("rep_cpu_loop_ms")
+    a, b = r.get("rep_msgs_per_s") or [], c.get("rep_msgs_per_s") or []
+    if not speeds or speeds != c.get("rep_cpu_loop_ms") or len(speeds) != len(a) or len(a) != len(b):
+        return ""
+    q = [x / y for x, y in zip(a, b)]
+    slow = [i for i, ms in enumerate(speeds)
+            if len(ms) >= 2 and min(ms.values()) > 0 and max(ms.values()) > CPU_SPEED_SPREAD * min(ms.values())]
+    if not slow:
+        return f"; every pair ran with the two vCPUs within {CPU_SPEED_SPREAD}x of each other's speed"
+    rest = sorted(q[i] for i in range(len(q)) if i not in slow)
+    text = (f"; {len(slow)} of {len(q)} pairs ran with one vCPU over {CPU_SPEED_SPREAD}x slower "
+            f"({', '.join(f'{q[i]:.2f}x' for i in slow)})")
+    if rest:
+        text += f", the median of the other {len(rest)} {rest[len(rest) // 2]:.2f}x"
+    return text
 
 
 def cpu_ns(row):
@@ -1188,17 +1237,22 @@ def main(argv=None):
                     help="comma-separated systems to run (framecast-serve also selects the relay rows)")
     ap.add_argument("--sizes", help="comma-separated message sizes for throughput")
     ap.add_argument("--fanout-k", help="comma-separated subscriber counts")
-    ap.add_argument("--repeat", type=int, help="throughput runs per case; the median is kept")
+    ap.add_argument("--repeat", type=int, help="throughput runs per case; the median is kept "
+                    "(default: 3 in a full run, 1 with --quick or --smoke)")
+    ap.add_argument("--small-repeat", type=int,
+                    help="throughput runs per case for frames under 8 KiB, of which each takes under "
+                         "a second (default: 7 in a full run without --repeat, else --repeat; the "
+                         "tutorial's Python runs --repeat times)")
     ap.add_argument("--pin", nargs="?", const="fixed", default="alternate",
                     choices=("alternate", "fixed", "no"),
                     help="where the two processes of a direct pair run (when two CPUs are ours): "
                          "'alternate' (default) pins each throughput pair, "
                          "receiver and sender on a CPU each, swapped every repeat, every system of "
-                         "one repeat in the same placement, and fan-out's saturated runs the same "
-                         "way (subscribers on one CPU, the publishing side on the other; ZeroMQ's "
-                         "fan-out runs unpinned, where its threads run faster); 'fixed' "
-                         "(or --pin alone) pins every direct pair, ping-pong too, and fan-out "
-                         "(but ZeroMQ's), always the same way; 'no' leaves placement to the scheduler "
+                         "one repeat in the same placement, and fan-out's saturated runs from K = 100 up "
+                         "the same way (subscribers on one CPU, the publishing side on the other; "
+                         "ZeroMQ's fan-out runs unpinned, where its threads run faster); 'fixed' "
+                         "(or --pin alone) pins every direct pair, ping-pong too, and the same "
+                         "fan-out runs, always the same way; 'no' leaves placement to the scheduler "
                          "(docs/bench.md, \"Paired repeats\", \"Fan-out pinned\")")
     ap.add_argument("--gnuplot", default=shutil.which("gnuplot"))
     a = ap.parse_args(argv)
@@ -1224,7 +1278,8 @@ def main(argv=None):
         a.fanout_deliveries, a.fanout_min, a.fanout_paced_deliveries = 20000, 50, 20000
         a.fanout_min_lat, a.fanout_lat_seconds, a.run_timeout, a.idle_ms = 20, 0.1, 20, 1000
         # 256 KiB: large frames in two writes (write_split_frame) in both direct peers
-        sizes, ks, repeat, conns = [16, 100, 64 * KiB, 256 * KiB], [1, 10], 1, 100
+        # K = 100: the first pinned fan-out (FANOUT_PIN_FROM)
+        sizes, ks, repeat, conns = [16, 100, 64 * KiB, 256 * KiB], [1, 100], 1, 100
     elif a.quick:
         a.max_msgs, a.bytes_budget, a.ping_count = 400_000, 256 * MiB, 5000
         a.direct_msgs = 4_000_000
@@ -1241,7 +1296,9 @@ def main(argv=None):
         sizes = [int(x) for x in a.sizes.split(",")]
     if a.fanout_k:
         ks = [int(x) for x in a.fanout_k.split(",")]
+    given_repeat = a.repeat
     a.repeat = a.repeat or repeat
+    a.small_repeat = a.small_repeat or (a.repeat if a.quick or a.smoke or given_repeat else 7)
     os.makedirs(a.out, exist_ok=True)
     a.out = os.path.abspath(a.out)
     raise_nofile()
@@ -1250,9 +1307,10 @@ def main(argv=None):
     cpus = pair_cpus() if a.pin != "no" else None
     meta["pinned_pairs"] = ("no" if not cpus else
                             f"receiver and subscribers cpu{cpus[0]}, sender and publisher cpu{cpus[1]} "
-                            "(ZeroMQ's fan-out unpinned)"
+                            f"(fan-out from K = {FANOUT_PIN_FROM} up, ZeroMQ's unpinned)"
                             if a.pin == "fixed" else
-                            f"throughput pairs and fan-out's saturated runs (but ZeroMQ's) on cpu{cpus[0]} "
+                            f"throughput pairs and fan-out's saturated runs from K = {FANOUT_PIN_FROM} up "
+                            f"(but ZeroMQ's) on cpu{cpus[0]} "
                             f"and cpu{cpus[1]}, swapped every repeat")
     if meta["loadavg_at_start"] > 0.5 * (meta["nproc"] or 1):
         log(f"warning: load average {meta['loadavg_at_start']:.1f} on {meta['nproc']} cores: "

@@ -28,7 +28,9 @@ raw_stream raw_stream_of(const std::vector<std::size_t>& sizes) {
 }
 
 TEST(RawParser, CountsEachFrameInTheReadThatEndsItWhateverTheChunking) {
-    const raw_stream s = raw_stream_of({16, 0, 100, 1, 16, 16, 300, 0, 0, 26, 16, 9});
+    // Lengths of 1 to 5 digits: from 16 bytes readable a header is read by parse16(), whose
+    // value is straight-line code up to four digits and the digit loop from five.
+    const raw_stream s = raw_stream_of({16, 0, 100, 1, 16, 16, 300, 0, 0, 26, 16, 9, 1000, 3, 12345, 7});
     for (std::size_t chunk = 1; chunk <= s.bytes.size(); ++chunk) {
         SCOPED_TRACE("chunk " + std::to_string(chunk));
         bench::raw_parser parser;
