@@ -146,6 +146,9 @@ def check_small_frame_targets():
     one_side = [dict(r, rep_cpu_loop_ms=speeds) if r["system"] == "ceiling" else r for r in rows]
     if "vCPU" in run_module().targets(one_side):
         fail("speeds read for one row of a pair are given as the pair's")
+    unread = [dict(r, rep_cpu_loop_ms=[{}] * 3) for r in rows]  # readings that failed
+    if "vCPU" in run_module().targets(unread):
+        fail("failed speed readings are given as equal speeds")
     # Repeats that ran unpinned (no placements, --pin no) or in other placements are not pairs,
     # nor are unequal numbers of them (a system failed one): the medians decide.
     for broken in ({"rep_cpus": None}, {"rep_cpus": ["recv cpu0, send cpu1"] * 3},
@@ -256,11 +259,18 @@ def main():
             if two_cpus and r["scenario"] == "throughput" and not r["system"].startswith("framecast-relay") \
                     and not pinned_apart(r, "recv", "send"):
                 fail(f"throughput pair not pinned apart (rep_cpus): {r}")
-            if two_cpus and r["scenario"] == "fanout" and r["system"] != "zeromq" and r["k"] >= 100 \
+            pin_from = run_module().FANOUT_PIN_FROM
+            if two_cpus and r["scenario"] == "fanout" and r["system"] != "zeromq" and r["k"] >= pin_from \
                     and not pinned_apart(r, "subscribers", "publisher"):
                 fail(f"fan-out row not pinned apart (rep_cpus): {r}")
-            if r["scenario"] == "fanout" and r["k"] < 100 and any(r.get("rep_cpus") or []):
-                fail(f"fan-out row below K = 100 pinned (rep_cpus): {r}")
+            if r["scenario"] == "fanout" and r["k"] < pin_from and any(r.get("rep_cpus") or []):
+                fail(f"fan-out row below K = {pin_from} pinned (rep_cpus): {r}")
+            # Each small-frame pair runs after a reading of both CPUs' speeds.
+            speeds = r.get("rep_cpu_loop_ms")
+            if two_cpus and r["scenario"] == "throughput" and r["system"] in ("ceiling", "framecast-direct") \
+                    and r["size"] < 8192 and not (isinstance(speeds, list) and len(speeds) == r["runs"] and all(
+                        isinstance(ms, dict) and len(ms) == 2 and all(v > 0 for v in ms.values()) for ms in speeds)):
+                fail(f"small-frame pair without both CPUs' speeds before each run (rep_cpu_loop_ms): {r}")
         if shutil.which("gnuplot"):
             for png in ("throughput.png", "latency.png", "fanout.png"):
                 with open(os.path.join(out, png), "rb") as f:

@@ -20,7 +20,7 @@
 #include "framecast/error.hpp"
 
 #if defined(__SSE2__)
-#include <emmintrin.h>  // the decoder's header check (decoder::canonical_length_10)
+#include <emmintrin.h>  // the decoder's header check (detail::canonical_length_10)
 #endif
 
 namespace framecast {
@@ -228,6 +228,93 @@ enum class decode_mode {
     streaming,  // hand out payload pieces as they arrive; memory bounded by the caller's reads
 };
 
+// The decoder's check of a canonical header, outside the class so that a test can hold the
+// 16-byte check to the scalar one (tests/unit/for_each_frame_test.cpp).
+namespace detail {
+
+// Whether the n bytes at p are all ' ', a word at a time (overlapping words: n <= 19).
+[[gnu::always_inline]] inline bool all_spaces(const unsigned char* p, std::size_t n) noexcept {
+    constexpr std::uint64_t spaces8 = 0x2020202020202020ull;
+    constexpr std::uint32_t spaces4 = 0x20202020u;
+    auto load8 = [](const unsigned char* q) { std::uint64_t w; std::memcpy(&w, q, 8); return w; };
+    auto load4 = [](const unsigned char* q) { std::uint32_t w; std::memcpy(&w, q, 4); return w; };
+    if (n >= 8) {
+        for (std::size_t j = 0; j + 8 < n; j += 8) {
+            if (load8(p + j) != spaces8) return false;
+        }
+        return load8(p + n - 8) == spaces8;
+    }
+    if (n >= 4) return load4(p) == spaces4 && load4(p + n - 4) == spaces4;
+    for (std::size_t j = 0; j < n; ++j) {
+        if (p[j] != ' ') return false;
+    }
+    return true;
+}
+
+#if defined(__SSE2__)
+// canonical_length() of the usual 10-byte header, with 16 bytes readable at p. Which bytes
+// are digits and which spaces is two masks from one 16-byte load; the digits run to the
+// first byte that is not one, and the spaces from there to byte 9 (or there are ten
+// digits); then the digits combine without a loop up to four of them (payloads under
+// 10,000 bytes). Fewer instructions per frame than a digit loop and word compares, and no
+// loop whose exit depends on the length (docs/bench.md, "A header read sixteen bytes at a
+// time").
+[[gnu::always_inline]] inline bool canonical_length_10(const unsigned char* p,
+                                                       std::uint64_t max,
+                                                       std::uint64_t& length) noexcept {
+    const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+    const __m128i d = _mm_sub_epi8(bytes, _mm_set1_epi8('0'));  // a digit: 0..9 unsigned
+    const auto digits = static_cast<unsigned>(
+        _mm_movemask_epi8(_mm_cmpeq_epi8(_mm_min_epu8(d, _mm_set1_epi8(9)), d)));
+    const auto spaces = static_cast<unsigned>(
+                            _mm_movemask_epi8(_mm_cmpeq_epi8(bytes, _mm_set1_epi8(' ')))) &
+                        0x3ffu;
+    const auto count = static_cast<unsigned>(__builtin_ctz(~digits | 0x400u));  // 0..10
+    // At least one digit, and bytes count..9 all spaces: spaces holds no bit below count
+    // (those bytes are digits), so it is bits count..9 exactly when this sum is bit 10.
+    if (count == 0 || spaces + (1u << count) != 0x400u) return false;
+    std::uint64_t value;
+    switch (count) {
+        case 1: value = p[0] - 48u; break;
+        case 2: value = (p[0] - 48u) * 10u + (p[1] - 48u); break;
+        case 3: value = (p[0] - 48u) * 100u + (p[1] - 48u) * 10u + (p[2] - 48u); break;
+        case 4:
+            value = (p[0] - 48u) * 1000u + (p[1] - 48u) * 100u + (p[2] - 48u) * 10u +
+                    (p[3] - 48u);
+            break;
+        default:
+            value = 0;
+            for (unsigned i = 0; i < count; ++i) value = value * 10 + (p[i] - 48u);
+    }
+    if (value > max) return false;
+    length = value;
+    return true;
+}
+#endif
+
+// The header as every encoder writes it — digits from the first byte, then spaces — read
+// without the general parse's checks: at most 19 digits cannot overflow 64 bits. False for
+// any other shape (leading spaces, tabs, errors) or a length above `max`, which the general
+// parse then handles; else the length. `avail` is how many bytes from `p` may be read (at
+// least h).
+[[gnu::always_inline]] inline bool canonical_length(const unsigned char* p, std::size_t avail,
+                                                    std::size_t h, std::uint64_t max,
+                                                    std::uint64_t& length) noexcept {
+#if defined(__SSE2__)
+    if (h == default_header_size && avail >= 16) return canonical_length_10(p, max, length);
+#endif
+    (void)avail;
+    if (h > 19) return false;
+    std::uint64_t value = 0;
+    std::size_t i = 0;
+    for (unsigned d; i < h && (d = p[i] - unsigned{'0'}) < 10; ++i) value = value * 10 + d;
+    if (i == 0 || value > max || !all_spaces(p + i, h - i)) return false;
+    length = value;
+    return true;
+}
+
+}  // namespace detail
+
 // Sans-I/O frame decoder. Feed it any chunking of the byte stream:
 //
 //     std::span<const char> in{buf, n};
@@ -264,9 +351,9 @@ public:
     // next() before calling again. The same frames as next() gives. The difference: a run of
     // whole frames lying in `in` is taken in a loop that keeps its place in registers, where
     // next() stores `in`, the payload, the length and the header for every frame and reloads
-    // them for the next one (16-byte frames: 3.1 ns against 3.3 ns, and 3.8-4.1 ns against
-    // 6.0-6.1 ns on a vCPU slowed by its neighbour, where the bench's raw-TCP ceiling parses
-    // in 3.1 / 3.3 ns; docs/bench.md, "A ceiling that finds its fast path again").
+    // them for the next one (16-byte frames in session 22: 3.1 ns against 3.3 ns, and 3.8-4.1 ns
+    // against 6.0-6.1 ns on a vCPU slowed by its neighbour, where the bench's raw-TCP ceiling
+    // then parsed in 3.1 / 3.3 ns; docs/bench.md, "A ceiling that finds its fast path again").
     // While on_frame runs, use its argument: a view into `in` (valid as long as your bytes)
     // or, for a frame that spanned reads, into the decoder's buffer (valid until on_frame
     // returns); the decoder's own payload(), length() and header_bytes() may still describe
@@ -363,7 +450,7 @@ private:
         // the size check already closes.
         std::uint64_t length;
         if (in.data() == nullptr || in.size() < h ||
-            !canonical_length(reinterpret_cast<const unsigned char*>(in.data()), in.size(), h,
+            !detail::canonical_length(reinterpret_cast<const unsigned char*>(in.data()), in.size(), h,
                               opts_.max_message, length) ||
             in.size() - h < length) {
             return false;
@@ -386,8 +473,8 @@ private:
     // not null): hands each to on_frame with its place in locals, then leaves `in`, the
     // payload, the length and the header as next() would have after the last one. The usual
     // 10-byte header gets a loop of its own, in which the header size is a constant and each
-    // header is read 16 bytes at a time (a frame that ends less than 16 bytes before the end of
-    // `in` is left to the general parse).
+    // header is read 16 bytes at a time (a header that starts fewer than 16 bytes before the end
+    // of `in` is left to next_general(), which reads it with the digit loop).
     template <class OnFrame>
     [[gnu::always_inline]] void take_whole_frames(std::span<const char>& in, OnFrame& on_frame) {
 #if defined(__SSE2__)
@@ -431,89 +518,11 @@ private:
                                                      std::uint64_t max,
                                                      std::uint64_t& length) noexcept {
 #if defined(__SSE2__)
-        if constexpr (Readable == 16) return canonical_length_10(p, max, length);
+        if constexpr (Readable == 16) return detail::canonical_length_10(p, max, length);
 #endif
-        return canonical_length(p, h, h, max, length);
+        return detail::canonical_length(p, h, h, max, length);
     }
 
-    // The header as every encoder writes it — digits from the first byte, then spaces — read
-    // without the general parse's checks: at most 19 digits cannot overflow 64 bits. False for
-    // any other shape (leading spaces, tabs, errors) or a length above `max`, which the general
-    // parse then handles; else the length. `avail` is how many bytes from `p` may be read (at
-    // least h).
-    [[gnu::always_inline]] static bool canonical_length(const unsigned char* p, std::size_t avail,
-                                                        std::size_t h, std::uint64_t max,
-                                                        std::uint64_t& length) noexcept {
-#if defined(__SSE2__)
-        if (h == default_header_size && avail >= 16) return canonical_length_10(p, max, length);
-#endif
-        (void)avail;
-        if (h > 19) return false;
-        std::uint64_t value = 0;
-        std::size_t i = 0;
-        for (unsigned d; i < h && (d = p[i] - unsigned{'0'}) < 10; ++i) value = value * 10 + d;
-        if (i == 0 || value > max || !all_spaces(p + i, h - i)) return false;
-        length = value;
-        return true;
-    }
-#if defined(__SSE2__)
-    // canonical_length() of the usual 10-byte header, with 16 bytes readable at p. Which bytes
-    // are digits and which spaces is two masks from one 16-byte load; the digits run to the
-    // first byte that is not one, and the spaces from there to byte 9 (or there are ten
-    // digits); then the digits combine without a loop up to four of them (payloads under
-    // 10,000 bytes). Fewer instructions per frame than a digit loop and word compares, and no
-    // loop whose exit depends on the length (docs/bench.md, "A header read sixteen bytes at a
-    // time").
-    [[gnu::always_inline]] static bool canonical_length_10(const unsigned char* p,
-                                                           std::uint64_t max,
-                                                           std::uint64_t& length) noexcept {
-        const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-        const __m128i d = _mm_sub_epi8(bytes, _mm_set1_epi8('0'));  // a digit: 0..9 unsigned
-        const auto digits = static_cast<unsigned>(
-            _mm_movemask_epi8(_mm_cmpeq_epi8(_mm_min_epu8(d, _mm_set1_epi8(9)), d)));
-        const auto spaces = static_cast<unsigned>(
-                                _mm_movemask_epi8(_mm_cmpeq_epi8(bytes, _mm_set1_epi8(' ')))) &
-                            0x3ffu;
-        const auto count = static_cast<unsigned>(__builtin_ctz(~digits | 0x400u));  // 0..10
-        // At least one digit, and bytes count..9 all spaces: spaces holds no bit below count
-        // (those bytes are digits), so it is bits count..9 exactly when this sum is bit 10.
-        if (count == 0 || spaces + (1u << count) != 0x400u) return false;
-        std::uint64_t value;
-        switch (count) {
-            case 1: value = p[0] - 48u; break;
-            case 2: value = (p[0] - 48u) * 10u + (p[1] - 48u); break;
-            case 3: value = (p[0] - 48u) * 100u + (p[1] - 48u) * 10u + (p[2] - 48u); break;
-            case 4:
-                value = (p[0] - 48u) * 1000u + (p[1] - 48u) * 100u + (p[2] - 48u) * 10u +
-                        (p[3] - 48u);
-                break;
-            default:
-                value = 0;
-                for (unsigned i = 0; i < count; ++i) value = value * 10 + (p[i] - 48u);
-        }
-        if (value > max) return false;
-        length = value;
-        return true;
-    }
-#endif
-    // Whether the n bytes at p are all ' ', a word at a time (overlapping words: n <= 19).
-    [[gnu::always_inline]] static bool all_spaces(const unsigned char* p, std::size_t n) noexcept {
-        constexpr std::uint64_t spaces8 = 0x2020202020202020ull;
-        constexpr std::uint32_t spaces4 = 0x20202020u;
-        auto load8 = [](const unsigned char* q) { std::uint64_t w; std::memcpy(&w, q, 8); return w; };
-        auto load4 = [](const unsigned char* q) { std::uint32_t w; std::memcpy(&w, q, 4); return w; };
-        if (n >= 8) {
-            for (std::size_t j = 0; j + 8 < n; j += 8) {
-                if (load8(p + j) != spaces8) return false;
-            }
-            return load8(p + n - 8) == spaces8;
-        }
-        if (n >= 4) return load4(p) == spaces4 && load4(p + n - 4) == spaces4;
-        for (std::size_t j = 0; j < n; ++j) {
-            if (p[j] != ' ') return false;
-        }
-        return true;
-    }
     decode_event start_payload() noexcept;
     decode_event take_payload(std::span<const char>& in);
     // Whole mode: makes buffer_ hold at least `n` bytes, keeping the first fill_.

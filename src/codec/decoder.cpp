@@ -85,7 +85,7 @@ decode_event decoder::on_header_complete(const char* header) {
     std::memcpy(header_bytes_.data(), header, h);
     header_bytes_size_ = h;
     const auto* p = reinterpret_cast<const unsigned char*>(header);
-    if (canonical_length(p, h, h, opts_.max_message, length_)) return start_payload();
+    if (detail::canonical_length(p, h, h, opts_.max_message, length_)) return start_payload();
     std::size_t i = 0;
     while (i < h && is_space(p[i])) ++i;
     const std::size_t first_digit = i;
