@@ -236,7 +236,7 @@ TEST(ForEachFrame, AnEmptyOrNullSpanIsNeedMore) {
 }
 
 // The usual 10-byte header is read 16 bytes at a time when that many are in the read
-// (decoder::canonical_length_10, session 24); a header that arrives a byte at a time goes
+// (detail::canonical_length_10, session 24); a header that arrives a byte at a time goes
 // through the general parse. Every shape of header, canonical or one byte away from it, must
 // come out the same both ways: the same frames, events, error and message.
 TEST(ForEachFrame, EveryHeaderShapeAsTheGeneralParseReadsIt) {
