@@ -479,25 +479,25 @@ private:
     [[gnu::always_inline]] void take_whole_frames(std::span<const char>& in, OnFrame& on_frame) {
 #if defined(__SSE2__)
         if (opts_.header_size == default_header_size) {
-            take_whole_frames_of<default_header_size, 16>(in, on_frame);
+            take_whole_frames_of<true>(in, on_frame);
             return;
         }
 #endif
-        take_whole_frames_of<0, 0>(in, on_frame);
+        take_whole_frames_of<false>(in, on_frame);
     }
-    // take_whole_frames() with headers of H bytes (options().header_size when H is 0), each read
-    // by canonical_length_10() when `Readable` is 16, else by canonical_length().
-    template <std::size_t H, std::size_t Readable, class OnFrame>
+    // take_whole_frames() with 10-byte headers each read 16 bytes at a time by
+    // canonical_length_10() when Sixteen, else with options().header_size and canonical_length().
+    template <bool Sixteen, class OnFrame>
     [[gnu::always_inline]] void take_whole_frames_of(std::span<const char>& in, OnFrame& on_frame) {
-        const std::size_t h = H != 0 ? H : opts_.header_size;
-        const std::size_t readable = Readable != 0 ? Readable : h;
+        const std::size_t h = Sixteen ? default_header_size : opts_.header_size;
+        const std::size_t readable = Sixteen ? 16 : h;
         const std::uint64_t max = opts_.max_message;
         const char* p = in.data();
         std::size_t n = in.size();
         const char* last = nullptr;  // the last frame's header; its payload ends at p
         for (std::uint64_t length;
              n >= readable &&
-             header_length<Readable>(reinterpret_cast<const unsigned char*>(p), h, max, length) &&
+             header_length<Sixteen>(reinterpret_cast<const unsigned char*>(p), h, max, length) &&
              n - h >= length;) {
             const auto size = static_cast<std::size_t>(length);
             on_frame(std::string_view{p + h, size});
@@ -513,12 +513,12 @@ private:
         payload_ = {last + h, last_size};
         in = {p, n};
     }
-    template <std::size_t Readable>
+    template <bool Sixteen>
     [[gnu::always_inline]] static bool header_length(const unsigned char* p, std::size_t h,
                                                      std::uint64_t max,
                                                      std::uint64_t& length) noexcept {
 #if defined(__SSE2__)
-        if constexpr (Readable == 16) return detail::canonical_length_10(p, max, length);
+        if constexpr (Sixteen) return detail::canonical_length_10(p, max, length);
 #endif
         return detail::canonical_length(p, h, h, max, length);
     }
