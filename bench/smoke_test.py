@@ -170,16 +170,57 @@ def check_small_frame_targets():
                          "the medians 0.80x")
 
 
+def check_relay_rounds():
+    """The relay targets read relay round i over the ZeroMQ run of round i when the relay rows
+    carry those runs (rep_zeromq_msgs_per_s), else the ZeroMQ throughput row."""
+    rows = throughput_rows(("zeromq", 100, 100.0), ("framecast-relay-stdin", 100, 90.0),
+                           ("framecast-relay-send", 100, 120.0))
+    rows[1].update(rep_msgs_per_s=[90.0, 60.0, 130.0], rep_zeromq_msgs_per_s=[72.0, 50.0, 140.0])
+    expect_targets(rows, "100 B relay (stdin) vs ZeroMQ direct msgs/s: 1.20x (target >= 1x) met; the median of "
+                         "3 rounds (0.93x-1.25x), each relay run beside a ZeroMQ run in the same round; "
+                         "against ZeroMQ's throughput row 0.90x",
+                   "100 B relay (send) vs ZeroMQ direct msgs/s: 1.20x (target >= 1x) met")
+    rows[1]["rep_zeromq_msgs_per_s"] = [80.0, 50.0]  # a ZeroMQ run failed: no rounds to pair
+    expect_targets(rows, "100 B relay (stdin) vs ZeroMQ direct msgs/s: 0.90x (target >= 1x) SHORT")
+
+
+def check_even_cpus_wait():
+    """Before a pair, run.py reads the two CPUs' speeds again every half second while one runs
+    over 1.3x slower, up to its wait: made-up readings, one uneven, then even."""
+    run = run_module()
+    real = run.cpu_loop_ms
+    try:
+        for readings, budget, want_ms, want_wait in (
+                ([{0: 30.0, 1: 18.0}, {0: 18.5, 1: 18.0}], 5.0, {0: 18.5, 1: 18.0}, (0.5, 1.5)),
+                ([{0: 18.0, 1: 19.0}], 5.0, {0: 18.0, 1: 19.0}, (0.0, 0.0)),
+                ([{0: 30.0, 1: 18.0}], 0.0, {0: 30.0, 1: 18.0}, (0.0, 0.0)),  # no wait left
+                ([{}], 5.0, {}, (0.0, 0.0))):  # no reading: nothing to wait for
+            left = list(readings)
+            run.cpu_loop_ms = lambda: left.pop(0) if len(left) > 1 else left[0]
+            spent = [budget]
+            ms, waited = run.even_cpu_loop_ms(spent)
+            # waited is rounded to 0.1 s; the budget is charged the time itself
+            if ms != want_ms or not want_wait[0] <= waited <= want_wait[1] or spent[0] > budget - waited + 0.06:
+                fail(f"even_cpu_loop_ms with {readings}, {budget} s: {ms}, waited {waited} s, {spent[0]} s left")
+    finally:
+        run.cpu_loop_ms = real
+
+
 def main():
     check_ceiling_warnings()
     check_small_frame_targets()
+    check_even_cpus_wait()
+    check_relay_rounds()
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin-dir", required=True)
     ap.add_argument("--framecast", default="")
     a = ap.parse_args()
     out = tempfile.mkdtemp(prefix="framecast-bench-smoke-")
     try:
-        cmd = [sys.executable, os.path.join(HERE, "run.py"), "--smoke", "--bin-dir", a.bin_dir, "--out", out]
+        # Two pairs of the ceiling and framecast-direct per size, against one run of the others:
+        # the paired targets read pairs, and only those two systems run --paired-repeat times.
+        cmd = [sys.executable, os.path.join(HERE, "run.py"), "--smoke", "--paired-repeat", "2",
+               "--bin-dir", a.bin_dir, "--out", out]
         if a.framecast:
             cmd += ["--framecast", a.framecast]
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
@@ -234,6 +275,14 @@ def main():
         missing = [w for w in want if w not in have]
         if missing:
             fail(f"missing rows: {missing}")
+        # At 100 B each relay round runs ZeroMQ direct beside the relays (Runner.relays).
+        if serve_ready and ("zeromq", "throughput", 100, "") in want:
+            for r in results:
+                if r["system"].startswith("framecast-relay") and r["size"] == 100 and not (
+                        isinstance(r.get("rep_zeromq_msgs_per_s"), list)
+                        and len(r["rep_zeromq_msgs_per_s"]) == r["runs"] and all(
+                            x > 0 for x in r["rep_zeromq_msgs_per_s"])):
+                    fail(f"relay row without the ZeroMQ runs of its rounds (rep_zeromq_msgs_per_s): {r}")
         for r in results:
             if r["scenario"] == "connections":
                 continue
@@ -265,12 +314,22 @@ def main():
                 fail(f"fan-out row not pinned apart (rep_cpus): {r}")
             if r["scenario"] == "fanout" and r["k"] < pin_from and any(r.get("rep_cpus") or []):
                 fail(f"fan-out row below K = {pin_from} pinned (rep_cpus): {r}")
-            # Each small-frame pair runs after a reading of both CPUs' speeds.
+            # The ceiling and framecast-direct run --paired-repeat pairs at every size, the
+            # others --repeat runs (1 in --smoke).
+            paired = r["system"] in ("ceiling", "framecast-direct")
+            if r["scenario"] == "throughput" and not r["system"].startswith("framecast-relay") \
+                    and r["runs"] != (2 if paired else 1):
+                fail(f"throughput row with {r['runs']} runs, not {2 if paired else 1} (--paired-repeat 2): {r}")
+            # Each pair runs after a reading of both CPUs' speeds, at every size.
             speeds = r.get("rep_cpu_loop_ms")
-            if two_cpus and r["scenario"] == "throughput" and r["system"] in ("ceiling", "framecast-direct") \
-                    and r["size"] < 8192 and not (isinstance(speeds, list) and len(speeds) == r["runs"] and all(
+            if two_cpus and r["scenario"] == "throughput" and paired and not (
+                    isinstance(speeds, list) and len(speeds) == r["runs"] and all(
                         isinstance(ms, dict) and len(ms) == 2 and all(v > 0 for v in ms.values()) for ms in speeds)):
-                fail(f"small-frame pair without both CPUs' speeds before each run (rep_cpu_loop_ms): {r}")
+                fail(f"pair without both CPUs' speeds before each run (rep_cpu_loop_ms): {r}")
+            waits = r.get("rep_cpu_wait_s")
+            if two_cpus and r["scenario"] == "throughput" and paired and not (
+                    isinstance(waits, list) and len(waits) == r["runs"] and all(0 <= w <= 2.1 for w in waits)):
+                fail(f"pair without the wait for even vCPUs before each run (rep_cpu_wait_s, 2 s in all): {r}")
         if shutil.which("gnuplot"):
             for png in ("throughput.png", "latency.png", "fanout.png"):
                 with open(os.path.join(out, png), "rb") as f:
