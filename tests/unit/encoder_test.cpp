@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <string>
 #include <vector>
 
@@ -87,12 +88,17 @@ TEST(Encoder, AppendAndWriteFrameMatchEncodeHeaderForEverySizeAndHeader) {
     }
 }
 
-// Without options (the default 10-byte header, length in bytes): the fast path
-// up to 999 bytes and the general path from 1000 up.
+// Without options (the default 10-byte header, length in bytes): the fast path up to 9,999
+// bytes (three digits from the table, a fourth from 1000 up) and the general path from 10,000
+// up. The header is also held to printf's "%-10zu" (Python's f"{n:<10}"), which shares no code
+// with the encoder: encode_frame builds frames under 257 bytes with write_frame itself.
 TEST(Encoder, WriteFrameWithDefaultOptionsMatchesEncodeFrame) {
-    for (std::size_t n = 0; n <= 1100; ++n) {
+    for (std::size_t n = 0; n <= 10100; ++n) {
         const std::string payload(n, static_cast<char>('a' + n % 26));
         const std::string want = encode_frame(payload);
+        char header[16];
+        ASSERT_EQ(std::snprintf(header, sizeof header, "%-10zu", n), 10) << "n=" << n;
+        ASSERT_EQ(want.substr(0, 10), std::string(header, 10)) << "n=" << n;
         std::string buf(max_header_size + n + 8, '#');
         std::error_code ec;
         const std::size_t wrote = write_frame(buf.data(), payload, ec);
