@@ -162,24 +162,20 @@ inline constexpr codec_options default_options{};
 inline std::size_t write_frame(char* out, std::string_view payload, std::error_code& ec,
                                const codec_options& opts = detail::default_options) noexcept {
     const std::size_t v = payload.size();
-    if (opts.unit != length_unit::bytes || opts.header_size != default_header_size || v >= 10000)
-        [[unlikely]] {
+    // The table's word puts the header's first byte first only on little-endian targets;
+    // big-endian ones take the general path.
+    if (std::endian::native != std::endian::little || opts.unit != length_unit::bytes ||
+        opts.header_size != default_header_size || v >= 10000) [[unlikely]] {
         return detail::write_frame_general(out, payload, ec, opts);
     }
     static_assert(default_header_size == 10);
-    // The word's first byte is the header's first on little-endian targets; big-endian ones
-    // take the general path.
-    if constexpr (std::endian::native == std::endian::little) {
-        const std::uint32_t digits =
-            v < 1000 ? detail::short_headers.word[v]
-                     : (detail::short_headers.word[v / 10] & 0x00ffffffU) |
-                           static_cast<std::uint32_t>('0' + v % 10) << 24;
-        const std::uint64_t head = 0x2020202000000000ULL | digits;
-        std::memcpy(out, &head, 8);
-        std::memcpy(out + 8, "  ", 2);
-    } else {
-        return detail::write_frame_general(out, payload, ec, opts);
-    }
+    const std::uint32_t digits =
+        v < 1000 ? detail::short_headers.word[v]
+                 : (detail::short_headers.word[v / 10] & 0x00ffffffU) |
+                       static_cast<std::uint32_t>('0' + v % 10) << 24;
+    const std::uint64_t head = 0x2020202000000000ULL | digits;
+    std::memcpy(out, &head, 8);
+    std::memcpy(out + 8, "  ", 2);
     if (v <= 16) {
         detail::copy_small(out + default_header_size, payload.data(), v);
     } else {
